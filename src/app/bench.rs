@@ -1,0 +1,328 @@
+//! `tributary bench`: our throughput beside ceilings measured in the same run
+//! on the same machine, reported as ratios. Never a pass/fail test.
+//!
+//! - end to end (`tributary run` as a child process) vs a raw rusqlite loop
+//!   inserting the same rows into a log table and a store table;
+//! - decode + flatten vs `serde_json::Value` parsing of the same bytes;
+//! - the HTTP source through `mock-api` vs plain GETs of the same pages;
+//! - peak RSS of the end-to-end run.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use super::AppResult;
+use crate::cli::BenchArgs;
+use crate::mock_api::{self, Faults, Served};
+use crate::pipeline::embedded;
+use crate::pipeline::source::{Generator, HttpConfig, HttpSource, MAX_RESULTS_PER_REQUEST};
+use crate::record::{ROW_COLUMNS, Row, decode_page};
+
+/// Each measurement is repeated and the best kept, to damp a busy machine.
+const ROUNDS: usize = 3;
+const BATCH: usize = 1000;
+
+#[derive(Debug, Serialize)]
+struct Measure {
+    name: &'static str,
+    ours_per_sec: f64,
+    ceiling_name: &'static str,
+    ceiling_per_sec: f64,
+    ratio: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct BenchReport {
+    records: u64,
+    cores: usize,
+    measures: Vec<Measure>,
+    end_to_end_peak_rss_mib: Option<f64>,
+}
+
+fn best<F: FnMut() -> anyhow::Result<Duration>>(mut f: F) -> anyhow::Result<Duration> {
+    let mut best = Duration::MAX;
+    for _ in 0..ROUNDS {
+        best = best.min(f()?);
+    }
+    Ok(best)
+}
+
+fn rate(n: u64, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64()
+}
+
+pub async fn bench(args: &BenchArgs) -> AppResult {
+    let n = args.records.max(MAX_RESULTS_PER_REQUEST);
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    eprintln!("bench: {n} records a measurement, best of {ROUNDS}, {cores} cores");
+    let mut measures = Vec::new();
+
+    // Decode + flatten vs parse-only.
+    let generator = Generator::new("bench", vec![], None);
+    let pages: Vec<Vec<u8>> = (1..=n.div_ceil(MAX_RESULTS_PER_REQUEST))
+        .map(|p| {
+            let users = generator.page(p, MAX_RESULTS_PER_REQUEST);
+            serde_json::to_vec(&serde_json::json!({"results": users})).expect("serialises")
+        })
+        .collect();
+    let users_in_pages = pages.len() as u64 * MAX_RESULTS_PER_REQUEST;
+    let ours = best(|| {
+        let t = Instant::now();
+        let mut rows = 0usize;
+        for body in &pages {
+            let page = decode_page(body)?;
+            for u in &page.users {
+                rows += usize::from(u.to_row().is_ok());
+            }
+        }
+        if rows as u64 != users_in_pages {
+            bail!("decoded {rows} of {users_in_pages}");
+        }
+        Ok(t.elapsed())
+    })?;
+    let ceiling = best(|| {
+        let t = Instant::now();
+        for body in &pages {
+            std::hint::black_box(serde_json::from_slice::<serde_json::Value>(body)?);
+        }
+        Ok(t.elapsed())
+    })?;
+    measures.push(measure(
+        "decode + flatten",
+        rate(users_in_pages, ours),
+        "serde_json::Value parse only",
+        rate(users_in_pages, ceiling),
+    ));
+    drop(pages);
+
+    // End to end vs the raw SQLite ceiling.
+    let rows: Vec<Row> = (0..n)
+        .map(|k| generator.user(k).to_row())
+        .collect::<Result<_, _>>()
+        .context("generated users flatten")?;
+    let raw = best(|| raw_sqlite_ceiling(&rows))?;
+    drop(rows);
+    let mut peak_rss = None;
+    let mut e2e = Duration::MAX;
+    for _ in 0..ROUNDS {
+        let (d, rss) = end_to_end(n).await?;
+        e2e = e2e.min(d);
+        peak_rss = peak_rss.max(rss);
+    }
+    measures.push(measure(
+        "end to end (tributary run)",
+        rate(n, e2e),
+        "raw rusqlite log+store inserts",
+        rate(n, raw),
+    ));
+
+    // HTTP source vs plain GETs.
+    let (ours, ceiling) = http_source(n).await?;
+    measures.push(measure(
+        "http source via mock-api",
+        rate(n, ours),
+        "plain GET of the same pages",
+        rate(n, ceiling),
+    ));
+
+    let report = BenchReport {
+        records: n,
+        cores,
+        measures,
+        end_to_end_peak_rss_mib: peak_rss.map(|b| b as f64 / (1 << 20) as f64),
+    };
+    println!(
+        "{:<28} {:>14}   {:<32} {:>14}   {:>6}",
+        "measure", "ours rec/s", "ceiling", "ceiling rec/s", "ratio"
+    );
+    for m in &report.measures {
+        println!(
+            "{:<28} {:>14.0}   {:<32} {:>14.0}   {:>5.0}%",
+            m.name,
+            m.ours_per_sec,
+            m.ceiling_name,
+            m.ceiling_per_sec,
+            m.ratio * 100.0
+        );
+    }
+    if let Some(rss) = report.end_to_end_peak_rss_mib {
+        println!("end-to-end peak RSS: {rss:.1} MiB");
+    }
+    if let Some(path) = &args.json {
+        std::fs::write(
+            path,
+            serde_json::to_vec_pretty(&report).expect("serialises"),
+        )
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn measure(name: &'static str, ours: f64, ceiling_name: &'static str, ceiling: f64) -> Measure {
+    Measure {
+        name,
+        ours_per_sec: ours,
+        ceiling_name,
+        ceiling_per_sec: ceiling,
+        ratio: ours / ceiling,
+    }
+}
+
+/// The same rows straight into a log table and a store table with the same
+/// pragmas and schema, in batched transactions: no decoding, no pipeline.
+fn raw_sqlite_ceiling(rows: &[Row]) -> anyhow::Result<Duration> {
+    let dir = tempdir()?;
+    let payloads: Vec<(Vec<u8>, Vec<u8>)> = rows.iter().map(|r| (r.key(), r.to_json())).collect();
+    let t = Instant::now();
+    let mut log = embedded::open(&dir.join("log.db"), false)?;
+    let mut store = embedded::open(&dir.join("store.db"), false)?;
+    log.execute_batch(
+        "CREATE TABLE log (offset INTEGER PRIMARY KEY, ts_ms INTEGER NOT NULL, key BLOB, payload BLOB NOT NULL);",
+    )?;
+    let columns = ROW_COLUMNS[1..]
+        .iter()
+        .map(|c| format!("{c} TEXT NOT NULL"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    store.execute_batch(&format!(
+        "CREATE TABLE t (id TEXT PRIMARY KEY NOT NULL, {columns}) WITHOUT ROWID;"
+    ))?;
+    for (chunk_rows, chunk_payloads) in rows.chunks(BATCH).zip(payloads.chunks(BATCH)) {
+        let tx = log.transaction()?;
+        {
+            let mut ins = tx.prepare_cached(
+                "INSERT INTO log (offset, ts_ms, key, payload) VALUES (NULL, 0, ?1, ?2)",
+            )?;
+            for (k, p) in chunk_payloads {
+                ins.execute(rusqlite::params![k, p])?;
+            }
+        }
+        tx.commit()?;
+        let tx = store.transaction()?;
+        {
+            let mut ins = tx.prepare_cached(&format!(
+                "INSERT OR REPLACE INTO t ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                ROW_COLUMNS.join(", ")
+            ))?;
+            for r in chunk_rows {
+                ins.execute(rusqlite::params![
+                    r.id.to_string(),
+                    r.first_name,
+                    r.last_name,
+                    r.gender,
+                    r.address,
+                    r.post_code,
+                    r.email,
+                    r.username,
+                    r.dob,
+                    r.registered_date,
+                    r.phone,
+                    r.picture
+                ])?;
+            }
+        }
+        tx.commit()?;
+    }
+    let elapsed = t.elapsed();
+    std::fs::remove_dir_all(&dir).ok();
+    Ok(elapsed)
+}
+
+/// `tributary run` as users run it, in a fresh data dir: wall time and the
+/// child's own peak RSS (from its JSON summary).
+async fn end_to_end(n: u64) -> anyhow::Result<(Duration, Option<u64>)> {
+    let dir = tempdir()?;
+    let exe = std::env::current_exe().context("cannot find this binary")?;
+    let t = Instant::now();
+    let out = tokio::process::Command::new(exe)
+        .args(["run", "--quiet", "--json", "--seed", "bench", "--records"])
+        .arg(n.to_string())
+        .arg("--data-dir")
+        .arg(&dir)
+        .env_remove("TRIBUTARY_CONFIG")
+        .output()
+        .await
+        .context("cannot start tributary run")?;
+    let elapsed = t.elapsed();
+    if !out.status.success() {
+        bail!(
+            "tributary run failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let summary: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("run printed no JSON summary")?;
+    if summary["stored"].as_u64() != Some(n) {
+        bail!("run stored {} of {n}", summary["stored"]);
+    }
+    std::fs::remove_dir_all(&dir).ok();
+    Ok((elapsed, summary["peak_rss_bytes"].as_u64()))
+}
+
+async fn http_source(n: u64) -> anyhow::Result<(Duration, Duration)> {
+    let listener = mock_api::bind("127.0.0.1:0".parse().expect("addr"))
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let base = format!("http://{}/api/", listener.local_addr()?);
+    let stop = CancellationToken::new();
+    let server = tokio::spawn(mock_api::serve(
+        listener,
+        Faults::default(),
+        Arc::new(Served::default()),
+        stop.clone(),
+    ));
+    let source = HttpSource::new(HttpConfig {
+        url: url::Url::parse(&base)?,
+        seed: "bench".into(),
+        nats: vec![],
+        gender: None,
+        connect_timeout: Duration::from_secs(5),
+        read_timeout: Duration::from_secs(30),
+        max_attempts: 1,
+        backoff_initial: Duration::from_millis(100),
+        backoff_max: Duration::from_secs(1),
+    })?;
+    let pages = n.div_ceil(MAX_RESULTS_PER_REQUEST);
+    let mut ours = Duration::MAX;
+    let mut ceiling = Duration::MAX;
+    let client = reqwest::Client::new();
+    for _ in 0..ROUNDS {
+        let t = Instant::now();
+        for p in 1..=pages {
+            let batch = source.fetch(p, MAX_RESULTS_PER_REQUEST).await?;
+            for u in &batch.users {
+                std::hint::black_box(u.to_row()?);
+            }
+        }
+        ours = ours.min(t.elapsed());
+        let t = Instant::now();
+        for p in 1..=pages {
+            let body = client
+                .get(format!(
+                    "{base}?results={MAX_RESULTS_PER_REQUEST}&seed=bench&page={p}"
+                ))
+                .send()
+                .await?
+                .bytes()
+                .await?;
+            std::hint::black_box(body);
+        }
+        ceiling = ceiling.min(t.elapsed());
+    }
+    stop.cancel();
+    let _ = server.await;
+    Ok((ours, ceiling))
+}
+
+fn tempdir() -> anyhow::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!(
+        "tributary-bench-{}-{}",
+        std::process::id(),
+        crate::pipeline::source::generator::random_seed()
+    ));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(dir)
+}

@@ -1,0 +1,186 @@
+//! The commands that look at what the pipeline produced: `count`, `show`,
+//! `dlq list` and `dlq replay`.
+
+use anyhow::Context;
+
+use super::{AppResult, prepare_dirs};
+use crate::cli::{DlqCommand, EndpointArgs, ShowArgs};
+use crate::config::Config;
+use crate::pipeline::log::{Log, StoredDeadLetter};
+use crate::pipeline::processor;
+use crate::pipeline::sink::Sink;
+use crate::record::ROW_COLUMNS;
+
+async fn open_sink(config: &Config) -> AppResult<Sink> {
+    prepare_dirs(config)?;
+    Ok(Sink::open(&config.sink)
+        .await
+        .context("cannot open the store")?)
+}
+
+async fn open_log(config: &Config) -> AppResult<Log> {
+    prepare_dirs(config)?;
+    Ok(Log::open(&config.log)
+        .await
+        .context("cannot open the log")?)
+}
+
+pub async fn count(config: Config) -> AppResult {
+    let sink = open_sink(&config).await?;
+    let n = sink.count().await.context("cannot count rows")?;
+    println!("{n}");
+    Ok(())
+}
+
+pub async fn show(config: Config, args: &ShowArgs) -> AppResult {
+    let sink = open_sink(&config).await?;
+    let rows = sink.rows(args.limit).await.context("cannot read rows")?;
+    if args.json {
+        for row in &rows {
+            println!("{}", String::from_utf8_lossy(&row.to_json()));
+        }
+        return Ok(());
+    }
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let v = serde_json::to_value(r).expect("rows serialise");
+            ROW_COLUMNS
+                .iter()
+                .map(|c| v[c].as_str().unwrap_or_default().to_owned())
+                .collect()
+        })
+        .collect();
+    print!("{}", table(&ROW_COLUMNS, &cells));
+    println!("\n({} rows)", rows.len());
+    Ok(())
+}
+
+/// A cqlsh-style table: a header, a rule, and ` | `-separated cells.
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let width = |s: &str| s.chars().count();
+    let mut widths: Vec<usize> = header.iter().map(|h| width(h)).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(width(cell));
+        }
+    }
+    let pad = |s: &str, w: usize| format!("{s}{}", " ".repeat(w - width(s)));
+    let mut out = String::new();
+    let head: Vec<String> = header
+        .iter()
+        .zip(&widths)
+        .map(|(h, &w)| pad(h, w))
+        .collect();
+    out.push_str(&format!(" {}\n", head.join(" | ")));
+    let rule: Vec<String> = widths.iter().map(|&w| "-".repeat(w)).collect();
+    out.push_str(&format!("-{}-\n", rule.join("-+-")));
+    for row in rows {
+        let cells: Vec<String> = row.iter().zip(&widths).map(|(c, &w)| pad(c, w)).collect();
+        out.push_str(&format!(" {}\n", cells.join(" | ")));
+    }
+    out
+}
+
+pub async fn dlq(
+    cmd: DlqCommand,
+    resolve: impl Fn(&EndpointArgs) -> AppResult<Config>,
+) -> AppResult {
+    match cmd {
+        DlqCommand::List {
+            all,
+            limit,
+            json,
+            endpoints,
+        } => {
+            let config = resolve(&endpoints)?;
+            let log = open_log(&config).await?;
+            let letters = log
+                .dead_letters(all, limit)
+                .await
+                .context("cannot read dead letters")?;
+            for l in &letters {
+                if json {
+                    println!("{}", letter_json(l));
+                } else {
+                    println!("{}", letter_line(l));
+                }
+            }
+            if !json {
+                println!("({} dead letters)", letters.len());
+            }
+            Ok(())
+        }
+        DlqCommand::Replay {
+            ids,
+            json,
+            endpoints,
+        } => {
+            let config = resolve(&endpoints)?;
+            let log = open_log(&config).await?;
+            let sink = open_sink(&config).await?;
+            let mut letters = log
+                .dead_letters(false, usize::MAX >> 1)
+                .await
+                .context("cannot read dead letters")?;
+            if !ids.is_empty() {
+                letters.retain(|l| ids.contains(&l.id));
+            }
+            let report =
+                processor::replay(&log, &sink, letters, config.processor.max_message_bytes)
+                    .await
+                    .context("replay failed")?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string(&report).expect("report serialises")
+                );
+            } else {
+                println!(
+                    "replayed {} dead letters into the store; {} still failing (see tributary dlq list)",
+                    report.replayed, report.still_failing
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+fn letter_json(l: &StoredDeadLetter) -> serde_json::Value {
+    let origin = l.letter.origin.as_ref();
+    serde_json::json!({
+        "id": l.id,
+        "created_ms": l.created_ms,
+        "replayed_ms": l.replayed_ms,
+        "stage": l.letter.stage.as_str(),
+        "reason": l.letter.reason,
+        "topic": origin.map(|o| o.topic.clone()),
+        "partition": origin.map(|o| o.partition),
+        "offset": origin.map(|o| o.offset),
+        "key": l.letter.key.as_ref().map(|k| String::from_utf8_lossy(k).into_owned()),
+        "payload_bytes": l.letter.payload.len(),
+        "payload": String::from_utf8_lossy(&l.letter.payload),
+    })
+}
+
+fn letter_line(l: &StoredDeadLetter) -> String {
+    let origin = match &l.letter.origin {
+        Some(o) => format!("{}[{}]@{}", o.topic, o.partition, o.offset),
+        None => "source".to_owned(),
+    };
+    let payload = String::from_utf8_lossy(&l.letter.payload);
+    let preview: String = payload.chars().take(60).collect();
+    let more = if payload.chars().count() > 60 {
+        "…"
+    } else {
+        ""
+    };
+    format!(
+        "#{} {} {} {} | {preview}{more} ({} bytes)",
+        l.id,
+        l.letter.stage.as_str(),
+        origin,
+        l.letter.reason,
+        l.letter.payload.len()
+    )
+}

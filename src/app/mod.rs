@@ -1,0 +1,190 @@
+//! The edge between the command line and the pipeline: resolves the config
+//! for a command, opens what it needs, installs the shutdown signal and maps
+//! failures to the two kinds of exit (runtime 1, usage/config 2).
+
+mod bench;
+mod inspect;
+mod run;
+
+use std::fmt;
+use std::path::Path;
+
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use crate::cli::{Cli, Command, ConfigCommand, EndpointArgs};
+use crate::config::{self, Config, ConfigError, Overrides};
+use crate::pipeline::log::LogConfig;
+use crate::pipeline::sink::SinkConfig;
+
+/// A failure that ends the program.
+#[derive(Debug)]
+pub enum AppError {
+    /// Bad flags or configuration: the user must change something. Exit 2.
+    Usage(String),
+    /// Something failed while running. Exit 1.
+    Failed(anyhow::Error),
+}
+
+impl AppError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            AppError::Usage(_) => 2,
+            AppError::Failed(_) => 1,
+        }
+    }
+}
+
+impl fmt::Display for AppError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AppError::Usage(m) => f.write_str(m),
+            // One line: the chain of causes, outermost first.
+            AppError::Failed(e) => write!(f, "{e:#}"),
+        }
+    }
+}
+
+impl From<ConfigError> for AppError {
+    fn from(e: ConfigError) -> Self {
+        AppError::Usage(e.to_string())
+    }
+}
+
+impl From<anyhow::Error> for AppError {
+    fn from(e: anyhow::Error) -> Self {
+        AppError::Failed(e)
+    }
+}
+
+pub type AppResult<T = ()> = Result<T, AppError>;
+
+/// Runs one command to completion.
+pub async fn main(cli: Cli) -> AppResult {
+    let shutdown = CancellationToken::new();
+    listen_for_signals(shutdown.clone());
+    let file = cli.config.clone();
+    let data_dir = cli.data_dir.clone();
+    let resolve = |over: Overrides| -> AppResult<Config> {
+        let (raw, path) = config::load_file(file.as_deref())?;
+        Ok(Config::resolve(raw, path, over)?)
+    };
+    let with_endpoints =
+        |e: &EndpointArgs| -> AppResult<Config> { resolve(e.overrides(data_dir.clone())) };
+    match cli.command {
+        Command::Run(args) => {
+            run::run(
+                resolve(run::overrides(&args, data_dir.clone()))?,
+                &args,
+                shutdown,
+            )
+            .await
+        }
+        Command::Ingest(args) => {
+            run::ingest(
+                resolve(run::overrides(&args, data_dir.clone()))?,
+                &args,
+                shutdown,
+            )
+            .await
+        }
+        Command::Process(args) => {
+            let mut over = args.endpoints.overrides(data_dir.clone());
+            over.batch_size = args.batch_size;
+            run::process(resolve(over)?, &args, shutdown).await
+        }
+        Command::MockApi(args) => run::mock_api(&args, shutdown).await,
+        Command::Count(args) => inspect::count(with_endpoints(&args.endpoints)?).await,
+        Command::Show(args) => inspect::show(with_endpoints(&args.endpoints)?, &args).await,
+        Command::Dlq(cmd) => inspect::dlq(cmd, with_endpoints).await,
+        Command::Config(ConfigCommand::Check { endpoints, source }) => {
+            let mut over = endpoints.overrides(data_dir.clone());
+            over.source = source;
+            let config = resolve(over)?;
+            print!("{}", config.to_toml());
+            Ok(())
+        }
+        Command::Bench(args) => bench::bench(&args).await,
+    }
+}
+
+/// First Ctrl-C or SIGTERM: stop taking new work, finish the batch in
+/// flight, commit, print the summary. Second: exit at once; the log keeps
+/// whatever the store had not acknowledged, so nothing is lost.
+fn listen_for_signals(shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        for round in 0..2 {
+            #[cfg(unix)]
+            let terminated = async {
+                match term.as_mut() {
+                    Some(t) => {
+                        t.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            #[cfg(not(unix))]
+            let terminated = std::future::pending::<()>();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminated => {}
+            }
+            if round == 0 {
+                eprintln!(
+                    "stopping: finishing the batch in flight (press Ctrl-C again to exit now)"
+                );
+                shutdown.cancel();
+            } else {
+                eprintln!("exiting now; uncommitted messages stay in the log");
+                std::process::exit(130);
+            }
+        }
+    });
+}
+
+/// Creates the directories of the embedded files, with an error that names
+/// the directory when that is impossible.
+fn prepare_dirs(config: &Config) -> AppResult {
+    let mut dirs: Vec<&Path> = Vec::new();
+    match &config.log {
+        LogConfig::Sqlite(l) => dirs.extend(l.path.parent()),
+    }
+    match &config.sink {
+        SinkConfig::Sqlite(s) => dirs.extend(s.path.parent()),
+    }
+    for dir in dirs {
+        if dir.as_os_str().is_empty() {
+            continue;
+        }
+        std::fs::create_dir_all(dir).map_err(|e| {
+            AppError::Failed(anyhow::anyhow!(
+                "data dir {} is not usable: {e}",
+                dir.display()
+            ))
+        })?;
+        let probe = dir.join(".tributary-write-probe");
+        match std::fs::write(&probe, b"") {
+            Ok(()) => {
+                let _ = std::fs::remove_file(&probe);
+            }
+            Err(e) => {
+                return Err(AppError::Failed(anyhow::anyhow!(
+                    "data dir {} is not writable: {e}",
+                    dir.display()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Tells the user which seed a run drew, so it can be repeated.
+fn announce_seed(config: &Config) {
+    if config.seed_was_drawn {
+        let seed = config.source.seed();
+        warn!(seed, "no seed given; repeat this run with --seed {seed}");
+    }
+}

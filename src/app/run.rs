@@ -1,0 +1,270 @@
+//! The commands that move data: `run`, `ingest`, `process`, and the
+//! `mock-api` server. Each opens its stages, shows progress on a terminal and
+//! ends with a summary a user can check.
+
+use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use tokio_util::sync::CancellationToken;
+
+use super::{AppResult, announce_seed, prepare_dirs};
+use crate::cli::{MockApiArgs, ProcessArgs, RunArgs};
+use crate::config::{Config, Overrides};
+use crate::mock_api::{self, Faults, Served};
+use crate::pipeline::ingest::IngestPlan;
+use crate::pipeline::log::Log;
+use crate::pipeline::sink::Sink;
+use crate::pipeline::source::Source;
+use crate::pipeline::stats::{Stats, Summary};
+use crate::pipeline::{self, Job};
+
+/// Records fetched by `run` and `ingest` when neither --records nor
+/// --duration is given.
+pub const DEFAULT_RECORDS: u64 = 100_000;
+
+pub fn overrides(args: &RunArgs, data_dir: Option<PathBuf>) -> Overrides {
+    let mut over = args.endpoints.overrides(data_dir);
+    over.source = args.source.clone();
+    over.seed = args.seed.clone();
+    over.batch_size = args.batch_size;
+    over
+}
+
+fn plan(args: &RunArgs, config: &Config) -> IngestPlan {
+    match (args.duration, args.interval) {
+        (Some(duration), Some(interval)) => IngestPlan::Burst {
+            duration,
+            interval,
+            per_tick: args.per_tick.unwrap_or(1),
+        },
+        _ => IngestPlan::Records {
+            total: args.records.unwrap_or(DEFAULT_RECORDS),
+            page_size: config.processor.batch_size as u64,
+        },
+    }
+}
+
+/// How many records a plan will fetch, if known in advance.
+fn expected(plan: IngestPlan) -> u64 {
+    match plan {
+        IngestPlan::Records { total, .. } => total,
+        IngestPlan::Burst {
+            duration,
+            interval,
+            per_tick,
+        } => (duration.as_nanos() / interval.as_nanos().max(1)) as u64 * per_tick,
+    }
+}
+
+async fn open_job(
+    config: &Config,
+    stats: Arc<Stats>,
+    shutdown: CancellationToken,
+) -> AppResult<Job> {
+    prepare_dirs(config)?;
+    let log = Log::open(&config.log)
+        .await
+        .context("cannot open the log")?;
+    let sink = Sink::open(&config.sink)
+        .await
+        .context("cannot open the store")?;
+    Ok(Job {
+        log,
+        sink,
+        group: config.group.clone(),
+        processor: config.processor,
+        stats,
+        shutdown,
+    })
+}
+
+pub async fn run(config: Config, args: &RunArgs, shutdown: CancellationToken) -> AppResult {
+    announce_seed(&config);
+    let stats = Arc::new(Stats::default());
+    let plan = plan(args, &config);
+    let source = Arc::new(Source::open(&config.source).context("cannot open the source")?);
+    let job = open_job(&config, stats.clone(), shutdown).await?;
+    let progress = Progress::start(expected(plan), stats.clone(), |s| {
+        s.read.load(Ordering::Relaxed)
+    });
+    let result = pipeline::run(source, plan, job).await;
+    progress.finish();
+    report("run", config.source.seed(), &stats.summary(), args.json);
+    result.context("run failed")?;
+    Ok(())
+}
+
+pub async fn ingest(config: Config, args: &RunArgs, shutdown: CancellationToken) -> AppResult {
+    announce_seed(&config);
+    let stats = Arc::new(Stats::default());
+    let plan = plan(args, &config);
+    let source = Arc::new(Source::open(&config.source).context("cannot open the source")?);
+    prepare_dirs(&config)?;
+    let log = Log::open(&config.log)
+        .await
+        .context("cannot open the log")?;
+    let progress = Progress::start(expected(plan), stats.clone(), |s| {
+        s.logged.load(Ordering::Relaxed)
+    });
+    let result = pipeline::ingest::run(source, log, plan, stats.clone(), shutdown).await;
+    progress.finish();
+    report("ingest", config.source.seed(), &stats.summary(), args.json);
+    result.context("ingest failed")?;
+    Ok(())
+}
+
+pub async fn process(config: Config, args: &ProcessArgs, shutdown: CancellationToken) -> AppResult {
+    let stats = Arc::new(Stats::default());
+    let job = open_job(&config, stats.clone(), shutdown).await?;
+    let lag: i64 = job
+        .log
+        .lag(&job.group)
+        .await
+        .context("cannot read the log's offsets")?
+        .iter()
+        .map(|p| p.lag())
+        .sum();
+    let total = if args.follow { 0 } else { lag.max(0) as u64 };
+    let progress = Progress::start(total, stats.clone(), |s| s.read.load(Ordering::Relaxed));
+    let result = pipeline::process(job, args.follow).await;
+    progress.finish();
+    report("process", "", &stats.summary(), args.json);
+    result.context("process failed")?;
+    Ok(())
+}
+
+pub async fn mock_api(args: &MockApiArgs, shutdown: CancellationToken) -> AppResult {
+    let addr = SocketAddr::new(args.bind, args.port);
+    let listener = mock_api::bind(addr).await.map_err(super::AppError::Usage)?;
+    let local = listener.local_addr().context("no local address")?;
+    println!("mock-api: listening on http://{local}/api/");
+    let _ = std::io::stdout().flush();
+    let faults = Faults {
+        fail_rate: args.fail_rate,
+        rate_limit_rate: args.rate_limit_rate,
+        error_body_rate: args.error_body_rate,
+        retry_after_secs: args.retry_after,
+        latency: args.latency,
+        seed: args.fault_seed.unwrap_or_else(|| {
+            u64::from_str_radix(&crate::pipeline::source::generator::random_seed(), 16).unwrap_or(1)
+        }),
+    };
+    let served = Arc::new(Served::default());
+    mock_api::serve(listener, faults, served.clone(), shutdown)
+        .await
+        .context("mock-api server failed")?;
+    eprintln!(
+        "mock-api: served {} pages, {} 500s, {} 429s, {} error bodies",
+        served.ok.load(Ordering::Relaxed),
+        served.failed.load(Ordering::Relaxed),
+        served.rate_limited.load(Ordering::Relaxed),
+        served.error_bodies.load(Ordering::Relaxed),
+    );
+    Ok(())
+}
+
+/// A progress bar on stderr, drawn only when stderr is a terminal.
+struct Progress {
+    bar: Option<ProgressBar>,
+    ticker: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Progress {
+    fn start(total: u64, stats: Arc<Stats>, done: fn(&Stats) -> u64) -> Progress {
+        if !std::io::stderr().is_terminal() {
+            return Progress {
+                bar: None,
+                ticker: None,
+            };
+        }
+        let bar = if total > 0 {
+            ProgressBar::new(total).with_style(
+                ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} ({per_sec}, eta {eta})",
+                )
+                .expect("valid template"),
+            )
+        } else {
+            ProgressBar::new_spinner().with_style(
+                ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {human_pos} records ({per_sec})",
+                )
+                .expect("valid template"),
+            )
+        };
+        let b = bar.clone();
+        let ticker = tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_millis(100));
+            loop {
+                every.tick().await;
+                b.set_position(done(&stats));
+            }
+        });
+        Progress {
+            bar: Some(bar),
+            ticker: Some(ticker),
+        }
+    }
+
+    fn finish(self) {
+        if let Some(t) = self.ticker {
+            t.abort();
+        }
+        if let Some(b) = self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+/// Prints the summary: a table for people, or one JSON object with `--json`.
+fn report(command: &str, seed: &str, s: &Summary, json: bool) {
+    if json {
+        let mut v = serde_json::to_value(s).expect("summary serialises");
+        if !seed.is_empty() {
+            v["seed"] = serde_json::Value::String(seed.to_owned());
+        }
+        println!("{v}");
+        return;
+    }
+    let mut out = String::new();
+    let seed_note = if seed.is_empty() {
+        String::new()
+    } else {
+        format!(" (seed {seed})")
+    };
+    out.push_str(&format!(
+        "tributary {command}: done in {:.2}s{seed_note}\n",
+        s.elapsed_secs
+    ));
+    let mut line = |name: &str, value: String| out.push_str(&format!("  {name:<20} {value}\n"));
+    line("fetched", s.fetched.to_string());
+    line("logged", s.logged.to_string());
+    if command != "ingest" {
+        line("stored", s.stored.to_string());
+        line("duplicates skipped", s.duplicates_skipped.to_string());
+    }
+    line("dead-lettered", s.dead_lettered.to_string());
+    if s.source_retries > 0 || s.sink_retries > 0 {
+        line(
+            "retries",
+            format!("{} source, {} sink", s.source_retries, s.sink_retries),
+        );
+    }
+    if s.ticks_skipped > 0 {
+        line("ticks skipped", s.ticks_skipped.to_string());
+    }
+    line("records/s", format!("{:.0}", s.records_per_sec));
+    if let Some(rss) = s.peak_rss_bytes {
+        line(
+            "peak RSS",
+            format!("{:.1} MiB", rss as f64 / (1 << 20) as f64),
+        );
+    }
+    print!("{out}");
+}

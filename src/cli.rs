@@ -1,0 +1,281 @@
+//! The command line as typed: clap definitions and their help texts. Parsing
+//! only; what the flags mean is decided by `config` and `app`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::Overrides;
+
+const ABOUT: &str = "Random User API → durable log → store, in one binary.";
+
+const LONG_ABOUT: &str = "\
+tributary does the job of the Airflow + Kafka + Spark + Cassandra pipeline in
+one fast program: schedule → fetch → durable log → process → store.
+
+With no configuration it runs on an embedded default: a built-in Random User
+compatible generator, an SQLite log and an SQLite store under ./tributary-data.
+Every record keeps a stable id (the user's login.uuid), offsets are committed
+only after the store acknowledged the write, and writes are upserts: runs can
+be repeated, killed and restarted without losing or duplicating a row.";
+
+const AFTER_HELP: &str = "\
+Examples:
+  tributary run                              100,000 users end to end, embedded
+  tributary run --records 20000 --seed 7     the same 20,000 users every time
+  tributary count                            rows in the store
+  tributary show --limit 5                   a few rows, like cqlsh's SELECT
+  tributary run --duration 2m --interval 1s  the seed DAG: one user a second for 2 minutes
+  tributary mock-api --port 5080 &           a local Random User API
+  tributary run --source http://127.0.0.1:5080/api/ --records 5000
+  tributary dlq list                         records that could not be stored, and why
+
+URL forms:
+  --source  gen:[?seed=S&nat=US,GB&gender=female]  |  http(s)://host/api/[1.4/]
+  --log     sqlite:  (DATA_DIR/log.db)  |  sqlite:PATH
+  --sink    sqlite:  (DATA_DIR/store.db)  |  sqlite:PATH
+
+Configuration: tributary.toml (or --config FILE), then TRIBUTARY_* variables,
+then flags. `tributary config check` prints the result.
+Exit codes: 0 success, 1 runtime failure, 2 bad usage or configuration.";
+
+#[derive(Debug, Parser)]
+#[command(name = "tributary", version, about = ABOUT, long_about = LONG_ABOUT, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// Config file [default: ./tributary.toml if it exists].
+    #[arg(long, global = true, env = "TRIBUTARY_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Directory of the embedded log and store [default: ./tributary-data].
+    #[arg(long, global = true, env = "TRIBUTARY_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// More log output (-v debug, -vv trace). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only warnings and errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Fetch users, log them and store them: the whole pipeline.
+    Run(RunArgs),
+    /// Fetch users into the log only (the seed stack's producer).
+    Ingest(RunArgs),
+    /// Move what is in the log into the store (the seed stack's Spark job).
+    Process(ProcessArgs),
+    /// Serve the built-in generator as a Random User-compatible HTTP API.
+    MockApi(MockApiArgs),
+    /// Print how many rows the store holds.
+    Count(StoreArgs),
+    /// Print rows of the store as a table.
+    Show(ShowArgs),
+    /// Inspect and replay dead letters.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+    /// Configuration tools.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Measure throughput against ceilings measured in the same run.
+    Bench(BenchArgs),
+}
+
+/// Where the pipeline reads and writes.
+#[derive(Debug, Clone, Default, Args)]
+pub struct EndpointArgs {
+    /// Log URL: sqlite: or sqlite:PATH.
+    #[arg(long, env = "TRIBUTARY_LOG", value_name = "URL")]
+    pub log: Option<String>,
+    /// Topic in the log [default: users_created].
+    #[arg(long, env = "TRIBUTARY_TOPIC")]
+    pub topic: Option<String>,
+    /// Consumer group of the processor [default: tributary].
+    #[arg(long, env = "TRIBUTARY_GROUP")]
+    pub group: Option<String>,
+    /// Sink URL: sqlite: or sqlite:PATH.
+    #[arg(long, env = "TRIBUTARY_SINK", value_name = "URL")]
+    pub sink: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Source URL: gen:[?seed=..&nat=..] or http(s)://host/api/.
+    #[arg(long, env = "TRIBUTARY_SOURCE", value_name = "URL")]
+    pub source: Option<String>,
+    /// Records to fetch [default: 100000]. Not with --duration.
+    #[arg(long, value_name = "N", conflicts_with = "duration")]
+    pub records: Option<u64>,
+    /// Burst mode: keep fetching for this long (e.g. 2m), like the seed DAG.
+    #[arg(long, value_parser = parse_duration, requires = "interval")]
+    pub duration: Option<Duration>,
+    /// Burst mode: one request every INTERVAL (e.g. 1s).
+    #[arg(long, value_parser = parse_duration, requires = "duration")]
+    pub interval: Option<Duration>,
+    /// Burst mode: records per request [default: 1].
+    #[arg(long, value_name = "N", requires = "duration")]
+    pub per_tick: Option<u64>,
+    /// Records per request, log append and store write (1-5000) [default: 1000].
+    #[arg(long, env = "TRIBUTARY_BATCH_SIZE", value_name = "N")]
+    pub batch_size: Option<usize>,
+    /// Seed of the user sequence: same seed, same users [default: random, printed].
+    #[arg(long, env = "TRIBUTARY_SEED")]
+    pub seed: Option<String>,
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub endpoints: EndpointArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ProcessArgs {
+    /// Keep following the log until Ctrl-C / SIGTERM.
+    #[arg(long)]
+    pub follow: bool,
+    /// Messages per batch (1-5000) [default: 1000].
+    #[arg(long, env = "TRIBUTARY_BATCH_SIZE", value_name = "N")]
+    pub batch_size: Option<usize>,
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub endpoints: EndpointArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    #[command(flatten)]
+    pub endpoints: EndpointArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ShowArgs {
+    /// Rows to show.
+    #[arg(long, default_value_t = 10)]
+    pub limit: usize,
+    /// One JSON object per line instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub endpoints: EndpointArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// List dead letters (not yet replayed, unless --all).
+    List {
+        /// Include replayed ones.
+        #[arg(long)]
+        all: bool,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// One JSON object per line (payload as text and base64-free UTF-8 where it is).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        endpoints: EndpointArgs,
+    },
+    /// Run dead letters through decoding and the store again (after a fix).
+    Replay {
+        /// Only these ids [default: all not yet replayed].
+        #[arg(long = "id", value_name = "ID")]
+        ids: Vec<i64>,
+        /// Print the outcome as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        endpoints: EndpointArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the configuration and print it resolved, secrets redacted.
+    Check {
+        #[command(flatten)]
+        endpoints: EndpointArgs,
+        /// Source URL to resolve as `run` would.
+        #[arg(long, env = "TRIBUTARY_SOURCE", value_name = "URL")]
+        source: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MockApiArgs {
+    /// Port to listen on (0 picks a free one; the address is printed).
+    #[arg(long, default_value_t = 5080)]
+    pub port: u16,
+    /// Address to bind: a loopback address (the mock API has no authentication).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind: std::net::IpAddr,
+    /// Share of requests answered 500.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_rate)]
+    pub fail_rate: f64,
+    /// Share of requests answered 429 with Retry-After.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_rate)]
+    pub rate_limit_rate: f64,
+    /// Share of requests answered 200 with an {"error": ...} body.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_rate)]
+    pub error_body_rate: f64,
+    /// Retry-After seconds sent with a 429.
+    #[arg(long, default_value_t = 1)]
+    pub retry_after: u64,
+    /// Delay before every answer (e.g. 20ms).
+    #[arg(long, value_parser = parse_duration, default_value = "0s")]
+    pub latency: Duration,
+    /// Seed of the fault dice, for reproducible fault sequences [default: random].
+    #[arg(long)]
+    pub fault_seed: Option<u64>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Records per measurement.
+    #[arg(long, default_value_t = 100_000)]
+    pub records: u64,
+    /// Write the results as JSON to this file too.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (try 500ms, 1s, 2m)"))
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{v} is not between 0 and 1"))
+    }
+}
+
+impl EndpointArgs {
+    /// The overrides these flags (and their env variables) make.
+    pub fn overrides(&self, data_dir: Option<PathBuf>) -> Overrides {
+        Overrides {
+            data_dir,
+            log: self.log.clone(),
+            sink: self.sink.clone(),
+            group: self.group.clone(),
+            topic: self.topic.clone(),
+            ..Overrides::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

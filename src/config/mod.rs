@@ -1,0 +1,563 @@
+//! Configuration in two phases: [`RawConfig`] (the file, as written) plus
+//! [`Overrides`] (env and flags) are resolved once at start-up into a
+//! validated [`Config`]; components receive only their validated part.
+//! Precedence: flags > `TRIBUTARY_*` env > `tributary.toml` > defaults.
+
+mod raw;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use raw::{RawConfig, RawLog, RawProcessor, RawSink, RawSource};
+use url::Url;
+
+use crate::pipeline::log::{LogConfig, SqliteLogConfig};
+use crate::pipeline::processor::ProcessorConfig;
+use crate::pipeline::sink::{SinkConfig, SqliteSinkConfig};
+use crate::pipeline::source::generator::{self, Gender};
+use crate::pipeline::source::{HttpConfig, MAX_RESULTS_PER_REQUEST, SourceConfig};
+
+/// The config file read when none is named.
+pub const DEFAULT_FILE: &str = "tributary.toml";
+
+/// A configuration problem: always the user's to fix, never worth a retry.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path}: {reason}")]
+    Unreadable { path: String, reason: String },
+    /// The toml error text names the line and column.
+    #[error("config file {path}: {reason}")]
+    Syntax { path: String, reason: String },
+    #[error("{key}: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        reason: reason.into(),
+    }
+}
+
+/// Settings given on the command line or in `TRIBUTARY_*` variables.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub source: Option<String>,
+    pub log: Option<String>,
+    pub sink: Option<String>,
+    pub seed: Option<String>,
+    pub batch_size: Option<usize>,
+    pub group: Option<String>,
+    pub topic: Option<String>,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub source: SourceConfig,
+    /// No seed was given: one was drawn and should be shown to the user.
+    pub seed_was_drawn: bool,
+    pub log: LogConfig,
+    pub group: String,
+    pub sink: SinkConfig,
+    pub processor: ProcessorConfig,
+    /// Where the file settings came from, if a file was read.
+    pub file: Option<PathBuf>,
+}
+
+/// Reads the file: `explicit` must exist; otherwise `tributary.toml` in the
+/// working directory is read if present.
+pub fn load_file(explicit: Option<&Path>) -> Result<(RawConfig, Option<PathBuf>), ConfigError> {
+    let path = match explicit {
+        Some(p) => p.to_path_buf(),
+        None => {
+            let default = PathBuf::from(DEFAULT_FILE);
+            if !default.exists() {
+                return Ok((RawConfig::default(), None));
+            }
+            default
+        }
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::Unreadable {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    let raw = parse(&text).map_err(|reason| ConfigError::Syntax {
+        path: path.display().to_string(),
+        reason,
+    })?;
+    Ok((raw, Some(path)))
+}
+
+/// Parses file text; the error names line and column.
+pub fn parse(text: &str) -> Result<RawConfig, String> {
+    toml::from_str(text).map_err(|e| {
+        let msg = e.message().to_owned();
+        match e.span() {
+            Some(span) => {
+                let line = text[..span.start.min(text.len())].lines().count().max(1);
+                let line = if text[..span.start.min(text.len())].ends_with('\n') {
+                    line + 1
+                } else {
+                    line
+                };
+                format!("line {line}: {msg}")
+            }
+            None => msg,
+        }
+    })
+}
+
+fn duration(
+    key: &'static str,
+    value: Option<&str>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(s) => humantime::parse_duration(s).map_err(|e| {
+            invalid(
+                key,
+                format!("{s:?} is not a duration ({e}); try 5s, 250ms, 2m"),
+            )
+        }),
+    }
+}
+
+/// A table or topic name: a plain identifier, so it can never inject SQL.
+fn identifier(key: &'static str, value: &str) -> Result<String, ConfigError> {
+    let ok = !value.is_empty()
+        && value.len() <= 48
+        && value.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if ok {
+        Ok(value.to_owned())
+    } else {
+        Err(invalid(
+            key,
+            format!("{value:?} must be letters, digits and _ (at most 48), starting with a letter"),
+        ))
+    }
+}
+
+/// An embedded-database URL: `sqlite:` (the default file under the data
+/// dir) or `sqlite:PATH` / `sqlite://PATH`.
+fn sqlite_path(key: &'static str, url: &str, default: PathBuf) -> Result<PathBuf, ConfigError> {
+    let Some(rest) = url.strip_prefix("sqlite:") else {
+        let scheme = url.split(':').next().unwrap_or(url);
+        let hint = match scheme {
+            "kafka" | "cassandra" => format!("{scheme}:// is not available in this build yet"),
+            _ => format!("unknown scheme {scheme:?}"),
+        };
+        return Err(invalid(
+            key,
+            format!("{url:?}: {hint}; use sqlite: or sqlite:PATH"),
+        ));
+    };
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    if rest.contains('?') {
+        return Err(invalid(
+            key,
+            format!("{url:?}: options go in the config file, not the URL"),
+        ));
+    }
+    Ok(if rest.is_empty() {
+        default
+    } else {
+        PathBuf::from(rest)
+    })
+}
+
+impl Config {
+    /// Validates the raw file settings with the overrides on top. Every
+    /// cross-field rule lives here.
+    pub fn resolve(
+        raw: RawConfig,
+        file: Option<PathBuf>,
+        over: Overrides,
+    ) -> Result<Config, ConfigError> {
+        let data_dir = over
+            .data_dir
+            .or(raw.data_dir)
+            .unwrap_or_else(|| PathBuf::from("./tributary-data"));
+        if data_dir.as_os_str().is_empty() {
+            return Err(invalid("data_dir", "must not be empty"));
+        }
+
+        // Processor and batch size.
+        let batch_size = over.batch_size.or(raw.processor.batch_size).unwrap_or(1000);
+        if batch_size == 0 || batch_size as u64 > MAX_RESULTS_PER_REQUEST {
+            return Err(invalid(
+                "processor.batch_size",
+                format!("{batch_size} must be between 1 and {MAX_RESULTS_PER_REQUEST}"),
+            ));
+        }
+        let max_message_bytes = raw.processor.max_message_bytes.unwrap_or(1 << 20);
+        if max_message_bytes < 1024 {
+            return Err(invalid(
+                "processor.max_message_bytes",
+                format!("{max_message_bytes} is below 1024 bytes"),
+            ));
+        }
+
+        // Source.
+        let source = Self::resolve_source(&raw.source, over.source, over.seed)?;
+
+        // Log.
+        let topic = identifier(
+            "log.topic",
+            over.topic
+                .as_deref()
+                .or(raw.log.topic.as_deref())
+                .unwrap_or("users_created"),
+        )?;
+        let group = over
+            .group
+            .or(raw.log.group)
+            .unwrap_or_else(|| "tributary".into());
+        if group.is_empty() || group.len() > 128 {
+            return Err(invalid("log.group", "must be 1 to 128 characters"));
+        }
+        let log_url = over.log.or(raw.log.url).unwrap_or_else(|| "sqlite:".into());
+        let retention_age = duration(
+            "log.retention_age",
+            raw.log.retention_age.as_deref(),
+            Duration::from_secs(7 * 24 * 3600),
+        )?;
+        if raw.log.retention_messages == Some(0) {
+            return Err(invalid("log.retention_messages", "must be at least 1"));
+        }
+        let log = LogConfig::Sqlite(SqliteLogConfig {
+            path: sqlite_path("log.url", &log_url, data_dir.join("log.db"))?,
+            topic,
+            retention_messages: raw.log.retention_messages,
+            retention_age: (!retention_age.is_zero()).then_some(retention_age),
+            durable_fsync: raw.log.fsync.unwrap_or(false),
+        });
+
+        // Sink.
+        let sink_url = over
+            .sink
+            .or(raw.sink.url)
+            .unwrap_or_else(|| "sqlite:".into());
+        let sink = SinkConfig::Sqlite(SqliteSinkConfig {
+            path: sqlite_path("sink.url", &sink_url, data_dir.join("store.db"))?,
+            table: identifier(
+                "sink.table",
+                raw.sink.table.as_deref().unwrap_or("created_users"),
+            )?,
+            durable_fsync: raw.sink.fsync.unwrap_or(false),
+        });
+
+        let (source, seed_was_drawn) = source;
+        Ok(Config {
+            data_dir,
+            source,
+            seed_was_drawn,
+            log,
+            group,
+            sink,
+            processor: ProcessorConfig {
+                batch_size,
+                max_message_bytes,
+            },
+            file,
+        })
+    }
+
+    fn resolve_source(
+        raw: &RawSource,
+        url_override: Option<String>,
+        seed_override: Option<String>,
+    ) -> Result<(SourceConfig, bool), ConfigError> {
+        let url = url_override
+            .or_else(|| raw.url.clone())
+            .unwrap_or_else(|| "gen:".into());
+        let parsed =
+            Url::parse(&url).map_err(|e| invalid("source.url", format!("{url:?}: {e}")))?;
+        let query = |name: &str| {
+            parsed
+                .query_pairs()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.into_owned())
+        };
+        let seed_given = seed_override
+            .or_else(|| raw.seed.clone())
+            .or_else(|| query("seed"));
+        let seed_was_drawn = seed_given.is_none();
+        let seed = seed_given.unwrap_or_else(generator::random_seed);
+        if seed.is_empty() {
+            return Err(invalid("source.seed", "must not be empty"));
+        }
+        let nats: Vec<String> = match &raw.nat {
+            Some(list) => list.clone(),
+            None => query("nat")
+                .map(|s| s.split(',').map(str::to_owned).collect())
+                .unwrap_or_default(),
+        };
+        let nats: Vec<String> = nats
+            .iter()
+            .map(|n| n.trim().to_ascii_uppercase())
+            .filter(|n| !n.is_empty())
+            .collect();
+        for n in &nats {
+            if generator::by_code(n).is_none() {
+                let known: Vec<_> = generator::NATIONALITIES.iter().map(|n| n.code).collect();
+                return Err(invalid(
+                    "source.nat",
+                    format!("unknown nationality {n:?}; known: {}", known.join(" ")),
+                ));
+            }
+        }
+        let gender = raw.gender.clone().or_else(|| query("gender"));
+        if let Some(g) = &gender
+            && Gender::parse(g).is_none()
+        {
+            return Err(invalid(
+                "source.gender",
+                format!("{g:?} must be female or male"),
+            ));
+        }
+        let config = match parsed.scheme() {
+            "gen" => SourceConfig::Generator { seed, nats, gender },
+            "http" | "https" => {
+                let max_attempts = raw.max_attempts.unwrap_or(8);
+                if max_attempts == 0 {
+                    return Err(invalid("source.max_attempts", "must be at least 1"));
+                }
+                let mut base = parsed.clone();
+                base.set_query(None);
+                SourceConfig::Http(HttpConfig {
+                    url: base,
+                    seed,
+                    nats,
+                    gender,
+                    connect_timeout: duration(
+                        "source.connect_timeout",
+                        raw.connect_timeout.as_deref(),
+                        Duration::from_secs(5),
+                    )?,
+                    read_timeout: duration(
+                        "source.read_timeout",
+                        raw.read_timeout.as_deref(),
+                        Duration::from_secs(30),
+                    )?,
+                    max_attempts,
+                    backoff_initial: duration(
+                        "source.backoff_initial",
+                        raw.backoff_initial.as_deref(),
+                        Duration::from_millis(200),
+                    )?,
+                    backoff_max: duration(
+                        "source.backoff_max",
+                        raw.backoff_max.as_deref(),
+                        Duration::from_secs(10),
+                    )?,
+                })
+            }
+            other => {
+                return Err(invalid(
+                    "source.url",
+                    format!("{url:?}: unknown scheme {other:?}; use gen: or http(s)://host/api/"),
+                ));
+            }
+        };
+        Ok((config, seed_was_drawn))
+    }
+
+    /// The resolved configuration as TOML, secrets redacted, for `config check`.
+    pub fn to_toml(&self) -> String {
+        let mut out = String::new();
+        let file = self
+            .file
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "(none: defaults, env and flags)".into());
+        out.push_str(&format!("# resolved from {file}\n"));
+        out.push_str(&format!(
+            "data_dir = {:?}\n\n[source]\n",
+            self.data_dir.display().to_string()
+        ));
+        match &self.source {
+            SourceConfig::Generator { seed, nats, gender } => {
+                out.push_str("url = \"gen:\"\n");
+                out.push_str(&format!("seed = {seed:?}\nnat = {nats:?}\n"));
+                if let Some(g) = gender {
+                    out.push_str(&format!("gender = {g:?}\n"));
+                }
+            }
+            SourceConfig::Http(h) => {
+                out.push_str(&format!("url = {:?}\n", redact(&h.url)));
+                out.push_str(&format!("seed = {:?}\nnat = {:?}\n", h.seed, h.nats));
+                if let Some(g) = &h.gender {
+                    out.push_str(&format!("gender = {g:?}\n"));
+                }
+                out.push_str(&format!(
+                    "connect_timeout = {:?}\nread_timeout = {:?}\nmax_attempts = {}\nbackoff_initial = {:?}\nbackoff_max = {:?}\n",
+                    humantime::format_duration(h.connect_timeout).to_string(),
+                    humantime::format_duration(h.read_timeout).to_string(),
+                    h.max_attempts,
+                    humantime::format_duration(h.backoff_initial).to_string(),
+                    humantime::format_duration(h.backoff_max).to_string(),
+                ));
+            }
+        }
+        match &self.log {
+            LogConfig::Sqlite(l) => {
+                out.push_str(&format!(
+                    "\n[log]\nurl = {:?}\ntopic = {:?}\ngroup = {:?}\n",
+                    format!("sqlite:{}", l.path.display()),
+                    l.topic,
+                    self.group
+                ));
+                if let Some(n) = l.retention_messages {
+                    out.push_str(&format!("retention_messages = {n}\n"));
+                }
+                let age = l
+                    .retention_age
+                    .map(|a| humantime::format_duration(a).to_string())
+                    .unwrap_or_else(|| "0s".into());
+                out.push_str(&format!(
+                    "retention_age = {age:?}\nfsync = {}\n",
+                    l.durable_fsync
+                ));
+            }
+        }
+        match &self.sink {
+            SinkConfig::Sqlite(s) => out.push_str(&format!(
+                "\n[sink]\nurl = {:?}\ntable = {:?}\nfsync = {}\n",
+                format!("sqlite:{}", s.path.display()),
+                s.table,
+                s.durable_fsync
+            )),
+        }
+        out.push_str(&format!(
+            "\n[processor]\nbatch_size = {}\nmax_message_bytes = {}\n",
+            self.processor.batch_size, self.processor.max_message_bytes
+        ));
+        out
+    }
+}
+
+/// A URL with its password (and any query, which may carry a key) hidden.
+pub fn redact(url: &Url) -> String {
+    let mut u = url.clone();
+    if u.password().is_some() {
+        let _ = u.set_password(Some("***"));
+    }
+    if u.query().is_some() {
+        u.set_query(Some("***"));
+    }
+    u.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(text: &str, over: Overrides) -> Result<Config, ConfigError> {
+        Config::resolve(parse(text).map_err(|r| invalid("file", r))?, None, over)
+    }
+
+    #[test]
+    fn defaults_are_the_embedded_pipeline() {
+        let c = resolve("", Overrides::default()).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("./tributary-data"));
+        assert!(matches!(c.source, SourceConfig::Generator { .. }));
+        assert!(c.seed_was_drawn);
+        let LogConfig::Sqlite(l) = &c.log;
+        assert_eq!(l.path, PathBuf::from("./tributary-data/log.db"));
+        assert_eq!(l.topic, "users_created");
+        assert_eq!(c.group, "tributary");
+        let SinkConfig::Sqlite(s) = &c.sink;
+        assert_eq!(s.table, "created_users");
+        assert_eq!(c.processor.batch_size, 1000);
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let err = parse("data_dir = \"x\"\n[source]\nurl = \"gen:\"\nsede = \"42\"\n").unwrap_err();
+        assert!(err.contains("line 4"), "{err}");
+        assert!(err.contains("unknown field `sede`"), "{err}");
+    }
+
+    #[test]
+    fn flags_beat_file() {
+        let c = resolve(
+            "[source]\nseed = \"file\"\n[processor]\nbatch_size = 10\n",
+            Overrides {
+                seed: Some("flag".into()),
+                ..Overrides::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(c.source.seed(), "flag");
+        assert!(!c.seed_was_drawn);
+        assert_eq!(c.processor.batch_size, 10);
+    }
+
+    #[test]
+    fn gen_url_carries_seed_and_nat() {
+        let c = resolve(
+            "",
+            Overrides {
+                source: Some("gen:?seed=42&nat=us,GB".into()),
+                ..Overrides::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            c.source,
+            SourceConfig::Generator {
+                seed: "42".into(),
+                nats: vec!["US".into(), "GB".into()],
+                gender: None
+            }
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let cases = [
+            ("[processor]\nbatch_size = 0\n", "processor.batch_size"),
+            ("[processor]\nbatch_size = 9000\n", "processor.batch_size"),
+            ("[source]\nurl = \"ftp://x/\"\n", "source.url"),
+            ("[source]\nnat = [\"XX\"]\n", "source.nat"),
+            (
+                "[source]\nurl = \"http://x/api/\"\nread_timeout = \"soon\"\n",
+                "source.read_timeout",
+            ),
+            ("[sink]\ntable = \"users; DROP TABLE x\"\n", "sink.table"),
+            ("[log]\nurl = \"kafka://127.0.0.1:9092/t\"\n", "log.url"),
+        ];
+        for (text, key) in cases {
+            let err = resolve(text, Overrides::default()).unwrap_err();
+            assert!(err.to_string().starts_with(key), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn http_source_keeps_base_and_defaults() {
+        let c = resolve(
+            "[source]\nurl = \"http://127.0.0.1:5080/api/1.4/\"\nseed = \"s\"\n",
+            Overrides::default(),
+        )
+        .unwrap();
+        let SourceConfig::Http(h) = c.source else {
+            panic!("http expected")
+        };
+        assert_eq!(h.url.as_str(), "http://127.0.0.1:5080/api/1.4/");
+        assert_eq!(h.max_attempts, 8);
+        assert_eq!(h.read_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn redact_hides_passwords() {
+        let u = Url::parse("cassandra://cassandra:secret@127.0.0.1:9042/ks.t").unwrap();
+        let shown = redact(&u);
+        assert!(!shown.contains("secret"), "{shown}");
+        assert!(shown.contains("***"));
+    }
+}

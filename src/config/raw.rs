@@ -1,0 +1,110 @@
+//! `tributary.toml` as written by a person: every field optional, unknown
+//! keys rejected (with file and line), each field documented here. Nothing is
+//! checked beyond types; [`super::Config::resolve`] validates.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// The whole file.
+///
+/// ```toml
+/// data_dir = "./tributary-data"
+///
+/// [source]
+/// url = "gen:?nat=US,GB,FR"      # or "https://randomuser.me/api/"
+/// seed = "42"
+///
+/// [log]
+/// url = "sqlite:"                # the embedded log under data_dir
+/// topic = "users_created"
+///
+/// [sink]
+/// url = "sqlite:"                # the embedded store under data_dir
+/// table = "created_users"
+///
+/// [processor]
+/// batch_size = 1000
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Directory of the embedded log and store. Default `./tributary-data`.
+    pub data_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub source: RawSource,
+    #[serde(default)]
+    pub log: RawLog,
+    #[serde(default)]
+    pub sink: RawSink,
+    #[serde(default)]
+    pub processor: RawProcessor,
+}
+
+/// `[source]`: where users come from.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSource {
+    /// `gen:` (default; `gen:?seed=42&nat=US,GB&gender=female`) or an
+    /// `http(s)://…/api/` base of a Random User-compatible API.
+    pub url: Option<String>,
+    /// Seed of the user sequence; same seed, same users. Default: a random
+    /// seed, printed so the run can be repeated.
+    pub seed: Option<String>,
+    /// Nationalities, e.g. `["US", "GB"]`; default all. Overrides `nat=` in the URL.
+    pub nat: Option<Vec<String>>,
+    /// `female` or `male`; default both.
+    pub gender: Option<String>,
+    /// HTTP: time to establish a connection. Default `5s`.
+    pub connect_timeout: Option<String>,
+    /// HTTP: longest wait for the next bytes of an answer. Default `30s`.
+    pub read_timeout: Option<String>,
+    /// HTTP: attempts per page before the run fails. Default `8`.
+    pub max_attempts: Option<u32>,
+    /// HTTP: first backoff delay; doubles each retry, with jitter. Default `200ms`.
+    pub backoff_initial: Option<String>,
+    /// HTTP: largest backoff delay. Default `10s`.
+    pub backoff_max: Option<String>,
+}
+
+/// `[log]`: the durable hand-off between ingestion and processing.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    /// `sqlite:` (default: `<data_dir>/log.db`) or `sqlite:PATH`.
+    pub url: Option<String>,
+    /// Topic name. Default `users_created`, as in the seed stack.
+    pub topic: Option<String>,
+    /// Consumer group of the processor. Default `tributary`.
+    pub group: Option<String>,
+    /// Keep at most this many messages per topic. Default: no count limit.
+    pub retention_messages: Option<u64>,
+    /// Drop messages older than this, e.g. `7d`. Default `7d`; `0s` keeps all.
+    pub retention_age: Option<String>,
+    /// fsync every commit instead of relying on the WAL. Default `false`.
+    pub fsync: Option<bool>,
+}
+
+/// `[sink]`: where rows are stored.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSink {
+    /// `sqlite:` (default: `<data_dir>/store.db`) or `sqlite:PATH`.
+    pub url: Option<String>,
+    /// Table name. Default `created_users`, as in the seed stack.
+    pub table: Option<String>,
+    /// fsync every commit instead of relying on the WAL. Default `false`.
+    pub fsync: Option<bool>,
+}
+
+/// `[processor]`: how the log is turned into rows.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProcessor {
+    /// Records per source request (at most 5000), per log append and per
+    /// sink write. Default `1000`.
+    pub batch_size: Option<usize>,
+    /// Messages larger than this become dead letters unparsed. Default `1MiB`
+    /// (a number of bytes).
+    pub max_message_bytes: Option<usize>,
+}

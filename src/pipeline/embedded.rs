@@ -1,0 +1,62 @@
+//! The embedded SQLite databases' common ground: how a file is opened (WAL,
+//! pragmas, busy timeout) and how blocking SQLite work is run from async code.
+//! The schemas belong to the log and the sink, not here.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+/// How long a writer waits for another process's transaction before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Opens (creating if needed) a database file for the pipeline.
+///
+/// WAL lets the processor read the log while the ingester appends. With
+/// `synchronous=NORMAL` a committed transaction survives a crash of the
+/// process (SIGKILL included); after a power loss the last transactions may
+/// roll back, which the idempotent sink and the offset rule tolerate.
+/// `synchronous=FULL` is chosen with `durable_fsync`.
+pub fn open(path: &Path, durable_fsync: bool) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(
+        None,
+        "synchronous",
+        if durable_fsync { "FULL" } else { "NORMAL" },
+    )?;
+    // 16 MiB of page cache per connection: bounded, and enough for the hot
+    // end of the log and the store's index.
+    conn.pragma_update(None, "cache_size", -16_384)?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    Ok(conn)
+}
+
+/// A connection shared by the tasks of one process. A std mutex, not tokio's:
+/// it is only ever locked inside `spawn_blocking`, never across an await.
+pub type Shared = Arc<Mutex<Connection>>;
+
+/// Runs `f` with the connection on tokio's blocking pool.
+pub async fn blocking<T, E, F>(conn: &Shared, f: F) -> Result<T, E>
+where
+    T: Send + 'static,
+    E: Send + 'static + From<rusqlite::Error>,
+    F: FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
+{
+    let conn = conn.clone();
+    tokio::task::spawn_blocking(move || {
+        // A poisoned lock means a panic mid-transaction; SQLite rolled the
+        // transaction back, so the connection is still usable.
+        let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut guard)
+    })
+    .await
+    .expect("sqlite task panicked")
+}
+
+/// Whether an SQLite error means the disk (or its quota) is full.
+pub fn is_disk_full(e: &rusqlite::Error) -> bool {
+    matches!(e.sqlite_error_code(), Some(rusqlite::ErrorCode::DiskFull))
+}

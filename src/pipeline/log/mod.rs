@@ -1,0 +1,279 @@
+//! The durable hand-off between ingestion and processing: topics of keyed
+//! messages with offsets, consumer-group offsets, and the dead letters.
+//!
+//! The log owns offsets. Its contract with the processor: a reader's
+//! [`LogReader::commit`] is called only for messages the sink has
+//! acknowledged; after a crash a reader starts at the last commit, so at
+//! worst the last uncommitted batch is read again (the sink is idempotent).
+//! The log knows nothing of tables or rows.
+
+pub mod sqlite;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+pub use sqlite::{SqliteLog, SqliteLogConfig, SqliteReader};
+
+/// Validated log settings: a closed set, one variant per kind of log.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LogConfig {
+    Sqlite(SqliteLogConfig),
+}
+
+impl LogConfig {
+    pub fn topic(&self) -> &str {
+        match self {
+            LogConfig::Sqlite(c) => &c.topic,
+        }
+    }
+}
+
+/// A message to append: the key (the record id) and the payload (flat JSON).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogRecord {
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+}
+
+/// A message read back, with where it sits in the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogMessage {
+    pub partition: i32,
+    pub offset: i64,
+    pub timestamp_ms: i64,
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+}
+
+/// Per partition, the next offset to read: what a commit stores.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Checkpoint(pub BTreeMap<i32, i64>);
+
+impl Checkpoint {
+    /// The checkpoint just past every message of `batch`.
+    pub fn after(batch: &[LogMessage]) -> Checkpoint {
+        let mut next = BTreeMap::new();
+        for m in batch {
+            let e = next.entry(m.partition).or_insert(m.offset + 1);
+            *e = (*e).max(m.offset + 1);
+        }
+        Checkpoint(next)
+    }
+}
+
+/// What an append wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendAck {
+    pub first_offset: i64,
+    pub count: u64,
+}
+
+/// The pipeline stage that gave up on a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// The API user could not be decoded or flattened.
+    Source,
+    /// The log message could not be decoded or validated.
+    Decode,
+    /// The store refused the row for good.
+    Sink,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Source => "source",
+            Stage::Decode => "decode",
+            Stage::Sink => "sink",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Stage> {
+        match s {
+            "source" => Some(Stage::Source),
+            "decode" => Some(Stage::Decode),
+            "sink" => Some(Stage::Sink),
+            _ => None,
+        }
+    }
+}
+
+/// Where a dead letter was read from, when it came from the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// A record that could not go on, with everything needed to inspect and
+/// replay it: the raw bytes are kept as they arrived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub stage: Stage,
+    pub reason: String,
+    pub origin: Option<Origin>,
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+}
+
+/// A dead letter as stored, with its id and history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredDeadLetter {
+    pub id: i64,
+    pub created_ms: i64,
+    pub replayed_ms: Option<i64>,
+    pub letter: DeadLetter,
+}
+
+/// Lag of one partition for one group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionLag {
+    pub partition: i32,
+    /// The group's next offset to read (its last commit).
+    pub committed: i64,
+    /// The offset the next appended message will get.
+    pub end: i64,
+}
+
+impl PartitionLag {
+    pub fn lag(&self) -> i64 {
+        (self.end - self.committed).max(0)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("log storage is full: {0}")]
+    DiskFull(String),
+    #[error("log {path}: {source}")]
+    Open {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error("log: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+impl LogError {
+    /// Whether trying again later can help (a busy or full disk can clear).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            LogError::DiskFull(_) => true,
+            LogError::Open { .. } => false,
+            LogError::Sqlite(e) => matches!(
+                e.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+            ),
+        }
+    }
+}
+
+/// A durable log: a closed set, matched exhaustively. Cheap to clone.
+#[derive(Debug, Clone)]
+pub enum Log {
+    Sqlite(SqliteLog),
+}
+
+impl Log {
+    pub async fn open(config: &LogConfig) -> Result<Log, LogError> {
+        Ok(match config {
+            LogConfig::Sqlite(c) => Log::Sqlite(SqliteLog::open(c.clone()).await?),
+        })
+    }
+
+    pub fn topic(&self) -> &str {
+        match self {
+            Log::Sqlite(l) => l.topic(),
+        }
+    }
+
+    /// Appends messages in order; returns once they are durable.
+    pub async fn append(&self, records: Vec<LogRecord>) -> Result<AppendAck, LogError> {
+        match self {
+            Log::Sqlite(l) => l.append(records).await,
+        }
+    }
+
+    /// A reader for `group`, starting at its last commit (or the earliest
+    /// message, for a new group).
+    pub async fn reader(&self, group: &str) -> Result<LogReader, LogError> {
+        Ok(match self {
+            Log::Sqlite(l) => LogReader::Sqlite(l.reader(group).await?),
+        })
+    }
+
+    /// Stores dead letters durably. A letter with the same stage and origin
+    /// as a stored one is not stored twice (a replayed batch is harmless).
+    pub async fn dead_letter(&self, letters: Vec<DeadLetter>) -> Result<(), LogError> {
+        if letters.is_empty() {
+            return Ok(());
+        }
+        match self {
+            Log::Sqlite(l) => l.dead_letter(letters).await,
+        }
+    }
+
+    /// Dead letters, oldest first; replayed ones only if asked.
+    pub async fn dead_letters(
+        &self,
+        include_replayed: bool,
+        limit: usize,
+    ) -> Result<Vec<StoredDeadLetter>, LogError> {
+        match self {
+            Log::Sqlite(l) => l.dead_letters(include_replayed, limit).await,
+        }
+    }
+
+    /// Records the outcome of a replay: `Ok` marks it replayed, `Err` keeps
+    /// it with the new reason.
+    pub async fn settle_dead_letter(
+        &self,
+        id: i64,
+        outcome: Result<(), String>,
+    ) -> Result<(), LogError> {
+        match self {
+            Log::Sqlite(l) => l.settle_dead_letter(id, outcome).await,
+        }
+    }
+
+    /// Committed position and end, per partition, for `group`.
+    pub async fn lag(&self, group: &str) -> Result<Vec<PartitionLag>, LogError> {
+        match self {
+            Log::Sqlite(l) => l.lag(group).await,
+        }
+    }
+}
+
+/// A group's cursor over the log.
+#[derive(Debug)]
+pub enum LogReader {
+    Sqlite(SqliteReader),
+}
+
+impl LogReader {
+    /// Up to `max` messages after the reader's position, waiting up to `wait`
+    /// for some to arrive. Advances the position, not the commit.
+    pub async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<LogMessage>, LogError> {
+        match self {
+            LogReader::Sqlite(r) => r.poll(max, wait).await,
+        }
+    }
+
+    /// Stores the group's position durably.
+    ///
+    /// Architecture invariant: call this only with a checkpoint past messages
+    /// that the sink acknowledged or that went to the dead letters.
+    pub async fn commit(&mut self, checkpoint: &Checkpoint) -> Result<(), LogError> {
+        match self {
+            LogReader::Sqlite(r) => r.commit(checkpoint).await,
+        }
+    }
+
+    /// Whether the reader's position has reached the end of the log.
+    pub async fn caught_up(&self) -> Result<bool, LogError> {
+        match self {
+            LogReader::Sqlite(r) => r.caught_up().await,
+        }
+    }
+}

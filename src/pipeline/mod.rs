@@ -1,0 +1,106 @@
+//! The data path, declared in flow order:
+//!
+//! ```text
+//! source ──► ingest ──► log ──► processor ──► sink
+//!  (pages)  (flatten)  (durable,  (decode,     (idempotent
+//!                       offsets)   validate)    upserts)
+//!                 └────────► dead letters ◄──────┘
+//! ```
+//!
+//! This module wires the stages for the three shapes of a job: `run` (all of
+//! it, ingest and processing concurrently), `ingest` and `process`.
+//! It never imports the CLI or the web layer.
+
+pub mod source;
+
+pub mod ingest;
+
+pub mod log;
+
+pub mod processor;
+
+pub mod sink;
+
+pub mod embedded;
+pub mod stats;
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, info_span};
+
+use self::ingest::{IngestError, IngestPlan};
+use self::log::Log;
+use self::processor::{ProcessError, Processor, ProcessorConfig, Until};
+use self::sink::Sink;
+use self::source::Source;
+use self::stats::Stats;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Ingest(#[from] IngestError),
+    #[error(transparent)]
+    Process(#[from] ProcessError),
+}
+
+/// What processing needs, opened and validated: the log and sink of the job,
+/// the consumer group, settings, shared counters, the shutdown signal.
+pub struct Job {
+    pub log: Log,
+    pub sink: Sink,
+    pub group: String,
+    pub processor: ProcessorConfig,
+    pub stats: Arc<Stats>,
+    pub shutdown: CancellationToken,
+}
+
+/// The whole path: ingestion and processing run at once, the processor
+/// following the log until ingestion is done and the log is drained.
+/// If ingestion fails, what it logged is still processed before the error
+/// is returned.
+pub async fn run(source: Arc<Source>, plan: IngestPlan, job: Job) -> Result<(), PipelineError> {
+    let reader = job
+        .log
+        .reader(&job.group)
+        .await
+        .map_err(ProcessError::from)?;
+    let processor = Processor::new(
+        reader,
+        job.log.clone(),
+        job.sink,
+        job.processor,
+        job.stats.clone(),
+    );
+    let ingest_done = CancellationToken::new();
+    let processing = tokio::spawn(
+        processor
+            .run(
+                Until::DrainedAfter(ingest_done.clone()),
+                job.shutdown.clone(),
+            )
+            .instrument(info_span!("process")),
+    );
+    let ingested = ingest::run(source, job.log, plan, job.stats, job.shutdown)
+        .instrument(info_span!("ingest"))
+        .await;
+    ingest_done.cancel();
+    let processed = processing.await.expect("processor task panicked");
+    processed?;
+    ingested?;
+    Ok(())
+}
+
+/// Processing alone: until the log is drained, or until shutdown with `follow`.
+pub async fn process(job: Job, follow: bool) -> Result<(), ProcessError> {
+    let reader = job.log.reader(&job.group).await?;
+    let until = if follow {
+        Until::Shutdown
+    } else {
+        Until::Drained
+    };
+    Processor::new(reader, job.log, job.sink, job.processor, job.stats)
+        .run(until, job.shutdown)
+        .instrument(info_span!("process"))
+        .await
+}

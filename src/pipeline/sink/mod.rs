@@ -1,0 +1,99 @@
+//! Where rows end up: idempotent upserts keyed by the row id. A sink knows
+//! nothing of offsets or logs; what it promises is this: when `write` returns
+//! `Ok`, every row of the batch is stored or listed in `rejected`, and writing
+//! the same batch again changes nothing.
+
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use crate::record::Row;
+pub use sqlite::{SqliteSink, SqliteSinkConfig};
+
+/// Validated sink settings: a closed set, one variant per kind of store.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SinkConfig {
+    Sqlite(SqliteSinkConfig),
+}
+
+/// A sink's acknowledgement of one batch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteAck {
+    /// Rows inserted or changed.
+    pub written: u64,
+    /// Rows already stored with the same values (a replay or a repeated seed).
+    pub unchanged: u64,
+    /// Rows the store refused for good: index in the batch, and why.
+    pub rejected: Vec<(usize, String)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("store {path}: {source}")]
+    Open {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error("store is full: {0}")]
+    DiskFull(String),
+    #[error("store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+impl SinkError {
+    /// Whether writing the same batch again later can help.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            SinkError::DiskFull(_) => true,
+            SinkError::Open { .. } => false,
+            SinkError::Sqlite(e) => matches!(
+                e.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+            ),
+        }
+    }
+}
+
+/// A store of rows: a closed set, matched exhaustively. Cheap to clone.
+#[derive(Debug, Clone)]
+pub enum Sink {
+    Sqlite(SqliteSink),
+}
+
+impl Sink {
+    pub async fn open(config: &SinkConfig) -> Result<Sink, SinkError> {
+        Ok(match config {
+            SinkConfig::Sqlite(c) => Sink::Sqlite(SqliteSink::open(c.clone()).await?),
+        })
+    }
+
+    /// Upserts the batch; see the module doc for what `Ok` promises.
+    pub async fn write(&self, rows: Arc<[Row]>) -> Result<WriteAck, SinkError> {
+        if rows.is_empty() {
+            return Ok(WriteAck::default());
+        }
+        match self {
+            Sink::Sqlite(s) => s.write(rows).await,
+        }
+    }
+
+    /// How many rows are stored.
+    pub async fn count(&self) -> Result<u64, SinkError> {
+        match self {
+            Sink::Sqlite(s) => s.count().await,
+        }
+    }
+
+    /// Up to `limit` rows, in the store's own order (as cqlsh's plain SELECT).
+    pub async fn rows(&self, limit: usize) -> Result<Vec<Row>, SinkError> {
+        match self {
+            Sink::Sqlite(s) => s.rows(limit).await,
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Sink::Sqlite(s) => s.describe(),
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! The embedded store: the seed table's 12 columns in an SQLite file, `id`
+//! the primary key, written with idempotent upserts.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use super::{SinkError, WriteAck};
+use crate::pipeline::embedded::{self, Shared};
+use crate::record::{ROW_COLUMNS, Row};
+
+/// Validated settings of the embedded store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SqliteSinkConfig {
+    /// The database file (created with its directory if missing).
+    pub path: PathBuf,
+    /// Table name; a plain identifier (checked by config validation).
+    pub table: String,
+    /// fsync every commit (`synchronous=FULL`).
+    pub durable_fsync: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct SqliteSink {
+    config: Arc<SqliteSinkConfig>,
+    conn: Shared,
+    upsert_sql: Arc<str>,
+}
+
+impl SqliteSink {
+    pub async fn open(config: SqliteSinkConfig) -> Result<SqliteSink, SinkError> {
+        let config = Arc::new(config);
+        let cfg = config.clone();
+        let conn = tokio::task::spawn_blocking(move || {
+            let open_err = |source| SinkError::Open {
+                path: cfg.path.display().to_string(),
+                source,
+            };
+            let conn = embedded::open(&cfg.path, cfg.durable_fsync).map_err(open_err)?;
+            // One b-tree keyed by id: the upsert's conflict check and the
+            // insert are the same lookup.
+            let columns = ROW_COLUMNS[1..]
+                .iter()
+                .map(|c| format!("{c} TEXT NOT NULL"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            conn.execute_batch(&format!(
+                "CREATE TABLE IF NOT EXISTS {} (id TEXT PRIMARY KEY NOT NULL, {columns}) WITHOUT ROWID;",
+                cfg.table
+            ))
+            .map_err(open_err)?;
+            Ok::<_, SinkError>(conn)
+        })
+        .await
+        .expect("store open task panicked")?;
+        let rest = &ROW_COLUMNS[1..];
+        let upsert_sql = format!(
+            "INSERT INTO {table} ({all}) VALUES ({params})
+             ON CONFLICT (id) DO UPDATE SET {set}
+             WHERE ({rest}) IS NOT ({excluded})",
+            table = config.table,
+            all = ROW_COLUMNS.join(", "),
+            params = (1..=ROW_COLUMNS.len())
+                .map(|i| format!("?{i}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            set = rest
+                .iter()
+                .map(|c| format!("{c} = excluded.{c}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            rest = rest.join(", "),
+            excluded = rest
+                .iter()
+                .map(|c| format!("excluded.{c}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+        Ok(SqliteSink {
+            config,
+            conn: Arc::new(std::sync::Mutex::new(conn)),
+            upsert_sql: upsert_sql.into(),
+        })
+    }
+
+    pub fn describe(&self) -> String {
+        format!(
+            "sqlite {} table {}",
+            self.config.path.display(),
+            self.config.table
+        )
+    }
+
+    pub async fn write(&self, rows: Arc<[Row]>) -> Result<WriteAck, SinkError> {
+        let sql = self.upsert_sql.clone();
+        embedded::blocking(&self.conn, move |conn| {
+            let map = |e: rusqlite::Error| {
+                if embedded::is_disk_full(&e) {
+                    SinkError::DiskFull(e.to_string())
+                } else {
+                    SinkError::Sqlite(e)
+                }
+            };
+            let tx = conn.transaction().map_err(map)?;
+            let mut ack = WriteAck::default();
+            {
+                let mut upsert = tx.prepare_cached(&sql)?;
+                let mut id_buf = Uuid::encode_buffer();
+                for row in rows.iter() {
+                    let id: &str = row.id.hyphenated().encode_lower(&mut id_buf);
+                    let changed = upsert
+                        .execute(rusqlite::params![
+                            id,
+                            row.first_name,
+                            row.last_name,
+                            row.gender,
+                            row.address,
+                            row.post_code,
+                            row.email,
+                            row.username,
+                            row.dob,
+                            row.registered_date,
+                            row.phone,
+                            row.picture,
+                        ])
+                        .map_err(map)?;
+                    // 0 changes: the row was already there with these values.
+                    match changed {
+                        0 => ack.unchanged += 1,
+                        _ => ack.written += 1,
+                    }
+                }
+            }
+            // The acknowledgement is given only after the commit is durable.
+            tx.commit().map_err(map)?;
+            Ok(ack)
+        })
+        .await
+    }
+
+    pub async fn count(&self) -> Result<u64, SinkError> {
+        let table = self.config.table.clone();
+        embedded::blocking(&self.conn, move |conn| {
+            let n: i64 =
+                conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    pub async fn rows(&self, limit: usize) -> Result<Vec<Row>, SinkError> {
+        let table = self.config.table.clone();
+        embedded::blocking(&self.conn, move |conn| {
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {} FROM {table} LIMIT ?1",
+                ROW_COLUMNS.join(", ")
+            ))?;
+            let rows = stmt.query_map([limit as i64], |r| {
+                let id: String = r.get(0)?;
+                Ok(Row {
+                    id: Uuid::parse_str(&id).map_err(|e| {
+                        rusqlite::Error::FromSqlConversionFailure(
+                            0,
+                            rusqlite::types::Type::Text,
+                            Box::new(e),
+                        )
+                    })?,
+                    first_name: r.get(1)?,
+                    last_name: r.get(2)?,
+                    gender: r.get(3)?,
+                    address: r.get(4)?,
+                    post_code: r.get(5)?,
+                    email: r.get(6)?,
+                    username: r.get(7)?,
+                    dob: r.get(8)?,
+                    registered_date: r.get(9)?,
+                    phone: r.get(10)?,
+                    picture: r.get(11)?,
+                })
+            })?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(SinkError::from)
+        })
+        .await
+    }
+}

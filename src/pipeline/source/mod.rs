@@ -1,0 +1,99 @@
+//! Where users come from: the built-in generator (`gen:`) or a Random
+//! User-compatible HTTP API (`http(s)://…/api/`). A source hands out pages of
+//! decoded users; it knows nothing of logs, rows or offsets.
+
+pub mod generator;
+pub mod http;
+
+use crate::record::{ApiUser, Rejected};
+pub use generator::Generator;
+pub use http::{HttpConfig, HttpSource};
+
+/// The most users one request may ask for, as the real API caps `results`.
+pub const MAX_RESULTS_PER_REQUEST: u64 = 5_000;
+
+/// Validated source settings: a closed set, one variant per kind of source.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceConfig {
+    Generator {
+        seed: String,
+        /// Nationality codes, upper case; empty means all.
+        nats: Vec<String>,
+        gender: Option<String>,
+    },
+    Http(HttpConfig),
+}
+
+impl SourceConfig {
+    pub fn seed(&self) -> &str {
+        match self {
+            SourceConfig::Generator { seed, .. } => seed,
+            SourceConfig::Http(h) => &h.seed,
+        }
+    }
+}
+
+/// What one page gave: the users that decoded and the ones that did not.
+#[derive(Debug, Default)]
+pub struct SourceBatch {
+    pub users: Vec<ApiUser>,
+    /// Users that could not be decoded; they become dead letters.
+    pub rejected: Vec<Rejected>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// Every attempt failed with a retryable error.
+    #[error("source {url}: gave up after {attempts} attempts, last error: {last}")]
+    GaveUp {
+        url: String,
+        attempts: u32,
+        last: String,
+    },
+    /// The server answered with an error that a retry cannot fix (e.g. 404).
+    #[error("source {url}: {reason}")]
+    Refused { url: String, reason: String },
+    /// The source could not be built (bad TLS setup and the like).
+    #[error("source setup failed: {0}")]
+    Setup(String),
+}
+
+/// A source of users: a closed set, matched exhaustively.
+#[derive(Debug)]
+pub enum Source {
+    Generator(Generator),
+    Http(HttpSource),
+}
+
+impl Source {
+    pub fn open(config: &SourceConfig) -> Result<Source, SourceError> {
+        Ok(match config {
+            SourceConfig::Generator { seed, nats, gender } => {
+                let nats = nats.iter().filter_map(|n| generator::by_code(n)).collect();
+                let gender = gender.as_deref().and_then(generator::Gender::parse);
+                Source::Generator(Generator::new(seed, nats, gender))
+            }
+            SourceConfig::Http(h) => Source::Http(HttpSource::new(h.clone())?),
+        })
+    }
+
+    /// Page `page` (from 1) of `results` users (at most
+    /// [`MAX_RESULTS_PER_REQUEST`]) of the configured seed's sequence.
+    pub async fn fetch(&self, page: u64, results: u64) -> Result<SourceBatch, SourceError> {
+        match self {
+            Source::Generator(g) => Ok(SourceBatch {
+                users: g.page(page, results),
+                rejected: Vec::new(),
+            }),
+            Source::Http(h) => h.fetch(page, results).await,
+        }
+    }
+
+    /// Retried requests so far (always 0 for the generator).
+    pub fn retries(&self) -> u64 {
+        match self {
+            Source::Generator(_) => 0,
+            Source::Http(h) => h.retries(),
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! Counters of one pipeline run, shared by its stages and read by the
+//! progress bar and the summary. Plain atomics: every stage adds, nobody waits.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use serde::Serialize;
+
+#[derive(Debug)]
+pub struct Stats {
+    started: Instant,
+    /// Users received from the source (decoded or not).
+    pub fetched: AtomicU64,
+    /// Messages durably appended to the log.
+    pub logged: AtomicU64,
+    /// Messages the processor took from the log.
+    pub read: AtomicU64,
+    /// Rows the sink inserted or changed.
+    pub stored: AtomicU64,
+    /// Rows the sink already had with the same values.
+    pub unchanged: AtomicU64,
+    /// Records that went to the dead letters, at any stage.
+    pub dead_lettered: AtomicU64,
+    /// Source requests that were retried.
+    pub source_retries: AtomicU64,
+    /// Sink writes that were retried.
+    pub sink_retries: AtomicU64,
+    /// Burst ticks skipped because the previous one was still busy.
+    pub ticks_skipped: AtomicU64,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            started: Instant::now(),
+            fetched: AtomicU64::new(0),
+            logged: AtomicU64::new(0),
+            read: AtomicU64::new(0),
+            stored: AtomicU64::new(0),
+            unchanged: AtomicU64::new(0),
+            dead_lettered: AtomicU64::new(0),
+            source_retries: AtomicU64::new(0),
+            sink_retries: AtomicU64::new(0),
+            ticks_skipped: AtomicU64::new(0),
+        }
+    }
+}
+
+pub fn add(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
+}
+
+/// A snapshot for people and for `--json`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Summary {
+    pub fetched: u64,
+    pub logged: u64,
+    pub read: u64,
+    pub stored: u64,
+    pub duplicates_skipped: u64,
+    pub dead_lettered: u64,
+    pub source_retries: u64,
+    pub sink_retries: u64,
+    pub ticks_skipped: u64,
+    pub elapsed_secs: f64,
+    /// Records through the slowest finished stage per second of the run.
+    pub records_per_sec: f64,
+    pub peak_rss_bytes: Option<u64>,
+}
+
+impl Stats {
+    pub fn summary(&self) -> Summary {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let (read, logged) = (get(&self.read), get(&self.logged));
+        // A run counts what reached the end of the path; an ingest-only run
+        // counts what reached the log.
+        let through = if read > 0 { read } else { logged };
+        Summary {
+            fetched: get(&self.fetched),
+            logged,
+            read,
+            stored: get(&self.stored),
+            duplicates_skipped: get(&self.unchanged),
+            dead_lettered: get(&self.dead_lettered),
+            source_retries: get(&self.source_retries),
+            sink_retries: get(&self.sink_retries),
+            ticks_skipped: get(&self.ticks_skipped),
+            elapsed_secs: elapsed,
+            records_per_sec: if elapsed > 0.0 {
+                through as f64 / elapsed
+            } else {
+                0.0
+            },
+            peak_rss_bytes: peak_rss_bytes(),
+        }
+    }
+}
+
+/// The process's peak resident set size (VmHWM), where /proc tells it.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
