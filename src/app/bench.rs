@@ -188,7 +188,7 @@ fn raw_sqlite_ceiling(rows: &[Row]) -> anyhow::Result<Duration> {
         .collect::<Vec<_>>()
         .join(", ");
     store.execute_batch(&format!(
-        "CREATE TABLE t (id TEXT PRIMARY KEY NOT NULL, {columns}) WITHOUT ROWID;"
+        "CREATE TABLE t (id TEXT PRIMARY KEY NOT NULL, {columns});"
     ))?;
     for (chunk_rows, chunk_payloads) in rows.chunks(BATCH).zip(payloads.chunks(BATCH)) {
         let tx = log.transaction()?;

@@ -84,7 +84,7 @@ impl Sink {
         }
     }
 
-    /// Up to `limit` rows, in the store's own order (as cqlsh's plain SELECT).
+    /// Up to `limit` rows, newest first where the store knows the order.
     pub async fn rows(&self, limit: usize) -> Result<Vec<Row>, SinkError> {
         match self {
             Sink::Sqlite(s) => s.rows(limit).await,

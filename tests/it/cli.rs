@@ -1,0 +1,215 @@
+//! The README's promises from the outside: idempotent runs, exit codes for bad
+//! usage and config, graceful shutdown, burst mode.
+
+use std::io::Read;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::support::{Sandbox, distinct_ids, stderr};
+
+#[test]
+fn same_seed_twice_stores_once_and_a_new_seed_adds() {
+    let s = Sandbox::new();
+    let first = s.run_json(&["run", "--records", "10000", "--seed", "7", "--json"]);
+    assert_eq!(first["fetched"], 10000);
+    assert_eq!(first["logged"], 10000);
+    assert_eq!(first["stored"], 10000);
+    assert_eq!(first["dead_lettered"], 0);
+    assert_eq!(s.count(), 10000);
+    assert_eq!(distinct_ids(&s.store_path()), 10000);
+
+    let again = s.run_json(&["run", "--records", "10000", "--seed", "7", "--json"]);
+    assert_eq!(again["stored"], 0);
+    assert_eq!(again["duplicates_skipped"], 10000);
+    assert_eq!(s.count(), 10000);
+
+    let other = s.run_json(&["run", "--records", "10000", "--seed", "8", "--json"]);
+    assert_eq!(other["stored"], 10000);
+    assert_eq!(s.count(), 20000);
+    assert_eq!(distinct_ids(&s.store_path()), 20000);
+}
+
+#[test]
+fn ingest_then_process_equals_run() {
+    let s = Sandbox::new();
+    let ingested = s.run_json(&["ingest", "--records", "3000", "--seed", "split", "--json"]);
+    assert_eq!(ingested["logged"], 3000);
+    assert_eq!(s.count(), 0, "ingest must not touch the store");
+    let processed = s.run_json(&["process", "--json"]);
+    assert_eq!(processed["stored"], 3000);
+    // A second process finds nothing new: its offsets were committed.
+    let idle = s.run_json(&["process", "--json"]);
+    assert_eq!(idle["read"], 0);
+    assert_eq!(s.count(), 3000);
+}
+
+#[test]
+fn show_prints_a_table_of_rows() {
+    let s = Sandbox::new();
+    s.run_json(&["run", "--records", "50", "--seed", "show", "--json"]);
+    let out = s.run(&["show", "--limit", "5"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let header = text.lines().next().unwrap();
+    for col in [
+        "id",
+        "first_name",
+        "post_code",
+        "registered_date",
+        "picture",
+    ] {
+        assert!(header.contains(col), "{header}");
+    }
+    assert!(text.contains("(5 rows)"), "{text}");
+}
+
+#[test]
+fn bad_flags_exit_2_and_name_the_problem() {
+    let s = Sandbox::new();
+    let cases: &[(&[&str], &str)] = &[
+        (&["run", "--records", "many"], "--records"),
+        (&["run", "--batch-size", "0"], "batch_size"),
+        (&["run", "--batch-size", "6000"], "batch_size"),
+        (&["run", "--source", "ftp://example.com/api/"], "source.url"),
+        (&["run", "--source", "gen:?nat=XX"], "nationality"),
+        (&["run", "--log", "postgres://x"], "log.url"),
+        (&["run", "--duration", "2m"], "--interval"),
+        (&["frobnicate"], "frobnicate"),
+    ];
+    for (args, needle) in cases {
+        let out = s.run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(needle), "{args:?}: {}", stderr(&out));
+    }
+}
+
+#[test]
+fn bad_config_files_exit_2_with_file_and_line() {
+    let s = Sandbox::new();
+    let file = s.dir.path().join("tributary.toml");
+    std::fs::write(&file, "[source]\nurl = \"gen:\"\nseeed = \"7\"\n").unwrap();
+    let out = s.run(&["count"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("tributary.toml") && err.contains("line 3"),
+        "{err}"
+    );
+    assert!(err.contains("seeed"), "{err}");
+
+    std::fs::write(&file, "[source\nurl = ").unwrap();
+    let out = s.run(&["count"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("line 1"), "{}", stderr(&out));
+
+    std::fs::write(&file, "[processor]\nbatch_size = \"big\"\n").unwrap();
+    let out = s.run(&["count"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("line 2"), "{}", stderr(&out));
+
+    let out = s.run(&["--config", "/nonexistent/t.toml", "count"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("/nonexistent/t.toml"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn config_file_env_and_flags_layer_in_that_order() {
+    let s = Sandbox::new();
+    std::fs::write(
+        s.dir.path().join("tributary.toml"),
+        "[source]\nseed = \"file\"\n[processor]\nbatch_size = 17\n[log]\ntopic = \"from_file\"\n",
+    )
+    .unwrap();
+    let out = s
+        .cmd(&["config", "check"])
+        .env("TRIBUTARY_TOPIC", "from_env")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("seed = \"file\""), "{text}");
+    assert!(text.contains("batch_size = 17"), "{text}");
+    assert!(text.contains("topic = \"from_env\""), "{text}");
+}
+
+#[test]
+fn unusable_data_dir_exits_1_and_names_it() {
+    let s = Sandbox::new();
+    let file = s.dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let out = s
+        .cmd(&["run", "--records", "10"])
+        .arg("--data-dir")
+        .arg(file.join("data"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("data dir"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("panicked"));
+}
+
+#[test]
+fn sigterm_drains_commits_and_exits_0() {
+    let s = Sandbox::new();
+    s.run_json(&["ingest", "--records", "2000", "--seed", "term", "--json"]);
+    let mut child = s
+        .cmd(&["process", "--follow", "--batch-size", "100"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Ready once it has stored everything there is; then ask it to stop.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while crate::support::rows_now(&s.store_path()) < 2000 {
+        assert!(Instant::now() < deadline, "processor never caught up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let code = child.wait().unwrap();
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert_eq!(code.code(), Some(0), "{out}");
+    assert!(out.contains("tributary process: done"), "{out}");
+    assert!(out.contains("stored               2000"), "{out}");
+    // Its offsets were committed: nothing is left to read.
+    let idle = s.run_json(&["process", "--json"]);
+    assert_eq!(idle["read"], 0);
+}
+
+#[test]
+fn burst_mode_keeps_to_its_ticks() {
+    let s = Sandbox::new();
+    let started = Instant::now();
+    let sum = s.run_json(&[
+        "run",
+        "--duration",
+        "2s",
+        "--interval",
+        "200ms",
+        "--per-tick",
+        "3",
+        "--seed",
+        "burst",
+        "--json",
+    ]);
+    let took = started.elapsed();
+    let ticks = sum["fetched"].as_u64().unwrap() / 3;
+    let skipped = sum["ticks_skipped"].as_u64().unwrap();
+    assert_eq!(ticks + skipped, 10, "{sum}");
+    assert!(ticks >= 1);
+    assert_eq!(sum["stored"].as_u64().unwrap(), ticks * 3);
+    assert!(took >= Duration::from_millis(1800), "{took:?}");
+}

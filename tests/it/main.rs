@@ -1,0 +1,8 @@
+//! Black-box tests of the `tributary` binary: one integration-test binary,
+//! a module per area. Each test works in its own temporary data dir.
+
+mod cli;
+mod crash;
+mod http_source;
+mod poison;
+mod support;

@@ -1,0 +1,107 @@
+//! Helpers shared by the black-box tests: running the binary in a temporary
+//! data dir, reading its JSON summaries, looking into the embedded store.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub struct Sandbox {
+    pub dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    pub fn new() -> Sandbox {
+        Sandbox {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// `tributary ARGS` with the sandbox's data dir (through
+    /// TRIBUTARY_DATA_DIR, so a test may still pass --data-dir), run in the
+    /// sandbox with no TRIBUTARY_* variables from outside.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_tributary"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("TRIBUTARY_") {
+                c.env_remove(k);
+            }
+        }
+        c.args(args)
+            .env("TRIBUTARY_DATA_DIR", self.data_dir())
+            .current_dir(self.dir.path())
+            .env("RUST_LOG", "tributary=warn");
+        c.stdin(Stdio::null());
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("tributary starts")
+    }
+
+    /// Runs and expects success; returns the JSON summary it printed.
+    pub fn run_json(&self, args: &[&str]) -> serde_json::Value {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "{args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let line = stdout.lines().last().expect("a summary line");
+        serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+    }
+
+    pub fn count(&self) -> u64 {
+        let out = self.run(&["count"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("a number")
+    }
+
+    pub fn store_path(&self) -> PathBuf {
+        self.data_dir().join("store.db")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.data_dir().join("log.db")
+    }
+}
+
+/// Distinct ids in the embedded store, read directly.
+pub fn distinct_ids(store: &Path) -> u64 {
+    let conn = rusqlite::Connection::open(store).expect("store opens");
+    conn.query_row("SELECT count(DISTINCT id) FROM created_users", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .expect("query") as u64
+}
+
+/// Rows in the embedded store, read directly (without the binary), or 0
+/// before the table exists.
+pub fn rows_now(store: &Path) -> u64 {
+    let Ok(conn) =
+        rusqlite::Connection::open_with_flags(store, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+    else {
+        return 0;
+    };
+    conn.busy_timeout(std::time::Duration::from_secs(5)).ok();
+    conn.query_row("SELECT count(*) FROM created_users", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map(|n| n as u64)
+    .unwrap_or(0)
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
