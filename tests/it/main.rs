@@ -6,3 +6,4 @@ mod crash;
 mod http_source;
 mod poison;
 mod support;
+mod tidy;
