@@ -152,3 +152,27 @@ fn mock_api_refuses_non_loopback_binds() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("loopback"), "{}", stderr(&out));
 }
+
+#[test]
+fn a_slow_api_times_out_and_gives_up_with_a_clear_error() {
+    let s = Sandbox::new();
+    let api = MockApi::start(&s, &["--latency", "3s"]);
+    std::fs::write(
+        s.dir.path().join("tributary.toml"),
+        "[source]\nmax_attempts = 2\nread_timeout = \"200ms\"\nbackoff_initial = \"10ms\"\n",
+    )
+    .unwrap();
+    let out = s.run(&[
+        "ingest",
+        "--source",
+        &api.base,
+        "--records",
+        "10",
+        "--seed",
+        "x",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("gave up after 2 attempts"), "{err}");
+    assert!(err.contains("timed out"), "{err}");
+}

@@ -79,6 +79,15 @@ impl Stream {
     }
 }
 
+/// `ten_thousandths / 10_000 - offset` with four decimals, as the API writes
+/// coordinates ("-69.8246"); integer arithmetic, so no float formatting.
+fn degrees(ten_thousandths: u64, offset: i64) -> String {
+    let v = ten_thousandths as i64 - offset * 10_000;
+    let sign = if v < 0 { "-" } else { "" };
+    let a = v.unsigned_abs();
+    format!("{sign}{}.{:04}", a / 10_000, a % 10_000)
+}
+
 /// FNV-1a: turns the API's free-text seed into the generator's 64-bit seed.
 fn hash_seed(seed: &str) -> u64 {
     seed.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
@@ -268,14 +277,8 @@ impl Generator {
                 country: Some(nat.country.to_owned()),
                 postcode: Some(postcode),
                 coordinates: Some(ApiCoordinates {
-                    latitude: Some(Scalar::Text(format!(
-                        "{:.4}",
-                        r.below(1_800_000) as f64 / 10_000.0 - 90.0
-                    ))),
-                    longitude: Some(Scalar::Text(format!(
-                        "{:.4}",
-                        r.below(3_600_000) as f64 / 10_000.0 - 180.0
-                    ))),
+                    latitude: Some(Scalar::Text(degrees(r.below(1_800_000), 90))),
+                    longitude: Some(Scalar::Text(degrees(r.below(3_600_000), 180))),
                 }),
                 timezone: Some(ApiTimezone {
                     offset: Some(tz_offset.to_owned()),
@@ -391,6 +394,14 @@ mod tests {
             "7727 Privada Zaragoza, Tampico, Tamaulipas, Mexico"
         );
         assert_eq!(row.dob, "2006-08-18T17:30:33.198Z");
+    }
+
+    #[test]
+    fn coordinates_have_four_decimals_and_a_sign() {
+        assert_eq!(degrees(0, 90), "-90.0000");
+        assert_eq!(degrees(201_754, 90), "-69.8246");
+        assert_eq!(degrees(900_000, 90), "0.0000");
+        assert_eq!(degrees(3_148_719, 180), "134.8719");
     }
 
     #[test]
