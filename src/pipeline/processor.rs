@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{Instrument, info, warn};
 
 use super::log::{
-    Checkpoint, DeadLetter, Log, LogError, LogMessage, LogReader, Origin, Stage, StoredDeadLetter,
+    Checkpoint, DeadLetter, Log, LogCommitter, LogError, LogMessage, LogReader, Origin, Stage,
+    StoredDeadLetter,
 };
 use super::sink::{Sink, SinkError, WriteAck};
 use super::stats::{Stats, add};
@@ -52,9 +53,27 @@ pub enum ProcessError {
 
 pub struct Processor {
     reader: LogReader,
+    stage: WriteStage,
+    config: ProcessorConfig,
+}
+
+/// A batch read and decoded, waiting for the sink.
+struct Decoded {
+    messages: Vec<LogMessage>,
+    rows: Arc<[Row]>,
+    /// For each row, the index of its message in `messages`.
+    row_messages: Vec<usize>,
+    letters: Vec<DeadLetter>,
+    checkpoint: Checkpoint,
+}
+
+/// The second half of the processor: sink → dead letters → commit. Runs as
+/// its own task for batch k while the first half reads and decodes k+1.
+#[derive(Clone)]
+struct WriteStage {
     log: Log,
     sink: Sink,
-    config: ProcessorConfig,
+    committer: LogCommitter,
     stats: Arc<Stats>,
 }
 
@@ -66,23 +85,33 @@ impl Processor {
         config: ProcessorConfig,
         stats: Arc<Stats>,
     ) -> Self {
+        let committer = reader.committer();
         Processor {
             reader,
-            log,
-            sink,
+            stage: WriteStage {
+                log,
+                sink,
+                committer,
+                stats,
+            },
             config,
-            stats,
         }
     }
 
     /// Processes batches until the stop rule holds or `shutdown` fires. A
-    /// batch that has been read is always finished and committed first.
+    /// batch handed to the sink is always finished and committed first; a
+    /// batch only read is dropped uncommitted (it is read again next time).
+    ///
+    /// Two stages overlap: while batch k is written and committed, batch k+1
+    /// is read and decoded. Commits stay in read order because batch k+1 is
+    /// handed over only after batch k's task has finished.
     pub async fn run(
         mut self,
         until: Until,
         shutdown: CancellationToken,
     ) -> Result<(), ProcessError> {
-        loop {
+        let mut writing: Option<tokio::task::JoinHandle<Result<bool, ProcessError>>> = None;
+        let result = loop {
             // Read before checking the ingest flag, so the last append before
             // the flag was raised is never missed.
             let ingest_finished = match &until {
@@ -91,57 +120,105 @@ impl Processor {
             };
             let batch = tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => break,
-                batch = self.reader.poll(self.config.batch_size, POLL_WAIT) => batch?,
+                _ = shutdown.cancelled() => break Ok(()),
+                batch = self.reader.poll(self.config.batch_size, POLL_WAIT) => batch,
+            };
+            let batch = match batch {
+                Ok(b) => b,
+                Err(e) => break Err(e.into()),
             };
             if batch.is_empty() {
                 let stop = match &until {
-                    Until::Drained => self.reader.caught_up().await?,
-                    Until::DrainedAfter(_) => ingest_finished && self.reader.caught_up().await?,
-                    Until::Shutdown => false,
+                    Until::Drained => self.reader.caught_up().await,
+                    Until::DrainedAfter(_) => {
+                        if ingest_finished {
+                            self.reader.caught_up().await
+                        } else {
+                            Ok(false)
+                        }
+                    }
+                    Until::Shutdown => Ok(false),
                 };
-                if stop {
-                    break;
+                match stop {
+                    Ok(true) => break Ok(()),
+                    Ok(false) => continue,
+                    Err(e) => break Err(e.into()),
                 }
-                continue;
             }
-            if !self.handle(batch, &shutdown).await? {
-                break;
+            add(&self.stage.stats.read, batch.len() as u64);
+            let decoded = decode(batch, self.stage.log.topic(), self.config.max_message_bytes);
+            if let Some(previous) = writing.take() {
+                match previous.await.expect("write stage panicked") {
+                    Ok(true) => {}
+                    Ok(false) => break Ok(()),
+                    Err(e) => break Err(e),
+                }
             }
+            let stage = self.stage.clone();
+            let shutdown = shutdown.clone();
+            writing = Some(tokio::spawn(
+                async move { stage.handle(decoded, &shutdown).await }.in_current_span(),
+            ));
+        };
+        // The batch in flight is finished (or, if the sink is down at
+        // shutdown, abandoned uncommitted) before returning.
+        if let Some(last) = writing {
+            let finished = last.await.expect("write stage panicked");
+            result?;
+            finished?;
+            return Ok(());
         }
-        Ok(())
+        result
     }
+}
 
-    /// Handles one batch. Returns `false` if shutdown came while the sink was
-    /// down: the batch was then neither stored nor committed, and stays in the
-    /// log for the next start.
+/// Decodes and validates a batch; what fails becomes a dead letter.
+fn decode(messages: Vec<LogMessage>, topic: &str, max_message_bytes: usize) -> Decoded {
+    let checkpoint = Checkpoint::after(&messages);
+    let mut rows = Vec::with_capacity(messages.len());
+    let mut row_messages = Vec::with_capacity(messages.len());
+    let mut letters = Vec::new();
+    for (i, m) in messages.iter().enumerate() {
+        match Row::from_json(&m.payload, max_message_bytes) {
+            Ok(row) => {
+                rows.push(row);
+                row_messages.push(i);
+            }
+            Err(e) => letters.push(dead_letter(Stage::Decode, e.to_string(), topic, m)),
+        }
+    }
+    Decoded {
+        messages,
+        rows: rows.into(),
+        row_messages,
+        letters,
+        checkpoint,
+    }
+}
+
+impl WriteStage {
+    /// Writes one decoded batch and commits it. Returns `false` if shutdown
+    /// came while the sink was down: the batch was then neither stored nor
+    /// committed, and stays in the log for the next start.
     async fn handle(
-        &mut self,
-        batch: Vec<LogMessage>,
+        &self,
+        batch: Decoded,
         shutdown: &CancellationToken,
     ) -> Result<bool, ProcessError> {
-        add(&self.stats.read, batch.len() as u64);
-        let checkpoint = Checkpoint::after(&batch);
-        let topic = self.log.topic().to_owned();
-        let mut rows = Vec::with_capacity(batch.len());
-        let mut row_messages = Vec::with_capacity(batch.len());
-        let mut letters = Vec::new();
-        for (i, m) in batch.iter().enumerate() {
-            match Row::from_json(&m.payload, self.config.max_message_bytes) {
-                Ok(row) => {
-                    rows.push(row);
-                    row_messages.push(i);
-                }
-                Err(e) => letters.push(dead_letter(Stage::Decode, e.to_string(), &topic, m)),
-            }
-        }
-        let rows: Arc<[Row]> = rows.into();
+        let Decoded {
+            messages,
+            rows,
+            row_messages,
+            mut letters,
+            checkpoint,
+        } = batch;
         let Some(ack) = self.write_until_acked(rows, shutdown).await? else {
             return Ok(false);
         };
+        let topic = self.log.topic();
         for (i, reason) in &ack.rejected {
-            let m = &batch[row_messages[*i]];
-            letters.push(dead_letter(Stage::Sink, reason.clone(), &topic, m));
+            let m = &messages[row_messages[*i]];
+            letters.push(dead_letter(Stage::Sink, reason.clone(), topic, m));
         }
         let n_letters = letters.len() as u64;
         self.log.dead_letter(letters).await?;
@@ -149,7 +226,7 @@ impl Processor {
         // sink acknowledged every row of this batch and the dead letters of
         // the rest are stored. A crash before this line replays the batch;
         // the sink's upserts make the replay change nothing.
-        self.reader.commit(&checkpoint).await?;
+        self.committer.commit(&checkpoint).await?;
         add(&self.stats.stored, ack.written);
         add(&self.stats.unchanged, ack.unchanged);
         add(&self.stats.dead_lettered, n_letters);

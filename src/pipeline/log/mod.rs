@@ -12,7 +12,7 @@ pub mod sqlite;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-pub use sqlite::{SqliteLog, SqliteLogConfig, SqliteReader};
+pub use sqlite::{SqliteCommitter, SqliteLog, SqliteLogConfig, SqliteReader};
 
 /// Validated log settings: a closed set, one variant per kind of log.
 #[derive(Debug, Clone, PartialEq)]
@@ -260,13 +260,11 @@ impl LogReader {
         }
     }
 
-    /// Stores the group's position durably.
-    ///
-    /// Architecture invariant: call this only with a checkpoint past messages
-    /// that the sink acknowledged or that went to the dead letters.
-    pub async fn commit(&mut self, checkpoint: &Checkpoint) -> Result<(), LogError> {
+    /// A handle that commits this reader's group position, usable while the
+    /// reader polls ahead (the processor writes batch k while reading k+1).
+    pub fn committer(&self) -> LogCommitter {
         match self {
-            LogReader::Sqlite(r) => r.commit(checkpoint).await,
+            LogReader::Sqlite(r) => LogCommitter::Sqlite(r.committer()),
         }
     }
 
@@ -274,6 +272,25 @@ impl LogReader {
     pub async fn caught_up(&self) -> Result<bool, LogError> {
         match self {
             LogReader::Sqlite(r) => r.caught_up().await,
+        }
+    }
+}
+
+/// Commits a group's position; cheap to clone.
+#[derive(Debug, Clone)]
+pub enum LogCommitter {
+    Sqlite(SqliteCommitter),
+}
+
+impl LogCommitter {
+    /// Stores the group's position durably.
+    ///
+    /// Architecture invariant: call this only with a checkpoint past messages
+    /// that the sink acknowledged or that went to the dead letters, and in
+    /// the order the batches were read.
+    pub async fn commit(&self, checkpoint: &Checkpoint) -> Result<(), LogError> {
+        match self {
+            LogCommitter::Sqlite(c) => c.commit(checkpoint).await,
         }
     }
 }

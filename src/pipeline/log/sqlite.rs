@@ -487,23 +487,12 @@ impl SqliteReader {
         Ok(batch)
     }
 
-    pub async fn commit(&mut self, checkpoint: &Checkpoint) -> Result<(), LogError> {
-        let Some(&next) = checkpoint.0.get(&PARTITION) else {
-            return Ok(());
-        };
-        let (group, topic_id) = (self.group.clone(), self.topic_id);
-        embedded::blocking(&self.conn, move |conn| {
-            conn.execute(
-                "INSERT INTO group_offsets (grp, topic_id, partition, next_offset, updated_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (grp, topic_id, partition)
-                 DO UPDATE SET next_offset = excluded.next_offset, updated_ms = excluded.updated_ms",
-                params![group, topic_id, PARTITION, next, now_ms()],
-            )
-            .map_err(map_write_err)?;
-            Ok(())
-        })
-        .await
+    pub fn committer(&self) -> SqliteCommitter {
+        SqliteCommitter {
+            conn: self.conn.clone(),
+            group: self.group.clone().into(),
+            topic_id: self.topic_id,
+        }
     }
 
     pub async fn caught_up(&self) -> Result<bool, LogError> {
@@ -515,6 +504,35 @@ impl SqliteReader {
                 |r| r.get(0),
             )?;
             Ok(position >= end)
+        })
+        .await
+    }
+}
+
+/// Commits one group's position in the embedded log.
+#[derive(Debug, Clone)]
+pub struct SqliteCommitter {
+    conn: Shared,
+    group: Arc<str>,
+    topic_id: i64,
+}
+
+impl SqliteCommitter {
+    pub async fn commit(&self, checkpoint: &Checkpoint) -> Result<(), LogError> {
+        let Some(&next) = checkpoint.0.get(&PARTITION) else {
+            return Ok(());
+        };
+        let (group, topic_id) = (self.group.clone(), self.topic_id);
+        embedded::blocking(&self.conn, move |conn| {
+            conn.execute(
+                "INSERT INTO group_offsets (grp, topic_id, partition, next_offset, updated_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (grp, topic_id, partition)
+                 DO UPDATE SET next_offset = excluded.next_offset, updated_ms = excluded.updated_ms",
+                params![&*group, topic_id, PARTITION, next, now_ms()],
+            )
+            .map_err(map_write_err)?;
+            Ok(())
         })
         .await
     }
