@@ -11,12 +11,29 @@ use clap::Parser;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+// Positions in mimalloc's `mi_option_e` (include/mimalloc.h, v2 and v3 alike);
+// libmimalloc-sys does not export these two.
+const MI_OPTION_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
 fn main() -> ExitCode {
+    // Give freed memory back to the OS at once and commit arena memory only
+    // when touched: RSS is part of performance here (about 35 MiB instead of
+    // 65 MiB for `run`, at the same speed).
+    // SAFETY: plain option setters of the allocator, called before any thread
+    // is started.
+    unsafe {
+        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0);
+        libmimalloc_sys::mi_option_set(MI_OPTION_ARENA_EAGER_COMMIT, 0);
+    }
     let cli = tributary::cli::Cli::parse();
     tributary::telemetry::init(cli.verbose, cli.quiet);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("tributary")
+        // SQLite calls run on the blocking pool; a handful of threads keeps
+        // per-thread allocator caches (and so RSS) small.
+        .max_blocking_threads(8)
         .build()
     {
         Ok(rt) => rt,
