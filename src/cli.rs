@@ -30,10 +30,11 @@ Examples:
   tributary mock-api --port 5080 &           a local Random User API
   tributary run --source http://127.0.0.1:5080/api/ --records 5000
   tributary dlq list                         records that could not be stored, and why
+  tributary status                           log lag per partition, rows, dead letters
 
 URL forms:
   --source  gen:[?seed=S&nat=US,GB&gender=female]  |  http(s)://host/api/[1.4/]
-  --log     sqlite:  (DATA_DIR/log.db)  |  sqlite:PATH
+  --log     sqlite:  (DATA_DIR/log.db)  |  sqlite:PATH  |  kafka://host:9092[,host2:9092]/topic
   --sink    sqlite:  (DATA_DIR/store.db)  |  sqlite:PATH
 
 Configuration: tributary.toml (or --config FILE), then TRIBUTARY_* variables,
@@ -71,6 +72,8 @@ pub enum Command {
     MockApi(MockApiArgs),
     /// Print how many rows the store holds.
     Count(StoreArgs),
+    /// Log position and lag per partition, rows stored, dead letters waiting.
+    Status(StatusArgs),
     /// Print rows of the store as a table.
     Show(ShowArgs),
     /// Inspect and replay dead letters.
@@ -86,7 +89,7 @@ pub enum Command {
 /// Where the pipeline reads and writes.
 #[derive(Debug, Clone, Default, Args)]
 pub struct EndpointArgs {
-    /// Log URL: sqlite: or sqlite:PATH.
+    /// Log URL: sqlite:, sqlite:PATH, or kafka://host:9092[,host2:9092]/topic.
     #[arg(long, env = "TRIBUTARY_LOG", value_name = "URL")]
     pub log: Option<String>,
     /// Topic in the log [default: users_created].
@@ -147,6 +150,15 @@ pub struct ProcessArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct StoreArgs {
+    #[command(flatten)]
+    pub endpoints: EndpointArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    /// Print as JSON.
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub endpoints: EndpointArgs,
 }
@@ -264,6 +276,7 @@ impl EndpointArgs {
             sink: self.sink.clone(),
             group: self.group.clone(),
             topic: self.topic.clone(),
+            kafka_sasl_password: std::env::var("TRIBUTARY_KAFKA_SASL_PASSWORD").ok(),
             ..Overrides::default()
         }
     }

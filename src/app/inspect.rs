@@ -32,6 +32,68 @@ pub async fn count(config: Config) -> AppResult {
     Ok(())
 }
 
+pub async fn status(config: Config, json: bool) -> AppResult {
+    let log = open_log(&config).await?;
+    let sink = open_sink(&config).await?;
+    let lag = log
+        .lag(&config.group)
+        .await
+        .context("cannot read the log's offsets")?;
+    let rows = sink.count().await.context("cannot count rows")?;
+    let waiting = log
+        .dead_letters(false, usize::MAX >> 1)
+        .await
+        .context("cannot read dead letters")?
+        .len();
+    let total_lag: i64 = lag.iter().map(|p| p.lag()).sum();
+    if json {
+        let partitions: Vec<_> = lag
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "partition": p.partition,
+                    "committed": p.committed,
+                    "end": p.end,
+                    "lag": p.lag(),
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({
+                "topic": log.topic(),
+                "group": config.group,
+                "partitions": partitions,
+                "lag": total_lag,
+                "rows": rows,
+                "dead_letters_waiting": waiting,
+                "sink": sink.describe(),
+            })
+        );
+        return Ok(());
+    }
+    println!("log    topic {} group {}", log.topic(), config.group);
+    let cells: Vec<Vec<String>> = lag
+        .iter()
+        .map(|p| {
+            vec![
+                p.partition.to_string(),
+                p.committed.to_string(),
+                p.end.to_string(),
+                p.lag().to_string(),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table(&["partition", "committed", "end", "lag"], &cells)
+    );
+    println!("lag    {total_lag}");
+    println!("store  {} rows ({})", rows, sink.describe());
+    println!("dlq    {waiting} dead letters waiting (tributary dlq list)");
+    Ok(())
+}
+
 pub async fn show(config: Config, args: &ShowArgs) -> AppResult {
     let sink = open_sink(&config).await?;
     let rows = sink.rows(args.limit).await.context("cannot read rows")?;

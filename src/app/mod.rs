@@ -95,6 +95,7 @@ pub async fn main(cli: Cli) -> AppResult {
         }
         Command::MockApi(args) => run::mock_api(&args, shutdown).await,
         Command::Count(args) => inspect::count(with_endpoints(&args.endpoints)?).await,
+        Command::Status(args) => inspect::status(with_endpoints(&args.endpoints)?, args.json).await,
         Command::Show(args) => inspect::show(with_endpoints(&args.endpoints)?, &args).await,
         Command::Dlq(cmd) => inspect::dlq(cmd, with_endpoints).await,
         Command::Config(ConfigCommand::Check { endpoints, source }) => {
@@ -151,6 +152,7 @@ fn prepare_dirs(config: &Config) -> AppResult {
     let mut dirs: Vec<&Path> = Vec::new();
     match &config.log {
         LogConfig::Sqlite(l) => dirs.extend(l.path.parent()),
+        LogConfig::Kafka(_) => {}
     }
     match &config.sink {
         SinkConfig::Sqlite(s) => dirs.extend(s.path.parent()),

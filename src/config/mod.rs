@@ -8,10 +8,10 @@ mod raw;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use raw::{RawConfig, RawLog, RawProcessor, RawSink, RawSource};
+pub use raw::{RawConfig, RawKafka, RawLog, RawProcessor, RawSink, RawSource};
 use url::Url;
 
-use crate::pipeline::log::{LogConfig, SqliteLogConfig};
+use crate::pipeline::log::{KafkaLogConfig, LogConfig, SqliteLogConfig};
 use crate::pipeline::processor::ProcessorConfig;
 use crate::pipeline::sink::{SinkConfig, SqliteSinkConfig};
 use crate::pipeline::source::generator::{self, Gender};
@@ -50,6 +50,8 @@ pub struct Overrides {
     pub batch_size: Option<usize>,
     pub group: Option<String>,
     pub topic: Option<String>,
+    /// `TRIBUTARY_KAFKA_SASL_PASSWORD`: kept out of files and flags.
+    pub kafka_sasl_password: Option<String>,
 }
 
 /// The validated configuration.
@@ -142,13 +144,33 @@ fn identifier(key: &'static str, value: &str) -> Result<String, ConfigError> {
     }
 }
 
+/// A Kafka topic name (the embedded log accepts the same): letters, digits,
+/// `.`, `_`, `-`, at most 249.
+fn topic_name(value: &str) -> Result<String, ConfigError> {
+    let ok = !value.is_empty()
+        && value.len() <= 249
+        && value != "."
+        && value != ".."
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(value.to_owned())
+    } else {
+        Err(invalid(
+            "log.topic",
+            format!("{value:?} must be letters, digits, '.', '_' or '-' (at most 249)"),
+        ))
+    }
+}
+
 /// An embedded-database URL: `sqlite:` (the default file under the data
 /// dir) or `sqlite:PATH` / `sqlite://PATH`.
 fn sqlite_path(key: &'static str, url: &str, default: PathBuf) -> Result<PathBuf, ConfigError> {
     let Some(rest) = url.strip_prefix("sqlite:") else {
         let scheme = url.split(':').next().unwrap_or(url);
         let hint = match scheme {
-            "kafka" | "cassandra" => format!("{scheme}:// is not available in this build yet"),
+            "cassandra" => format!("{scheme}:// is not available in this build yet"),
             _ => format!("unknown scheme {scheme:?}"),
         };
         return Err(invalid(
@@ -206,10 +228,27 @@ impl Config {
         let source = Self::resolve_source(&raw.source, over.source, over.seed)?;
 
         // Log.
-        let topic = identifier(
-            "log.topic",
+        let log_url = over.log.or(raw.log.url).unwrap_or_else(|| "sqlite:".into());
+        let (kafka_brokers, url_topic) = match log_url.strip_prefix("kafka://") {
+            Some(rest) => {
+                let (brokers, topic) = rest.split_once('/').unwrap_or((rest, ""));
+                if brokers.is_empty() {
+                    return Err(invalid(
+                        "log.url",
+                        format!("{log_url:?} names no broker; use kafka://host:9092/topic"),
+                    ));
+                }
+                (
+                    Some(brokers.to_owned()),
+                    (!topic.is_empty()).then(|| topic.to_owned()),
+                )
+            }
+            None => (None, None),
+        };
+        let topic = topic_name(
             over.topic
                 .as_deref()
+                .or(url_topic.as_deref())
                 .or(raw.log.topic.as_deref())
                 .unwrap_or("users_created"),
         )?;
@@ -220,7 +259,6 @@ impl Config {
         if group.is_empty() || group.len() > 128 {
             return Err(invalid("log.group", "must be 1 to 128 characters"));
         }
-        let log_url = over.log.or(raw.log.url).unwrap_or_else(|| "sqlite:".into());
         let retention_age = duration(
             "log.retention_age",
             raw.log.retention_age.as_deref(),
@@ -229,13 +267,50 @@ impl Config {
         if raw.log.retention_messages == Some(0) {
             return Err(invalid("log.retention_messages", "must be at least 1"));
         }
-        let log = LogConfig::Sqlite(SqliteLogConfig {
-            path: sqlite_path("log.url", &log_url, data_dir.join("log.db"))?,
-            topic,
-            retention_messages: raw.log.retention_messages,
-            retention_age: (!retention_age.is_zero()).then_some(retention_age),
-            durable_fsync: raw.log.fsync.unwrap_or(false),
-        });
+        let log = match kafka_brokers {
+            Some(brokers) => {
+                let k = &raw.log.kafka;
+                let partitions = k.partitions.unwrap_or(3);
+                if partitions < 1 {
+                    return Err(invalid("log.kafka.partitions", "must be at least 1"));
+                }
+                if k.replication_factor.is_some_and(|rf| rf < 1) {
+                    return Err(invalid(
+                        "log.kafka.replication_factor",
+                        "must be at least 1",
+                    ));
+                }
+                let compression = k.compression.clone().unwrap_or_else(|| "lz4".into());
+                if !matches!(
+                    compression.as_str(),
+                    "none" | "gzip" | "snappy" | "lz4" | "zstd"
+                ) {
+                    return Err(invalid(
+                        "log.kafka.compression",
+                        format!("{compression:?} must be none, gzip, snappy, lz4 or zstd"),
+                    ));
+                }
+                let mut properties = k.properties.clone();
+                if let Some(pw) = over.kafka_sasl_password {
+                    properties.insert("sasl.password".into(), pw);
+                }
+                LogConfig::Kafka(KafkaLogConfig {
+                    brokers,
+                    topic,
+                    partitions,
+                    replication_factor: k.replication_factor,
+                    compression,
+                    properties,
+                })
+            }
+            None => LogConfig::Sqlite(SqliteLogConfig {
+                path: sqlite_path("log.url", &log_url, data_dir.join("log.db"))?,
+                topic,
+                retention_messages: raw.log.retention_messages,
+                retention_age: (!retention_age.is_zero()).then_some(retention_age),
+                durable_fsync: raw.log.fsync.unwrap_or(false),
+            }),
+        };
 
         // Sink.
         let sink_url = over
@@ -424,6 +499,30 @@ impl Config {
                     l.durable_fsync
                 ));
             }
+            LogConfig::Kafka(k) => {
+                out.push_str(&format!(
+                    "\n[log]\nurl = {:?}\ntopic = {:?}\ngroup = {:?}\n\n[log.kafka]\npartitions = {}\n",
+                    format!("kafka://{}/{}", k.brokers, k.topic),
+                    k.topic,
+                    self.group,
+                    k.partitions
+                ));
+                if let Some(rf) = k.replication_factor {
+                    out.push_str(&format!("replication_factor = {rf}\n"));
+                }
+                out.push_str(&format!("compression = {:?}\n", k.compression));
+                if !k.properties.is_empty() {
+                    out.push_str("\n[log.kafka.properties]\n");
+                    for (key, value) in &k.properties {
+                        let shown = if is_secret_key(key) {
+                            "***"
+                        } else {
+                            value.as_str()
+                        };
+                        out.push_str(&format!("{key:?} = {shown:?}\n"));
+                    }
+                }
+            }
         }
         match &self.sink {
             SinkConfig::Sqlite(s) => out.push_str(&format!(
@@ -439,6 +538,14 @@ impl Config {
         ));
         out
     }
+}
+
+/// Whether a client property holds a secret (never printed).
+pub fn is_secret_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    ["password", "secret", "token", "sasl.oauthbearer.config"]
+        .iter()
+        .any(|s| k.contains(s))
 }
 
 /// A URL with its password (and any query, which may carry a key) hidden.
@@ -467,7 +574,9 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("./tributary-data"));
         assert!(matches!(c.source, SourceConfig::Generator { .. }));
         assert!(c.seed_was_drawn);
-        let LogConfig::Sqlite(l) = &c.log;
+        let LogConfig::Sqlite(l) = &c.log else {
+            panic!("sqlite log expected")
+        };
         assert_eq!(l.path, PathBuf::from("./tributary-data/log.db"));
         assert_eq!(l.topic, "users_created");
         assert_eq!(c.group, "tributary");
@@ -530,7 +639,12 @@ mod tests {
                 "source.read_timeout",
             ),
             ("[sink]\ntable = \"users; DROP TABLE x\"\n", "sink.table"),
-            ("[log]\nurl = \"kafka://127.0.0.1:9092/t\"\n", "log.url"),
+            ("[log]\nurl = \"kafka:///t\"\n", "log.url"),
+            ("[log]\ntopic = \"a topic\"\n", "log.topic"),
+            (
+                "[log]\nurl = \"kafka://h:9092/t\"\n[log.kafka]\ncompression = \"brotli\"\n",
+                "log.kafka.compression",
+            ),
         ];
         for (text, key) in cases {
             let err = resolve(text, Overrides::default()).unwrap_err();
@@ -551,6 +665,29 @@ mod tests {
         assert_eq!(h.url.as_str(), "http://127.0.0.1:5080/api/1.4/");
         assert_eq!(h.max_attempts, 8);
         assert_eq!(h.read_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn kafka_url_and_properties_resolve_with_secrets_redacted() {
+        let c = resolve(
+            "[log]\nurl = \"kafka://b1:9092,b2:9092/users_created\"\n[log.kafka.properties]\n\"sasl.username\" = \"u\"\n",
+            Overrides {
+                kafka_sasl_password: Some("hunter2".into()),
+                ..Overrides::default()
+            },
+        )
+        .unwrap();
+        let LogConfig::Kafka(k) = &c.log else {
+            panic!("kafka expected")
+        };
+        assert_eq!(k.brokers, "b1:9092,b2:9092");
+        assert_eq!(k.topic, "users_created");
+        assert_eq!(k.partitions, 3);
+        assert_eq!(k.compression, "lz4");
+        assert_eq!(k.properties["sasl.password"], "hunter2");
+        let shown = c.to_toml();
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("\"sasl.username\" = \"u\""), "{shown}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! keys rejected (with file and line), each field documented here. Nothing is
 //! checked beyond types; [`super::Config::resolve`] validates.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::Deserialize;
@@ -71,7 +72,8 @@ pub struct RawSource {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawLog {
-    /// `sqlite:` (default: `<data_dir>/log.db`) or `sqlite:PATH`.
+    /// `sqlite:` (default: `<data_dir>/log.db`), `sqlite:PATH`, or
+    /// `kafka://host:9092[,host2:9092]/topic`.
     pub url: Option<String>,
     /// Topic name. Default `users_created`, as in the seed stack.
     pub topic: Option<String>,
@@ -83,6 +85,39 @@ pub struct RawLog {
     pub retention_age: Option<String>,
     /// fsync every commit instead of relying on the WAL. Default `false`.
     pub fsync: Option<bool>,
+    /// Settings used when `url` is `kafka://...`.
+    #[serde(default)]
+    pub kafka: RawKafka,
+}
+
+/// `[log.kafka]`: the Kafka log's topic settings and client properties.
+///
+/// ```toml
+/// [log]
+/// url = "kafka://b1:9092,b2:9092/users_created"
+/// [log.kafka]
+/// partitions = 3
+/// compression = "lz4"
+/// [log.kafka.properties]
+/// "security.protocol" = "SASL_SSL"
+/// "sasl.mechanism" = "SCRAM-SHA-512"
+/// "sasl.username" = "tributary"
+/// # sasl.password: from TRIBUTARY_KAFKA_SASL_PASSWORD, never in the file
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKafka {
+    /// Partitions of a topic tributary creates. Default 3.
+    pub partitions: Option<i32>,
+    /// Replication factor of a topic tributary creates. Default min(3, brokers).
+    pub replication_factor: Option<i32>,
+    /// Producer compression: none, gzip, snappy, lz4, zstd. Default `lz4`.
+    pub compression: Option<String>,
+    /// Any librdkafka property, passed as it is (they override tributary's
+    /// defaults). Values with "password" or "secret" in their key are
+    /// redacted by `config check` and never logged.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
 }
 
 /// `[sink]`: where rows are stored.

@@ -213,3 +213,22 @@ fn burst_mode_keeps_to_its_ticks() {
     assert_eq!(sum["stored"].as_u64().unwrap(), ticks * 3);
     assert!(took >= Duration::from_millis(1800), "{took:?}");
 }
+
+#[test]
+fn status_shows_lag_rows_and_dead_letters() {
+    let s = Sandbox::new();
+    s.run_json(&["ingest", "--records", "300", "--seed", "st", "--json"]);
+    let out = s.run(&["status", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["lag"], 300);
+    assert_eq!(v["rows"], 0);
+    assert_eq!(v["partitions"][0]["end"], 300);
+    s.run_json(&["process", "--json"]);
+    let out = s.run(&["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["lag"], 0);
+    assert_eq!(v["rows"], 300);
+    assert_eq!(v["partitions"][0]["committed"], 300);
+    assert_eq!(v["dead_letters_waiting"], 0);
+}

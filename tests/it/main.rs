@@ -4,6 +4,7 @@
 mod cli;
 mod crash;
 mod http_source;
+mod kafka;
 mod poison;
 mod support;
 mod tidy;

@@ -7,23 +7,27 @@
 //! worst the last uncommitted batch is read again (the sink is idempotent).
 //! The log knows nothing of tables or rows.
 
+pub mod kafka;
 pub mod sqlite;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+pub use kafka::{KafkaCommitter, KafkaLog, KafkaLogConfig, KafkaReader};
 pub use sqlite::{SqliteCommitter, SqliteLog, SqliteLogConfig, SqliteReader};
 
 /// Validated log settings: a closed set, one variant per kind of log.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LogConfig {
     Sqlite(SqliteLogConfig),
+    Kafka(KafkaLogConfig),
 }
 
 impl LogConfig {
     pub fn topic(&self) -> &str {
         match self {
             LogConfig::Sqlite(c) => &c.topic,
+            LogConfig::Kafka(c) => &c.topic,
         }
     }
 }
@@ -153,6 +157,8 @@ pub enum LogError {
     },
     #[error("log: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("kafka log: {0}")]
+    Kafka(String),
 }
 
 impl LogError {
@@ -160,7 +166,7 @@ impl LogError {
     pub fn is_retryable(&self) -> bool {
         match self {
             LogError::DiskFull(_) => true,
-            LogError::Open { .. } => false,
+            LogError::Open { .. } | LogError::Kafka(_) => false,
             LogError::Sqlite(e) => matches!(
                 e.sqlite_error_code(),
                 Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
@@ -173,18 +179,21 @@ impl LogError {
 #[derive(Debug, Clone)]
 pub enum Log {
     Sqlite(SqliteLog),
+    Kafka(KafkaLog),
 }
 
 impl Log {
     pub async fn open(config: &LogConfig) -> Result<Log, LogError> {
         Ok(match config {
             LogConfig::Sqlite(c) => Log::Sqlite(SqliteLog::open(c.clone()).await?),
+            LogConfig::Kafka(c) => Log::Kafka(KafkaLog::open(c.clone()).await?),
         })
     }
 
     pub fn topic(&self) -> &str {
         match self {
             Log::Sqlite(l) => l.topic(),
+            Log::Kafka(l) => l.topic(),
         }
     }
 
@@ -192,6 +201,7 @@ impl Log {
     pub async fn append(&self, records: Vec<LogRecord>) -> Result<AppendAck, LogError> {
         match self {
             Log::Sqlite(l) => l.append(records).await,
+            Log::Kafka(l) => l.append(records).await,
         }
     }
 
@@ -200,6 +210,7 @@ impl Log {
     pub async fn reader(&self, group: &str) -> Result<LogReader, LogError> {
         Ok(match self {
             Log::Sqlite(l) => LogReader::Sqlite(l.reader(group).await?),
+            Log::Kafka(l) => LogReader::Kafka(l.reader(group).await?),
         })
     }
 
@@ -211,6 +222,7 @@ impl Log {
         }
         match self {
             Log::Sqlite(l) => l.dead_letter(letters).await,
+            Log::Kafka(l) => l.dead_letter(letters).await,
         }
     }
 
@@ -222,6 +234,7 @@ impl Log {
     ) -> Result<Vec<StoredDeadLetter>, LogError> {
         match self {
             Log::Sqlite(l) => l.dead_letters(include_replayed, limit).await,
+            Log::Kafka(l) => l.dead_letters(include_replayed, limit).await,
         }
     }
 
@@ -234,6 +247,7 @@ impl Log {
     ) -> Result<(), LogError> {
         match self {
             Log::Sqlite(l) => l.settle_dead_letter(id, outcome).await,
+            Log::Kafka(l) => l.settle_dead_letter(id, outcome).await,
         }
     }
 
@@ -241,6 +255,7 @@ impl Log {
     pub async fn lag(&self, group: &str) -> Result<Vec<PartitionLag>, LogError> {
         match self {
             Log::Sqlite(l) => l.lag(group).await,
+            Log::Kafka(l) => l.lag(group).await,
         }
     }
 }
@@ -249,6 +264,7 @@ impl Log {
 #[derive(Debug)]
 pub enum LogReader {
     Sqlite(SqliteReader),
+    Kafka(KafkaReader),
 }
 
 impl LogReader {
@@ -257,6 +273,7 @@ impl LogReader {
     pub async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<LogMessage>, LogError> {
         match self {
             LogReader::Sqlite(r) => r.poll(max, wait).await,
+            LogReader::Kafka(r) => r.poll(max, wait).await,
         }
     }
 
@@ -265,6 +282,7 @@ impl LogReader {
     pub fn committer(&self) -> LogCommitter {
         match self {
             LogReader::Sqlite(r) => LogCommitter::Sqlite(r.committer()),
+            LogReader::Kafka(r) => LogCommitter::Kafka(r.committer()),
         }
     }
 
@@ -272,6 +290,7 @@ impl LogReader {
     pub async fn caught_up(&self) -> Result<bool, LogError> {
         match self {
             LogReader::Sqlite(r) => r.caught_up().await,
+            LogReader::Kafka(r) => r.caught_up().await,
         }
     }
 }
@@ -280,6 +299,7 @@ impl LogReader {
 #[derive(Debug, Clone)]
 pub enum LogCommitter {
     Sqlite(SqliteCommitter),
+    Kafka(KafkaCommitter),
 }
 
 impl LogCommitter {
@@ -291,6 +311,7 @@ impl LogCommitter {
     pub async fn commit(&self, checkpoint: &Checkpoint) -> Result<(), LogError> {
         match self {
             LogCommitter::Sqlite(c) => c.commit(checkpoint).await,
+            LogCommitter::Kafka(c) => c.commit(checkpoint).await,
         }
     }
 }

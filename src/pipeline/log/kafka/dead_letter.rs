@@ -1,0 +1,177 @@
+//! Dead letters on Kafka: `<topic>.dlq`, one partition, each letter the raw
+//! bytes with headers naming the stage, the reason and the original
+//! topic/partition/offset. A letter's id is its offset there. Replays are
+//! recorded by marker messages (the topic stays append-only).
+
+use std::collections::HashSet;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::{KafkaLogConfig, REQUEST_TIMEOUT, kafka_err};
+use crate::pipeline::log::{DeadLetter, LogError, Origin, Stage, StoredDeadLetter};
+
+const STAGE: &str = "tributary.stage";
+const REASON: &str = "tributary.reason";
+const TOPIC: &str = "tributary.topic";
+const PARTITION: &str = "tributary.partition";
+const OFFSET: &str = "tributary.offset";
+/// On a marker message: the id (DLQ offset) of the letter that was replayed.
+const REPLAYED: &str = "tributary.replayed-of";
+
+async fn send(
+    producer: &FutureProducer,
+    topic: &str,
+    key: Option<&[u8]>,
+    payload: &[u8],
+    headers: OwnedHeaders,
+) -> Result<(), LogError> {
+    let mut record = FutureRecord::to(topic).payload(payload).headers(headers);
+    if let Some(k) = key {
+        record = record.key(k);
+    }
+    producer
+        .send(record, REQUEST_TIMEOUT)
+        .await
+        .map(|_| ())
+        .map_err(|(e, _)| kafka_err("cannot write a dead letter", e))
+}
+
+pub async fn produce(
+    producer: &FutureProducer,
+    dlq_topic: &str,
+    letters: Vec<DeadLetter>,
+) -> Result<(), LogError> {
+    for l in letters {
+        let mut headers = OwnedHeaders::new()
+            .insert(Header {
+                key: STAGE,
+                value: Some(l.stage.as_str()),
+            })
+            .insert(Header {
+                key: REASON,
+                value: Some(&l.reason),
+            });
+        if let Some(o) = &l.origin {
+            headers = headers
+                .insert(Header {
+                    key: TOPIC,
+                    value: Some(&o.topic),
+                })
+                .insert(Header {
+                    key: PARTITION,
+                    value: Some(&o.partition.to_string()),
+                })
+                .insert(Header {
+                    key: OFFSET,
+                    value: Some(&o.offset.to_string()),
+                });
+        }
+        send(producer, dlq_topic, l.key.as_deref(), &l.payload, headers).await?;
+    }
+    Ok(())
+}
+
+pub async fn settle(
+    producer: &FutureProducer,
+    dlq_topic: &str,
+    id: i64,
+    outcome: Result<(), String>,
+) -> Result<(), LogError> {
+    // A failing replay leaves the letter as it is; a successful one is
+    // recorded by a marker.
+    if outcome.is_err() {
+        return Ok(());
+    }
+    let headers = OwnedHeaders::new().insert(Header {
+        key: REPLAYED,
+        value: Some(&id.to_string()),
+    });
+    send(producer, dlq_topic, None, b"", headers).await
+}
+
+/// Reads the whole DLQ partition (it is small by nature) without joining a
+/// group, and returns the letters, oldest first.
+pub async fn list(
+    config: &KafkaLogConfig,
+    include_replayed: bool,
+    limit: usize,
+) -> Result<Vec<StoredDeadLetter>, LogError> {
+    let consumer: BaseConsumer = config
+        .client()
+        .set("group.id", "tributary-dlq-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .map_err(|e| kafka_err("cannot create the Kafka consumer", e))?;
+    let topic = config.dlq_topic();
+    tokio::task::spawn_blocking(move || {
+        let (low, high) = consumer
+            .fetch_watermarks(&topic, 0, REQUEST_TIMEOUT)
+            .map_err(|e| kafka_err("cannot read the dead-letter topic", e))?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&topic, 0, Offset::Offset(low))
+            .map_err(|e| kafka_err("bad offset", e))?;
+        consumer
+            .assign(&tpl)
+            .map_err(|e| kafka_err("cannot read the dead-letter topic", e))?;
+        let mut letters = Vec::new();
+        let mut replayed = HashSet::new();
+        let mut next = low;
+        let deadline = std::time::Instant::now() + REQUEST_TIMEOUT;
+        while next < high && std::time::Instant::now() < deadline {
+            let Some(m) = consumer.poll(std::time::Duration::from_millis(500)) else {
+                continue;
+            };
+            let m = m.map_err(|e| kafka_err("cannot read the dead-letter topic", e))?;
+            next = m.offset() + 1;
+            let header = |name: &str| -> Option<String> {
+                m.headers().and_then(|h| {
+                    h.iter()
+                        .find(|x| x.key == name)
+                        .and_then(|x| x.value)
+                        .map(|v| String::from_utf8_lossy(v).into_owned())
+                })
+            };
+            if let Some(id) = header(REPLAYED).and_then(|v| v.parse::<i64>().ok()) {
+                replayed.insert(id);
+                continue;
+            }
+            let origin = match (header(TOPIC), header(PARTITION), header(OFFSET)) {
+                (Some(topic), Some(p), Some(o)) => Some(Origin {
+                    topic,
+                    partition: p.parse().unwrap_or_default(),
+                    offset: o.parse().unwrap_or_default(),
+                }),
+                _ => None,
+            };
+            letters.push(StoredDeadLetter {
+                id: m.offset(),
+                created_ms: m.timestamp().to_millis().unwrap_or_default(),
+                replayed_ms: None,
+                letter: DeadLetter {
+                    stage: header(STAGE)
+                        .as_deref()
+                        .and_then(Stage::parse)
+                        .unwrap_or(Stage::Decode),
+                    reason: header(REASON).unwrap_or_default(),
+                    origin,
+                    key: m.key().map(<[u8]>::to_vec),
+                    payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+                },
+            });
+        }
+        for l in &mut letters {
+            if replayed.contains(&l.id) {
+                // The marker's own time is not kept; the letter is simply done.
+                l.replayed_ms = Some(l.created_ms);
+            }
+        }
+        letters.retain(|l| include_replayed || l.replayed_ms.is_none());
+        letters.truncate(limit);
+        Ok(letters)
+    })
+    .await
+    .expect("dead-letter task panicked")
+}

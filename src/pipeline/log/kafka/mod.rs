@@ -1,0 +1,241 @@
+//! Apache Kafka as the log, over rdkafka (librdkafka, statically built).
+//! Owns the producer (idempotent, acks=all, keyed by record id, the seed
+//! stack's flat JSON as value), topic creation, and the client settings
+//! shared by producer and consumers. Reading lives in `reader.rs`, dead
+//! letters on `<topic>.dlq` in `dead_letter.rs`.
+
+mod dead_letter;
+mod reader;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use tracing::info;
+
+pub use reader::{KafkaCommitter, KafkaReader};
+
+use super::{AppendAck, DeadLetter, LogError, LogRecord, PartitionLag, StoredDeadLetter};
+
+/// How long metadata and admin requests may take before they count as failed.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Validated settings of the Kafka log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KafkaLogConfig {
+    /// `bootstrap.servers`, e.g. `127.0.0.1:9092,127.0.0.1:9094`.
+    pub brokers: String,
+    pub topic: String,
+    /// Partitions of a topic tributary creates. Default 3.
+    pub partitions: i32,
+    /// Replication factor of a topic tributary creates; default
+    /// min(3, brokers in the cluster).
+    pub replication_factor: Option<i32>,
+    /// `compression.type` of the producer. Default `lz4`.
+    pub compression: String,
+    /// librdkafka properties passed as they are (security.protocol, sasl.*,
+    /// ssl.*, ...); they override tributary's defaults.
+    pub properties: BTreeMap<String, String>,
+}
+
+impl KafkaLogConfig {
+    /// The client settings every tributary Kafka client shares.
+    fn client(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers)
+            .set("client.id", "tributary")
+            // librdkafka logs through the `log` crate into our tracing output.
+            .set("log.connection.close", "false");
+        for (k, v) in &self.properties {
+            c.set(k, v);
+        }
+        c
+    }
+
+    fn dlq_topic(&self) -> String {
+        format!("{}.dlq", self.topic)
+    }
+}
+
+fn kafka_err(context: &str, e: KafkaError) -> LogError {
+    LogError::Kafka(format!("{context}: {e}"))
+}
+
+/// The Kafka log, opened: a producer plus what readers need to connect.
+#[derive(Clone)]
+pub struct KafkaLog {
+    config: Arc<KafkaLogConfig>,
+    producer: FutureProducer,
+}
+
+impl std::fmt::Debug for KafkaLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaLog")
+            .field("brokers", &self.config.brokers)
+            .field("topic", &self.config.topic)
+            .finish()
+    }
+}
+
+impl KafkaLog {
+    /// Connects, and creates the topic and its dead-letter topic if missing.
+    pub async fn open(config: KafkaLogConfig) -> Result<KafkaLog, LogError> {
+        let config = Arc::new(config);
+        let producer: FutureProducer = config
+            .client()
+            // Exactly-once per partition from the producer side: no
+            // duplicates from internal retries, nothing acknowledged before
+            // all in-sync replicas have it.
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("compression.type", &config.compression)
+            .set("linger.ms", "5")
+            .set("batch.num.messages", "10000")
+            // Bounded producer memory: at most 32 MiB or 100k messages queued.
+            .set("queue.buffering.max.kbytes", "32768")
+            .set("queue.buffering.max.messages", "100000")
+            // librdkafka retries a delivery for up to this long before it
+            // reports a failure (which then fails the append, loudly).
+            .set("message.timeout.ms", "120000")
+            .create()
+            .map_err(|e| kafka_err("cannot create the Kafka producer", e))?;
+        let log = KafkaLog { config, producer };
+        log.ensure_topics().await?;
+        Ok(log)
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.config.topic
+    }
+
+    pub fn config(&self) -> &KafkaLogConfig {
+        &self.config
+    }
+
+    /// Creates the topic (and `<topic>.dlq`) if they do not exist.
+    async fn ensure_topics(&self) -> Result<(), LogError> {
+        let admin: AdminClient<DefaultClientContext> = self
+            .config
+            .client()
+            .create()
+            .map_err(|e| kafka_err("cannot create the Kafka admin client", e))?;
+        let brokers = {
+            let producer = self.producer.clone();
+            tokio::task::spawn_blocking(move || {
+                producer
+                    .client()
+                    .fetch_metadata(None, REQUEST_TIMEOUT)
+                    .map(|m| m.brokers().len() as i32)
+            })
+            .await
+            .expect("metadata task panicked")
+            .map_err(|e| kafka_err(&format!("cannot reach Kafka at {}", self.config.brokers), e))?
+        };
+        let rf = self
+            .config
+            .replication_factor
+            .unwrap_or_else(|| brokers.clamp(1, 3));
+        let dlq = self.config.dlq_topic();
+        let topics = [
+            NewTopic::new(
+                &self.config.topic,
+                self.config.partitions,
+                TopicReplication::Fixed(rf),
+            ),
+            NewTopic::new(&dlq, 1, TopicReplication::Fixed(rf)),
+        ];
+        let results = admin
+            .create_topics(
+                &topics,
+                &AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT)),
+            )
+            .await
+            .map_err(|e| kafka_err("cannot create topics", e))?;
+        for r in results {
+            match r {
+                Ok(name) => info!(topic = %name, replication_factor = rf, "created Kafka topic"),
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((name, code)) => {
+                    return Err(LogError::Kafka(format!(
+                        "cannot create topic {name}: {code}"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Produces the records in order and returns once every delivery report
+    /// says the broker has them (acks=all). Any failed delivery fails the
+    /// append: nothing is counted as logged that Kafka did not confirm.
+    pub async fn append(&self, records: Vec<LogRecord>) -> Result<AppendAck, LogError> {
+        let mut deliveries = Vec::with_capacity(records.len());
+        for rec in &records {
+            let mut record = FutureRecord::to(&self.config.topic).payload(&rec.payload);
+            if let Some(key) = &rec.key {
+                record = record.key(key);
+            }
+            loop {
+                match self.producer.send_result(record) {
+                    Ok(delivery) => {
+                        deliveries.push(delivery);
+                        break;
+                    }
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        // The bounded queue is full: let deliveries drain.
+                        record = back;
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    Err((e, _)) => return Err(kafka_err("cannot enqueue a message", e)),
+                }
+            }
+        }
+        let mut first_offset = None;
+        for delivery in deliveries {
+            match delivery.await {
+                Ok(Ok(d)) => {
+                    first_offset.get_or_insert(d.offset);
+                }
+                Ok(Err((e, _))) => return Err(kafka_err("message not delivered", e)),
+                Err(_) => return Err(LogError::Kafka("producer dropped a delivery".into())),
+            }
+        }
+        Ok(AppendAck {
+            first_offset: first_offset.unwrap_or(0),
+            count: records.len() as u64,
+        })
+    }
+
+    pub async fn reader(&self, group: &str) -> Result<KafkaReader, LogError> {
+        KafkaReader::new(&self.config, group).await
+    }
+
+    pub async fn dead_letter(&self, letters: Vec<DeadLetter>) -> Result<(), LogError> {
+        dead_letter::produce(&self.producer, &self.config.dlq_topic(), letters).await
+    }
+
+    pub async fn dead_letters(
+        &self,
+        include_replayed: bool,
+        limit: usize,
+    ) -> Result<Vec<StoredDeadLetter>, LogError> {
+        dead_letter::list(&self.config, include_replayed, limit).await
+    }
+
+    pub async fn settle_dead_letter(
+        &self,
+        id: i64,
+        outcome: Result<(), String>,
+    ) -> Result<(), LogError> {
+        dead_letter::settle(&self.producer, &self.config.dlq_topic(), id, outcome).await
+    }
+
+    pub async fn lag(&self, group: &str) -> Result<Vec<PartitionLag>, LogError> {
+        reader::lag(&self.config, group).await
+    }
+}

@@ -1,0 +1,239 @@
+//! Reading Kafka as a consumer group: polling batches, committing only what
+//! the processor hands back, lag per partition. Owns the consumer settings
+//! that keep memory bounded and offsets manual.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use tracing::warn;
+
+use super::{KafkaLogConfig, REQUEST_TIMEOUT, kafka_err};
+use crate::pipeline::log::{Checkpoint, LogError, LogMessage, PartitionLag};
+
+fn consumer_config(config: &KafkaLogConfig, group: &str) -> rdkafka::ClientConfig {
+    let mut c = config.client();
+    c.set("group.id", group)
+        // Offsets are committed by hand, and only for acknowledged batches.
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        // A new group starts at the beginning, as the seed Spark job does.
+        .set("auto.offset.reset", "earliest")
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        // A crashed processor's partitions move on after 10 s, not 45 s.
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "2000")
+        // Bounded memory: at most 16 MiB pre-fetched, 1 MiB per partition
+        // per fetch.
+        .set("queued.max.messages.kbytes", "16384")
+        .set("fetch.max.bytes", "8388608")
+        .set("max.partition.fetch.bytes", "1048576");
+    // User properties win over these defaults.
+    for (k, v) in &config.properties {
+        c.set(k, v);
+    }
+    c
+}
+
+/// A consumer-group member reading the topic.
+pub struct KafkaReader {
+    consumer: Arc<StreamConsumer>,
+    topic: String,
+    /// Next offset to read per partition, as far as this reader has read.
+    position: BTreeMap<i32, i64>,
+}
+
+impl std::fmt::Debug for KafkaReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaReader")
+            .field("topic", &self.topic)
+            .field("position", &self.position)
+            .finish()
+    }
+}
+
+impl KafkaReader {
+    pub async fn new(config: &KafkaLogConfig, group: &str) -> Result<KafkaReader, LogError> {
+        let consumer: StreamConsumer = consumer_config(config, group)
+            .create()
+            .map_err(|e| kafka_err("cannot create the Kafka consumer", e))?;
+        consumer
+            .subscribe(&[&config.topic])
+            .map_err(|e| kafka_err("cannot subscribe", e))?;
+        Ok(KafkaReader {
+            consumer: Arc::new(consumer),
+            topic: config.topic.clone(),
+            position: BTreeMap::new(),
+        })
+    }
+
+    /// Up to `max` messages; waits up to `wait` for the first, then takes
+    /// only what is already fetched.
+    pub async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<LogMessage>, LogError> {
+        let mut batch = Vec::new();
+        let mut budget = wait;
+        while batch.len() < max {
+            let next = tokio::time::timeout(budget, self.consumer.recv()).await;
+            budget = Duration::ZERO;
+            let m = match next {
+                Err(_elapsed) => break,
+                Ok(Err(e)) => return Err(kafka_err("cannot read from Kafka", e)),
+                Ok(Ok(m)) => m,
+            };
+            self.position.insert(m.partition(), m.offset() + 1);
+            batch.push(LogMessage {
+                partition: m.partition(),
+                offset: m.offset(),
+                timestamp_ms: m.timestamp().to_millis().unwrap_or_default(),
+                key: m.key().map(<[u8]>::to_vec),
+                payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+            });
+        }
+        Ok(batch)
+    }
+
+    pub fn committer(&self) -> KafkaCommitter {
+        KafkaCommitter {
+            consumer: self.consumer.clone(),
+            topic: self.topic.clone(),
+        }
+    }
+
+    /// Caught up when this member has partitions and, for each, what it has
+    /// read (or the group committed) reaches the high watermark.
+    pub async fn caught_up(&self) -> Result<bool, LogError> {
+        let consumer = self.consumer.clone();
+        let topic = self.topic.clone();
+        let position = self.position.clone();
+        tokio::task::spawn_blocking(move || {
+            let assignment = consumer
+                .assignment()
+                .map_err(|e| kafka_err("cannot read the assignment", e))?;
+            if assignment.count() == 0 {
+                return Ok(false);
+            }
+            let committed = consumer
+                .committed(REQUEST_TIMEOUT)
+                .map_err(|e| kafka_err("cannot read committed offsets", e))?;
+            for el in assignment.elements_for_topic(&topic) {
+                let p = el.partition();
+                let (_low, high) = consumer
+                    .fetch_watermarks(&topic, p, REQUEST_TIMEOUT)
+                    .map_err(|e| kafka_err("cannot read watermarks", e))?;
+                let done = committed
+                    .find_partition(&topic, p)
+                    .and_then(|e| e.offset().to_raw())
+                    .filter(|o| *o >= 0)
+                    .unwrap_or(0);
+                let read = position.get(&p).copied().unwrap_or(0);
+                if read.max(done) < high {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        })
+        .await
+        .expect("watermark task panicked")
+    }
+}
+
+/// Commits the group's offsets for acknowledged batches.
+#[derive(Clone)]
+pub struct KafkaCommitter {
+    consumer: Arc<StreamConsumer>,
+    topic: String,
+}
+
+impl std::fmt::Debug for KafkaCommitter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaCommitter")
+            .field("topic", &self.topic)
+            .finish()
+    }
+}
+
+impl KafkaCommitter {
+    /// Commits `checkpoint` synchronously. The checkpoint already holds the
+    /// *next* offset to read per partition, so it is committed as given
+    /// (`commit` with a list does not add one, unlike `store_offset`).
+    ///
+    /// A commit refused because the group is rebalancing is a warning, not
+    /// a failure: the rows are stored, and the partition's new owner will
+    /// read them again from the last commit, which the idempotent sink
+    /// absorbs.
+    pub async fn commit(&self, checkpoint: &Checkpoint) -> Result<(), LogError> {
+        let mut tpl = TopicPartitionList::new();
+        for (&p, &next) in &checkpoint.0 {
+            tpl.add_partition_offset(&self.topic, p, Offset::Offset(next))
+                .map_err(|e| kafka_err("bad offset", e))?;
+        }
+        if tpl.count() == 0 {
+            return Ok(());
+        }
+        let consumer = self.consumer.clone();
+        let result = tokio::task::spawn_blocking(move || consumer.commit(&tpl, CommitMode::Sync))
+            .await
+            .expect("commit task panicked");
+        match result {
+            Ok(()) => Ok(()),
+            Err(KafkaError::ConsumerCommit(
+                code @ (RDKafkaErrorCode::RebalanceInProgress
+                | RDKafkaErrorCode::IllegalGeneration
+                | RDKafkaErrorCode::UnknownMemberId
+                | RDKafkaErrorCode::AssignmentLost),
+            )) => {
+                warn!(%code, "offset commit refused during a rebalance; the batch will be read again by the partition's new owner");
+                Ok(())
+            }
+            Err(e) => Err(kafka_err("cannot commit offsets", e)),
+        }
+    }
+}
+
+/// Committed offset and end per partition of the topic, for `group`.
+pub async fn lag(config: &KafkaLogConfig, group: &str) -> Result<Vec<PartitionLag>, LogError> {
+    let consumer: BaseConsumer = consumer_config(config, group)
+        .create()
+        .map_err(|e| kafka_err("cannot create the Kafka consumer", e))?;
+    let topic = config.topic.clone();
+    tokio::task::spawn_blocking(move || {
+        let metadata = consumer
+            .fetch_metadata(Some(&topic), REQUEST_TIMEOUT)
+            .map_err(|e| kafka_err("cannot read metadata", e))?;
+        let mut tpl = TopicPartitionList::new();
+        let partitions: Vec<i32> = metadata
+            .topics()
+            .iter()
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
+        for &p in &partitions {
+            tpl.add_partition(&topic, p);
+        }
+        let committed = consumer
+            .committed_offsets(tpl, REQUEST_TIMEOUT)
+            .map_err(|e| kafka_err("cannot read committed offsets", e))?;
+        let mut out = Vec::new();
+        for p in partitions {
+            let (_low, high) = consumer
+                .fetch_watermarks(&topic, p, REQUEST_TIMEOUT)
+                .map_err(|e| kafka_err("cannot read watermarks", e))?;
+            let done = committed
+                .find_partition(&topic, p)
+                .and_then(|e| e.offset().to_raw())
+                .filter(|o| *o >= 0)
+                .unwrap_or(0);
+            out.push(PartitionLag {
+                partition: p,
+                committed: done,
+                end: high,
+            });
+        }
+        Ok(out)
+    })
+    .await
+    .expect("lag task panicked")
+}
