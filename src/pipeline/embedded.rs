@@ -27,7 +27,7 @@ pub fn open(path: &Path, durable_fsync: bool) -> rusqlite::Result<Connection> {
         "synchronous",
         if durable_fsync { "FULL" } else { "NORMAL" },
     )?;
-    // 4 MiB of page cache per connection (a run has three): bounded, and
+    // 4 MiB of page cache per connection (a run has four): bounded, and
     // enough for the hot end of the log and the store's id index.
     conn.pragma_update(None, "cache_size", -4096)?;
     // Checkpoint the WAL every 4096 pages (16 MiB) rather than 1000: a page

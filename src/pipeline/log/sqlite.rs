@@ -1,5 +1,6 @@
-//! The embedded log: one SQLite file holding topics (a table each, one
-//! partition), consumer-group offsets and dead letters. Survives crashes of
+//! The embedded log: an SQLite file holding topics (a table each, one
+//! partition) and dead letters, and beside it `<file>.offsets` with the
+//! consumer-group offsets. Survives crashes of
 //! any process that writes or reads it; several processes may share it.
 
 use std::path::PathBuf;
@@ -71,6 +72,45 @@ fn open_conn(config: &SqliteLogConfig) -> Result<Connection, LogError> {
     embedded::open(&config.path, config.durable_fsync).map_err(open_err)
 }
 
+/// Consumer-group offsets live in a file of their own beside the log, so
+/// the processor's commits never wait for the ingester's appends (nor the
+/// other way round): one writer per file.
+fn offsets_path(config: &SqliteLogConfig) -> PathBuf {
+    let mut name = config.path.file_name().unwrap_or_default().to_os_string();
+    name.push(".offsets");
+    config.path.with_file_name(name)
+}
+
+fn open_offsets(config: &SqliteLogConfig) -> Result<Connection, LogError> {
+    let path = offsets_path(config);
+    let conn = embedded::open(&path, config.durable_fsync).map_err(|source| LogError::Open {
+        path: path.display().to_string(),
+        source,
+    })?;
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS group_offsets (
+            grp TEXT NOT NULL,
+            topic TEXT NOT NULL,
+            partition INTEGER NOT NULL,
+            next_offset INTEGER NOT NULL,
+            updated_ms INTEGER NOT NULL,
+            PRIMARY KEY (grp, topic, partition)
+         );",
+    )?;
+    Ok(conn)
+}
+
+fn committed_offset(conn: &Connection, group: &str, topic: &str) -> Result<Option<i64>, LogError> {
+    Ok(conn
+        .query_row(
+            "SELECT next_offset FROM group_offsets
+             WHERE grp = ?1 AND topic = ?2 AND partition = ?3",
+            params![group, topic, PARTITION],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
 fn map_write_err(e: rusqlite::Error) -> LogError {
     if embedded::is_disk_full(&e) {
         LogError::DiskFull(e.to_string())
@@ -90,14 +130,6 @@ impl SqliteLog {
                     id INTEGER PRIMARY KEY,
                     name TEXT NOT NULL UNIQUE,
                     next_offset INTEGER NOT NULL DEFAULT 0
-                 );
-                 CREATE TABLE IF NOT EXISTS group_offsets (
-                    grp TEXT NOT NULL,
-                    topic_id INTEGER NOT NULL,
-                    partition INTEGER NOT NULL,
-                    next_offset INTEGER NOT NULL,
-                    updated_ms INTEGER NOT NULL,
-                    PRIMARY KEY (grp, topic_id, partition)
                  );
                  CREATE TABLE IF NOT EXISTS dead_letters (
                     id INTEGER PRIMARY KEY,
@@ -269,23 +301,18 @@ impl SqliteLog {
 
     pub async fn reader(&self, group: &str) -> Result<SqliteReader, LogError> {
         let cfg = self.config.clone();
-        let (topic_id, grp) = (self.topic_id, group.to_owned());
-        let (conn, position) = tokio::task::spawn_blocking(move || {
+        let grp = group.to_owned();
+        let (conn, offsets, position) = tokio::task::spawn_blocking(move || {
             let conn = open_conn(&cfg)?;
-            let committed: Option<i64> = conn
-                .query_row(
-                    "SELECT next_offset FROM group_offsets
-                     WHERE grp = ?1 AND topic_id = ?2 AND partition = ?3",
-                    params![grp, topic_id, PARTITION],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            Ok::<_, LogError>((conn, committed.unwrap_or(0)))
+            let offsets = open_offsets(&cfg)?;
+            let committed = committed_offset(&offsets, &grp, &cfg.topic)?;
+            Ok::<_, LogError>((conn, offsets, committed.unwrap_or(0)))
         })
         .await
         .expect("log reader task panicked")?;
         Ok(SqliteReader {
             conn: Arc::new(std::sync::Mutex::new(conn)),
+            offsets: Arc::new(std::sync::Mutex::new(offsets)),
             table: self.table.clone(),
             topic: self.config.topic.clone(),
             topic_id: self.topic_id,
@@ -395,28 +422,27 @@ impl SqliteLog {
     }
 
     pub async fn lag(&self, group: &str) -> Result<Vec<PartitionLag>, LogError> {
-        let (topic_id, grp) = (self.topic_id, group.to_owned());
-        embedded::blocking(&self.conn, move |conn| {
-            let end: i64 = conn.query_row(
+        let topic_id = self.topic_id;
+        let end: i64 = embedded::blocking(&self.conn, move |conn| {
+            conn.query_row(
                 "SELECT next_offset FROM topics WHERE id = ?1",
                 [topic_id],
                 |r| r.get(0),
-            )?;
-            let committed: Option<i64> = conn
-                .query_row(
-                    "SELECT next_offset FROM group_offsets
-                     WHERE grp = ?1 AND topic_id = ?2 AND partition = ?3",
-                    params![grp, topic_id, PARTITION],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            Ok(vec![PartitionLag {
-                partition: PARTITION,
-                committed: committed.unwrap_or(0),
-                end,
-            }])
+            )
+            .map_err(LogError::from)
+        })
+        .await?;
+        let (cfg, grp) = (self.config.clone(), group.to_owned());
+        let committed = tokio::task::spawn_blocking(move || {
+            committed_offset(&open_offsets(&cfg)?, &grp, &cfg.topic)
         })
         .await
+        .expect("lag task panicked")?;
+        Ok(vec![PartitionLag {
+            partition: PARTITION,
+            committed: committed.unwrap_or(0),
+            end,
+        }])
     }
 }
 
@@ -424,6 +450,8 @@ impl SqliteLog {
 #[derive(Debug)]
 pub struct SqliteReader {
     conn: Shared,
+    /// The offsets file (see [`offsets_path`]).
+    offsets: Shared,
     table: Arc<str>,
     topic: String,
     topic_id: i64,
@@ -489,9 +517,9 @@ impl SqliteReader {
 
     pub fn committer(&self) -> SqliteCommitter {
         SqliteCommitter {
-            conn: self.conn.clone(),
+            conn: self.offsets.clone(),
             group: self.group.clone().into(),
-            topic_id: self.topic_id,
+            topic: self.topic.clone().into(),
         }
     }
 
@@ -512,9 +540,10 @@ impl SqliteReader {
 /// Commits one group's position in the embedded log.
 #[derive(Debug, Clone)]
 pub struct SqliteCommitter {
+    /// The offsets file's connection.
     conn: Shared,
     group: Arc<str>,
-    topic_id: i64,
+    topic: Arc<str>,
 }
 
 impl SqliteCommitter {
@@ -522,14 +551,14 @@ impl SqliteCommitter {
         let Some(&next) = checkpoint.0.get(&PARTITION) else {
             return Ok(());
         };
-        let (group, topic_id) = (self.group.clone(), self.topic_id);
+        let (group, topic) = (self.group.clone(), self.topic.clone());
         embedded::blocking(&self.conn, move |conn| {
             conn.execute(
-                "INSERT INTO group_offsets (grp, topic_id, partition, next_offset, updated_ms)
+                "INSERT INTO group_offsets (grp, topic, partition, next_offset, updated_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (grp, topic_id, partition)
+                 ON CONFLICT (grp, topic, partition)
                  DO UPDATE SET next_offset = excluded.next_offset, updated_ms = excluded.updated_ms",
-                params![&*group, topic_id, PARTITION, next, now_ms()],
+                params![&*group, &*topic, PARTITION, next, now_ms()],
             )
             .map_err(map_write_err)?;
             Ok(())
