@@ -252,6 +252,13 @@ pub struct BenchArgs {
     /// Write the results as JSON to this file too.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Also measure the Kafka log on this cluster (bootstrap servers), beside
+    /// Kafka's own ProducerPerformance and ConsumerPerformance.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub kafka: Option<String>,
+    /// The script that runs Kafka's tools (see docs/infra.md).
+    #[arg(long, value_name = "PATH", default_value = "scripts/infra")]
+    pub infra: PathBuf,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {

@@ -216,7 +216,7 @@ impl Config {
                 format!("{batch_size} must be between 1 and {MAX_RESULTS_PER_REQUEST}"),
             ));
         }
-        let max_message_bytes = raw.processor.max_message_bytes.unwrap_or(1 << 20);
+        let max_message_bytes = raw.processor.max_message_bytes.unwrap_or(256 << 10);
         if max_message_bytes < 1024 {
             return Err(invalid(
                 "processor.max_message_bytes",
@@ -297,6 +297,7 @@ impl Config {
                 LogConfig::Kafka(KafkaLogConfig {
                     brokers,
                     topic,
+                    create_topics: k.create_topics.unwrap_or(true),
                     partitions,
                     replication_factor: k.replication_factor,
                     compression,
@@ -510,7 +511,10 @@ impl Config {
                 if let Some(rf) = k.replication_factor {
                     out.push_str(&format!("replication_factor = {rf}\n"));
                 }
-                out.push_str(&format!("compression = {:?}\n", k.compression));
+                out.push_str(&format!(
+                    "compression = {:?}\ncreate_topics = {}\n",
+                    k.compression, k.create_topics
+                ));
                 if !k.properties.is_empty() {
                     out.push_str("\n[log.kafka.properties]\n");
                     for (key, value) in &k.properties {

@@ -107,6 +107,9 @@ pub struct RawLog {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawKafka {
+    /// Create the topic and `<topic>.dlq` if missing. Default `true`; with
+    /// `false` a missing topic is an error.
+    pub create_topics: Option<bool>,
     /// Partitions of a topic tributary creates. Default 3.
     pub partitions: Option<i32>,
     /// Replication factor of a topic tributary creates. Default min(3, brokers).
@@ -139,7 +142,7 @@ pub struct RawProcessor {
     /// Records per source request (at most 5000), per log append and per
     /// sink write. Default `1000`.
     pub batch_size: Option<usize>,
-    /// Messages larger than this become dead letters unparsed. Default `1MiB`
-    /// (a number of bytes).
+    /// Messages larger than this become dead letters unparsed, in bytes.
+    /// Default 262144 (256 KiB; a seed record is about 500 bytes).
     pub max_message_bytes: Option<usize>,
 }

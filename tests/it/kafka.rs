@@ -14,8 +14,9 @@ fn broker(test: &str) -> Option<String> {
     match std::env::var("TRIBUTARY_TEST_KAFKA") {
         Ok(b) if !b.is_empty() => Some(b),
         _ => {
-            eprintln!(
-                "SKIPPED {test}: no Kafka (set TRIBUTARY_TEST_KAFKA=host:port, e.g. after `scripts/infra up kafka`)"
+            crate::support::skipped(
+                test,
+                "no Kafka (set TRIBUTARY_TEST_KAFKA=host:port, e.g. after `scripts/infra up kafka`)",
             );
             None
         }
@@ -76,11 +77,11 @@ fn fifty_thousand_through_kafka_into_the_store_exactly_once() {
 }
 
 #[test]
-fn processor_killed_mid_stream_on_kafka_then_restarted_stores_exactly_n() {
+fn processor_killed_three_times_on_kafka_stores_exactly_n_and_commits_to_the_end() {
     let Some(b) = broker("processor_killed_on_kafka") else {
         return;
     };
-    const N: u64 = 20_000;
+    const N: u64 = 30_000;
     let s = Sandbox::new();
     let topic = unique("crash");
     let url = log_url(&b, &topic);
@@ -95,30 +96,45 @@ fn processor_killed_mid_stream_on_kafka_then_restarted_stores_exactly_n() {
         "--json",
     ]);
     assert_eq!(ingested["logged"], N);
-    let mut child = s
-        .cmd(&[
-            "process",
-            "--follow",
-            "--batch-size",
-            "50",
-            "--log",
-            &url,
-            "--group",
-            &topic,
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while rows_now(&s.store_path()) < 500 {
-        assert!(Instant::now() < deadline, "processor made no progress");
-        std::thread::sleep(Duration::from_millis(5));
+    // Kill points spread over the stream (varied by the clock, so each run
+    // kills at different places).
+    let jitter = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64
+        % 1000;
+    for (round, at) in [N / 6 + jitter, N / 3 + jitter, N / 2 + jitter]
+        .into_iter()
+        .enumerate()
+    {
+        let mut child = s
+            .cmd(&[
+                "process",
+                "--follow",
+                "--batch-size",
+                "50",
+                "--log",
+                &url,
+                "--group",
+                &topic,
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while rows_now(&s.store_path()) < at {
+            assert!(Instant::now() < deadline, "round {round}: no progress");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
     let before = rows_now(&s.store_path());
-    assert!(before < N, "finished before the kill ({before}); raise N");
+    assert!(
+        before < N,
+        "finished before the last kill ({before}); raise N"
+    );
     let resumed = s.run_json(&[
         "process",
         "--batch-size",
@@ -132,12 +148,120 @@ fn processor_killed_mid_stream_on_kafka_then_restarted_stores_exactly_n() {
     assert_eq!(s.count(), N, "{resumed}");
     assert_eq!(distinct_ids(&s.store_path()), N);
     assert_eq!(resumed["stored"].as_u64().unwrap(), N - before, "{resumed}");
-    // Offsets were committed as it went: the restart re-read at most what
-    // was in flight (two batches: one written, one read ahead).
+    // The group's committed offsets reach the end of every partition.
+    let out = s.run(&["status", "--json", "--log", &url, "--group", &topic]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["lag"], 0, "{status}");
+    let parts = status["partitions"].as_array().unwrap();
+    assert_eq!(parts.len(), 3);
+    let end: u64 = parts.iter().map(|p| p["end"].as_u64().unwrap()).sum();
+    assert_eq!(end, N);
+    for p in parts {
+        assert_eq!(p["committed"], p["end"], "{status}");
+    }
+}
+
+#[test]
+fn two_processors_in_one_group_one_killed_the_other_finishes() {
+    let Some(b) = broker("two_processors") else {
+        return;
+    };
+    const N: u64 = 30_000;
+    let s = Sandbox::new();
+    let topic = unique("pair");
+    let url = log_url(&b, &topic);
+    s.run_json(&[
+        "ingest",
+        "--records",
+        &N.to_string(),
+        "--seed",
+        "pair",
+        "--log",
+        &url,
+        "--json",
+    ]);
+    let spawn = || {
+        s.cmd(&[
+            "process",
+            "--follow",
+            "--batch-size",
+            "50",
+            "--log",
+            &url,
+            "--group",
+            &topic,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+    };
+    let mut victim = spawn();
+    let mut survivor = spawn();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while rows_now(&s.store_path()) < N / 4 {
+        assert!(Instant::now() < deadline, "no progress");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+    // The survivor takes the victim's partitions (after its session times
+    // out) and finishes the topic alone.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while rows_now(&s.store_path()) < N {
+        assert!(
+            Instant::now() < deadline,
+            "survivor never finished: {}",
+            rows_now(&s.store_path())
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::process::Command::new("kill")
+        .args(["-TERM", &survivor.id().to_string()])
+        .status()
+        .unwrap();
+    assert_eq!(survivor.wait().unwrap().code(), Some(0));
+    assert_eq!(s.count(), N);
+    assert_eq!(distinct_ids(&s.store_path()), N);
+}
+
+#[test]
+fn unreachable_broker_and_missing_topic_fail_fast_and_clearly() {
+    let Some(b) = broker("kafka_errors") else {
+        return;
+    };
+    let s = Sandbox::new();
+    let started = Instant::now();
+    let out = s.run(&[
+        "ingest",
+        "--records",
+        "10",
+        "--log",
+        "kafka://127.0.0.1:1/nowhere",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
     assert!(
-        resumed["read"].as_u64().unwrap() <= N - before + 100,
-        "{resumed}"
+        stderr(&out).contains("cannot reach Kafka at 127.0.0.1:1"),
+        "{}",
+        stderr(&out)
     );
+    assert!(started.elapsed() < Duration::from_secs(60));
+
+    std::fs::write(
+        s.dir.path().join("tributary.toml"),
+        "[log.kafka]\ncreate_topics = false\n",
+    )
+    .unwrap();
+    let topic = unique("missing");
+    let out = s.run(&["ingest", "--records", "10", "--log", &log_url(&b, &topic)]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("topic {topic} does not exist")),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"));
 }
 
 #[tokio::test]
@@ -150,6 +274,7 @@ async fn poison_messages_on_kafka_go_to_the_dlq_topic() {
     let log = Log::open(&LogConfig::Kafka(KafkaLogConfig {
         brokers: b.clone(),
         topic: topic.clone(),
+        create_topics: true,
         partitions: 3,
         replication_factor: None,
         compression: "lz4".into(),
@@ -190,6 +315,38 @@ async fn poison_messages_on_kafka_go_to_the_dlq_topic() {
         assert_eq!(l["topic"], topic.as_str());
         assert!(l["offset"].as_i64().is_some());
         assert!(!l["reason"].as_str().unwrap().is_empty());
+    }
+}
+
+#[test]
+fn poison_from_a_plain_client_lands_in_the_dlq_with_reasons() {
+    let (Some(b), Some(py)) = (broker("plain_client_poison"), python()) else {
+        return;
+    };
+    let s = Sandbox::new();
+    let topic = unique("plain_poison");
+    let url = log_url(&b, &topic);
+    s.run_json(&["process", "--log", &url, "--group", "warmup", "--json"]);
+    // 100 good seed messages and 5 poison ones (see seed_interop.py).
+    assert_eq!(interop(&py, "produce", &b, &topic, 100), 100);
+    assert_eq!(interop(&py, "poison", &b, &topic, 0), 5);
+    let sum = s.run_json(&["process", "--log", &url, "--group", &topic, "--json"]);
+    assert_eq!(sum["stored"], 100, "{sum}");
+    assert_eq!(sum["dead_lettered"], 5, "{sum}");
+    let out = s.run(&["dlq", "list", "--json", "--log", &url]);
+    let reasons: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["reason"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(reasons.len(), 5, "{reasons:?}");
+    for needle in ["malformed", "invalid type", "missing field", "over the"] {
+        assert!(
+            reasons.iter().any(|r| r.contains(needle)),
+            "{needle}: {reasons:?}"
+        );
     }
 }
 

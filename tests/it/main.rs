@@ -5,6 +5,7 @@ mod cli;
 mod crash;
 mod http_source;
 mod kafka;
+mod kafka_faults;
 mod poison;
 mod support;
 mod tidy;

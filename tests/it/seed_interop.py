@@ -1,5 +1,9 @@
 """The seed stack's two ends, as its documents write them, for interop tests.
 
+poison BOOTSTRAP TOPIC 0   -- a plain client writing five bad messages: not
+                              JSON, invalid UTF-8, wrong types, a missing
+                              field, and one of ~1,000,000 bytes (near the
+                              broker's message.max.bytes).
 produce BOOTSTRAP TOPIC N  -- the seed DAG: kafka-python KafkaProducer, no key,
                               the flat JSON with a fresh uuid4 id and the API's
                               postcode as it came (a number here).
@@ -41,6 +45,28 @@ def produce(bootstrap, topic, n):
     print(n)
 
 
+def poison(bootstrap, topic, _n):
+    producer = KafkaProducer(bootstrap_servers=bootstrap, max_block_ms=30000,
+                             max_request_size=1048576)
+    good = {f: "x" for f in FIELDS}
+    good["id"] = str(uuid.uuid4())
+    wrong_type = dict(good, email=42)
+    missing = {k: v for k, v in good.items() if k != "username"}
+    huge = dict(good, first_name="a" * 999_000)
+    bad = [
+        b"this is not json",
+        b'{"id": "\xff\xfe"}',
+        json.dumps(wrong_type).encode(),
+        json.dumps(missing).encode(),
+        json.dumps(huge).encode(),
+    ]
+    for payload in bad:
+        producer.send(topic, payload)
+    producer.flush(timeout=60)
+    producer.close()
+    print(len(bad))
+
+
 def consume(bootstrap, topic, n):
     consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap,
                              auto_offset_reset="earliest",
@@ -62,4 +88,4 @@ def consume(bootstrap, topic, n):
 
 if __name__ == "__main__":
     mode, bootstrap, topic, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-    {"produce": produce, "consume": consume}[mode](bootstrap, topic, n)
+    {"produce": produce, "consume": consume, "poison": poison}[mode](bootstrap, topic, n)

@@ -105,3 +105,10 @@ pub fn rows_now(store: &Path) -> u64 {
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// Says loudly that a test skipped: written to the real stderr, which the
+/// test harness does not capture, so it shows in every run's output.
+pub fn skipped(test: &str, why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
+}

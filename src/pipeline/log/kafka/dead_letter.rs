@@ -20,6 +20,12 @@ const PARTITION: &str = "tributary.partition";
 const OFFSET: &str = "tributary.offset";
 /// On a marker message: the id (DLQ offset) of the letter that was replayed.
 const REPLAYED: &str = "tributary.replayed-of";
+/// On a letter whose payload was cut: its original size in bytes.
+const TRUNCATED_FROM: &str = "tributary.truncated-from";
+/// Payloads are cut to this, so a letter always fits the broker's default
+/// `message.max.bytes` (1 MB) with its headers; the full message stays in
+/// the original topic at the offset the headers name.
+const MAX_PAYLOAD: usize = 900_000;
 
 async fn send(
     producer: &FutureProducer,
@@ -69,7 +75,16 @@ pub async fn produce(
                     value: Some(&o.offset.to_string()),
                 });
         }
-        send(producer, dlq_topic, l.key.as_deref(), &l.payload, headers).await?;
+        let payload = if l.payload.len() > MAX_PAYLOAD {
+            headers = headers.insert(Header {
+                key: TRUNCATED_FROM,
+                value: Some(&l.payload.len().to_string()),
+            });
+            &l.payload[..MAX_PAYLOAD]
+        } else {
+            &l.payload[..]
+        };
+        send(producer, dlq_topic, l.key.as_deref(), payload, headers).await?;
     }
     Ok(())
 }

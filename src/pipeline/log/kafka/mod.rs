@@ -24,6 +24,9 @@ use super::{AppendAck, DeadLetter, LogError, LogRecord, PartitionLag, StoredDead
 
 /// How long metadata and admin requests may take before they count as failed.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the first contact with the cluster may take: an unreachable
+/// bootstrap address fails within this.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Validated settings of the Kafka log.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,6 +34,9 @@ pub struct KafkaLogConfig {
     /// `bootstrap.servers`, e.g. `127.0.0.1:9092,127.0.0.1:9094`.
     pub brokers: String,
     pub topic: String,
+    /// Create the topic and `<topic>.dlq` when missing; otherwise a missing
+    /// topic fails `open`.
+    pub create_topics: bool,
     /// Partitions of a topic tributary creates. Default 3.
     pub partitions: i32,
     /// Replication factor of a topic tributary creates; default
@@ -124,18 +130,42 @@ impl KafkaLog {
             .client()
             .create()
             .map_err(|e| kafka_err("cannot create the Kafka admin client", e))?;
-        let brokers = {
+        let (brokers, exists) = {
             let producer = self.producer.clone();
+            let names = [self.config.topic.clone(), self.config.dlq_topic()];
             tokio::task::spawn_blocking(move || {
                 producer
                     .client()
-                    .fetch_metadata(None, REQUEST_TIMEOUT)
-                    .map(|m| m.brokers().len() as i32)
+                    .fetch_metadata(None, CONNECT_TIMEOUT)
+                    .map(|m| {
+                        let present = |name: &str| {
+                            m.topics()
+                                .iter()
+                                .any(|t| t.name() == name && t.error().is_none())
+                        };
+                        (
+                            m.brokers().len() as i32,
+                            [present(&names[0]), present(&names[1])],
+                        )
+                    })
             })
             .await
             .expect("metadata task panicked")
             .map_err(|e| kafka_err(&format!("cannot reach Kafka at {}", self.config.brokers), e))?
         };
+        if exists.iter().all(|&e| e) {
+            return Ok(());
+        }
+        if !self.config.create_topics {
+            let missing = if exists[0] {
+                self.config.dlq_topic()
+            } else {
+                self.config.topic.clone()
+            };
+            return Err(LogError::Kafka(format!(
+                "topic {missing} does not exist and log.kafka.create_topics is false"
+            )));
+        }
         let rf = self
             .config
             .replication_factor

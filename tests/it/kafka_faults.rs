@@ -1,0 +1,134 @@
+//! Kafka broker failures while tributary produces: no record lost, none
+//! duplicated. These stop and start brokers through `scripts/infra`, so they
+//! run only when asked (`TRIBUTARY_TEST_KAFKA_FAULTS=single` against one
+//! broker, `=three` against `scripts/infra up kafka --brokers 3`), one test
+//! at a time, in their own CI step; otherwise they say that they skipped.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::{Sandbox, distinct_ids, stderr};
+
+fn enabled(mode: &str, test: &str) -> Option<String> {
+    let broker = std::env::var("TRIBUTARY_TEST_KAFKA")
+        .ok()
+        .filter(|b| !b.is_empty());
+    let faults = std::env::var("TRIBUTARY_TEST_KAFKA_FAULTS").ok();
+    match (broker, faults.as_deref()) {
+        (Some(b), Some(m)) if m == mode => Some(b),
+        _ => {
+            crate::support::skipped(
+                test,
+                &format!(
+                    "needs TRIBUTARY_TEST_KAFKA and TRIBUTARY_TEST_KAFKA_FAULTS={mode} (it stops brokers)"
+                ),
+            );
+            None
+        }
+    }
+}
+
+fn infra(args: &[&str]) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/infra");
+    let out = Command::new("bash")
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "scripts/infra {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn unique(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("it_{name}_{}_{nanos}", std::process::id())
+}
+
+/// Messages on the topic, summed over partitions (its end offsets).
+fn topic_end(s: &Sandbox, url: &str) -> u64 {
+    let out = s.run(&["status", "--json", "--log", url, "--group", "observer"]);
+    if !out.status.success() {
+        return 0;
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    v["partitions"]
+        .as_array()
+        .map(|ps| ps.iter().filter_map(|p| p["end"].as_u64()).sum())
+        .unwrap_or(0)
+}
+
+/// Ingests a steady 20 s stream while `node` is stopped and started again,
+/// then processes it all: the store holds exactly what was logged, and the
+/// topic holds exactly that many messages (the idempotent producer wrote
+/// none twice).
+fn survive_broker_restart(broker: &str, node: &str, name: &str) {
+    let s = Sandbox::new();
+    let topic = unique(name);
+    let url = format!("kafka://{broker}/{topic}");
+    let ingest = s
+        .cmd(&[
+            "ingest",
+            "--duration",
+            "20s",
+            "--interval",
+            "100ms",
+            "--per-tick",
+            "500",
+            "--seed",
+            name,
+            "--log",
+            &url,
+            "--json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Mid-stream: once some thousands are on the topic.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while topic_end(&s, &url) < 5_000 {
+        assert!(Instant::now() < deadline, "ingest made no progress");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    infra(&["stop", node]);
+    infra(&["start", node]);
+    let out = ingest.wait_with_output().unwrap();
+    assert!(out.status.success(), "ingest failed: {}", stderr(&out));
+    let summary: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
+    let logged = summary["logged"].as_u64().unwrap();
+    assert_eq!(summary["fetched"].as_u64().unwrap(), logged, "{summary}");
+    assert!(logged >= 10_000, "{summary}");
+    assert_eq!(
+        topic_end(&s, &url),
+        logged,
+        "the topic holds a duplicate or lost a record"
+    );
+    let processed = s.run_json(&["process", "--log", &url, "--group", &topic, "--json"]);
+    assert_eq!(processed["stored"].as_u64().unwrap(), logged, "{processed}");
+    assert_eq!(s.count(), logged);
+    assert_eq!(distinct_ids(&s.store_path()), logged);
+}
+
+#[test]
+fn single_broker_restarted_while_producing_loses_and_duplicates_nothing() {
+    let Some(b) = enabled("single", "single_broker_restarted") else {
+        return;
+    };
+    survive_broker_restart(&b, "kafka-1", "restart1");
+}
+
+#[test]
+fn three_brokers_one_killed_and_back_loses_nothing() {
+    let Some(b) = enabled("three", "three_brokers_one_killed") else {
+        return;
+    };
+    survive_broker_restart(&b, "kafka-2", "restart3");
+}
