@@ -454,8 +454,12 @@ mod kafka {
         // reading the topic the tool wrote, each as a new group.
         let reader_log = Log::open(&config(brokers, &tools_topic)).await?;
         let mut reader = reader_log.reader(&format!("bench-ours-{stamp}")).await?;
+        // Like ConsumerPerformance's fetch.nMsg.sec: from the first message
+        // (the group join before it is reported separately).
+        let joined = Instant::now();
+        let mut read = reader.poll(5000, Duration::from_secs(60)).await?.len() as u64;
         let t = Instant::now();
-        let mut read = 0u64;
+        let join = t - joined;
         while read < n {
             read += reader.poll(5000, Duration::from_secs(1)).await?.len() as u64;
             if t.elapsed() > Duration::from_secs(300) {
@@ -463,6 +467,10 @@ mod kafka {
             }
         }
         let ours_consume = t.elapsed();
+        eprintln!(
+            "bench kafka: our consumer joined its group in {} ms",
+            join.as_millis()
+        );
         drop(reader);
         let out = tool(
             infra,
@@ -472,20 +480,21 @@ mod kafka {
                 brokers.to_owned(),
                 "--topic".into(),
                 tools_topic.clone(),
-                "--messages".into(),
+                "--num-records".into(),
                 n.to_string(),
                 "--group".into(),
                 format!("bench-tools-{stamp}"),
             ],
         )
         .await?;
-        // CSV: start.time, end.time, MB, MB.sec, nMsg, nMsg.sec, ...
+        // CSV: start.time, end.time, MB, MB.sec, nMsg, nMsg.sec,
+        // rebalance.time.ms, fetch.time.ms, fetch.MB.sec, fetch.nMsg.sec
         let tools_consume = out
             .lines()
             .rev()
-            .find(|l| l.split(',').count() >= 6 && !l.contains("nMsg"))
-            .and_then(|l| l.split(',').nth(5)?.trim().parse::<f64>().ok())
-            .with_context(|| format!("no nMsg.sec in ConsumerPerformance output: {out}"))?;
+            .find(|l| l.split(',').count() >= 10 && !l.contains("nMsg"))
+            .and_then(|l| l.split(',').nth(9)?.trim().parse::<f64>().ok())
+            .with_context(|| format!("no fetch.nMsg.sec in ConsumerPerformance output: {out}"))?;
 
         // The full path through Kafka, as a user runs it.
         let e2e_topic = format!("bench-e2e-{stamp}");
@@ -503,7 +512,7 @@ mod kafka {
                 measure(
                     "kafka consumer (null sink)",
                     rate(n, ours_consume),
-                    "ConsumerPerformance",
+                    "ConsumerPerformance (fetch.nMsg.sec)",
                     tools_consume,
                 ),
                 measure(

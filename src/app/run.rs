@@ -122,15 +122,21 @@ pub async fn ingest(config: Config, args: &RunArgs, shutdown: CancellationToken)
 pub async fn process(config: Config, args: &ProcessArgs, shutdown: CancellationToken) -> AppResult {
     let stats = Arc::new(Stats::default());
     let job = open_job(&config, stats.clone(), shutdown).await?;
-    let lag: i64 = job
-        .log
-        .lag(&job.group)
-        .await
-        .context("cannot read the log's offsets")?
-        .iter()
-        .map(|p| p.lag())
-        .sum();
-    let total = if args.follow { 0 } else { lag.max(0) as u64 };
+    // The bar's length is the group's lag; it costs a round trip to the
+    // cluster, so it is asked only when a bar will be drawn.
+    let total = if args.follow || !std::io::stderr().is_terminal() {
+        0
+    } else {
+        let lag: i64 = job
+            .log
+            .lag(&job.group)
+            .await
+            .context("cannot read the log's offsets")?
+            .iter()
+            .map(|p| p.lag())
+            .sum();
+        lag.max(0) as u64
+    };
     let progress = Progress::start(total, stats.clone(), |s| s.read.load(Ordering::Relaxed));
     let result = pipeline::process(job, args.follow).await;
     progress.finish();

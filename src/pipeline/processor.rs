@@ -161,14 +161,17 @@ impl Processor {
             ));
         };
         // The batch in flight is finished (or, if the sink is down at
-        // shutdown, abandoned uncommitted) before returning.
+        // shutdown, abandoned uncommitted) before returning; then the last
+        // commit is made durable.
         if let Some(last) = writing {
             let finished = last.await.expect("write stage panicked");
             result?;
             finished?;
-            return Ok(());
+        } else {
+            result?;
         }
-        result
+        self.stage.committer.flush().await?;
+        Ok(())
     }
 }
 

@@ -314,4 +314,13 @@ impl LogCommitter {
             LogCommitter::Kafka(c) => c.commit(checkpoint).await,
         }
     }
+
+    /// Waits until every commit made so far is durable (called when the
+    /// processor stops; SQLite commits are durable when they return).
+    pub async fn flush(&self) -> Result<(), LogError> {
+        match self {
+            LogCommitter::Sqlite(_) => Ok(()),
+            LogCommitter::Kafka(c) => c.flush().await,
+        }
+    }
 }
