@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tributary::pipeline::log::{KafkaLogConfig, Log, LogConfig, LogRecord};
 use tributary::pipeline::source::Generator;
 
-use crate::support::{Sandbox, distinct_ids, rows_now, stderr};
+use crate::support::{Sandbox, distinct_ids, rows_now, stderr, unique};
 
 fn broker(test: &str) -> Option<String> {
     match std::env::var("TRIBUTARY_TEST_KAFKA") {
@@ -21,14 +21,6 @@ fn broker(test: &str) -> Option<String> {
             None
         }
     }
-}
-
-fn unique(name: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("it_{name}_{}_{nanos}", std::process::id())
 }
 
 fn log_url(broker: &str, topic: &str) -> String {

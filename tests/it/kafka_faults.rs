@@ -7,7 +7,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{Sandbox, distinct_ids, stderr};
+use crate::support::{Sandbox, distinct_ids, stderr, unique};
 
 fn enabled(mode: &str, test: &str) -> Option<String> {
     let broker = std::env::var("TRIBUTARY_TEST_KAFKA")
@@ -41,14 +41,6 @@ fn infra(args: &[&str]) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-fn unique(name: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("it_{name}_{}_{nanos}", std::process::id())
 }
 
 /// Messages on the topic, summed over partitions (its end offsets).

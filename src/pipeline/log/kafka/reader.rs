@@ -130,14 +130,7 @@ impl KafkaReader {
                 .map_err(|e| kafka_err("cannot read committed offsets", e))?;
             for el in assignment.elements_for_topic(&topic) {
                 let p = el.partition();
-                let (_low, high) = consumer
-                    .fetch_watermarks(&topic, p, REQUEST_TIMEOUT)
-                    .map_err(|e| kafka_err("cannot read watermarks", e))?;
-                let done = committed
-                    .find_partition(&topic, p)
-                    .and_then(|e| e.offset().to_raw())
-                    .filter(|o| *o >= 0)
-                    .unwrap_or(0);
+                let (done, high) = committed_and_end(&*consumer, &committed, &topic, p)?;
                 let read = position.get(&p).copied().unwrap_or(0);
                 if read.max(done) < high {
                     return Ok(false);
@@ -231,6 +224,25 @@ impl KafkaCommitter {
     }
 }
 
+/// A partition's committed offset (0 when the group has none) and its high
+/// watermark (the offset the next message will get).
+fn committed_and_end<C: Consumer>(
+    consumer: &C,
+    committed: &TopicPartitionList,
+    topic: &str,
+    partition: i32,
+) -> Result<(i64, i64), LogError> {
+    let (_low, high) = consumer
+        .fetch_watermarks(topic, partition, REQUEST_TIMEOUT)
+        .map_err(|e| kafka_err("cannot read watermarks", e))?;
+    let done = committed
+        .find_partition(topic, partition)
+        .and_then(|e| e.offset().to_raw())
+        .filter(|o| *o >= 0)
+        .unwrap_or(0);
+    Ok((done, high))
+}
+
 /// Committed offset and end per partition of the topic, for `group`.
 pub async fn lag(config: &KafkaLogConfig, group: &str) -> Result<Vec<PartitionLag>, LogError> {
     let consumer: BaseConsumer = consumer_config(config, group)
@@ -255,14 +267,7 @@ pub async fn lag(config: &KafkaLogConfig, group: &str) -> Result<Vec<PartitionLa
             .map_err(|e| kafka_err("cannot read committed offsets", e))?;
         let mut out = Vec::new();
         for p in partitions {
-            let (_low, high) = consumer
-                .fetch_watermarks(&topic, p, REQUEST_TIMEOUT)
-                .map_err(|e| kafka_err("cannot read watermarks", e))?;
-            let done = committed
-                .find_partition(&topic, p)
-                .and_then(|e| e.offset().to_raw())
-                .filter(|o| *o >= 0)
-                .unwrap_or(0);
+            let (done, high) = committed_and_end(&consumer, &committed, &topic, p)?;
             out.push(PartitionLag {
                 partition: p,
                 committed: done,
