@@ -35,7 +35,7 @@ Examples:
 URL forms:
   --source  gen:[?seed=S&nat=US,GB&gender=female]  |  http(s)://host/api/[1.4/]
   --log     sqlite:  (DATA_DIR/log.db)  |  sqlite:PATH  |  kafka://host:9092[,host2:9092]/topic
-  --sink    sqlite:  (DATA_DIR/store.db)  |  sqlite:PATH
+  --sink    sqlite:  (DATA_DIR/store.db)  |  sqlite:PATH  |  cassandra://[user:pass@]host:9042/ks.table
 
 Configuration: tributary.toml (or --config FILE), then TRIBUTARY_* variables,
 then flags. `tributary config check` prints the result.
@@ -98,7 +98,7 @@ pub struct EndpointArgs {
     /// Consumer group of the processor [default: tributary].
     #[arg(long, env = "TRIBUTARY_GROUP")]
     pub group: Option<String>,
-    /// Sink URL: sqlite: or sqlite:PATH.
+    /// Sink URL: sqlite:, sqlite:PATH, or cassandra://[user:pass@]host:9042/keyspace.table.
     #[arg(long, env = "TRIBUTARY_SINK", value_name = "URL")]
     pub sink: Option<String>,
 }
@@ -284,6 +284,8 @@ impl EndpointArgs {
             group: self.group.clone(),
             topic: self.topic.clone(),
             kafka_sasl_password: std::env::var("TRIBUTARY_KAFKA_SASL_PASSWORD").ok(),
+            cassandra_user: std::env::var("TRIBUTARY_CASSANDRA_USER").ok(),
+            cassandra_password: std::env::var("TRIBUTARY_CASSANDRA_PASSWORD").ok(),
             ..Overrides::default()
         }
     }

@@ -156,6 +156,7 @@ fn prepare_dirs(config: &Config) -> AppResult {
     }
     match &config.sink {
         SinkConfig::Sqlite(s) => dirs.extend(s.path.parent()),
+        SinkConfig::Cassandra(_) => {}
     }
     for dir in dirs {
         if dir.as_os_str().is_empty() {

@@ -8,14 +8,16 @@ mod raw;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use raw::{RawConfig, RawKafka, RawLog, RawProcessor, RawSink, RawSource};
+pub use raw::{RawCassandra, RawConfig, RawKafka, RawLog, RawProcessor, RawSink, RawSource};
 use url::Url;
 
 use crate::pipeline::log::{KafkaLogConfig, LogConfig, SqliteLogConfig};
 use crate::pipeline::processor::ProcessorConfig;
-use crate::pipeline::sink::{SinkConfig, SqliteSinkConfig};
+use crate::pipeline::sink::{CassandraSinkConfig, SinkConfig, SqliteSinkConfig};
 use crate::pipeline::source::generator::{self, Gender};
 use crate::pipeline::source::{HttpConfig, MAX_RESULTS_PER_REQUEST, SourceConfig};
+use scylla::statement::Consistency;
+use std::collections::BTreeMap;
 
 /// The config file read when none is named.
 pub const DEFAULT_FILE: &str = "tributary.toml";
@@ -52,6 +54,10 @@ pub struct Overrides {
     pub topic: Option<String>,
     /// `TRIBUTARY_KAFKA_SASL_PASSWORD`: kept out of files and flags.
     pub kafka_sasl_password: Option<String>,
+    /// `TRIBUTARY_CASSANDRA_USER`.
+    pub cassandra_user: Option<String>,
+    /// `TRIBUTARY_CASSANDRA_PASSWORD`: kept out of files and flags.
+    pub cassandra_password: Option<String>,
 }
 
 /// The validated configuration.
@@ -164,15 +170,129 @@ fn topic_name(value: &str) -> Result<String, ConfigError> {
     }
 }
 
+/// `cassandra://[user[:password]@]host:9042[,host2:9042]/keyspace.table`
+/// plus `[sink.cassandra]`; credentials may also come from
+/// `TRIBUTARY_CASSANDRA_USER` / `TRIBUTARY_CASSANDRA_PASSWORD`.
+fn cassandra_sink(
+    rest: &str,
+    raw: &RawCassandra,
+    env_user: Option<String>,
+    env_password: Option<String>,
+) -> Result<CassandraSinkConfig, ConfigError> {
+    let key = "sink.url";
+    let (auth, rest) = match rest.rsplit_once('@') {
+        Some((auth, rest)) => (Some(auth), rest),
+        None => (None, rest),
+    };
+    let (hosts, path) = rest.split_once('/').ok_or_else(|| {
+        invalid(key, "cassandra:// needs /keyspace.table, e.g. cassandra://127.0.0.1:9042/spark_streams.created_users")
+    })?;
+    let (keyspace, table) = path
+        .split_once('.')
+        .ok_or_else(|| invalid(key, format!("{path:?} must be keyspace.table")))?;
+    let nodes: Vec<String> = hosts
+        .split(',')
+        .filter(|h| !h.is_empty())
+        .map(|h| {
+            if h.contains(':') {
+                h.to_owned()
+            } else {
+                format!("{h}:9042")
+            }
+        })
+        .collect();
+    if nodes.is_empty() {
+        return Err(invalid(key, "cassandra:// names no host"));
+    }
+    let (url_user, url_password) = match auth {
+        Some(a) => match a.split_once(':') {
+            Some((u, p)) => (Some(u.to_owned()), Some(p.to_owned())),
+            None => (Some(a.to_owned()), None),
+        },
+        None => (None, None),
+    };
+    let password = match (&raw.password_file, env_password, url_password) {
+        (Some(file), _, _) => Some(
+            std::fs::read_to_string(file)
+                .map_err(|e| {
+                    invalid(
+                        "sink.cassandra.password_file",
+                        format!("{}: {e}", file.display()),
+                    )
+                })?
+                .trim_end()
+                .to_owned(),
+        ),
+        (None, Some(p), _) => Some(p),
+        (None, None, p) => p,
+    };
+    let user = env_user.or(url_user).or(raw.user.clone());
+    let consistency = match raw
+        .consistency
+        .as_deref()
+        .unwrap_or("LOCAL_QUORUM")
+        .to_ascii_uppercase()
+        .as_str()
+    {
+        "ONE" => Consistency::One,
+        "TWO" => Consistency::Two,
+        "THREE" => Consistency::Three,
+        "QUORUM" => Consistency::Quorum,
+        "ALL" => Consistency::All,
+        "LOCAL_QUORUM" => Consistency::LocalQuorum,
+        "EACH_QUORUM" => Consistency::EachQuorum,
+        "LOCAL_ONE" => Consistency::LocalOne,
+        "ANY" => Consistency::Any,
+        other => {
+            return Err(invalid(
+                "sink.cassandra.consistency",
+                format!(
+                    "{other:?} is not a write consistency level (ONE, QUORUM, LOCAL_QUORUM, ALL, ...)"
+                ),
+            ));
+        }
+    };
+    let concurrency = raw.concurrency.unwrap_or(256);
+    if !(1..=4096).contains(&concurrency) {
+        return Err(invalid(
+            "sink.cassandra.concurrency",
+            format!("{concurrency} must be 1 to 4096"),
+        ));
+    }
+    let mut replication = BTreeMap::new();
+    match &raw.datacenters {
+        Some(dcs) if !dcs.is_empty() => {
+            replication.insert("class".into(), "NetworkTopologyStrategy".into());
+            for (dc, rf) in dcs {
+                replication.insert(dc.clone(), rf.to_string());
+            }
+        }
+        _ => {
+            replication.insert("class".into(), "SimpleStrategy".into());
+            replication.insert(
+                "replication_factor".into(),
+                raw.replication_factor.unwrap_or(1).to_string(),
+            );
+        }
+    }
+    Ok(CassandraSinkConfig {
+        nodes,
+        keyspace: identifier("sink.url", keyspace)?,
+        table: identifier("sink.url", table)?,
+        user,
+        password,
+        replication,
+        consistency,
+        concurrency,
+    })
+}
+
 /// An embedded-database URL: `sqlite:` (the default file under the data
 /// dir) or `sqlite:PATH` / `sqlite://PATH`.
 fn sqlite_path(key: &'static str, url: &str, default: PathBuf) -> Result<PathBuf, ConfigError> {
     let Some(rest) = url.strip_prefix("sqlite:") else {
         let scheme = url.split(':').next().unwrap_or(url);
-        let hint = match scheme {
-            "cassandra" => format!("{scheme}:// is not available in this build yet"),
-            _ => format!("unknown scheme {scheme:?}"),
-        };
+        let hint = format!("unknown scheme {scheme:?}");
         return Err(invalid(
             key,
             format!("{url:?}: {hint}; use sqlite: or sqlite:PATH"),
@@ -318,14 +438,22 @@ impl Config {
             .sink
             .or(raw.sink.url)
             .unwrap_or_else(|| "sqlite:".into());
-        let sink = SinkConfig::Sqlite(SqliteSinkConfig {
-            path: sqlite_path("sink.url", &sink_url, data_dir.join("store.db"))?,
-            table: identifier(
-                "sink.table",
-                raw.sink.table.as_deref().unwrap_or("created_users"),
-            )?,
-            durable_fsync: raw.sink.fsync.unwrap_or(false),
-        });
+        let sink = match sink_url.strip_prefix("cassandra://") {
+            Some(rest) => SinkConfig::Cassandra(cassandra_sink(
+                rest,
+                &raw.sink.cassandra,
+                over.cassandra_user,
+                over.cassandra_password,
+            )?),
+            None => SinkConfig::Sqlite(SqliteSinkConfig {
+                path: sqlite_path("sink.url", &sink_url, data_dir.join("store.db"))?,
+                table: identifier(
+                    "sink.table",
+                    raw.sink.table.as_deref().unwrap_or("created_users"),
+                )?,
+                durable_fsync: raw.sink.fsync.unwrap_or(false),
+            }),
+        };
 
         let (source, seed_was_drawn) = source;
         Ok(Config {
@@ -535,6 +663,24 @@ impl Config {
                 s.table,
                 s.durable_fsync
             )),
+            SinkConfig::Cassandra(c) => {
+                let user = c
+                    .user
+                    .as_ref()
+                    .map(|u| format!("{u}:***@"))
+                    .unwrap_or_default();
+                out.push_str(&format!(
+                    "\n[sink]\nurl = {:?}\n\n[sink.cassandra]\nconsistency = {:?}\nconcurrency = {}\nreplication = {{ {} }}\n",
+                    format!("cassandra://{user}{}/{}.{}", c.nodes.join(","), c.keyspace, c.table),
+                    format!("{:?}", c.consistency),
+                    c.concurrency,
+                    c.replication
+                        .iter()
+                        .map(|(k, v)| format!("{k:?} = {v:?}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
         }
         out.push_str(&format!(
             "\n[processor]\nbatch_size = {}\nmax_message_bytes = {}\n",
@@ -584,7 +730,9 @@ mod tests {
         assert_eq!(l.path, PathBuf::from("./tributary-data/log.db"));
         assert_eq!(l.topic, "users_created");
         assert_eq!(c.group, "tributary");
-        let SinkConfig::Sqlite(s) = &c.sink;
+        let SinkConfig::Sqlite(s) = &c.sink else {
+            panic!("sqlite sink expected")
+        };
         assert_eq!(s.table, "created_users");
         assert_eq!(c.processor.batch_size, 1000);
     }
@@ -692,6 +840,35 @@ mod tests {
         let shown = c.to_toml();
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("\"sasl.username\" = \"u\""), "{shown}");
+    }
+
+    #[test]
+    fn cassandra_url_resolves_and_hides_the_password() {
+        let c = resolve(
+            "[sink]\nurl = \"cassandra://cassandra:secret@h1,h2:9043/spark_streams.created_users\"\n",
+            Overrides::default(),
+        )
+        .unwrap();
+        let SinkConfig::Cassandra(s) = &c.sink else {
+            panic!("cassandra expected")
+        };
+        assert_eq!(s.nodes, ["h1:9042", "h2:9043"]);
+        assert_eq!(
+            (s.keyspace.as_str(), s.table.as_str()),
+            ("spark_streams", "created_users")
+        );
+        assert_eq!(s.user.as_deref(), Some("cassandra"));
+        assert_eq!(s.password.as_deref(), Some("secret"));
+        assert_eq!(s.consistency, Consistency::LocalQuorum);
+        assert_eq!(s.replication["class"], "SimpleStrategy");
+        let shown = c.to_toml();
+        assert!(!shown.contains("secret"), "{shown}");
+        let err = resolve(
+            "[sink]\nurl = \"cassandra://h1/nokeyspace\"\n",
+            Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().starts_with("sink.url"), "{err}");
     }
 
     #[test]

@@ -127,12 +127,46 @@ pub struct RawKafka {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSink {
-    /// `sqlite:` (default: `<data_dir>/store.db`) or `sqlite:PATH`.
+    /// `sqlite:` (default: `<data_dir>/store.db`), `sqlite:PATH`, or
+    /// `cassandra://[user:password@]host:9042[,host2]/keyspace.table`.
     pub url: Option<String>,
     /// Table name. Default `created_users`, as in the seed stack.
     pub table: Option<String>,
     /// fsync every commit instead of relying on the WAL. Default `false`.
     pub fsync: Option<bool>,
+    /// Settings used when `url` is `cassandra://...`.
+    #[serde(default)]
+    pub cassandra: RawCassandra,
+}
+
+/// `[sink.cassandra]`: the Cassandra store.
+///
+/// ```toml
+/// [sink]
+/// url = "cassandra://10.0.0.5:9042,10.0.0.6:9042/spark_streams.created_users"
+/// [sink.cassandra]
+/// user = "tributary"
+/// password_file = "/run/secrets/cassandra"   # or TRIBUTARY_CASSANDRA_PASSWORD
+/// consistency = "LOCAL_QUORUM"
+/// datacenters = { dc1 = 3 }                   # NetworkTopologyStrategy
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCassandra {
+    /// User name (also from the URL or `TRIBUTARY_CASSANDRA_USER`).
+    pub user: Option<String>,
+    /// A file holding the password (also from `TRIBUTARY_CASSANDRA_PASSWORD`
+    /// or the URL). Never printed.
+    pub password_file: Option<PathBuf>,
+    /// Write consistency. Default `LOCAL_QUORUM`.
+    pub consistency: Option<String>,
+    /// Rows written at once, at most. Default 256.
+    pub concurrency: Option<usize>,
+    /// SimpleStrategy replication factor of a keyspace tributary creates.
+    /// Default 1, as in the seed stack.
+    pub replication_factor: Option<u32>,
+    /// NetworkTopologyStrategy instead: replicas per datacenter.
+    pub datacenters: Option<BTreeMap<String, u32>>,
 }
 
 /// `[processor]`: how the log is turned into rows.

@@ -3,17 +3,20 @@
 //! `Ok`, every row of the batch is stored or listed in `rejected`, and writing
 //! the same batch again changes nothing.
 
+pub mod cassandra;
 pub mod sqlite;
 
 use std::sync::Arc;
 
 use crate::record::Row;
+pub use cassandra::{CassandraSink, CassandraSinkConfig};
 pub use sqlite::{SqliteSink, SqliteSinkConfig};
 
 /// Validated sink settings: a closed set, one variant per kind of store.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SinkConfig {
     Sqlite(SqliteSinkConfig),
+    Cassandra(CassandraSinkConfig),
 }
 
 /// A sink's acknowledgement of one batch.
@@ -38,6 +41,8 @@ pub enum SinkError {
     DiskFull(String),
     #[error("store: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("cassandra: {message}")]
+    Cassandra { message: String, retryable: bool },
 }
 
 impl SinkError {
@@ -46,6 +51,7 @@ impl SinkError {
         match self {
             SinkError::DiskFull(_) => true,
             SinkError::Open { .. } => false,
+            SinkError::Cassandra { retryable, .. } => *retryable,
             SinkError::Sqlite(e) => matches!(
                 e.sqlite_error_code(),
                 Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
@@ -58,12 +64,14 @@ impl SinkError {
 #[derive(Debug, Clone)]
 pub enum Sink {
     Sqlite(SqliteSink),
+    Cassandra(CassandraSink),
 }
 
 impl Sink {
     pub async fn open(config: &SinkConfig) -> Result<Sink, SinkError> {
         Ok(match config {
             SinkConfig::Sqlite(c) => Sink::Sqlite(SqliteSink::open(c.clone()).await?),
+            SinkConfig::Cassandra(c) => Sink::Cassandra(CassandraSink::open(c.clone()).await?),
         })
     }
 
@@ -74,6 +82,7 @@ impl Sink {
         }
         match self {
             Sink::Sqlite(s) => s.write(rows).await,
+            Sink::Cassandra(s) => s.write(rows).await,
         }
     }
 
@@ -81,6 +90,7 @@ impl Sink {
     pub async fn count(&self) -> Result<u64, SinkError> {
         match self {
             Sink::Sqlite(s) => s.count().await,
+            Sink::Cassandra(s) => s.count().await,
         }
     }
 
@@ -88,12 +98,14 @@ impl Sink {
     pub async fn rows(&self, limit: usize) -> Result<Vec<Row>, SinkError> {
         match self {
             Sink::Sqlite(s) => s.rows(limit).await,
+            Sink::Cassandra(s) => s.rows(limit).await,
         }
     }
 
     pub fn describe(&self) -> String {
         match self {
             Sink::Sqlite(s) => s.describe(),
+            Sink::Cassandra(s) => s.describe(),
         }
     }
 }

@@ -1,0 +1,412 @@
+//! Apache Cassandra as the store, over the `scylla` driver (it speaks CQL to
+//! Cassandra): the seed table `spark_streams.created_users`, created if
+//! missing and checked if present, written with one prepared idempotent
+//! INSERT per row, a bounded number in flight, token-aware routing.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use scylla::client::session::Session;
+use scylla::client::session_builder::SessionBuilder;
+use scylla::errors::{DbError, ExecutionError, RequestAttemptError};
+use scylla::statement::Consistency;
+use scylla::statement::prepared::PreparedStatement;
+use uuid::Uuid;
+
+use super::{SinkError, WriteAck};
+use crate::record::{ROW_COLUMNS, Row};
+
+/// Validated settings of the Cassandra store.
+#[derive(Clone, PartialEq)]
+pub struct CassandraSinkConfig {
+    /// Contact points, `host:port`.
+    pub nodes: Vec<String>,
+    pub keyspace: String,
+    pub table: String,
+    pub user: Option<String>,
+    /// Never printed (see the `Debug` impl).
+    pub password: Option<String>,
+    /// Replication of a keyspace tributary creates, as CQL map entries:
+    /// `{'class': 'SimpleStrategy', 'replication_factor': '1'}` by default.
+    pub replication: BTreeMap<String, String>,
+    pub consistency: Consistency,
+    /// Rows written at once, at most.
+    pub concurrency: usize,
+}
+
+impl std::fmt::Debug for CassandraSinkConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CassandraSinkConfig")
+            .field("nodes", &self.nodes)
+            .field("keyspace", &self.keyspace)
+            .field("table", &self.table)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("replication", &self.replication)
+            .field("consistency", &self.consistency)
+            .field("concurrency", &self.concurrency)
+            .finish()
+    }
+}
+
+/// The seed table's column types, in [`ROW_COLUMNS`] order.
+fn column_type(column: &str) -> &'static str {
+    if column == "id" { "uuid" } else { "text" }
+}
+
+#[derive(Clone)]
+pub struct CassandraSink {
+    config: Arc<CassandraSinkConfig>,
+    session: Arc<Session>,
+    insert: PreparedStatement,
+}
+
+impl std::fmt::Debug for CassandraSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CassandraSink")
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+fn fatal(context: &str, e: impl std::fmt::Display) -> SinkError {
+    SinkError::Cassandra {
+        message: format!("{context}: {e}"),
+        retryable: false,
+    }
+}
+
+/// What a failed write means: try the batch again later, refuse this row
+/// for good, or stop.
+enum Failure {
+    Transient(String),
+    Rejected(String),
+    Fatal(String),
+}
+
+fn classify(e: &ExecutionError) -> Failure {
+    match e {
+        ExecutionError::LastAttemptError(RequestAttemptError::DbError(db, msg)) => match db {
+            DbError::Invalid | DbError::SyntaxError | DbError::FunctionFailure { .. } => {
+                Failure::Rejected(format!("{db}: {msg}"))
+            }
+            DbError::AuthenticationError | DbError::Unauthorized | DbError::ConfigError => {
+                Failure::Fatal(format!("{db}: {msg}"))
+            }
+            _ => Failure::Transient(format!("{db}: {msg}")),
+        },
+        ExecutionError::BadQuery(b) => Failure::Rejected(b.to_string()),
+        other => Failure::Transient(other.to_string()),
+    }
+}
+
+impl CassandraSink {
+    pub async fn open(config: CassandraSinkConfig) -> Result<CassandraSink, SinkError> {
+        let mut builder = SessionBuilder::new()
+            .known_nodes(&config.nodes)
+            .connection_timeout(Duration::from_secs(5));
+        if let Some(user) = &config.user {
+            builder = builder.user(user, config.password.clone().unwrap_or_default());
+        }
+        let session = builder.build().await.map_err(|e| {
+            fatal(
+                &format!("cannot connect to Cassandra at {}", config.nodes.join(",")),
+                e,
+            )
+        })?;
+        let sink_table = format!("{}.{}", config.keyspace, config.table);
+        let replication = config
+            .replication
+            .iter()
+            .map(|(k, v)| format!("'{k}': '{v}'"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        session
+            .query_unpaged(
+                format!(
+                    "CREATE KEYSPACE IF NOT EXISTS {} WITH replication = {{{replication}}}",
+                    config.keyspace
+                ),
+                (),
+            )
+            .await
+            .map_err(|e| fatal(&format!("cannot create keyspace {}", config.keyspace), e))?;
+        let columns = ROW_COLUMNS
+            .iter()
+            .map(|c| {
+                let key = if *c == "id" { " PRIMARY KEY" } else { "" };
+                format!("{c} {}{key}", column_type(c).to_uppercase())
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        session
+            .query_unpaged(
+                format!("CREATE TABLE IF NOT EXISTS {sink_table} ({columns})"),
+                (),
+            )
+            .await
+            .map_err(|e| fatal(&format!("cannot create table {sink_table}"), e))?;
+        check_schema(&session, &config.keyspace, &config.table).await?;
+        let placeholders = vec!["?"; ROW_COLUMNS.len()].join(", ");
+        let mut insert = session
+            .prepare(format!(
+                "INSERT INTO {sink_table} ({}) VALUES ({placeholders})",
+                ROW_COLUMNS.join(", ")
+            ))
+            .await
+            .map_err(|e| fatal("cannot prepare the insert", e))?;
+        insert.set_consistency(config.consistency);
+        // An upsert of the whole row: writing it twice is harmless, so the
+        // driver may retry and speculate.
+        insert.set_is_idempotent(true);
+        Ok(CassandraSink {
+            config: Arc::new(config),
+            session: Arc::new(session),
+            insert,
+        })
+    }
+
+    pub fn describe(&self) -> String {
+        format!(
+            "cassandra {} table {}.{}",
+            self.config.nodes.join(","),
+            self.config.keyspace,
+            self.config.table
+        )
+    }
+
+    /// Writes every row with at most `concurrency` in flight. A row Cassandra
+    /// refuses for good is listed in `rejected`; any other failure fails the
+    /// batch as retryable (the processor writes it again; upserts make that
+    /// harmless).
+    pub async fn write(&self, rows: Arc<[Row]>) -> Result<WriteAck, SinkError> {
+        // Each write owns handles to what it needs, so the stream of
+        // futures is 'static and Send (borrowing closures are not, for the
+        // processor's spawned write stage).
+        let writes = (0..rows.len()).map(|i| {
+            let (session, insert, rows) = (self.session.clone(), self.insert.clone(), rows.clone());
+            async move {
+                let r = &rows[i];
+                let values = (
+                    r.id,
+                    r.first_name.as_str(),
+                    r.last_name.as_str(),
+                    r.gender.as_str(),
+                    r.address.as_str(),
+                    r.post_code.as_str(),
+                    r.email.as_str(),
+                    r.username.as_str(),
+                    r.dob.as_str(),
+                    r.registered_date.as_str(),
+                    r.phone.as_str(),
+                    r.picture.as_str(),
+                );
+                (
+                    i,
+                    session.execute_unpaged(&insert, values).await.map(|_| ()),
+                )
+            }
+        });
+        let results: Vec<(usize, Result<(), ExecutionError>)> = futures::stream::iter(writes)
+            .buffer_unordered(self.config.concurrency)
+            .collect()
+            .await;
+        let mut ack = WriteAck::default();
+        for (i, result) in results {
+            match result {
+                Ok(()) => ack.written += 1,
+                Err(e) => match classify(&e) {
+                    Failure::Rejected(reason) => ack.rejected.push((i, reason)),
+                    Failure::Transient(reason) => {
+                        return Err(SinkError::Cassandra {
+                            message: reason,
+                            retryable: true,
+                        });
+                    }
+                    Failure::Fatal(reason) => {
+                        return Err(SinkError::Cassandra {
+                            message: reason,
+                            retryable: false,
+                        });
+                    }
+                },
+            }
+        }
+        ack.rejected.sort_by_key(|(i, _)| *i);
+        Ok(ack)
+    }
+
+    pub async fn count(&self) -> Result<u64, SinkError> {
+        let mut q = scylla::statement::unprepared::Statement::new(format!(
+            "SELECT count(*) FROM {}.{}",
+            self.config.keyspace, self.config.table
+        ));
+        // A full scan: give it time on a big table.
+        q.set_request_timeout(Some(Duration::from_secs(120)));
+        let result = self
+            .session
+            .query_unpaged(q, ())
+            .await
+            .map_err(|e| fatal("cannot count rows", e))?;
+        let rows = result
+            .into_rows_result()
+            .map_err(|e| fatal("cannot count rows", e))?;
+        let (n,): (i64,) = rows
+            .single_row()
+            .map_err(|e| fatal("cannot count rows", e))?;
+        Ok(n as u64)
+    }
+
+    pub async fn rows(&self, limit: usize) -> Result<Vec<Row>, SinkError> {
+        type Cells = (
+            Uuid,
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+        );
+        let result = self
+            .session
+            .query_unpaged(
+                format!(
+                    "SELECT {} FROM {}.{} LIMIT {}",
+                    ROW_COLUMNS.join(", "),
+                    self.config.keyspace,
+                    self.config.table,
+                    limit.min(i32::MAX as usize)
+                ),
+                (),
+            )
+            .await
+            .map_err(|e| fatal("cannot read rows", e))?;
+        let rows = result
+            .into_rows_result()
+            .map_err(|e| fatal("cannot read rows", e))?;
+        let mut out = Vec::new();
+        for cells in rows
+            .rows::<Cells>()
+            .map_err(|e| fatal("cannot read rows", e))?
+        {
+            let c = cells.map_err(|e| fatal("cannot read rows", e))?;
+            out.push(Row {
+                id: c.0,
+                first_name: c.1,
+                last_name: c.2,
+                gender: c.3,
+                address: c.4,
+                post_code: c.5,
+                email: c.6,
+                username: c.7,
+                dob: c.8,
+                registered_date: c.9,
+                phone: c.10,
+                picture: c.11,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Fails with the list of differences when an existing table does not have
+/// the seed table's columns and types.
+async fn check_schema(session: &Session, keyspace: &str, table: &str) -> Result<(), SinkError> {
+    let result = session
+        .query_unpaged(
+            "SELECT column_name, type FROM system_schema.columns \
+             WHERE keyspace_name = ? AND table_name = ?",
+            (keyspace, table),
+        )
+        .await
+        .map_err(|e| fatal("cannot read the table's schema", e))?;
+    let rows = result
+        .into_rows_result()
+        .map_err(|e| fatal("cannot read the table's schema", e))?;
+    let mut actual = BTreeMap::new();
+    for row in rows
+        .rows::<(String, String)>()
+        .map_err(|e| fatal("cannot read the table's schema", e))?
+    {
+        let (name, ty) = row.map_err(|e| fatal("cannot read the table's schema", e))?;
+        actual.insert(name, ty);
+    }
+    let differences = schema_differences(&actual);
+    if differences.is_empty() {
+        Ok(())
+    } else {
+        Err(fatal(
+            &format!("table {keyspace}.{table} exists but differs from the seed table"),
+            differences.join("; "),
+        ))
+    }
+}
+
+/// Differences between an existing table's columns (name → CQL type) and the
+/// seed table.
+fn schema_differences(actual: &BTreeMap<String, String>) -> Vec<String> {
+    let mut out = Vec::new();
+    for c in ROW_COLUMNS {
+        let want = column_type(c);
+        match actual.get(c) {
+            None => out.push(format!("column {c} is missing (want {want})")),
+            Some(ty) if ty != want => out.push(format!("column {c} is {ty}, want {want}")),
+            Some(_) => {}
+        }
+    }
+    for name in actual.keys() {
+        if !ROW_COLUMNS.contains(&name.as_str()) {
+            out.push(format!("column {name} is not in the seed table"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_differences_name_every_problem() {
+        let mut cols: BTreeMap<String, String> = ROW_COLUMNS
+            .iter()
+            .map(|c| (c.to_string(), column_type(c).to_string()))
+            .collect();
+        assert!(schema_differences(&cols).is_empty());
+        cols.insert("id".into(), "text".into());
+        cols.remove("phone");
+        cols.insert("age".into(), "int".into());
+        let d = schema_differences(&cols);
+        assert_eq!(
+            d,
+            [
+                "column id is text, want uuid",
+                "column phone is missing (want text)",
+                "column age is not in the seed table"
+            ]
+        );
+    }
+
+    #[test]
+    fn debug_never_shows_the_password() {
+        let c = CassandraSinkConfig {
+            nodes: vec!["127.0.0.1:9042".into()],
+            keyspace: "ks".into(),
+            table: "t".into(),
+            user: Some("cassandra".into()),
+            password: Some("s3cret".into()),
+            replication: BTreeMap::new(),
+            consistency: Consistency::LocalQuorum,
+            concurrency: 8,
+        };
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+    }
+}
