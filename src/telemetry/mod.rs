@@ -13,7 +13,9 @@ pub fn init(verbose: u8, quiet: bool) {
         (false, _) => "trace",
     };
     let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("warn,tributary={level}")));
+        // scylla warns on every count(*) ("aggregation without partition key"),
+        // which is what `count` means to do.
+        .unwrap_or_else(|_| EnvFilter::new(format!("warn,scylla=error,tributary={level}")));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

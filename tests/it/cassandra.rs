@@ -1,0 +1,316 @@
+//! The Cassandra store against a real node (started by `scripts/infra` in
+//! CI; `TRIBUTARY_TEST_CASSANDRA=host:port` names it). Each test has its own
+//! keyspace. Tests that pause, kill or restart the node, or need `--auth`,
+//! run only when `TRIBUTARY_TEST_CASSANDRA_FAULTS` asks for them, in their
+//! own CI step. Without a node the tests say loudly that they skipped.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::{Sandbox, skipped, stderr, unique};
+
+fn node(test: &str) -> Option<String> {
+    match std::env::var("TRIBUTARY_TEST_CASSANDRA") {
+        Ok(n) if !n.is_empty() => Some(n),
+        _ => {
+            skipped(
+                test,
+                "no Cassandra (set TRIBUTARY_TEST_CASSANDRA=host:port, e.g. after `scripts/infra up cassandra`)",
+            );
+            None
+        }
+    }
+}
+
+fn faults(mode: &str, test: &str) -> Option<String> {
+    let n = node(test)?;
+    if std::env::var("TRIBUTARY_TEST_CASSANDRA_FAULTS").as_deref() == Ok(mode) {
+        Some(n)
+    } else {
+        skipped(
+            test,
+            &format!("needs TRIBUTARY_TEST_CASSANDRA_FAULTS={mode} (it disturbs the node)"),
+        );
+        None
+    }
+}
+
+fn infra(args: &[&str]) -> String {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/infra");
+    let out = Command::new("bash")
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "scripts/infra {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `SELECT count(*)` through cqlsh, as the seed stack's users check it.
+fn cqlsh_count(table: &str, auth: &[&str]) -> u64 {
+    let query = format!("SELECT count(*) FROM {table}");
+    let mut args = vec!["cqlsh"];
+    args.extend_from_slice(auth);
+    args.extend_from_slice(&["-e", &query]);
+    let out = infra(&args);
+    out.lines()
+        .filter_map(|l| l.trim().parse::<u64>().ok())
+        .next()
+        .unwrap_or_else(|| panic!("no count in cqlsh output: {out}"))
+}
+
+fn sink_url(node: &str, keyspace: &str) -> String {
+    format!("cassandra://{node}/{keyspace}.created_users")
+}
+
+#[test]
+fn fifty_thousand_into_cassandra_exactly_once() {
+    let Some(n) = node("fifty_thousand_into_cassandra") else {
+        return;
+    };
+    let s = Sandbox::new();
+    let ks = unique("ks");
+    let url = sink_url(&n, &ks);
+    let first = s.run_json(&[
+        "run",
+        "--records",
+        "50000",
+        "--seed",
+        "c",
+        "--sink",
+        &url,
+        "--json",
+    ]);
+    assert_eq!(first["stored"], 50000, "{first}");
+    let count = |s: &Sandbox| {
+        let out = s.run(&["count", "--sink", &url]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse::<u64>()
+            .unwrap()
+    };
+    assert_eq!(count(&s), 50000);
+    assert_eq!(cqlsh_count(&format!("{ks}.created_users"), &[]), 50000);
+    let again = s.run_json(&[
+        "run",
+        "--records",
+        "50000",
+        "--seed",
+        "c",
+        "--sink",
+        &url,
+        "--json",
+    ]);
+    assert_eq!(again["read"], 50000, "{again}");
+    assert_eq!(count(&s), 50000);
+    let out = s.run(&["show", "--limit", "3", "--sink", &url]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("(3 rows)"));
+}
+
+#[test]
+fn a_table_with_other_columns_is_refused_with_the_differences() {
+    let Some(n) = node("cassandra_schema_mismatch") else {
+        return;
+    };
+    let s = Sandbox::new();
+    let ks = unique("ks");
+    infra(&[
+        "cqlsh",
+        "-e",
+        &format!(
+            "CREATE KEYSPACE {ks} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}; \
+             CREATE TABLE {ks}.created_users (id TEXT PRIMARY KEY, first_name TEXT, age INT);"
+        ),
+    ]);
+    let out = s.run(&["run", "--records", "10", "--sink", &sink_url(&n, &ks)]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("differs from the seed table"), "{err}");
+    assert!(err.contains("column id is text, want uuid"), "{err}");
+    assert!(err.contains("column email is missing"), "{err}");
+    assert!(err.contains("column age is not in the seed table"), "{err}");
+}
+
+#[test]
+fn processor_killed_between_kafka_and_cassandra_stores_exactly_n() {
+    let (Some(n), Ok(b)) = (
+        node("kafka_to_cassandra_crash"),
+        std::env::var("TRIBUTARY_TEST_KAFKA"),
+    ) else {
+        skipped("kafka_to_cassandra_crash", "needs TRIBUTARY_TEST_KAFKA too");
+        return;
+    };
+    const N: u64 = 20_000;
+    let s = Sandbox::new();
+    let name = unique("kc");
+    let log = format!("kafka://{b}/{name}");
+    let sink = sink_url(&n, &name);
+    s.run_json(&[
+        "ingest",
+        "--records",
+        &N.to_string(),
+        "--seed",
+        "kc",
+        "--log",
+        &log,
+        "--json",
+    ]);
+    let mut child = s
+        .cmd(&[
+            "process",
+            "--follow",
+            "--batch-size",
+            "100",
+            "--log",
+            &log,
+            "--sink",
+            &sink,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill once the table has rows (it is created by the processor).
+    let table = format!("{name}.created_users");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        assert!(Instant::now() < deadline, "processor made no progress");
+        let out = s.run(&["count", "--sink", &sink]);
+        let rows: u64 = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0);
+        if rows >= 2_000 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    s.run_json(&["process", "--log", &log, "--sink", &sink, "--json"]);
+    assert_eq!(cqlsh_count(&table, &[]), N);
+}
+
+/// Runs a stream into Cassandra while `disturb` happens to the node, then
+/// checks that exactly every record arrived and memory stayed bounded.
+fn survive(n: &str, name: &str, disturb: impl FnOnce(u32)) {
+    const N: u64 = 30_000;
+    let s = Sandbox::new();
+    let ks = unique(name);
+    let url = sink_url(n, &ks);
+    s.run_json(&[
+        "ingest",
+        "--records",
+        &N.to_string(),
+        "--seed",
+        name,
+        "--json",
+    ]);
+    let child = s
+        .cmd(&["process", "--batch-size", "200", "--sink", &url, "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while crate::support::rows_now(&s.store_path()) == 0 && cassandra_rows(&s, &url) < 3_000 {
+        assert!(Instant::now() < deadline, "no progress before the outage");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    disturb(child.id());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let summary: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
+    assert!(summary["read"].as_u64().unwrap() >= N, "{summary}");
+    assert_eq!(cqlsh_count(&format!("{ks}.created_users"), &[]), N);
+}
+
+fn cassandra_rows(s: &Sandbox, url: &str) -> u64 {
+    let out = s.run(&["count", "--sink", url]);
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn cassandra_paused_for_20_s_mid_stream_loses_nothing() {
+    let Some(n) = faults("outage", "cassandra_paused") else {
+        return;
+    };
+    survive(&n, "paused", |pid| {
+        infra(&["pause", "cassandra"]);
+        // The outage itself is what is tested: 20 s without answers.
+        let start = Instant::now();
+        let mut peak = 0;
+        while start.elapsed() < Duration::from_secs(20) {
+            peak = peak.max(rss_kib(pid));
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        infra(&["resume", "cassandra"]);
+        assert!(
+            peak < 200 * 1024,
+            "processor RSS grew to {peak} KiB during the outage"
+        );
+    });
+}
+
+#[test]
+fn cassandra_killed_and_restarted_mid_stream_loses_nothing() {
+    let Some(n) = faults("outage", "cassandra_restarted") else {
+        return;
+    };
+    survive(&n, "restarted", |_| {
+        infra(&["stop", "cassandra"]);
+        infra(&["start", "cassandra"]);
+    });
+}
+
+#[test]
+fn auth_right_credentials_work_and_wrong_ones_fail_clearly_committing_nothing() {
+    let Some(n) = faults("auth", "cassandra_auth") else {
+        return;
+    };
+    let s = Sandbox::new();
+    let ks = unique("auth");
+    s.run_json(&["ingest", "--records", "500", "--seed", "auth", "--json"]);
+    let wrong = format!("cassandra://cassandra:wrong@{n}/{ks}.created_users");
+    let out = s.run(&["process", "--sink", &wrong]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("cannot connect to Cassandra"), "{err}");
+    assert!(
+        !err.contains("wrong"),
+        "the password must not be printed: {err}"
+    );
+    // Nothing was committed: the whole log is still there for the right run.
+    let status: serde_json::Value =
+        serde_json::from_slice(&s.run(&["status", "--json"]).stdout).unwrap();
+    assert_eq!(status["lag"], 500, "{status}");
+    let right = format!("cassandra://cassandra:cassandra@{n}/{ks}.created_users");
+    let ok = s.run_json(&["process", "--sink", &right, "--json"]);
+    assert_eq!(ok["stored"], 500, "{ok}");
+    assert_eq!(
+        cqlsh_count(
+            &format!("{ks}.created_users"),
+            &["-u", "cassandra", "-p", "cassandra"]
+        ),
+        500
+    );
+}
