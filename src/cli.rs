@@ -256,6 +256,10 @@ pub struct BenchArgs {
     /// Kafka's own ProducerPerformance and ConsumerPerformance.
     #[arg(long, value_name = "HOST:PORT")]
     pub kafka: Option<String>,
+    /// Also measure the Cassandra sink on this node, beside a raw driver
+    /// insert loop (and, with --kafka, the path Kafka → Cassandra).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub cassandra: Option<String>,
     /// The script that runs Kafka's tools (see docs/infra.md).
     #[arg(long, value_name = "PATH", default_value = "scripts/infra")]
     pub infra: PathBuf,

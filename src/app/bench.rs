@@ -41,6 +41,7 @@ struct BenchReport {
     measures: Vec<Measure>,
     end_to_end_peak_rss_mib: Option<f64>,
     kafka_end_to_end_peak_rss_mib: Option<f64>,
+    cassandra_end_to_end_peak_rss_mib: Option<f64>,
 }
 
 fn best<F: FnMut() -> anyhow::Result<Duration>>(mut f: F) -> anyhow::Result<Duration> {
@@ -136,12 +137,21 @@ pub async fn bench(args: &BenchArgs) -> AppResult {
         kafka_rss = rss;
     }
 
+    let mut cassandra_rss = None;
+    if let Some(node) = &args.cassandra {
+        let (cassandra_measures, rss) =
+            cassandra::bench(node, args.kafka.as_deref(), n.min(50_000)).await?;
+        measures.extend(cassandra_measures);
+        cassandra_rss = rss;
+    }
+
     let report = BenchReport {
         records: n,
         cores,
         measures,
         end_to_end_peak_rss_mib: peak_rss.map(|b| b as f64 / (1 << 20) as f64),
         kafka_end_to_end_peak_rss_mib: kafka_rss.map(|b| b as f64 / (1 << 20) as f64),
+        cassandra_end_to_end_peak_rss_mib: cassandra_rss.map(|b| b as f64 / (1 << 20) as f64),
     };
     println!(
         "{:<28} {:>14}   {:<32} {:>14}   {:>6}",
@@ -162,6 +172,9 @@ pub async fn bench(args: &BenchArgs) -> AppResult {
     }
     if let Some(rss) = report.kafka_end_to_end_peak_rss_mib {
         println!("end-to-end via Kafka peak RSS: {rss:.1} MiB");
+    }
+    if let Some(rss) = report.cassandra_end_to_end_peak_rss_mib {
+        println!("end-to-end into Cassandra peak RSS: {rss:.1} MiB");
     }
     if let Some(path) = &args.json {
         std::fs::write(
@@ -524,6 +537,133 @@ mod kafka {
             ],
             rss,
         ))
+    }
+}
+
+/// The Cassandra sink beside a raw driver loop: the same `scylla` session
+/// settings, the same prepared INSERT and concurrency, the same rows.
+mod cassandra {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use anyhow::Context;
+    use futures::StreamExt;
+    use scylla::client::session_builder::SessionBuilder;
+    use scylla::statement::Consistency;
+
+    use super::{BATCH, Measure, end_to_end_with, measure, rate};
+    use crate::pipeline::sink::{CassandraSinkConfig, Sink, SinkConfig};
+    use crate::pipeline::source::Generator;
+    use crate::record::{ROW_COLUMNS, Row};
+
+    const CONCURRENCY: usize = 256;
+
+    pub async fn bench(
+        node: &str,
+        kafka: Option<&str>,
+        n: u64,
+    ) -> anyhow::Result<(Vec<Measure>, Option<u64>)> {
+        let stamp = crate::pipeline::source::generator::random_seed();
+        eprintln!("bench cassandra: {n} rows, concurrency {CONCURRENCY}, node {node}");
+        let g = Generator::new("bench-c", vec![], None);
+        let rows: Vec<Row> = (0..n)
+            .map(|k| g.user(k).to_row())
+            .collect::<Result<_, _>>()
+            .context("generated users flatten")?;
+        let config = |ks: &str| CassandraSinkConfig {
+            nodes: vec![node.to_owned()],
+            keyspace: ks.to_owned(),
+            table: "created_users".into(),
+            user: None,
+            password: None,
+            replication: BTreeMap::from([
+                ("class".to_owned(), "SimpleStrategy".to_owned()),
+                ("replication_factor".to_owned(), "1".to_owned()),
+            ]),
+            consistency: Consistency::LocalQuorum,
+            concurrency: CONCURRENCY,
+        };
+
+        // The sink alone, in the processor's batches.
+        let ks_sink = format!("bench_sink_{stamp}");
+        let sink = Sink::open(&SinkConfig::Cassandra(config(&ks_sink))).await?;
+        let t = Instant::now();
+        for chunk in rows.chunks(BATCH) {
+            sink.write(Arc::from(chunk.to_vec())).await?;
+        }
+        let sink_time = t.elapsed();
+
+        // The raw ceiling: the same insert through the driver, all rows in
+        // one stream with the same bound on requests in flight.
+        let ks_raw = format!("bench_raw_{stamp}");
+        Sink::open(&SinkConfig::Cassandra(config(&ks_raw))).await?; // creates the table
+        let session = SessionBuilder::new().known_node(node).build().await?;
+        let mut insert = session
+            .prepare(format!(
+                "INSERT INTO {ks_raw}.created_users ({}) VALUES ({})",
+                ROW_COLUMNS.join(", "),
+                vec!["?"; ROW_COLUMNS.len()].join(", ")
+            ))
+            .await?;
+        insert.set_consistency(Consistency::LocalQuorum);
+        insert.set_is_idempotent(true);
+        let t = Instant::now();
+        let failures = futures::stream::iter(rows.iter())
+            .map(|r| {
+                let (session, insert) = (&session, &insert);
+                async move {
+                    session
+                        .execute_unpaged(
+                            insert,
+                            (
+                                r.id,
+                                r.first_name.as_str(),
+                                r.last_name.as_str(),
+                                r.gender.as_str(),
+                                r.address.as_str(),
+                                r.post_code.as_str(),
+                                r.email.as_str(),
+                                r.username.as_str(),
+                                r.dob.as_str(),
+                                r.registered_date.as_str(),
+                                r.phone.as_str(),
+                                r.picture.as_str(),
+                            ),
+                        )
+                        .await
+                        .is_err()
+                }
+            })
+            .buffer_unordered(CONCURRENCY)
+            .filter(|failed| std::future::ready(*failed))
+            .count()
+            .await;
+        let raw_time = t.elapsed();
+        anyhow::ensure!(failures == 0, "{failures} raw inserts failed");
+
+        let mut out = vec![measure(
+            "cassandra sink (batches of 1000)",
+            rate(n, sink_time),
+            "raw scylla insert loop",
+            rate(n, raw_time),
+        )];
+        let mut rss = None;
+        if let Some(brokers) = kafka {
+            let name = format!("bench_path_{stamp}");
+            let log = format!("kafka://{brokers}/{name}");
+            let sink_url = format!("cassandra://{node}/{name}.created_users");
+            let (d, r) =
+                end_to_end_with(n, &["--log", &log, "--group", &name, "--sink", &sink_url]).await?;
+            rss = r;
+            out.push(measure(
+                "gen → Kafka → Cassandra (run)",
+                rate(n, d),
+                "the cassandra sink alone",
+                rate(n, sink_time),
+            ));
+        }
+        Ok((out, rss))
     }
 }
 
