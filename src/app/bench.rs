@@ -583,6 +583,7 @@ mod cassandra {
             ]),
             consistency: Consistency::LocalQuorum,
             concurrency: CONCURRENCY,
+            tls_ca_file: None,
         };
 
         // The sink alone, in the processor's batches.

@@ -284,6 +284,7 @@ fn cassandra_sink(
         replication,
         consistency,
         concurrency,
+        tls_ca_file: raw.tls_ca_file.clone(),
     })
 }
 

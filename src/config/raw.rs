@@ -167,6 +167,8 @@ pub struct RawCassandra {
     pub replication_factor: Option<u32>,
     /// NetworkTopologyStrategy instead: replicas per datacenter.
     pub datacenters: Option<BTreeMap<String, u32>>,
+    /// Connect with TLS, trusting the CA certificate(s) in this PEM file.
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 /// `[processor]`: how the log is turned into rows.

@@ -34,6 +34,8 @@ pub struct CassandraSinkConfig {
     pub consistency: Consistency,
     /// Rows written at once, at most.
     pub concurrency: usize,
+    /// TLS to the nodes, trusting the CA certificates in this PEM file.
+    pub tls_ca_file: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for CassandraSinkConfig {
@@ -47,6 +49,7 @@ impl std::fmt::Debug for CassandraSinkConfig {
             .field("replication", &self.replication)
             .field("consistency", &self.consistency)
             .field("concurrency", &self.concurrency)
+            .field("tls_ca_file", &self.tls_ca_file)
             .finish()
     }
 }
@@ -109,6 +112,9 @@ impl CassandraSink {
             .connection_timeout(Duration::from_secs(5));
         if let Some(user) = &config.user {
             builder = builder.user(user, config.password.clone().unwrap_or_default());
+        }
+        if let Some(ca) = &config.tls_ca_file {
+            builder = builder.tls_context(Some(tls_config(ca)?));
         }
         let session = builder.build().await.map_err(|e| {
             fatal(
@@ -316,6 +322,31 @@ impl CassandraSink {
     }
 }
 
+/// A rustls client configuration trusting the CA certificates of a PEM file.
+fn tls_config(ca_file: &std::path::Path) -> Result<Arc<rustls::ClientConfig>, SinkError> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let context = format!("cannot use TLS CA file {}", ca_file.display());
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca_file).map_err(|e| fatal(&context, e))? {
+        let cert = cert.map_err(|e| fatal(&context, e))?;
+        roots.add(cert).map_err(|e| fatal(&context, e))?;
+    }
+    if roots.is_empty() {
+        return Err(fatal(&context, "no certificate in it"));
+    }
+    // The provider is named, not taken from the process default: more than
+    // one dependency enables a rustls provider.
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| fatal(&context, e))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
 /// Fails with the list of differences when an existing table does not have
 /// the seed table's columns and types.
 async fn check_schema(session: &Session, keyspace: &str, table: &str) -> Result<(), SinkError> {
@@ -395,6 +426,22 @@ mod tests {
     }
 
     #[test]
+    fn tls_trusts_a_pem_ca_and_refuses_files_without_one() {
+        let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        assert!(tls_config(&fixtures.join("test-ca.pem")).is_ok());
+        let err = tls_config(&fixtures.join("no-such.pem"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cannot use TLS CA file"), "{err}");
+        let not_pem =
+            std::env::temp_dir().join(format!("tributary-not-pem-{}", std::process::id()));
+        std::fs::write(&not_pem, "hello").unwrap();
+        let err = tls_config(&not_pem).unwrap_err().to_string();
+        std::fs::remove_file(&not_pem).ok();
+        assert!(err.contains("no certificate"), "{err}");
+    }
+
+    #[test]
     fn debug_never_shows_the_password() {
         let c = CassandraSinkConfig {
             nodes: vec!["127.0.0.1:9042".into()],
@@ -405,6 +452,7 @@ mod tests {
             replication: BTreeMap::new(),
             consistency: Consistency::LocalQuorum,
             concurrency: 8,
+            tls_ca_file: None,
         };
         let shown = format!("{c:?}");
         assert!(!shown.contains("s3cret"), "{shown}");
