@@ -553,6 +553,7 @@ mod cassandra {
     use scylla::statement::Consistency;
 
     use super::{BATCH, Measure, end_to_end_with, measure, rate};
+    use crate::pipeline::sink::cassandra::insert_values;
     use crate::pipeline::sink::{CassandraSinkConfig, Sink, SinkConfig};
     use crate::pipeline::source::Generator;
     use crate::record::{ROW_COLUMNS, Row};
@@ -615,23 +616,7 @@ mod cassandra {
                 let (session, insert) = (&session, &insert);
                 async move {
                     session
-                        .execute_unpaged(
-                            insert,
-                            (
-                                r.id,
-                                r.first_name.as_str(),
-                                r.last_name.as_str(),
-                                r.gender.as_str(),
-                                r.address.as_str(),
-                                r.post_code.as_str(),
-                                r.email.as_str(),
-                                r.username.as_str(),
-                                r.dob.as_str(),
-                                r.registered_date.as_str(),
-                                r.phone.as_str(),
-                                r.picture.as_str(),
-                            ),
-                        )
+                        .execute_unpaged(insert, insert_values(r))
                         .await
                         .is_err()
                 }

@@ -4,10 +4,10 @@
 //! run only when `TRIBUTARY_TEST_CASSANDRA_FAULTS` asks for them, in their
 //! own CI step. Without a node the tests say loudly that they skipped.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::support::{Sandbox, skipped, stderr, unique};
+use crate::support::{Sandbox, infra, skipped, stderr, unique};
 
 fn node(test: &str) -> Option<String> {
     match std::env::var("TRIBUTARY_TEST_CASSANDRA") {
@@ -33,22 +33,6 @@ fn faults(mode: &str, test: &str) -> Option<String> {
         );
         None
     }
-}
-
-fn infra(args: &[&str]) -> String {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/infra");
-    let out = Command::new("bash")
-        .arg(script)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "scripts/infra {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// `SELECT count(*)` through cqlsh, as the seed stack's users check it.

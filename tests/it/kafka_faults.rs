@@ -4,10 +4,10 @@
 //! broker, `=three` against `scripts/infra up kafka --brokers 3`), one test
 //! at a time, in their own CI step; otherwise they say that they skipped.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::support::{Sandbox, distinct_ids, stderr, unique};
+use crate::support::{Sandbox, distinct_ids, infra, stderr, unique};
 
 fn enabled(mode: &str, test: &str) -> Option<String> {
     let broker = std::env::var("TRIBUTARY_TEST_KAFKA")
@@ -26,21 +26,6 @@ fn enabled(mode: &str, test: &str) -> Option<String> {
             None
         }
     }
-}
-
-fn infra(args: &[&str]) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/infra");
-    let out = Command::new("bash")
-        .arg(script)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "scripts/infra {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Messages on the topic, summed over partitions (its end offsets).

@@ -121,3 +121,21 @@ pub fn unique(name: &str) -> String {
         .subsec_nanos();
     format!("it_{name}_{}_{nanos}", std::process::id())
 }
+
+/// Runs `scripts/infra ARGS` (stop/start/pause a server, cqlsh, ...) and
+/// returns its stdout; fails the test if it fails.
+pub fn infra(args: &[&str]) -> String {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/infra");
+    let out = Command::new("bash")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("bash runs");
+    assert!(
+        out.status.success(),
+        "scripts/infra {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

@@ -59,6 +59,40 @@ fn column_type(column: &str) -> &'static str {
     if column == "id" { "uuid" } else { "text" }
 }
 
+/// The bind values of the prepared INSERT, in [`ROW_COLUMNS`] order; the id
+/// is bound as a value so the driver can route by token.
+pub type InsertValues<'a> = (
+    Uuid,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+);
+
+pub fn insert_values(r: &Row) -> InsertValues<'_> {
+    (
+        r.id,
+        &r.first_name,
+        &r.last_name,
+        &r.gender,
+        &r.address,
+        &r.post_code,
+        &r.email,
+        &r.username,
+        &r.dob,
+        &r.registered_date,
+        &r.phone,
+        &r.picture,
+    )
+}
+
 #[derive(Clone)]
 pub struct CassandraSink {
     config: Arc<CassandraSinkConfig>,
@@ -194,21 +228,7 @@ impl CassandraSink {
         let writes = (0..rows.len()).map(|i| {
             let (session, insert, rows) = (self.session.clone(), self.insert.clone(), rows.clone());
             async move {
-                let r = &rows[i];
-                let values = (
-                    r.id,
-                    r.first_name.as_str(),
-                    r.last_name.as_str(),
-                    r.gender.as_str(),
-                    r.address.as_str(),
-                    r.post_code.as_str(),
-                    r.email.as_str(),
-                    r.username.as_str(),
-                    r.dob.as_str(),
-                    r.registered_date.as_str(),
-                    r.phone.as_str(),
-                    r.picture.as_str(),
-                );
+                let values = insert_values(&rows[i]);
                 (
                     i,
                     session.execute_unpaged(&insert, values).await.map(|_| ()),
