@@ -23,4 +23,5 @@ pub mod config;
 pub mod mock_api;
 pub mod pipeline;
 pub mod record;
+pub mod scheduler;
 pub mod telemetry;
