@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span};
 
@@ -110,41 +110,102 @@ async fn fetch_pages(
             per_tick,
         } => {
             let per_tick = per_tick.clamp(1, MAX_RESULTS_PER_REQUEST);
-            let start = Instant::now();
-            let end = start + duration;
-            let mut ticker = tokio::time::interval_at(start, interval);
-            ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
-            let mut page = 1;
-            loop {
-                tokio::select! {
-                    biased;
-                    _ = shutdown.cancelled() => break,
-                    at = ticker.tick() => if at >= end { break },
+            // The error of a failed fetch, kept for after the burst.
+            let failure = std::sync::Mutex::new(None);
+            let report = burst(duration, interval, shutdown, |tick| {
+                let tx = tx.clone();
+                let failure = &failure;
+                async move {
+                    match fetch_or_stop(source, tick + 1, per_tick, shutdown).await {
+                        Ok(Some(batch)) => {
+                            add(
+                                &stats.fetched,
+                                (batch.users.len() + batch.rejected.len()) as u64,
+                            );
+                            tx.send(batch).await.is_ok()
+                        }
+                        Ok(None) => false,
+                        Err(e) => {
+                            *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                            false
+                        }
+                    }
                 }
-                let Some(batch) = fetch_or_stop(source, page, per_tick, shutdown).await? else {
-                    break;
-                };
-                add(
-                    &stats.fetched,
-                    (batch.users.len() + batch.rejected.len()) as u64,
-                );
-                page += 1;
-                if tx.send(batch).await.is_err() {
-                    break;
-                }
+            })
+            .await;
+            if let Some(e) = failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
+                return Err(e);
             }
-            let due = (duration.as_nanos() / interval.as_nanos().max(1)) as u64;
-            let done = page - 1;
-            if !shutdown.is_cancelled() && due > done {
-                add(&stats.ticks_skipped, due - done);
+            if report.skipped > 0 {
+                add(&stats.ticks_skipped, report.skipped);
                 info!(
-                    skipped = due - done,
+                    skipped = report.skipped,
                     "burst ticks skipped while a request was busy"
                 );
             }
         }
     }
     Ok(())
+}
+
+/// What a burst did: ticks run, and ticks skipped because the previous one
+/// was still busy when they were due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BurstReport {
+    pub ticks: u64,
+    pub skipped: u64,
+}
+
+/// Calls `tick(n)` every `interval` for `duration`, on the clock (no drift
+/// from slow ticks): a tick still busy when the next is due makes that one
+/// skip, and it is counted, rather than piling up. Stops early when `tick`
+/// returns `false` or on shutdown (then nothing counts as skipped).
+pub async fn burst<F, Fut>(
+    duration: Duration,
+    interval: Duration,
+    shutdown: &CancellationToken,
+    mut tick: F,
+) -> BurstReport
+where
+    F: FnMut(u64) -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    let period = interval.as_nanos().max(1);
+    let slot = |k: u128| start + Duration::from_nanos((period * k) as u64);
+    let mut k: u128 = 0;
+    let mut ticks = 0;
+    let mut stopped = false;
+    loop {
+        let due = slot(k);
+        if due >= start + duration {
+            break;
+        }
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => { stopped = true; break }
+            _ = tokio::time::sleep_until(due) => {}
+        }
+        let go_on = tick(ticks).await;
+        ticks += 1;
+        if !go_on {
+            stopped = true;
+            break;
+        }
+        // The next slot on the clock that is not already past: slots that
+        // came due while this tick was busy are skipped.
+        let busy_until = (Instant::now() - start).as_nanos();
+        k = (k + 1).max(busy_until.div_ceil(period));
+    }
+    let due = (duration.as_nanos().div_ceil(interval.as_nanos().max(1))) as u64;
+    BurstReport {
+        ticks,
+        skipped: if stopped {
+            0
+        } else {
+            due.saturating_sub(ticks)
+        },
+    }
 }
 
 async fn fetch_or_stop(
@@ -198,4 +259,77 @@ async fn append_batch(log: &Log, batch: SourceBatch, stats: &Stats) -> Result<()
         add(&stats.logged, ack.count);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_two_minute_burst_at_one_second_is_120_ticks_on_the_clock() {
+        let started = Instant::now();
+        let mut at = Vec::new();
+        let report = burst(
+            Duration::from_secs(120),
+            Duration::from_secs(1),
+            &CancellationToken::new(),
+            |_| {
+                at.push(started.elapsed());
+                async { true }
+            },
+        )
+        .await;
+        assert_eq!(
+            report,
+            BurstReport {
+                ticks: 120,
+                skipped: 0
+            }
+        );
+        assert_eq!(at[0], Duration::ZERO);
+        assert_eq!(at[119], Duration::from_secs(119));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slow_ticks_skip_instead_of_piling_up() {
+        // Every tick takes 2.5 s: ticks at 0, 3, 6, ... run; the ones due
+        // while busy are skipped and counted.
+        let report = burst(
+            Duration::from_secs(120),
+            Duration::from_secs(1),
+            &CancellationToken::new(),
+            |_| async {
+                tokio::time::sleep(Duration::from_millis(2500)).await;
+                true
+            },
+        )
+        .await;
+        assert_eq!(report.ticks, 40);
+        assert_eq!(report.skipped, 80);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_stops_at_the_next_tick() {
+        let shutdown = CancellationToken::new();
+        let s = shutdown.clone();
+        let report = burst(
+            Duration::from_secs(120),
+            Duration::from_secs(1),
+            &shutdown,
+            |n| {
+                if n == 9 {
+                    s.cancel();
+                }
+                async { true }
+            },
+        )
+        .await;
+        assert_eq!(
+            report,
+            BurstReport {
+                ticks: 10,
+                skipped: 0
+            }
+        );
+    }
 }
