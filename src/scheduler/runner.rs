@@ -1,0 +1,144 @@
+//! One scheduled run: attempts with a per-attempt timeout, retried after a
+//! delay up to the configured number of times. Generic over what an attempt
+//! does, so the policy is tested on a paused clock.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tracing::warn;
+
+/// How a job's runs are retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts after the first, at most.
+    pub retries: u32,
+    pub retry_delay: Duration,
+    /// An attempt still going after this fails (and may be retried).
+    pub timeout: Option<Duration>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome<T> {
+    /// Attempts made, 1-based.
+    pub attempts: u32,
+    pub result: Result<T, String>,
+}
+
+/// Runs `attempt(n)` (n from 1) until it succeeds or the retries are spent.
+/// `on_attempt` is told each attempt's number before it starts.
+pub async fn run_with_retries<T, F, Fut>(
+    policy: RetryPolicy,
+    mut on_attempt: impl FnMut(u32),
+    mut attempt: F,
+) -> Outcome<T>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let mut n = 0;
+    loop {
+        n += 1;
+        on_attempt(n);
+        let result = match policy.timeout {
+            Some(t) => match tokio::time::timeout(t, attempt(n)).await {
+                Ok(r) => r,
+                Err(_) => Err(format!("timed out after {}", humantime::format_duration(t))),
+            },
+            None => attempt(n).await,
+        };
+        match result {
+            Ok(v) => {
+                return Outcome {
+                    attempts: n,
+                    result: Ok(v),
+                };
+            }
+            Err(e) if n <= policy.retries => {
+                warn!(attempt = n, error = %e, delay_ms = policy.retry_delay.as_millis() as u64, "run failed, retrying");
+                tokio::time::sleep(policy.retry_delay).await;
+            }
+            Err(e) => {
+                return Outcome {
+                    attempts: n,
+                    result: Err(e),
+                };
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::time::Instant;
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_the_configured_number_of_times_with_the_delay() {
+        let started = Instant::now();
+        let mut starts = Vec::new();
+        let policy = RetryPolicy {
+            retries: 3,
+            retry_delay: Duration::from_secs(30),
+            timeout: None,
+        };
+        let out: Outcome<()> = run_with_retries(
+            policy,
+            |_| starts.push(started.elapsed()),
+            |n| async move { Err(format!("attempt {n} failed")) },
+        )
+        .await;
+        assert_eq!(out.attempts, 4);
+        assert_eq!(out.result, Err("attempt 4 failed".into()));
+        let secs: Vec<u64> = starts.iter().map(|d| d.as_secs()).collect();
+        assert_eq!(secs, [0, 30, 60, 90]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stops_retrying_once_an_attempt_succeeds() {
+        let policy = RetryPolicy {
+            retries: 5,
+            retry_delay: Duration::from_secs(1),
+            timeout: None,
+        };
+        let out = run_with_retries(
+            policy,
+            |_| {},
+            |n| async move {
+                if n < 3 {
+                    Err("not yet".to_string())
+                } else {
+                    Ok(n * 10)
+                }
+            },
+        )
+        .await;
+        assert_eq!(
+            out,
+            Outcome {
+                attempts: 3,
+                result: Ok(30)
+            }
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_attempt_times_out_and_counts_as_failed() {
+        let policy = RetryPolicy {
+            retries: 1,
+            retry_delay: Duration::from_secs(1),
+            timeout: Some(Duration::from_secs(10)),
+        };
+        let out: Outcome<()> = run_with_retries(
+            policy,
+            |_| {},
+            |_| async {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                Ok(())
+            },
+        )
+        .await;
+        assert_eq!(out.attempts, 2);
+        assert!(out.result.unwrap_err().contains("timed out after 10s"));
+    }
+}
