@@ -1,11 +1,13 @@
 //! When ingestion runs happen: schedules (`schedule.rs`), the run history
 //! and job state shared by `serve` and the `jobs` commands (`history.rs`),
-//! and retries of a run (`runner.rs`). The loop of `serve` builds on these
-//! (issue 7, in progress).
+//! retries of a run (`runner.rs`), and the loop inside `serve` that starts
+//! runs (`run_loop.rs`).
 
 pub mod history;
+pub mod run_loop;
 pub mod runner;
 pub mod schedule;
 
 pub use history::{History, RunCounts, RunRecord, RunState};
+pub use run_loop::{JobConfig, Scheduler};
 pub use schedule::{Schedule, ScheduleError};
