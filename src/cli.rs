@@ -27,6 +27,8 @@ Examples:
   tributary count                            rows in the store
   tributary show --limit 5                   a few rows, like cqlsh's SELECT
   tributary run --duration 2m --interval 1s  the seed DAG: one user a second for 2 minutes
+  tributary serve                            scheduled jobs + processor (see [[jobs]])
+  tributary jobs trigger random_users        run a job now
   tributary mock-api --port 5080 &           a local Random User API
   tributary run --source http://127.0.0.1:5080/api/ --records 5000
   tributary dlq list                         records that could not be stored, and why
@@ -68,6 +70,14 @@ pub enum Command {
     Ingest(RunArgs),
     /// Move what is in the log into the store (the seed stack's Spark job).
     Process(ProcessArgs),
+    /// Run the scheduled jobs and the processor (follow mode) in one process.
+    Serve(ServeArgs),
+    /// Scheduled jobs: list, trigger, pause, unpause, runs, backfill.
+    #[command(subcommand)]
+    Jobs(JobsCommand),
+    /// Write files for other tools (an Airflow DAG that runs tributary).
+    #[command(subcommand)]
+    Export(ExportCommand),
     /// Serve the built-in generator as a Random User-compatible HTTP API.
     MockApi(MockApiArgs),
     /// Print how many rows the store holds.
@@ -201,6 +211,60 @@ pub enum DlqCommand {
         json: bool,
         #[command(flatten)]
         endpoints: EndpointArgs,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Messages per processor batch (1-5000) [default: 1000].
+    #[arg(long, env = "TRIBUTARY_BATCH_SIZE", value_name = "N")]
+    pub batch_size: Option<usize>,
+    #[command(flatten)]
+    pub endpoints: EndpointArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// Name, schedule, next run, paused or not, last run's state.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Queue a run now (a running `serve` starts it within a second).
+    Trigger { name: String },
+    /// Stop starting runs of this job (persists across restarts).
+    Pause { name: String },
+    /// Start runs of this job again.
+    Unpause { name: String },
+    /// A job's recent runs, newest first.
+    Runs {
+        name: String,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Queue a run for every slot of the schedule in (FROM, TO].
+    Backfill {
+        name: String,
+        /// RFC 3339, e.g. 2026-11-01T00:00:00Z.
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExportCommand {
+    /// An Airflow DAG file that runs `tributary ingest` with a job's burst.
+    AirflowDag {
+        /// The job [default: the first one].
+        #[arg(long)]
+        job: Option<String>,
+        /// Write here instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
     },
 }
 

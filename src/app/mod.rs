@@ -4,6 +4,7 @@
 
 mod bench;
 mod inspect;
+mod jobs;
 mod run;
 
 use std::fmt;
@@ -94,6 +95,25 @@ pub async fn main(cli: Cli) -> AppResult {
             run::process(resolve(over)?, &args, shutdown).await
         }
         Command::MockApi(args) => run::mock_api(&args, shutdown).await,
+        Command::Serve(args) => {
+            let mut over = args.endpoints.overrides(data_dir.clone());
+            over.batch_size = args.batch_size;
+            jobs::serve(resolve(over)?, shutdown).await
+        }
+        Command::Jobs(cmd) => jobs::jobs(
+            resolve(Overrides {
+                data_dir: data_dir.clone(),
+                ..Overrides::default()
+            })?,
+            cmd,
+        ),
+        Command::Export(cmd) => jobs::export(
+            resolve(Overrides {
+                data_dir: data_dir.clone(),
+                ..Overrides::default()
+            })?,
+            cmd,
+        ),
         Command::Count(args) => inspect::count(with_endpoints(&args.endpoints)?).await,
         Command::Status(args) => inspect::status(with_endpoints(&args.endpoints)?, args.json).await,
         Command::Show(args) => inspect::show(with_endpoints(&args.endpoints)?, &args).await,

@@ -8,14 +8,19 @@ mod raw;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use raw::{RawCassandra, RawConfig, RawKafka, RawLog, RawProcessor, RawSink, RawSource};
+pub use raw::{
+    RawBurst, RawCassandra, RawConfig, RawJob, RawKafka, RawLog, RawProcessor, RawSink, RawSource,
+};
 use url::Url;
 
+use crate::pipeline::ingest::IngestPlan;
 use crate::pipeline::log::{KafkaLogConfig, LogConfig, SqliteLogConfig};
 use crate::pipeline::processor::ProcessorConfig;
 use crate::pipeline::sink::{CassandraSinkConfig, SinkConfig, SqliteSinkConfig};
 use crate::pipeline::source::generator::{self, Gender};
 use crate::pipeline::source::{HttpConfig, MAX_RESULTS_PER_REQUEST, SourceConfig};
+use crate::scheduler::runner::RetryPolicy;
+use crate::scheduler::{JobConfig, Schedule};
 use scylla::statement::Consistency;
 use std::collections::BTreeMap;
 
@@ -73,6 +78,8 @@ pub struct Config {
     pub processor: ProcessorConfig,
     /// Where the file settings came from, if a file was read.
     pub file: Option<PathBuf>,
+    /// Scheduled jobs for `serve`.
+    pub jobs: Vec<JobConfig>,
 }
 
 /// Reads the file: `explicit` must exist; otherwise `tributary.toml` in the
@@ -457,7 +464,9 @@ impl Config {
         };
 
         let (source, seed_was_drawn) = source;
+        let jobs = Self::resolve_jobs(&raw.jobs, &raw.source, batch_size)?;
         Ok(Config {
+            jobs,
             data_dir,
             source,
             seed_was_drawn,
@@ -470,6 +479,76 @@ impl Config {
             },
             file,
         })
+    }
+
+    fn resolve_jobs(
+        raw_jobs: &[RawJob],
+        raw_source: &RawSource,
+        batch_size: usize,
+    ) -> Result<Vec<JobConfig>, ConfigError> {
+        let mut jobs: Vec<JobConfig> = Vec::new();
+        for j in raw_jobs {
+            let ok_name = !j.name.is_empty()
+                && j.name.len() <= 64
+                && j.name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            if !ok_name {
+                return Err(invalid(
+                    "jobs.name",
+                    format!("{:?} must be letters, digits, '_' or '-'", j.name),
+                ));
+            }
+            if jobs.iter().any(|other| other.name == j.name) {
+                return Err(invalid("jobs.name", format!("{:?} is used twice", j.name)));
+            }
+            let schedule = Schedule::parse(&j.schedule, j.timezone.as_deref())
+                .map_err(|e| invalid("jobs.schedule", format!("job {}: {e}", j.name)))?;
+            if j.max_active_runs.unwrap_or(1) != 1 {
+                return Err(invalid(
+                    "jobs.max_active_runs",
+                    format!("job {}: only 1 is supported", j.name),
+                ));
+            }
+            let plan = match &j.burst {
+                Some(b) => IngestPlan::Burst {
+                    duration: duration("jobs.burst.duration", Some(&b.duration), Duration::ZERO)?,
+                    interval: duration("jobs.burst.interval", Some(&b.interval), Duration::ZERO)?
+                        .max(Duration::from_millis(10)),
+                    per_tick: b.records.unwrap_or(1).clamp(1, MAX_RESULTS_PER_REQUEST),
+                },
+                None => IngestPlan::Records {
+                    total: j.records.unwrap_or(1000),
+                    page_size: batch_size as u64,
+                },
+            };
+            let (source, _) = Self::resolve_source(
+                raw_source,
+                j.source.clone(),
+                Some(j.seed.clone().unwrap_or_else(|| j.name.clone())),
+            )?;
+            jobs.push(JobConfig {
+                name: j.name.clone(),
+                schedule,
+                plan,
+                source,
+                retry: RetryPolicy {
+                    retries: j.retries.unwrap_or(0),
+                    retry_delay: duration(
+                        "jobs.retry_delay",
+                        j.retry_delay.as_deref(),
+                        Duration::from_secs(30),
+                    )?,
+                    timeout: j
+                        .timeout
+                        .as_deref()
+                        .map(|t| duration("jobs.timeout", Some(t), Duration::ZERO))
+                        .transpose()?,
+                },
+                catchup: j.catchup.unwrap_or(false),
+            });
+        }
+        Ok(jobs)
     }
 
     fn resolve_source(
@@ -870,6 +949,36 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().starts_with("sink.url"), "{err}");
+    }
+
+    #[test]
+    fn jobs_resolve_like_the_seed_dag() {
+        let c = resolve(
+            "[[jobs]]\nname = \"random_users\"\nschedule = \"0 1 * * *\"\nburst = { duration = \"2m\", interval = \"1s\", records = 1 }\nretries = 3\nretry_delay = \"30s\"\n",
+            Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.jobs.len(), 1);
+        let j = &c.jobs[0];
+        assert_eq!(
+            j.plan,
+            IngestPlan::Burst {
+                duration: Duration::from_secs(120),
+                interval: Duration::from_secs(1),
+                per_tick: 1
+            }
+        );
+        assert_eq!(j.retry.retries, 3);
+        assert_eq!(j.source.seed(), "random_users");
+        for bad in [
+            "[[jobs]]\nname = \"a b\"\nschedule = \"@daily\"\n",
+            "[[jobs]]\nname = \"a\"\nschedule = \"every day\"\n",
+            "[[jobs]]\nname = \"a\"\nschedule = \"@daily\"\nmax_active_runs = 2\n",
+            "[[jobs]]\nname = \"a\"\nschedule = \"@daily\"\n[[jobs]]\nname = \"a\"\nschedule = \"@daily\"\n",
+        ] {
+            let err = resolve(bad, Overrides::default()).unwrap_err();
+            assert!(err.to_string().starts_with("jobs."), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -40,6 +40,61 @@ pub struct RawConfig {
     pub sink: RawSink,
     #[serde(default)]
     pub processor: RawProcessor,
+    /// Scheduled ingestion jobs, run by `tributary serve`.
+    #[serde(default)]
+    pub jobs: Vec<RawJob>,
+}
+
+/// `[[jobs]]`: one scheduled ingestion, as an Airflow DAG of the seed stack.
+///
+/// ```toml
+/// [[jobs]]
+/// name = "random_users"
+/// schedule = "0 1 * * *"          # cron (5 fields), @hourly, @daily, @every 30s
+/// burst = { duration = "2m", interval = "1s", records = 1 }
+/// source = "https://randomuser.me/api/"
+/// retries = 3
+/// retry_delay = "30s"
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJob {
+    /// Letters, digits, `_` and `-`; unique.
+    pub name: String,
+    /// 5-field cron, a preset (`@hourly`, `@daily`, `@weekly`, `@monthly`,
+    /// `@yearly`) or `@every <duration>`.
+    pub schedule: String,
+    /// IANA time zone of a cron schedule. Default UTC.
+    pub timezone: Option<String>,
+    /// The seed DAG's loop: `records` users every `interval` for `duration`.
+    pub burst: Option<RawBurst>,
+    /// Without `burst`: users fetched per run. Default 1000.
+    pub records: Option<u64>,
+    /// Source URL; default the `[source]` one.
+    pub source: Option<String>,
+    /// Base seed for `gen:`; each run uses `<seed>-<slot>`. Default the job name.
+    pub seed: Option<String>,
+    /// Attempts after a failed one. Default 0.
+    pub retries: Option<u32>,
+    /// Wait before a retry. Default `30s`.
+    pub retry_delay: Option<String>,
+    /// An attempt still running after this fails. Default: none.
+    pub timeout: Option<String>,
+    /// Runs of this job at once; only 1 is supported. Default 1.
+    pub max_active_runs: Option<u32>,
+    /// After downtime, run every missed slot (`true`) or only the latest
+    /// (`false`, default).
+    pub catchup: Option<bool>,
+}
+
+/// `burst = { duration = "2m", interval = "1s", records = 1 }`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBurst {
+    pub duration: String,
+    pub interval: String,
+    /// Users per tick (the API's `results`). Default 1.
+    pub records: Option<u64>,
 }
 
 /// `[source]`: where users come from.

@@ -8,5 +8,6 @@ mod http_source;
 mod kafka;
 mod kafka_faults;
 mod poison;
+mod serve;
 mod support;
 mod tidy;
