@@ -27,8 +27,8 @@ pub struct JobConfig {
     pub name: String,
     pub schedule: Schedule,
     pub plan: IngestPlan,
-    /// The source; for `gen:` each run uses the seed `<seed>-<slot ms>`, so
-    /// a retried run fetches the same users and a new slot new ones.
+    /// The source; each run asks for the seed `<seed>-<slot ms>`, so a
+    /// retried run fetches the same users and a new slot new ones.
     pub source: SourceConfig,
     pub retry: RetryPolicy,
     /// Run every missed slot after downtime (`true`) or only the latest.
@@ -43,7 +43,11 @@ impl JobConfig {
                 nats: nats.clone(),
                 gender: gender.clone(),
             },
-            other => other.clone(),
+            SourceConfig::Http(h) => {
+                let mut h = h.clone();
+                h.seed = format!("{}-{scheduled_ms}", h.seed);
+                SourceConfig::Http(h)
+            }
         }
     }
 }

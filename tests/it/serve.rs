@@ -91,3 +91,108 @@ fn airflow_export_runs_the_jobs_burst() {
     );
     assert!(dag.contains("\"retries\": 2"), "{dag}");
 }
+
+/// `serve` with `@every 2s` and a burst against `mock-api`: runs succeed,
+/// the store holds exactly what the runs logged; a serve killed mid-run
+/// leaves an `interrupted` run and the next serve goes on scheduling.
+#[test]
+fn serve_every_2s_against_mock_api_then_a_crash_and_a_restart() {
+    use std::io::{BufRead, BufReader};
+    let s = Sandbox::new();
+    let mut api = s
+        .cmd(&["mock-api", "--port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(api.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("mock-api: listening on ")
+        .unwrap()
+        .to_owned();
+    std::fs::write(
+        s.dir.path().join("tributary.toml"),
+        format!(
+            "[[jobs]]\nname = \"every2\"\nschedule = \"@every 2s\"\nsource = \"{base}\"\nburst = {{ duration = \"1500ms\", interval = \"100ms\", records = 3 }}\n"
+        ),
+    )
+    .unwrap();
+    let runs = |s: &Sandbox| json(s, &["jobs", "runs", "every2", "--json", "--limit", "100"]);
+    let successes = |v: &serde_json::Value| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["state"] == "success")
+            .count()
+    };
+
+    let mut serve = s
+        .cmd(&["serve"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while successes(&runs(&s)) < 2 {
+        assert!(Instant::now() < deadline, "{}", runs(&s));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Kill it in the middle of a run.
+    while runs(&s)[0]["state"] != "running" {
+        assert!(Instant::now() < deadline, "{}", runs(&s));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    serve.kill().unwrap();
+    serve.wait().unwrap();
+
+    let mut serve = s
+        .cmd(&["serve"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let before = successes(&runs(&s));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while successes(&runs(&s)) < before + 1 {
+        assert!(Instant::now() < deadline, "{}", runs(&s));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::process::Command::new("kill")
+        .args(["-TERM", &serve.id().to_string()])
+        .status()
+        .unwrap();
+    assert_eq!(serve.wait().unwrap().code(), Some(0));
+    let _ = api.kill();
+    let _ = api.wait();
+
+    let all = runs(&s);
+    let states: Vec<&str> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["state"].as_str().unwrap())
+        .collect();
+    assert!(states.contains(&"interrupted"), "{states:?}");
+    // Exactly once: every logged user of every run is one row. (Each slot
+    // has its own seed, so runs do not repeat users.)
+    let logged: u64 = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["logged"].as_u64().unwrap())
+        .sum();
+    assert!(logged >= 2 * 45, "{all}");
+    s.run_json(&["process", "--json"]);
+    let status: serde_json::Value =
+        serde_json::from_slice(&s.run(&["status", "--json"]).stdout).unwrap();
+    assert_eq!(status["lag"], 0);
+    // Every message on the log is a distinct user stored once (the killed
+    // run's partial burst included).
+    let end = status["partitions"][0]["end"].as_u64().unwrap();
+    assert_eq!(status["rows"].as_u64().unwrap(), end, "{status}");
+    assert!(end >= logged, "{status} {all}");
+}
