@@ -137,31 +137,41 @@ fn listen_for_signals(shutdown: CancellationToken) {
         #[cfg(unix)]
         let mut term =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        for round in 0..2 {
+        let mut round = 0;
+        while round < 2 {
             #[cfg(unix)]
             let terminated = async {
                 match term.as_mut() {
-                    Some(t) => {
-                        t.recv().await;
-                    }
-                    None => std::future::pending::<()>().await,
+                    Some(t) => t.recv().await.is_some(),
+                    None => std::future::pending::<bool>().await,
                 }
             };
             #[cfg(not(unix))]
-            let terminated = std::future::pending::<()>();
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = terminated => {}
-            }
+            let terminated = std::future::pending::<bool>();
+            let name = tokio::select! {
+                r = tokio::signal::ctrl_c() => match r {
+                    Ok(()) => "SIGINT",
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot listen for Ctrl-C");
+                        std::future::pending::<()>().await;
+                        unreachable!()
+                    }
+                },
+                got = terminated => if got { "SIGTERM" } else {
+                    std::future::pending::<()>().await;
+                    unreachable!()
+                },
+            };
             if round == 0 {
                 eprintln!(
-                    "stopping: finishing the batch in flight (press Ctrl-C again to exit now)"
+                    "stopping on {name}: finishing the batch in flight (press Ctrl-C again to exit now)"
                 );
                 shutdown.cancel();
             } else {
-                eprintln!("exiting now; uncommitted messages stay in the log");
+                eprintln!("exiting now on {name}; uncommitted messages stay in the log");
                 std::process::exit(130);
             }
+            round += 1;
         }
     });
 }

@@ -21,7 +21,25 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 pub fn open(path: &Path, durable_fsync: bool) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // Switching to WAL takes an exclusive lock and SQLite does not wait for
+    // it through the busy timeout: when another process opens the same file
+    // at the same moment, the switch fails with "database is locked". Retry
+    // it for as long as the busy timeout.
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match conn.pragma_update(None, "journal_mode", "WAL") {
+            Ok(()) => break,
+            Err(e)
+                if matches!(
+                    e.sqlite_error_code(),
+                    Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+                ) && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => return Err(e),
+        }
+    }
     conn.pragma_update(
         None,
         "synchronous",
