@@ -324,6 +324,10 @@ pub struct BenchArgs {
     /// insert loop (and, with --kafka, the path Kafka → Cassandra).
     #[arg(long, value_name = "HOST:PORT")]
     pub cassandra: Option<String>,
+    /// Only measure burst tick precision: ticks every 100 ms for this many
+    /// seconds while `tributary run` processes at full speed beside it.
+    #[arg(long, value_name = "SECONDS")]
+    pub ticks: Option<u64>,
     /// The script that runs Kafka's tools (see docs/infra.md).
     #[arg(long, value_name = "PATH", default_value = "scripts/infra")]
     pub infra: PathBuf,

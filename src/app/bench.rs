@@ -57,6 +57,9 @@ fn rate(n: u64, d: Duration) -> f64 {
 }
 
 pub async fn bench(args: &BenchArgs) -> AppResult {
+    if let Some(secs) = args.ticks {
+        return tick_precision(secs).await.map_err(Into::into);
+    }
     let n = args.records.max(MAX_RESULTS_PER_REQUEST);
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
     eprintln!("bench: {n} records a measurement, best of {ROUNDS}, {cores} cores");
@@ -651,6 +654,56 @@ mod cassandra {
         }
         Ok((out, rss))
     }
+}
+
+/// How late burst ticks fire (100 ms interval) while the pipeline runs at
+/// full speed in another process on the same two cores.
+async fn tick_precision(secs: u64) -> anyhow::Result<()> {
+    let dir = tempdir()?;
+    let exe = std::env::current_exe().context("cannot find this binary")?;
+    let mut load = tokio::process::Command::new(exe)
+        .args([
+            "run",
+            "--quiet",
+            "--seed",
+            "load",
+            "--records",
+            "100000000",
+            "--data-dir",
+        ])
+        .arg(&dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("cannot start the load")?;
+    let interval = Duration::from_millis(100);
+    let start = tokio::time::Instant::now();
+    let mut late = Vec::new();
+    let report = crate::pipeline::ingest::burst(
+        Duration::from_secs(secs),
+        interval,
+        &CancellationToken::new(),
+        |n| {
+            let due = start + interval * n as u32;
+            late.push(tokio::time::Instant::now().saturating_duration_since(due));
+            async { true }
+        },
+    )
+    .await;
+    let _ = load.kill().await;
+    std::fs::remove_dir_all(&dir).ok();
+    late.sort();
+    let pick = |q: f64| late[((late.len() - 1) as f64 * q).round() as usize];
+    println!(
+        "burst ticks under load: {} ticks, {} skipped; lateness p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        report.ticks,
+        report.skipped,
+        pick(0.50).as_secs_f64() * 1e3,
+        pick(0.99).as_secs_f64() * 1e3,
+        late.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
+    );
+    Ok(())
 }
 
 fn tempdir() -> anyhow::Result<std::path::PathBuf> {
