@@ -8,14 +8,12 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span};
 
-use super::{AppError, AppResult, prepare_dirs};
+use super::{AppError, AppResult};
 use crate::cli::{ExportCommand, JobsCommand};
 use crate::config::Config;
+use crate::pipeline;
 use crate::pipeline::ingest::IngestPlan;
-use crate::pipeline::log::Log;
-use crate::pipeline::sink::Sink;
 use crate::pipeline::stats::Stats;
-use crate::pipeline::{self, Job};
 use crate::scheduler::history::now_ms;
 use crate::scheduler::{History, JobConfig, RunState, Scheduler};
 
@@ -38,35 +36,21 @@ fn find<'a>(config: &'a Config, name: &str) -> AppResult<&'a JobConfig> {
 }
 
 pub async fn serve(config: Config, shutdown: CancellationToken) -> AppResult {
-    prepare_dirs(&config)?;
     let history = history(&config)?;
-    let log = Log::open(&config.log)
-        .await
-        .context("cannot open the log")?;
-    let sink = Sink::open(&config.sink)
-        .await
-        .context("cannot open the store")?;
     let stats = Arc::new(Stats::default());
+    let job = super::run::open_job(&config, stats.clone(), shutdown.clone()).await?;
     println!(
         "serve: {} job(s); processor following topic {} into {}",
         config.jobs.len(),
-        log.topic(),
-        sink.describe()
+        job.log.topic(),
+        job.sink.describe()
     );
-    let scheduler = Scheduler::new(config.jobs.clone(), history, log.clone(), stats.clone());
+    let scheduler = Scheduler::new(config.jobs.clone(), history, job.log.clone(), stats.clone());
     let scheduling = tokio::spawn(
         scheduler
             .run(shutdown.clone())
             .instrument(info_span!("scheduler")),
     );
-    let job = Job {
-        log,
-        sink,
-        group: config.group.clone(),
-        processor: config.processor,
-        stats: stats.clone(),
-        shutdown: shutdown.clone(),
-    };
     let processed = pipeline::process(job, true).await;
     let scheduled = scheduling.await.expect("scheduler task panicked");
     let s = stats.summary();

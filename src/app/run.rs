@@ -62,7 +62,8 @@ fn expected(plan: IngestPlan) -> u64 {
     }
 }
 
-async fn open_job(
+/// Opens the log and sink of `config` for processing.
+pub(super) async fn open_job(
     config: &Config,
     stats: Arc<Stats>,
     shutdown: CancellationToken,
