@@ -5,7 +5,7 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::support::{Sandbox, rows_now, stderr};
+use crate::support::{Reap, Sandbox, rows_now, stderr};
 
 const CONFIG: &str = r#"
 [[jobs]]
@@ -26,12 +26,13 @@ fn json(s: &Sandbox, args: &[&str]) -> serde_json::Value {
 fn a_trigger_reaches_the_store_through_serve_and_is_recorded() {
     let s = Sandbox::new();
     std::fs::write(s.dir.path().join("tributary.toml"), CONFIG).unwrap();
-    let mut serve = s
-        .cmd(&["serve"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut serve = Reap(
+        s.cmd(&["serve"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let out = s.run(&["jobs", "trigger", "random_users"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("queued run #1"));
@@ -50,10 +51,10 @@ fn a_trigger_reaches_the_store_through_serve_and_is_recorded() {
         std::thread::sleep(Duration::from_millis(100));
     }
     std::process::Command::new("kill")
-        .args(["-TERM", &serve.id().to_string()])
+        .args(["-TERM", &serve.0.id().to_string()])
         .status()
         .unwrap();
-    assert_eq!(serve.wait().unwrap().code(), Some(0));
+    assert_eq!(serve.0.wait().unwrap().code(), Some(0));
 }
 
 #[test]
@@ -99,14 +100,15 @@ fn airflow_export_runs_the_jobs_burst() {
 fn serve_every_2s_against_mock_api_then_a_crash_and_a_restart() {
     use std::io::{BufRead, BufReader};
     let s = Sandbox::new();
-    let mut api = s
-        .cmd(&["mock-api", "--port", "0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut api = Reap(
+        s.cmd(&["mock-api", "--port", "0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let mut line = String::new();
-    BufReader::new(api.stdout.take().unwrap())
+    BufReader::new(api.0.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
     let base = line
@@ -130,12 +132,13 @@ fn serve_every_2s_against_mock_api_then_a_crash_and_a_restart() {
             .count()
     };
 
-    let mut serve = s
-        .cmd(&["serve"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut serve = Reap(
+        s.cmd(&["serve"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let deadline = Instant::now() + Duration::from_secs(60);
     while successes(&runs(&s)) < 2 {
         assert!(Instant::now() < deadline, "{}", runs(&s));
@@ -146,15 +149,16 @@ fn serve_every_2s_against_mock_api_then_a_crash_and_a_restart() {
         assert!(Instant::now() < deadline, "{}", runs(&s));
         std::thread::sleep(Duration::from_millis(20));
     }
-    serve.kill().unwrap();
-    serve.wait().unwrap();
+    serve.0.kill().unwrap();
+    serve.0.wait().unwrap();
 
-    let mut serve = s
-        .cmd(&["serve"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut serve = Reap(
+        s.cmd(&["serve"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let before = successes(&runs(&s));
     let deadline = Instant::now() + Duration::from_secs(60);
     while successes(&runs(&s)) < before + 1 {
@@ -162,12 +166,11 @@ fn serve_every_2s_against_mock_api_then_a_crash_and_a_restart() {
         std::thread::sleep(Duration::from_millis(100));
     }
     std::process::Command::new("kill")
-        .args(["-TERM", &serve.id().to_string()])
+        .args(["-TERM", &serve.0.id().to_string()])
         .status()
         .unwrap();
-    assert_eq!(serve.wait().unwrap().code(), Some(0));
-    let _ = api.kill();
-    let _ = api.wait();
+    assert_eq!(serve.0.wait().unwrap().code(), Some(0));
+    drop(api);
 
     let all = runs(&s);
     let states: Vec<&str> = all

@@ -139,3 +139,15 @@ pub fn infra(args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// A child process that is killed and reaped when the test ends, even when
+/// an assertion fails first (so failing tests leave no servers behind).
+pub struct Reap(pub std::process::Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        // Harmless when the child was already waited for.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
