@@ -29,12 +29,7 @@ pub fn open(path: &Path, durable_fsync: bool) -> rusqlite::Result<Connection> {
     loop {
         match conn.pragma_update(None, "journal_mode", "WAL") {
             Ok(()) => break,
-            Err(e)
-                if matches!(
-                    e.sqlite_error_code(),
-                    Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
-                ) && std::time::Instant::now() < deadline =>
-            {
+            Err(e) if is_busy(&e) && std::time::Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(20));
             }
             Err(e) => return Err(e),
@@ -75,6 +70,15 @@ where
     })
     .await
     .expect("sqlite task panicked")
+}
+
+/// Whether an SQLite error means another connection holds the lock (waiting
+/// and trying again can help).
+pub fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
 }
 
 /// Whether an SQLite error means the disk (or its quota) is full.

@@ -168,11 +168,7 @@ fn sigterm_drains_commits_and_exits_0() {
         assert!(Instant::now() < deadline, "processor never caught up");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    crate::support::terminate(&child);
     let code = child.wait().unwrap();
     let mut out = String::new();
     child

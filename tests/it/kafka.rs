@@ -209,10 +209,7 @@ fn two_processors_in_one_group_one_killed_the_other_finishes() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    std::process::Command::new("kill")
-        .args(["-TERM", &survivor.id().to_string()])
-        .status()
-        .unwrap();
+    crate::support::terminate(&survivor);
     assert_eq!(survivor.wait().unwrap().code(), Some(0));
     assert_eq!(s.count(), N);
     assert_eq!(distinct_ids(&s.store_path()), N);

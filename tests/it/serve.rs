@@ -50,10 +50,7 @@ fn a_trigger_reaches_the_store_through_serve_and_is_recorded() {
         assert!(Instant::now() < deadline, "{runs}");
         std::thread::sleep(Duration::from_millis(100));
     }
-    std::process::Command::new("kill")
-        .args(["-TERM", &serve.0.id().to_string()])
-        .status()
-        .unwrap();
+    crate::support::terminate(&serve.0);
     assert_eq!(serve.0.wait().unwrap().code(), Some(0));
 }
 
@@ -165,10 +162,7 @@ fn serve_every_2s_against_mock_api_then_a_crash_and_a_restart() {
         assert!(Instant::now() < deadline, "{}", runs(&s));
         std::thread::sleep(Duration::from_millis(100));
     }
-    std::process::Command::new("kill")
-        .args(["-TERM", &serve.0.id().to_string()])
-        .status()
-        .unwrap();
+    crate::support::terminate(&serve.0);
     assert_eq!(serve.0.wait().unwrap().code(), Some(0));
     drop(api);
 

@@ -151,3 +151,12 @@ impl Drop for Reap {
         let _ = self.0.wait();
     }
 }
+
+/// Sends SIGTERM to a child (a graceful stop, as an operator would).
+pub fn terminate(child: &std::process::Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill -TERM {} failed", child.id());
+}

@@ -167,10 +167,7 @@ impl LogError {
         match self {
             LogError::DiskFull(_) => true,
             LogError::Open { .. } | LogError::Kafka(_) => false,
-            LogError::Sqlite(e) => matches!(
-                e.sqlite_error_code(),
-                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
-            ),
+            LogError::Sqlite(e) => crate::pipeline::embedded::is_busy(e),
         }
     }
 }

@@ -52,10 +52,7 @@ impl SinkError {
             SinkError::DiskFull(_) => true,
             SinkError::Open { .. } => false,
             SinkError::Cassandra { retryable, .. } => *retryable,
-            SinkError::Sqlite(e) => matches!(
-                e.sqlite_error_code(),
-                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
-            ),
+            SinkError::Sqlite(e) => crate::pipeline::embedded::is_busy(e),
         }
     }
 }
