@@ -12,7 +12,7 @@ use tracing::{Instrument, info, info_span};
 
 use super::log::{DeadLetter, Log, LogError, LogRecord, Stage};
 use super::source::{MAX_RESULTS_PER_REQUEST, Source, SourceBatch, SourceError};
-use super::stats::{Stats, add};
+use super::stats::{Counter, Stats};
 
 /// Fetched pages waiting to be appended: two, so the next request runs while
 /// the last page is written, and memory stays at a few pages.
@@ -51,6 +51,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), IngestError> {
     let (tx, mut rx) = mpsc::channel::<SourceBatch>(PAGES_IN_FLIGHT);
+    let retries_before = source.retries();
     let fetcher = {
         let (source, stats, shutdown) = (source.clone(), stats.clone(), shutdown.clone());
         tokio::spawn(
@@ -67,9 +68,10 @@ pub async fn run(
     }
     drop(rx);
     let fetched = fetcher.await.expect("fetch task panicked");
-    stats
-        .source_retries
-        .store(source.retries(), std::sync::atomic::Ordering::Relaxed);
+    stats.add(
+        Counter::SourceRetries,
+        source.retries().saturating_sub(retries_before),
+    );
     appended?;
     fetched?;
     Ok(())
@@ -96,7 +98,7 @@ async fn fetch_pages(
                 };
                 batch.users.truncate(remaining as usize);
                 let got = (batch.users.len() + batch.rejected.len()) as u64;
-                add(&stats.fetched, got);
+                stats.add(Counter::Fetched, got);
                 remaining = remaining.saturating_sub(got.max(1));
                 page += 1;
                 if tx.send(batch).await.is_err() {
@@ -118,8 +120,8 @@ async fn fetch_pages(
                 async move {
                     match fetch_or_stop(source, tick + 1, per_tick, shutdown).await {
                         Ok(Some(batch)) => {
-                            add(
-                                &stats.fetched,
+                            stats.add(
+                                Counter::Fetched,
                                 (batch.users.len() + batch.rejected.len()) as u64,
                             );
                             tx.send(batch).await.is_ok()
@@ -137,7 +139,7 @@ async fn fetch_pages(
                 return Err(e);
             }
             if report.skipped > 0 {
-                add(&stats.ticks_skipped, report.skipped);
+                stats.add(Counter::TicksSkipped, report.skipped);
                 info!(
                     skipped = report.skipped,
                     "burst ticks skipped while a request was busy"
@@ -253,10 +255,10 @@ async fn append_batch(log: &Log, batch: SourceBatch, stats: &Stats) -> Result<()
     }
     let n_letters = letters.len() as u64;
     log.dead_letter(letters).await?;
-    add(&stats.dead_lettered, n_letters);
+    stats.add(Counter::DeadLettered, n_letters);
     if !records.is_empty() {
         let ack = log.append(records).await?;
-        add(&stats.logged, ack.count);
+        stats.add(Counter::Logged, ack.count);
     }
     Ok(())
 }

@@ -13,7 +13,7 @@ use super::log::{
     StoredDeadLetter,
 };
 use super::sink::{Sink, SinkError, WriteAck};
-use super::stats::{Stats, add};
+use super::stats::{Counter, Stats};
 use crate::record::{ApiUser, RecordError, Row};
 
 /// Validated processor settings.
@@ -145,7 +145,7 @@ impl Processor {
                     Err(e) => break Err(e.into()),
                 }
             }
-            add(&self.stage.stats.read, batch.len() as u64);
+            self.stage.stats.add(Counter::Read, batch.len() as u64);
             let decoded = decode(batch, self.stage.log.topic(), self.config.max_message_bytes);
             if let Some(previous) = writing.take() {
                 match previous.await.expect("write stage panicked") {
@@ -230,9 +230,9 @@ impl WriteStage {
         // the rest are stored. A crash before this line replays the batch;
         // the sink's upserts make the replay change nothing.
         self.committer.commit(&checkpoint).await?;
-        add(&self.stats.stored, ack.written);
-        add(&self.stats.unchanged, ack.unchanged);
-        add(&self.stats.dead_lettered, n_letters);
+        self.stats.add(Counter::Stored, ack.written);
+        self.stats.add(Counter::Unchanged, ack.unchanged);
+        self.stats.add(Counter::DeadLettered, n_letters);
         Ok(true)
     }
 
@@ -267,7 +267,7 @@ impl WriteStage {
                         );
                         last_warning = Some(Instant::now());
                     }
-                    add(&self.stats.sink_retries, 1);
+                    self.stats.add(Counter::SinkRetries, 1);
                     tokio::select! {
                         _ = shutdown.cancelled() => return Ok(None),
                         _ = tokio::time::sleep(delay) => {}

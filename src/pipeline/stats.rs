@@ -1,14 +1,51 @@
 //! Counters of one pipeline run, shared by its stages and read by the
-//! progress bar and the summary. Plain atomics: every stage adds, nobody waits.
+//! progress bar, the summary and the dashboard. Plain atomics: every stage
+//! adds, nobody waits. Each addition also feeds the Prometheus counter of the
+//! same name (a no-op unless `serve` installed the exporter), and a run's
+//! counters can roll up into a parent (a scheduled run into `serve`'s totals).
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use serde::Serialize;
 
+/// One of the counters, for [`Stats::add`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counter {
+    Fetched,
+    Logged,
+    Read,
+    Stored,
+    Unchanged,
+    DeadLettered,
+    SourceRetries,
+    SinkRetries,
+    TicksSkipped,
+}
+
+impl Counter {
+    /// The Prometheus counter fed by this one; `None` where a stage keeps a
+    /// labelled metric of its own (dead letters by stage, HTTP retries).
+    fn metric(self) -> Option<&'static str> {
+        Some(match self {
+            Counter::Fetched => "tributary_source_records_total",
+            Counter::Logged => "tributary_log_appended_records_total",
+            Counter::Read => "tributary_processor_read_records_total",
+            Counter::Stored => "tributary_sink_written_rows_total",
+            Counter::Unchanged => "tributary_sink_unchanged_rows_total",
+            Counter::SinkRetries => "tributary_sink_retries_total",
+            Counter::TicksSkipped => "tributary_ingest_skipped_ticks_total",
+            Counter::DeadLettered | Counter::SourceRetries => return None,
+        })
+    }
+}
+
 #[derive(Debug)]
 pub struct Stats {
     started: Instant,
+    /// Totals this run's counts also go to.
+    parent: Option<Arc<Stats>>,
     /// Users received from the source (decoded or not).
     pub fetched: AtomicU64,
     /// Messages durably appended to the log.
@@ -33,6 +70,7 @@ impl Default for Stats {
     fn default() -> Self {
         Stats {
             started: Instant::now(),
+            parent: None,
             fetched: AtomicU64::new(0),
             logged: AtomicU64::new(0),
             read: AtomicU64::new(0),
@@ -44,10 +82,6 @@ impl Default for Stats {
             ticks_skipped: AtomicU64::new(0),
         }
     }
-}
-
-pub fn add(counter: &AtomicU64, n: u64) {
-    counter.fetch_add(n, Ordering::Relaxed);
 }
 
 /// A snapshot for people and for `--json`.
@@ -69,6 +103,42 @@ pub struct Summary {
 }
 
 impl Stats {
+    /// Counters of one run whose additions also count in `parent`.
+    pub fn child_of(parent: Arc<Stats>) -> Stats {
+        Stats {
+            parent: Some(parent),
+            ..Stats::default()
+        }
+    }
+
+    fn cell(&self, counter: Counter) -> &AtomicU64 {
+        match counter {
+            Counter::Fetched => &self.fetched,
+            Counter::Logged => &self.logged,
+            Counter::Read => &self.read,
+            Counter::Stored => &self.stored,
+            Counter::Unchanged => &self.unchanged,
+            Counter::DeadLettered => &self.dead_lettered,
+            Counter::SourceRetries => &self.source_retries,
+            Counter::SinkRetries => &self.sink_retries,
+            Counter::TicksSkipped => &self.ticks_skipped,
+        }
+    }
+
+    /// Adds `n` here, in the parent, and in the Prometheus counter.
+    pub fn add(&self, counter: Counter, n: u64) {
+        if n == 0 {
+            return;
+        }
+        self.cell(counter).fetch_add(n, Ordering::Relaxed);
+        if let Some(parent) = &self.parent {
+            parent.cell(counter).fetch_add(n, Ordering::Relaxed);
+        }
+        if let Some(name) = counter.metric() {
+            metrics::counter!(name).increment(n);
+        }
+    }
+
     pub fn summary(&self) -> Summary {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let elapsed = self.started.elapsed().as_secs_f64();

@@ -56,7 +56,7 @@ pub struct Scheduler {
     jobs: Vec<Arc<JobConfig>>,
     history: History,
     log: Log,
-    /// Counters of all runs together (the dashboard's, later).
+    /// Counters of all runs together (the dashboard's).
     stats: Arc<Stats>,
 }
 
@@ -134,6 +134,7 @@ impl Scheduler {
                     if slot_passed {
                         self.history
                             .add(&job.name, due.timestamp_millis(), RunState::Skipped)?;
+                        count_run(&job.name, RunState::Skipped);
                         info!(job = %job.name, slot = %due, "run skipped: the previous run is still active");
                     }
                     continue;
@@ -167,6 +168,17 @@ impl Scheduler {
     }
 }
 
+/// Runs by job and final state, for Prometheus (jobs come from the config,
+/// so the labels are bounded).
+fn count_run(job: &str, state: RunState) {
+    metrics::counter!(
+        "tributary_scheduler_runs_total",
+        "job" => job.to_owned(),
+        "state" => state.as_str()
+    )
+    .increment(1);
+}
+
 /// One run: ingestion with retries, recorded start to end.
 async fn execute(
     job: Arc<JobConfig>,
@@ -177,7 +189,7 @@ async fn execute(
     totals: Arc<Stats>,
     shutdown: CancellationToken,
 ) {
-    let stats = Arc::new(Stats::default());
+    let stats = Arc::new(Stats::child_of(totals));
     let source = match Source::open(&job.source_for(scheduled_ms)) {
         Ok(s) => Arc::new(s),
         Err(e) => {
@@ -217,9 +229,6 @@ async fn execute(
         failed: s.dead_lettered,
         ticks_skipped: s.ticks_skipped,
     };
-    use crate::pipeline::stats::add;
-    add(&totals.fetched, s.fetched);
-    add(&totals.logged, s.logged);
     let (state, error) = match &outcome.result {
         _ if shutdown.is_cancelled() => (
             RunState::Interrupted,
@@ -228,6 +237,7 @@ async fn execute(
         Ok(()) => (RunState::Success, None),
         Err(e) => (RunState::Failed, Some(e.clone())),
     };
+    count_run(&job.name, state);
     info!(job = %job.name, run = id, state = state.as_str(), fetched = s.fetched, logged = s.logged, "run ended");
     if let Err(e) = history.finish(id, state, &counts, error.as_deref()) {
         warn!(error = %e, "cannot record the run's end");

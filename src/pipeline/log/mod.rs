@@ -196,10 +196,14 @@ impl Log {
 
     /// Appends messages in order; returns once they are durable.
     pub async fn append(&self, records: Vec<LogRecord>) -> Result<AppendAck, LogError> {
-        match self {
+        let started = std::time::Instant::now();
+        let appended = match self {
             Log::Sqlite(l) => l.append(records).await,
             Log::Kafka(l) => l.append(records).await,
-        }
+        };
+        metrics::histogram!("tributary_log_append_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
+        appended
     }
 
     /// A reader for `group`, starting at its last commit (or the earliest
@@ -217,10 +221,24 @@ impl Log {
         if letters.is_empty() {
             return Ok(());
         }
-        match self {
-            Log::Sqlite(l) => l.dead_letter(letters).await,
-            Log::Kafka(l) => l.dead_letter(letters).await,
+        let mut by_stage = [0u64; 3];
+        for l in &letters {
+            by_stage[l.stage as usize] += 1;
         }
+        match self {
+            Log::Sqlite(l) => l.dead_letter(letters).await?,
+            Log::Kafka(l) => l.dead_letter(letters).await?,
+        }
+        for (stage, n) in [Stage::Source, Stage::Decode, Stage::Sink]
+            .into_iter()
+            .zip(by_stage)
+        {
+            if n > 0 {
+                metrics::counter!("tributary_log_dead_letters_total", "stage" => stage.as_str())
+                    .increment(n);
+            }
+        }
+        Ok(())
     }
 
     /// Dead letters, oldest first; replayed ones only if asked.
@@ -245,6 +263,15 @@ impl Log {
         match self {
             Log::Sqlite(l) => l.settle_dead_letter(id, outcome).await,
             Log::Kafka(l) => l.settle_dead_letter(id, outcome).await,
+        }
+    }
+
+    /// Up to `limit` of the newest messages, newest first; reads no group's
+    /// position and commits nothing.
+    pub async fn latest(&self, limit: usize) -> Result<Vec<LogMessage>, LogError> {
+        match self {
+            Log::Sqlite(l) => l.latest(limit).await,
+            Log::Kafka(l) => l.latest(limit).await,
         }
     }
 

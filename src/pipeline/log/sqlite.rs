@@ -421,6 +421,28 @@ impl SqliteLog {
         .await
     }
 
+    pub async fn latest(&self, limit: usize) -> Result<Vec<LogMessage>, LogError> {
+        let table = self.table.clone();
+        embedded::blocking(&self.conn, move |conn| {
+            let mut stmt = conn.prepare(&format!(
+                "SELECT offset, ts_ms, key, payload FROM {table} ORDER BY offset DESC LIMIT ?1"
+            ))?;
+            let messages = stmt
+                .query_map([limit as i64], |r| {
+                    Ok(LogMessage {
+                        partition: PARTITION,
+                        offset: r.get(0)?,
+                        timestamp_ms: r.get(1)?,
+                        key: r.get(2)?,
+                        payload: r.get(3)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(messages)
+        })
+        .await
+    }
+
     pub async fn lag(&self, group: &str) -> Result<Vec<PartitionLag>, LogError> {
         let topic_id = self.topic_id;
         let end: i64 = embedded::blocking(&self.conn, move |conn| {

@@ -77,10 +77,15 @@ impl Sink {
         if rows.is_empty() {
             return Ok(WriteAck::default());
         }
-        match self {
+        let started = std::time::Instant::now();
+        let written = match self {
             Sink::Sqlite(s) => s.write(rows).await,
             Sink::Cassandra(s) => s.write(rows).await,
-        }
+        };
+        let outcome = if written.is_ok() { "ok" } else { "error" };
+        metrics::histogram!("tributary_sink_write_duration_seconds", "outcome" => outcome)
+            .record(started.elapsed().as_secs_f64());
+        written
     }
 
     /// How many rows are stored.

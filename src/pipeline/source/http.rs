@@ -128,6 +128,7 @@ impl HttpSource {
                 "source request failed, retrying"
             );
             self.retries.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("tributary_source_retries_total").increment(1);
             tokio::time::sleep(delay).await;
         }
     }

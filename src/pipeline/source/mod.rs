@@ -80,13 +80,22 @@ impl Source {
     /// Page `page` (from 1) of `results` users (at most
     /// [`MAX_RESULTS_PER_REQUEST`]) of the configured seed's sequence.
     pub async fn fetch(&self, page: u64, results: u64) -> Result<SourceBatch, SourceError> {
-        match self {
+        let started = std::time::Instant::now();
+        let fetched = match self {
             Source::Generator(g) => Ok(SourceBatch {
                 users: g.page(page, results),
                 rejected: Vec::new(),
             }),
             Source::Http(h) => h.fetch(page, results).await,
+        };
+        metrics::histogram!("tributary_source_fetch_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
+        if let Ok(batch) = &fetched {
+            // Malformed users in an answer that was otherwise fine.
+            metrics::counter!("tributary_source_rejected_records_total")
+                .increment(batch.rejected.len() as u64);
         }
+        fetched
     }
 
     /// Retried requests so far (always 0 for the generator).

@@ -2,9 +2,11 @@
 //! Owns the producer (idempotent, acks=all, keyed by record id, the seed
 //! stack's flat JSON as value), topic creation, and the client settings
 //! shared by producer and consumers. Reading lives in `reader.rs`, dead
-//! letters on `<topic>.dlq` in `dead_letter.rs`.
+//! letters on `<topic>.dlq` in `dead_letter.rs`, a look at the newest
+//! messages in `peek.rs`.
 
 mod dead_letter;
+mod peek;
 mod reader;
 
 use std::collections::BTreeMap;
@@ -263,6 +265,10 @@ impl KafkaLog {
         outcome: Result<(), String>,
     ) -> Result<(), LogError> {
         dead_letter::settle(&self.producer, &self.config.dlq_topic(), id, outcome).await
+    }
+
+    pub async fn latest(&self, limit: usize) -> Result<Vec<super::LogMessage>, LogError> {
+        peek::latest(&self.config, limit).await
     }
 
     pub async fn lag(&self, group: &str) -> Result<Vec<PartitionLag>, LogError> {

@@ -1,0 +1,82 @@
+//! Looking at the newest messages of the topic without joining a group or
+//! committing anything (the dashboard's topic view).
+
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::{KafkaLogConfig, REQUEST_TIMEOUT, kafka_err};
+use crate::pipeline::log::{LogError, LogMessage};
+
+/// How long a peek may wait for the messages it asked for.
+const PEEK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Up to `limit` of the newest messages over all partitions, newest first.
+pub async fn latest(config: &KafkaLogConfig, limit: usize) -> Result<Vec<LogMessage>, LogError> {
+    let mut client = config.client();
+    // A group id is required by librdkafka; nothing is ever committed to it.
+    client
+        .set("group.id", "tributary-peek")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("queued.max.messages.kbytes", "4096")
+        .set("max.partition.fetch.bytes", "1048576");
+    let consumer: BaseConsumer = client
+        .create()
+        .map_err(|e| kafka_err("cannot create the Kafka consumer", e))?;
+    let topic = config.topic.clone();
+    tokio::task::spawn_blocking(move || {
+        let metadata = consumer
+            .fetch_metadata(Some(&topic), REQUEST_TIMEOUT)
+            .map_err(|e| kafka_err("cannot read metadata", e))?;
+        let mut tpl = TopicPartitionList::new();
+        // Per partition, the offset after which nothing needs reading.
+        let mut wanted = Vec::new();
+        for p in metadata.topics().iter().flat_map(|t| t.partitions()) {
+            let (low, high) = consumer
+                .fetch_watermarks(&topic, p.id(), REQUEST_TIMEOUT)
+                .map_err(|e| kafka_err("cannot read watermarks", e))?;
+            if high > low {
+                let from = (high - limit as i64).max(low);
+                tpl.add_partition_offset(&topic, p.id(), Offset::Offset(from))
+                    .map_err(|e| kafka_err("cannot assign a partition", e))?;
+                wanted.push((p.id(), high));
+            }
+        }
+        let mut out = Vec::new();
+        if wanted.is_empty() {
+            return Ok(out);
+        }
+        consumer
+            .assign(&tpl)
+            .map_err(|e| kafka_err("cannot assign partitions", e))?;
+        let deadline = Instant::now() + PEEK_TIMEOUT;
+        while !wanted.is_empty() && Instant::now() < deadline {
+            let Some(m) = consumer.poll(Duration::from_millis(200)) else {
+                continue;
+            };
+            let m = m.map_err(|e| kafka_err("cannot read the topic", e))?;
+            if let Some(i) = wanted.iter().position(|(p, _)| *p == m.partition()) {
+                if m.offset() + 1 >= wanted[i].1 {
+                    wanted.swap_remove(i);
+                }
+            }
+            out.push(LogMessage {
+                partition: m.partition(),
+                offset: m.offset(),
+                timestamp_ms: m.timestamp().to_millis().unwrap_or(0),
+                key: m.key().map(<[u8]>::to_vec),
+                payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+            });
+        }
+        out.sort_by(|a, b| {
+            (b.timestamp_ms, b.offset, b.partition).cmp(&(a.timestamp_ms, a.offset, a.partition))
+        });
+        out.truncate(limit);
+        Ok(out)
+    })
+    .await
+    .expect("peek task panicked")
+}
