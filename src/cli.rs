@@ -27,7 +27,8 @@ Examples:
   tributary count                            rows in the store
   tributary show --limit 5                   a few rows, like cqlsh's SELECT
   tributary run --duration 2m --interval 1s  the seed DAG: one user a second for 2 minutes
-  tributary serve                            scheduled jobs + processor (see [[jobs]])
+  tributary serve                            scheduled jobs + processor + dashboard
+                                             at http://127.0.0.1:8080/ (see [[jobs]])
   tributary jobs trigger random_users        run a job now
   tributary mock-api --port 5080 &           a local Random User API
   tributary run --source http://127.0.0.1:5080/api/ --records 5000
@@ -70,7 +71,8 @@ pub enum Command {
     Ingest(RunArgs),
     /// Move what is in the log into the store (the seed stack's Spark job).
     Process(ProcessArgs),
-    /// Run the scheduled jobs and the processor (follow mode) in one process.
+    /// Run the scheduled jobs, the processor (follow mode) and the dashboard
+    /// (web page, JSON API, Prometheus /metrics) in one process.
     Serve(ServeArgs),
     /// Scheduled jobs: list, trigger, pause, unpause, runs, backfill.
     #[command(subcommand)]
@@ -219,6 +221,11 @@ pub struct ServeArgs {
     /// Messages per processor batch (1-5000) [default: 1000].
     #[arg(long, env = "TRIBUTARY_BATCH_SIZE", value_name = "N")]
     pub batch_size: Option<usize>,
+    /// Address of the dashboard, JSON API and /metrics, or "off"
+    /// [default: 127.0.0.1:8080; port 0 picks a free one]. Any address that
+    /// is not loopback needs TRIBUTARY_WEB_TOKEN (or [web] token_file).
+    #[arg(long, env = "TRIBUTARY_WEB_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
     #[command(flatten)]
     pub endpoints: EndpointArgs,
 }

@@ -25,3 +25,4 @@ pub mod pipeline;
 pub mod record;
 pub mod scheduler;
 pub mod telemetry;
+pub mod web;

@@ -16,6 +16,7 @@ use crate::pipeline::ingest::IngestPlan;
 use crate::pipeline::stats::Stats;
 use crate::scheduler::history::now_ms;
 use crate::scheduler::{History, JobConfig, RunState, Scheduler};
+use crate::{telemetry, web};
 
 fn history(config: &Config) -> AppResult<History> {
     std::fs::create_dir_all(&config.data_dir)
@@ -37,6 +38,8 @@ fn find<'a>(config: &'a Config, name: &str) -> AppResult<&'a JobConfig> {
 
 pub async fn serve(config: Config, shutdown: CancellationToken) -> AppResult {
     let history = history(&config)?;
+    // Before any stage counts, so /metrics totals start with the process.
+    let metrics = telemetry::prometheus::install();
     let stats = Arc::new(Stats::default());
     let job = super::run::open_job(&config, stats.clone(), shutdown.clone()).await?;
     println!(
@@ -45,6 +48,28 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> AppResult {
         job.log.topic(),
         job.sink.describe()
     );
+    let web = match config.web.listen {
+        Some(addr) => {
+            let parts = web::Parts {
+                config: Arc::new(config.clone()),
+                log: job.log.clone(),
+                sink: job.sink.clone(),
+                history: history.clone(),
+                stats: stats.clone(),
+                metrics,
+            };
+            let server = web::start(addr, config.web.token.clone(), parts, shutdown.clone())
+                .await
+                .with_context(|| format!("cannot listen on {addr} for the dashboard"))?;
+            let shown = match server.addr.ip() {
+                ip if ip.is_unspecified() => format!("127.0.0.1:{}", server.addr.port()),
+                _ => server.addr.to_string(),
+            };
+            println!("dashboard: http://{shown}/  (metrics: http://{shown}/metrics)");
+            Some(server)
+        }
+        None => None,
+    };
     let scheduler = Scheduler::new(config.jobs.clone(), history, job.log.clone(), stats.clone());
     let scheduling = tokio::spawn(
         scheduler
@@ -52,7 +77,15 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> AppResult {
             .instrument(info_span!("scheduler")),
     );
     let processed = pipeline::process(job, true).await;
+    // The processor stops on shutdown or on an error; either way the rest
+    // stops with it.
+    shutdown.cancel();
     let scheduled = scheduling.await.expect("scheduler task panicked");
+    if let Some(web) = web {
+        if let Err(e) = web.stopped().await {
+            tracing::warn!(error = %e, "dashboard server stopped with an error");
+        }
+    }
     let s = stats.summary();
     info!(
         fetched = s.fetched,

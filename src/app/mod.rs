@@ -66,7 +66,12 @@ pub async fn main(cli: Cli) -> AppResult {
     listen_for_signals(shutdown.clone());
     let file = cli.config.clone();
     let data_dir = cli.data_dir.clone();
-    let resolve = |over: Overrides| -> AppResult<Config> {
+    let resolve = |mut over: Overrides| -> AppResult<Config> {
+        // Every command checks `[web]` (so `config check` shows it); the
+        // token comes only from the environment or a file.
+        over.web_token = std::env::var("TRIBUTARY_WEB_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty());
         let (raw, path) = config::load_file(file.as_deref())?;
         Ok(Config::resolve(raw, path, over)?)
     };
@@ -98,6 +103,7 @@ pub async fn main(cli: Cli) -> AppResult {
         Command::Serve(args) => {
             let mut over = args.endpoints.overrides(data_dir.clone());
             over.batch_size = args.batch_size;
+            over.listen = args.listen.clone();
             jobs::serve(resolve(over)?, shutdown).await
         }
         Command::Jobs(cmd) => jobs::jobs(

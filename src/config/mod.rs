@@ -10,6 +10,7 @@ use std::time::Duration;
 
 pub use raw::{
     RawBurst, RawCassandra, RawConfig, RawJob, RawKafka, RawLog, RawProcessor, RawSink, RawSource,
+    RawWeb,
 };
 use url::Url;
 
@@ -21,6 +22,7 @@ use crate::pipeline::source::generator::{self, Gender};
 use crate::pipeline::source::{HttpConfig, MAX_RESULTS_PER_REQUEST, SourceConfig};
 use crate::scheduler::runner::RetryPolicy;
 use crate::scheduler::{JobConfig, Schedule};
+use crate::web::{Token, WebConfig};
 use scylla::statement::Consistency;
 use std::collections::BTreeMap;
 
@@ -63,6 +65,10 @@ pub struct Overrides {
     pub cassandra_user: Option<String>,
     /// `TRIBUTARY_CASSANDRA_PASSWORD`: kept out of files and flags.
     pub cassandra_password: Option<String>,
+    /// `serve --listen`.
+    pub listen: Option<String>,
+    /// `TRIBUTARY_WEB_TOKEN`: kept out of files and flags.
+    pub web_token: Option<String>,
 }
 
 /// The validated configuration.
@@ -80,6 +86,8 @@ pub struct Config {
     pub file: Option<PathBuf>,
     /// Scheduled jobs for `serve`.
     pub jobs: Vec<JobConfig>,
+    /// The dashboard of `serve`.
+    pub web: WebConfig,
 }
 
 /// Reads the file: `explicit` must exist; otherwise `tributary.toml` in the
@@ -465,8 +473,10 @@ impl Config {
 
         let (source, seed_was_drawn) = source;
         let jobs = Self::resolve_jobs(&raw.jobs, &raw.source, batch_size)?;
+        let web = resolve_web(&raw.web, over.listen, over.web_token)?;
         Ok(Config {
             jobs,
+            web,
             data_dir,
             source,
             seed_was_drawn,
@@ -766,8 +776,71 @@ impl Config {
             "\n[processor]\nbatch_size = {}\nmax_message_bytes = {}\n",
             self.processor.batch_size, self.processor.max_message_bytes
         ));
+        let listen = self
+            .web
+            .listen
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "off".into());
+        out.push_str(&format!("\n[web]\nlisten = {listen:?}\n"));
+        if self.web.token.is_some() {
+            out.push_str("token = \"***\"\n");
+        }
         out
     }
+}
+
+/// `[web]`: where `serve` listens and the token it asks for. A token is
+/// required as soon as the address is not loopback.
+fn resolve_web(
+    raw: &RawWeb,
+    listen: Option<String>,
+    env_token: Option<String>,
+) -> Result<WebConfig, ConfigError> {
+    let key = "web.listen";
+    let text = listen
+        .or_else(|| raw.listen.clone())
+        .unwrap_or_else(|| "127.0.0.1:8080".into());
+    let listen = if text == "off" {
+        None
+    } else {
+        Some(text.parse::<std::net::SocketAddr>().map_err(|e| {
+            invalid(
+                key,
+                format!("{text:?} is not an address and port like 127.0.0.1:8080 ({e})"),
+            )
+        })?)
+    };
+    let token = match (env_token, &raw.token_file) {
+        (Some(t), _) => Some(t),
+        (None, Some(file)) => Some(
+            std::fs::read_to_string(file)
+                .map_err(|e| invalid("web.token_file", format!("{}: {e}", file.display())))?
+                .trim()
+                .to_owned(),
+        ),
+        (None, None) => None,
+    };
+    let token = match token {
+        Some(t) if t.chars().count() < 16 => {
+            return Err(invalid(
+                "web.token_file",
+                "the web token must be at least 16 characters (TRIBUTARY_WEB_TOKEN or web.token_file)",
+            ));
+        }
+        t => t.map(Token::new),
+    };
+    if let Some(addr) = listen {
+        if !addr.ip().is_loopback() && token.is_none() {
+            return Err(invalid(
+                key,
+                format!(
+                    "{addr} is reachable from other machines, so the dashboard needs a token: \
+                     set TRIBUTARY_WEB_TOKEN or web.token_file, or listen on 127.0.0.1"
+                ),
+            ));
+        }
+    }
+    Ok(WebConfig { listen, token })
 }
 
 /// Whether a client property holds a secret (never printed).

@@ -43,6 +43,26 @@ pub struct RawConfig {
     /// Scheduled ingestion jobs, run by `tributary serve`.
     #[serde(default)]
     pub jobs: Vec<RawJob>,
+    #[serde(default)]
+    pub web: RawWeb,
+}
+
+/// `[web]`: the dashboard, JSON API and `/metrics` of `tributary serve`.
+///
+/// ```toml
+/// [web]
+/// listen = "127.0.0.1:8080"       # "off" to serve no web page at all
+/// token_file = "/run/secrets/tributary-web"   # or TRIBUTARY_WEB_TOKEN
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWeb {
+    /// Address and port. Default `127.0.0.1:8080`. Any address that is not
+    /// loopback requires a token.
+    pub listen: Option<String>,
+    /// File holding the access token (at least 16 characters). The token
+    /// itself is never written in this file.
+    pub token_file: Option<PathBuf>,
 }
 
 /// `[[jobs]]`: one scheduled ingestion, as an Airflow DAG of the seed stack.

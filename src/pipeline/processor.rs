@@ -219,6 +219,7 @@ impl WriteStage {
             return Ok(false);
         };
         let topic = self.log.topic();
+        let n_undecoded = letters.len() as u64;
         for (i, reason) in &ack.rejected {
             let m = &messages[row_messages[*i]];
             letters.push(dead_letter(Stage::Sink, reason.clone(), topic, m));
@@ -233,6 +234,9 @@ impl WriteStage {
         self.stats.add(Counter::Stored, ack.written);
         self.stats.add(Counter::Unchanged, ack.unchanged);
         self.stats.add(Counter::DeadLettered, n_letters);
+        self.stats.add(Counter::DecodeFailed, n_undecoded);
+        self.stats
+            .add(Counter::SinkRejected, n_letters - n_undecoded);
         Ok(true)
     }
 

@@ -19,6 +19,8 @@ pub enum Counter {
     Stored,
     Unchanged,
     DeadLettered,
+    DecodeFailed,
+    SinkRejected,
     SourceRetries,
     SinkRetries,
     TicksSkipped,
@@ -36,7 +38,10 @@ impl Counter {
             Counter::Unchanged => "tributary_sink_unchanged_rows_total",
             Counter::SinkRetries => "tributary_sink_retries_total",
             Counter::TicksSkipped => "tributary_ingest_skipped_ticks_total",
-            Counter::DeadLettered | Counter::SourceRetries => return None,
+            Counter::DeadLettered
+            | Counter::DecodeFailed
+            | Counter::SinkRejected
+            | Counter::SourceRetries => return None,
         })
     }
 }
@@ -58,6 +63,10 @@ pub struct Stats {
     pub unchanged: AtomicU64,
     /// Records that went to the dead letters, at any stage.
     pub dead_lettered: AtomicU64,
+    /// Of those, messages that did not decode into a row.
+    pub decode_failed: AtomicU64,
+    /// Of those, rows the store refused for good.
+    pub sink_rejected: AtomicU64,
     /// Source requests that were retried.
     pub source_retries: AtomicU64,
     /// Sink writes that were retried.
@@ -77,6 +86,8 @@ impl Default for Stats {
             stored: AtomicU64::new(0),
             unchanged: AtomicU64::new(0),
             dead_lettered: AtomicU64::new(0),
+            decode_failed: AtomicU64::new(0),
+            sink_rejected: AtomicU64::new(0),
             source_retries: AtomicU64::new(0),
             sink_retries: AtomicU64::new(0),
             ticks_skipped: AtomicU64::new(0),
@@ -119,6 +130,8 @@ impl Stats {
             Counter::Stored => &self.stored,
             Counter::Unchanged => &self.unchanged,
             Counter::DeadLettered => &self.dead_lettered,
+            Counter::DecodeFailed => &self.decode_failed,
+            Counter::SinkRejected => &self.sink_rejected,
             Counter::SourceRetries => &self.source_retries,
             Counter::SinkRetries => &self.sink_retries,
             Counter::TicksSkipped => &self.ticks_skipped,

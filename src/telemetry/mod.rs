@@ -1,5 +1,7 @@
 //! Log output setup: human-readable lines on stderr, fields first, level
-//! chosen by -v/-q or RUST_LOG. Metric names will live here too.
+//! chosen by -v/-q or RUST_LOG; Prometheus metrics in `prometheus.rs`.
+
+pub mod prometheus;
 
 use tracing_subscriber::EnvFilter;
 

@@ -1,0 +1,414 @@
+//! The JSON API under `/api/v1/`, `/metrics` and the health checks. Each
+//! handler reads through the pipeline's own handles (log, store, history,
+//! counters) or the sampler's cache; nothing here holds pipeline state.
+//! Shapes are those of `docs/openapi.yaml`.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, Query};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::State;
+use crate::config::redact;
+use crate::pipeline::ingest::IngestPlan;
+use crate::pipeline::log::{Log, LogMessage, StoredDeadLetter};
+use crate::pipeline::processor;
+use crate::pipeline::sink::Sink;
+use crate::pipeline::source::SourceConfig;
+use crate::scheduler::history::now_ms;
+use crate::scheduler::{JobConfig, RunState};
+use crate::telemetry::prometheus;
+
+/// Payload bytes shown per message or dead letter.
+const PREVIEW_BYTES: usize = 4096;
+/// Readiness: the log and store answered within this.
+const READY_WITHIN: Duration = Duration::from_secs(30);
+
+/// An error as the API says it: a status and `{"error": "..."}`.
+pub struct ApiError(StatusCode, String);
+
+impl ApiError {
+    fn internal(e: impl std::fmt::Display) -> ApiError {
+        ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+type ApiResult = Result<Json<Value>, ApiError>;
+
+#[derive(Deserialize)]
+pub struct Limit {
+    limit: Option<usize>,
+    all: Option<bool>,
+    seconds: Option<usize>,
+}
+
+fn limit(q: &Limit, default: usize, max: usize) -> usize {
+    q.limit.unwrap_or(default).clamp(1, max)
+}
+
+fn source_url(source: &SourceConfig) -> String {
+    match source {
+        SourceConfig::Generator { nats, .. } if nats.is_empty() => "gen:".into(),
+        SourceConfig::Generator { nats, .. } => format!("gen:?nat={}", nats.join(",")),
+        SourceConfig::Http(h) => redact(&h.url),
+    }
+}
+
+pub async fn status(state: State) -> Json<Value> {
+    let p = &state.parts;
+    let s = &p.stats;
+    let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    let rates = state.sampler.rates(5);
+    let probe = state.sampler.probe();
+    let (dead, decode, rejected) = (
+        get(&s.dead_lettered),
+        get(&s.decode_failed),
+        get(&s.sink_rejected),
+    );
+    let lag: i64 = probe.lag.iter().map(|l| l.lag()).sum();
+    let running = p
+        .config
+        .jobs
+        .iter()
+        .filter(|j| {
+            p.history
+                .runs(&j.name, 1)
+                .ok()
+                .and_then(|r| r.first().map(|r| r.state == RunState::Running))
+                .unwrap_or(false)
+        })
+        .count();
+    Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_secs": state.started.elapsed().as_secs_f64(),
+        "rss_bytes": prometheus::resident_bytes(),
+        "source": {
+            "url": source_url(&p.config.source),
+            "total": get(&s.fetched),
+            "rate": rates.fetched,
+            "errors": dead.saturating_sub(decode + rejected),
+            "retries": get(&s.source_retries),
+        },
+        "log": {
+            "kind": match p.log { Log::Sqlite(_) => "sqlite", Log::Kafka(_) => "kafka" },
+            "topic": p.log.topic(),
+            "total": get(&s.logged),
+            "rate": rates.logged,
+            "errors": 0,
+            "lag": lag,
+            "dead_letters_waiting": probe.dead_letters_waiting,
+        },
+        "processor": {
+            "group": p.config.group,
+            "total": get(&s.read),
+            "rate": rates.read,
+            "errors": decode,
+        },
+        "store": {
+            "kind": match p.sink { Sink::Sqlite(_) => "sqlite", Sink::Cassandra(_) => "cassandra" },
+            "describe": p.sink.describe(),
+            "total": get(&s.stored),
+            "unchanged": get(&s.unchanged),
+            "rate": rates.stored,
+            "errors": rejected,
+            "retries": get(&s.sink_retries),
+            "rows": probe.rows,
+        },
+        "jobs": { "count": p.config.jobs.len(), "running": running },
+        "probe_error": probe.error,
+    }))
+}
+
+pub async fn throughput(state: State, Query(q): Query<Limit>) -> Json<Value> {
+    let seconds = q.seconds.unwrap_or(300).clamp(1, 900);
+    Json(json!({
+        "interval_secs": 1,
+        "samples": state.sampler.series(seconds),
+    }))
+}
+
+fn find<'a>(state: &'a State, name: &str) -> Result<&'a JobConfig, ApiError> {
+    state
+        .parts
+        .config
+        .jobs
+        .iter()
+        .find(|j| j.name == name)
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no job {name:?}")))
+}
+
+fn burst(plan: &IngestPlan) -> Option<String> {
+    match plan {
+        IngestPlan::Burst {
+            duration,
+            interval,
+            per_tick,
+        } => Some(format!(
+            "{} every {}, {per_tick} per tick",
+            humantime::format_duration(*duration),
+            humantime::format_duration(*interval)
+        )),
+        IngestPlan::Records { .. } => None,
+    }
+}
+
+pub async fn jobs(state: State) -> ApiResult {
+    let history = &state.parts.history;
+    let now = Utc::now();
+    let mut jobs = Vec::new();
+    for j in &state.parts.config.jobs {
+        let runs = history.runs(&j.name, 5).map_err(ApiError::internal)?;
+        let paused = history.is_paused(&j.name).map_err(ApiError::internal)?;
+        jobs.push(json!({
+            "name": j.name,
+            "schedule": j.schedule.to_string(),
+            "next_run": j.schedule.next_after(now).map(|t| t.to_rfc3339()),
+            "paused": paused,
+            "running": runs.iter().any(|r| r.state == RunState::Running),
+            "burst": burst(&j.plan),
+            "recent_runs": runs,
+        }));
+    }
+    Ok(Json(json!({ "jobs": jobs })))
+}
+
+pub async fn runs(state: State, Path(name): Path<String>, Query(q): Query<Limit>) -> ApiResult {
+    find(&state, &name)?;
+    let runs = state
+        .parts
+        .history
+        .runs(&name, limit(&q, 20, 500))
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({ "runs": runs })))
+}
+
+pub async fn trigger(state: State, Path(name): Path<String>) -> Result<Response, ApiError> {
+    find(&state, &name)?;
+    let id = state
+        .parts
+        .history
+        .add(&name, now_ms(), RunState::Queued)
+        .map_err(ApiError::internal)?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "run_id": id }))).into_response())
+}
+
+async fn set_paused(state: State, name: String, paused: bool) -> ApiResult {
+    find(&state, &name)?;
+    state
+        .parts
+        .history
+        .set_paused(&name, paused)
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({ "name": name, "paused": paused })))
+}
+
+pub async fn pause(state: State, Path(name): Path<String>) -> ApiResult {
+    set_paused(state, name, true).await
+}
+
+pub async fn unpause(state: State, Path(name): Path<String>) -> ApiResult {
+    set_paused(state, name, false).await
+}
+
+pub async fn topic(state: State) -> ApiResult {
+    let p = &state.parts;
+    let lag = p
+        .log
+        .lag(&p.config.group)
+        .await
+        .map_err(ApiError::internal)?;
+    let total: i64 = lag.iter().map(|l| l.lag()).sum();
+    let partitions: Vec<Value> = lag
+        .iter()
+        .map(|l| {
+            json!({
+                "partition": l.partition,
+                "committed": l.committed,
+                "end": l.end,
+                "lag": l.lag(),
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "topic": p.log.topic(),
+        "group": p.config.group,
+        "lag": total,
+        "partitions": partitions,
+    })))
+}
+
+/// The payload as JSON when it is, else as (lossy, cut) text.
+fn payload_fields(payload: &[u8]) -> (Value, Value) {
+    match serde_json::from_slice::<Value>(payload) {
+        Ok(v) if payload.len() <= PREVIEW_BYTES * 16 => (v, Value::Null),
+        _ => (Value::Null, Value::String(preview(payload))),
+    }
+}
+
+fn preview(payload: &[u8]) -> String {
+    let cut = &payload[..payload.len().min(PREVIEW_BYTES)];
+    String::from_utf8_lossy(cut).into_owned()
+}
+
+fn message_json(m: &LogMessage) -> Value {
+    let (json, text) = payload_fields(&m.payload);
+    json!({
+        "partition": m.partition,
+        "offset": m.offset,
+        "timestamp_ms": m.timestamp_ms,
+        "key": m.key.as_ref().map(|k| String::from_utf8_lossy(k).into_owned()),
+        "payload_bytes": m.payload.len(),
+        "json": json,
+        "text": text,
+    })
+}
+
+pub async fn messages(state: State, Query(q): Query<Limit>) -> ApiResult {
+    let messages = state
+        .parts
+        .log
+        .latest(limit(&q, 20, 200))
+        .await
+        .map_err(ApiError::internal)?;
+    let messages: Vec<Value> = messages.iter().map(message_json).collect();
+    Ok(Json(json!({ "messages": messages })))
+}
+
+pub async fn rows(state: State, Query(q): Query<Limit>) -> ApiResult {
+    let sink = &state.parts.sink;
+    let rows = sink
+        .rows(limit(&q, 20, 200))
+        .await
+        .map_err(ApiError::internal)?;
+    let count = sink.count().await.map_err(ApiError::internal)?;
+    Ok(Json(json!({
+        "count": count,
+        "store": sink.describe(),
+        "rows": rows,
+    })))
+}
+
+fn letter_json(l: &StoredDeadLetter) -> Value {
+    let origin = l.letter.origin.as_ref();
+    json!({
+        "id": l.id,
+        "created_ms": l.created_ms,
+        "replayed_ms": l.replayed_ms,
+        "stage": l.letter.stage.as_str(),
+        "reason": l.letter.reason,
+        "topic": origin.map(|o| o.topic.clone()),
+        "partition": origin.map(|o| o.partition),
+        "offset": origin.map(|o| o.offset),
+        "key": l.letter.key.as_ref().map(|k| String::from_utf8_lossy(k).into_owned()),
+        "payload_bytes": l.letter.payload.len(),
+        "payload": preview(&l.letter.payload),
+    })
+}
+
+pub async fn dead_letters(state: State, Query(q): Query<Limit>) -> ApiResult {
+    let log = &state.parts.log;
+    let all = q.all.unwrap_or(false);
+    let letters = log
+        .dead_letters(all, limit(&q, 50, 1000))
+        .await
+        .map_err(ApiError::internal)?;
+    let waiting = if all {
+        log.dead_letters(false, 10_000)
+            .await
+            .map_err(ApiError::internal)?
+            .len()
+    } else {
+        letters.len()
+    };
+    Ok(Json(json!({
+        "waiting": waiting,
+        "dead_letters": letters.iter().map(letter_json).collect::<Vec<_>>(),
+    })))
+}
+
+#[derive(Deserialize, Default)]
+pub struct ReplayBody {
+    #[serde(default)]
+    ids: Vec<i64>,
+}
+
+pub async fn replay(state: State, body: Option<Json<ReplayBody>>) -> ApiResult {
+    let ids = body.map(|Json(b)| b.ids).unwrap_or_default();
+    let p = &state.parts;
+    let mut letters = p
+        .log
+        .dead_letters(false, usize::MAX >> 1)
+        .await
+        .map_err(ApiError::internal)?;
+    if !ids.is_empty() {
+        letters.retain(|l| ids.contains(&l.id));
+    }
+    let report = processor::replay(
+        &p.log,
+        &p.sink,
+        letters,
+        p.config.processor.max_message_bytes,
+    )
+    .await
+    .map_err(ApiError::internal)?;
+    Ok(Json(json!({
+        "replayed": report.replayed,
+        "still_failing": report.still_failing,
+    })))
+}
+
+pub async fn config(state: State) -> Json<Value> {
+    let c = &state.parts.config;
+    Json(json!({
+        "file": c.file.as_ref().map(|f| f.display().to_string()),
+        "toml": c.to_toml(),
+    }))
+}
+
+pub async fn metrics(state: State) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        prometheus::render(&state.parts.metrics),
+    )
+        .into_response()
+}
+
+pub async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+pub async fn readyz(state: State) -> Response {
+    let probe = state.sampler.probe();
+    match probe.ok_at {
+        Some(t) if t.elapsed() < READY_WITHIN => (StatusCode::OK, "ready\n").into_response(),
+        _ => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "not ready: {}\n",
+                probe
+                    .error
+                    .unwrap_or_else(|| "the log and store have not answered yet".into())
+            ),
+        )
+            .into_response(),
+    }
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError(StatusCode::NOT_FOUND, "no such route".into())
+}

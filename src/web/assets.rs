@@ -1,0 +1,45 @@
+//! The dashboard page: three files embedded in the binary at build time, so
+//! running tributary needs no Node, no build step and no files beside it.
+//! Plain HTML, CSS and one script (see ARCHITECTURE.md for why).
+
+use axum::extract::Path;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+const INDEX: &str = include_str!("assets/index.html");
+const APP_JS: &str = include_str!("assets/app.js");
+const APP_CSS: &str = include_str!("assets/app.css");
+
+/// Headers every asset carries: no framing by other sites, no sniffing, and
+/// a policy that lets the page load only its own script and style.
+fn page(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::X_FRAME_OPTIONS, "DENY"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; \
+                 script-src 'self'; connect-src 'self'; frame-ancestors 'none'; \
+                 base-uri 'none'; form-action 'self'",
+            ),
+            (header::REFERRER_POLICY, "no-referrer"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+pub async fn index() -> Response {
+    page("text/html; charset=utf-8", INDEX)
+}
+
+pub async fn file(Path(name): Path<String>) -> Response {
+    match name.as_str() {
+        "app.js" => page("text/javascript; charset=utf-8", APP_JS),
+        "app.css" => page("text/css; charset=utf-8", APP_CSS),
+        _ => (StatusCode::NOT_FOUND, "no such asset").into_response(),
+    }
+}

@@ -1,0 +1,453 @@
+'use strict';
+// tributary dashboard: polls the JSON API (docs/openapi.yaml) and renders
+// each view with DOM methods only. Data is never parsed as HTML.
+
+const $ = (selector, root = document) => root.querySelector(selector);
+const SVG_NS = 'http://www.w3.org/2000/svg';
+const CHART_SECS = 300;
+const SERIES = [
+  ['fetched', '#2563eb', 4],
+  ['logged', '#8b5cf6', 3],
+  ['read', '#f59e0b', 2],
+  ['stored', '#059669', 1.25],
+];
+const ROW_COLUMNS = ['id', 'first_name', 'last_name', 'gender', 'email', 'username', 'dob', 'registered_date'];
+
+const state = {
+  gen: 0, // bumped on every login/logout: pollers of an older generation stop
+  tokenRequired: false,
+  seen: new Map(), // view -> last rendered JSON, to skip redraws of unchanged data
+  jobRows: new Map(), // job name -> { tr, cells, buttons }
+  toastTimer: 0,
+};
+
+// ---------------------------------------------------------------- formatting
+
+const INT = new Intl.NumberFormat('en-US');
+const RATE = new Intl.NumberFormat('en-US', { minimumFractionDigits: 1, maximumFractionDigits: 1 });
+const fmtInt = (n) => (n == null ? '–' : INT.format(n));
+const fmtRate = (n) => (n == null ? '–' : `${RATE.format(n)}/s`);
+const fmtTime = (ms) => (ms == null ? '–' : new Date(ms).toLocaleTimeString('en-GB'));
+const fmtStamp = (ms) => (ms == null ? '' : new Date(ms).toLocaleString('en-GB'));
+
+function fmtDuration(secs) {
+  const s = Math.floor(secs);
+  const [d, h, m] = [Math.floor(s / 86400), Math.floor(s / 3600) % 24, Math.floor(s / 60) % 60];
+  if (d > 0) return `${d}d ${h}h`;
+  if (h > 0) return `${h}h ${String(m).padStart(2, '0')}m`;
+  if (m > 0) return `${m}m ${String(s % 60).padStart(2, '0')}s`;
+  return `${s}s`;
+}
+
+function fmtRelative(iso) {
+  if (!iso) return '–';
+  const secs = Math.round((Date.parse(iso) - Date.now()) / 1000);
+  if (Number.isNaN(secs)) return iso;
+  if (Math.abs(secs) < 1) return 'now';
+  return secs > 0 ? `in ${fmtDuration(secs)}` : `${fmtDuration(-secs)} ago`;
+}
+
+function niceMax(v) {
+  const p = 10 ** Math.floor(Math.log10(v));
+  return [1, 2, 5, 10].map((f) => f * p).find((x) => x >= v);
+}
+
+function preview(text, n = 120) {
+  const flat = String(text ?? '').replace(/\s+/g, ' ');
+  return flat.length > n ? `${flat.slice(0, n)}…` : flat;
+}
+
+// ---------------------------------------------------------------- DOM helpers
+
+// el('td', { class: 'num', title: t }, 'text', child): attributes and text
+// nodes only, so untrusted strings stay text.
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value == null || value === false) continue;
+    if (key === 'class') node.className = value;
+    else node.setAttribute(key, value === true ? '' : String(value));
+  }
+  node.append(...children.flat().filter((c) => c != null).map((c) => (c instanceof Node ? c : String(c))));
+  return node;
+}
+
+function svg(tag, attrs = {}) {
+  const node = document.createElementNS(SVG_NS, tag);
+  for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, String(value));
+  return node;
+}
+
+function setText(selector, text) {
+  $(selector).textContent = text;
+}
+
+function changed(key, data) {
+  const json = JSON.stringify(data);
+  if (state.seen.get(key) === json) return false;
+  state.seen.set(key, json);
+  return true;
+}
+
+function toast(message, isError = false) {
+  const box = $('#toast');
+  box.textContent = message;
+  box.className = isError ? 'show error' : 'show';
+  clearTimeout(state.toastTimer);
+  state.toastTimer = setTimeout(() => { box.className = ''; }, 4000);
+}
+
+function setConnected(ok) {
+  $('#banner').hidden = ok;
+}
+
+// ---------------------------------------------------------------- API
+
+class AuthError extends Error {}
+class NetError extends Error {}
+
+async function api(path, { method = 'GET', body } = {}) {
+  const options = { method, credentials: 'same-origin', headers: {}, signal: AbortSignal.timeout(10000) };
+  if (method !== 'GET') {
+    options.headers['Content-Type'] = 'application/json';
+    options.headers['X-Tributary-Request'] = '1';
+    options.body = JSON.stringify(body ?? {});
+  }
+  let res;
+  try {
+    res = await fetch(path, options);
+  } catch (err) {
+    throw new NetError(err.message);
+  }
+  setConnected(true);
+  if (res.status === 401) throw new AuthError('not logged in');
+  if (res.status === 204) return null;
+  const data = await res.json().catch(() => null);
+  if (!res.ok) throw new Error(data?.error || `${path}: HTTP ${res.status}`);
+  return data;
+}
+
+const post = (path, body) => api(path, { method: 'POST', body });
+
+function handleError(err, gen = state.gen) {
+  if (gen !== state.gen) return; // a leftover from before a login or logout
+  if (err instanceof AuthError) showLogin();
+  else if (err instanceof NetError) setConnected(false);
+  else toast(err.message, true);
+}
+
+function poll(ms, refresh) {
+  const gen = state.gen;
+  const tick = async () => {
+    if (gen !== state.gen) return;
+    try {
+      await refresh();
+    } catch (err) {
+      handleError(err, gen);
+    }
+    if (gen === state.gen) setTimeout(tick, ms);
+  };
+  tick();
+}
+
+// ---------------------------------------------------------------- header + pipeline
+
+function renderStatus(s) {
+  setText('#version', `v${s.version}`);
+  setText('#uptime', `up ${fmtDuration(s.uptime_secs)}`);
+  setText('#rss', s.rss_bytes == null ? '' : `RSS ${(s.rss_bytes / 1048576).toFixed(1)} MiB`);
+  renderStage('source', s.source, s.source.url, []);
+  renderStage('log', s.log, [s.log.kind, s.log.topic && `topic ${s.log.topic}`].filter(Boolean).join(' · '), [
+    ['lag', fmtInt(s.log.lag), s.log.lag > 0 ? 'warn' : ''],
+    ['waiting', fmtInt(s.log.dead_letters_waiting), s.log.dead_letters_waiting > 0 ? 'bad' : ''],
+  ]);
+  renderStage('processor', s.processor, s.processor.group && `group ${s.processor.group}`, []);
+  renderStage('store', s.store, s.store.describe || s.store.kind, [
+    ['rows', fmtInt(s.store.rows), 'big', 'store-rows'],
+    ['unchanged', fmtInt(s.store.unchanged)],
+  ]);
+  const arrow = $('[data-arrow="log-processor"]');
+  arrow.classList.toggle('lagging', s.log.lag > 0);
+  setText('#arrow-lag', `lag ${fmtInt(s.log.lag)}`);
+}
+
+// fields: [label, value, class, id] rows shown after rate/total/errors.
+function renderStage(name, stage, sub, extra) {
+  const box = $(`#pipeline [data-stage="${name}"]`);
+  $('[data-field="sub"]', box).textContent = sub || '';
+  $('[data-field="sub"]', box).title = sub || '';
+  const fields = [
+    ['rate', fmtRate(stage.rate), 'big'],
+    ['total', fmtInt(stage.total)],
+    ['errors', fmtInt(stage.errors), stage.errors > 0 ? 'bad' : ''],
+  ];
+  if (stage.retries != null) fields.push(['retries', fmtInt(stage.retries), stage.retries > 0 ? 'warn' : '']);
+  $('dl', box).replaceChildren(...[...fields, ...extra].flatMap(([label, value, cls, id]) => [
+    el('dt', {}, label),
+    el('dd', { 'data-field': label, class: cls || null, id }, value),
+  ]));
+}
+
+// ---------------------------------------------------------------- throughput chart
+
+function renderChart(data) {
+  const samples = data.samples || [];
+  const end = samples.length ? samples[samples.length - 1].t_ms : Date.now();
+  const peak = Math.max(1, ...samples.flatMap((s) => SERIES.map(([key]) => s[key] || 0)));
+  const max = niceMax(peak);
+  const x = (t) => (300 - ((end - t) / (CHART_SECS * 1000)) * 300).toFixed(1);
+  const y = (v) => (100 - (Math.min(v, max) / max) * 98).toFixed(1);
+  const lines = SERIES.map(([key, colour, width]) => svg('polyline', {
+    points: samples.map((s) => `${x(s.t_ms)},${y(s[key] || 0)}`).join(' '),
+    stroke: colour, 'stroke-width': width, fill: 'none', 'vector-effect': 'non-scaling-stroke',
+    'stroke-linejoin': 'round', opacity: 0.85, 'data-series': key,
+  }));
+  const grid = [2, 51].map((gy) => svg('line', { x1: 0, x2: 300, y1: gy, y2: gy, class: 'grid', 'vector-effect': 'non-scaling-stroke' }));
+  $('#chart').replaceChildren(...grid, ...lines);
+  setText('#chart-max', `${fmtInt(max)}/s`);
+  const last = samples[samples.length - 1] || {};
+  $('#legend').replaceChildren(...SERIES.map(([key, colour]) => el('li', {},
+    el('i', { style: `background:${colour}` }), `${key} `, el('b', { class: 'mono' }, fmtRate(last[key] ?? 0)))));
+}
+
+// ---------------------------------------------------------------- jobs
+
+async function refreshJobs() {
+  renderJobs(await api('/api/v1/jobs'));
+}
+
+function renderJobs(data) {
+  const body = $('#jobs-body');
+  const names = new Set(data.jobs.map((job) => job.name));
+  for (const [name, row] of state.jobRows) {
+    if (!names.has(name)) { row.tr.remove(); state.jobRows.delete(name); }
+  }
+  data.jobs.forEach((job, i) => {
+    let row = state.jobRows.get(job.name);
+    if (!row) { row = makeJobRow(job.name); state.jobRows.set(job.name, row); }
+    updateJobRow(row, job);
+    if (body.children[i] !== row.tr) body.insertBefore(row.tr, body.children[i] || null);
+  });
+  if (!data.jobs.length) body.replaceChildren(el('tr', {}, el('td', { colspan: 6, class: 'empty' }, 'no jobs configured')));
+}
+
+// Rows and buttons are kept across refreshes, so a click is never lost to a redraw.
+function makeJobRow(name) {
+  const cells = { name: el('td', {}, el('b', {}, name)), schedule: el('td'), next: el('td', { class: 'mono' }),
+    state: el('td'), runs: el('td', { class: 'runs' }) };
+  const trigger = el('button', { type: 'button', 'data-action': 'trigger' }, 'Trigger');
+  const pause = el('button', { type: 'button', 'data-action': 'pause' }, 'Pause');
+  trigger.addEventListener('click', () => jobAction(name, 'trigger', trigger));
+  pause.addEventListener('click', () => jobAction(name, pause.dataset.action, pause));
+  const tr = el('tr', { 'data-job': name }, Object.values(cells), el('td', { class: 'actions' }, trigger, pause));
+  return { tr, cells, pause, runsKey: '' };
+}
+
+function updateJobRow(row, job) {
+  const { cells } = row;
+  cells.schedule.replaceChildren(el('span', { class: 'mono nowrap' }, job.schedule),
+    ...(job.burst ? [el('small', { class: 'sub' }, `burst ${job.burst}`)] : []));
+  cells.next.textContent = job.paused ? '–' : fmtRelative(job.next_run);
+  cells.next.title = job.next_run || '';
+  cells.state.replaceChildren(
+    el('span', { class: `badge ${job.paused ? 'paused' : 'active'}` }, job.paused ? 'paused' : 'active'),
+    ...(job.running ? [el('span', { class: 'badge running' }, 'running')] : []));
+  row.pause.dataset.action = job.paused ? 'unpause' : 'pause';
+  row.pause.textContent = job.paused ? 'Unpause' : 'Pause';
+  const runsKey = JSON.stringify(job.recent_runs);
+  if (runsKey !== row.runsKey) {
+    row.runsKey = runsKey;
+    cells.runs.replaceChildren(...job.recent_runs.map(runBadge));
+    if (!job.recent_runs.length) cells.runs.append(el('span', { class: 'sub' }, 'no runs yet'));
+  }
+}
+
+function runBadge(run) {
+  const started = run.started_ms ?? run.scheduled_ms;
+  const title = [`run #${run.id} ${run.state}`, `scheduled ${fmtStamp(run.scheduled_ms)}`,
+    run.ended_ms != null ? `ended ${fmtStamp(run.ended_ms)}` : null, `attempts ${run.attempts}`,
+    run.failed ? `failed ${run.failed}` : null, run.ticks_skipped ? `ticks skipped ${run.ticks_skipped}` : null,
+    run.error].filter(Boolean).join('\n');
+  return el('div', { class: 'run', 'data-run-id': run.id, 'data-run-state': run.state, title },
+    el('span', { class: `badge state-${run.state}` }, run.state),
+    el('span', { class: 'mono' }, `#${run.id}`),
+    el('span', { class: 'mono', title: 'fetched / logged' }, `${fmtInt(run.fetched)} / ${fmtInt(run.logged)}`),
+    el('span', { class: 'mono sub' }, fmtTime(started)));
+}
+
+async function jobAction(name, action, button) {
+  const gen = state.gen;
+  button.disabled = true;
+  try {
+    const res = await post(`/api/v1/jobs/${encodeURIComponent(name)}/${action}`);
+    toast(action === 'trigger' ? `queued run #${res.run_id}` : `${name}: ${res.paused ? 'paused' : 'active'}`);
+    await refreshJobs();
+  } catch (err) {
+    handleError(err, gen);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+// ---------------------------------------------------------------- topic
+
+async function refreshTopic() {
+  const [topic, messages] = await Promise.all([api('/api/v1/topic'), api('/api/v1/topic/messages?limit=10')]);
+  renderTopic(topic);
+  if (changed('messages', messages)) renderMessages(messages);
+}
+
+function renderTopic(t) {
+  setText('#topic-name', `${t.topic} · group ${t.group} · lag ${fmtInt(t.lag)}`);
+  $('#partitions').replaceChildren(...t.partitions.map((p) => el('tr', {},
+    el('td', { class: 'mono' }, p.partition), el('td', { class: 'num' }, fmtInt(p.committed)),
+    el('td', { class: 'num' }, fmtInt(p.end)), el('td', { class: p.lag > 0 ? 'num warn' : 'num' }, fmtInt(p.lag)))));
+}
+
+function renderMessages(data) {
+  const list = data.messages.map((m) => {
+    const body = m.json != null ? JSON.stringify(m.json, null, 2) : (m.text ?? '');
+    const meta = [`p${m.partition} @ ${fmtInt(m.offset)}`, fmtStamp(m.timestamp_ms),
+      m.key != null ? `key ${m.key}` : null, `${fmtInt(m.payload_bytes)} B`].filter(Boolean).join(' · ');
+    return el('div', { class: 'msg' }, el('div', { class: 'sub mono' }, meta), el('pre', {}, body));
+  });
+  $('#messages').replaceChildren(...(list.length ? list : [el('p', { class: 'empty' }, 'no messages yet')]));
+}
+
+// ---------------------------------------------------------------- table
+
+async function refreshRows() {
+  const data = await api('/api/v1/rows?limit=10');
+  if (changed('rows', data)) renderRows(data);
+}
+
+function renderRows(data) {
+  setText('#rows-count', fmtInt(data.count));
+  setText('#rows-store', data.store || '');
+  const short = (col, v) => (col === 'id' ? v.slice(0, 8) : /^\d{4}-\d\d-\d\dT/.test(v) ? v.slice(0, 10) : v);
+  const cell = (row, col) => el('td', { title: row[col] ?? '', class: col === 'id' ? 'mono' : null },
+    short(col, String(row[col] ?? '')));
+  $('#rows').replaceChildren(...data.rows.map((row) => el('tr', {}, ROW_COLUMNS.map((col) => cell(row, col)))));
+}
+
+// ---------------------------------------------------------------- dead letters
+
+async function refreshDeadLetters() {
+  const data = await api('/api/v1/dead-letters');
+  if (changed('dead-letters', data)) renderDeadLetters(data);
+}
+
+function renderDeadLetters(data) {
+  setText('#dl-waiting', fmtInt(data.waiting));
+  $('#replay-all').disabled = data.waiting === 0;
+  const rows = data.dead_letters.map((d) => {
+    const origin = d.topic != null ? `${d.topic}[${d.partition}]@${d.offset}` : 'source';
+    const button = el('button', { type: 'button', 'data-action': 'replay' }, 'Replay');
+    button.addEventListener('click', () => replay([d.id], button));
+    return el('tr', { 'data-dl-id': d.id, title: `created ${fmtStamp(d.created_ms)}` },
+      el('td', { class: 'mono' }, d.id), el('td', {}, el('span', { class: 'badge' }, d.stage)),
+      el('td', { class: 'reason' }, d.reason), el('td', { class: 'mono' }, origin),
+      el('td', { class: 'mono payload', title: d.payload.slice(0, 1000) }, preview(d.payload)),
+      el('td', {}, button));
+  });
+  $('#dl-body').replaceChildren(...(rows.length ? rows : [el('tr', {}, el('td', { colspan: 6, class: 'empty' }, 'none waiting'))]));
+}
+
+async function replay(ids, button) {
+  const gen = state.gen;
+  button.disabled = true;
+  try {
+    const res = await post('/api/v1/dead-letters/replay', ids ? { ids } : {});
+    setText('#dl-result', `replayed ${fmtInt(res.replayed)}, still failing ${fmtInt(res.still_failing)}`);
+    toast(`replayed ${res.replayed}, still failing ${res.still_failing}`, res.still_failing > 0);
+    await Promise.all([refreshDeadLetters(), refreshRows()]);
+  } catch (err) {
+    handleError(err, gen);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+// ---------------------------------------------------------------- config
+
+async function loadConfig() {
+  const data = await api('/api/v1/config');
+  setText('#config-file', data.file || '(defaults)');
+  setText('#config-toml', data.toml);
+}
+
+// ---------------------------------------------------------------- session
+
+function showLogin() {
+  state.gen += 1;
+  $('#dashboard').hidden = true;
+  $('#logout').hidden = true;
+  for (const id of ['#version', '#uptime', '#rss']) setText(id, '');
+  $('#login-view').hidden = false;
+  $('#token').focus();
+}
+
+function showDashboard() {
+  state.gen += 1;
+  state.seen.clear();
+  $('#login-view').hidden = true;
+  $('#dashboard').hidden = false;
+  $('#logout').hidden = !state.tokenRequired;
+  poll(1000, async () => renderStatus(await api('/api/v1/status')));
+  poll(2000, async () => renderChart(await api(`/api/v1/throughput?seconds=${CHART_SECS}`)));
+  poll(2000, refreshJobs);
+  poll(3000, refreshTopic);
+  poll(3000, refreshRows);
+  poll(3000, refreshDeadLetters);
+  loadConfig().catch((err) => handleError(err));
+}
+
+async function onLogin(event) {
+  event.preventDefault();
+  const input = $('#token');
+  const token = input.value;
+  input.value = ''; // the token lives only in the HttpOnly cookie from here on
+  setText('#login-error', '');
+  try {
+    await post('/api/v1/login', { token });
+    showDashboard();
+  } catch (err) {
+    if (err instanceof NetError) setConnected(false);
+    setText('#login-error', err instanceof AuthError ? 'wrong token' : `login failed: ${err.message}`);
+    input.focus();
+  }
+}
+
+async function onLogout() {
+  try {
+    await post('/api/v1/logout');
+  } catch (err) {
+    if (!(err instanceof AuthError)) { handleError(err); return; }
+  }
+  showLogin();
+}
+
+async function start() {
+  let session;
+  try {
+    session = await api('/api/v1/session');
+  } catch (err) {
+    if (!(err instanceof AuthError)) {
+      if (!(err instanceof NetError)) toast(err.message, true);
+      setConnected(false);
+      setTimeout(start, 2000);
+      return;
+    }
+    session = { authenticated: false, token_required: true };
+  }
+  state.tokenRequired = session.token_required;
+  if (session.authenticated) showDashboard();
+  else showLogin();
+}
+
+document.addEventListener('DOMContentLoaded', () => {
+  $('#login').addEventListener('submit', onLogin);
+  $('#logout').addEventListener('click', onLogout);
+  $('#replay-all').addEventListener('click', (event) => replay(null, event.currentTarget));
+  start();
+});
