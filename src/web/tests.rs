@@ -1,1 +1,540 @@
+//! The API in-process: a real embedded log, store, history and scheduler in
+//! a temporary directory, the server on 127.0.0.1:0, and an HTTP client.
 
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use super::*;
+use crate::config::{Config, Overrides};
+use crate::pipeline::ingest::{self, IngestPlan};
+use crate::pipeline::log::{DeadLetter, Origin, Stage};
+use crate::pipeline::source::Source;
+use crate::pipeline::{Job, process};
+use crate::scheduler::Scheduler;
+use crate::telemetry::prometheus;
+
+const TOKEN: &str = "a-test-token-of-some-length";
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    base: String,
+    client: reqwest::Client,
+    config: Arc<Config>,
+    log: Log,
+    sink: Sink,
+    history: History,
+    shutdown: CancellationToken,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// A serve-like process in-process: web server and scheduler over an
+/// embedded log and store holding `records` users already processed.
+async fn harness(token: Option<&str>, records: u64) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        r#"data_dir = {:?}
+[source]
+url = "gen:"
+seed = "web"
+[[jobs]]
+name = "random_users"
+schedule = "0 0 1 1 *"
+records = 25
+"#,
+        dir.path().display().to_string()
+    );
+    let config = Config::resolve(
+        crate::config::parse(&text).unwrap(),
+        None,
+        Overrides {
+            web_token: token.map(str::to_owned),
+            ..Overrides::default()
+        },
+    )
+    .unwrap();
+    let config = Arc::new(config);
+    let log = Log::open(&config.log).await.unwrap();
+    let sink = Sink::open(&config.sink).await.unwrap();
+    let history = History::open(&config.data_dir.join("scheduler.db")).unwrap();
+    let stats = Arc::new(Stats::default());
+    let shutdown = CancellationToken::new();
+    if records > 0 {
+        let source = Arc::new(Source::open(&config.source).unwrap());
+        let plan = IngestPlan::Records {
+            total: records,
+            page_size: 100,
+        };
+        ingest::run(source, log.clone(), plan, stats.clone(), shutdown.clone())
+            .await
+            .unwrap();
+        let job = Job {
+            log: log.clone(),
+            sink: sink.clone(),
+            group: config.group.clone(),
+            processor: config.processor.clone(),
+            stats: stats.clone(),
+            shutdown: shutdown.clone(),
+        };
+        process(job, false).await.unwrap();
+    }
+    let scheduler = Scheduler::new(
+        config.jobs.clone(),
+        history.clone(),
+        log.clone(),
+        stats.clone(),
+    );
+    tokio::spawn(scheduler.run(shutdown.clone()));
+    let parts = Parts {
+        config: config.clone(),
+        log: log.clone(),
+        sink: sink.clone(),
+        history: history.clone(),
+        stats,
+        metrics: prometheus::install(),
+    };
+    let server = start(
+        "127.0.0.1:0".parse().unwrap(),
+        config.web.token.clone(),
+        parts,
+        shutdown.clone(),
+    )
+    .await
+    .unwrap();
+    Harness {
+        _dir: dir,
+        base: format!("http://{}", server.addr),
+        client: reqwest::Client::new(),
+        config,
+        log,
+        sink,
+        history,
+        shutdown,
+    }
+}
+
+impl Harness {
+    async fn get(&self, path: &str) -> Value {
+        let r = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "GET {path}");
+        r.json().await.unwrap()
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let r = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(TOKEN)
+            .header(auth::REQUEST_HEADER, "1")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Polls `path` until `ready` holds for its answer.
+    async fn wait_for(&self, path: &str, ready: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let v = self.get(path).await;
+            if ready(&v) {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "{path} never got there: {v}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_view_has_its_shape() {
+    let h = harness(None, 120).await;
+    // The sampler's first probe reports the store and the log.
+    let status = h
+        .wait_for("/api/v1/status", |s| s["store"]["rows"] == 120)
+        .await;
+    for stage in ["source", "log", "processor", "store"] {
+        for field in ["total", "rate", "errors"] {
+            assert!(
+                status[stage][field].is_number(),
+                "{stage}.{field}: {status}"
+            );
+        }
+    }
+    assert_eq!(status["log"]["topic"], "users_created");
+    assert_eq!(status["log"]["lag"], 0);
+    assert_eq!(status["log"]["kind"], "sqlite");
+    assert_eq!(status["jobs"]["count"], 1);
+
+    let topic = h.get("/api/v1/topic").await;
+    assert_eq!(topic["partitions"][0]["end"], 120);
+    assert_eq!(topic["partitions"][0]["lag"], 0);
+
+    let messages = h.get("/api/v1/topic/messages?limit=5").await;
+    let messages = messages["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 5);
+    assert_eq!(messages[0]["offset"], 119, "newest first");
+    assert!(messages[0]["json"]["id"].is_string());
+    assert_eq!(messages[0]["key"], messages[0]["json"]["id"]);
+
+    let rows = h.get("/api/v1/rows?limit=3").await;
+    assert_eq!(rows["count"], 120);
+    assert_eq!(rows["rows"].as_array().unwrap().len(), 3);
+    assert!(rows["rows"][0]["email"].as_str().unwrap().contains('@'));
+
+    let jobs = h.get("/api/v1/jobs").await;
+    let job = &jobs["jobs"][0];
+    assert_eq!(job["name"], "random_users");
+    assert_eq!(job["schedule"], "0 0 1 1 *");
+    assert_eq!(job["paused"], false);
+    assert!(
+        job["next_run"]
+            .as_str()
+            .unwrap()
+            .contains("-01-01T00:00:00")
+    );
+
+    let throughput = h.get("/api/v1/throughput?seconds=60").await;
+    assert!(throughput["samples"].is_array());
+
+    let dl = h.get("/api/v1/dead-letters").await;
+    assert_eq!(dl["waiting"], 0);
+
+    let config = h.get("/api/v1/config").await;
+    let toml = config["toml"].as_str().unwrap();
+    assert!(toml.contains("[web]") && toml.contains("listen"), "{toml}");
+
+    let session = h.get("/api/v1/session").await;
+    assert_eq!(
+        session,
+        json!({"authenticated": true, "token_required": false})
+    );
+
+    let r = h
+        .client
+        .get(format!("{}/api/v1/nope", h.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let r = h
+        .client
+        .get(format!("{}/api/v1/jobs/nope/runs", h.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn the_page_and_its_files_are_served_with_a_strict_policy() {
+    let h = harness(None, 0).await;
+    for (path, kind) in [
+        ("/", "text/html"),
+        ("/assets/app.js", "text/javascript"),
+        ("/assets/app.css", "text/css"),
+    ] {
+        let r = h
+            .client
+            .get(format!("{}{path}", h.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+        let ct = r.headers()["content-type"].to_str().unwrap().to_owned();
+        assert!(ct.starts_with(kind), "{path}: {ct}");
+        let csp = r.headers()["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("script-src 'self'"), "{csp}");
+        assert!(!r.text().await.unwrap().is_empty());
+    }
+    let r = h
+        .client
+        .get(format!("{}/assets/other.js", h.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_trigger_creates_a_run_that_the_scheduler_runs() {
+    let h = harness(None, 0).await;
+    let (status, body) = h.post("/api/v1/jobs/random_users/trigger", json!({})).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let id = body["run_id"].as_i64().unwrap();
+    let runs = h
+        .wait_for("/api/v1/jobs/random_users/runs", |v| {
+            v["runs"][0]["id"] == id && v["runs"][0]["state"] == "success"
+        })
+        .await;
+    assert_eq!(runs["runs"][0]["logged"], 25);
+    assert_eq!(h.log.lag("x").await.unwrap()[0].end, 25);
+    let (status, _) = h.post("/api/v1/jobs/nope/trigger", json!({})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn pause_persists_in_the_history_file() {
+    let h = harness(None, 0).await;
+    let (status, body) = h.post("/api/v1/jobs/random_users/pause", json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, json!({"name": "random_users", "paused": true}));
+    // Another process (a restarted serve, `jobs list`) sees it.
+    let reopened = History::open(&h.config.data_dir.join("scheduler.db")).unwrap();
+    assert!(reopened.is_paused("random_users").unwrap());
+    assert_eq!(h.get("/api/v1/jobs").await["jobs"][0]["paused"], true);
+    let (_, body) = h.post("/api/v1/jobs/random_users/unpause", json!({})).await;
+    assert_eq!(body["paused"], false);
+    assert!(!reopened.is_paused("random_users").unwrap());
+}
+
+#[tokio::test]
+async fn replay_puts_a_dead_letter_through_the_store() {
+    let h = harness(None, 10).await;
+    // A row the store once refused, kept with its bytes.
+    let source = Source::open(&crate::pipeline::source::SourceConfig::Generator {
+        seed: "another".into(),
+        nats: vec![],
+        gender: None,
+    })
+    .unwrap();
+    let user = source.fetch(1, 1).await.unwrap().users.remove(0);
+    let row = user.to_row().unwrap();
+    h.log
+        .dead_letter(vec![DeadLetter {
+            stage: Stage::Sink,
+            reason: "store refused the row".into(),
+            origin: Some(Origin {
+                topic: "users_created".into(),
+                partition: 0,
+                offset: 10_000,
+            }),
+            key: Some(row.key()),
+            payload: row.to_json(),
+        }])
+        .await
+        .unwrap();
+    let letters = h.get("/api/v1/dead-letters").await;
+    assert_eq!(letters["waiting"], 1);
+    let letter = &letters["dead_letters"][0];
+    assert_eq!(letter["stage"], "sink");
+    assert_eq!(letter["reason"], "store refused the row");
+    assert_eq!(letter["offset"], 10_000);
+    let id = letter["id"].as_i64().unwrap();
+
+    let (status, report) = h
+        .post("/api/v1/dead-letters/replay", json!({ "ids": [id] }))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(report, json!({"replayed": 1, "still_failing": 0}));
+    assert_eq!(h.sink.count().await.unwrap(), 11);
+    assert_eq!(h.get("/api/v1/dead-letters").await["waiting"], 0);
+    let all = h.get("/api/v1/dead-letters?all=true").await;
+    assert!(all["dead_letters"][0]["replayed_ms"].is_number());
+}
+
+#[tokio::test]
+async fn a_token_guards_everything_but_the_page_and_health() {
+    let h = harness(Some(TOKEN), 0).await;
+    let get = |path: &str, bearer: Option<&str>| {
+        let mut r = h.client.get(format!("{}{path}", h.base));
+        if let Some(b) = bearer {
+            r = r.bearer_auth(b);
+        }
+        r.send()
+    };
+    for path in [
+        "/api/v1/status",
+        "/api/v1/jobs",
+        "/api/v1/config",
+        "/metrics",
+    ] {
+        let r = get(path, None).await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{path}");
+        assert_eq!(r.headers()["www-authenticate"], "Bearer");
+        let r = get(path, Some("wrong-token-wrong-token")).await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{path}");
+        let r = get(path, Some(TOKEN)).await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+        assert!(
+            !r.text().await.unwrap().contains(TOKEN),
+            "{path} shows the token"
+        );
+    }
+    for path in ["/", "/assets/app.js", "/healthz", "/api/v1/session"] {
+        assert_eq!(
+            get(path, None).await.unwrap().status(),
+            StatusCode::OK,
+            "{path}"
+        );
+    }
+    let session = get("/api/v1/session", None).await.unwrap();
+    let session: Value = session.json().await.unwrap();
+    assert_eq!(
+        session,
+        json!({"authenticated": false, "token_required": true})
+    );
+
+    // The page logs in with the token and then uses a cookie.
+    let login = |token: &str| {
+        h.client
+            .post(format!("{}/api/v1/login", h.base))
+            .header(auth::REQUEST_HEADER, "1")
+            .json(&json!({ "token": token }))
+            .send()
+    };
+    let r = login("wrong-token-wrong-token").await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(r.headers().get("set-cookie").is_none());
+    let r = login(TOKEN).await.unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+    assert!(
+        !cookie.contains(TOKEN),
+        "the cookie is a session, not the token"
+    );
+    let session_cookie = cookie.split(';').next().unwrap().to_owned();
+    let with_cookie = |path: &str| {
+        h.client
+            .get(format!("{}{path}", h.base))
+            .header("cookie", session_cookie.clone())
+            .send()
+    };
+    assert_eq!(
+        with_cookie("/api/v1/status").await.unwrap().status(),
+        StatusCode::OK
+    );
+    // Logging out ends the session.
+    let r = h
+        .client
+        .post(format!("{}/api/v1/logout", h.base))
+        .header(auth::REQUEST_HEADER, "1")
+        .header("cookie", session_cookie.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        with_cookie("/api/v1/status").await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn cross_site_requests_and_foreign_host_names_are_refused() {
+    let h = harness(None, 0).await;
+    let trigger = format!("{}/api/v1/jobs/random_users/trigger", h.base);
+    // A form post from another site: no custom header.
+    let r = h.client.post(&trigger).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    // A script on another site that got the header through somehow.
+    for (name, value) in [
+        ("origin", "http://evil.example"),
+        ("origin", "null"),
+        ("sec-fetch-site", "cross-site"),
+    ] {
+        let r = h
+            .client
+            .post(&trigger)
+            .header(auth::REQUEST_HEADER, "1")
+            .header(name, value)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{name}: {value}");
+    }
+    // DNS rebinding: a foreign name that resolves to 127.0.0.1.
+    let r = h
+        .client
+        .get(format!("{}/api/v1/status", h.base))
+        .header("host", "evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::MISDIRECTED_REQUEST);
+    // None of that queued a run.
+    assert!(h.history.runs("random_users", 10).unwrap().is_empty());
+    // The page itself, same origin, may.
+    let host = h.base.trim_start_matches("http://").to_owned();
+    let r = h
+        .client
+        .post(&trigger)
+        .header(auth::REQUEST_HEADER, "1")
+        .header("origin", format!("http://{host}"))
+        .header("sec-fetch-site", "same-origin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+}
+
+#[tokio::test]
+async fn health_and_readiness() {
+    let h = harness(None, 0).await;
+    let r = h
+        .client
+        .get(format!("{}/healthz", h.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = h
+            .client
+            .get(format!("{}/readyz", h.base))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == StatusCode::OK {
+            break;
+        }
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[test]
+fn every_route_is_in_the_openapi_file() {
+    let spec = include_str!("../../docs/openapi.yaml");
+    let lines: Vec<&str> = spec.lines().collect();
+    for (method, path) in ROUTES {
+        let at = lines
+            .iter()
+            .position(|l| *l == format!("  {path}:"))
+            .unwrap_or_else(|| panic!("{path} is not in docs/openapi.yaml"));
+        let block = lines[at + 1..]
+            .iter()
+            .take_while(|l| l.starts_with("    ") || l.is_empty());
+        let declared = block.into_iter().any(|l| *l == format!("    {method}:"));
+        assert!(declared, "{method} {path} is not in docs/openapi.yaml");
+    }
+    // And the file documents no route the server lacks.
+    for l in &lines {
+        if let Some(path) = l.strip_prefix("  /").and_then(|p| p.strip_suffix(':')) {
+            let path = format!("/{path}");
+            assert!(
+                ROUTES.iter().any(|(_, p)| *p == path),
+                "docs/openapi.yaml documents {path}, which the server does not serve"
+            );
+        }
+    }
+}
