@@ -116,6 +116,7 @@ pub async fn start(
 
 /// Every route; `tests::every_route_is_in_the_openapi_file` keeps
 /// `docs/openapi.yaml` in step with this list.
+#[cfg(test)]
 const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/status"),
     ("get", "/api/v1/throughput"),

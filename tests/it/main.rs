@@ -4,6 +4,7 @@
 mod cassandra;
 mod cli;
 mod crash;
+mod dashboard;
 mod http_source;
 mod kafka;
 mod kafka_faults;

@@ -31,6 +31,8 @@ impl Sandbox {
         }
         c.args(args)
             .env("TRIBUTARY_DATA_DIR", self.data_dir())
+            // `serve` runs in parallel tests: any free port, not 8080.
+            .env("TRIBUTARY_WEB_LISTEN", "127.0.0.1:0")
             .current_dir(self.dir.path())
             .env("RUST_LOG", "tributary=warn");
         c.stdin(Stdio::null());
