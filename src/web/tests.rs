@@ -80,7 +80,7 @@ records = 25
             log: log.clone(),
             sink: sink.clone(),
             group: config.group.clone(),
-            processor: config.processor.clone(),
+            processor: config.processor,
             stats: stats.clone(),
             shutdown: shutdown.clone(),
         };

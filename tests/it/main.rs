@@ -1,6 +1,7 @@
 //! Black-box tests of the `tributary` binary: one integration-test binary,
 //! a module per area. Each test works in its own temporary data dir.
 
+mod browser;
 mod cassandra;
 mod cli;
 mod crash;

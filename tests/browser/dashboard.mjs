@@ -1,0 +1,132 @@
+#!/usr/bin/env node
+// Real-browser test of the tributary dashboard: headless Chromium watches the
+// store's row count rise live, triggers a job run and waits for it to appear.
+//
+//   node tests/browser/dashboard.mjs --url http://127.0.0.1:PORT/ --screenshot PATH [--token TOKEN] [--job NAME]
+//
+// Prints one JSON line and exits 0 on success; on failure prints why, saves
+// PATH with a "-failure" suffix and exits 1.
+import { chromium } from 'playwright-core';
+import { parseArgs } from 'node:util';
+
+const WAIT_MS = 60_000;
+const CHROMIUM_ARGS = ['--no-sandbox', '--disable-background-networking', '--disable-component-update',
+  '--disable-default-apps', '--disable-sync', '--no-first-run', '--disable-dev-shm-usage'];
+
+function options() {
+  const { values } = parseArgs({
+    options: { url: { type: 'string' }, screenshot: { type: 'string' }, token: { type: 'string' }, job: { type: 'string' } },
+  });
+  if (!values.url || !values.screenshot) {
+    console.error('usage: node tests/browser/dashboard.mjs --url URL --screenshot PATH [--token TOKEN] [--job NAME]');
+    process.exit(2);
+  }
+  return values;
+}
+
+const failurePath = (path) => (/\.png$/i.test(path) ? path.replace(/\.png$/i, '-failure.png') : `${path}-failure.png`);
+
+// Reads an element's text as an integer (thousands separators stripped); null when not a number yet.
+const readCount = (page, selector) => page.locator(selector).textContent({ timeout: WAIT_MS })
+  .then((t) => (/\d/.test(t) ? Number(t.replace(/\D/g, '')) : null));
+
+async function step(name, fn) {
+  try {
+    return await fn();
+  } catch (err) {
+    throw new Error(`${name}: ${err.message.split('\n')[0]}`);
+  }
+}
+
+async function login(page, token) {
+  await step('login form shown', () => page.locator('#login').waitFor({ state: 'visible', timeout: WAIT_MS }));
+  await page.fill('#token', token);
+  await page.locator('#login [type="submit"]').click();
+  // Either the dashboard appears or the form says why not (e.g. "wrong token").
+  await step('dashboard after login', () => page.waitForFunction(
+    () => !document.querySelector('#dashboard').hidden || document.querySelector('#login-error').textContent,
+    null, { timeout: WAIT_MS }));
+  const refused = await page.locator('#login-error').textContent();
+  if (refused) throw new Error(`login refused: ${refused}`);
+  const leaked = await page.evaluate((t) => document.documentElement.outerHTML.includes(t)
+    || document.querySelector('#token').value !== '', token);
+  if (leaked) throw new Error('the token is still in the DOM after login');
+}
+
+async function watchRowsRise(page) {
+  await step('#store-rows shows a number', () => page.waitForFunction(
+    () => /\d/.test(document.querySelector('#store-rows')?.textContent ?? ''), null, { timeout: WAIT_MS }));
+  const first = await readCount(page, '#store-rows');
+  await step(`#store-rows rises above ${first} without reload`, () => page.waitForFunction((start) => {
+    const n = Number((document.querySelector('#store-rows')?.textContent ?? '').replace(/\D/g, ''));
+    return n > start;
+  }, first, { timeout: WAIT_MS, polling: 200 }));
+  const last = await readCount(page, '#store-rows');
+  await step('#rows-count > 0', () => page.waitForFunction(
+    () => Number((document.querySelector('#rows-count')?.textContent ?? '').replace(/\D/g, '')) > 0,
+    null, { timeout: WAIT_MS }));
+  return { first, last, table: await readCount(page, '#rows-count') };
+}
+
+async function triggerRun(page, jobName) {
+  const any = page.locator(jobName ? `tr[data-job=${JSON.stringify(jobName)}]` : 'tr[data-job]').first();
+  await step(`job row ${jobName ?? '(first)'} shown`, () => any.waitFor({ state: 'visible', timeout: WAIT_MS }));
+  const job = await any.getAttribute('data-job');
+  const sel = `tr[data-job=${JSON.stringify(job)}]`;
+  const oldId = await page.$eval(sel, (tr) => Math.max(0, ...[...tr.querySelectorAll('[data-run-id]')]
+    .map((e) => Number(e.dataset.runId))));
+  const response = page.waitForResponse((r) => r.request().method() === 'POST' && r.url().endsWith('/trigger'),
+    { timeout: WAIT_MS });
+  await page.locator(`${sel} button[data-action="trigger"]`).click();
+  const res = await step('trigger POST', () => response);
+  if (res.status() !== 202) throw new Error(`trigger POST answered ${res.status()}: ${await res.text()}`);
+  const queued = (await res.json()).run_id ?? null;
+  const appeared = await step(`run #${queued ?? '?'} (> #${oldId}) appears in ${job}'s row`, () => page.waitForFunction(
+    ({ sel, old, id }) => [...(document.querySelector(sel)?.querySelectorAll('[data-run-id]') ?? [])]
+      .map((e) => Number(e.dataset.runId)).find((n) => n > old && (id == null || n === id)),
+    { sel, old: oldId, id: queued }, { timeout: WAIT_MS, polling: 200 }));
+  const newId = await appeared.jsonValue();
+  const newState = await page.locator(`${sel} [data-run-id="${newId}"]`).getAttribute('data-run-state');
+  return { job, old_run_id: oldId, new_run_id: newId, new_run_state: newState };
+}
+
+async function main() {
+  const opts = options();
+  const problems = [];
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium', headless: true, args: CHROMIUM_ARGS,
+  });
+  let page;
+  try {
+    page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    page.on('pageerror', (err) => problems.push(`uncaught exception: ${err.message}`));
+    page.on('console', (msg) => { if (msg.type() === 'error') problems.push(`console error: ${msg.text()}`); });
+    await step(`load ${opts.url}`, () => page.goto(opts.url, { waitUntil: 'load', timeout: WAIT_MS }));
+    if (opts.token != null) await login(page, opts.token);
+    await step('dashboard shown', () => page.locator('#dashboard').waitFor({ state: 'visible', timeout: WAIT_MS }));
+    await page.evaluate(() => { window.tributaryNoReload = true; }); // gone if the page reloads
+    const rows = await watchRowsRise(page);
+    const run = await triggerRun(page, opts.job);
+    if (await page.locator('#banner').isVisible()) throw new Error('the "disconnected" banner is shown');
+    if (!(await page.evaluate(() => window.tributaryNoReload))) throw new Error('the page reloaded');
+    if (problems.length) throw new Error(`the page reported errors:\n  ${problems.join('\n  ')}`);
+    await page.screenshot({ path: opts.screenshot, fullPage: true });
+    console.log(JSON.stringify({
+      ok: true, url: opts.url, first_store_rows: rows.first, last_store_rows: rows.last, rows_count: rows.table,
+      ...run, screenshot: opts.screenshot,
+    }));
+    return 0;
+  } catch (err) {
+    console.error(`dashboard test FAILED: ${err.message}`);
+    if (problems.length) console.error(`page errors:\n  ${problems.join('\n  ')}`);
+    if (page) {
+      const shot = failurePath(opts.screenshot);
+      await page.screenshot({ path: shot, fullPage: true }).then(() => console.error(`screenshot: ${shot}`), () => {});
+    }
+    return 1;
+  } finally {
+    await browser.close();
+  }
+}
+
+process.exitCode = await main();
