@@ -335,6 +335,10 @@ pub struct BenchArgs {
     /// seconds while `tributary run` processes at full speed beside it.
     #[arg(long, value_name = "SECONDS")]
     pub ticks: Option<u64>,
+    /// Only measure what an open dashboard costs: `serve` runs a job of
+    /// --records users without and with this browser (headless) on its page.
+    #[arg(long, value_name = "CHROMIUM", num_args = 0..=1, default_missing_value = "/usr/bin/chromium")]
+    pub dashboard: Option<PathBuf>,
     /// The script that runs Kafka's tools (see docs/infra.md).
     #[arg(long, value_name = "PATH", default_value = "scripts/infra")]
     pub infra: PathBuf,

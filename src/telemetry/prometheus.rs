@@ -141,6 +141,11 @@ fn describe() {
         Unit::Count,
         "Finished or skipped scheduled runs, by job and state."
     );
+    describe_counter!(
+        "tributary_web_requests_total",
+        Unit::Count,
+        "Requests to the dashboard, API and /metrics that passed the access checks, by route and status."
+    );
     describe_gauge!(
         "tributary_process_resident_memory_bytes",
         Unit::Bytes,

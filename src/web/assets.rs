@@ -21,7 +21,7 @@ fn page(content_type: &'static str, body: &'static str) -> Response {
             (header::X_FRAME_OPTIONS, "DENY"),
             (
                 header::CONTENT_SECURITY_POLICY,
-                "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; \
+                "default-src 'self'; img-src 'self' data:; style-src 'self'; \
                  script-src 'self'; connect-src 'self'; frame-ancestors 'none'; \
                  base-uri 'none'; form-action 'self'",
             ),

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Json;
-use axum::extract::Request;
+use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -211,7 +211,20 @@ pub async fn guard(state: State, request: Request, next: Next) -> Response {
             "a token is required: Authorization: Bearer <token>, or log in on the page",
         );
     }
-    next.run(request).await
+    // The route's template, not the path: a bounded label.
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let response = next.run(request).await;
+    metrics::counter!(
+        "tributary_web_requests_total",
+        "route" => route,
+        "status" => response.status().as_u16().to_string()
+    )
+    .increment(1);
+    response
 }
 
 #[derive(Deserialize)]

@@ -93,9 +93,14 @@ async function triggerRun(page, jobName) {
 async function main() {
   const opts = options();
   const problems = [];
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium', headless: true, args: CHROMIUM_ARGS,
-  });
+  const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
+  let browser;
+  try {
+    browser = await chromium.launch({ executablePath, headless: true, args: CHROMIUM_ARGS });
+  } catch (err) {
+    console.error(`dashboard test FAILED: cannot launch Chromium at ${executablePath} (set CHROMIUM): ${err.message.split('\n')[0]}`);
+    return 1;
+  }
   let page;
   try {
     page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
@@ -109,7 +114,7 @@ async function main() {
     const run = await triggerRun(page, opts.job);
     if (await page.locator('#banner').isVisible()) throw new Error('the "disconnected" banner is shown');
     if (!(await page.evaluate(() => window.tributaryNoReload))) throw new Error('the page reloaded');
-    if (problems.length) throw new Error(`the page reported errors:\n  ${problems.join('\n  ')}`);
+    if (problems.length) throw new Error(`the page reported ${problems.length} error(s)`);
     await page.screenshot({ path: opts.screenshot, fullPage: true });
     console.log(JSON.stringify({
       ok: true, url: opts.url, first_store_rows: rows.first, last_store_rows: rows.last, rows_count: rows.table,

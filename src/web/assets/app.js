@@ -205,9 +205,17 @@ function renderChart(data) {
   const grid = [2, 51].map((gy) => svg('line', { x1: 0, x2: 300, y1: gy, y2: gy, class: 'grid', 'vector-effect': 'non-scaling-stroke' }));
   $('#chart').replaceChildren(...grid, ...lines);
   setText('#chart-max', `${fmtInt(max)}/s`);
-  const last = samples[samples.length - 1] || {};
+  const recent = samples.slice(-5); // the legend shows the mean of the last 5 s, like the diagram
+  const mean = (key) => recent.reduce((sum, s) => sum + (s[key] || 0), 0) / Math.max(1, recent.length);
   $('#legend').replaceChildren(...SERIES.map(([key, colour]) => el('li', {},
-    el('i', { style: `background:${colour}` }), `${key} `, el('b', { class: 'mono' }, fmtRate(last[key] ?? 0)))));
+    swatch(colour), `${key} `, el('b', { class: 'mono' }, fmtRate(mean(key))))));
+}
+
+// Set through the CSSOM, which a CSP without style-src 'unsafe-inline' allows.
+function swatch(colour) {
+  const box = el('i');
+  box.style.background = colour;
+  return box;
 }
 
 // ---------------------------------------------------------------- jobs

@@ -5,7 +5,11 @@
 //!   inserting the same rows into a log table and a store table;
 //! - decode + flatten vs `serde_json::Value` parsing of the same bytes;
 //! - the HTTP source through `mock-api` vs plain GETs of the same pages;
-//! - peak RSS of the end-to-end run.
+//! - peak RSS of the end-to-end run;
+//! - with `--dashboard`, `serve` with and without a browser on its page
+//!   (`dashboard.rs`).
+
+mod dashboard;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -59,6 +63,11 @@ fn rate(n: u64, d: Duration) -> f64 {
 pub async fn bench(args: &BenchArgs) -> AppResult {
     if let Some(secs) = args.ticks {
         return tick_precision(secs).await.map_err(Into::into);
+    }
+    if let Some(chromium) = &args.dashboard {
+        return dashboard::dashboard(args.records, chromium)
+            .await
+            .map_err(Into::into);
     }
     let n = args.records.max(MAX_RESULTS_PER_REQUEST);
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
