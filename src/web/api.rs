@@ -275,9 +275,8 @@ fn message_json(m: &LogMessage) -> Value {
 
 pub async fn messages(state: State, Query(q): Query<Limit>) -> ApiResult {
     let messages = state
-        .parts
-        .log
-        .latest(limit(&q, 20, 200))
+        .sampler
+        .latest(&state.parts.log, limit(&q, 20, super::sampler::LATEST_MAX))
         .await
         .map_err(ApiError::internal)?;
     let messages: Vec<Value> = messages.iter().map(message_json).collect();

@@ -2,7 +2,8 @@
 //! cached values: counters into a ring of the last 15 minutes (the rates and
 //! the chart), and the log's lag, the store's row count and the waiting
 //! dead letters (also set as gauges). Kafka and Cassandra are asked less
-//! often than the embedded files, and never by a page directly.
+//! often than the embedded files, and never by a page directly. The newest
+//! messages are cached briefly too: on Kafka each look is a new client.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -14,13 +15,15 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::Parts;
-use crate::pipeline::log::{Log, PartitionLag};
+use crate::pipeline::log::{Log, LogError, LogMessage, PartitionLag};
 use crate::pipeline::sink::Sink;
 use crate::pipeline::stats::Stats;
 
 /// One counter sample a second; 15 minutes kept (about 40 KiB).
 const EVERY: Duration = Duration::from_secs(1);
 const KEEP: usize = 15 * 60 + 1;
+/// The newest messages one look fetches (the API's limit).
+pub const LATEST_MAX: usize = 200;
 /// Dead letters counted at most (the count says "10000+" beyond).
 const DEAD_LETTERS_COUNTED: usize = 10_000;
 
@@ -56,8 +59,13 @@ pub struct Probe {
     pub error: Option<String>,
 }
 
+/// How long a look at the newest messages is shared between pages.
+const LATEST_FRESH: Duration = Duration::from_secs(2);
+
 pub struct Sampler {
     samples: Mutex<VecDeque<Sample>>,
+    /// The last look at the newest messages: when, and what.
+    latest: tokio::sync::Mutex<Option<(Instant, Vec<LogMessage>)>>,
     probe: Mutex<Probe>,
     /// Probe the log and store every this many samples.
     probe_every: u32,
@@ -68,6 +76,7 @@ impl Sampler {
         let remote = matches!(parts.log, Log::Kafka(_)) || matches!(parts.sink, Sink::Cassandra(_));
         Sampler {
             samples: Mutex::new(VecDeque::with_capacity(KEEP)),
+            latest: tokio::sync::Mutex::new(None),
             probe: Mutex::new(Probe::default()),
             probe_every: if remote { 5 } else { 1 },
         }
@@ -106,6 +115,20 @@ impl Sampler {
         let skip = samples.len().saturating_sub(seconds + 1);
         let kept: Vec<Sample> = samples.iter().skip(skip).copied().collect();
         kept.windows(2).map(|w| between(&w[0], &w[1])).collect()
+    }
+
+    /// Up to `limit` (at most [`LATEST_MAX`]) newest messages, from a look
+    /// at most [`LATEST_FRESH`] old; pages asking at once share one look.
+    pub async fn latest(&self, log: &Log, limit: usize) -> Result<Vec<LogMessage>, LogError> {
+        let mut cached = self.latest.lock().await;
+        let stale = cached
+            .as_ref()
+            .is_none_or(|(at, _)| at.elapsed() >= LATEST_FRESH);
+        if stale {
+            *cached = Some((Instant::now(), log.latest(LATEST_MAX).await?));
+        }
+        let messages = cached.as_ref().map(|(_, m)| m.as_slice()).unwrap_or(&[]);
+        Ok(messages.iter().take(limit).cloned().collect())
     }
 
     pub fn probe(&self) -> Probe {

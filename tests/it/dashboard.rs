@@ -343,3 +343,17 @@ fn metrics_are_prometheus_text_and_their_totals_match_the_store() {
     );
     assert!(m["tributary_process_resident_memory_bytes"] > 1e6);
 }
+
+#[test]
+fn the_example_serve_config_stays_valid() {
+    let s = Sandbox::new();
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/serve.toml");
+    let out = s.run(&["--config", example, "config", "check"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("listen = \"127.0.0.1:8080\""));
+    let out = s.run(&["--config", example, "jobs", "list", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let jobs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(jobs[0]["name"], "random_users");
+    assert_eq!(jobs[0]["schedule"], "@every 30s");
+}
