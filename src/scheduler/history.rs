@@ -187,6 +187,25 @@ impl History {
         })
     }
 
+    /// A running run's counts so far (the dashboard and `jobs runs` show
+    /// them live; a crash leaves the last ones).
+    pub fn progress(&self, id: i64, counts: &RunCounts) -> Result<(), HistoryError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE runs SET fetched = ?2, logged = ?3, failed = ?4, ticks_skipped = ?5
+                 WHERE id = ?1 AND state = 'running'",
+                params![
+                    id,
+                    counts.fetched as i64,
+                    counts.logged as i64,
+                    counts.failed as i64,
+                    counts.ticks_skipped as i64,
+                ],
+            )
+            .map(|_| ())
+        })
+    }
+
     /// The oldest queued run of `job` (a trigger), if any.
     pub fn next_queued(&self, job: &str) -> Result<Option<RunRecord>, HistoryError> {
         Ok(self

@@ -20,6 +20,8 @@ use crate::pipeline::stats::Stats;
 
 /// How often the loop looks at the clock, the pause flags and the queue.
 const TICK: Duration = Duration::from_millis(250);
+/// How often a running run's counts are written to the history.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
 /// A validated job.
 #[derive(Debug, Clone, PartialEq)]
@@ -168,6 +170,16 @@ impl Scheduler {
     }
 }
 
+fn counts_of(stats: &Stats) -> RunCounts {
+    let s = stats.summary();
+    RunCounts {
+        fetched: s.fetched,
+        logged: s.logged,
+        failed: s.dead_lettered,
+        ticks_skipped: s.ticks_skipped,
+    }
+}
+
 /// Runs by job and final state, for Prometheus (jobs come from the config,
 /// so the labels are bounded).
 fn count_run(job: &str, state: RunState) {
@@ -204,7 +216,7 @@ async fn execute(
     };
     info!(job = %job.name, run = id, "run started");
     let plan = job.plan;
-    let outcome = run_with_retries(
+    let running = run_with_retries(
         job.retry,
         |attempt| {
             if let Err(e) = history.start(id, attempt) {
@@ -220,15 +232,22 @@ async fn execute(
                     .map_err(|e| e.to_string())
             }
         },
-    )
-    .await;
-    let s = stats.summary();
-    let counts = RunCounts {
-        fetched: s.fetched,
-        logged: s.logged,
-        failed: s.dead_lettered,
-        ticks_skipped: s.ticks_skipped,
+    );
+    tokio::pin!(running);
+    let mut every = tokio::time::interval(PROGRESS_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let outcome = loop {
+        tokio::select! {
+            outcome = &mut running => break outcome,
+            _ = every.tick() => {
+                if let Err(e) = history.progress(id, &counts_of(&stats)) {
+                    warn!(error = %e, "cannot record the run's progress");
+                }
+            }
+        }
     };
+    let s = stats.summary();
+    let counts = counts_of(&stats);
     let (state, error) = match &outcome.result {
         _ if shutdown.is_cancelled() => (
             RunState::Interrupted,
@@ -346,6 +365,15 @@ mod tests {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while log.lag("x").await.unwrap()[0].end < 5 {
             assert!(std::time::Instant::now() < deadline);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // While it runs, its counts so far are in the history.
+        loop {
+            let run = &history.runs("random_users", 1).unwrap()[0];
+            if run.state == RunState::Running && run.counts.logged > 0 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{run:?}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         shutdown.cancel();

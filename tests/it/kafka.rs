@@ -418,7 +418,14 @@ fn the_dashboard_shows_kafka_partitions_and_messages() {
     let topic = unique("dash");
     let url = log_url(&b, &topic);
     let ingested = s.run_json(&[
-        "ingest", "--records", "300", "--seed", "d", "--log", &url, "--json",
+        "ingest",
+        "--records",
+        "300",
+        "--seed",
+        "d",
+        "--log",
+        &url,
+        "--json",
     ]);
     assert_eq!(ingested["logged"], 300, "{ingested}");
     let served = serve(&s, &["--log", &url, "--group", &topic], &[]);
@@ -455,7 +462,10 @@ fn the_dashboard_shows_kafka_partitions_and_messages() {
         .iter()
         .map(|m| m["timestamp_ms"].as_i64().unwrap())
         .collect();
-    assert!(stamps.windows(2).all(|w| w[0] >= w[1]), "newest first: {stamps:?}");
+    assert!(
+        stamps.windows(2).all(|w| w[0] >= w[1]),
+        "newest first: {stamps:?}"
+    );
     // Peeking committed nothing for the group: the lag is still 0 and the
     // group's offsets are where the processor left them.
     let after = get_json(served.port, "/api/v1/topic", &[]);

@@ -133,9 +133,8 @@ async fn round(n: u64, chromium: Option<&Path>) -> anyhow::Result<Round> {
     let mut peak_rss: f64 = 0.0;
     loop {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        peak_rss = peak_rss.max(
-            metric(&client, port, "tributary_process_resident_memory_bytes").await?,
-        );
+        peak_rss =
+            peak_rss.max(metric(&client, port, "tributary_process_resident_memory_bytes").await?);
         if metric(&client, port, "tributary_sink_written_rows_total").await? >= n as f64 {
             break;
         }
