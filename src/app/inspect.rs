@@ -163,7 +163,7 @@ pub async fn dlq(
                 .context("cannot read dead letters")?;
             for l in &letters {
                 if json {
-                    println!("{}", letter_json(l));
+                    println!("{}", l.to_json(usize::MAX));
                 } else {
                     println!("{}", letter_line(l));
                 }
@@ -206,23 +206,6 @@ pub async fn dlq(
             Ok(())
         }
     }
-}
-
-fn letter_json(l: &StoredDeadLetter) -> serde_json::Value {
-    let origin = l.letter.origin.as_ref();
-    serde_json::json!({
-        "id": l.id,
-        "created_ms": l.created_ms,
-        "replayed_ms": l.replayed_ms,
-        "stage": l.letter.stage.as_str(),
-        "reason": l.letter.reason,
-        "topic": origin.map(|o| o.topic.clone()),
-        "partition": origin.map(|o| o.partition),
-        "offset": origin.map(|o| o.offset),
-        "key": l.letter.key.as_ref().map(|k| String::from_utf8_lossy(k).into_owned()),
-        "payload_bytes": l.letter.payload.len(),
-        "payload": String::from_utf8_lossy(&l.letter.payload),
-    })
 }
 
 fn letter_line(l: &StoredDeadLetter) -> String {

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use super::State;
 use crate::config::redact;
 use crate::pipeline::ingest::IngestPlan;
-use crate::pipeline::log::{Log, LogMessage, StoredDeadLetter};
+use crate::pipeline::log::{Log, LogMessage};
 use crate::pipeline::processor;
 use crate::pipeline::sink::Sink;
 use crate::pipeline::source::SourceConfig;
@@ -299,23 +299,6 @@ pub async fn rows(state: State, Query(q): Query<Limit>) -> ApiResult {
     })))
 }
 
-fn letter_json(l: &StoredDeadLetter) -> Value {
-    let origin = l.letter.origin.as_ref();
-    json!({
-        "id": l.id,
-        "created_ms": l.created_ms,
-        "replayed_ms": l.replayed_ms,
-        "stage": l.letter.stage.as_str(),
-        "reason": l.letter.reason,
-        "topic": origin.map(|o| o.topic.clone()),
-        "partition": origin.map(|o| o.partition),
-        "offset": origin.map(|o| o.offset),
-        "key": l.letter.key.as_ref().map(|k| String::from_utf8_lossy(k).into_owned()),
-        "payload_bytes": l.letter.payload.len(),
-        "payload": preview(&l.letter.payload),
-    })
-}
-
 pub async fn dead_letters(state: State, Query(q): Query<Limit>) -> ApiResult {
     let log = &state.parts.log;
     let all = q.all.unwrap_or(false);
@@ -333,7 +316,7 @@ pub async fn dead_letters(state: State, Query(q): Query<Limit>) -> ApiResult {
     };
     Ok(Json(json!({
         "waiting": waiting,
-        "dead_letters": letters.iter().map(letter_json).collect::<Vec<_>>(),
+        "dead_letters": letters.iter().map(|l| l.to_json(PREVIEW_BYTES)).collect::<Vec<_>>(),
     })))
 }
 

@@ -130,6 +130,29 @@ pub struct StoredDeadLetter {
     pub letter: DeadLetter,
 }
 
+impl StoredDeadLetter {
+    /// The letter as `dlq list --json` and the API show it: the payload as
+    /// (lossy) text, cut to `payload_limit` bytes; `payload_bytes` is the
+    /// whole size.
+    pub fn to_json(&self, payload_limit: usize) -> serde_json::Value {
+        let origin = self.letter.origin.as_ref();
+        let payload = &self.letter.payload;
+        serde_json::json!({
+            "id": self.id,
+            "created_ms": self.created_ms,
+            "replayed_ms": self.replayed_ms,
+            "stage": self.letter.stage.as_str(),
+            "reason": self.letter.reason,
+            "topic": origin.map(|o| o.topic.clone()),
+            "partition": origin.map(|o| o.partition),
+            "offset": origin.map(|o| o.offset),
+            "key": self.letter.key.as_ref().map(|k| String::from_utf8_lossy(k).into_owned()),
+            "payload_bytes": payload.len(),
+            "payload": String::from_utf8_lossy(&payload[..payload.len().min(payload_limit)]),
+        })
+    }
+}
+
 /// Lag of one partition for one group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PartitionLag {

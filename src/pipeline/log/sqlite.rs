@@ -428,15 +428,7 @@ impl SqliteLog {
                 "SELECT offset, ts_ms, key, payload FROM {table} ORDER BY offset DESC LIMIT ?1"
             ))?;
             let messages = stmt
-                .query_map([limit as i64], |r| {
-                    Ok(LogMessage {
-                        partition: PARTITION,
-                        offset: r.get(0)?,
-                        timestamp_ms: r.get(1)?,
-                        key: r.get(2)?,
-                        payload: r.get(3)?,
-                    })
-                })?
+                .query_map([limit as i64], message)?
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(messages)
         })
@@ -466,6 +458,17 @@ impl SqliteLog {
             end,
         }])
     }
+}
+
+/// A row of `SELECT offset, ts_ms, key, payload` as a message.
+fn message(r: &rusqlite::Row<'_>) -> rusqlite::Result<LogMessage> {
+    Ok(LogMessage {
+        partition: PARTITION,
+        offset: r.get(0)?,
+        timestamp_ms: r.get(1)?,
+        key: r.get(2)?,
+        payload: r.get(3)?,
+    })
 }
 
 /// A group's cursor over one topic of the embedded log.
@@ -508,15 +511,7 @@ impl SqliteReader {
                  WHERE offset >= ?1 ORDER BY offset LIMIT ?2"
             ))?;
             let batch = stmt
-                .query_map(params![position, max as i64], |r| {
-                    Ok(LogMessage {
-                        partition: PARTITION,
-                        offset: r.get(0)?,
-                        timestamp_ms: r.get(1)?,
-                        key: r.get(2)?,
-                        payload: r.get(3)?,
-                    })
-                })?
+                .query_map(params![position, max as i64], message)?
                 .collect::<Result<Vec<_>, _>>()?;
             Ok::<_, LogError>((batch, position))
         })

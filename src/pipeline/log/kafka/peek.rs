@@ -28,21 +28,18 @@ pub async fn latest(config: &KafkaLogConfig, limit: usize) -> Result<Vec<LogMess
         .map_err(|e| kafka_err("cannot create the Kafka consumer", e))?;
     let topic = config.topic.clone();
     tokio::task::spawn_blocking(move || {
-        let metadata = consumer
-            .fetch_metadata(Some(&topic), REQUEST_TIMEOUT)
-            .map_err(|e| kafka_err("cannot read metadata", e))?;
         let mut tpl = TopicPartitionList::new();
         // Per partition, the offset after which nothing needs reading.
         let mut wanted = Vec::new();
-        for p in metadata.topics().iter().flat_map(|t| t.partitions()) {
+        for p in super::reader::partitions(&consumer, &topic)? {
             let (low, high) = consumer
-                .fetch_watermarks(&topic, p.id(), REQUEST_TIMEOUT)
+                .fetch_watermarks(&topic, p, REQUEST_TIMEOUT)
                 .map_err(|e| kafka_err("cannot read watermarks", e))?;
             if high > low {
                 let from = (high - limit as i64).max(low);
-                tpl.add_partition_offset(&topic, p.id(), Offset::Offset(from))
+                tpl.add_partition_offset(&topic, p, Offset::Offset(from))
                     .map_err(|e| kafka_err("cannot assign a partition", e))?;
-                wanted.push((p.id(), high));
+                wanted.push((p, high));
             }
         }
         let mut out = Vec::new();

@@ -243,6 +243,18 @@ fn committed_and_end<C: Consumer>(
     Ok((done, high))
 }
 
+/// The topic's partition ids, from the cluster's metadata (blocking).
+pub(super) fn partitions<C: Consumer>(consumer: &C, topic: &str) -> Result<Vec<i32>, LogError> {
+    let metadata = consumer
+        .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
+        .map_err(|e| kafka_err("cannot read metadata", e))?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect())
+}
+
 /// Committed offset and end per partition of the topic, for `group`.
 pub async fn lag(config: &KafkaLogConfig, group: &str) -> Result<Vec<PartitionLag>, LogError> {
     let consumer: BaseConsumer = consumer_config(config, group)
@@ -250,15 +262,8 @@ pub async fn lag(config: &KafkaLogConfig, group: &str) -> Result<Vec<PartitionLa
         .map_err(|e| kafka_err("cannot create the Kafka consumer", e))?;
     let topic = config.topic.clone();
     tokio::task::spawn_blocking(move || {
-        let metadata = consumer
-            .fetch_metadata(Some(&topic), REQUEST_TIMEOUT)
-            .map_err(|e| kafka_err("cannot read metadata", e))?;
+        let partitions = partitions(&consumer, &topic)?;
         let mut tpl = TopicPartitionList::new();
-        let partitions: Vec<i32> = metadata
-            .topics()
-            .iter()
-            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-            .collect();
         for &p in &partitions {
             tpl.add_partition(&topic, p);
         }
