@@ -38,8 +38,6 @@ fn find<'a>(config: &'a Config, name: &str) -> AppResult<&'a JobConfig> {
 
 pub async fn serve(config: Config, shutdown: CancellationToken) -> AppResult {
     let history = history(&config)?;
-    // Before any stage counts, so /metrics totals start with the process.
-    let metrics = telemetry::prometheus::install();
     let stats = Arc::new(Stats::default());
     let job = super::run::open_job(&config, stats.clone(), shutdown.clone()).await?;
     println!(
@@ -50,6 +48,10 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> AppResult {
     );
     let web = match config.web.listen {
         Some(addr) => {
+            // Before any stage counts, so /metrics totals start with the
+            // process. Without the web side nothing could read them, so no
+            // recorder is installed at all then.
+            let metrics = telemetry::prometheus::install();
             let parts = web::Parts {
                 config: Arc::new(config.clone()),
                 log: job.log.clone(),

@@ -811,7 +811,7 @@ fn resolve_web(
         })?)
     };
     let token = match (env_token, &raw.token_file) {
-        (Some(t), _) => Some(t),
+        (Some(t), _) => Some(t.trim().to_owned()),
         (None, Some(file)) => Some(
             std::fs::read_to_string(file)
                 .map_err(|e| invalid("web.token_file", format!("{}: {e}", file.display())))?

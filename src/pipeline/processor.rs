@@ -146,7 +146,10 @@ impl Processor {
                 }
             }
             self.stage.stats.add(Counter::Read, batch.len() as u64);
+            let decoding = Instant::now();
             let decoded = decode(batch, self.stage.log.topic(), self.config.max_message_bytes);
+            metrics::histogram!("tributary_processor_decode_duration_seconds")
+                .record(decoding.elapsed().as_secs_f64());
             if let Some(previous) = writing.take() {
                 match previous.await.expect("write stage panicked") {
                     Ok(true) => {}

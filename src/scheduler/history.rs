@@ -206,6 +206,13 @@ impl History {
         })
     }
 
+    /// Whether a run of `job` is running now.
+    pub fn running(&self, job: &str) -> Result<bool, HistoryError> {
+        Ok(!self
+            .runs_where(job, "AND state = 'running' LIMIT 1")?
+            .is_empty())
+    }
+
     /// The oldest queued run of `job` (a trigger), if any.
     pub fn next_queued(&self, job: &str) -> Result<Option<RunRecord>, HistoryError> {
         Ok(self

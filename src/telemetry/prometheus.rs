@@ -111,6 +111,11 @@ fn describe() {
         Unit::Count,
         "Messages the processor read from the log."
     );
+    describe_histogram!(
+        "tributary_processor_decode_duration_seconds",
+        Unit::Seconds,
+        "Time to decode and validate one batch read from the log."
+    );
     describe_counter!(
         "tributary_sink_written_rows_total",
         Unit::Count,

@@ -3,8 +3,8 @@
 //! counters) or the sampler's cache; nothing here holds pipeline state.
 //! Shapes are those of `docs/openapi.yaml`.
 
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, Query};
@@ -15,20 +15,20 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::State;
+use super::sampler::LATEST_MAX;
 use crate::config::redact;
 use crate::pipeline::ingest::IngestPlan;
 use crate::pipeline::log::{Log, LogMessage};
 use crate::pipeline::processor;
 use crate::pipeline::sink::Sink;
 use crate::pipeline::source::SourceConfig;
+use crate::scheduler::history::HistoryError;
 use crate::scheduler::history::now_ms;
-use crate::scheduler::{JobConfig, RunState};
+use crate::scheduler::{History, JobConfig, RunState};
 use crate::telemetry::prometheus;
 
 /// Payload bytes shown per message or dead letter.
 const PREVIEW_BYTES: usize = 4096;
-/// Readiness: the log and store answered within this.
-const READY_WITHIN: Duration = Duration::from_secs(30);
 
 /// An error as the API says it: a status and `{"error": "..."}`.
 pub struct ApiError(StatusCode, String);
@@ -66,6 +66,19 @@ fn source_url(source: &SourceConfig) -> String {
     }
 }
 
+/// History calls run SQLite under a lock: off the async threads, which the
+/// processor shares.
+async fn history<T: Send + 'static>(
+    state: &State,
+    f: impl FnOnce(&History) -> Result<T, HistoryError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let h = state.parts.history.clone();
+    tokio::task::spawn_blocking(move || f(&h))
+        .await
+        .expect("history task panicked")
+        .map_err(ApiError::internal)
+}
+
 pub async fn status(state: State) -> Json<Value> {
     let p = &state.parts;
     let s = &p.stats;
@@ -78,18 +91,16 @@ pub async fn status(state: State) -> Json<Value> {
         get(&s.sink_rejected),
     );
     let lag: i64 = probe.lag.iter().map(|l| l.lag()).sum();
-    let running = p
-        .config
-        .jobs
-        .iter()
-        .filter(|j| {
-            p.history
-                .runs(&j.name, 1)
-                .ok()
-                .and_then(|r| r.first().map(|r| r.state == RunState::Running))
-                .unwrap_or(false)
-        })
-        .count();
+    let names: Vec<String> = p.config.jobs.iter().map(|j| j.name.clone()).collect();
+    let running = history(&state, move |h| {
+        let mut n = 0;
+        for name in &names {
+            n += usize::from(h.running(name)?);
+        }
+        Ok(n)
+    })
+    .await
+    .unwrap_or(0);
     Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_secs": state.started.elapsed().as_secs_f64(),
@@ -127,7 +138,7 @@ pub async fn status(state: State) -> Json<Value> {
             "rows": probe.rows,
         },
         "jobs": { "count": p.config.jobs.len(), "running": running },
-        "probe_error": probe.error,
+        "probe_error": probe.error(),
     }))
 }
 
@@ -165,18 +176,29 @@ fn burst(plan: &IngestPlan) -> Option<String> {
 }
 
 pub async fn jobs(state: State) -> ApiResult {
-    let history = &state.parts.history;
+    let names: Vec<String> = state
+        .parts
+        .config
+        .jobs
+        .iter()
+        .map(|j| j.name.clone())
+        .collect();
+    let per_job = history(&state, move |h| {
+        names
+            .iter()
+            .map(|n| Ok((h.runs(n, 5)?, h.is_paused(n)?, h.running(n)?)))
+            .collect::<Result<Vec<_>, HistoryError>>()
+    })
+    .await?;
     let now = Utc::now();
     let mut jobs = Vec::new();
-    for j in &state.parts.config.jobs {
-        let runs = history.runs(&j.name, 5).map_err(ApiError::internal)?;
-        let paused = history.is_paused(&j.name).map_err(ApiError::internal)?;
+    for (j, (runs, paused, running)) in state.parts.config.jobs.iter().zip(per_job) {
         jobs.push(json!({
             "name": j.name,
             "schedule": j.schedule.to_string(),
             "next_run": j.schedule.next_after(now).map(|t| t.to_rfc3339()),
             "paused": paused,
-            "running": runs.iter().any(|r| r.state == RunState::Running),
+            "running": running,
             "burst": burst(&j.plan),
             "recent_runs": runs,
         }));
@@ -186,31 +208,21 @@ pub async fn jobs(state: State) -> ApiResult {
 
 pub async fn runs(state: State, Path(name): Path<String>, Query(q): Query<Limit>) -> ApiResult {
     find(&state, &name)?;
-    let runs = state
-        .parts
-        .history
-        .runs(&name, limit(&q, 20, 500))
-        .map_err(ApiError::internal)?;
+    let n = limit(&q, 20, 500);
+    let runs = history(&state, move |h| h.runs(&name, n)).await?;
     Ok(Json(json!({ "runs": runs })))
 }
 
 pub async fn trigger(state: State, Path(name): Path<String>) -> Result<Response, ApiError> {
     find(&state, &name)?;
-    let id = state
-        .parts
-        .history
-        .add(&name, now_ms(), RunState::Queued)
-        .map_err(ApiError::internal)?;
+    let id = history(&state, move |h| h.add(&name, now_ms(), RunState::Queued)).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "run_id": id }))).into_response())
 }
 
 async fn set_paused(state: State, name: String, paused: bool) -> ApiResult {
     find(&state, &name)?;
-    state
-        .parts
-        .history
-        .set_paused(&name, paused)
-        .map_err(ApiError::internal)?;
+    let job = name.clone();
+    history(&state, move |h| h.set_paused(&job, paused)).await?;
     Ok(Json(json!({ "name": name, "paused": paused })))
 }
 
@@ -274,12 +286,15 @@ fn message_json(m: &LogMessage) -> Value {
 }
 
 pub async fn messages(state: State, Query(q): Query<Limit>) -> ApiResult {
+    let log = &state.parts.log;
     let messages = state
         .sampler
-        .latest(&state.parts.log, limit(&q, 20, super::sampler::LATEST_MAX))
+        .latest
+        .get((), || log.latest(LATEST_MAX))
         .await
         .map_err(ApiError::internal)?;
-    let messages: Vec<Value> = messages.iter().map(message_json).collect();
+    let n = limit(&q, 20, LATEST_MAX);
+    let messages: Vec<Value> = messages.iter().take(n).map(message_json).collect();
     Ok(Json(json!({ "messages": messages })))
 }
 
@@ -287,8 +302,11 @@ pub async fn messages(state: State, Query(q): Query<Limit>) -> ApiResult {
 /// the rows fresh.
 pub async fn rows(state: State, Query(q): Query<Limit>) -> ApiResult {
     let sink = &state.parts.sink;
-    let rows = sink
-        .rows(limit(&q, 20, 200))
+    let n = limit(&q, 20, 200);
+    let rows = state
+        .sampler
+        .rows
+        .get(n, || sink.rows(n))
         .await
         .map_err(ApiError::internal)?;
     let count = state.sampler.probe().rows;
@@ -301,42 +319,84 @@ pub async fn rows(state: State, Query(q): Query<Limit>) -> ApiResult {
 
 pub async fn dead_letters(state: State, Query(q): Query<Limit>) -> ApiResult {
     let log = &state.parts.log;
-    let all = q.all.unwrap_or(false);
-    let letters = log
-        .dead_letters(all, limit(&q, 50, 1000))
+    let key = (q.all.unwrap_or(false), limit(&q, 50, 1000));
+    let letters = state
+        .sampler
+        .dead_letters
+        .get(key, || log.dead_letters(key.0, key.1))
         .await
         .map_err(ApiError::internal)?;
-    let waiting = if all {
-        log.dead_letters(false, 10_000)
-            .await
-            .map_err(ApiError::internal)?
-            .len()
-    } else {
-        letters.len()
-    };
+    let waiting = state
+        .sampler
+        .waiting
+        .get((), || log.dead_letters_waiting())
+        .await
+        .map_err(ApiError::internal)?;
     Ok(Json(json!({
         "waiting": waiting,
         "dead_letters": letters.iter().map(|l| l.to_json(PREVIEW_BYTES)).collect::<Vec<_>>(),
     })))
 }
 
-#[derive(Deserialize, Default)]
-pub struct ReplayBody {
+/// Letters replayed by one call at most; the answer says how many remain.
+const REPLAY_MAX: usize = 1000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReplayBody {
     #[serde(default)]
     ids: Vec<i64>,
+    #[serde(default)]
+    all: bool,
 }
 
-pub async fn replay(state: State, body: Option<Json<ReplayBody>>) -> ApiResult {
-    let ids = body.map(|Json(b)| b.ids).unwrap_or_default();
-    let p = &state.parts;
-    let mut letters = p
-        .log
-        .dead_letters(false, usize::MAX >> 1)
-        .await
-        .map_err(ApiError::internal)?;
-    if !ids.is_empty() {
-        letters.retain(|l| ids.contains(&l.id));
+/// `{"ids": [...]}` replays those; `{"all": true}` every waiting letter
+/// (oldest first, [`REPLAY_MAX`] a call). The body is read as JSON whatever
+/// its content type, and an empty or unclear one replays nothing.
+pub async fn replay(state: State, body: axum::body::Bytes) -> Result<Response, ApiError> {
+    let request: ReplayBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            format!(r#"the body must be {{"ids": [..]}} or {{"all": true}}: {e}"#),
+        )
+    })?;
+    if request.ids.is_empty() != request.all {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            r#"give either "ids" or "all": true"#.into(),
+        ));
     }
+    let Ok(_one_at_a_time) = state.replaying.try_lock() else {
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            "a replay is already running".into(),
+        ));
+    };
+    let p = &state.parts;
+    let (letters, remaining) = if request.all {
+        // The oldest REPLAY_MAX, and how many wait behind them.
+        let letters = p
+            .log
+            .dead_letters(false, REPLAY_MAX)
+            .await
+            .map_err(ApiError::internal)?;
+        let waiting = p
+            .log
+            .dead_letters_waiting()
+            .await
+            .map_err(ApiError::internal)?;
+        let remaining = waiting.saturating_sub(letters.len() as u64);
+        (letters, remaining)
+    } else {
+        let wanted: HashSet<i64> = request.ids.iter().copied().take(REPLAY_MAX).collect();
+        let mut letters = p
+            .log
+            .dead_letters(false, usize::MAX >> 1)
+            .await
+            .map_err(ApiError::internal)?;
+        letters.retain(|l| wanted.contains(&l.id));
+        (letters, 0)
+    };
     let report = processor::replay(
         &p.log,
         &p.sink,
@@ -345,10 +405,15 @@ pub async fn replay(state: State, body: Option<Json<ReplayBody>>) -> ApiResult {
     )
     .await
     .map_err(ApiError::internal)?;
+    state.sampler.dead_letters.clear().await;
+    state.sampler.waiting.clear().await;
+    state.sampler.rows.clear().await;
     Ok(Json(json!({
         "replayed": report.replayed,
         "still_failing": report.still_failing,
-    })))
+        "remaining": remaining,
+    }))
+    .into_response())
 }
 
 pub async fn config(state: State) -> Json<Value> {
@@ -374,20 +439,13 @@ pub async fn healthz() -> &'static str {
     "ok\n"
 }
 
+/// Open to anyone, so it says no more than ready or not; why is in
+/// `/api/v1/status` (`probe_error`) and the debug log.
 pub async fn readyz(state: State) -> Response {
-    let probe = state.sampler.probe();
-    match probe.ok_at {
-        Some(t) if t.elapsed() < READY_WITHIN => (StatusCode::OK, "ready\n").into_response(),
-        _ => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "not ready: {}\n",
-                probe
-                    .error
-                    .unwrap_or_else(|| "the log and store have not answered yet".into())
-            ),
-        )
-            .into_response(),
+    if state.sampler.probe().ready() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
     }
 }
 

@@ -1,7 +1,7 @@
 //! Who may call what. Three checks run before every handler:
 //!
-//! 1. Host: on a loopback address without a token, only loopback host names
-//!    are answered, so a web page cannot reach the API by DNS rebinding.
+//! 1. Host: on a loopback address only loopback host names are answered, so
+//!    a web page cannot reach the API by DNS rebinding.
 //! 2. Cross-site: a request that changes state must be a POST carrying
 //!    `X-Tributary-Request` (a header no form can send and no cross-site
 //!    script can send without a CORS preflight, which is never granted), and
@@ -32,6 +32,8 @@ const COOKIE: &str = "tributary_session";
 const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 /// Sessions kept at most; the oldest goes first.
 const MAX_SESSIONS: usize = 1024;
+/// How long a wrong login waits before it is answered.
+const LOGIN_FAILURE_DELAY: Duration = Duration::from_millis(500);
 /// The header every state-changing request carries.
 pub const REQUEST_HEADER: &str = "x-tributary-request";
 
@@ -187,7 +189,7 @@ fn same_site(headers: &HeaderMap) -> Result<(), &'static str> {
 pub async fn guard(state: State, request: Request, next: Next) -> Response {
     let auth = &state.auth;
     let headers = request.headers();
-    if auth.loopback && auth.token.is_none() {
+    if auth.loopback {
         let host = headers
             .get(header::HOST)
             .and_then(|v| v.to_str().ok())
@@ -237,6 +239,8 @@ pub async fn login(state: State, Json(body): Json<Login>) -> Response {
         return StatusCode::NO_CONTENT.into_response();
     };
     if !token.matches(&body.token) {
+        // Guessing costs time.
+        tokio::time::sleep(LOGIN_FAILURE_DELAY).await;
         return refuse(StatusCode::UNAUTHORIZED, "wrong token");
     }
     let id = state.auth.new_session();

@@ -23,7 +23,6 @@ use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
 use crate::config::Config;
 use crate::pipeline::log::Log;
@@ -60,6 +59,8 @@ struct AppState {
     sampler: Arc<Sampler>,
     auth: auth::Auth,
     started: Instant,
+    /// Held while a replay runs: one at a time.
+    replaying: tokio::sync::Mutex<()>,
 }
 
 type State = axum::extract::State<Arc<AppState>>;
@@ -87,23 +88,24 @@ pub async fn start(
 ) -> std::io::Result<WebServer> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
-    let sampler = Arc::new(Sampler::new(&parts));
-    tokio::spawn(
-        sampler::run(
-            sampler.clone(),
-            parts.log.clone(),
-            parts.sink.clone(),
-            parts.config.group.clone(),
-            parts.stats.clone(),
-            shutdown.clone(),
-        )
-        .in_current_span(),
+    let sampler = Arc::new(Sampler::new(&parts.log, &parts.sink));
+    sampler::spawn(
+        sampler.clone(),
+        sampler::Sources {
+            log: parts.log.clone(),
+            sink: parts.sink.clone(),
+            group: parts.config.group.clone(),
+            stats: parts.stats.clone(),
+            metrics: parts.metrics.clone(),
+        },
+        shutdown.clone(),
     );
     let state = Arc::new(AppState {
         parts,
         sampler,
         auth: auth::Auth::new(token, addr),
         started: Instant::now(),
+        replaying: tokio::sync::Mutex::new(()),
     });
     let app = router(state);
     let task = tokio::spawn(async move {

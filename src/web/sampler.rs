@@ -1,21 +1,25 @@
-//! Samples the pipeline once a second so the page and Prometheus read cheap
-//! cached values: counters into a ring of the last 15 minutes (the rates and
-//! the chart), and the log's lag, the store's row count and the waiting
-//! dead letters (also set as gauges). Kafka and Cassandra are asked less
-//! often than the embedded files, and never by a page directly. The newest
-//! messages are cached briefly too: on Kafka each look is a new client.
+//! What the web side knows of the pipeline without asking it on every
+//! request: counters sampled once a second into a ring of the last 15
+//! minutes (rates, the chart); the log's lag, the store's row count and the
+//! waiting dead letters, each probed in its own loop at its own pace (also
+//! set as gauges); and short-lived caches of the newest messages, rows and
+//! dead letters, so any number of open pages cost one query per view every
+//! few seconds. Kafka and Cassandra are probed less often than the embedded
+//! files, and the row count backs off when counting is slow (a Cassandra
+//! `count(*)` scans the table).
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use super::Parts;
-use crate::pipeline::log::{Log, LogError, LogMessage, PartitionLag};
+use crate::pipeline::log::{Log, PartitionLag};
 use crate::pipeline::sink::Sink;
 use crate::pipeline::stats::Stats;
 
@@ -24,14 +28,16 @@ const EVERY: Duration = Duration::from_secs(1);
 const KEEP: usize = 15 * 60 + 1;
 /// The newest messages one look fetches (the API's limit).
 pub const LATEST_MAX: usize = 200;
-/// Dead letters counted at most (the count says "10000+" beyond).
-const DEAD_LETTERS_COUNTED: usize = 10_000;
+/// How long a look at the newest messages, rows or dead letters is shared.
+const FRESH: Duration = Duration::from_secs(2);
+/// Readiness: the log answered within this.
+const READY_WITHIN: Duration = Duration::from_secs(30);
 
 /// Counters at one instant.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 struct Sample {
     t_ms: i64,
-    at: Option<Instant>,
+    at: Instant,
     fetched: u64,
     logged: u64,
     read: u64,
@@ -48,37 +54,97 @@ pub struct Rates {
     pub stored: f64,
 }
 
-/// What the log and store said at the last probe.
+/// What the log and store said when last asked.
 #[derive(Debug, Clone, Default)]
 pub struct Probe {
     pub lag: Vec<PartitionLag>,
     pub rows: Option<u64>,
     pub dead_letters_waiting: Option<u64>,
-    /// When the log and store last both answered.
-    pub ok_at: Option<Instant>,
-    pub error: Option<String>,
+    /// When the log last answered.
+    log_ok_at: Option<Instant>,
+    /// Whether the store's last count succeeded.
+    store_ok: bool,
+    /// The latest failure of each kind, for the status view and the logs.
+    log_error: Option<String>,
+    store_error: Option<String>,
 }
 
-/// How long a look at the newest messages is shared between pages.
-const LATEST_FRESH: Duration = Duration::from_secs(2);
+impl Probe {
+    /// The log answered recently and the store's last count worked.
+    pub fn ready(&self) -> bool {
+        self.store_ok && self.log_ok_at.is_some_and(|t| t.elapsed() < READY_WITHIN)
+    }
+
+    pub fn error(&self) -> Option<String> {
+        match (&self.log_error, &self.store_error) {
+            (None, None) => None,
+            (a, b) => Some(
+                [a.as_deref(), b.as_deref()]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
+        }
+    }
+}
+
+/// A value fetched at most once per [`FRESH`] for a given key; callers that
+/// ask while a fetch runs wait for it and share its result.
+pub struct Fresh<K, V> {
+    slot: tokio::sync::Mutex<Option<(Instant, K, V)>>,
+}
+
+impl<K: PartialEq, V: Clone> Fresh<K, V> {
+    fn new() -> Self {
+        Fresh {
+            slot: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Forgets the value (after a change the next reader must see).
+    pub async fn clear(&self) {
+        *self.slot.lock().await = None;
+    }
+
+    pub async fn get<E, Fut>(&self, key: K, fetch: impl FnOnce() -> Fut) -> Result<V, E>
+    where
+        Fut: Future<Output = Result<V, E>>,
+    {
+        let mut slot = self.slot.lock().await;
+        if let Some((at, k, v)) = slot.as_ref() {
+            if *k == key && at.elapsed() < FRESH {
+                return Ok(v.clone());
+            }
+        }
+        let v = fetch().await?;
+        *slot = Some((Instant::now(), key, v.clone()));
+        Ok(v)
+    }
+}
 
 pub struct Sampler {
     samples: Mutex<VecDeque<Sample>>,
-    /// The last look at the newest messages: when, and what.
-    latest: tokio::sync::Mutex<Option<(Instant, Vec<LogMessage>)>>,
     probe: Mutex<Probe>,
-    /// Probe the log and store every this many samples.
-    probe_every: u32,
+    /// Seconds between probes of the log (and at least between row counts).
+    probe_every: Duration,
+    pub latest: Fresh<(), Vec<crate::pipeline::log::LogMessage>>,
+    pub rows: Fresh<usize, Vec<crate::record::Row>>,
+    pub dead_letters: Fresh<(bool, usize), Vec<crate::pipeline::log::StoredDeadLetter>>,
+    pub waiting: Fresh<(), u64>,
 }
 
 impl Sampler {
-    pub fn new(parts: &Parts) -> Sampler {
-        let remote = matches!(parts.log, Log::Kafka(_)) || matches!(parts.sink, Sink::Cassandra(_));
+    pub fn new(log: &Log, sink: &Sink) -> Sampler {
+        let remote = matches!(log, Log::Kafka(_)) || matches!(sink, Sink::Cassandra(_));
         Sampler {
             samples: Mutex::new(VecDeque::with_capacity(KEEP)),
-            latest: tokio::sync::Mutex::new(None),
             probe: Mutex::new(Probe::default()),
-            probe_every: if remote { 5 } else { 1 },
+            probe_every: if remote { 5 * EVERY } else { EVERY },
+            latest: Fresh::new(),
+            rows: Fresh::new(),
+            dead_letters: Fresh::new(),
+            waiting: Fresh::new(),
         }
     }
 
@@ -86,7 +152,7 @@ impl Sampler {
         let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
         let sample = Sample {
             t_ms: crate::scheduler::history::now_ms(),
-            at: Some(Instant::now()),
+            at: Instant::now(),
             fetched: get(&stats.fetched),
             logged: get(&stats.logged),
             read: get(&stats.read),
@@ -117,30 +183,17 @@ impl Sampler {
         kept.windows(2).map(|w| between(&w[0], &w[1])).collect()
     }
 
-    /// Up to `limit` (at most [`LATEST_MAX`]) newest messages, from a look
-    /// at most [`LATEST_FRESH`] old; pages asking at once share one look.
-    pub async fn latest(&self, log: &Log, limit: usize) -> Result<Vec<LogMessage>, LogError> {
-        let mut cached = self.latest.lock().await;
-        let stale = cached
-            .as_ref()
-            .is_none_or(|(at, _)| at.elapsed() >= LATEST_FRESH);
-        if stale {
-            *cached = Some((Instant::now(), log.latest(LATEST_MAX).await?));
-        }
-        let messages = cached.as_ref().map(|(_, m)| m.as_slice()).unwrap_or(&[]);
-        Ok(messages.iter().take(limit).cloned().collect())
-    }
-
     pub fn probe(&self) -> Probe {
         self.probe.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn update(&self, f: impl FnOnce(&mut Probe)) {
+        f(&mut self.probe.lock().unwrap_or_else(|p| p.into_inner()));
     }
 }
 
 fn between(a: &Sample, b: &Sample) -> Rates {
-    let secs = match (a.at, b.at) {
-        (Some(x), Some(y)) => y.duration_since(x).as_secs_f64(),
-        _ => 0.0,
-    };
+    let secs = b.at.duration_since(a.at).as_secs_f64();
     let rate = |x: u64, y: u64| {
         if secs > 0.0 {
             y.saturating_sub(x) as f64 / secs
@@ -157,71 +210,105 @@ fn between(a: &Sample, b: &Sample) -> Rates {
     }
 }
 
-async fn probe(log: &Log, sink: &Sink, group: &str, with_letters: bool, into: &Mutex<Probe>) {
-    let lag = log.lag(group).await;
-    let rows = sink.count().await;
-    let letters = if with_letters {
-        Some(log.dead_letters(false, DEAD_LETTERS_COUNTED).await)
-    } else {
-        None
-    };
-    let mut p = into.lock().unwrap_or_else(|p| p.into_inner());
-    let mut errors = Vec::new();
-    match lag {
-        Ok(lag) => {
-            let total: i64 = lag.iter().map(|p| p.lag()).sum();
-            metrics::gauge!("tributary_log_lag_messages").set(total as f64);
-            p.lag = lag;
+/// Calls `step` every `every` until `shutdown`; `step` returns how long to
+/// wait beyond `every` before the next call (a slow count backs off).
+async fn every<F, Fut>(every: Duration, shutdown: &CancellationToken, mut step: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Duration>,
+{
+    loop {
+        let extra = step().await;
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every + extra) => {}
         }
-        Err(e) => errors.push(format!("log: {e}")),
-    }
-    match rows {
-        Ok(n) => {
-            metrics::gauge!("tributary_sink_stored_rows").set(n as f64);
-            p.rows = Some(n);
-        }
-        Err(e) => errors.push(format!("store: {e}")),
-    }
-    match letters {
-        Some(Ok(l)) => {
-            metrics::gauge!("tributary_log_dead_letters_waiting").set(l.len() as f64);
-            p.dead_letters_waiting = Some(l.len() as u64);
-        }
-        Some(Err(e)) => errors.push(format!("dead letters: {e}")),
-        None => {}
-    }
-    if errors.is_empty() {
-        p.ok_at = Some(Instant::now());
-        p.error = None;
-    } else {
-        debug!(errors = ?errors, "dashboard probe failed");
-        p.error = Some(errors.join("; "));
     }
 }
 
-/// Samples until `shutdown`.
-pub async fn run(
-    sampler: Arc<Sampler>,
-    log: Log,
-    sink: Sink,
-    group: String,
-    stats: Arc<Stats>,
-    shutdown: CancellationToken,
-) {
-    let mut tick = tokio::time::interval(EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut n: u32 = 0;
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        sampler.push(&stats);
-        if n % sampler.probe_every == 0 {
-            // Dead letters are the costliest to count: every 5th probe.
-            let with_letters = n % (sampler.probe_every * 5) == 0;
-            probe(&log, &sink, &group, with_letters, &sampler.probe).await;
-        }
-        n = n.wrapping_add(1);
-    }
+/// What the sampling loops read from.
+pub struct Sources {
+    pub log: Log,
+    pub sink: Sink,
+    pub group: String,
+    pub stats: Arc<Stats>,
+    pub metrics: PrometheusHandle,
+}
+
+/// Starts the sampling loops; they stop with `shutdown`.
+pub fn spawn(sampler: Arc<Sampler>, from: Sources, shutdown: CancellationToken) {
+    let from = Arc::new(from);
+    let (s, f, stop) = (sampler.clone(), from.clone(), shutdown.clone());
+    tokio::spawn(async move {
+        every(EVERY, &stop, || async {
+            s.push(&f.stats);
+            // Folds histogram samples into their buckets; without it they
+            // pile up between scrapes (or forever, with nobody scraping).
+            f.metrics.run_upkeep();
+            Duration::ZERO
+        })
+        .await
+    });
+    let (s, f, stop) = (sampler.clone(), from.clone(), shutdown.clone());
+    tokio::spawn(async move {
+        every(s.probe_every, &stop, || async {
+            match f.log.lag(&f.group).await {
+                Ok(lag) => {
+                    let total: i64 = lag.iter().map(|p| p.lag()).sum();
+                    metrics::gauge!("tributary_log_lag_messages").set(total as f64);
+                    s.update(|p| {
+                        p.lag = lag;
+                        p.log_ok_at = Some(Instant::now());
+                        p.log_error = None;
+                    });
+                }
+                Err(e) => {
+                    debug!(error = %e, "dashboard: the log did not answer");
+                    s.update(|p| p.log_error = Some(format!("log: {e}")));
+                }
+            }
+            Duration::ZERO
+        })
+        .await
+    });
+    let (s, f, stop) = (sampler.clone(), from.clone(), shutdown.clone());
+    tokio::spawn(async move {
+        every(s.probe_every, &stop, || async {
+            let started = Instant::now();
+            match f.sink.count().await {
+                Ok(n) => {
+                    metrics::gauge!("tributary_sink_stored_rows").set(n as f64);
+                    s.update(|p| {
+                        p.rows = Some(n);
+                        p.store_ok = true;
+                        p.store_error = None;
+                    });
+                }
+                Err(e) => {
+                    debug!(error = %e, "dashboard: the store did not answer");
+                    s.update(|p| {
+                        p.store_ok = false;
+                        p.store_error = Some(format!("store: {e}"));
+                    });
+                }
+            }
+            // Counting may take at most a tenth of the time.
+            started.elapsed() * 9
+        })
+        .await
+    });
+    let (s, f, stop) = (sampler, from, shutdown);
+    tokio::spawn(async move {
+        every(s.probe_every * 5, &stop, || async {
+            match f.log.dead_letters_waiting().await {
+                Ok(n) => {
+                    metrics::gauge!("tributary_log_dead_letters_waiting").set(n as f64);
+                    s.update(|p| p.dead_letters_waiting = Some(n));
+                }
+                Err(e) => debug!(error = %e, "dashboard: cannot count dead letters"),
+            }
+            Duration::ZERO
+        })
+        .await
+    });
 }

@@ -304,49 +304,119 @@ async fn pause_persists_in_the_history_file() {
     assert!(!reopened.is_paused("random_users").unwrap());
 }
 
-#[tokio::test]
-async fn replay_puts_a_dead_letter_through_the_store() {
-    let h = harness(None, 10).await;
-    // A row the store once refused, kept with its bytes.
+/// `n` rows the store once refused, kept as dead letters with their bytes.
+async fn refused_rows(h: &Harness, n: u64) {
     let source = Source::open(&crate::pipeline::source::SourceConfig::Generator {
         seed: "another".into(),
         nats: vec![],
         gender: None,
     })
     .unwrap();
-    let user = source.fetch(1, 1).await.unwrap().users.remove(0);
-    let row = user.to_row().unwrap();
-    h.log
-        .dead_letter(vec![DeadLetter {
-            stage: Stage::Sink,
-            reason: "store refused the row".into(),
-            origin: Some(Origin {
-                topic: "users_created".into(),
-                partition: 0,
-                offset: 10_000,
-            }),
-            key: Some(row.key()),
-            payload: row.to_json(),
-        }])
-        .await
-        .unwrap();
+    let users = source.fetch(1, n).await.unwrap().users;
+    let letters = users
+        .iter()
+        .enumerate()
+        .map(|(i, user)| {
+            let row = user.to_row().unwrap();
+            DeadLetter {
+                stage: Stage::Sink,
+                reason: "store refused the row".into(),
+                origin: Some(Origin {
+                    topic: "users_created".into(),
+                    partition: 0,
+                    offset: 10_000 + i as i64,
+                }),
+                key: Some(row.key()),
+                payload: row.to_json(),
+            }
+        })
+        .collect();
+    h.log.dead_letter(letters).await.unwrap();
+}
+
+#[tokio::test]
+async fn replay_puts_a_dead_letter_through_the_store() {
+    let h = harness(None, 10).await;
+    refused_rows(&h, 2).await;
     let letters = h.get("/api/v1/dead-letters").await;
-    assert_eq!(letters["waiting"], 1);
+    assert_eq!(letters["waiting"], 2);
     let letter = &letters["dead_letters"][0];
     assert_eq!(letter["stage"], "sink");
     assert_eq!(letter["reason"], "store refused the row");
     assert_eq!(letter["offset"], 10_000);
     let id = letter["id"].as_i64().unwrap();
 
-    let (status, report) = h
-        .post("/api/v1/dead-letters/replay", json!({ "ids": [id] }))
-        .await;
-    assert_eq!(status, StatusCode::OK, "{report}");
-    assert_eq!(report, json!({"replayed": 1, "still_failing": 0}));
+    // No content type: still read as JSON, and only the one asked for.
+    let r = h
+        .client
+        .post(format!("{}/api/v1/dead-letters/replay", h.base))
+        .header(auth::REQUEST_HEADER, "1")
+        .body(format!(r#"{{"ids": [{id}]}}"#))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let report: Value = r.json().await.unwrap();
+    assert_eq!(
+        report,
+        json!({"replayed": 1, "still_failing": 0, "remaining": 0})
+    );
     assert_eq!(h.sink.count().await.unwrap(), 11);
-    assert_eq!(h.get("/api/v1/dead-letters").await["waiting"], 0);
+    let after = h.get("/api/v1/dead-letters").await;
+    assert_eq!(after["waiting"], 1, "{after}");
+    assert_ne!(after["dead_letters"][0]["id"], id);
     let all = h.get("/api/v1/dead-letters?all=true").await;
     assert!(all["dead_letters"][0]["replayed_ms"].is_number());
+
+    // An empty or unclear body replays nothing.
+    for body in [
+        json!({}),
+        json!({"ids": []}),
+        json!({"ids": [1], "all": true}),
+    ] {
+        let (status, _) = h.post("/api/v1/dead-letters/replay", body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    }
+    assert_eq!(h.get("/api/v1/dead-letters").await["waiting"], 1);
+    let (status, report) = h
+        .post("/api/v1/dead-letters/replay", json!({"all": true}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(report["replayed"], 1);
+    assert_eq!(h.sink.count().await.unwrap(), 12);
+}
+
+#[tokio::test]
+async fn waiting_counts_every_letter_not_only_the_listed_ones() {
+    let h = harness(None, 0).await;
+    refused_rows(&h, 60).await;
+    let letters = h.get("/api/v1/dead-letters").await;
+    assert_eq!(letters["waiting"], 60);
+    assert_eq!(letters["dead_letters"].as_array().unwrap().len(), 50);
+    let few = h.get("/api/v1/dead-letters?limit=5").await;
+    assert_eq!(few["dead_letters"].as_array().unwrap().len(), 5);
+}
+
+#[tokio::test]
+async fn every_listed_route_answers() {
+    let h = harness(None, 0).await;
+    for (method, path) in ROUTES {
+        let path = path.replace("{name}", "random_users");
+        let url = format!("{}{path}", h.base);
+        let r = match *method {
+            "get" => h.client.get(&url),
+            _ => h
+                .client
+                .post(&url)
+                .header(auth::REQUEST_HEADER, "1")
+                .body(r#"{"ids": [424242], "token": "x"}"#),
+        };
+        let status = r.send().await.unwrap().status();
+        assert!(
+            status != StatusCode::NOT_FOUND && status != StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}: {status}"
+        );
+    }
 }
 
 #[tokio::test]

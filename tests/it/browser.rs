@@ -98,8 +98,10 @@ fn with_a_token_the_page_asks_for_it_first() {
     }
     let s = Sandbox::new();
     std::fs::write(s.dir.path().join("tributary.toml"), CONFIG).unwrap();
-    let serve = serve(&s, &[], &[("TRIBUTARY_WEB_TOKEN", TOKEN)]);
+    let mut serve = serve(&s, &[], &[("TRIBUTARY_WEB_TOKEN", TOKEN)]);
     let shot = screenshot("dashboard-login.png");
     drive(serve.port, &shot, Some(TOKEN));
-    assert!(!serve.output.lock().unwrap().contains(TOKEN));
+    terminate(&serve.child.0);
+    assert_eq!(serve.child.0.wait().unwrap().code(), Some(0));
+    assert!(!serve.all_output().contains(TOKEN));
 }

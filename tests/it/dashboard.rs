@@ -26,6 +26,17 @@ pub struct Serve {
     pub child: Reap,
     pub port: u16,
     pub output: Arc<Mutex<String>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Serve {
+    /// Everything it printed, once it has exited (call after `wait`).
+    pub fn all_output(&mut self) -> String {
+        for r in self.readers.drain(..) {
+            r.join().expect("output reader");
+        }
+        self.output.lock().unwrap().clone()
+    }
 }
 
 /// Starts `serve ARGS` with `envs` and waits for its dashboard line.
@@ -42,12 +53,13 @@ pub fn serve(s: &Sandbox, args: &[&str], envs: &[(&str, &str)]) -> Serve {
     let (tx, rx) = std::sync::mpsc::channel();
     let out = child.stdout.take().unwrap();
     let err = child.stderr.take().unwrap();
+    let mut readers = Vec::new();
     for (stream, tx) in [
         (Box::new(out) as Box<dyn Read + Send>, Some(tx)),
         (Box::new(err), None),
     ] {
         let output = output.clone();
-        std::thread::spawn(move || {
+        readers.push(std::thread::spawn(move || {
             for line in BufReader::new(stream).lines() {
                 let Ok(line) = line else { break };
                 if let Some(port) = line
@@ -63,7 +75,7 @@ pub fn serve(s: &Sandbox, args: &[&str], envs: &[(&str, &str)]) -> Serve {
                 o.push_str(&line);
                 o.push('\n');
             }
-        });
+        }));
     }
     let port = rx
         .recv_timeout(Duration::from_secs(30))
@@ -72,6 +84,7 @@ pub fn serve(s: &Sandbox, args: &[&str], envs: &[(&str, &str)]) -> Serve {
         child: Reap(child),
         port,
         output,
+        readers,
     }
 }
 
@@ -211,7 +224,7 @@ fn with_a_token_every_call_needs_it_and_it_is_never_printed() {
     assert!(!shown.contains(TOKEN));
     terminate(&serve.child.0);
     assert_eq!(serve.child.0.wait().unwrap().code(), Some(0));
-    let printed = serve.output.lock().unwrap().clone();
+    let printed = serve.all_output();
     assert!(
         printed.contains("dashboard: http://127.0.0.1:"),
         "{printed}"

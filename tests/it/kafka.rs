@@ -466,8 +466,22 @@ fn the_dashboard_shows_kafka_partitions_and_messages() {
         stamps.windows(2).all(|w| w[0] >= w[1]),
         "newest first: {stamps:?}"
     );
-    // Peeking committed nothing for the group: the lag is still 0 and the
-    // group's offsets are where the processor left them.
-    let after = get_json(served.port, "/api/v1/topic", &[]);
-    assert_eq!(after["lag"], 0);
+    // Peeking joins no group and commits nothing: its group id has no
+    // offsets on any partition.
+    let log = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let log = Log::open(&LogConfig::Kafka(KafkaLogConfig {
+            brokers: b.clone(),
+            topic: topic.clone(),
+            create_topics: false,
+            partitions: 3,
+            replication_factor: None,
+            compression: "lz4".into(),
+            properties: Default::default(),
+        }))
+        .await
+        .unwrap();
+        log.lag("tributary-peek").await.unwrap()
+    });
+    assert_eq!(log.len(), 3);
+    assert!(log.iter().all(|p| p.committed == 0), "{log:?}");
 }

@@ -276,6 +276,15 @@ impl Log {
         }
     }
 
+    /// How many dead letters wait for a replay (on Kafka, at most
+    /// [`kafka::DEAD_LETTERS_COUNTED`]).
+    pub async fn dead_letters_waiting(&self) -> Result<u64, LogError> {
+        match self {
+            Log::Sqlite(l) => l.dead_letters_waiting().await,
+            Log::Kafka(l) => l.dead_letters_waiting().await,
+        }
+    }
+
     /// Records the outcome of a replay: `Ok` marks it replayed, `Err` keeps
     /// it with the new reason.
     pub async fn settle_dead_letter(

@@ -143,7 +143,9 @@ impl SqliteLog {
                     payload BLOB NOT NULL,
                     replayed_ms INTEGER,
                     UNIQUE (stage, topic, partition, offset)
-                 );",
+                 );
+                 CREATE INDEX IF NOT EXISTS dead_letters_waiting
+                    ON dead_letters (id) WHERE replayed_ms IS NULL;",
             )
             .map_err(|source| LogError::Open {
                 path: cfg.path.display().to_string(),
@@ -353,6 +355,18 @@ impl SqliteLog {
                 }
             }
             tx.commit().map_err(map_write_err)
+        })
+        .await
+    }
+
+    pub async fn dead_letters_waiting(&self) -> Result<u64, LogError> {
+        embedded::blocking(&self.conn, move |conn| {
+            let n: i64 = conn.query_row(
+                "SELECT count(*) FROM dead_letters WHERE replayed_ms IS NULL",
+                [],
+                |r| r.get(0),
+            )?;
+            Ok(n as u64)
         })
         .await
     }

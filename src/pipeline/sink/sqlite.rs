@@ -25,6 +25,10 @@ pub struct SqliteSinkConfig {
 pub struct SqliteSink {
     config: Arc<SqliteSinkConfig>,
     conn: Shared,
+    /// A second connection for counts and reads (`count`, `show`, the
+    /// dashboard): in WAL mode readers never wait for the writer, so looking
+    /// at the store does not hold up the processor's writes.
+    reader: Shared,
     upsert_sql: Arc<str>,
 }
 
@@ -32,7 +36,7 @@ impl SqliteSink {
     pub async fn open(config: SqliteSinkConfig) -> Result<SqliteSink, SinkError> {
         let config = Arc::new(config);
         let cfg = config.clone();
-        let conn = tokio::task::spawn_blocking(move || {
+        let (conn, reader) = tokio::task::spawn_blocking(move || {
             let open_err = |source| SinkError::Open {
                 path: cfg.path.display().to_string(),
                 source,
@@ -52,7 +56,8 @@ impl SqliteSink {
                 cfg.table
             ))
             .map_err(open_err)?;
-            Ok::<_, SinkError>(conn)
+            let reader = embedded::open(&cfg.path, false).map_err(open_err)?;
+            Ok::<_, SinkError>((conn, reader))
         })
         .await
         .expect("store open task panicked")?;
@@ -82,6 +87,7 @@ impl SqliteSink {
         Ok(SqliteSink {
             config,
             conn: Arc::new(std::sync::Mutex::new(conn)),
+            reader: Arc::new(std::sync::Mutex::new(reader)),
             upsert_sql: upsert_sql.into(),
         })
     }
@@ -143,7 +149,7 @@ impl SqliteSink {
 
     pub async fn count(&self) -> Result<u64, SinkError> {
         let table = self.config.table.clone();
-        embedded::blocking(&self.conn, move |conn| {
+        embedded::blocking(&self.reader, move |conn| {
             let n: i64 =
                 conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))?;
             Ok(n as u64)
@@ -153,7 +159,7 @@ impl SqliteSink {
 
     pub async fn rows(&self, limit: usize) -> Result<Vec<Row>, SinkError> {
         let table = self.config.table.clone();
-        embedded::blocking(&self.conn, move |conn| {
+        embedded::blocking(&self.reader, move |conn| {
             let mut stmt = conn.prepare(&format!(
                 "SELECT {} FROM {table} ORDER BY rowid DESC LIMIT ?1",
                 ROW_COLUMNS.join(", ")

@@ -365,8 +365,9 @@ async function replay(ids, button) {
   const gen = state.gen;
   button.disabled = true;
   try {
-    const res = await post('/api/v1/dead-letters/replay', ids ? { ids } : {});
-    setText('#dl-result', `replayed ${fmtInt(res.replayed)}, still failing ${fmtInt(res.still_failing)}`);
+    const res = await post('/api/v1/dead-letters/replay', ids ? { ids } : { all: true });
+    const more = res.remaining > 0 ? `, ${fmtInt(res.remaining)} more to replay` : '';
+    setText('#dl-result', `replayed ${fmtInt(res.replayed)}, still failing ${fmtInt(res.still_failing)}${more}`);
     toast(`replayed ${res.replayed}, still failing ${res.still_failing}`, res.still_failing > 0);
     await Promise.all([refreshDeadLetters(), refreshRows()]);
   } catch (err) {

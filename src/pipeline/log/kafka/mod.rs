@@ -24,6 +24,8 @@ pub use reader::{KafkaCommitter, KafkaReader};
 
 use super::{AppendAck, DeadLetter, LogError, LogRecord, PartitionLag, StoredDeadLetter};
 
+/// Waiting dead letters counted at most on Kafka (each count reads the DLQ).
+pub const DEAD_LETTERS_COUNTED: usize = 10_000;
 /// How long metadata and admin requests may take before they count as failed.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the first contact with the cluster may take: an unreachable
@@ -265,6 +267,12 @@ impl KafkaLog {
         outcome: Result<(), String>,
     ) -> Result<(), LogError> {
         dead_letter::settle(&self.producer, &self.config.dlq_topic(), id, outcome).await
+    }
+
+    /// Letters not yet replayed, counted by reading the DLQ topic (at most
+    /// [`DEAD_LETTERS_COUNTED`]).
+    pub async fn dead_letters_waiting(&self) -> Result<u64, LogError> {
+        Ok(self.dead_letters(false, DEAD_LETTERS_COUNTED).await?.len() as u64)
     }
 
     pub async fn latest(&self, limit: usize) -> Result<Vec<super::LogMessage>, LogError> {
