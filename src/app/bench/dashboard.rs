@@ -1,7 +1,7 @@
 //! `tributary bench --dashboard`: does an open dashboard slow the pipeline?
 //! The real `serve` runs one job of N users, first with nobody looking, then
 //! with headless Chromium showing the page (which polls the API every 1-3 s),
-//! alternating, best of three each. Both sides watch completion the same way
+//! three rounds each, the order alternating between rounds. Both sides watch completion the same way
 //! (`/metrics` every 200 ms), so the ratio is the page's cost alone.
 
 use std::path::Path;
@@ -163,9 +163,16 @@ pub async fn dashboard(n: u64, chromium: &Path) -> anyhow::Result<()> {
     );
     let (mut alone, mut watched): (Option<Round>, Option<Round>) = (None, None);
     let (mut alone_secs, mut watched_secs) = (Vec::new(), Vec::new());
-    for _ in 0..ROUNDS {
-        let a = round(n, None).await?;
-        let w = round(n, Some(chromium)).await?;
+    for i in 0..ROUNDS {
+        // Which goes first alternates, so neither side always gets the
+        // warmer (or colder) machine.
+        let (a, w) = if i % 2 == 0 {
+            let a = round(n, None).await?;
+            (a, round(n, Some(chromium)).await?)
+        } else {
+            let w = round(n, Some(chromium)).await?;
+            (round(n, None).await?, w)
+        };
         eprintln!(
             "  round: {:.0} rec/s alone, {:.0} rec/s watched ({} status polls during the run)",
             rate(n, Duration::from_secs_f64(a.secs)),
