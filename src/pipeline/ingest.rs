@@ -51,7 +51,6 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), IngestError> {
     let (tx, mut rx) = mpsc::channel::<SourceBatch>(PAGES_IN_FLIGHT);
-    let retries_before = source.retries();
     let fetcher = {
         let (source, stats, shutdown) = (source.clone(), stats.clone(), shutdown.clone());
         tokio::spawn(
@@ -68,10 +67,6 @@ pub async fn run(
     }
     drop(rx);
     let fetched = fetcher.await.expect("fetch task panicked");
-    stats.add(
-        Counter::SourceRetries,
-        source.retries().saturating_sub(retries_before),
-    );
     appended?;
     fetched?;
     Ok(())
@@ -92,7 +87,8 @@ async fn fetch_pages(
             while remaining > 0 {
                 // Always ask for whole pages so page numbers keep their
                 // meaning; the last one is cut to what is still wanted.
-                let Some(mut batch) = fetch_or_stop(source, page, page_size, shutdown).await?
+                let Some(mut batch) =
+                    fetch_or_stop(source, page, page_size, stats, shutdown).await?
                 else {
                     break;
                 };
@@ -118,7 +114,7 @@ async fn fetch_pages(
                 let tx = tx.clone();
                 let failure = &failure;
                 async move {
-                    match fetch_or_stop(source, tick + 1, per_tick, shutdown).await {
+                    match fetch_or_stop(source, tick + 1, per_tick, stats, shutdown).await {
                         Ok(Some(batch)) => {
                             stats.add(
                                 Counter::Fetched,
@@ -214,13 +210,22 @@ async fn fetch_or_stop(
     source: &Source,
     page: u64,
     results: u64,
+    stats: &Stats,
     shutdown: &CancellationToken,
 ) -> Result<Option<SourceBatch>, SourceError> {
-    tokio::select! {
+    // Fetches run one at a time per run, so the source's count grows only
+    // by this fetch's retries (counted live, not when the run ends).
+    let retries_before = source.retries();
+    let fetched = tokio::select! {
         biased;
         _ = shutdown.cancelled() => Ok(None),
         batch = source.fetch(page, results) => batch.map(Some),
-    }
+    };
+    stats.add(
+        Counter::SourceRetries,
+        source.retries().saturating_sub(retries_before),
+    );
+    fetched
 }
 
 /// Flattens a page into rows and appends them; users that cannot become a

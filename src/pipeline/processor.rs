@@ -234,6 +234,14 @@ impl WriteStage {
         // the rest are stored. A crash before this line replays the batch;
         // the sink's upserts make the replay change nothing.
         self.committer.commit(&checkpoint).await?;
+        // How long each message waited between the log and the store's ack.
+        let now_ms = super::log::now_ms();
+        let latency = metrics::histogram!("tributary_processor_end_to_end_latency_seconds");
+        for m in &messages {
+            if m.timestamp_ms > 0 {
+                latency.record((now_ms - m.timestamp_ms).max(0) as f64 / 1e3);
+            }
+        }
         self.stats.add(Counter::Stored, ack.written);
         self.stats.add(Counter::Unchanged, ack.unchanged);
         self.stats.add(Counter::DeadLettered, n_letters);

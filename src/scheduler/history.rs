@@ -81,12 +81,7 @@ pub struct History {
     conn: Shared,
 }
 
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
-}
+pub use crate::pipeline::log::now_ms;
 
 impl History {
     pub fn open(path: &Path) -> Result<History, HistoryError> {

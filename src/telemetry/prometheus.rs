@@ -116,6 +116,11 @@ fn describe() {
         Unit::Seconds,
         "Time to decode and validate one batch read from the log."
     );
+    describe_histogram!(
+        "tributary_processor_end_to_end_latency_seconds",
+        Unit::Seconds,
+        "Per message, from its append to the log to the store's acknowledgement and the commit."
+    );
     describe_counter!(
         "tributary_sink_written_rows_total",
         Unit::Count,

@@ -32,6 +32,14 @@ impl LogConfig {
     }
 }
 
+/// Milliseconds since the Unix epoch: the clock of message timestamps.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
 /// A message to append: the key (the record id) and the payload (flat JSON).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogRecord {

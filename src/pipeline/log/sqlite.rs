@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::Notify;
@@ -14,7 +14,7 @@ use tracing::{info, warn};
 
 use super::{
     AppendAck, Checkpoint, DeadLetter, LogError, LogMessage, LogRecord, Origin, PartitionLag,
-    Stage, StoredDeadLetter,
+    Stage, StoredDeadLetter, now_ms,
 };
 use crate::pipeline::embedded::{self, Shared};
 
@@ -55,13 +55,6 @@ pub struct SqliteLog {
     appended: Arc<Notify>,
     /// Unix ms of the last age-retention pass.
     last_retention_ms: Arc<AtomicI64>,
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
 }
 
 fn open_conn(config: &SqliteLogConfig) -> Result<Connection, LogError> {
