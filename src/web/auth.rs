@@ -234,7 +234,7 @@ pub struct Login {
     token: String,
 }
 
-pub async fn login(state: State, Json(body): Json<Login>) -> Response {
+pub async fn login(state: State, headers: HeaderMap, Json(body): Json<Login>) -> Response {
     let Some(token) = &state.auth.token else {
         return StatusCode::NO_CONTENT.into_response();
     };
@@ -244,9 +244,15 @@ pub async fn login(state: State, Json(body): Json<Login>) -> Response {
         return refuse(StatusCode::UNAUTHORIZED, "wrong token");
     }
     let id = state.auth.new_session();
+    // Behind a TLS proxy the cookie must never travel in clear.
+    let https = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|p| p.eq_ignore_ascii_case("https"));
     let cookie = format!(
-        "{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
-        SESSION_TTL.as_secs()
+        "{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{}",
+        SESSION_TTL.as_secs(),
+        if https { "; Secure" } else { "" }
     );
     (StatusCode::NO_CONTENT, [(header::SET_COOKIE, cookie)]).into_response()
 }

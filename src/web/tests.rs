@@ -480,7 +480,24 @@ async fn a_token_guards_everything_but_the_page_and_health() {
         !cookie.contains(TOKEN),
         "the cookie is a session, not the token"
     );
+    assert!(!cookie.contains("Secure"), "plain HTTP: {cookie}");
     let session_cookie = cookie.split(';').next().unwrap().to_owned();
+    // Behind a TLS proxy the cookie is Secure.
+    let r = h
+        .client
+        .post(format!("{}/api/v1/login", h.base))
+        .header(auth::REQUEST_HEADER, "1")
+        .header("x-forwarded-proto", "https")
+        .json(&json!({ "token": TOKEN }))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("; Secure")
+    );
     let with_cookie = |path: &str| {
         h.client
             .get(format!("{}{path}", h.base))
