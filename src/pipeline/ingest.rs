@@ -51,12 +51,12 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), IngestError> {
     let (tx, mut rx) = mpsc::channel::<SourceBatch>(PAGES_IN_FLIGHT);
-    let fetcher = {
+    let mut fetcher = {
         let (source, stats, shutdown) = (source.clone(), stats.clone(), shutdown.clone());
-        tokio::spawn(
+        AbortOnDrop(tokio::spawn(
             async move { fetch_pages(&source, plan, &stats, &shutdown, tx).await }
                 .instrument(info_span!("fetch")),
-        )
+        ))
     };
     let mut appended = Ok(());
     while let Some(batch) = rx.recv().await {
@@ -66,10 +66,20 @@ pub async fn run(
         }
     }
     drop(rx);
-    let fetched = fetcher.await.expect("fetch task panicked");
+    let fetched = (&mut fetcher.0).await.expect("fetch task panicked");
     appended?;
     fetched?;
     Ok(())
+}
+
+/// The fetch task of a run, stopped if the run is dropped (a per-attempt
+/// timeout): a retried attempt never runs beside the fetches of the last.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 async fn fetch_pages(
@@ -213,8 +223,9 @@ async fn fetch_or_stop(
     stats: &Stats,
     shutdown: &CancellationToken,
 ) -> Result<Option<SourceBatch>, SourceError> {
-    // Fetches run one at a time per run, so the source's count grows only
-    // by this fetch's retries (counted live, not when the run ends).
+    // A run's fetches never overlap (a dropped attempt aborts its fetcher),
+    // so the source's count grows only by this fetch's retries, counted as
+    // they happen rather than when the run ends.
     let retries_before = source.retries();
     let fetched = tokio::select! {
         biased;

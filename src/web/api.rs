@@ -326,12 +326,19 @@ pub async fn dead_letters(state: State, Query(q): Query<Limit>) -> ApiResult {
         .get(key, || log.dead_letters(key.0, key.1))
         .await
         .map_err(ApiError::internal)?;
-    let waiting = state
-        .sampler
-        .waiting
-        .get((), || log.dead_letters_waiting())
-        .await
-        .map_err(ApiError::internal)?;
+    // On Kafka a count reads the whole DLQ topic: the sampler's (every
+    // 25 s, and after a replay) is enough. On SQLite it is one indexed query.
+    let waiting = match log {
+        Log::Kafka(_) => state.sampler.probe().dead_letters_waiting,
+        Log::Sqlite(_) => Some(
+            state
+                .sampler
+                .waiting
+                .get((), || log.dead_letters_waiting())
+                .await
+                .map_err(ApiError::internal)?,
+        ),
+    };
     Ok(Json(json!({
         "waiting": waiting,
         "dead_letters": letters.iter().map(|l| l.to_json(PREVIEW_BYTES)).collect::<Vec<_>>(),
@@ -373,7 +380,13 @@ pub async fn replay(state: State, body: axum::body::Bytes) -> Result<Response, A
         ));
     };
     let p = &state.parts;
-    let (letters, remaining) = if request.all {
+    if request.ids.len() > REPLAY_MAX {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("at most {REPLAY_MAX} ids a call"),
+        ));
+    }
+    let (letters, remaining, not_found) = if request.all {
         // The oldest REPLAY_MAX, and how many wait behind them.
         let letters = p
             .log
@@ -386,16 +399,16 @@ pub async fn replay(state: State, body: axum::body::Bytes) -> Result<Response, A
             .await
             .map_err(ApiError::internal)?;
         let remaining = waiting.saturating_sub(letters.len() as u64);
-        (letters, remaining)
+        (letters, remaining, 0)
     } else {
-        let wanted: HashSet<i64> = request.ids.iter().copied().take(REPLAY_MAX).collect();
-        let mut letters = p
+        let wanted: HashSet<i64> = request.ids.iter().copied().collect();
+        let letters = p
             .log
-            .dead_letters(false, usize::MAX >> 1)
+            .dead_letters_by_id(wanted.iter().copied().collect())
             .await
             .map_err(ApiError::internal)?;
-        letters.retain(|l| wanted.contains(&l.id));
-        (letters, 0)
+        let not_found = wanted.len() - letters.len();
+        (letters, 0, not_found)
     };
     let report = processor::replay(
         &p.log,
@@ -403,15 +416,20 @@ pub async fn replay(state: State, body: axum::body::Bytes) -> Result<Response, A
         letters,
         p.config.processor.max_message_bytes,
     )
-    .await
-    .map_err(ApiError::internal)?;
+    .await;
+    // Whatever happened, the next look must see it.
     state.sampler.dead_letters.clear().await;
     state.sampler.waiting.clear().await;
     state.sampler.rows.clear().await;
+    if let Ok(n) = p.log.dead_letters_waiting().await {
+        state.sampler.set_dead_letters_waiting(n);
+    }
+    let report = report.map_err(ApiError::internal)?;
     Ok(Json(json!({
         "replayed": report.replayed,
         "still_failing": report.still_failing,
         "remaining": remaining,
+        "not_found": not_found,
     }))
     .into_response())
 }

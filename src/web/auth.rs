@@ -1,7 +1,9 @@
 //! Who may call what. Three checks run before every handler:
 //!
-//! 1. Host: on a loopback address only loopback host names are answered, so
-//!    a web page cannot reach the API by DNS rebinding.
+//! 1. Host: on a loopback address without a token, only loopback host names
+//!    are answered, so a web page cannot reach the API by DNS rebinding.
+//!    With a token the page needs it anyway, and a reverse proxy in front
+//!    may pass its public name through.
 //! 2. Cross-site: a request that changes state must be a POST carrying
 //!    `X-Tributary-Request` (a header no form can send and no cross-site
 //!    script can send without a CORS preflight, which is never granted), and
@@ -189,7 +191,7 @@ fn same_site(headers: &HeaderMap) -> Result<(), &'static str> {
 pub async fn guard(state: State, request: Request, next: Next) -> Response {
     let auth = &state.auth;
     let headers = request.headers();
-    if auth.loopback {
+    if auth.loopback && auth.token.is_none() {
         let host = headers
             .get(header::HOST)
             .and_then(|v| v.to_str().ok())
@@ -245,10 +247,13 @@ pub async fn login(state: State, headers: HeaderMap, Json(body): Json<Login>) ->
     }
     let id = state.auth.new_session();
     // Behind a TLS proxy the cookie must never travel in clear.
+    // The first entry is what the client used (`https, http` after two
+    // proxies).
     let https = headers
         .get("x-forwarded-proto")
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|p| p.eq_ignore_ascii_case("https"));
+        .and_then(|v| v.split(',').next())
+        .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"));
     let cookie = format!(
         "{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{}",
         SESSION_TTL.as_secs(),

@@ -32,6 +32,8 @@ pub const LATEST_MAX: usize = 200;
 const FRESH: Duration = Duration::from_secs(2);
 /// Readiness: the log answered within this.
 const READY_WITHIN: Duration = Duration::from_secs(30);
+/// The longest the row count waits beyond its cadence when counting is slow.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 /// Counters at one instant.
 #[derive(Debug, Clone, Copy)]
@@ -62,17 +64,23 @@ pub struct Probe {
     pub dead_letters_waiting: Option<u64>,
     /// When the log last answered.
     log_ok_at: Option<Instant>,
-    /// Whether the store's last count succeeded.
-    store_ok: bool,
+    /// When the store's last count succeeded (counts may be minutes apart
+    /// on a large Cassandra table, see the back-off).
+    store_ok_at: Option<Instant>,
     /// The latest failure of each kind, for the status view and the logs.
     log_error: Option<String>,
     store_error: Option<String>,
 }
 
 impl Probe {
-    /// The log answered recently and the store's last count worked.
+    /// The log answered recently, and the store's last count worked and
+    /// is not older than the slowest count cadence allows.
     pub fn ready(&self) -> bool {
-        self.store_ok && self.log_ok_at.is_some_and(|t| t.elapsed() < READY_WITHIN)
+        self.log_ok_at.is_some_and(|t| t.elapsed() < READY_WITHIN)
+            && self.store_error.is_none()
+            && self
+                .store_ok_at
+                .is_some_and(|t| t.elapsed() < READY_WITHIN + MAX_BACKOFF * 2)
     }
 
     pub fn error(&self) -> Option<String> {
@@ -187,6 +195,12 @@ impl Sampler {
         self.probe.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// After a replay, so the status shows the new count at once.
+    pub fn set_dead_letters_waiting(&self, n: u64) {
+        metrics::gauge!("tributary_log_dead_letters_waiting").set(n as f64);
+        self.update(|p| p.dead_letters_waiting = Some(n));
+    }
+
     fn update(&self, f: impl FnOnce(&mut Probe)) {
         f(&mut self.probe.lock().unwrap_or_else(|p| p.into_inner()));
     }
@@ -280,20 +294,19 @@ pub fn spawn(sampler: Arc<Sampler>, from: Sources, shutdown: CancellationToken) 
                     metrics::gauge!("tributary_sink_stored_rows").set(n as f64);
                     s.update(|p| {
                         p.rows = Some(n);
-                        p.store_ok = true;
+                        p.store_ok_at = Some(Instant::now());
                         p.store_error = None;
                     });
+                    // Counting may take at most a tenth of the time.
+                    (started.elapsed() * 9).min(MAX_BACKOFF)
                 }
                 Err(e) => {
                     debug!(error = %e, "dashboard: the store did not answer");
-                    s.update(|p| {
-                        p.store_ok = false;
-                        p.store_error = Some(format!("store: {e}"));
-                    });
+                    s.update(|p| p.store_error = Some(format!("store: {e}")));
+                    // Try again soon: readiness waits on it.
+                    Duration::ZERO
                 }
             }
-            // Counting may take at most a tenth of the time.
-            started.elapsed() * 9
         })
         .await
     });

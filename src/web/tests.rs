@@ -359,7 +359,7 @@ async fn replay_puts_a_dead_letter_through_the_store() {
     let report: Value = r.json().await.unwrap();
     assert_eq!(
         report,
-        json!({"replayed": 1, "still_failing": 0, "remaining": 0})
+        json!({"replayed": 1, "still_failing": 0, "remaining": 0, "not_found": 0})
     );
     assert_eq!(h.sink.count().await.unwrap(), 11);
     let after = h.get("/api/v1/dead-letters").await;
@@ -368,6 +368,18 @@ async fn replay_puts_a_dead_letter_through_the_store() {
     let all = h.get("/api/v1/dead-letters?all=true").await;
     assert!(all["dead_letters"][0]["replayed_ms"].is_number());
 
+    // Ids that are unknown or already replayed are counted, not replayed.
+    let (status, report) = h
+        .post("/api/v1/dead-letters/replay", json!({"ids": [id, 987654]}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(report["replayed"], 0);
+    assert_eq!(report["not_found"], 2);
+    let too_many: Vec<i64> = (0..1001).collect();
+    let (status, _) = h
+        .post("/api/v1/dead-letters/replay", json!({"ids": too_many}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
     // An empty or unclear body replays nothing.
     for body in [
         json!({}),

@@ -284,6 +284,18 @@ impl Log {
         }
     }
 
+    /// The waiting letters among `ids`, oldest first; unknown or replayed
+    /// ids are left out.
+    pub async fn dead_letters_by_id(
+        &self,
+        ids: Vec<i64>,
+    ) -> Result<Vec<StoredDeadLetter>, LogError> {
+        match self {
+            Log::Sqlite(l) => l.dead_letters_by_id(ids).await,
+            Log::Kafka(l) => l.dead_letters_by_id(ids).await,
+        }
+    }
+
     /// How many dead letters wait for a replay (on Kafka, at most
     /// [`kafka::DEAD_LETTERS_COUNTED`]).
     pub async fn dead_letters_waiting(&self) -> Result<u64, LogError> {

@@ -370,38 +370,42 @@ impl SqliteLog {
         limit: usize,
     ) -> Result<Vec<StoredDeadLetter>, LogError> {
         embedded::blocking(&self.conn, move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT id, created_ms, replayed_ms, stage, reason, topic, partition, offset,
-                        key, payload
-                 FROM dead_letters
-                 WHERE ?1 OR replayed_ms IS NULL
-                 ORDER BY id LIMIT ?2",
-            )?;
-            let rows = stmt.query_map(params![include_replayed, limit as i64], |r| {
-                let stage: String = r.get(3)?;
-                let topic: Option<String> = r.get(5)?;
-                let origin = match topic {
-                    Some(topic) => Some(Origin {
-                        topic,
-                        partition: r.get(6)?,
-                        offset: r.get(7)?,
-                    }),
-                    None => None,
-                };
-                Ok(StoredDeadLetter {
-                    id: r.get(0)?,
-                    created_ms: r.get(1)?,
-                    replayed_ms: r.get(2)?,
-                    letter: DeadLetter {
-                        stage: Stage::parse(&stage).unwrap_or(Stage::Decode),
-                        reason: r.get(4)?,
-                        origin,
-                        key: r.get(8)?,
-                        payload: r.get(9)?,
-                    },
-                })
-            })?;
+            // Two statements, so the waiting list uses its partial index.
+            let filter = if include_replayed {
+                ""
+            } else {
+                "WHERE replayed_ms IS NULL"
+            };
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {LETTER_COLUMNS} FROM dead_letters {filter} ORDER BY id LIMIT ?1"
+            ))?;
+            let rows = stmt.query_map([limit as i64], stored_letter)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(LogError::from)
+        })
+        .await
+    }
+
+    /// The waiting letters among `ids`, oldest first; the others are left
+    /// out (unknown or already replayed).
+    pub async fn dead_letters_by_id(
+        &self,
+        ids: Vec<i64>,
+    ) -> Result<Vec<StoredDeadLetter>, LogError> {
+        embedded::blocking(&self.conn, move |conn| {
+            let mut out = Vec::new();
+            for chunk in ids.chunks(500) {
+                let marks = vec!["?"; chunk.len()].join(", ");
+                let mut stmt = conn.prepare(&format!(
+                    "SELECT {LETTER_COLUMNS} FROM dead_letters
+                     WHERE replayed_ms IS NULL AND id IN ({marks})"
+                ))?;
+                let rows = stmt.query_map(rusqlite::params_from_iter(chunk), stored_letter)?;
+                for r in rows {
+                    out.push(r?);
+                }
+            }
+            out.sort_by_key(|l: &StoredDeadLetter| l.id);
+            Ok(out)
         })
         .await
     }
@@ -465,6 +469,35 @@ impl SqliteLog {
             end,
         }])
     }
+}
+
+const LETTER_COLUMNS: &str =
+    "id, created_ms, replayed_ms, stage, reason, topic, partition, offset, key, payload";
+
+/// A row of `SELECT LETTER_COLUMNS` as a dead letter.
+fn stored_letter(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredDeadLetter> {
+    let stage: String = r.get(3)?;
+    let topic: Option<String> = r.get(5)?;
+    let origin = match topic {
+        Some(topic) => Some(Origin {
+            topic,
+            partition: r.get(6)?,
+            offset: r.get(7)?,
+        }),
+        None => None,
+    };
+    Ok(StoredDeadLetter {
+        id: r.get(0)?,
+        created_ms: r.get(1)?,
+        replayed_ms: r.get(2)?,
+        letter: DeadLetter {
+            stage: Stage::parse(&stage).unwrap_or(Stage::Decode),
+            reason: r.get(4)?,
+            origin,
+            key: r.get(8)?,
+            payload: r.get(9)?,
+        },
+    })
 }
 
 /// A row of `SELECT offset, ts_ms, key, payload` as a message.

@@ -275,6 +275,17 @@ impl KafkaLog {
         Ok(self.dead_letters(false, DEAD_LETTERS_COUNTED).await?.len() as u64)
     }
 
+    /// The waiting letters among `ids` (one read of the DLQ topic).
+    pub async fn dead_letters_by_id(
+        &self,
+        ids: Vec<i64>,
+    ) -> Result<Vec<StoredDeadLetter>, LogError> {
+        let wanted: std::collections::HashSet<i64> = ids.into_iter().collect();
+        let mut letters = self.dead_letters(false, usize::MAX >> 1).await?;
+        letters.retain(|l| wanted.contains(&l.id));
+        Ok(letters)
+    }
+
     pub async fn latest(&self, limit: usize) -> Result<Vec<super::LogMessage>, LogError> {
         peek::latest(&self.config, limit).await
     }
