@@ -339,6 +339,11 @@ pub struct BenchArgs {
     /// --records users without and with this browser (headless) on its page.
     #[arg(long, value_name = "CHROMIUM", num_args = 0..=1, default_missing_value = "/usr/bin/chromium")]
     pub dashboard: Option<PathBuf>,
+    /// Only measure how long records wait between the log and the store at
+    /// half load (p50, p99): `serve` at full speed for --records users, then
+    /// at half that rate for 30 s.
+    #[arg(long)]
+    pub latency: bool,
     /// The script that runs Kafka's tools (see docs/infra.md).
     #[arg(long, value_name = "PATH", default_value = "scripts/infra")]
     pub infra: PathBuf,

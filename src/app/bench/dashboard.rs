@@ -15,17 +15,19 @@ use tokio::process::{Child, Command};
 use super::{ROUNDS, rate, tempdir};
 
 /// A `serve` under measurement: its child process and dashboard port.
-struct Served {
-    child: Child,
-    port: u16,
+pub(super) struct Served {
+    pub child: Child,
+    pub port: u16,
 }
 
-async fn start_serve(dir: &Path, n: u64) -> anyhow::Result<Served> {
+/// A job named `bench` that runs only when triggered; `plan` is its
+/// `records = N` or `burst = {...}` line.
+pub(super) async fn start_serve(dir: &Path, plan: &str) -> anyhow::Result<Served> {
     std::fs::write(
         dir.join("tributary.toml"),
         format!(
             "data_dir = \"data\"\n[source]\nseed = \"dash\"\n\
-             [[jobs]]\nname = \"bench\"\nschedule = \"0 0 1 1 *\"\nrecords = {n}\n"
+             [[jobs]]\nname = \"bench\"\nschedule = \"0 0 1 1 *\"\n{plan}\n"
         ),
     )?;
     let exe = std::env::current_exe().context("cannot find this binary")?;
@@ -62,18 +64,38 @@ async fn start_serve(dir: &Path, n: u64) -> anyhow::Result<Served> {
 
 /// One sample of a metric in `/metrics` (summed over label sets matching
 /// `prefix`).
-async fn metric(client: &reqwest::Client, port: u16, prefix: &str) -> anyhow::Result<f64> {
-    let text = client
+pub(super) async fn metrics_text(client: &reqwest::Client, port: u16) -> anyhow::Result<String> {
+    Ok(client
         .get(format!("http://127.0.0.1:{port}/metrics"))
         .send()
         .await?
         .text()
-        .await?;
+        .await?)
+}
+
+pub(super) async fn metric(
+    client: &reqwest::Client,
+    port: u16,
+    prefix: &str,
+) -> anyhow::Result<f64> {
+    let text = metrics_text(client, port).await?;
     Ok(text
         .lines()
         .filter(|l| l.starts_with(prefix))
         .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
         .sum())
+}
+
+pub(super) async fn trigger(client: &reqwest::Client, port: u16) -> anyhow::Result<()> {
+    let queued = client
+        .post(format!("http://127.0.0.1:{port}/api/v1/jobs/bench/trigger"))
+        .header("x-tributary-request", "1")
+        .send()
+        .await?;
+    if !queued.status().is_success() {
+        bail!("trigger refused: {}", queued.status());
+    }
+    Ok(())
 }
 
 struct Round {
@@ -84,7 +106,7 @@ struct Round {
 
 async fn round(n: u64, chromium: Option<&Path>) -> anyhow::Result<Round> {
     let dir = tempdir()?;
-    let mut serve = start_serve(&dir, n).await?;
+    let mut serve = start_serve(&dir, &format!("records = {n}")).await?;
     let port = serve.port;
     let client = reqwest::Client::new();
     let status_route = r#"tributary_web_requests_total{route="/api/v1/status""#;
@@ -122,14 +144,7 @@ async fn round(n: u64, chromium: Option<&Path>) -> anyhow::Result<Round> {
     }
     let before = metric(&client, port, status_route).await?;
     let t = Instant::now();
-    let queued = client
-        .post(format!("http://127.0.0.1:{port}/api/v1/jobs/bench/trigger"))
-        .header("x-tributary-request", "1")
-        .send()
-        .await?;
-    if !queued.status().is_success() {
-        bail!("trigger refused: {}", queued.status());
-    }
+    trigger(&client, port).await?;
     let mut peak_rss: f64 = 0.0;
     loop {
         tokio::time::sleep(Duration::from_millis(200)).await;

@@ -7,9 +7,11 @@
 //! - the HTTP source through `mock-api` vs plain GETs of the same pages;
 //! - peak RSS of the end-to-end run;
 //! - with `--dashboard`, `serve` with and without a browser on its page
-//!   (`dashboard.rs`).
+//!   (`dashboard.rs`);
+//! - with `--latency`, log → store latency at half load (`latency.rs`).
 
 mod dashboard;
+mod latency;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -63,6 +65,9 @@ fn rate(n: u64, d: Duration) -> f64 {
 pub async fn bench(args: &BenchArgs) -> AppResult {
     if let Some(secs) = args.ticks {
         return tick_precision(secs).await.map_err(Into::into);
+    }
+    if args.latency {
+        return latency::latency(args.records).await.map_err(Into::into);
     }
     if let Some(chromium) = &args.dashboard {
         return dashboard::dashboard(args.records, chromium)
