@@ -16,6 +16,7 @@ use std::time::Duration;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::BaseConsumer;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use tracing::info;
@@ -81,7 +82,12 @@ fn kafka_err(context: &str, e: KafkaError) -> LogError {
 pub struct KafkaLog {
     config: Arc<KafkaLogConfig>,
     producer: FutureProducer,
+    /// Clients that read committed offsets, one per group asked about.
+    lag_clients: Arc<std::sync::Mutex<BTreeMap<String, Arc<BaseConsumer>>>>,
 }
+
+/// Groups whose lag clients are kept at most.
+const MAX_LAG_CLIENTS: usize = 8;
 
 impl std::fmt::Debug for KafkaLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -114,7 +120,11 @@ impl KafkaLog {
             .set("message.timeout.ms", "120000")
             .create()
             .map_err(|e| kafka_err("cannot create the Kafka producer", e))?;
-        let log = KafkaLog { config, producer };
+        let log = KafkaLog {
+            config,
+            producer,
+            lag_clients: Arc::default(),
+        };
         log.ensure_topics().await?;
         Ok(log)
     }
@@ -290,7 +300,24 @@ impl KafkaLog {
         peek::latest(&self.config, limit).await
     }
 
+    /// Asked once a second by `serve`'s dashboard: one client per group is
+    /// kept for it rather than a new connection each time.
     pub async fn lag(&self, group: &str) -> Result<Vec<PartitionLag>, LogError> {
-        reader::lag(&self.config, group).await
+        let client = {
+            let mut clients = self.lag_clients.lock().unwrap_or_else(|p| p.into_inner());
+            match clients.get(group) {
+                Some(c) => c.clone(),
+                None => {
+                    let c = Arc::new(reader::lag_client(&self.config, group)?);
+                    // Bounded: a process asks for its own group or a few.
+                    if clients.len() >= MAX_LAG_CLIENTS {
+                        clients.clear();
+                    }
+                    clients.insert(group.to_owned(), c.clone());
+                    c
+                }
+            }
+        };
+        reader::lag(client, &self.config.topic).await
     }
 }

@@ -255,14 +255,20 @@ pub(super) fn partitions<C: Consumer>(consumer: &C, topic: &str) -> Result<Vec<i
         .collect())
 }
 
-/// Committed offset and end per partition of the topic, for `group`.
-pub async fn lag(config: &KafkaLogConfig, group: &str) -> Result<Vec<PartitionLag>, LogError> {
-    let consumer: BaseConsumer = consumer_config(config, group)
+/// A client that reads `group`'s committed offsets; it never joins the
+/// group (no subscribe), so it does not take part in rebalances.
+pub fn lag_client(config: &KafkaLogConfig, group: &str) -> Result<BaseConsumer, LogError> {
+    consumer_config(config, group)
         .create()
-        .map_err(|e| kafka_err("cannot create the Kafka consumer", e))?;
-    let topic = config.topic.clone();
+        .map_err(|e| kafka_err("cannot create the Kafka consumer", e))
+}
+
+/// Committed offset and end per partition of `topic`, for the group of
+/// `consumer` (see [`lag_client`]).
+pub async fn lag(consumer: Arc<BaseConsumer>, topic: &str) -> Result<Vec<PartitionLag>, LogError> {
+    let topic = topic.to_owned();
     tokio::task::spawn_blocking(move || {
-        let partitions = partitions(&consumer, &topic)?;
+        let partitions = partitions(consumer.as_ref(), &topic)?;
         let mut tpl = TopicPartitionList::new();
         for &p in &partitions {
             tpl.add_partition(&topic, p);
@@ -272,7 +278,7 @@ pub async fn lag(config: &KafkaLogConfig, group: &str) -> Result<Vec<PartitionLa
             .map_err(|e| kafka_err("cannot read committed offsets", e))?;
         let mut out = Vec::new();
         for p in partitions {
-            let (done, high) = committed_and_end(&consumer, &committed, &topic, p)?;
+            let (done, high) = committed_and_end(consumer.as_ref(), &committed, &topic, p)?;
             out.push(PartitionLag {
                 partition: p,
                 committed: done,
