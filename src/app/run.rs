@@ -21,7 +21,7 @@ use crate::pipeline::ingest::IngestPlan;
 use crate::pipeline::log::Log;
 use crate::pipeline::sink::Sink;
 use crate::pipeline::source::Source;
-use crate::pipeline::stats::{Stats, Summary};
+use crate::pipeline::stats::{Counter, Stats, Summary};
 use crate::pipeline::{self, Job};
 
 /// Records fetched by `run` and `ingest` when neither --records nor
@@ -91,9 +91,7 @@ pub async fn run(config: Config, args: &RunArgs, shutdown: CancellationToken) ->
     let plan = plan(args, &config);
     let source = Arc::new(Source::open(&config.source).context("cannot open the source")?);
     let job = open_job(&config, stats.clone(), shutdown).await?;
-    let progress = Progress::start(expected(plan), stats.clone(), |s| {
-        s.read.load(Ordering::Relaxed)
-    });
+    let progress = Progress::start(expected(plan), stats.clone(), |s| s.get(Counter::Read));
     let result = pipeline::run(source, plan, job).await;
     progress.finish();
     report("run", config.source.seed(), &stats.summary(), args.json);
@@ -110,9 +108,7 @@ pub async fn ingest(config: Config, args: &RunArgs, shutdown: CancellationToken)
     let log = Log::open(&config.log)
         .await
         .context("cannot open the log")?;
-    let progress = Progress::start(expected(plan), stats.clone(), |s| {
-        s.logged.load(Ordering::Relaxed)
-    });
+    let progress = Progress::start(expected(plan), stats.clone(), |s| s.get(Counter::Logged));
     let result = pipeline::ingest::run(source, log, plan, stats.clone(), shutdown).await;
     progress.finish();
     report("ingest", config.source.seed(), &stats.summary(), args.json);
@@ -138,7 +134,7 @@ pub async fn process(config: Config, args: &ProcessArgs, shutdown: CancellationT
             .sum();
         lag.max(0) as u64
     };
-    let progress = Progress::start(total, stats.clone(), |s| s.read.load(Ordering::Relaxed));
+    let progress = Progress::start(total, stats.clone(), |s| s.get(Counter::Read));
     let result = pipeline::process(job, args.follow).await;
     progress.finish();
     report("process", "", &stats.summary(), args.json);

@@ -52,27 +52,27 @@ pub struct Stats {
     /// Totals this run's counts also go to.
     parent: Option<Arc<Stats>>,
     /// Users received from the source (decoded or not).
-    pub fetched: AtomicU64,
+    fetched: AtomicU64,
     /// Messages durably appended to the log.
-    pub logged: AtomicU64,
+    logged: AtomicU64,
     /// Messages the processor took from the log.
-    pub read: AtomicU64,
+    read: AtomicU64,
     /// Rows the sink inserted or changed.
-    pub stored: AtomicU64,
+    stored: AtomicU64,
     /// Rows the sink already had with the same values.
-    pub unchanged: AtomicU64,
+    unchanged: AtomicU64,
     /// Records that went to the dead letters, at any stage.
-    pub dead_lettered: AtomicU64,
+    dead_lettered: AtomicU64,
     /// Of those, messages that did not decode into a row.
-    pub decode_failed: AtomicU64,
+    decode_failed: AtomicU64,
     /// Of those, rows the store refused for good.
-    pub sink_rejected: AtomicU64,
+    sink_rejected: AtomicU64,
     /// Source requests that were retried.
-    pub source_retries: AtomicU64,
+    source_retries: AtomicU64,
     /// Sink writes that were retried.
-    pub sink_retries: AtomicU64,
+    sink_retries: AtomicU64,
     /// Burst ticks skipped because the previous one was still busy.
-    pub ticks_skipped: AtomicU64,
+    ticks_skipped: AtomicU64,
 }
 
 impl Default for Stats {
@@ -152,23 +152,28 @@ impl Stats {
         }
     }
 
+    /// The counter's value now.
+    pub fn get(&self, counter: Counter) -> u64 {
+        self.cell(counter).load(Ordering::Relaxed)
+    }
+
     pub fn summary(&self) -> Summary {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let get = |c| self.get(c);
         let elapsed = self.started.elapsed().as_secs_f64();
-        let (read, logged) = (get(&self.read), get(&self.logged));
+        let (read, logged) = (get(Counter::Read), get(Counter::Logged));
         // A run counts what reached the end of the path; an ingest-only run
         // counts what reached the log.
         let through = if read > 0 { read } else { logged };
         Summary {
-            fetched: get(&self.fetched),
+            fetched: get(Counter::Fetched),
             logged,
             read,
-            stored: get(&self.stored),
-            duplicates_skipped: get(&self.unchanged),
-            dead_lettered: get(&self.dead_lettered),
-            source_retries: get(&self.source_retries),
-            sink_retries: get(&self.sink_retries),
-            ticks_skipped: get(&self.ticks_skipped),
+            stored: get(Counter::Stored),
+            duplicates_skipped: get(Counter::Unchanged),
+            dead_lettered: get(Counter::DeadLettered),
+            source_retries: get(Counter::SourceRetries),
+            sink_retries: get(Counter::SinkRetries),
+            ticks_skipped: get(Counter::TicksSkipped),
             elapsed_secs: elapsed,
             records_per_sec: if elapsed > 0.0 {
                 through as f64 / elapsed

@@ -16,7 +16,7 @@ use super::schedule::Schedule;
 use crate::pipeline::ingest::{self, IngestPlan};
 use crate::pipeline::log::Log;
 use crate::pipeline::source::{Source, SourceConfig};
-use crate::pipeline::stats::Stats;
+use crate::pipeline::stats::{Counter, Stats};
 
 /// How often the loop looks at the clock, the pause flags and the queue.
 const TICK: Duration = Duration::from_millis(250);
@@ -170,13 +170,13 @@ impl Scheduler {
     }
 }
 
+/// A run's counts for the history (written every second while it runs).
 fn counts_of(stats: &Stats) -> RunCounts {
-    let s = stats.summary();
     RunCounts {
-        fetched: s.fetched,
-        logged: s.logged,
-        failed: s.dead_lettered,
-        ticks_skipped: s.ticks_skipped,
+        fetched: stats.get(Counter::Fetched),
+        logged: stats.get(Counter::Logged),
+        failed: stats.get(Counter::DeadLettered),
+        ticks_skipped: stats.get(Counter::TicksSkipped),
     }
 }
 
@@ -246,7 +246,6 @@ async fn execute(
             }
         }
     };
-    let s = stats.summary();
     let counts = counts_of(&stats);
     let (state, error) = match &outcome.result {
         _ if shutdown.is_cancelled() => (
@@ -257,7 +256,7 @@ async fn execute(
         Err(e) => (RunState::Failed, Some(e.clone())),
     };
     count_run(&job.name, state);
-    info!(job = %job.name, run = id, state = state.as_str(), fetched = s.fetched, logged = s.logged, "run ended");
+    info!(job = %job.name, run = id, state = state.as_str(), fetched = counts.fetched, logged = counts.logged, "run ended");
     if let Err(e) = history.finish(id, state, &counts, error.as_deref()) {
         warn!(error = %e, "cannot record the run's end");
     }

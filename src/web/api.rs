@@ -4,7 +4,6 @@
 //! Shapes are those of `docs/openapi.yaml`.
 
 use std::collections::HashSet;
-use std::sync::atomic::Ordering;
 
 use axum::Json;
 use axum::extract::{Path, Query};
@@ -22,6 +21,7 @@ use crate::pipeline::log::{Log, LogMessage};
 use crate::pipeline::processor;
 use crate::pipeline::sink::Sink;
 use crate::pipeline::source::SourceConfig;
+use crate::pipeline::stats::Counter;
 use crate::scheduler::history::HistoryError;
 use crate::scheduler::history::now_ms;
 use crate::scheduler::{History, JobConfig, RunState};
@@ -82,13 +82,13 @@ async fn history<T: Send + 'static>(
 pub async fn status(state: State) -> Json<Value> {
     let p = &state.parts;
     let s = &p.stats;
-    let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    let get = |c| s.get(c);
     let rates = state.sampler.rates(5);
     let probe = state.sampler.probe();
     let (dead, decode, rejected) = (
-        get(&s.dead_lettered),
-        get(&s.decode_failed),
-        get(&s.sink_rejected),
+        get(Counter::DeadLettered),
+        get(Counter::DecodeFailed),
+        get(Counter::SinkRejected),
     );
     let lag: i64 = probe.lag.iter().map(|l| l.lag()).sum();
     let names: Vec<String> = p.config.jobs.iter().map(|j| j.name.clone()).collect();
@@ -107,15 +107,15 @@ pub async fn status(state: State) -> Json<Value> {
         "rss_bytes": prometheus::resident_bytes(),
         "source": {
             "url": source_url(&p.config.source),
-            "total": get(&s.fetched),
+            "total": get(Counter::Fetched),
             "rate": rates.fetched,
             "errors": dead.saturating_sub(decode + rejected),
-            "retries": get(&s.source_retries),
+            "retries": get(Counter::SourceRetries),
         },
         "log": {
             "kind": match p.log { Log::Sqlite(_) => "sqlite", Log::Kafka(_) => "kafka" },
             "topic": p.log.topic(),
-            "total": get(&s.logged),
+            "total": get(Counter::Logged),
             "rate": rates.logged,
             "errors": 0,
             "lag": lag,
@@ -123,18 +123,18 @@ pub async fn status(state: State) -> Json<Value> {
         },
         "processor": {
             "group": p.config.group,
-            "total": get(&s.read),
+            "total": get(Counter::Read),
             "rate": rates.read,
             "errors": decode,
         },
         "store": {
             "kind": match p.sink { Sink::Sqlite(_) => "sqlite", Sink::Cassandra(_) => "cassandra" },
             "describe": p.sink.describe(),
-            "total": get(&s.stored),
-            "unchanged": get(&s.unchanged),
+            "total": get(Counter::Stored),
+            "unchanged": get(Counter::Unchanged),
             "rate": rates.stored,
             "errors": rejected,
-            "retries": get(&s.sink_retries),
+            "retries": get(Counter::SinkRetries),
             "rows": probe.rows,
         },
         "jobs": { "count": p.config.jobs.len(), "running": running },

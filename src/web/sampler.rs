@@ -10,7 +10,6 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,7 +20,7 @@ use tracing::debug;
 
 use crate::pipeline::log::{Log, PartitionLag};
 use crate::pipeline::sink::Sink;
-use crate::pipeline::stats::Stats;
+use crate::pipeline::stats::{Counter, Stats};
 
 /// One counter sample a second; 15 minutes kept (about 40 KiB).
 const EVERY: Duration = Duration::from_secs(1);
@@ -157,14 +156,13 @@ impl Sampler {
     }
 
     fn push(&self, stats: &Stats) {
-        let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
         let sample = Sample {
             t_ms: crate::scheduler::history::now_ms(),
             at: Instant::now(),
-            fetched: get(&stats.fetched),
-            logged: get(&stats.logged),
-            read: get(&stats.read),
-            stored: get(&stats.stored) + get(&stats.unchanged),
+            fetched: stats.get(Counter::Fetched),
+            logged: stats.get(Counter::Logged),
+            read: stats.get(Counter::Read),
+            stored: stats.get(Counter::Stored) + stats.get(Counter::Unchanged),
         };
         let mut samples = self.samples.lock().unwrap_or_else(|p| p.into_inner());
         if samples.len() == KEEP {
