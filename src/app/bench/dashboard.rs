@@ -86,7 +86,15 @@ pub(super) async fn metric(
         .sum())
 }
 
-pub(super) async fn trigger(client: &reqwest::Client, port: u16) -> anyhow::Result<()> {
+/// Triggers the `bench` job and waits until `n` rows are written, looking
+/// at `/metrics` every 200 ms. Returns the seconds from the trigger and the
+/// peak RSS seen meanwhile.
+pub(super) async fn run_job(
+    client: &reqwest::Client,
+    port: u16,
+    n: u64,
+) -> anyhow::Result<(f64, f64)> {
+    let t = Instant::now();
     let queued = client
         .post(format!("http://127.0.0.1:{port}/api/v1/jobs/bench/trigger"))
         .header("x-tributary-request", "1")
@@ -95,7 +103,18 @@ pub(super) async fn trigger(client: &reqwest::Client, port: u16) -> anyhow::Resu
     if !queued.status().is_success() {
         bail!("trigger refused: {}", queued.status());
     }
-    Ok(())
+    let mut peak_rss: f64 = 0.0;
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        peak_rss =
+            peak_rss.max(metric(client, port, "tributary_process_resident_memory_bytes").await?);
+        if metric(client, port, "tributary_sink_written_rows_total").await? >= n as f64 {
+            return Ok((t.elapsed().as_secs_f64(), peak_rss));
+        }
+        if t.elapsed() > Duration::from_secs(600) {
+            bail!("{n} rows not stored within 10 minutes");
+        }
+    }
 }
 
 struct Round {
@@ -143,21 +162,7 @@ async fn round(n: u64, chromium: Option<&Path>) -> anyhow::Result<Round> {
         }
     }
     let before = metric(&client, port, status_route).await?;
-    let t = Instant::now();
-    trigger(&client, port).await?;
-    let mut peak_rss: f64 = 0.0;
-    loop {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        peak_rss =
-            peak_rss.max(metric(&client, port, "tributary_process_resident_memory_bytes").await?);
-        if metric(&client, port, "tributary_sink_written_rows_total").await? >= n as f64 {
-            break;
-        }
-        if t.elapsed() > Duration::from_secs(600) {
-            bail!("{n} rows not stored within 10 minutes");
-        }
-    }
-    let secs = t.elapsed().as_secs_f64();
+    let (secs, peak_rss) = run_job(&client, port, n).await?;
     let page_requests = metric(&client, port, status_route).await? - before;
     if let Some(mut b) = browser {
         let _ = b.kill().await;

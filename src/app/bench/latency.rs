@@ -4,11 +4,11 @@
 //! per-message histogram `tributary_processor_end_to_end_latency_seconds`
 //! gives p50 and p99 (interpolated within its buckets).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::bail;
 
-use super::dashboard::{metric, metrics_text, start_serve, trigger};
+use super::dashboard::{metrics_text, run_job, start_serve};
 use super::{rate, tempdir};
 
 const HISTOGRAM: &str = "tributary_processor_end_to_end_latency_seconds";
@@ -17,19 +17,11 @@ const TICK: Duration = Duration::from_millis(100);
 
 /// Runs the `bench` job of a fresh `serve` until `n` rows are written;
 /// returns the seconds it took and the final /metrics text.
-async fn run_job(plan: &str, n: u64) -> anyhow::Result<(f64, String)> {
+async fn serve_job(plan: &str, n: u64) -> anyhow::Result<(f64, String)> {
     let dir = tempdir()?;
     let mut serve = start_serve(&dir, plan).await?;
     let client = reqwest::Client::new();
-    let t = Instant::now();
-    trigger(&client, serve.port).await?;
-    while metric(&client, serve.port, "tributary_sink_written_rows_total").await? < n as f64 {
-        if t.elapsed() > Duration::from_secs(600) {
-            bail!("{n} rows not stored within 10 minutes");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let secs = t.elapsed().as_secs_f64();
+    let (secs, _) = run_job(&client, serve.port, n).await?;
     let text = metrics_text(&client, serve.port).await?;
     let _ = serve.child.kill().await;
     std::fs::remove_dir_all(&dir).ok();
@@ -76,7 +68,7 @@ pub async fn latency(n: u64) -> anyhow::Result<()> {
     eprintln!(
         "bench --latency: the ceiling ({n} users at full speed), then half of it for {BURST:?}"
     );
-    let (secs, _) = run_job(&format!("records = {n}"), n).await?;
+    let (secs, _) = serve_job(&format!("records = {n}"), n).await?;
     let ceiling = rate(n, Duration::from_secs_f64(secs));
     let ticks_per_sec = (1.0 / TICK.as_secs_f64()) as u64;
     let per_tick = ((ceiling / 2.0) as u64 / ticks_per_sec).clamp(1, 5000);
@@ -87,7 +79,7 @@ pub async fn latency(n: u64) -> anyhow::Result<()> {
         BURST.as_secs(),
         TICK.as_millis()
     );
-    let (_, text) = run_job(&plan, total).await?;
+    let (_, text) = serve_job(&plan, total).await?;
     let (Some(p50), Some(p99)) = (quantile(&text, 0.50), quantile(&text, 0.99)) else {
         bail!("no latency histogram in /metrics");
     };
