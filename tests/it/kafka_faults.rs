@@ -4,10 +4,11 @@
 //! broker, `=three` against `scripts/infra up kafka --brokers 3`), one test
 //! at a time, in their own CI step; otherwise they say that they skipped.
 
+use std::io::Read;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::support::{Sandbox, distinct_ids, infra, stderr, unique};
+use crate::support::{Reap, Sandbox, distinct_ids, infra, rows_now, stderr, terminate, unique};
 
 fn enabled(mode: &str, test: &str) -> Option<String> {
     let broker = std::env::var("TRIBUTARY_TEST_KAFKA")
@@ -42,13 +43,22 @@ fn topic_end(s: &Sandbox, url: &str) -> u64 {
 }
 
 /// Ingests a steady 20 s stream while `node` is stopped and started again,
-/// then processes it all: the store holds exactly what was logged, and the
-/// topic holds exactly that many messages (the idempotent producer wrote
-/// none twice).
+/// with a processor following the topic all along: the producer rides the
+/// restart out, the follower survives it too (it used to exit on the
+/// broker's transport error), the store holds exactly what was logged, and
+/// the topic holds exactly that many messages (the idempotent producer
+/// wrote none twice). A second, fresh group then reads it all again.
 fn survive_broker_restart(broker: &str, node: &str, name: &str) {
     let s = Sandbox::new();
     let topic = unique(name);
     let url = format!("kafka://{broker}/{topic}");
+    let mut follower = Reap(
+        s.cmd(&["process", "--follow", "--log", &url, "--group", &topic])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let ingest = s
         .cmd(&[
             "ingest",
@@ -88,10 +98,43 @@ fn survive_broker_restart(broker: &str, node: &str, name: &str) {
         logged,
         "the topic holds a duplicate or lost a record"
     );
-    let processed = s.run_json(&["process", "--log", &url, "--group", &topic, "--json"]);
-    assert_eq!(processed["stored"].as_u64().unwrap(), logged, "{processed}");
+    // The follower catches up with everything logged, then stops cleanly.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while rows_now(&s.store_path()) < logged {
+        if let Some(status) = follower.0.try_wait().unwrap() {
+            let mut errors = String::new();
+            let _ = follower
+                .0
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut errors);
+            panic!("the follower exited ({status}) before catching up: {errors}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the follower stored {} of {logged}",
+            rows_now(&s.store_path())
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    terminate(&follower.0);
+    let status = follower.0.wait().unwrap();
+    let mut errors = String::new();
+    follower
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut errors)
+        .unwrap();
+    assert!(status.success(), "the follower failed: {errors}");
     assert_eq!(s.count(), logged);
     assert_eq!(distinct_ids(&s.store_path()), logged);
+    let again = format!("{topic}-again");
+    let processed = s.run_json(&["process", "--log", &url, "--group", &again, "--json"]);
+    assert_eq!(processed["read"].as_u64().unwrap(), logged, "{processed}");
+    assert_eq!(s.count(), logged);
 }
 
 #[test]

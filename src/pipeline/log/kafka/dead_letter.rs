@@ -7,10 +7,10 @@ use std::collections::HashSet;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::{KafkaLogConfig, REQUEST_TIMEOUT, kafka_err};
+use super::{KafkaLogConfig, REQUEST_TIMEOUT, kafka_err, rebootstrap};
 use crate::pipeline::log::{DeadLetter, LogError, Origin, Stage, StoredDeadLetter};
 
 const STAGE: &str = "tributary.stage";
@@ -29,17 +29,18 @@ const MAX_PAYLOAD: usize = 900_000;
 
 async fn send(
     producer: &FutureProducer,
-    topic: &str,
+    config: &KafkaLogConfig,
     key: Option<&[u8]>,
     payload: &[u8],
     headers: OwnedHeaders,
 ) -> Result<(), LogError> {
-    let mut record = FutureRecord::to(topic).payload(payload).headers(headers);
+    let topic = config.dlq_topic();
+    let mut record = FutureRecord::to(&topic).payload(payload).headers(headers);
     if let Some(k) = key {
         record = record.key(k);
     }
-    producer
-        .send(record, REQUEST_TIMEOUT)
+    let delivery = producer.send(record, REQUEST_TIMEOUT);
+    rebootstrap::watched(delivery, producer.client(), &config.brokers)
         .await
         .map(|_| ())
         .map_err(|(e, _)| kafka_err("cannot write a dead letter", e))
@@ -47,7 +48,7 @@ async fn send(
 
 pub async fn produce(
     producer: &FutureProducer,
-    dlq_topic: &str,
+    config: &KafkaLogConfig,
     letters: Vec<DeadLetter>,
 ) -> Result<(), LogError> {
     for l in letters {
@@ -84,14 +85,14 @@ pub async fn produce(
         } else {
             &l.payload[..]
         };
-        send(producer, dlq_topic, l.key.as_deref(), payload, headers).await?;
+        send(producer, config, l.key.as_deref(), payload, headers).await?;
     }
     Ok(())
 }
 
 pub async fn settle(
     producer: &FutureProducer,
-    dlq_topic: &str,
+    config: &KafkaLogConfig,
     id: i64,
     outcome: Result<(), String>,
 ) -> Result<(), LogError> {
@@ -104,7 +105,7 @@ pub async fn settle(
         key: REPLAYED,
         value: Some(&id.to_string()),
     });
-    send(producer, dlq_topic, None, b"", headers).await
+    send(producer, config, None, b"", headers).await
 }
 
 /// Reads the whole DLQ partition (it is small by nature) without joining a

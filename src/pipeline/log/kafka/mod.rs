@@ -8,6 +8,7 @@
 mod dead_letter;
 mod peek;
 mod reader;
+mod rebootstrap;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use std::time::Duration;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::BaseConsumer;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use tracing::info;
@@ -240,8 +241,9 @@ impl KafkaLog {
             }
         }
         let mut first_offset = None;
+        let client = self.producer.client();
         for delivery in deliveries {
-            match delivery.await {
+            match rebootstrap::watched(delivery, client, &self.config.brokers).await {
                 Ok(Ok(d)) => {
                     first_offset.get_or_insert(d.offset);
                 }
@@ -260,7 +262,7 @@ impl KafkaLog {
     }
 
     pub async fn dead_letter(&self, letters: Vec<DeadLetter>) -> Result<(), LogError> {
-        dead_letter::produce(&self.producer, &self.config.dlq_topic(), letters).await
+        dead_letter::produce(&self.producer, &self.config, letters).await
     }
 
     pub async fn dead_letters(
@@ -276,7 +278,7 @@ impl KafkaLog {
         id: i64,
         outcome: Result<(), String>,
     ) -> Result<(), LogError> {
-        dead_letter::settle(&self.producer, &self.config.dlq_topic(), id, outcome).await
+        dead_letter::settle(&self.producer, &self.config, id, outcome).await
     }
 
     /// Letters not yet replayed, counted by reading the DLQ topic (at most
@@ -318,6 +320,10 @@ impl KafkaLog {
                 }
             }
         };
-        reader::lag(client, &self.config.topic).await
+        let lag = reader::lag(client.clone(), &self.config.topic).await;
+        if lag.is_err() {
+            rebootstrap::rebootstrap(client.client(), &self.config.brokers);
+        }
+        lag
     }
 }

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -12,7 +12,7 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use tracing::warn;
 
-use super::{KafkaLogConfig, REQUEST_TIMEOUT, kafka_err};
+use super::{KafkaLogConfig, REQUEST_TIMEOUT, kafka_err, rebootstrap};
 use crate::pipeline::log::{Checkpoint, LogError, LogMessage, PartitionLag};
 
 /// How long a poll that has its first message waits for more to fill the
@@ -20,6 +20,30 @@ use crate::pipeline::log::{Checkpoint, LogError, LogMessage, PartitionLag};
 /// cut at whatever had arrived, and each small batch paid a sink transaction
 /// and a synchronous commit (4x slower end to end).
 const BATCH_LINGER: Duration = Duration::from_millis(25);
+
+/// Transient read errors are logged at most this often.
+const ERROR_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Whether a read error is one librdkafka recovers from by itself. Its
+/// consumer errors are informational except the fatal ones; a missing topic
+/// and refused credentials are treated as fatal here too, because waiting
+/// would not end them.
+fn transient(e: &KafkaError) -> bool {
+    match e {
+        KafkaError::MessageConsumption(code) => !matches!(
+            code,
+            RDKafkaErrorCode::UnknownTopicOrPartition
+                | RDKafkaErrorCode::UnknownTopic
+                | RDKafkaErrorCode::TopicAuthorizationFailed
+                | RDKafkaErrorCode::GroupAuthorizationFailed
+                | RDKafkaErrorCode::ClusterAuthorizationFailed
+                | RDKafkaErrorCode::SaslAuthenticationFailed
+                | RDKafkaErrorCode::Authentication
+                | RDKafkaErrorCode::Fatal
+        ),
+        _ => false,
+    }
+}
 
 fn consumer_config(config: &KafkaLogConfig, group: &str) -> rdkafka::ClientConfig {
     let mut c = config.client();
@@ -49,8 +73,15 @@ fn consumer_config(config: &KafkaLogConfig, group: &str) -> rdkafka::ClientConfi
 pub struct KafkaReader {
     consumer: Arc<StreamConsumer>,
     topic: String,
+    /// `bootstrap.servers`, for [`rebootstrap`].
+    bootstrap: String,
     /// Next offset to read per partition, as far as this reader has read.
     position: BTreeMap<i32, i64>,
+    /// When a message last arrived, or the last broker check began.
+    active: Instant,
+    /// Transient errors since the last one was logged, and when that was.
+    quiet_errors: u64,
+    last_error_logged: Option<Instant>,
 }
 
 impl std::fmt::Debug for KafkaReader {
@@ -73,25 +104,37 @@ impl KafkaReader {
         Ok(KafkaReader {
             consumer: Arc::new(consumer),
             topic: config.topic.clone(),
+            bootstrap: config.brokers.clone(),
             position: BTreeMap::new(),
+            active: Instant::now(),
+            quiet_errors: 0,
+            last_error_logged: None,
         })
     }
 
     /// Up to `max` messages; waits up to `wait` for the first, then up to
     /// [`BATCH_LINGER`] more to fill the batch.
+    ///
+    /// Errors librdkafka recovers from by itself (a broker restarting, a
+    /// dropped connection) are logged and waited out; the others fail the
+    /// poll. A reader idle for [`rebootstrap::IDLE_PROBE`] checks in the
+    /// background that it still reaches a broker.
     pub async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<LogMessage>, LogError> {
         let mut batch = Vec::new();
         let mut deadline = tokio::time::Instant::now() + wait;
         while batch.len() < max {
-            let next = tokio::time::timeout_at(deadline, self.consumer.recv()).await;
-            if batch.is_empty() {
-                deadline = tokio::time::Instant::now() + BATCH_LINGER;
-            }
-            let m = match next {
+            let m = match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
                 Err(_elapsed) => break,
+                Ok(Err(e)) if transient(&e) => {
+                    self.transient_error(&e);
+                    continue;
+                }
                 Ok(Err(e)) => return Err(kafka_err("cannot read from Kafka", e)),
                 Ok(Ok(m)) => m,
             };
+            if batch.is_empty() {
+                deadline = tokio::time::Instant::now() + BATCH_LINGER;
+            }
             self.position.insert(m.partition(), m.offset() + 1);
             batch.push(LogMessage {
                 partition: m.partition(),
@@ -101,7 +144,32 @@ impl KafkaReader {
                 payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
             });
         }
+        if !batch.is_empty() {
+            self.active = Instant::now();
+        } else if self.active.elapsed() >= rebootstrap::IDLE_PROBE {
+            self.active = Instant::now();
+            rebootstrap::probe(self.consumer.clone(), &self.topic, &self.bootstrap);
+        }
         Ok(batch)
+    }
+
+    /// Logs a transient error, at most once per [`ERROR_LOG_EVERY`] with
+    /// the number held back since.
+    fn transient_error(&mut self, e: &KafkaError) {
+        self.quiet_errors += 1;
+        if self
+            .last_error_logged
+            .is_some_and(|t| t.elapsed() < ERROR_LOG_EVERY)
+        {
+            return;
+        }
+        warn!(
+            error = %e,
+            errors = self.quiet_errors,
+            "kafka: reading is waiting for the brokers (librdkafka reconnects by itself)"
+        );
+        self.quiet_errors = 0;
+        self.last_error_logged = Some(Instant::now());
     }
 
     pub fn committer(&self) -> KafkaCommitter {
