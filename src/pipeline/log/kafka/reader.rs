@@ -25,9 +25,9 @@ const BATCH_LINGER: Duration = Duration::from_millis(25);
 const ERROR_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// Whether a read error is one librdkafka recovers from by itself. Its
-/// consumer errors are informational except the fatal ones; a missing topic
-/// and refused credentials are treated as fatal here too, because waiting
-/// would not end them.
+/// consumer errors are informational except the fatal ones; a missing topic,
+/// refused credentials and a failed TLS handshake are treated as fatal here
+/// too, because waiting would not end them.
 fn transient(e: &KafkaError) -> bool {
     match e {
         KafkaError::MessageConsumption(code) => !matches!(
@@ -39,6 +39,7 @@ fn transient(e: &KafkaError) -> bool {
                 | RDKafkaErrorCode::ClusterAuthorizationFailed
                 | RDKafkaErrorCode::SaslAuthenticationFailed
                 | RDKafkaErrorCode::Authentication
+                | RDKafkaErrorCode::SSL
                 | RDKafkaErrorCode::Fatal
         ),
         _ => false,
