@@ -1,13 +1,16 @@
 //! The commands that look at what the pipeline produced: `count`, `show`,
 //! `dlq list` and `dlq replay`.
 
+use std::io::IsTerminal;
+
 use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{AppResult, prepare_dirs};
 use crate::cli::{DlqCommand, EndpointArgs, ShowArgs};
 use crate::config::Config;
 use crate::pipeline::log::{Log, StoredDeadLetter};
-use crate::pipeline::processor;
+use crate::pipeline::processor::{self, ReplayReport};
 use crate::pipeline::sink::Sink;
 use crate::record::ROW_COLUMNS;
 
@@ -41,10 +44,9 @@ pub async fn status(config: Config, json: bool) -> AppResult {
         .context("cannot read the log's offsets")?;
     let rows = sink.count().await.context("cannot count rows")?;
     let waiting = log
-        .dead_letters(false, usize::MAX >> 1)
+        .dead_letters_waiting(None)
         .await
-        .context("cannot read dead letters")?
-        .len();
+        .context("cannot count dead letters")?;
     let total_lag: i64 = lag.iter().map(|p| p.lag()).sum();
     if json {
         let partitions: Vec<_> = lag
@@ -158,7 +160,7 @@ pub async fn dlq(
             let config = resolve(&endpoints)?;
             let log = open_log(&config).await?;
             let letters = log
-                .dead_letters(all, limit)
+                .dead_letters(all, None, limit)
                 .await
                 .context("cannot read dead letters")?;
             for l in &letters {
@@ -181,17 +183,49 @@ pub async fn dlq(
             let config = resolve(&endpoints)?;
             let log = open_log(&config).await?;
             let sink = open_sink(&config).await?;
-            let mut letters = log
-                .dead_letters(false, usize::MAX >> 1)
-                .await
-                .context("cannot read dead letters")?;
-            if !ids.is_empty() {
-                letters.retain(|l| ids.contains(&l.id));
-            }
-            let report =
-                processor::replay(&log, &sink, letters, config.processor.max_message_bytes)
+            let max_bytes = config.processor.max_message_bytes;
+            let mut report = ReplayReport::default();
+            if ids.is_empty() {
+                // Page by page, so memory holds one page however long the
+                // queue; letters that still fail stay behind the cursor.
+                let waiting = log
+                    .dead_letters_waiting(None)
                     .await
-                    .context("replay failed")?;
+                    .context("cannot count dead letters")?;
+                let bar = (!json && std::io::stderr().is_terminal()).then(|| {
+                    ProgressBar::new(waiting).with_style(
+                        ProgressStyle::with_template(
+                            "{spinner} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} letters ({per_sec})",
+                        )
+                        .expect("valid template"),
+                    )
+                });
+                let mut after = None;
+                loop {
+                    let (page, last) = processor::replay_page(&log, &sink, after, max_bytes)
+                        .await
+                        .context("replay failed")?;
+                    let Some(last) = last else { break };
+                    if let Some(b) = &bar {
+                        b.inc(page.replayed + page.still_failing);
+                    }
+                    report += page;
+                    after = Some(last);
+                }
+                if let Some(b) = bar {
+                    b.finish_and_clear();
+                }
+            } else {
+                for chunk in ids.chunks(processor::REPLAY_PAGE) {
+                    let letters = log
+                        .dead_letters_by_id(chunk.to_vec())
+                        .await
+                        .context("cannot read dead letters")?;
+                    report += processor::replay(&log, &sink, letters, max_bytes)
+                        .await
+                        .context("replay failed")?;
+                }
+            }
             if json {
                 println!(
                     "{}",

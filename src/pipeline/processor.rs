@@ -318,6 +318,33 @@ pub struct ReplayReport {
     pub still_failing: u64,
 }
 
+impl std::ops::AddAssign for ReplayReport {
+    fn add_assign(&mut self, other: ReplayReport) {
+        self.replayed += other.replayed;
+        self.still_failing += other.still_failing;
+    }
+}
+
+/// Waiting letters replayed per page: one API call, one step of
+/// `dlq replay`. Memory holds one page.
+pub const REPLAY_PAGE: usize = 1000;
+
+/// Replays the oldest [`REPLAY_PAGE`] waiting letters with an id above
+/// `after`. Returns what happened and the last id of the page, the cursor
+/// for the next one (`None` when nothing waits there). Letters that still
+/// fail stay behind the cursor, so paging on reaches the rest.
+pub async fn replay_page(
+    log: &Log,
+    sink: &Sink,
+    after: Option<i64>,
+    max_message_bytes: usize,
+) -> Result<(ReplayReport, Option<i64>), ProcessError> {
+    let letters = log.dead_letters(false, after, REPLAY_PAGE).await?;
+    let last = letters.last().map(|l| l.id);
+    let report = replay(log, sink, letters, max_message_bytes).await?;
+    Ok((report, last))
+}
+
 /// Runs dead letters through decoding and the sink again, after a fix.
 /// A letter from the source stage holds an API user; the others hold a log
 /// message. Each is settled one by one: stored → marked replayed; failing →

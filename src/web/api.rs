@@ -323,7 +323,7 @@ pub async fn dead_letters(state: State, Query(q): Query<Limit>) -> ApiResult {
     let letters = state
         .sampler
         .dead_letters
-        .get(key, || log.dead_letters(key.0, key.1))
+        .get(key, || log.dead_letters(key.0, None, key.1))
         .await
         .map_err(ApiError::internal)?;
     // On Kafka a count reads the whole DLQ topic: the sampler's (every
@@ -334,7 +334,7 @@ pub async fn dead_letters(state: State, Query(q): Query<Limit>) -> ApiResult {
             state
                 .sampler
                 .waiting
-                .get((), || log.dead_letters_waiting())
+                .get((), || log.dead_letters_waiting(None))
                 .await
                 .map_err(ApiError::internal)?,
         ),
@@ -346,7 +346,7 @@ pub async fn dead_letters(state: State, Query(q): Query<Limit>) -> ApiResult {
 }
 
 /// Letters replayed by one call at most; the answer says how many remain.
-const REPLAY_MAX: usize = 1000;
+const REPLAY_MAX: usize = processor::REPLAY_PAGE;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -355,11 +355,15 @@ struct ReplayBody {
     ids: Vec<i64>,
     #[serde(default)]
     all: bool,
+    /// With `all`: start after this id (the `next_after` of the last call).
+    after: Option<i64>,
 }
 
-/// `{"ids": [...]}` replays those; `{"all": true}` every waiting letter
-/// (oldest first, [`REPLAY_MAX`] a call). The body is read as JSON whatever
-/// its content type, and an empty or unclear one replays nothing.
+/// `{"ids": [...]}` replays those; `{"all": true}` the oldest
+/// [`REPLAY_MAX`] waiting letters, and `{"all": true, "after": id}` the
+/// next ones, so a client walks the queue with `next_after` even when
+/// letters keep failing. The body is read as JSON whatever its content
+/// type, and an empty or unclear one replays nothing.
 pub async fn replay(state: State, body: axum::body::Bytes) -> Result<Response, ApiError> {
     let request: ReplayBody = serde_json::from_slice(&body).map_err(|e| {
         ApiError(
@@ -367,10 +371,10 @@ pub async fn replay(state: State, body: axum::body::Bytes) -> Result<Response, A
             format!(r#"the body must be {{"ids": [..]}} or {{"all": true}}: {e}"#),
         )
     })?;
-    if request.ids.is_empty() != request.all {
+    if request.ids.is_empty() != request.all || (request.after.is_some() && !request.all) {
         return Err(ApiError(
             StatusCode::BAD_REQUEST,
-            r#"give either "ids" or "all": true"#.into(),
+            r#"give either "ids" or "all": true (with "after" to go on)"#.into(),
         ));
     }
     let Ok(_one_at_a_time) = state.replaying.try_lock() else {
@@ -386,20 +390,11 @@ pub async fn replay(state: State, body: axum::body::Bytes) -> Result<Response, A
             format!("at most {REPLAY_MAX} ids a call"),
         ));
     }
-    let (letters, remaining, not_found) = if request.all {
-        // The oldest REPLAY_MAX, and how many wait behind them.
-        let letters = p
-            .log
-            .dead_letters(false, REPLAY_MAX)
+    let max_bytes = p.config.processor.max_message_bytes;
+    let outcome = if request.all {
+        processor::replay_page(&p.log, &p.sink, request.after, max_bytes)
             .await
-            .map_err(ApiError::internal)?;
-        let waiting = p
-            .log
-            .dead_letters_waiting()
-            .await
-            .map_err(ApiError::internal)?;
-        let remaining = waiting.saturating_sub(letters.len() as u64);
-        (letters, remaining, 0)
+            .map(|(report, last)| (report, last, 0))
     } else {
         let wanted: HashSet<i64> = request.ids.iter().copied().collect();
         let letters = p
@@ -408,28 +403,33 @@ pub async fn replay(state: State, body: axum::body::Bytes) -> Result<Response, A
             .await
             .map_err(ApiError::internal)?;
         let not_found = wanted.len() - letters.len();
-        (letters, 0, not_found)
+        processor::replay(&p.log, &p.sink, letters, max_bytes)
+            .await
+            .map(|report| (report, None, not_found))
     };
-    let report = processor::replay(
-        &p.log,
-        &p.sink,
-        letters,
-        p.config.processor.max_message_bytes,
-    )
-    .await;
     // Whatever happened, the next look must see it.
     state.sampler.dead_letters.clear().await;
     state.sampler.waiting.clear().await;
     state.sampler.rows.clear().await;
-    if let Ok(n) = p.log.dead_letters_waiting().await {
+    if let Ok(n) = p.log.dead_letters_waiting(None).await {
         state.sampler.set_dead_letters_waiting(n);
     }
-    let report = report.map_err(ApiError::internal)?;
+    let (report, next_after, not_found) = outcome.map_err(ApiError::internal)?;
+    // How many wait beyond this page (for `ids`, the caller chose).
+    let remaining = if request.all {
+        p.log
+            .dead_letters_waiting(next_after.or(request.after))
+            .await
+            .map_err(ApiError::internal)?
+    } else {
+        0
+    };
     Ok(Json(json!({
         "replayed": report.replayed,
         "still_failing": report.still_failing,
         "remaining": remaining,
         "not_found": not_found,
+        "next_after": next_after,
     }))
     .into_response())
 }

@@ -311,7 +311,7 @@ pub fn spawn(sampler: Arc<Sampler>, from: Sources, shutdown: CancellationToken) 
     let (s, f, stop) = (sampler, from, shutdown);
     tokio::spawn(async move {
         every(s.probe_every * 5, &stop, || async {
-            match f.log.dead_letters_waiting().await {
+            match f.log.dead_letters_waiting(None).await {
                 Ok(n) => {
                     metrics::gauge!("tributary_log_dead_letters_waiting").set(n as f64);
                     s.update(|p| p.dead_letters_waiting = Some(n));

@@ -359,7 +359,7 @@ async fn replay_puts_a_dead_letter_through_the_store() {
     let report: Value = r.json().await.unwrap();
     assert_eq!(
         report,
-        json!({"replayed": 1, "still_failing": 0, "remaining": 0, "not_found": 0})
+        json!({"replayed": 1, "still_failing": 0, "remaining": 0, "not_found": 0, "next_after": null})
     );
     assert_eq!(h.sink.count().await.unwrap(), 11);
     let after = h.get("/api/v1/dead-letters").await;
@@ -385,6 +385,7 @@ async fn replay_puts_a_dead_letter_through_the_store() {
         json!({}),
         json!({"ids": []}),
         json!({"ids": [1], "all": true}),
+        json!({"ids": [1], "after": 0}),
     ] {
         let (status, _) = h.post("/api/v1/dead-letters/replay", body.clone()).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
@@ -396,6 +397,63 @@ async fn replay_puts_a_dead_letter_through_the_store() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(report["replayed"], 1);
     assert_eq!(h.sink.count().await.unwrap(), 12);
+}
+
+/// `n` letters that fail again on every replay (their bytes are not JSON).
+async fn hopeless_letters(h: &Harness, n: u64) {
+    let letters = (0..n)
+        .map(|i| DeadLetter {
+            stage: Stage::Decode,
+            reason: "not JSON".into(),
+            origin: Some(Origin {
+                topic: "users_created".into(),
+                partition: 0,
+                offset: 20_000 + i as i64,
+            }),
+            key: None,
+            payload: b"not json".to_vec(),
+        })
+        .collect();
+    h.log.dead_letter(letters).await.unwrap();
+}
+
+#[tokio::test]
+async fn replay_all_walks_past_letters_that_keep_failing() {
+    let h = harness(None, 0).await;
+    // A full page of letters that fail again, then three good ones.
+    hopeless_letters(&h, 1000).await;
+    refused_rows(&h, 3).await;
+    let (status, first) = h
+        .post("/api/v1/dead-letters/replay", json!({"all": true}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(first["replayed"], 0, "{first}");
+    assert_eq!(first["still_failing"], 1000, "{first}");
+    assert_eq!(first["remaining"], 3, "{first}");
+    // The cursor goes on past them, to the good ones.
+    let (_, second) = h
+        .post(
+            "/api/v1/dead-letters/replay",
+            json!({"all": true, "after": first["next_after"]}),
+        )
+        .await;
+    assert_eq!(second["replayed"], 3, "{second}");
+    assert_eq!(second["still_failing"], 0, "{second}");
+    assert_eq!(second["remaining"], 0, "{second}");
+    assert_eq!(h.sink.count().await.unwrap(), 3);
+    // Past the end: nothing to look at, no cursor.
+    let (_, third) = h
+        .post(
+            "/api/v1/dead-letters/replay",
+            json!({"all": true, "after": second["next_after"]}),
+        )
+        .await;
+    assert_eq!(
+        third,
+        json!({"replayed": 0, "still_failing": 0, "remaining": 0, "not_found": 0, "next_after": null})
+    );
+    // The failing ones still wait, first in line for the next full pass.
+    assert_eq!(h.get("/api/v1/dead-letters").await["waiting"], 1000);
 }
 
 #[tokio::test]

@@ -167,3 +167,51 @@ async fn replay_stores_fixed_letters_and_keeps_failing_ones() {
             .starts_with("malformed json")
     );
 }
+
+/// More letters than a replay page (1000): `dlq replay` pages through them
+/// all with a cursor, so the 1200 that fail again do not hide the 1300
+/// behind them, and `--id` takes more ids than a page too.
+#[tokio::test]
+async fn replay_pages_past_letters_that_keep_failing() {
+    let s = Sandbox::new();
+    std::fs::create_dir_all(s.data_dir()).unwrap();
+    let log = Log::open(&log_config(&s)).await.unwrap();
+    let letter = |stage, payload| DeadLetter {
+        stage,
+        reason: "before the fix".into(),
+        origin: None,
+        key: None,
+        payload,
+    };
+    log.dead_letter(
+        (0..1200)
+            .map(|_| letter(Stage::Decode, b"{".to_vec()))
+            .collect(),
+    )
+    .await
+    .unwrap();
+    log.dead_letter((0..1300).map(|k| letter(Stage::Sink, good(k))).collect())
+        .await
+        .unwrap();
+
+    let out = s.run(&["dlq", "replay", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["replayed"], 1300, "{report}");
+    assert_eq!(report["still_failing"], 1200, "{report}");
+    assert_eq!(s.count(), 1300);
+
+    // By id, across pages: the 1200 failing ones, asked for by name.
+    let waiting = log.dead_letters(false, None, 5000).await.unwrap();
+    assert_eq!(waiting.len(), 1200);
+    let mut args = vec!["dlq".to_owned(), "replay".into(), "--json".into()];
+    for l in &waiting {
+        args.extend(["--id".to_owned(), l.id.to_string()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = s.run(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["replayed"], 0, "{report}");
+    assert_eq!(report["still_failing"], 1200, "{report}");
+}

@@ -272,15 +272,17 @@ impl Log {
         Ok(())
     }
 
-    /// Dead letters, oldest first; replayed ones only if asked.
+    /// Dead letters, oldest first, at most `limit`; replayed ones only if
+    /// asked; only ids above `after` when given (a cursor for paging).
     pub async fn dead_letters(
         &self,
         include_replayed: bool,
+        after: Option<i64>,
         limit: usize,
     ) -> Result<Vec<StoredDeadLetter>, LogError> {
         match self {
-            Log::Sqlite(l) => l.dead_letters(include_replayed, limit).await,
-            Log::Kafka(l) => l.dead_letters(include_replayed, limit).await,
+            Log::Sqlite(l) => l.dead_letters(include_replayed, after, limit).await,
+            Log::Kafka(l) => l.dead_letters(include_replayed, after, limit).await,
         }
     }
 
@@ -296,12 +298,12 @@ impl Log {
         }
     }
 
-    /// How many dead letters wait for a replay (on Kafka, at most
-    /// [`kafka::DEAD_LETTERS_COUNTED`]).
-    pub async fn dead_letters_waiting(&self) -> Result<u64, LogError> {
+    /// How many dead letters wait for a replay, only those with an id above
+    /// `after` when given (on Kafka, at most [`kafka::DEAD_LETTERS_COUNTED`]).
+    pub async fn dead_letters_waiting(&self, after: Option<i64>) -> Result<u64, LogError> {
         match self {
-            Log::Sqlite(l) => l.dead_letters_waiting().await,
-            Log::Kafka(l) => l.dead_letters_waiting().await,
+            Log::Sqlite(l) => l.dead_letters_waiting(after).await,
+            Log::Kafka(l) => l.dead_letters_waiting(after).await,
         }
     }
 

@@ -352,11 +352,11 @@ impl SqliteLog {
         .await
     }
 
-    pub async fn dead_letters_waiting(&self) -> Result<u64, LogError> {
+    pub async fn dead_letters_waiting(&self, after: Option<i64>) -> Result<u64, LogError> {
         embedded::blocking(&self.conn, move |conn| {
             let n: i64 = conn.query_row(
-                "SELECT count(*) FROM dead_letters WHERE replayed_ms IS NULL",
-                [],
+                "SELECT count(*) FROM dead_letters WHERE replayed_ms IS NULL AND id > ?1",
+                [after.unwrap_or(i64::MIN)],
                 |r| r.get(0),
             )?;
             Ok(n as u64)
@@ -367,6 +367,7 @@ impl SqliteLog {
     pub async fn dead_letters(
         &self,
         include_replayed: bool,
+        after: Option<i64>,
         limit: usize,
     ) -> Result<Vec<StoredDeadLetter>, LogError> {
         embedded::blocking(&self.conn, move |conn| {
@@ -374,12 +375,13 @@ impl SqliteLog {
             let filter = if include_replayed {
                 ""
             } else {
-                "WHERE replayed_ms IS NULL"
+                "replayed_ms IS NULL AND"
             };
             let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {LETTER_COLUMNS} FROM dead_letters {filter} ORDER BY id LIMIT ?1"
+                "SELECT {LETTER_COLUMNS} FROM dead_letters WHERE {filter} id > ?1
+                 ORDER BY id LIMIT ?2"
             ))?;
-            let rows = stmt.query_map([limit as i64], stored_letter)?;
+            let rows = stmt.query_map([after.unwrap_or(i64::MIN), limit as i64], stored_letter)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(LogError::from)
         })
         .await

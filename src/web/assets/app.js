@@ -361,14 +361,25 @@ function renderDeadLetters(data) {
   $('#dl-body').replaceChildren(...(rows.length ? rows : [el('tr', {}, el('td', { colspan: 6, class: 'empty' }, 'none waiting'))]));
 }
 
+// Replays the given ids, or every waiting letter a page (1000) at a time,
+// walking on with `next_after` so letters that keep failing do not block
+// the ones behind them.
 async function replay(ids, button) {
   const gen = state.gen;
   button.disabled = true;
   try {
-    const res = await post('/api/v1/dead-letters/replay', ids ? { ids } : { all: true });
-    const more = res.remaining > 0 ? `, ${fmtInt(res.remaining)} more to replay` : '';
-    setText('#dl-result', `replayed ${fmtInt(res.replayed)}, still failing ${fmtInt(res.still_failing)}${more}`);
-    toast(`replayed ${res.replayed}, still failing ${res.still_failing}`, res.still_failing > 0);
+    const total = { replayed: 0, still_failing: 0 };
+    let body = ids ? { ids } : { all: true };
+    for (;;) {
+      const res = await post('/api/v1/dead-letters/replay', body);
+      total.replayed += res.replayed;
+      total.still_failing += res.still_failing;
+      const more = res.remaining > 0 ? `, ${fmtInt(res.remaining)} more to replay` : '';
+      setText('#dl-result', `replayed ${fmtInt(total.replayed)}, still failing ${fmtInt(total.still_failing)}${more}`);
+      if (ids || res.remaining === 0 || res.next_after == null || gen !== state.gen) break;
+      body = { all: true, after: res.next_after };
+    }
+    toast(`replayed ${total.replayed}, still failing ${total.still_failing}`, total.still_failing > 0);
     await Promise.all([refreshDeadLetters(), refreshRows()]);
   } catch (err) {
     handleError(err, gen);

@@ -113,6 +113,7 @@ pub async fn settle(
 pub async fn list(
     config: &KafkaLogConfig,
     include_replayed: bool,
+    after: Option<i64>,
     limit: usize,
 ) -> Result<Vec<StoredDeadLetter>, LogError> {
     let consumer: BaseConsumer = config
@@ -152,6 +153,11 @@ pub async fn list(
             };
             if let Some(id) = header(REPLAYED).and_then(|v| v.parse::<i64>().ok()) {
                 replayed.insert(id);
+                continue;
+            }
+            // Markers are read from the start whatever the cursor: a
+            // letter's marker comes after it.
+            if after.is_some_and(|a| m.offset() <= a) {
                 continue;
             }
             let origin = match (header(TOPIC), header(PARTITION), header(OFFSET)) {

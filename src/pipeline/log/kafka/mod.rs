@@ -268,9 +268,10 @@ impl KafkaLog {
     pub async fn dead_letters(
         &self,
         include_replayed: bool,
+        after: Option<i64>,
         limit: usize,
     ) -> Result<Vec<StoredDeadLetter>, LogError> {
-        dead_letter::list(&self.config, include_replayed, limit).await
+        dead_letter::list(&self.config, include_replayed, after, limit).await
     }
 
     pub async fn settle_dead_letter(
@@ -283,8 +284,11 @@ impl KafkaLog {
 
     /// Letters not yet replayed, counted by reading the DLQ topic (at most
     /// [`DEAD_LETTERS_COUNTED`]).
-    pub async fn dead_letters_waiting(&self) -> Result<u64, LogError> {
-        Ok(self.dead_letters(false, DEAD_LETTERS_COUNTED).await?.len() as u64)
+    pub async fn dead_letters_waiting(&self, after: Option<i64>) -> Result<u64, LogError> {
+        let waiting = self
+            .dead_letters(false, after, DEAD_LETTERS_COUNTED)
+            .await?;
+        Ok(waiting.len() as u64)
     }
 
     /// The waiting letters among `ids` (one read of the DLQ topic).
@@ -293,7 +297,7 @@ impl KafkaLog {
         ids: Vec<i64>,
     ) -> Result<Vec<StoredDeadLetter>, LogError> {
         let wanted: std::collections::HashSet<i64> = ids.into_iter().collect();
-        let mut letters = self.dead_letters(false, usize::MAX >> 1).await?;
+        let mut letters = self.dead_letters(false, None, usize::MAX >> 1).await?;
         letters.retain(|l| wanted.contains(&l.id));
         Ok(letters)
     }
