@@ -341,7 +341,8 @@ pub struct BenchArgs {
     pub dashboard: Option<PathBuf>,
     /// Only measure how long records wait between the log and the store at
     /// half load (p50, p99): `serve` at full speed for --records users, then
-    /// at half that rate for 30 s.
+    /// at half that rate for 30 s; on Kafka and/or Cassandra when --kafka
+    /// and/or --cassandra are given.
     #[arg(long)]
     pub latency: bool,
     /// The script that runs Kafka's tools (see docs/infra.md).

@@ -21,12 +21,13 @@ pub(super) struct Served {
 }
 
 /// A job named `bench` that runs only when triggered; `plan` is its
-/// `records = N` or `burst = {...}` line.
-pub(super) async fn start_serve(dir: &Path, plan: &str) -> anyhow::Result<Served> {
+/// `records = N` or `burst = {...}` line, `stages` any `[log]`/`[sink]`
+/// tables (empty: the embedded default).
+pub(super) async fn start_serve(dir: &Path, plan: &str, stages: &str) -> anyhow::Result<Served> {
     std::fs::write(
         dir.join("tributary.toml"),
         format!(
-            "data_dir = \"data\"\n[source]\nseed = \"dash\"\n\
+            "data_dir = \"data\"\n{stages}\n[source]\nseed = \"dash\"\n\
              [[jobs]]\nname = \"bench\"\nschedule = \"0 0 1 1 *\"\n{plan}\n"
         ),
     )?;
@@ -125,7 +126,7 @@ struct Round {
 
 async fn round(n: u64, chromium: Option<&Path>) -> anyhow::Result<Round> {
     let dir = tempdir()?;
-    let mut serve = start_serve(&dir, &format!("records = {n}")).await?;
+    let mut serve = start_serve(&dir, &format!("records = {n}"), "").await?;
     let port = serve.port;
     let client = reqwest::Client::new();
     let status_route = r#"tributary_web_requests_total{route="/api/v1/status""#;

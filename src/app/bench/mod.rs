@@ -67,7 +67,13 @@ pub async fn bench(args: &BenchArgs) -> AppResult {
         return tick_precision(secs).await.map_err(Into::into);
     }
     if args.latency {
-        return latency::latency(args.records).await.map_err(Into::into);
+        let stages = latency::Stages {
+            kafka: args.kafka.as_deref(),
+            cassandra: args.cassandra.as_deref(),
+        };
+        return latency::latency(args.records, stages)
+            .await
+            .map_err(Into::into);
     }
     if let Some(chromium) = &args.dashboard {
         return dashboard::dashboard(args.records, chromium)
