@@ -298,22 +298,26 @@ pub async fn messages(state: State, Query(q): Query<Limit>) -> ApiResult {
     Ok(Json(json!({ "messages": messages })))
 }
 
+/// Rows a look may ask for; the cache holds this many, so looks with
+/// different limits share one read.
+const ROWS_MAX: usize = 200;
+
 /// The count as the sampler last saw it (a Cassandra `count(*)` is costly),
 /// the rows fresh.
 pub async fn rows(state: State, Query(q): Query<Limit>) -> ApiResult {
     let sink = &state.parts.sink;
-    let n = limit(&q, 20, 200);
     let rows = state
         .sampler
         .rows
-        .get(n, || sink.rows(n))
+        .get((), || sink.rows(ROWS_MAX))
         .await
         .map_err(ApiError::internal)?;
+    let n = limit(&q, 20, ROWS_MAX);
     let count = state.sampler.probe().rows;
     Ok(Json(json!({
         "count": count,
         "store": sink.describe(),
-        "rows": rows,
+        "rows": &rows[..n.min(rows.len())],
     })))
 }
 

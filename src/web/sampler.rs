@@ -136,7 +136,7 @@ pub struct Sampler {
     /// Seconds between probes of the log (and at least between row counts).
     probe_every: Duration,
     pub latest: Fresh<(), Vec<crate::pipeline::log::LogMessage>>,
-    pub rows: Fresh<usize, Vec<crate::record::Row>>,
+    pub rows: Fresh<(), Vec<crate::record::Row>>,
     pub dead_letters: Fresh<(bool, usize), Vec<crate::pipeline::log::StoredDeadLetter>>,
     pub waiting: Fresh<(), u64>,
 }

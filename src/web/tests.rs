@@ -197,6 +197,11 @@ async fn every_view_has_its_shape() {
     assert_eq!(rows["count"], 120);
     assert_eq!(rows["rows"].as_array().unwrap().len(), 3);
     assert!(rows["rows"][0]["email"].as_str().unwrap().contains('@'));
+    // Another limit is served from the same cached read, newest first.
+    let more = h.get("/api/v1/rows?limit=50").await;
+    assert_eq!(more["rows"].as_array().unwrap().len(), 50);
+    assert_eq!(more["rows"][0], rows["rows"][0]);
+    assert_eq!(more["rows"][2], rows["rows"][2]);
 
     let jobs = h.get("/api/v1/jobs").await;
     let job = &jobs["jobs"][0];
