@@ -124,10 +124,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", conflicts_with = "duration")]
     pub records: Option<u64>,
     /// Burst mode: keep fetching for this long (e.g. 2m), like the seed DAG.
-    #[arg(long, value_parser = parse_duration, requires = "interval")]
+    #[arg(long, value_parser = parse_burst_duration, requires = "interval")]
     pub duration: Option<Duration>,
-    /// Burst mode: one request every INTERVAL (e.g. 1s).
-    #[arg(long, value_parser = parse_duration, requires = "duration")]
+    /// Burst mode: one request every INTERVAL (e.g. 1s; 10ms to 1d).
+    #[arg(long, value_parser = parse_interval, requires = "duration")]
     pub interval: Option<Duration>,
     /// Burst mode: records per request [default: 1].
     #[arg(long, value_name = "N", requires = "duration")]
@@ -304,11 +304,16 @@ pub struct MockApiArgs {
     /// Share of requests answered 200 with an {"error": ...} body.
     #[arg(long, default_value_t = 0.0, value_parser = parse_rate)]
     pub error_body_rate: f64,
+    /// Share of users sent without their `login` (no id): each becomes a
+    /// dead letter of the source stage. Chosen by seed, page and position,
+    /// so the same request always has the same malformed users.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_rate)]
+    pub malformed_rate: f64,
     /// Retry-After seconds sent with a 429.
     #[arg(long, default_value_t = 1)]
     pub retry_after: u64,
     /// Delay before every answer (e.g. 20ms).
-    #[arg(long, value_parser = parse_duration, default_value = "0s")]
+    #[arg(long, value_parser = parse_latency, default_value = "0s")]
     pub latency: Duration,
     /// Seed of the fault dice, for reproducible fault sequences [default: random].
     #[arg(long)]
@@ -350,8 +355,34 @@ pub struct BenchArgs {
     pub infra: PathBuf,
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("{e} (try 500ms, 1s, 2m)"))
+/// A duration between `min` and `max`: anything outside is a typo (`1ns`
+/// between requests, a burst of a thousand years), refused before it runs.
+fn parse_duration_within(s: &str, min: Duration, max: Duration) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (try 500ms, 1s, 2m)"))?;
+    if d < min || d > max {
+        return Err(format!(
+            "must be between {} and {}",
+            humantime::format_duration(min),
+            humantime::format_duration(max)
+        ));
+    }
+    Ok(d)
+}
+
+fn parse_burst_duration(s: &str) -> Result<Duration, String> {
+    parse_duration_within(
+        s,
+        Duration::from_millis(10),
+        Duration::from_secs(31_557_600),
+    )
+}
+
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    parse_duration_within(s, Duration::from_millis(10), Duration::from_secs(86_400))
+}
+
+fn parse_latency(s: &str) -> Result<Duration, String> {
+    parse_duration_within(s, Duration::ZERO, Duration::from_secs(600))
 }
 
 fn parse_rate(s: &str) -> Result<f64, String> {

@@ -30,6 +30,8 @@ pub struct Faults {
     pub fail_rate: f64,
     pub rate_limit_rate: f64,
     pub error_body_rate: f64,
+    /// Share of users sent without `login`, by seed, page and position.
+    pub malformed_rate: f64,
     pub retry_after_secs: u64,
     pub latency: Duration,
     /// Seed of the dice; the same seed gives the same fault sequence.
@@ -151,7 +153,8 @@ async fn answer(state: Arc<AppState>, version: String, q: HashMap<String, String
             .into_response();
     }
     let pretty = format != "json";
-    let body = tokio::task::spawn_blocking(move || page_body(&version, &q, pretty))
+    let malformed_rate = f.malformed_rate;
+    let body = tokio::task::spawn_blocking(move || page_body(&version, &q, pretty, malformed_rate))
         .await
         .expect("page task panicked");
     state.served.ok.fetch_add(1, Ordering::Relaxed);
@@ -168,7 +171,12 @@ fn json_response(body: Vec<u8>) -> Response {
 }
 
 /// The response body for one request, as the real API shapes it.
-fn page_body(version: &str, q: &HashMap<String, String>, pretty: bool) -> Vec<u8> {
+fn page_body(
+    version: &str,
+    q: &HashMap<String, String>,
+    pretty: bool,
+    malformed_rate: f64,
+) -> Vec<u8> {
     let results = q
         .get("results")
         .and_then(|r| r.parse::<u64>().ok())
@@ -199,7 +207,7 @@ fn page_body(version: &str, q: &HashMap<String, String>, pretty: bool) -> Vec<u8
         users.iter_mut().for_each(|u| downgrade(u, version));
     }
     let info = ApiInfo {
-        seed: Some(seed),
+        seed: Some(seed.clone()),
         results: Some(results),
         page: Some(page),
         version: Some(version.to_owned()),
@@ -207,15 +215,20 @@ fn page_body(version: &str, q: &HashMap<String, String>, pretty: bool) -> Vec<u8
     let inc = q.get("inc").map(|s| field_list(s));
     let exc = q.get("exc").map(|s| field_list(s));
     let noinfo = q.contains_key("noinfo");
-    let results_json = if inc.is_some() || exc.is_some() {
+    let malformed = |i: usize| {
+        malformed_rate > 0.0 && unit_hash(&format!("{seed}/{page}/{i}")) < malformed_rate
+    };
+    let results_json = if inc.is_some() || exc.is_some() || malformed_rate > 0.0 {
         let filtered: Vec<serde_json::Value> = users
             .iter()
-            .map(|u| {
+            .enumerate()
+            .map(|(i, u)| {
                 let mut v = serde_json::to_value(u).expect("users serialise");
                 if let Some(obj) = v.as_object_mut() {
                     obj.retain(|k, _| {
                         inc.as_ref().is_none_or(|i| i.contains(&k.as_str()))
                             && exc.as_ref().is_none_or(|e| !e.contains(&k.as_str()))
+                            && !(k == "login" && malformed(i))
                     });
                 }
                 v
@@ -240,6 +253,17 @@ fn page_body(version: &str, q: &HashMap<String, String>, pretty: bool) -> Vec<u8
         serde_json::to_vec(&body)
     }
     .expect("body serialises")
+}
+
+/// A number in [0, 1) fixed by `key` (FNV-1a, then SplitMix64's finaliser).
+fn unit_hash(key: &str) -> f64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    h = (h ^ (h >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    ((h ^ (h >> 31)) >> 11) as f64 / (1u64 << 53) as f64
 }
 
 fn field_list(s: &str) -> Vec<&str> {
@@ -285,8 +309,29 @@ mod tests {
     }
 
     #[test]
+    fn malformed_users_are_the_same_for_the_same_request() {
+        let q = query(&[("results", "1000"), ("seed", "m"), ("page", "3")]);
+        let (a, b) = (
+            page_body("1.4", &q, false, 0.1),
+            page_body("1.4", &q, false, 0.1),
+        );
+        assert_eq!(a, b);
+        let page = decode_page(&a).unwrap();
+        let bad = page.rejected.len() + page.users.iter().filter(|u| u.to_row().is_err()).count();
+        assert!(
+            (50..150).contains(&bad),
+            "{bad} of 1000 malformed at rate 0.1"
+        );
+    }
+
+    #[test]
     fn pages_match_the_generator_and_cap_results() {
-        let body = page_body("1.4", &query(&[("results", "9999"), ("seed", "x")]), false);
+        let body = page_body(
+            "1.4",
+            &query(&[("results", "9999"), ("seed", "x")]),
+            false,
+            0.0,
+        );
         let page = decode_page(&body).unwrap();
         assert_eq!(page.users.len(), 5000);
         assert_eq!(page.users, Generator::new("x", vec![], None).page(1, 5000));
@@ -298,7 +343,7 @@ mod tests {
     #[test]
     fn old_versions_decode_and_flatten() {
         for v in ["1.0", "1.1", "1.2", "1.3"] {
-            let body = page_body(v, &query(&[("results", "20"), ("seed", "old")]), false);
+            let body = page_body(v, &query(&[("results", "20"), ("seed", "old")]), false, 0.0);
             let page = decode_page(&body).unwrap();
             for u in &page.users {
                 assert!(matches!(
@@ -316,6 +361,7 @@ mod tests {
             "1.4",
             &query(&[("results", "2"), ("inc", "name,email"), ("noinfo", "")]),
             false,
+            0.0,
         );
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert!(v.get("info").is_none());
@@ -323,7 +369,7 @@ mod tests {
         let mut keys: Vec<_> = user.keys().cloned().collect();
         keys.sort();
         assert_eq!(keys, ["email", "name"]);
-        let body = page_body("1.4", &query(&[("exc", "login")]), false);
+        let body = page_body("1.4", &query(&[("exc", "login")]), false, 0.0);
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert!(v["results"][0].get("login").is_none());
         assert!(v["results"][0].get("email").is_some());
@@ -335,6 +381,7 @@ mod tests {
             "1.4",
             &query(&[("results", "50"), ("nat", "fr,ir"), ("gender", "male")]),
             false,
+            0.0,
         );
         for u in decode_page(&body).unwrap().users {
             assert!(matches!(u.nat.as_deref(), Some("FR" | "IR")));

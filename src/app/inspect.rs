@@ -47,6 +47,10 @@ pub async fn status(config: Config, json: bool) -> AppResult {
         .dead_letters_waiting(None)
         .await
         .context("cannot count dead letters")?;
+    let lost = log
+        .lost(&config.group)
+        .await
+        .context("cannot read the log's offsets")?;
     let total_lag: i64 = lag.iter().map(|p| p.lag()).sum();
     if json {
         let partitions: Vec<_> = lag
@@ -67,6 +71,7 @@ pub async fn status(config: Config, json: bool) -> AppResult {
                 "group": config.group,
                 "partitions": partitions,
                 "lag": total_lag,
+                "lost_to_retention": lost,
                 "rows": rows,
                 "dead_letters_waiting": waiting,
                 "sink": sink.describe(),
@@ -91,6 +96,9 @@ pub async fn status(config: Config, json: bool) -> AppResult {
         table(&["partition", "committed", "end", "lag"], &cells)
     );
     println!("lag    {total_lag}");
+    if lost > 0 {
+        println!("lost   {lost} messages dropped by retention before this group read them");
+    }
     println!("store  {} rows ({})", rows, sink.describe());
     println!("dlq    {waiting} dead letters waiting (tributary dlq list)");
     Ok(())

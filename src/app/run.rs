@@ -87,6 +87,7 @@ pub(super) async fn open_job(
 
 pub async fn run(config: Config, args: &RunArgs, shutdown: CancellationToken) -> AppResult {
     announce_seed(&config);
+    let stopped = shutdown.clone();
     let stats = Arc::new(Stats::default());
     let plan = plan(args, &config);
     let source = Arc::new(Source::open(&config.source).context("cannot open the source")?);
@@ -94,8 +95,42 @@ pub async fn run(config: Config, args: &RunArgs, shutdown: CancellationToken) ->
     let progress = Progress::start(expected(plan), stats.clone(), |s| s.get(Counter::Read));
     let result = pipeline::run(source, plan, job).await;
     progress.finish();
-    report("run", config.source.seed(), &stats.summary(), args.json);
+    let summary = stats.summary();
+    // The books are checked only for a run that went to the end: one
+    // stopped by Ctrl-C leaves the rest in the log, by design.
+    let imbalance = match &result {
+        Ok(()) if !stopped.is_cancelled() => summary.imbalance(),
+        _ => None,
+    };
+    report(
+        "run",
+        config.source.seed(),
+        &summary,
+        Some(imbalance.is_none()),
+        args.json,
+    );
     result.context("run failed")?;
+    fail_on_loss(&summary)?;
+    if let Some(wrong) = imbalance {
+        return Err(anyhow::anyhow!(
+            "the run's counts do not balance: {wrong} (another process writing the same log or \
+             reading with the same group?)"
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// Records lost to retention fail the command, after the summary said so.
+fn fail_on_loss(summary: &Summary) -> AppResult {
+    if summary.lost_to_retention > 0 {
+        return Err(anyhow::anyhow!(
+            "{} messages were dropped by the log's retention before they were stored; they are \
+             lost (keep them longer with [log] retention_age / retention_messages)",
+            summary.lost_to_retention
+        )
+        .into());
+    }
     Ok(())
 }
 
@@ -111,7 +146,13 @@ pub async fn ingest(config: Config, args: &RunArgs, shutdown: CancellationToken)
     let progress = Progress::start(expected(plan), stats.clone(), |s| s.get(Counter::Logged));
     let result = pipeline::ingest::run(source, log, plan, stats.clone(), shutdown).await;
     progress.finish();
-    report("ingest", config.source.seed(), &stats.summary(), args.json);
+    report(
+        "ingest",
+        config.source.seed(),
+        &stats.summary(),
+        None,
+        args.json,
+    );
     result.context("ingest failed")?;
     Ok(())
 }
@@ -137,8 +178,10 @@ pub async fn process(config: Config, args: &ProcessArgs, shutdown: CancellationT
     let progress = Progress::start(total, stats.clone(), |s| s.get(Counter::Read));
     let result = pipeline::process(job, args.follow).await;
     progress.finish();
-    report("process", "", &stats.summary(), args.json);
+    let summary = stats.summary();
+    report("process", "", &summary, None, args.json);
     result.context("process failed")?;
+    fail_on_loss(&summary)?;
     Ok(())
 }
 
@@ -152,6 +195,7 @@ pub async fn mock_api(args: &MockApiArgs, shutdown: CancellationToken) -> AppRes
         fail_rate: args.fail_rate,
         rate_limit_rate: args.rate_limit_rate,
         error_body_rate: args.error_body_rate,
+        malformed_rate: args.malformed_rate,
         retry_after_secs: args.retry_after,
         latency: args.latency,
         seed: args.fault_seed.unwrap_or_else(|| {
@@ -226,11 +270,15 @@ impl Progress {
 }
 
 /// Prints the summary: a table for people, or one JSON object with `--json`.
-fn report(command: &str, seed: &str, s: &Summary, json: bool) {
+/// `balanced` is the verdict on the run's books, where they were checked.
+fn report(command: &str, seed: &str, s: &Summary, balanced: Option<bool>, json: bool) {
     if json {
         let mut v = serde_json::to_value(s).expect("summary serialises");
         if !seed.is_empty() {
             v["seed"] = serde_json::Value::String(seed.to_owned());
+        }
+        if let Some(b) = balanced {
+            v["balanced"] = serde_json::Value::Bool(b);
         }
         println!("{v}");
         return;
@@ -253,6 +301,9 @@ fn report(command: &str, seed: &str, s: &Summary, json: bool) {
         line("duplicates skipped", s.duplicates_skipped.to_string());
     }
     line("dead-lettered", s.dead_lettered.to_string());
+    if command != "ingest" {
+        line("lost to retention", s.lost_to_retention.to_string());
+    }
     if s.source_retries > 0 || s.sink_retries > 0 {
         line(
             "retries",
@@ -268,6 +319,10 @@ fn report(command: &str, seed: &str, s: &Summary, json: bool) {
             "peak RSS",
             format!("{:.1} MiB", rss as f64 / (1 << 20) as f64),
         );
+    }
+    if let Some(b) = balanced {
+        let verdict = if b { "balanced" } else { "DOES NOT BALANCE" };
+        out.push_str(&format!("  {}: {verdict}\n", s.reconciliation()));
     }
     print!("{out}");
 }

@@ -15,7 +15,7 @@ pub use raw::{
 use url::Url;
 
 use crate::pipeline::ingest::IngestPlan;
-use crate::pipeline::log::{KafkaLogConfig, LogConfig, SqliteLogConfig};
+use crate::pipeline::log::{KafkaLogConfig, LogConfig, OffsetReset, SqliteLogConfig};
 use crate::pipeline::processor::ProcessorConfig;
 use crate::pipeline::sink::{CassandraSinkConfig, SinkConfig, SqliteSinkConfig};
 use crate::pipeline::source::generator::{self, Gender};
@@ -133,20 +133,45 @@ pub fn parse(text: &str) -> Result<RawConfig, String> {
     })
 }
 
+/// The durations a setting accepts: the smallest and the largest.
+type Bounds = (Duration, Duration);
+
+const SECOND: Duration = Duration::from_secs(1);
+const MINUTE: Duration = Duration::from_secs(60);
+const HOUR: Duration = Duration::from_secs(3600);
+const DAY: Duration = Duration::from_secs(24 * 3600);
+/// A year as durations are written (`1y` is 365.25 days).
+const YEAR: Duration = Duration::from_secs(31_557_600);
+/// Retention: up to ten years. Longer is certainly a typo, and clocks that
+/// meet it (now minus a retention age) stay far from overflow.
+const YEARS_10: Duration = Duration::from_secs(10 * 31_557_600);
+
+/// Parses a duration and checks it against `bounds`; `default` when absent.
+/// Zero is accepted only where `bounds` starts at zero (its meaning, "off",
+/// is then documented on the field).
 fn duration(
     key: &'static str,
     value: Option<&str>,
     default: Duration,
+    (min, max): Bounds,
 ) -> Result<Duration, ConfigError> {
-    match value {
-        None => Ok(default),
-        Some(s) => humantime::parse_duration(s).map_err(|e| {
-            invalid(
-                key,
-                format!("{s:?} is not a duration ({e}); try 5s, 250ms, 2m"),
-            )
-        }),
+    let Some(s) = value else {
+        return Ok(default);
+    };
+    let d = humantime::parse_duration(s).map_err(|e| {
+        invalid(
+            key,
+            format!("{s:?} is not a duration ({e}); try 5s, 250ms, 2m"),
+        )
+    })?;
+    if d < min || d > max {
+        let show = |d: Duration| humantime::format_duration(d).to_string();
+        return Err(invalid(
+            key,
+            format!("{s:?} must be between {} and {}", show(min), show(max)),
+        ));
     }
+    Ok(d)
 }
 
 /// A table or topic name: a plain identifier, so it can never inject SQL.
@@ -352,6 +377,12 @@ impl Config {
                 format!("{batch_size} must be between 1 and {MAX_RESULTS_PER_REQUEST}"),
             ));
         }
+        let max_outage = duration(
+            "processor.max_outage",
+            raw.processor.max_outage.as_deref(),
+            5 * MINUTE,
+            (SECOND, YEAR),
+        )?;
         let max_message_bytes = raw.processor.max_message_bytes.unwrap_or(256 << 10);
         if max_message_bytes < 1024 {
             return Err(invalid(
@@ -398,11 +429,21 @@ impl Config {
         let retention_age = duration(
             "log.retention_age",
             raw.log.retention_age.as_deref(),
-            Duration::from_secs(7 * 24 * 3600),
+            7 * DAY,
+            (Duration::ZERO, YEARS_10),
         )?;
         if raw.log.retention_messages == Some(0) {
             return Err(invalid("log.retention_messages", "must be at least 1"));
         }
+        let offset_reset = match raw.log.offset_reset.as_deref() {
+            None => OffsetReset::default(),
+            Some(s) => OffsetReset::parse(s).ok_or_else(|| {
+                invalid(
+                    "log.offset_reset",
+                    format!("{s:?} must be earliest, latest or error"),
+                )
+            })?,
+        };
         let log = match kafka_brokers {
             Some(brokers) => {
                 let k = &raw.log.kafka;
@@ -427,6 +468,11 @@ impl Config {
                     ));
                 }
                 let mut properties = k.properties.clone();
+                if raw.log.offset_reset.is_some() {
+                    properties
+                        .entry("auto.offset.reset".into())
+                        .or_insert_with(|| offset_reset.as_str().into());
+                }
                 if let Some(pw) = over.kafka_sasl_password {
                     properties.insert("sasl.password".into(), pw);
                 }
@@ -446,6 +492,7 @@ impl Config {
                 retention_messages: raw.log.retention_messages,
                 retention_age: (!retention_age.is_zero()).then_some(retention_age),
                 durable_fsync: raw.log.fsync.unwrap_or(false),
+                offset_reset,
             }),
         };
 
@@ -467,7 +514,13 @@ impl Config {
                     "sink.table",
                     raw.sink.table.as_deref().unwrap_or("created_users"),
                 )?,
-                durable_fsync: raw.sink.fsync.unwrap_or(false),
+                // With a Kafka log, the consumer group's offsets live in Kafka
+                // and may outlive the store's last transactions after a power
+                // loss; so each write is made durable before it is committed
+                // there. (With the embedded log, the store keeps the position
+                // in the same transaction as the rows.)
+                durable_fsync: raw.sink.fsync.unwrap_or(false)
+                    || matches!(log, LogConfig::Kafka(_)),
             }),
         };
 
@@ -486,6 +539,7 @@ impl Config {
             processor: ProcessorConfig {
                 batch_size,
                 max_message_bytes,
+                max_outage,
             },
             file,
         })
@@ -522,9 +576,18 @@ impl Config {
             }
             let plan = match &j.burst {
                 Some(b) => IngestPlan::Burst {
-                    duration: duration("jobs.burst.duration", Some(&b.duration), Duration::ZERO)?,
-                    interval: duration("jobs.burst.interval", Some(&b.interval), Duration::ZERO)?
-                        .max(Duration::from_millis(10)),
+                    duration: duration(
+                        "jobs.burst.duration",
+                        Some(&b.duration),
+                        Duration::ZERO,
+                        (Duration::from_millis(10), YEAR),
+                    )?,
+                    interval: duration(
+                        "jobs.burst.interval",
+                        Some(&b.interval),
+                        Duration::ZERO,
+                        (Duration::from_millis(10), DAY),
+                    )?,
                     per_tick: b.records.unwrap_or(1).clamp(1, MAX_RESULTS_PER_REQUEST),
                 },
                 None => IngestPlan::Records {
@@ -547,12 +610,13 @@ impl Config {
                     retry_delay: duration(
                         "jobs.retry_delay",
                         j.retry_delay.as_deref(),
-                        Duration::from_secs(30),
+                        30 * SECOND,
+                        (Duration::ZERO, DAY),
                     )?,
                     timeout: j
                         .timeout
                         .as_deref()
-                        .map(|t| duration("jobs.timeout", Some(t), Duration::ZERO))
+                        .map(|t| duration("jobs.timeout", Some(t), Duration::ZERO, (SECOND, YEAR)))
                         .transpose()?,
                 },
                 catchup: j.catchup.unwrap_or(false),
@@ -631,23 +695,27 @@ impl Config {
                     connect_timeout: duration(
                         "source.connect_timeout",
                         raw.connect_timeout.as_deref(),
-                        Duration::from_secs(5),
+                        5 * SECOND,
+                        (Duration::from_millis(10), 10 * MINUTE),
                     )?,
                     read_timeout: duration(
                         "source.read_timeout",
                         raw.read_timeout.as_deref(),
-                        Duration::from_secs(30),
+                        30 * SECOND,
+                        (Duration::from_millis(10), HOUR),
                     )?,
                     max_attempts,
                     backoff_initial: duration(
                         "source.backoff_initial",
                         raw.backoff_initial.as_deref(),
                         Duration::from_millis(200),
+                        (Duration::from_millis(1), 10 * MINUTE),
                     )?,
                     backoff_max: duration(
                         "source.backoff_max",
                         raw.backoff_max.as_deref(),
-                        Duration::from_secs(10),
+                        10 * SECOND,
+                        (Duration::from_millis(1), HOUR),
                     )?,
                 })
             }
@@ -714,8 +782,9 @@ impl Config {
                     .map(|a| humantime::format_duration(a).to_string())
                     .unwrap_or_else(|| "0s".into());
                 out.push_str(&format!(
-                    "retention_age = {age:?}\nfsync = {}\n",
-                    l.durable_fsync
+                    "retention_age = {age:?}\nfsync = {}\noffset_reset = {:?}\n",
+                    l.durable_fsync,
+                    l.offset_reset.as_str()
                 ));
             }
             LogConfig::Kafka(k) => {
@@ -773,8 +842,10 @@ impl Config {
             }
         }
         out.push_str(&format!(
-            "\n[processor]\nbatch_size = {}\nmax_message_bytes = {}\n",
-            self.processor.batch_size, self.processor.max_message_bytes
+            "\n[processor]\nbatch_size = {}\nmax_message_bytes = {}\nmax_outage = {:?}\n",
+            self.processor.batch_size,
+            self.processor.max_message_bytes,
+            humantime::format_duration(self.processor.max_outage).to_string()
         ));
         let listen = self
             .web

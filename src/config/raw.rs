@@ -160,6 +160,14 @@ pub struct RawLog {
     pub retention_age: Option<String>,
     /// fsync every commit instead of relying on the WAL. Default `false`.
     pub fsync: Option<bool>,
+    /// Where the group starts when its committed offset does not fit the
+    /// log (the log file was replaced or restored, or the offset is past its
+    /// end): `earliest` (default: read the log again; stored rows are
+    /// upserted unchanged), `latest` (skip to the end) or `error` (stop).
+    /// Kafka's `auto.offset.reset`, which it sets for a Kafka log. Messages
+    /// retention dropped before the group read them are always counted as
+    /// lost and make `run` and `process` fail.
+    pub offset_reset: Option<String>,
     /// Settings used when `url` is `kafka://...`.
     #[serde(default)]
     pub kafka: RawKafka,
@@ -207,7 +215,9 @@ pub struct RawSink {
     pub url: Option<String>,
     /// Table name. Default `created_users`, as in the seed stack.
     pub table: Option<String>,
-    /// fsync every commit instead of relying on the WAL. Default `false`.
+    /// fsync every commit instead of relying on the WAL. Default `false`,
+    /// except with a Kafka log: its offsets are committed in Kafka, so each
+    /// write to the embedded store is made durable first.
     pub fsync: Option<bool>,
     /// Settings used when `url` is `cassandra://...`.
     #[serde(default)]
@@ -256,4 +266,9 @@ pub struct RawProcessor {
     /// Messages larger than this become dead letters unparsed, in bytes.
     /// Default 262144 (256 KiB; a seed record is about 500 bytes).
     pub max_message_bytes: Option<usize>,
+    /// How long `run` and `process` (without `--follow`) wait for a store
+    /// that is down or full before they give up and fail, e.g. `10m`; nothing
+    /// is committed meanwhile. `process --follow` and `serve` wait as long
+    /// as it takes, warning every few seconds. Default `5m`.
+    pub max_outage: Option<String>,
 }

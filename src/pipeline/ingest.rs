@@ -60,7 +60,7 @@ pub async fn run(
     };
     let mut appended = Ok(());
     while let Some(batch) = rx.recv().await {
-        if let Err(e) = append_batch(&log, batch, &stats).await {
+        if let Err(e) = append_batch(&source, &log, batch, &stats).await {
             appended = Err(e);
             break;
         }
@@ -241,20 +241,30 @@ async fn fetch_or_stop(
 
 /// Flattens a page into rows and appends them; users that cannot become a
 /// row go to the dead letters with their bytes.
-async fn append_batch(log: &Log, batch: SourceBatch, stats: &Stats) -> Result<(), LogError> {
+/// Each letter carries its source position (see [`Source::position`]), so a
+/// page fetched again does not store its letters twice.
+async fn append_batch(
+    source: &Source,
+    log: &Log,
+    batch: SourceBatch,
+    stats: &Stats,
+) -> Result<(), LogError> {
+    let page = batch.page;
     let mut records = Vec::with_capacity(batch.users.len());
     let mut letters: Vec<DeadLetter> = batch
         .rejected
         .into_iter()
-        .map(|r| DeadLetter {
+        .enumerate()
+        .map(|(i, r)| DeadLetter {
             stage: Stage::Source,
             reason: r.error.to_string(),
             origin: None,
+            source_position: Some(source.position(page, &format!("undecoded-{i}"))),
             key: None,
             payload: r.raw,
         })
         .collect();
-    for user in &batch.users {
+    for (i, user) in batch.users.iter().enumerate() {
         match user.to_row() {
             Ok(row) => records.push(LogRecord {
                 key: Some(row.key()),
@@ -264,6 +274,7 @@ async fn append_batch(log: &Log, batch: SourceBatch, stats: &Stats) -> Result<()
                 stage: Stage::Source,
                 reason: e.to_string(),
                 origin: None,
+                source_position: Some(source.position(page, &format!("user-{i}"))),
                 key: None,
                 payload: serde_json::to_vec(user).unwrap_or_default(),
             }),
@@ -272,6 +283,7 @@ async fn append_batch(log: &Log, batch: SourceBatch, stats: &Stats) -> Result<()
     let n_letters = letters.len() as u64;
     log.dead_letter(letters).await?;
     stats.add(Counter::DeadLettered, n_letters);
+    stats.add(Counter::SourceRejected, n_letters);
     if !records.is_empty() {
         let ack = log.append(records).await?;
         stats.add(Counter::Logged, ack.count);

@@ -57,14 +57,31 @@ pub struct Job {
 
 /// The whole path: ingestion and processing run at once, the processor
 /// following the log until ingestion is done and the log is drained.
-/// If ingestion fails, what it logged is still processed before the error
-/// is returned.
+/// If ingestion fails, what it logged is still processed (unless the store
+/// is down: once ingestion has failed, a store outage is not waited out),
+/// and ingestion's error is the one returned.
 pub async fn run(source: Arc<Source>, plan: IngestPlan, job: Job) -> Result<(), PipelineError> {
+    // A Kafka reader learns its partitions only once it reads, so the
+    // group's backlog is asked of the log before it starts.
+    let lag_before: u64 = match &job.log {
+        Log::Kafka(_) => job
+            .log
+            .lag(&job.group)
+            .await
+            .map_err(ProcessError::from)?
+            .iter()
+            .map(|p| p.lag() as u64)
+            .sum(),
+        Log::Sqlite(_) => 0,
+    };
     let reader = job
         .log
         .reader(&job.group)
         .await
         .map_err(ProcessError::from)?;
+    if reader.scope().is_none() {
+        job.stats.add(stats::Counter::Backlog, lag_before);
+    }
     let processor = Processor::new(
         reader,
         job.log.clone(),
@@ -72,6 +89,7 @@ pub async fn run(source: Arc<Source>, plan: IngestPlan, job: Job) -> Result<(), 
         job.processor,
         job.stats.clone(),
     );
+    let give_up = processor.give_up_token();
     let ingest_done = CancellationToken::new();
     let processing = tokio::spawn(
         processor
@@ -84,16 +102,34 @@ pub async fn run(source: Arc<Source>, plan: IngestPlan, job: Job) -> Result<(), 
     let ingested = ingest::run(source, job.log, plan, job.stats, job.shutdown)
         .instrument(info_span!("ingest"))
         .await;
+    if ingested.is_err() {
+        give_up.cancel();
+    }
     ingest_done.cancel();
     let processed = processing.await.expect("processor task panicked");
+    if let Err(e) = ingested {
+        if let Err(p) = processed {
+            tracing::error!(error = %p, "processing also failed");
+        }
+        return Err(e.into());
+    }
     processed?;
-    ingested?;
     Ok(())
 }
 
 /// Processing alone: until the log is drained, or until shutdown with `follow`.
 pub async fn process(job: Job, follow: bool) -> Result<(), ProcessError> {
     let reader = job.log.reader(&job.group).await?;
+    if reader.scope().is_none() && !follow {
+        let lag: u64 = job
+            .log
+            .lag(&job.group)
+            .await?
+            .iter()
+            .map(|p| p.lag() as u64)
+            .sum();
+        job.stats.add(stats::Counter::Backlog, lag);
+    }
     let until = if follow {
         Until::Shutdown
     } else {

@@ -23,6 +23,9 @@ pub struct ProcessorConfig {
     pub batch_size: usize,
     /// A message larger than this is a dead letter without being parsed.
     pub max_message_bytes: usize,
+    /// How long a processor that stops by itself (not `--follow`) waits for
+    /// a store that is down or full before it fails.
+    pub max_outage: Duration,
 }
 
 /// How long one poll waits for new messages before the stop rule is checked.
@@ -49,12 +52,25 @@ pub enum ProcessError {
     Log(#[from] LogError),
     #[error(transparent)]
     Sink(#[from] SinkError),
+    /// The store stayed unavailable past the limit; nothing of the batch
+    /// was committed, so the next start writes it again.
+    #[error(
+        "gave up after the store was unavailable for {secs} s ({why}); nothing was committed, the log keeps the batch: {source}"
+    )]
+    Outage {
+        secs: u64,
+        why: &'static str,
+        source: SinkError,
+    },
 }
 
 pub struct Processor {
     reader: LogReader,
     stage: WriteStage,
     config: ProcessorConfig,
+    /// Cancelled when waiting out a store outage is no longer worth it (in
+    /// `run`, once ingestion has failed for good).
+    give_up: CancellationToken,
 }
 
 /// A batch read and decoded, waiting for the sink.
@@ -75,6 +91,12 @@ struct WriteStage {
     sink: Sink,
     committer: LogCommitter,
     stats: Arc<Stats>,
+    /// Set when the store keeps the reader's position with its rows: the
+    /// name it files the position under (see [`LogReader::scope`]).
+    scope: Option<Arc<str>>,
+    /// How long a store outage is waited out; `None` for ever.
+    outage_limit: Option<Duration>,
+    give_up: CancellationToken,
 }
 
 impl Processor {
@@ -86,6 +108,7 @@ impl Processor {
         stats: Arc<Stats>,
     ) -> Self {
         let committer = reader.committer();
+        let give_up = CancellationToken::new();
         Processor {
             reader,
             stage: WriteStage {
@@ -93,9 +116,47 @@ impl Processor {
                 sink,
                 committer,
                 stats,
+                scope: None,
+                outage_limit: None,
+                give_up: give_up.clone(),
             },
             config,
+            give_up,
         }
+    }
+
+    /// A token that, cancelled, makes the processor stop waiting out a store
+    /// outage and fail instead.
+    pub fn give_up_token(&self) -> CancellationToken {
+        self.give_up.clone()
+    }
+
+    /// Where to start: a store that keeps its position beside its rows is
+    /// the authority on what it holds (after a restore from an older copy it
+    /// is behind the log's commit, and the difference is read again).
+    async fn resume_from_store(&mut self) -> Result<(), ProcessError> {
+        let Some(scope) = self.reader.scope() else {
+            return Ok(());
+        };
+        if !self.stage.sink.keeps_positions() {
+            return Ok(());
+        }
+        if let Some(offsets) = self.stage.sink.position(&scope).await? {
+            let store = Checkpoint(offsets);
+            let from_log = self.reader.checkpoint();
+            if from_log != store {
+                warn!(
+                    log = ?from_log.0,
+                    store = ?store.0,
+                    "the store's position differs from the log's commit (a store or offsets file \
+                     restored from another time?): resuming from the store's, which holds exactly \
+                     the rows up to there"
+                );
+            }
+            self.reader.seek(&store);
+        }
+        self.stage.scope = Some(scope.into());
+        Ok(())
     }
 
     /// Processes batches until the stop rule holds or `shutdown` fires. A
@@ -110,6 +171,14 @@ impl Processor {
         until: Until,
         shutdown: CancellationToken,
     ) -> Result<(), ProcessError> {
+        self.resume_from_store().await?;
+        if let Some(backlog) = self.reader.backlog().await? {
+            self.stage.stats.add(Counter::Backlog, backlog);
+        }
+        self.stage.outage_limit = match until {
+            Until::Shutdown => None,
+            Until::Drained | Until::DrainedAfter(_) => Some(self.config.max_outage),
+        };
         let mut writing: Option<tokio::task::JoinHandle<Result<bool, ProcessError>>> = None;
         let result = loop {
             // Read before checking the ingest flag, so the last append before
@@ -127,6 +196,32 @@ impl Processor {
                 Ok(b) => b,
                 Err(e) => break Err(e.into()),
             };
+            let lost = self.reader.take_lost();
+            self.stage.stats.add(Counter::LostToRetention, lost);
+            if batch.is_empty() && lost > 0 {
+                // The position moved past messages retention dropped, with
+                // nothing to write: commit it like an empty batch, so the
+                // loss is counted once, not again at every start.
+                let skipped = Decoded {
+                    messages: Vec::new(),
+                    rows: Arc::from(Vec::new()),
+                    row_messages: Vec::new(),
+                    letters: Vec::new(),
+                    checkpoint: self.reader.checkpoint(),
+                };
+                if let Some(previous) = writing.take() {
+                    match previous.await.expect("write stage panicked") {
+                        Ok(true) => {}
+                        Ok(false) => break Ok(()),
+                        Err(e) => break Err(e),
+                    }
+                }
+                match self.stage.handle(skipped, &shutdown).await {
+                    Ok(true) => {}
+                    Ok(false) => break Ok(()),
+                    Err(e) => break Err(e),
+                }
+            }
             if batch.is_empty() {
                 let stop = match &until {
                     Until::Drained => self.reader.caught_up().await,
@@ -215,20 +310,34 @@ impl WriteStage {
             messages,
             rows,
             row_messages,
-            mut letters,
+            letters,
             checkpoint,
         } = batch;
-        let Some(ack) = self.write_until_acked(rows, shutdown).await? else {
+        // The letters of messages that did not decode are stored before the
+        // rows: a store that keeps its position moves past the whole batch
+        // in the same transaction as the rows, so after that nothing of the
+        // batch may still be missing. (Stored twice on a replay, they are
+        // kept once: letters are keyed by their origin.)
+        let n_undecoded = letters.len() as u64;
+        self.log.dead_letter(letters).await?;
+        let Some(ack) = self.write_until_acked(rows, &checkpoint, shutdown).await? else {
             return Ok(false);
         };
         let topic = self.log.topic();
-        let n_undecoded = letters.len() as u64;
-        for (i, reason) in &ack.rejected {
-            let m = &messages[row_messages[*i]];
-            letters.push(dead_letter(Stage::Sink, reason.clone(), topic, m));
-        }
-        let n_letters = letters.len() as u64;
-        self.log.dead_letter(letters).await?;
+        let rejected: Vec<DeadLetter> = ack
+            .rejected
+            .iter()
+            .map(|(i, reason)| {
+                dead_letter(
+                    Stage::Sink,
+                    reason.clone(),
+                    topic,
+                    &messages[row_messages[*i]],
+                )
+            })
+            .collect();
+        let n_rejected = rejected.len() as u64;
+        self.log.dead_letter(rejected).await?;
         // Architecture invariant: offsets are committed only here, after the
         // sink acknowledged every row of this batch and the dead letters of
         // the rest are stored. A crash before this line replays the batch;
@@ -244,26 +353,32 @@ impl WriteStage {
         }
         self.stats.add(Counter::Stored, ack.written);
         self.stats.add(Counter::Unchanged, ack.unchanged);
-        self.stats.add(Counter::DeadLettered, n_letters);
-        self.stats.add(Counter::DecodeFailed, n_undecoded);
         self.stats
-            .add(Counter::SinkRejected, n_letters - n_undecoded);
+            .add(Counter::DeadLettered, n_undecoded + n_rejected);
+        self.stats.add(Counter::DecodeFailed, n_undecoded);
+        self.stats.add(Counter::SinkRejected, n_rejected);
         Ok(true)
     }
 
-    /// Writes the batch, retrying while the sink says a retry can help
-    /// (bounded backoff, a warning every few seconds). `None` if shutdown
-    /// came first.
+    /// Writes the batch (with the position past it, where the store keeps
+    /// one), retrying while the sink says a retry can help (bounded backoff,
+    /// a warning every few seconds) and the outage is within its limit.
+    /// `None` if shutdown came first.
     async fn write_until_acked(
         &self,
         rows: Arc<[Row]>,
+        checkpoint: &Checkpoint,
         shutdown: &CancellationToken,
-    ) -> Result<Option<WriteAck>, SinkError> {
+    ) -> Result<Option<WriteAck>, ProcessError> {
         let mut delay = Duration::from_millis(100);
         let outage_start = Instant::now();
         let mut last_warning: Option<Instant> = None;
         loop {
-            match self.sink.write(rows.clone()).await {
+            let written = match &self.scope {
+                Some(scope) => self.sink.write_at(rows.clone(), scope, &checkpoint.0).await,
+                None => self.sink.write(rows.clone()).await,
+            };
+            match written {
                 Ok(ack) => {
                     if last_warning.is_some() {
                         info!(
@@ -274,6 +389,21 @@ impl WriteStage {
                     return Ok(Some(ack));
                 }
                 Err(e) if e.is_retryable() => {
+                    let waited = outage_start.elapsed();
+                    let why = if self.give_up.is_cancelled() {
+                        Some("ingestion has failed, so the run is ending")
+                    } else if self.outage_limit.is_some_and(|limit| waited >= limit) {
+                        Some("[processor] max_outage reached")
+                    } else {
+                        None
+                    };
+                    if let Some(why) = why {
+                        return Err(ProcessError::Outage {
+                            secs: waited.as_secs(),
+                            why,
+                            source: e,
+                        });
+                    }
                     if last_warning.is_none_or(|t| t.elapsed() >= OUTAGE_WARN_EVERY) {
                         warn!(
                             error = %e,
@@ -285,11 +415,12 @@ impl WriteStage {
                     self.stats.add(Counter::SinkRetries, 1);
                     tokio::select! {
                         _ = shutdown.cancelled() => return Ok(None),
+                        _ = self.give_up.cancelled() => {}
                         _ = tokio::time::sleep(delay) => {}
                     }
                     delay = (delay * 2).min(SINK_BACKOFF_MAX);
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             }
         }
     }
@@ -304,6 +435,7 @@ fn dead_letter(stage: Stage, reason: String, topic: &str, m: &LogMessage) -> Dea
             partition: m.partition,
             offset: m.offset,
         }),
+        source_position: None,
         key: m.key.clone(),
         payload: m.payload.clone(),
     }

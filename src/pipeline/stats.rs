@@ -24,6 +24,9 @@ pub enum Counter {
     SourceRetries,
     SinkRetries,
     TicksSkipped,
+    SourceRejected,
+    LostToRetention,
+    Backlog,
 }
 
 impl Counter {
@@ -38,6 +41,8 @@ impl Counter {
             Counter::Unchanged => "tributary_sink_unchanged_rows_total",
             Counter::SinkRetries => "tributary_sink_retries_total",
             Counter::TicksSkipped => "tributary_ingest_skipped_ticks_total",
+            Counter::LostToRetention => "tributary_log_lost_messages_total",
+            Counter::Backlog | Counter::SourceRejected => return None,
             Counter::DeadLettered
             | Counter::DecodeFailed
             | Counter::SinkRejected
@@ -73,6 +78,13 @@ pub struct Stats {
     sink_retries: AtomicU64,
     /// Burst ticks skipped because the previous one was still busy.
     ticks_skipped: AtomicU64,
+    /// Users the source gave that could not become a row (dead letters of
+    /// the source stage).
+    source_rejected: AtomicU64,
+    /// Messages retention dropped before the processor read them.
+    lost_to_retention: AtomicU64,
+    /// Messages already waiting in the log for the group when it started.
+    backlog: AtomicU64,
 }
 
 impl Default for Stats {
@@ -91,6 +103,9 @@ impl Default for Stats {
             source_retries: AtomicU64::new(0),
             sink_retries: AtomicU64::new(0),
             ticks_skipped: AtomicU64::new(0),
+            source_rejected: AtomicU64::new(0),
+            lost_to_retention: AtomicU64::new(0),
+            backlog: AtomicU64::new(0),
         }
     }
 }
@@ -107,6 +122,12 @@ pub struct Summary {
     pub source_retries: u64,
     pub sink_retries: u64,
     pub ticks_skipped: u64,
+    /// Of the dead letters, users the source gave that could not become a row.
+    pub source_rejected: u64,
+    /// Messages retention dropped before they were read: lost.
+    pub lost_to_retention: u64,
+    /// Messages already waiting in the log when processing began.
+    pub backlog: u64,
     pub elapsed_secs: f64,
     /// Records through the slowest finished stage per second of the run.
     pub records_per_sec: f64,
@@ -135,6 +156,9 @@ impl Stats {
             Counter::SourceRetries => &self.source_retries,
             Counter::SinkRetries => &self.sink_retries,
             Counter::TicksSkipped => &self.ticks_skipped,
+            Counter::SourceRejected => &self.source_rejected,
+            Counter::LostToRetention => &self.lost_to_retention,
+            Counter::Backlog => &self.backlog,
         }
     }
 
@@ -174,6 +198,9 @@ impl Stats {
             source_retries: get(Counter::SourceRetries),
             sink_retries: get(Counter::SinkRetries),
             ticks_skipped: get(Counter::TicksSkipped),
+            source_rejected: get(Counter::SourceRejected),
+            lost_to_retention: get(Counter::LostToRetention),
+            backlog: get(Counter::Backlog),
             elapsed_secs: elapsed,
             records_per_sec: if elapsed > 0.0 {
                 through as f64 / elapsed
@@ -182,6 +209,55 @@ impl Stats {
             },
             peak_rss_bytes: peak_rss_bytes(),
         }
+    }
+}
+
+impl Summary {
+    /// The run's books, checked: every user fetched was logged or rejected,
+    /// and every message the processor had to read (the backlog plus what
+    /// was logged) was stored, found unchanged, dead-lettered or lost to
+    /// retention. `None` when they balance, else what does not add up.
+    /// Meaningful for a run that went to the end (`run`).
+    pub fn imbalance(&self) -> Option<String> {
+        let mut wrong = Vec::new();
+        if self.fetched != self.logged + self.source_rejected {
+            wrong.push(format!(
+                "fetched {} != logged {} + rejected by the source {}",
+                self.fetched, self.logged, self.source_rejected
+            ));
+        }
+        let processed_dead = self.dead_lettered - self.source_rejected.min(self.dead_lettered);
+        let accounted =
+            self.stored + self.duplicates_skipped + processed_dead + self.lost_to_retention;
+        if self.backlog + self.logged != accounted {
+            wrong.push(format!(
+                "backlog {} + logged {} != stored {} + unchanged {} + dead-lettered {} + lost {}",
+                self.backlog,
+                self.logged,
+                self.stored,
+                self.duplicates_skipped,
+                processed_dead,
+                self.lost_to_retention
+            ));
+        }
+        (!wrong.is_empty()).then(|| wrong.join("; "))
+    }
+
+    /// One line a person can check: where every record went.
+    pub fn reconciliation(&self) -> String {
+        let processed_dead = self.dead_lettered - self.source_rejected.min(self.dead_lettered);
+        format!(
+            "fetched {} = logged {} + rejected {}; backlog {} + logged {} = stored {} + unchanged {} + dead-lettered {} + lost to retention {}",
+            self.fetched,
+            self.logged,
+            self.source_rejected,
+            self.backlog,
+            self.logged,
+            self.stored,
+            self.duplicates_skipped,
+            processed_dead,
+            self.lost_to_retention
+        )
     }
 }
 

@@ -275,6 +275,7 @@ mod tests {
             retention_messages: None,
             retention_age: None,
             durable_fsync: false,
+            offset_reset: Default::default(),
         }))
         .await
         .unwrap();

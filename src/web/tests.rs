@@ -331,6 +331,7 @@ async fn refused_rows(h: &Harness, n: u64) {
                     partition: 0,
                     offset: 10_000 + i as i64,
                 }),
+                source_position: None,
                 key: Some(row.key()),
                 payload: row.to_json(),
             }
@@ -415,6 +416,7 @@ async fn hopeless_letters(h: &Harness, n: u64) {
                 partition: 0,
                 offset: 20_000 + i as i64,
             }),
+            source_position: None,
             key: None,
             payload: b"not json".to_vec(),
         })

@@ -14,6 +14,7 @@ fn log_config(s: &Sandbox) -> LogConfig {
         retention_messages: None,
         retention_age: None,
         durable_fsync: false,
+        offset_reset: Default::default(),
     })
 }
 
@@ -126,6 +127,7 @@ async fn replay_stores_fixed_letters_and_keeps_failing_ones() {
             stage: Stage::Sink,
             reason: "store was full".into(),
             origin: None,
+            source_position: None,
             key: None,
             payload: good(5),
         },
@@ -133,6 +135,7 @@ async fn replay_stores_fixed_letters_and_keeps_failing_ones() {
             stage: Stage::Decode,
             reason: "malformed json".into(),
             origin: None,
+            source_position: None,
             key: None,
             payload: b"{".to_vec(),
         },
@@ -140,6 +143,7 @@ async fn replay_stores_fixed_letters_and_keeps_failing_ones() {
             stage: Stage::Source,
             reason: "missing field login.uuid".into(),
             origin: None,
+            source_position: None,
             key: None,
             payload: serde_json::to_vec(&Generator::new("poison", vec![], None).user(6)).unwrap(),
         },
@@ -180,6 +184,7 @@ async fn replay_pages_past_letters_that_keep_failing() {
         stage,
         reason: "before the fix".into(),
         origin: None,
+        source_position: None,
         key: None,
         payload,
     };

@@ -32,6 +32,40 @@ impl LogConfig {
     }
 }
 
+/// Where a consumer group starts when its committed offset does not fit the
+/// log: committed against another log file (replaced or restored), beyond
+/// its end, or (on Kafka) out of range. Kafka's `auto.offset.reset`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OffsetReset {
+    /// Read the log again from its beginning (the store's upserts make the
+    /// rows already stored harmless).
+    #[default]
+    Earliest,
+    /// Skip to the end: only messages appended from now on.
+    Latest,
+    /// Stop with an error naming the group and the offsets.
+    Error,
+}
+
+impl OffsetReset {
+    pub fn parse(s: &str) -> Option<OffsetReset> {
+        match s {
+            "earliest" => Some(OffsetReset::Earliest),
+            "latest" => Some(OffsetReset::Latest),
+            "error" => Some(OffsetReset::Error),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OffsetReset::Earliest => "earliest",
+            OffsetReset::Latest => "latest",
+            OffsetReset::Error => "error",
+        }
+    }
+}
+
 /// Milliseconds since the Unix epoch: the clock of message timestamps.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -110,6 +144,15 @@ impl Stage {
     }
 }
 
+/// A dead letter's name when it has no log origin: its source position and
+/// a hash of its bytes (xxh3-128), so the same bad record fetched again is
+/// recognised, and two bad records with equal bytes at two positions are not
+/// taken for one.
+pub fn fingerprint(source_position: &str, payload: &[u8]) -> String {
+    let hash = twox_hash::XxHash3_128::oneshot(payload);
+    format!("{source_position}#{hash:032x}")
+}
+
 /// Where a dead letter was read from, when it came from the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin {
@@ -125,6 +168,10 @@ pub struct DeadLetter {
     pub stage: Stage,
     pub reason: String,
     pub origin: Option<Origin>,
+    /// Where a letter that never reached the log came from: the source, its
+    /// seed, the page and the position in it. With the payload it names the
+    /// letter, so fetching the same page again does not store it twice.
+    pub source_position: Option<String>,
     pub key: Option<Vec<u8>>,
     pub payload: Vec<u8>,
 }
@@ -154,6 +201,7 @@ impl StoredDeadLetter {
             "topic": origin.map(|o| o.topic.clone()),
             "partition": origin.map(|o| o.partition),
             "offset": origin.map(|o| o.offset),
+            "source_position": self.letter.source_position,
             "key": self.letter.key.as_ref().map(|k| String::from_utf8_lossy(k).into_owned()),
             "payload_bytes": payload.len(),
             "payload": String::from_utf8_lossy(&payload[..payload.len().min(payload_limit)]),
@@ -190,6 +238,8 @@ pub enum LogError {
     Sqlite(#[from] rusqlite::Error),
     #[error("kafka log: {0}")]
     Kafka(String),
+    #[error("log offsets: {0}")]
+    OffsetOutOfRange(String),
 }
 
 impl LogError {
@@ -197,7 +247,7 @@ impl LogError {
     pub fn is_retryable(&self) -> bool {
         match self {
             LogError::DiskFull(_) => true,
-            LogError::Open { .. } | LogError::Kafka(_) => false,
+            LogError::Open { .. } | LogError::Kafka(_) | LogError::OffsetOutOfRange(_) => false,
             LogError::Sqlite(e) => crate::pipeline::embedded::is_busy(e),
         }
     }
@@ -247,7 +297,9 @@ impl Log {
     }
 
     /// Stores dead letters durably. A letter with the same stage and origin
-    /// as a stored one is not stored twice (a replayed batch is harmless).
+    /// as a stored one is not stored twice (a replayed batch is harmless),
+    /// nor one with the same source position and payload (a page fetched
+    /// again).
     pub async fn dead_letter(&self, letters: Vec<DeadLetter>) -> Result<(), LogError> {
         if letters.is_empty() {
             return Ok(());
@@ -336,6 +388,16 @@ impl Log {
             Log::Kafka(l) => l.lag(group).await,
         }
     }
+
+    /// Messages retention dropped before `group` read them (counted by the
+    /// embedded log over its file's life; Kafka keeps no such record, so a
+    /// Kafka log reports only what this process's readers noticed).
+    pub async fn lost(&self, group: &str) -> Result<u64, LogError> {
+        match self {
+            Log::Sqlite(l) => l.lost(group).await,
+            Log::Kafka(_) => Ok(0),
+        }
+    }
 }
 
 /// A group's cursor over the log.
@@ -361,6 +423,54 @@ impl LogReader {
         match self {
             LogReader::Sqlite(r) => LogCommitter::Sqlite(r.committer()),
             LogReader::Kafka(r) => LogCommitter::Kafka(r.committer()),
+        }
+    }
+
+    /// Messages that retention dropped before this reader read them, since
+    /// the last call: lost, and to be counted as such.
+    pub fn take_lost(&mut self) -> u64 {
+        match self {
+            LogReader::Sqlite(r) => r.take_lost(),
+            // librdkafka moves a group whose offset fell out of range itself
+            // (`auto.offset.reset`), logging the reset; the gap is not counted.
+            LogReader::Kafka(_) => 0,
+        }
+    }
+
+    /// Under what name a store that keeps this reader's position beside its
+    /// rows files it (log identity, topic, group); `None` where the store's
+    /// position cannot be used to start from (Kafka: the group coordinator
+    /// assigns partitions).
+    pub fn scope(&self) -> Option<String> {
+        match self {
+            LogReader::Sqlite(r) => Some(r.scope()),
+            LogReader::Kafka(_) => None,
+        }
+    }
+
+    /// Where this reader will read next, per partition it knows.
+    pub fn checkpoint(&self) -> Checkpoint {
+        match self {
+            LogReader::Sqlite(r) => Checkpoint([(0, r.position())].into()),
+            LogReader::Kafka(r) => r.checkpoint(),
+        }
+    }
+
+    /// Messages between the reader's position and the end of the log, when
+    /// the reader knows it (a Kafka reader learns its partitions later: ask
+    /// [`Log::lag`]).
+    pub async fn backlog(&self) -> Result<Option<u64>, LogError> {
+        match self {
+            LogReader::Sqlite(r) => r.backlog().await.map(Some),
+            LogReader::Kafka(_) => Ok(None),
+        }
+    }
+
+    /// Moves the position to `checkpoint` (where the store's rows end).
+    pub fn seek(&mut self, checkpoint: &Checkpoint) {
+        match self {
+            LogReader::Sqlite(r) => r.seek(checkpoint),
+            LogReader::Kafka(_) => {}
         }
     }
 

@@ -2,6 +2,12 @@
 //! partition) and dead letters, and beside it `<file>.offsets` with the
 //! consumer-group offsets. Survives crashes of
 //! any process that writes or reads it; several processes may share it.
+//!
+//! A log file has a random identity, drawn when it is created; every commit
+//! stores it beside the offset. A committed offset is trusted only for the
+//! log it was committed against and only inside `[0, next offset]`: a
+//! replaced or restored log file, or a position retention has passed, is
+//! noticed, logged, and handled by the group's [`OffsetReset`] policy.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,8 +19,8 @@ use tokio::sync::Notify;
 use tracing::{info, warn};
 
 use super::{
-    AppendAck, Checkpoint, DeadLetter, LogError, LogMessage, LogRecord, Origin, PartitionLag,
-    Stage, StoredDeadLetter, now_ms,
+    AppendAck, Checkpoint, DeadLetter, LogError, LogMessage, LogRecord, OffsetReset, Origin,
+    PartitionLag, Stage, StoredDeadLetter, now_ms,
 };
 use crate::pipeline::embedded::{self, Shared};
 
@@ -40,6 +46,8 @@ pub struct SqliteLogConfig {
     pub retention_age: Option<Duration>,
     /// fsync every commit (`synchronous=FULL`) rather than relying on WAL.
     pub durable_fsync: bool,
+    /// Where a group goes when its committed offset does not fit this log.
+    pub offset_reset: OffsetReset,
 }
 
 /// The embedded log, opened.
@@ -51,6 +59,8 @@ pub struct SqliteLog {
     /// The topic's table: `log_<topic id>`.
     table: Arc<str>,
     topic_id: i64,
+    /// This log file's identity (see the module doc).
+    log_id: Arc<str>,
     /// Wakes this process's readers when this process appends.
     appended: Arc<Notify>,
     /// Unix ms of the last age-retention pass.
@@ -88,20 +98,106 @@ fn open_offsets(config: &SqliteLogConfig) -> Result<Connection, LogError> {
             next_offset INTEGER NOT NULL,
             updated_ms INTEGER NOT NULL,
             PRIMARY KEY (grp, topic, partition)
+         );
+         CREATE TABLE IF NOT EXISTS group_losses (
+            grp TEXT NOT NULL,
+            topic TEXT NOT NULL,
+            log_id TEXT NOT NULL,
+            from_offset INTEGER NOT NULL,
+            to_offset INTEGER NOT NULL,
+            noticed_ms INTEGER NOT NULL,
+            PRIMARY KEY (grp, topic, log_id, from_offset)
          );",
     )?;
+    // Files written before offsets carried the log's identity: add the
+    // column; their rows (NULL) are trusted once, then rewritten.
+    add_column(&conn, "group_offsets", "log_id", "TEXT")?;
     Ok(conn)
 }
 
-fn committed_offset(conn: &Connection, group: &str, topic: &str) -> Result<Option<i64>, LogError> {
+/// Adds a column to a table of an older file, unless it is there already.
+fn add_column(conn: &Connection, table: &str, column: &str, ty: &str) -> Result<(), LogError> {
+    let present: bool = conn.query_row(
+        "SELECT count(*) FROM pragma_table_info(?1) WHERE name = ?2",
+        [table, column],
+        |r| r.get::<_, i64>(0).map(|n| n > 0),
+    )?;
+    if !present {
+        match conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {ty}")) {
+            Ok(()) => {}
+            // Another process added it first.
+            Err(e) if e.to_string().contains("duplicate column") => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// A group's commit: the next offset, and the log it was committed against
+/// (`None` for commits older than log identities).
+struct Committed {
+    next_offset: i64,
+    log_id: Option<String>,
+}
+
+fn committed_offset(
+    conn: &Connection,
+    group: &str,
+    topic: &str,
+) -> Result<Option<Committed>, LogError> {
     Ok(conn
         .query_row(
-            "SELECT next_offset FROM group_offsets
+            "SELECT next_offset, log_id FROM group_offsets
              WHERE grp = ?1 AND topic = ?2 AND partition = ?3",
             params![group, topic, PARTITION],
-            |r| r.get(0),
+            |r| {
+                Ok(Committed {
+                    next_offset: r.get(0)?,
+                    log_id: r.get(1)?,
+                })
+            },
         )
         .optional()?)
+}
+
+/// The offset committed for `group` if it belongs to the log `log_id`.
+fn committed_here(
+    conn: &Connection,
+    group: &str,
+    topic: &str,
+    log_id: &str,
+) -> Result<Option<i64>, LogError> {
+    Ok(committed_offset(conn, group, topic)?
+        .filter(|c| c.log_id.as_deref().is_none_or(|id| id == log_id))
+        .map(|c| c.next_offset))
+}
+
+/// Messages lost to retention before `group` read them, all ranges merged
+/// (a range may be noticed again, wider, after a restart).
+fn lost_messages(
+    conn: &Connection,
+    group: &str,
+    topic: &str,
+    log_id: &str,
+) -> Result<u64, LogError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT from_offset, to_offset FROM group_losses
+         WHERE grp = ?1 AND topic = ?2 AND log_id = ?3 ORDER BY from_offset",
+    )?;
+    let ranges = stmt
+        .query_map(params![group, topic, log_id], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let (mut total, mut covered_to) = (0i64, i64::MIN);
+    for (from, to) in ranges {
+        let from = from.max(covered_to);
+        if to > from {
+            total += to - from;
+        }
+        covered_to = covered_to.max(to);
+    }
+    Ok(total.max(0) as u64)
 }
 
 fn map_write_err(e: rusqlite::Error) -> LogError {
@@ -116,7 +212,7 @@ impl SqliteLog {
     pub async fn open(config: SqliteLogConfig) -> Result<SqliteLog, LogError> {
         let config = Arc::new(config);
         let cfg = config.clone();
-        let (conn, topic_id) = tokio::task::spawn_blocking(move || {
+        let (conn, topic_id, log_id) = tokio::task::spawn_blocking(move || {
             let conn = open_conn(&cfg)?;
             conn.execute_batch(
                 "CREATE TABLE IF NOT EXISTS topics (
@@ -138,12 +234,36 @@ impl SqliteLog {
                     UNIQUE (stage, topic, partition, offset)
                  );
                  CREATE INDEX IF NOT EXISTS dead_letters_waiting
-                    ON dead_letters (id) WHERE replayed_ms IS NULL;",
+                    ON dead_letters (id) WHERE replayed_ms IS NULL;
+                 CREATE TABLE IF NOT EXISTS log_meta (
+                    key TEXT PRIMARY KEY,
+                    value TEXT NOT NULL
+                 );",
             )
             .map_err(|source| LogError::Open {
                 path: cfg.path.display().to_string(),
                 source,
             })?;
+            // Letters from before the source position was kept: add it, and
+            // the name that keeps a letter fetched twice from being stored
+            // twice (see `fingerprint`).
+            add_column(&conn, "dead_letters", "source_position", "TEXT")?;
+            add_column(&conn, "dead_letters", "fingerprint", "TEXT")?;
+            conn.execute_batch(
+                "CREATE UNIQUE INDEX IF NOT EXISTS dead_letters_fingerprint
+                    ON dead_letters (stage, fingerprint) WHERE fingerprint IS NOT NULL;",
+            )?;
+            // The first process to open a new file draws its identity; the
+            // others read the winner's.
+            conn.execute(
+                "INSERT INTO log_meta (key, value) VALUES ('log_id', ?1)
+                 ON CONFLICT (key) DO NOTHING",
+                [uuid::Uuid::new_v4().to_string()],
+            )?;
+            let log_id: String =
+                conn.query_row("SELECT value FROM log_meta WHERE key = 'log_id'", [], |r| {
+                    r.get(0)
+                })?;
             conn.execute(
                 "INSERT INTO topics (name) VALUES (?1) ON CONFLICT (name) DO NOTHING",
                 [&cfg.topic],
@@ -160,7 +280,7 @@ impl SqliteLog {
                     payload BLOB NOT NULL
                  );"
             ))?;
-            Ok::<_, LogError>((conn, topic_id))
+            Ok::<_, LogError>((conn, topic_id, log_id))
         })
         .await
         .expect("log open task panicked")?;
@@ -169,6 +289,7 @@ impl SqliteLog {
             conn: Arc::new(std::sync::Mutex::new(conn)),
             table: format!("log_{topic_id}").into(),
             topic_id,
+            log_id: log_id.into(),
             appended: Arc::new(Notify::new()),
             last_retention_ms: Arc::new(AtomicI64::new(0)),
         };
@@ -178,6 +299,11 @@ impl SqliteLog {
 
     pub fn topic(&self) -> &str {
         &self.config.topic
+    }
+
+    /// This log file's identity, drawn when the file was created.
+    pub fn log_id(&self) -> &str {
+        &self.log_id
     }
 
     pub async fn append(&self, records: Vec<LogRecord>) -> Result<AppendAck, LogError> {
@@ -229,7 +355,7 @@ impl SqliteLog {
         let now = now_ms();
         let age_due = self.config.retention_age.is_some()
             && (force
-                || now - self.last_retention_ms.load(Ordering::Relaxed)
+                || now.saturating_sub(self.last_retention_ms.load(Ordering::Relaxed))
                     >= RETENTION_EVERY.as_millis() as i64);
         if max_messages.is_none() && !age_due {
             return Ok(());
@@ -241,7 +367,7 @@ impl SqliteLog {
             .config
             .retention_age
             .filter(|_| age_due)
-            .map(|age| now - age.as_millis() as i64);
+            .map(|age| retention_cutoff(now, age));
         let (table, topic_id) = (self.table.clone(), self.topic_id);
         let dropped = embedded::blocking(&self.conn, move |conn| {
             let mut dropped = 0;
@@ -251,10 +377,11 @@ impl SqliteLog {
                     [topic_id],
                     |r| r.get(0),
                 )?;
+                let keep_from = next.saturating_sub(i64::try_from(max).unwrap_or(i64::MAX));
                 dropped += conn
                     .execute(
                         &format!("DELETE FROM {table} WHERE offset < ?1"),
-                        [next - max as i64],
+                        [keep_from],
                     )
                     .map_err(map_write_err)?;
             }
@@ -294,38 +421,102 @@ impl SqliteLog {
         Ok(())
     }
 
+    /// A reader for `group`, at its committed offset when that offset was
+    /// committed against this log and lies inside it; otherwise where the
+    /// group's [`OffsetReset`] says, with a warning. A group that never
+    /// committed starts at offset 0, the beginning of the log: what retention
+    /// dropped before it read it is counted as lost, never skipped quietly.
     pub async fn reader(&self, group: &str) -> Result<SqliteReader, LogError> {
         let cfg = self.config.clone();
         let grp = group.to_owned();
-        let (conn, offsets, position) = tokio::task::spawn_blocking(move || {
+        let (topic_id, log_id) = (self.topic_id, self.log_id.clone());
+        let (conn, offsets, committed, next) = tokio::task::spawn_blocking(move || {
             let conn = open_conn(&cfg)?;
             let offsets = open_offsets(&cfg)?;
             let committed = committed_offset(&offsets, &grp, &cfg.topic)?;
-            Ok::<_, LogError>((conn, offsets, committed.unwrap_or(0)))
+            let next = next_offset(&conn, topic_id)?;
+            Ok::<_, LogError>((conn, offsets, committed, next))
         })
         .await
         .expect("log reader task panicked")?;
+        let position = match committed {
+            None => 0,
+            Some(Committed {
+                next_offset,
+                log_id: Some(theirs),
+            }) if *theirs != *log_id => self.reset(
+                group,
+                next_offset,
+                next,
+                format!(
+                    "the offset was committed against another log file (id {theirs}, this one is \
+                     {log_id}): the log was replaced or restored"
+                ),
+            )?,
+            Some(c) if c.next_offset > next || c.next_offset < 0 => self.reset(
+                group,
+                c.next_offset,
+                next,
+                format!(
+                    "the offset is beyond the log's end ({next}): the log was replaced or \
+                     restored from an older copy"
+                ),
+            )?,
+            Some(c) => c.next_offset,
+        };
         Ok(SqliteReader {
             conn: Arc::new(std::sync::Mutex::new(conn)),
             offsets: Arc::new(std::sync::Mutex::new(offsets)),
             table: self.table.clone(),
             topic: self.config.topic.clone(),
             topic_id: self.topic_id,
+            log_id: self.log_id.clone(),
             group: group.to_owned(),
             position,
+            lost: 0,
             appended: self.appended.clone(),
         })
+    }
+
+    /// Where a group whose commit does not fit this log starts, by policy.
+    fn reset(&self, group: &str, committed: i64, next: i64, why: String) -> Result<i64, LogError> {
+        let policy = self.config.offset_reset;
+        let to = match policy {
+            OffsetReset::Earliest => 0,
+            OffsetReset::Latest => next,
+            OffsetReset::Error => {
+                return Err(LogError::OffsetOutOfRange(format!(
+                    "group {group:?} on topic {:?}: committed offset {committed} does not fit: \
+                     {why}; with [log] offset_reset = \"error\" the group stops here (set \
+                     \"earliest\" to read the log again, \"latest\" to skip to its end)",
+                    self.config.topic
+                )));
+            }
+        };
+        warn!(
+            topic = %self.config.topic,
+            group,
+            committed,
+            reset_to = to,
+            policy = policy.as_str(),
+            "{why}; the group's position was reset"
+        );
+        metrics::counter!("tributary_log_offset_resets_total").increment(1);
+        Ok(to)
     }
 
     pub async fn dead_letter(&self, letters: Vec<DeadLetter>) -> Result<(), LogError> {
         embedded::blocking(&self.conn, move |conn| {
             let tx = conn.transaction().map_err(map_write_err)?;
             {
+                // A letter already stored, by origin or by fingerprint, is
+                // left as it is.
                 let mut insert = tx.prepare_cached(
                     "INSERT INTO dead_letters
-                        (created_ms, stage, reason, topic, partition, offset, key, payload)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                     ON CONFLICT (stage, topic, partition, offset) DO NOTHING",
+                        (created_ms, stage, reason, topic, partition, offset, key, payload,
+                         source_position, fingerprint)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                     ON CONFLICT DO NOTHING",
                 )?;
                 let now = now_ms();
                 for l in &letters {
@@ -333,6 +524,10 @@ impl SqliteLog {
                         Some(o) => (Some(o.topic.as_str()), Some(o.partition), Some(o.offset)),
                         None => (None, None, None),
                     };
+                    let fingerprint = l
+                        .source_position
+                        .as_deref()
+                        .map(|p| super::fingerprint(p, &l.payload));
                     insert
                         .execute(params![
                             now,
@@ -342,7 +537,9 @@ impl SqliteLog {
                             partition,
                             offset,
                             l.key,
-                            l.payload
+                            l.payload,
+                            l.source_position,
+                            fingerprint
                         ])
                         .map_err(map_write_err)?;
                 }
@@ -459,9 +656,9 @@ impl SqliteLog {
             .map_err(LogError::from)
         })
         .await?;
-        let (cfg, grp) = (self.config.clone(), group.to_owned());
+        let (cfg, grp, log_id) = (self.config.clone(), group.to_owned(), self.log_id.clone());
         let committed = tokio::task::spawn_blocking(move || {
-            committed_offset(&open_offsets(&cfg)?, &grp, &cfg.topic)
+            committed_here(&open_offsets(&cfg)?, &grp, &cfg.topic, &log_id)
         })
         .await
         .expect("lag task panicked")?;
@@ -471,10 +668,36 @@ impl SqliteLog {
             end,
         }])
     }
+
+    /// Messages retention dropped before `group` read them, over the life
+    /// of this log file.
+    pub async fn lost(&self, group: &str) -> Result<u64, LogError> {
+        let (cfg, grp, log_id) = (self.config.clone(), group.to_owned(), self.log_id.clone());
+        tokio::task::spawn_blocking(move || {
+            lost_messages(&open_offsets(&cfg)?, &grp, &cfg.topic, &log_id)
+        })
+        .await
+        .expect("lost task panicked")
+    }
 }
 
-const LETTER_COLUMNS: &str =
-    "id, created_ms, replayed_ms, stage, reason, topic, partition, offset, key, payload";
+/// The offset the next appended message of the topic will get.
+fn next_offset(conn: &Connection, topic_id: i64) -> Result<i64, LogError> {
+    Ok(conn.query_row(
+        "SELECT next_offset FROM topics WHERE id = ?1",
+        [topic_id],
+        |r| r.get(0),
+    )?)
+}
+
+/// Messages stamped before this are older than `age`. Saturates: an age
+/// longer than the clock's history keeps everything.
+fn retention_cutoff(now_ms: i64, age: Duration) -> i64 {
+    now_ms.saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX))
+}
+
+const LETTER_COLUMNS: &str = "id, created_ms, replayed_ms, stage, reason, topic, partition, offset, \
+     key, payload, source_position";
 
 /// A row of `SELECT LETTER_COLUMNS` as a dead letter.
 fn stored_letter(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredDeadLetter> {
@@ -496,6 +719,7 @@ fn stored_letter(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredDeadLetter> {
             stage: Stage::parse(&stage).unwrap_or(Stage::Decode),
             reason: r.get(4)?,
             origin,
+            source_position: r.get(10)?,
             key: r.get(8)?,
             payload: r.get(9)?,
         },
@@ -522,9 +746,13 @@ pub struct SqliteReader {
     table: Arc<str>,
     topic: String,
     topic_id: i64,
+    log_id: Arc<str>,
     group: String,
     /// The next offset to read; ahead of the commit while a batch is in flight.
     position: i64,
+    /// Messages retention dropped before this reader got to them, not yet
+    /// taken by [`SqliteReader::take_lost`].
+    lost: u64,
     appended: Arc<Notify>,
 }
 
@@ -546,32 +774,100 @@ impl SqliteReader {
     }
 
     async fn read(&mut self, max: usize) -> Result<Vec<LogMessage>, LogError> {
-        let (table, position) = (self.table.clone(), self.position);
-        let (batch, first_available) = embedded::blocking(&self.conn, move |conn| {
-            let mut stmt = conn.prepare_cached(&format!(
-                "SELECT offset, ts_ms, key, payload FROM {table}
-                 WHERE offset >= ?1 ORDER BY offset LIMIT ?2"
-            ))?;
-            let batch = stmt
-                .query_map(params![position, max as i64], message)?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok::<_, LogError>((batch, position))
+        let (table, position, topic_id) = (self.table.clone(), self.position, self.topic_id);
+        let (batch, next) = embedded::blocking(&self.conn, move |conn| {
+            // One read transaction: the messages and the end are seen at the
+            // same moment, so an append in between is never taken for a gap.
+            let tx = conn.transaction()?;
+            let batch = {
+                let mut stmt = tx.prepare_cached(&format!(
+                    "SELECT offset, ts_ms, key, payload FROM {table}
+                     WHERE offset >= ?1 ORDER BY offset LIMIT ?2"
+                ))?;
+                stmt.query_map(params![position, max as i64], message)?
+                    .collect::<Result<Vec<_>, _>>()?
+            };
+            let next = next_offset(&tx, topic_id)?;
+            tx.commit()?;
+            Ok::<_, LogError>((batch, next))
         })
         .await?;
-        if let Some(first) = batch.first() {
-            if first.offset > first_available {
-                // Retention removed messages this group had not read yet.
-                warn!(
-                    topic = %self.topic,
-                    group = %self.group,
-                    from = first_available,
-                    to = first.offset,
-                    "messages were dropped by retention before this group read them"
-                );
-            }
-            self.position = batch.last().map(|m| m.offset + 1).unwrap_or(position);
+        // Offsets are dense: a message missing between the position and the
+        // first one found (or the end) was dropped by retention.
+        let available = batch.first().map(|m| m.offset).unwrap_or(next);
+        if available > position {
+            self.note_lost(position, available).await?;
+        } else if batch.is_empty() && position > next {
+            // The file under this reader went back: replaced or restored.
+            warn!(
+                topic = %self.topic,
+                group = %self.group,
+                position,
+                end = next,
+                "the log's end is before this group's position: the log file was replaced \
+                 or restored while being read; reading on from its end"
+            );
+            self.position = next;
+        }
+        if let Some(last) = batch.last() {
+            self.position = last.offset + 1;
+        } else {
+            self.position = self.position.max(available);
         }
         Ok(batch)
+    }
+
+    /// Records that `[from, to)` was dropped before this group read it: a
+    /// warning naming the range, the run's count, and a durable note in the
+    /// offsets file for `status` (merged if noticed again after a restart).
+    async fn note_lost(&mut self, from: i64, to: i64) -> Result<(), LogError> {
+        warn!(
+            topic = %self.topic,
+            group = %self.group,
+            from,
+            to,
+            lost = to - from,
+            "messages {from}..{to} were dropped by retention before this group read them: \
+             they are lost (keep them longer with [log] retention_age / retention_messages)"
+        );
+        self.lost += (to - from) as u64;
+        let (group, topic, log_id) = (self.group.clone(), self.topic.clone(), self.log_id.clone());
+        embedded::blocking(&self.offsets, move |conn| {
+            conn.execute(
+                "INSERT INTO group_losses (grp, topic, log_id, from_offset, to_offset, noticed_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (grp, topic, log_id, from_offset)
+                 DO UPDATE SET to_offset = max(to_offset, excluded.to_offset)",
+                params![group, topic, &*log_id, from, to, now_ms()],
+            )
+            .map_err(map_write_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Messages lost to retention since the last call (see [`Self::note_lost`]).
+    pub fn take_lost(&mut self) -> u64 {
+        std::mem::take(&mut self.lost)
+    }
+
+    /// This log's identity, the group and the topic: what a store that keeps
+    /// the reader's position beside its rows files it under.
+    pub fn scope(&self) -> String {
+        format!("{}/{}/{}", self.log_id, self.topic, self.group)
+    }
+
+    /// Moves the position to `checkpoint` (the store's own record of where
+    /// its rows end, which wins over the offsets file).
+    pub fn seek(&mut self, checkpoint: &Checkpoint) {
+        if let Some(&next) = checkpoint.0.get(&PARTITION) {
+            self.position = next;
+        }
+    }
+
+    /// The next offset this reader will read.
+    pub fn position(&self) -> i64 {
+        self.position
     }
 
     pub fn committer(&self) -> SqliteCommitter {
@@ -579,7 +875,17 @@ impl SqliteReader {
             conn: self.offsets.clone(),
             group: self.group.clone().into(),
             topic: self.topic.clone().into(),
+            log_id: self.log_id.clone(),
         }
+    }
+
+    /// Messages from the position to the end of the log.
+    pub async fn backlog(&self) -> Result<u64, LogError> {
+        let (topic_id, position) = (self.topic_id, self.position);
+        embedded::blocking(&self.conn, move |conn| {
+            Ok((next_offset(conn, topic_id)? - position).max(0) as u64)
+        })
+        .await
     }
 
     pub async fn caught_up(&self) -> Result<bool, LogError> {
@@ -603,6 +909,8 @@ pub struct SqliteCommitter {
     conn: Shared,
     group: Arc<str>,
     topic: Arc<str>,
+    /// Stored with every commit: the offset means something in this log only.
+    log_id: Arc<str>,
 }
 
 impl SqliteCommitter {
@@ -610,14 +918,15 @@ impl SqliteCommitter {
         let Some(&next) = checkpoint.0.get(&PARTITION) else {
             return Ok(());
         };
-        let (group, topic) = (self.group.clone(), self.topic.clone());
+        let (group, topic, log_id) = (self.group.clone(), self.topic.clone(), self.log_id.clone());
         embedded::blocking(&self.conn, move |conn| {
             conn.execute(
-                "INSERT INTO group_offsets (grp, topic, partition, next_offset, updated_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5)
+                "INSERT INTO group_offsets (grp, topic, partition, next_offset, updated_ms, log_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (grp, topic, partition)
-                 DO UPDATE SET next_offset = excluded.next_offset, updated_ms = excluded.updated_ms",
-                params![&*group, &*topic, PARTITION, next, now_ms()],
+                 DO UPDATE SET next_offset = excluded.next_offset,
+                    updated_ms = excluded.updated_ms, log_id = excluded.log_id",
+                params![&*group, &*topic, PARTITION, next, now_ms(), &*log_id],
             )
             .map_err(map_write_err)?;
             Ok(())

@@ -1,11 +1,14 @@
 //! Where rows end up: idempotent upserts keyed by the row id. A sink knows
-//! nothing of offsets or logs; what it promises is this: when `write` returns
-//! `Ok`, every row of the batch is stored or listed in `rejected`, and writing
-//! the same batch again changes nothing.
+//! nothing of logs; what it promises is this: when `write` returns `Ok`,
+//! every row of the batch is stored or listed in `rejected`, and writing the
+//! same batch again changes nothing. A sink that can (the embedded store)
+//! also keeps an opaque position — per scope and partition, a next offset —
+//! in the same transaction as the rows it covers (`write_at`).
 
 pub mod cassandra;
 pub mod sqlite;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::record::Row;
@@ -86,6 +89,48 @@ impl Sink {
         metrics::histogram!("tributary_sink_write_duration_seconds", "outcome" => outcome)
             .record(started.elapsed().as_secs_f64());
         written
+    }
+
+    /// Whether this store keeps a position atomically with its rows.
+    pub fn keeps_positions(&self) -> bool {
+        match self {
+            Sink::Sqlite(_) => true,
+            Sink::Cassandra(_) => false,
+        }
+    }
+
+    /// Upserts the batch and, in the same transaction, records `offsets` as
+    /// the position of `scope` (even for an empty batch). A store that keeps
+    /// no positions writes the rows only.
+    pub async fn write_at(
+        &self,
+        rows: Arc<[Row]>,
+        scope: &str,
+        offsets: &BTreeMap<i32, i64>,
+    ) -> Result<WriteAck, SinkError> {
+        let started = std::time::Instant::now();
+        let written = match self {
+            Sink::Sqlite(s) => s.write_at(rows, scope, offsets).await,
+            Sink::Cassandra(s) => {
+                if rows.is_empty() {
+                    return Ok(WriteAck::default());
+                }
+                s.write(rows).await
+            }
+        };
+        let outcome = if written.is_ok() { "ok" } else { "error" };
+        metrics::histogram!("tributary_sink_write_duration_seconds", "outcome" => outcome)
+            .record(started.elapsed().as_secs_f64());
+        written
+    }
+
+    /// The position stored for `scope`, if this store keeps positions and
+    /// has one.
+    pub async fn position(&self, scope: &str) -> Result<Option<BTreeMap<i32, i64>>, SinkError> {
+        match self {
+            Sink::Sqlite(s) => s.position(scope).await,
+            Sink::Cassandra(_) => Ok(None),
+        }
     }
 
     /// How many rows are stored.

@@ -1,6 +1,10 @@
 //! The embedded store: the seed table's 12 columns in an SQLite file, `id`
-//! the primary key, written with idempotent upserts.
+//! the primary key, written with idempotent upserts. Beside the table it
+//! keeps the position of the log its rows cover, written in the same
+//! transaction as the rows: after a crash, a power loss or a restore from an
+//! older copy, the rows and the position agree, and reading resumes there.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -8,6 +12,7 @@ use uuid::Uuid;
 
 use super::{SinkError, WriteAck};
 use crate::pipeline::embedded::{self, Shared};
+use crate::pipeline::log::now_ms;
 use crate::record::{ROW_COLUMNS, Row};
 
 /// Validated settings of the embedded store.
@@ -20,6 +25,10 @@ pub struct SqliteSinkConfig {
     /// fsync every commit (`synchronous=FULL`).
     pub durable_fsync: bool,
 }
+
+/// The table of positions: per scope (log identity, topic, consumer group)
+/// and partition, the next offset after the rows stored.
+const POSITIONS_TABLE: &str = "tributary_positions";
 
 #[derive(Debug, Clone)]
 pub struct SqliteSink {
@@ -51,8 +60,23 @@ impl SqliteSink {
                 .map(|c| format!("{c} TEXT NOT NULL"))
                 .collect::<Vec<_>>()
                 .join(", ");
+            if cfg.table == POSITIONS_TABLE {
+                return Err(SinkError::Open {
+                    path: cfg.path.display().to_string(),
+                    source: rusqlite::Error::InvalidParameterName(format!(
+                        "the table name {POSITIONS_TABLE} is tributary's own"
+                    )),
+                });
+            }
             conn.execute_batch(&format!(
-                "CREATE TABLE IF NOT EXISTS {} (id TEXT PRIMARY KEY NOT NULL, {columns});",
+                "CREATE TABLE IF NOT EXISTS {} (id TEXT PRIMARY KEY NOT NULL, {columns});
+                 CREATE TABLE IF NOT EXISTS {POSITIONS_TABLE} (
+                    scope TEXT NOT NULL,
+                    partition INTEGER NOT NULL,
+                    next_offset INTEGER NOT NULL,
+                    updated_ms INTEGER NOT NULL,
+                    PRIMARY KEY (scope, partition)
+                 );",
                 cfg.table
             ))
             .map_err(open_err)?;
@@ -101,6 +125,41 @@ impl SqliteSink {
     }
 
     pub async fn write(&self, rows: Arc<[Row]>) -> Result<WriteAck, SinkError> {
+        self.write_with(rows, None).await
+    }
+
+    /// Upserts the rows and records `offsets` as the position of `scope`, in
+    /// one transaction: either both are stored or neither.
+    pub async fn write_at(
+        &self,
+        rows: Arc<[Row]>,
+        scope: &str,
+        offsets: &BTreeMap<i32, i64>,
+    ) -> Result<WriteAck, SinkError> {
+        self.write_with(rows, Some((scope.to_owned(), offsets.clone())))
+            .await
+    }
+
+    /// The position last stored for `scope`, if any.
+    pub async fn position(&self, scope: &str) -> Result<Option<BTreeMap<i32, i64>>, SinkError> {
+        let scope = scope.to_owned();
+        embedded::blocking(&self.reader, move |conn| {
+            let mut stmt = conn.prepare(&format!(
+                "SELECT partition, next_offset FROM {POSITIONS_TABLE} WHERE scope = ?1"
+            ))?;
+            let offsets = stmt
+                .query_map([scope], |r| Ok((r.get::<_, i32>(0)?, r.get::<_, i64>(1)?)))?
+                .collect::<Result<BTreeMap<_, _>, _>>()?;
+            Ok((!offsets.is_empty()).then_some(offsets))
+        })
+        .await
+    }
+
+    async fn write_with(
+        &self,
+        rows: Arc<[Row]>,
+        position: Option<(String, BTreeMap<i32, i64>)>,
+    ) -> Result<WriteAck, SinkError> {
         let sql = self.upsert_sql.clone();
         embedded::blocking(&self.conn, move |conn| {
             let map = |e: rusqlite::Error| {
@@ -138,6 +197,19 @@ impl SqliteSink {
                         0 => ack.unchanged += 1,
                         _ => ack.written += 1,
                     }
+                }
+            }
+            if let Some((scope, offsets)) = &position {
+                let mut save = tx.prepare_cached(&format!(
+                    "INSERT INTO {POSITIONS_TABLE} (scope, partition, next_offset, updated_ms)
+                     VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (scope, partition) DO UPDATE
+                     SET next_offset = excluded.next_offset, updated_ms = excluded.updated_ms"
+                ))?;
+                let now = now_ms();
+                for (partition, next) in offsets {
+                    save.execute(rusqlite::params![scope, partition, next, now])
+                        .map_err(map)?;
                 }
             }
             // The acknowledgement is given only after the commit is durable.

@@ -99,7 +99,7 @@ impl HttpSource {
         loop {
             attempt += 1;
             let failure = match self.attempt(&url).await {
-                Ok(batch) => return Ok(batch),
+                Ok(batch) => return Ok(SourceBatch { page, ..batch }),
                 Err(f) => f,
             };
             let shown = display_url(&url);
@@ -187,9 +187,10 @@ impl HttpSource {
         }
         let body = response.bytes().await.map_err(transport)?;
         match decode_page(&body) {
-            Ok(page) => Ok(SourceBatch {
-                users: page.users,
-                rejected: page.rejected,
+            Ok(decoded) => Ok(SourceBatch {
+                page: 0,
+                users: decoded.users,
+                rejected: decoded.rejected,
             }),
             Err(e @ (PageError::Api(_) | PageError::Malformed(_))) => Err(Failure {
                 retryable: true,

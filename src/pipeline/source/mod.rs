@@ -36,6 +36,8 @@ impl SourceConfig {
 /// What one page gave: the users that decoded and the ones that did not.
 #[derive(Debug, Default)]
 pub struct SourceBatch {
+    /// The page these users came from (from 1).
+    pub page: u64,
     pub users: Vec<ApiUser>,
     /// Users that could not be decoded; they become dead letters.
     pub rejected: Vec<Rejected>,
@@ -83,6 +85,7 @@ impl Source {
         let started = std::time::Instant::now();
         let fetched = match self {
             Source::Generator(g) => Ok(SourceBatch {
+                page,
                 users: g.page(page, results),
                 rejected: Vec::new(),
             }),
@@ -96,6 +99,19 @@ impl Source {
                 .increment(batch.rejected.len() as u64);
         }
         fetched
+    }
+
+    /// Where a record of a page came from, for people and for recognising
+    /// the same record fetched again: the source, its seed, the page and
+    /// `item` (the record's place in the page).
+    pub fn position(&self, page: u64, item: &str) -> String {
+        match self {
+            Source::Generator(g) => format!("gen:?seed={}&page={page}#{item}", g.seed()),
+            Source::Http(h) => {
+                let c = h.config();
+                format!("{}?seed={}&page={page}#{item}", c.url, c.seed)
+            }
+        }
     }
 
     /// Retried requests so far (always 0 for the generator).

@@ -18,6 +18,8 @@ const REASON: &str = "tributary.reason";
 const TOPIC: &str = "tributary.topic";
 const PARTITION: &str = "tributary.partition";
 const OFFSET: &str = "tributary.offset";
+/// On a letter that never reached the log: where the source gave it.
+const SOURCE_POSITION: &str = "tributary.source-position";
 /// On a marker message: the id (DLQ offset) of the letter that was replayed.
 const REPLAYED: &str = "tributary.replayed-of";
 /// On a letter whose payload was cut: its original size in bytes.
@@ -75,6 +77,12 @@ pub async fn produce(
                     key: OFFSET,
                     value: Some(&o.offset.to_string()),
                 });
+        }
+        if let Some(p) = &l.source_position {
+            headers = headers.insert(Header {
+                key: SOURCE_POSITION,
+                value: Some(p),
+            });
         }
         let payload = if l.payload.len() > MAX_PAYLOAD {
             headers = headers.insert(Header {
@@ -179,6 +187,7 @@ pub async fn list(
                         .unwrap_or(Stage::Decode),
                     reason: header(REASON).unwrap_or_default(),
                     origin,
+                    source_position: header(SOURCE_POSITION),
                     key: m.key().map(<[u8]>::to_vec),
                     payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
                 },

@@ -41,6 +41,9 @@ fn transient(e: &KafkaError) -> bool {
                 | RDKafkaErrorCode::Authentication
                 | RDKafkaErrorCode::SSL
                 | RDKafkaErrorCode::Fatal
+                // `offset_reset = "error"`: the group's offset is out of
+                // range and the user asked to stop rather than move it.
+                | RDKafkaErrorCode::AutoOffsetReset
         ),
         _ => false,
     }
@@ -52,7 +55,8 @@ fn consumer_config(config: &KafkaLogConfig, group: &str) -> rdkafka::ClientConfi
         // Offsets are committed by hand, and only for acknowledged batches.
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
-        // A new group starts at the beginning, as the seed Spark job does.
+        // A new group starts at the beginning, as the seed Spark job does;
+        // `[log] offset_reset` arrives as a property and overrides this.
         .set("auto.offset.reset", "earliest")
         .set("partition.assignment.strategy", "cooperative-sticky")
         // A crashed processor's partitions move on after 10 s, not 45 s.
@@ -171,6 +175,11 @@ impl KafkaReader {
         );
         self.quiet_errors = 0;
         self.last_error_logged = Some(Instant::now());
+    }
+
+    /// The next offset per partition, as far as this reader has read.
+    pub fn checkpoint(&self) -> Checkpoint {
+        Checkpoint(self.position.clone())
     }
 
     pub fn committer(&self) -> KafkaCommitter {
