@@ -1,47 +1,7 @@
 //! The HTTP source against `tributary mock-api` with injected faults: every
 //! record arrives, retries are counted, and the users are the generator's.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
-
-use crate::support::{Sandbox, stderr};
-
-/// A running `tributary mock-api`, stopped (by pid) when dropped.
-struct MockApi {
-    child: Child,
-    base: String,
-}
-
-impl MockApi {
-    fn start(s: &Sandbox, extra: &[&str]) -> MockApi {
-        let mut args = vec!["mock-api", "--port", "0"];
-        args.extend_from_slice(extra);
-        let mut child = s
-            .cmd(&args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        // Ready when it prints its address (it binds before printing).
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let base = line
-            .trim()
-            .strip_prefix("mock-api: listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
-        MockApi { child, base }
-    }
-}
-
-impl Drop for MockApi {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use crate::support::{MockApi, Sandbox, stderr};
 
 #[test]
 fn all_records_arrive_through_500s_429s_error_bodies_and_latency() {

@@ -10,6 +10,7 @@ mod http_source;
 mod kafka;
 mod kafka_faults;
 mod poison;
+mod reliability;
 mod serve;
 mod support;
 mod tidy;

@@ -162,3 +162,41 @@ pub fn terminate(child: &std::process::Child) {
         .expect("kill runs");
     assert!(status.success(), "kill -TERM {} failed", child.id());
 }
+
+/// A running `tributary mock-api`, stopped (by pid) when dropped.
+pub struct MockApi {
+    child: std::process::Child,
+    pub base: String,
+}
+
+impl MockApi {
+    pub fn start(s: &Sandbox, extra: &[&str]) -> MockApi {
+        let mut args = vec!["mock-api", "--port", "0"];
+        args.extend_from_slice(extra);
+        let mut child = s
+            .cmd(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Ready when it prints its address (it binds before printing).
+        use std::io::BufRead;
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let base = line
+            .trim()
+            .strip_prefix("mock-api: listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        MockApi { child, base }
+    }
+}
+
+impl Drop for MockApi {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
