@@ -390,8 +390,8 @@ impl Log {
     }
 
     /// Messages retention dropped before `group` read them (counted by the
-    /// embedded log over its file's life; Kafka keeps no such record, so a
-    /// Kafka log reports only what this process's readers noticed).
+    /// embedded log over its file's life; Kafka keeps no such record: a
+    /// Kafka reader counts what it finds when it starts, in its run).
     pub async fn lost(&self, group: &str) -> Result<u64, LogError> {
         match self {
             Log::Sqlite(l) => l.lost(group).await,
@@ -431,9 +431,8 @@ impl LogReader {
     pub fn take_lost(&mut self) -> u64 {
         match self {
             LogReader::Sqlite(r) => r.take_lost(),
-            // librdkafka moves a group whose offset fell out of range itself
-            // (`auto.offset.reset`), logging the reset; the gap is not counted.
-            LogReader::Kafka(_) => 0,
+            // Found when the reader starts (see `kafka::identity`).
+            LogReader::Kafka(r) => r.take_lost(),
         }
     }
 

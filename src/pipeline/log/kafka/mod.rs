@@ -6,6 +6,7 @@
 //! messages in `peek.rs`.
 
 mod dead_letter;
+mod identity;
 mod peek;
 mod reader;
 mod rebootstrap;

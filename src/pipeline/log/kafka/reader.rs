@@ -12,8 +12,8 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use tracing::warn;
 
-use super::{KafkaLogConfig, REQUEST_TIMEOUT, kafka_err, rebootstrap};
-use crate::pipeline::log::{Checkpoint, LogError, LogMessage, PartitionLag};
+use super::{KafkaLogConfig, REQUEST_TIMEOUT, identity, kafka_err, rebootstrap};
+use crate::pipeline::log::{Checkpoint, LogError, LogMessage, OffsetReset, PartitionLag};
 
 /// How long a poll that has its first message waits for more to fill the
 /// batch. Fetches arrive in chunks per partition; without this, batches were
@@ -87,6 +87,30 @@ pub struct KafkaReader {
     /// Transient errors since the last one was logged, and when that was.
     quiet_errors: u64,
     last_error_logged: Option<Instant>,
+    /// Messages retention dropped past the group's commit, found at start
+    /// and not yet taken by [`KafkaReader::take_lost`].
+    lost: u64,
+    /// Per partition, the mark of the last message of each batch read, by
+    /// the offset after it: what the commit of that batch carries as its
+    /// metadata (see [`identity`]). Pruned as commits pass.
+    marks: Marks,
+}
+
+/// See [`KafkaReader::marks`].
+type Marks = Arc<std::sync::Mutex<BTreeMap<i32, BTreeMap<i64, String>>>>;
+
+/// The group's policy for offsets that do not fit the topic, from the
+/// consumer's `auto.offset.reset` (set by `[log] offset_reset`).
+fn offset_reset(config: &KafkaLogConfig) -> OffsetReset {
+    match config
+        .properties
+        .get("auto.offset.reset")
+        .map(String::as_str)
+    {
+        Some("latest" | "largest" | "end") => OffsetReset::Latest,
+        Some("error") => OffsetReset::Error,
+        _ => OffsetReset::Earliest,
+    }
 }
 
 impl std::fmt::Debug for KafkaReader {
@@ -100,6 +124,8 @@ impl std::fmt::Debug for KafkaReader {
 
 impl KafkaReader {
     pub async fn new(config: &KafkaLogConfig, group: &str) -> Result<KafkaReader, LogError> {
+        // Before joining: are the group's commits still this topic's?
+        let check = identity::check_group(config, group, offset_reset(config)).await?;
         let consumer: StreamConsumer = consumer_config(config, group)
             .create()
             .map_err(|e| kafka_err("cannot create the Kafka consumer", e))?;
@@ -114,7 +140,14 @@ impl KafkaReader {
             active: Instant::now(),
             quiet_errors: 0,
             last_error_logged: None,
+            lost: check.lost,
+            marks: Marks::default(),
         })
+    }
+
+    /// Messages lost to retention found at start, once.
+    pub fn take_lost(&mut self) -> u64 {
+        std::mem::take(&mut self.lost)
     }
 
     /// Up to `max` messages; waits up to `wait` for the first, then up to
@@ -151,6 +184,17 @@ impl KafkaReader {
         }
         if !batch.is_empty() {
             self.active = Instant::now();
+            let mut last: BTreeMap<i32, &LogMessage> = BTreeMap::new();
+            for m in &batch {
+                last.insert(m.partition, m);
+            }
+            let mut marks = self.marks.lock().unwrap_or_else(|p| p.into_inner());
+            for (p, m) in last {
+                marks.entry(p).or_default().insert(
+                    m.offset + 1,
+                    identity::mark(m.timestamp_ms, m.key.as_deref(), &m.payload),
+                );
+            }
         } else if self.active.elapsed() >= rebootstrap::IDLE_PROBE {
             self.active = Instant::now();
             rebootstrap::probe(self.consumer.clone(), &self.topic, &self.bootstrap);
@@ -187,6 +231,7 @@ impl KafkaReader {
             consumer: self.consumer.clone(),
             topic: self.topic.clone(),
             last: Arc::default(),
+            marks: self.marks.clone(),
         }
     }
 
@@ -228,6 +273,8 @@ pub struct KafkaCommitter {
     topic: String,
     /// The last checkpoint committed asynchronously, for `flush`.
     last: Arc<std::sync::Mutex<Option<Checkpoint>>>,
+    /// The reader's marks (see [`KafkaReader::marks`]).
+    marks: Marks,
 }
 
 impl std::fmt::Debug for KafkaCommitter {
@@ -239,11 +286,22 @@ impl std::fmt::Debug for KafkaCommitter {
 }
 
 impl KafkaCommitter {
+    /// The commit of `checkpoint`, each partition's offset with the mark of
+    /// the message before it as metadata (when this reader read it).
     fn list(&self, checkpoint: &Checkpoint) -> Result<TopicPartitionList, LogError> {
         let mut tpl = TopicPartitionList::new();
+        let mut marks = self.marks.lock().unwrap_or_else(|p| p.into_inner());
         for (&p, &next) in &checkpoint.0 {
-            tpl.add_partition_offset(&self.topic, p, Offset::Offset(next))
+            let mut elem = tpl.add_partition(&self.topic, p);
+            elem.set_offset(Offset::Offset(next))
                 .map_err(|e| kafka_err("bad offset", e))?;
+            if let Some(by_offset) = marks.get_mut(&p) {
+                if let Some(mark) = by_offset.get(&next) {
+                    elem.set_metadata(mark.as_str());
+                }
+                // Older batches are committed already (commits go in order).
+                by_offset.retain(|&o, _| o >= next);
+            }
         }
         Ok(tpl)
     }
