@@ -51,15 +51,53 @@ pub enum ServeLockError {
 }
 
 /// `DATA_DIR/serve.lock`, locked for the life of a `serve` and holding its
-/// pid: two `serve`s on one data dir would run every slot twice. The lock
-/// is the operating system's, so it goes with the process, however it
-/// ends; the file stays behind and is reused by the next `serve`.
+/// pid: two `serve`s on one data dir would run every slot twice (and each
+/// would take the other's running runs for interrupted ones). The lock is
+/// the operating system's, so it goes with the process, however it ends;
+/// the file stays behind and is reused by the next `serve`.
 #[derive(Debug)]
 pub struct ServeLock {
     _file: File,
+    dir: std::path::PathBuf,
+    id: Option<(u64, u64)>,
+}
+
+/// How often `serve` checks that its lock file is still the one it locked.
+const LOCK_CHECK_EVERY: Duration = Duration::from_secs(1);
+
+#[cfg(unix)]
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+#[cfg(not(unix))]
+fn file_id(_path: &Path) -> Option<(u64, u64)> {
+    None
 }
 
 impl ServeLock {
+    /// A lock on a file that was deleted protects nothing: the next `serve`
+    /// creates a new file and locks that. So the file is checked now and
+    /// then; if it is gone or replaced, it is locked anew, and if another
+    /// `serve` holds the new one, this one must stop (the error).
+    pub async fn keep(&mut self) -> ServeLockError {
+        loop {
+            tokio::time::sleep(LOCK_CHECK_EVERY).await;
+            let path = self.dir.join("serve.lock");
+            if self.id.is_none() || file_id(&path) == self.id {
+                continue;
+            }
+            match ServeLock::acquire(&self.dir) {
+                Ok(again) => {
+                    tracing::warn!(path = %path.display(), "serve.lock was deleted or replaced; locked it again");
+                    *self = again;
+                }
+                Err(e) => return e,
+            }
+        }
+    }
+
     pub fn acquire(dir: &Path) -> Result<ServeLock, ServeLockError> {
         let path = dir.join("serve.lock");
         let io = |source| ServeLockError::Io {
@@ -89,7 +127,11 @@ impl ServeLock {
         file.rewind().map_err(io)?;
         writeln!(file, "{}", std::process::id()).map_err(io)?;
         file.flush().map_err(io)?;
-        Ok(ServeLock { _file: file })
+        Ok(ServeLock {
+            _file: file,
+            dir: dir.to_owned(),
+            id: file_id(&path),
+        })
     }
 }
 
@@ -122,7 +164,7 @@ fn find<'a>(config: &'a Config, name: &str) -> AppResult<&'a JobConfig> {
 
 pub async fn serve(config: Config, shutdown: CancellationToken) -> AppResult {
     data_dir(&config)?;
-    let _lock = ServeLock::acquire(&config.data_dir).map_err(anyhow::Error::from)?;
+    let mut lock = ServeLock::acquire(&config.data_dir).map_err(anyhow::Error::from)?;
     let history = History::open_with(&config.data_dir.join("scheduler.db"), SERVE_BUSY_TIMEOUT)
         .context("cannot open the run history")?;
     let stats = Arc::new(Stats::default());
@@ -176,13 +218,13 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> AppResult {
     // Each stage runs until shutdown; one that ends before (an error, or a
     // return nobody asked for) stops `serve` at once, so nothing keeps
     // running, or answering as ready, without it.
-    let (processed, scheduled) = tokio::select! {
+    let (processed, scheduled, lost) = tokio::select! {
         processed = &mut processing => {
             if let Err(e) = &processed {
                 error!(error = %e, "processor failed; stopping serve");
             }
             shutdown.cancel();
-            (processed, scheduler_result(scheduling.await, true))
+            (processed, scheduler_result(scheduling.await, true), None)
         }
         scheduled = &mut scheduling => {
             let scheduled = scheduler_result(scheduled, shutdown.is_cancelled());
@@ -190,7 +232,12 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> AppResult {
                 error!(error = %format!("{e:#}"), "scheduler failed; stopping serve");
             }
             shutdown.cancel();
-            (processing.await, scheduled)
+            (processing.await, scheduled, None)
+        }
+        lost = lock.keep() => {
+            error!(error = %lost, "the data dir is no longer this serve's; stopping serve");
+            shutdown.cancel();
+            (processing.await, scheduler_result(scheduling.await, true), Some(lost))
         }
     };
     if let Some(web) = web
@@ -205,8 +252,12 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> AppResult {
         stored = s.stored,
         "serve stopped"
     );
+    if let Some(lost) = lost {
+        return Err(anyhow::Error::from(lost).into());
+    }
     processed.context("processor failed")?;
     scheduled.context("scheduler failed")?;
+    drop(lock);
     Ok(())
 }
 

@@ -267,8 +267,15 @@ impl History {
     ) -> Result<Option<i64>, HistoryError> {
         let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        // Only a run still running: one another process already recovered
+        // has its retry queued.
+        let running: bool = tx.query_row(
+            "SELECT count(*) FROM runs WHERE id = ?1 AND state = 'running'",
+            [id],
+            |r| r.get(0),
+        )?;
         finish_on(&tx, id, RunState::Interrupted, counts, Some(error))?;
-        let retry = match retry_after {
+        let retry = match retry_after.filter(|_| running) {
             Some(attempts) => {
                 let (job, scheduled_ms): (String, i64) = tx.query_row(
                     "SELECT job, scheduled_ms FROM runs WHERE id = ?1",
@@ -537,6 +544,12 @@ mod tests {
         let other = h.add("j", 6, RunState::Queued).unwrap();
         h.start(other, 1).unwrap();
         assert_eq!(h.interrupt(other, &counts, "stopped", None).unwrap(), None);
+        // A run no longer running (recovered by another process, which
+        // queued its retry) is not queued twice.
+        assert_eq!(
+            h.interrupt(other, &counts, "stopped", Some(1)).unwrap(),
+            None
+        );
     }
 
     #[test]

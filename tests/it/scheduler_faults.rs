@@ -203,8 +203,9 @@ fn a_run_killed_on_its_last_attempt_is_not_retried() {
 }
 
 /// Two `serve`s on one data dir would run every slot twice: the second is
-/// refused with the first one's pid. A `serve` killed with SIGKILL leaves
-/// its lock file behind, which does not stop the next one.
+/// refused with the first one's pid, even after the lock file was deleted.
+/// A `serve` killed with SIGKILL leaves its lock file behind, which does not
+/// stop the next one.
 #[test]
 fn a_second_serve_on_the_same_data_dir_is_refused() {
     let s = Sandbox::new();
@@ -220,6 +221,20 @@ fn a_second_serve_on_the_same_data_dir_is_refused() {
         "{err}"
     );
     assert!(err.contains(&s.data_dir().display().to_string()), "{err}");
+
+    // The lock file deleted under it: it locks a new one, so a later
+    // `serve` is still refused rather than running beside it.
+    std::fs::remove_file(s.data_dir().join("serve.lock")).unwrap();
+    wait_for(Duration::from_secs(10), "serve.lock again", || {
+        s.data_dir().join("serve.lock").exists()
+    });
+    let mut again = s.cmd(&["serve"]).spawn_output();
+    let code = again.wait_within(Duration::from_secs(30));
+    let err = again.stderr();
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains(&format!("(pid {pid})")), "{err}");
+    assert!(first.child.0.try_wait().unwrap().is_none());
+    assert_eq!(readyz(first.port).0, 200);
 
     first.child.0.kill().unwrap();
     first.child.0.wait().unwrap();
