@@ -85,6 +85,13 @@ burst = { duration = "300ms", interval = "100ms", records = 1 }
     while locked_at.elapsed() < Duration::from_secs(14) {
         let (status, body) = readyz(port);
         if status == 503 {
+            if unready.is_empty() {
+                // The status view has the error itself.
+                let s = crate::dashboard::get_json(port, "/api/v1/status", &[]);
+                assert_eq!(s["scheduler"]["state"], "retrying", "{s}");
+                let error = s["scheduler"]["error"].as_str().unwrap();
+                assert!(error.contains("locked"), "{s}");
+            }
             unready.push(body);
         }
         assert!(
