@@ -72,7 +72,9 @@ pub enum Command {
     /// Move what is in the log into the store (the seed stack's Spark job).
     Process(ProcessArgs),
     /// Run the scheduled jobs, the processor (follow mode) and the dashboard
-    /// (web page, JSON API, Prometheus /metrics) in one process.
+    /// (web page, JSON API, Prometheus /metrics) in one process. One per data
+    /// dir (DATA_DIR/serve.lock); exits 1 if the scheduler or the processor
+    /// stops with an error.
     Serve(ServeArgs),
     /// Scheduled jobs: list, trigger, pause, unpause, runs, backfill.
     #[command(subcommand)]

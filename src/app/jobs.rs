@@ -1,12 +1,16 @@
 //! The scheduling commands: `serve` (scheduler + processor in one process),
 //! `jobs …` on the stored run history, and `export airflow-dag`.
 
+use std::fs::File;
+use std::io::{Read, Seek, Write};
+use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, info, info_span};
+use tracing::{Instrument, error, info, info_span};
 
 use super::{AppError, AppResult};
 use crate::cli::{ExportCommand, JobsCommand};
@@ -14,15 +18,137 @@ use crate::config::Config;
 use crate::pipeline;
 use crate::pipeline::ingest::IngestPlan;
 use crate::pipeline::stats::Stats;
+use crate::scheduler::history::HistoryError;
 use crate::scheduler::history::now_ms;
-use crate::scheduler::{History, JobConfig, RunState, Scheduler};
+use crate::scheduler::{History, JobConfig, RunState, SERVE_BUSY_TIMEOUT, Scheduler};
 use crate::{telemetry, web};
 
-fn history(config: &Config) -> AppResult<History> {
+fn data_dir(config: &Config) -> AppResult {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("data dir {} is not usable", config.data_dir.display()))?;
+    Ok(())
+}
+
+fn history(config: &Config) -> AppResult<History> {
+    data_dir(config)?;
     Ok(History::open(&config.data_dir.join("scheduler.db"))
         .context("cannot open the run history")?)
+}
+
+/// Why `serve` cannot have its data dir to itself.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeLockError {
+    #[error("another tributary serve (pid {pid}) is using {dir}", dir = .dir.display())]
+    Held {
+        pid: String,
+        dir: std::path::PathBuf,
+    },
+    #[error("cannot lock {}: {source}", .path.display())]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// `DATA_DIR/serve.lock`, locked for the life of a `serve` and holding its
+/// pid: two `serve`s on one data dir would run every slot twice (and each
+/// would take the other's running runs for interrupted ones). The lock is
+/// the operating system's, so it goes with the process, however it ends;
+/// the file stays behind and is reused by the next `serve`.
+#[derive(Debug)]
+pub struct ServeLock {
+    _file: File,
+    dir: std::path::PathBuf,
+    id: Option<(u64, u64)>,
+}
+
+/// How often `serve` checks that its lock file is still the one it locked.
+const LOCK_CHECK_EVERY: Duration = Duration::from_secs(1);
+
+#[cfg(unix)]
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+#[cfg(not(unix))]
+fn file_id(_path: &Path) -> Option<(u64, u64)> {
+    None
+}
+
+impl ServeLock {
+    /// A lock on a file that was deleted protects nothing: the next `serve`
+    /// creates a new file and locks that. So the file is checked now and
+    /// then; if it is gone or replaced, it is locked anew, and if another
+    /// `serve` holds the new one, this one must stop (the error).
+    pub async fn keep(&mut self) -> ServeLockError {
+        loop {
+            tokio::time::sleep(LOCK_CHECK_EVERY).await;
+            let path = self.dir.join("serve.lock");
+            if self.id.is_none() || file_id(&path) == self.id {
+                continue;
+            }
+            match ServeLock::acquire(&self.dir) {
+                Ok(again) => {
+                    tracing::warn!(path = %path.display(), "serve.lock was deleted or replaced; locked it again");
+                    *self = again;
+                }
+                Err(e) => return e,
+            }
+        }
+    }
+
+    pub fn acquire(dir: &Path) -> Result<ServeLock, ServeLockError> {
+        let path = dir.join("serve.lock");
+        let io = |source| ServeLockError::Io {
+            path: path.clone(),
+            source,
+        };
+        // Not truncated on open: the pid in it belongs to the holder until
+        // the lock is ours.
+        let mut file = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(ServeLockError::Held {
+                    pid: holder_pid(&mut file),
+                    dir: dir.to_owned(),
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+        }
+        file.set_len(0).map_err(io)?;
+        file.rewind().map_err(io)?;
+        writeln!(file, "{}", std::process::id()).map_err(io)?;
+        file.flush().map_err(io)?;
+        Ok(ServeLock {
+            _file: file,
+            dir: dir.to_owned(),
+            id: file_id(&path),
+        })
+    }
+}
+
+/// The pid the holder wrote, waiting briefly for a holder that has just
+/// taken the lock and not yet written it.
+fn holder_pid(file: &mut File) -> String {
+    for _ in 0..20 {
+        let mut text = String::new();
+        if file.rewind().is_ok()
+            && file.read_to_string(&mut text).is_ok()
+            && let Ok(pid) = text.trim().parse::<u32>()
+        {
+            return pid.to_string();
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    "unknown".into()
 }
 
 fn find<'a>(config: &'a Config, name: &str) -> AppResult<&'a JobConfig> {
@@ -37,7 +163,10 @@ fn find<'a>(config: &'a Config, name: &str) -> AppResult<&'a JobConfig> {
 }
 
 pub async fn serve(config: Config, shutdown: CancellationToken) -> AppResult {
-    let history = history(&config)?;
+    data_dir(&config)?;
+    let mut lock = ServeLock::acquire(&config.data_dir).map_err(anyhow::Error::from)?;
+    let history = History::open_with(&config.data_dir.join("scheduler.db"), SERVE_BUSY_TIMEOUT)
+        .context("cannot open the run history")?;
     let stats = Arc::new(Stats::default());
     let job = super::run::open_job(&config, stats.clone(), shutdown.clone()).await?;
     println!(
@@ -45,6 +174,12 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> AppResult {
         config.jobs.len(),
         job.log.topic(),
         job.sink.describe()
+    );
+    let scheduler = Scheduler::new(
+        config.jobs.clone(),
+        history.clone(),
+        job.log.clone(),
+        stats.clone(),
     );
     let web = match config.web.listen {
         Some(addr) => {
@@ -57,6 +192,7 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> AppResult {
                 log: job.log.clone(),
                 sink: job.sink.clone(),
                 history: history.clone(),
+                scheduler: scheduler.health(),
                 stats: stats.clone(),
                 metrics,
             };
@@ -72,21 +208,42 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> AppResult {
         }
         None => None,
     };
-    let scheduler = Scheduler::new(config.jobs.clone(), history, job.log.clone(), stats.clone());
-    let scheduling = tokio::spawn(
+    let processing = pipeline::process(job, true);
+    tokio::pin!(processing);
+    let mut scheduling = tokio::spawn(
         scheduler
             .run(shutdown.clone())
             .instrument(info_span!("scheduler")),
     );
-    let processed = pipeline::process(job, true).await;
-    // The processor stops on shutdown or on an error; either way the rest
-    // stops with it.
-    shutdown.cancel();
-    let scheduled = scheduling.await.expect("scheduler task panicked");
-    if let Some(web) = web {
-        if let Err(e) = web.stopped().await {
-            tracing::warn!(error = %e, "dashboard server stopped with an error");
+    // Each stage runs until shutdown; one that ends before (an error, or a
+    // return nobody asked for) stops `serve` at once, so nothing keeps
+    // running, or answering as ready, without it.
+    let (processed, scheduled, lost) = tokio::select! {
+        processed = &mut processing => {
+            if let Err(e) = &processed {
+                error!(error = %e, "processor failed; stopping serve");
+            }
+            shutdown.cancel();
+            (processed, scheduler_result(scheduling.await, true), None)
         }
+        scheduled = &mut scheduling => {
+            let scheduled = scheduler_result(scheduled, shutdown.is_cancelled());
+            if let Err(e) = &scheduled {
+                error!(error = %format!("{e:#}"), "scheduler failed; stopping serve");
+            }
+            shutdown.cancel();
+            (processing.await, scheduled, None)
+        }
+        lost = lock.keep() => {
+            error!(error = %lost, "the data dir is no longer this serve's; stopping serve");
+            shutdown.cancel();
+            (processing.await, scheduler_result(scheduling.await, true), Some(lost))
+        }
+    };
+    if let Some(web) = web
+        && let Err(e) = web.stopped().await
+    {
+        tracing::warn!(error = %e, "dashboard server stopped with an error");
     }
     let s = stats.summary();
     info!(
@@ -95,9 +252,27 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> AppResult {
         stored = s.stored,
         "serve stopped"
     );
+    if let Some(lost) = lost {
+        return Err(anyhow::Error::from(lost).into());
+    }
     processed.context("processor failed")?;
     scheduled.context("scheduler failed")?;
+    drop(lock);
     Ok(())
+}
+
+/// How the scheduler's task ended, as `serve` sees it: ending without
+/// being asked to is a failure too.
+fn scheduler_result(
+    ended: Result<Result<(), HistoryError>, tokio::task::JoinError>,
+    asked: bool,
+) -> anyhow::Result<()> {
+    match ended {
+        Ok(Ok(())) if asked => Ok(()),
+        Ok(Ok(())) => Err(anyhow::anyhow!("it stopped without being asked to")),
+        Ok(Err(e)) => Err(e.into()),
+        Err(e) => Err(anyhow::anyhow!("its task failed: {e}")),
+    }
 }
 
 fn fmt_ms(ms: Option<i64>) -> String {

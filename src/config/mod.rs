@@ -900,16 +900,17 @@ fn resolve_web(
         }
         t => t.map(Token::new),
     };
-    if let Some(addr) = listen {
-        if !addr.ip().is_loopback() && token.is_none() {
-            return Err(invalid(
-                key,
-                format!(
-                    "{addr} is reachable from other machines, so the dashboard needs a token: \
-                     set TRIBUTARY_WEB_TOKEN or web.token_file, or listen on 127.0.0.1"
-                ),
-            ));
-        }
+    if let Some(addr) = listen
+        && !addr.ip().is_loopback()
+        && token.is_none()
+    {
+        return Err(invalid(
+            key,
+            format!(
+                "{addr} is reachable from other machines, so the dashboard needs a token: \
+                 set TRIBUTARY_WEB_TOKEN or web.token_file, or listen on 127.0.0.1"
+            ),
+        ));
     }
     Ok(WebConfig { listen, token })
 }

@@ -1,16 +1,25 @@
 //! The scheduler inside `serve`: decides when each job runs (its schedule,
 //! triggers queued by `jobs trigger`, pause state), keeps one active run per
 //! job, runs it with retries, and records every run in the history.
+//!
+//! The history is another process's file too (`jobs` commands, a `sqlite3`
+//! shell), so a call may find it locked. Such a call is tried again with
+//! back-off for as long as the lock lasts, and the scheduler reports itself
+//! not ready meanwhile ([`Health`]); any other history error ends the
+//! scheduler with that error, which stops `serve`.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, error, info, warn};
 
-use super::history::{History, HistoryError, RunCounts, RunState};
+use super::health::{Health, SchedulerState};
+use super::history::{History, HistoryError, RunCounts, RunState, now_ms};
 use super::runner::{RetryPolicy, run_with_retries};
 use super::schedule::Schedule;
 use crate::pipeline::ingest::{self, IngestPlan};
@@ -22,6 +31,20 @@ use crate::pipeline::stats::{Counter, Stats};
 const TICK: Duration = Duration::from_millis(250);
 /// How often a running run's counts are written to the history.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+/// How long one history call of `serve` waits for another connection's
+/// write lock before it counts as failed and the scheduler says not ready.
+/// The short transactions of the `jobs` commands fit well within it.
+pub const SERVE_BUSY_TIMEOUT: Duration = Duration::from_secs(2);
+/// Back-off between tries of a call that found the history locked:
+/// doubling from the first to the last.
+const RETRY_FIRST: Duration = Duration::from_millis(250);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+/// While the history stays locked, a warning at most this often.
+const WARN_EVERY: Duration = Duration::from_secs(30);
+/// How long the end of a run is still tried after shutdown when the history
+/// is locked. Given up, the run stays `running` and the next start marks it
+/// interrupted, which is what happened.
+const END_GRACE: Duration = Duration::from_secs(5);
 
 /// A validated job.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,6 +75,11 @@ impl JobConfig {
             }
         }
     }
+
+    /// Attempts a run of this job may make in all.
+    fn attempts_allowed(&self) -> u32 {
+        self.retry.retries.saturating_add(1)
+    }
 }
 
 pub struct Scheduler {
@@ -60,6 +88,114 @@ pub struct Scheduler {
     log: Log,
     /// Counters of all runs together (the dashboard's).
     stats: Arc<Stats>,
+    health: Health,
+}
+
+/// What one tick does for one job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Decision {
+    Paused,
+    /// Nothing due, or a trigger waiting for the active run.
+    Wait,
+    /// A slot came due during the active run and was recorded as skipped.
+    Skipped,
+    Start {
+        id: i64,
+        scheduled_ms: i64,
+        /// Attempts already spent on this slot (by an interrupted run).
+        attempts_before: u32,
+    },
+}
+
+/// One tick's look at the history for one job. Its one write is its last
+/// call, so a call that failed (and is tried again) wrote nothing.
+fn decide(
+    h: &History,
+    job: &str,
+    due_ms: i64,
+    slot_passed: bool,
+    active: bool,
+) -> Result<Decision, HistoryError> {
+    h.check_file()?;
+    if h.is_paused(job)? {
+        return Ok(Decision::Paused);
+    }
+    if active {
+        // max_active_runs = 1: a slot that comes due during a run is
+        // recorded as skipped; triggers wait in the queue.
+        if slot_passed {
+            h.add(job, due_ms, RunState::Skipped)?;
+            return Ok(Decision::Skipped);
+        }
+        return Ok(Decision::Wait);
+    }
+    Ok(match h.next_queued(job)? {
+        Some(queued) => Decision::Start {
+            id: queued.id,
+            scheduled_ms: queued.scheduled_ms,
+            attempts_before: queued.attempts,
+        },
+        None if slot_passed => Decision::Start {
+            id: h.add(job, due_ms, RunState::Queued)?,
+            scheduled_ms: due_ms,
+            attempts_before: 0,
+        },
+        None => Decision::Wait,
+    })
+}
+
+/// Runs `f` on the history from the blocking pool. A call that finds the
+/// history locked by another connection is tried again with back-off (a
+/// warning, and `health` not ready) until it goes through, or until
+/// `give_up` completes (`Ok(None)`). Any other error is returned.
+async fn call<T: Send + 'static>(
+    history: &History,
+    health: &Health,
+    what: &'static str,
+    give_up: impl Future<Output = ()>,
+    f: impl Fn(&History) -> Result<T, HistoryError> + Send + Sync + 'static,
+) -> Result<Option<T>, HistoryError> {
+    tokio::pin!(give_up);
+    let f = Arc::new(f);
+    let mut delay = RETRY_FIRST;
+    let mut warned: Option<Instant> = None;
+    loop {
+        let (h, g) = (history.clone(), f.clone());
+        let result = tokio::task::spawn_blocking(move || g(&h))
+            .await
+            .expect("history task panicked");
+        match result {
+            Ok(v) => {
+                if let Some(since) = health.recovered() {
+                    info!(
+                        locked_for_ms = now_ms() - since,
+                        "run history usable again; scheduling goes on"
+                    );
+                }
+                return Ok(Some(v));
+            }
+            Err(e) if e.is_busy() => {
+                let first = health.retrying(e.to_string());
+                if first || warned.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
+                    warn!(
+                        error = %e,
+                        what,
+                        retry_in_ms = delay.as_millis() as u64,
+                        "run history locked by another process; not ready until it can be written, retrying"
+                    );
+                    warned = Some(Instant::now());
+                } else {
+                    debug!(error = %e, what, "run history still locked");
+                }
+                tokio::select! {
+                    _ = &mut give_up => return Ok(None),
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(RETRY_MAX);
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 impl Scheduler {
@@ -69,18 +205,19 @@ impl Scheduler {
             history,
             log,
             stats,
+            health: Health::default(),
         }
     }
 
+    /// The scheduler's state, for readiness and the status view.
+    pub fn health(&self) -> Health {
+        self.health.clone()
+    }
+
     /// First slot to consider for a job at start-up.
-    fn first_due(
-        &self,
-        job: &JobConfig,
-        now: DateTime<Utc>,
-    ) -> Result<DateTime<Utc>, HistoryError> {
-        let last = self.history.last_scheduled(&job.name)?;
+    fn first_due(job: &JobConfig, last: Option<i64>, now: DateTime<Utc>) -> DateTime<Utc> {
         let last = last.and_then(DateTime::<Utc>::from_timestamp_millis);
-        Ok(match last {
+        match last {
             // Never ran: the next slot from now.
             None => job.schedule.next_after(now).unwrap_or(now),
             Some(last) if job.catchup => job.schedule.next_after(last).unwrap_or(now),
@@ -89,30 +226,98 @@ impl Scheduler {
                 Some(latest) if latest > last => latest,
                 _ => job.schedule.next_after(now).unwrap_or(now),
             },
-        })
+        }
     }
 
-    /// Runs until `shutdown`; running bursts stop at their next tick and are
-    /// recorded as interrupted.
+    /// Runs until `shutdown`, or until the history fails in a way waiting
+    /// cannot fix (the error). Running bursts stop at their next tick and
+    /// are recorded as interrupted, their slots queued again for the next
+    /// start when their jobs have retries left.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), HistoryError> {
-        let interrupted = self.history.mark_interrupted()?;
-        if interrupted > 0 {
-            warn!(
-                interrupted,
-                "runs left running by a previous process were marked interrupted"
-            );
+        // Its own token, so that an error stops the runs before it returns.
+        let stop = shutdown.child_token();
+        let (fatal_tx, mut fatal_rx) = mpsc::unbounded_channel();
+        let mut active = HashMap::new();
+        let mut result = self
+            .schedule(&stop, &fatal_tx, &mut fatal_rx, &mut active)
+            .await;
+        stop.cancel();
+        for (_, h) in active {
+            let _ = h.await;
+        }
+        if result.is_ok()
+            && let Ok(e) = fatal_rx.try_recv()
+        {
+            result = Err(e);
+        }
+        self.health.set(SchedulerState::Stopped {
+            error: result.as_ref().err().map(|e| e.to_string()),
+        });
+        result
+    }
+
+    async fn schedule(
+        &self,
+        stop: &CancellationToken,
+        fatal_tx: &mpsc::UnboundedSender<HistoryError>,
+        fatal_rx: &mut mpsc::UnboundedReceiver<HistoryError>,
+        active: &mut HashMap<String, tokio::task::JoinHandle<()>>,
+    ) -> Result<(), HistoryError> {
+        let (history, health) = (&self.history, &self.health);
+        let allowed: HashMap<String, u32> = self
+            .jobs
+            .iter()
+            .map(|j| (j.name.clone(), j.attempts_allowed()))
+            .collect();
+        let known = allowed.clone();
+        let Some(recovered) = call(
+            history,
+            health,
+            "recover runs",
+            stop.cancelled(),
+            move |h| h.recover(|job| allowed.get(job).copied()),
+        )
+        .await?
+        else {
+            return Ok(());
+        };
+        for i in &recovered {
+            let r = &i.run;
+            match i.retry {
+                Some(retry) => warn!(
+                    job = %r.job, run = r.id, attempts = r.attempts, retry,
+                    "a run left running by the previous process was interrupted; its slot is queued again"
+                ),
+                None if known.contains_key(&r.job) => warn!(
+                    job = %r.job, run = r.id, attempts = r.attempts,
+                    "a run left running by the previous process was interrupted; not retried: its retries are spent"
+                ),
+                None => warn!(
+                    job = %r.job, run = r.id,
+                    "a run left running by the previous process was interrupted; not retried: the job is no longer configured"
+                ),
+            }
         }
         let now = Utc::now();
         let mut next: HashMap<String, DateTime<Utc>> = HashMap::new();
         for job in &self.jobs {
-            let due = self.first_due(job, now)?;
+            let name = job.name.clone();
+            let Some(last) = call(history, health, "plan", stop.cancelled(), move |h| {
+                h.last_scheduled(&name)
+            })
+            .await?
+            else {
+                return Ok(());
+            };
+            let due = Self::first_due(job, last, now);
             info!(job = %job.name, schedule = %job.schedule, next_run = %due, "job scheduled");
             next.insert(job.name.clone(), due);
         }
-        let mut active: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
+        health.set(SchedulerState::Running);
         loop {
             tokio::select! {
-                _ = shutdown.cancelled() => break,
+                _ = stop.cancelled() => return Ok(()),
+                Some(e) = fatal_rx.recv() => return Err(e),
                 _ = tokio::time::sleep(TICK) => {}
             }
             active.retain(|_, h| !h.is_finished());
@@ -120,6 +325,16 @@ impl Scheduler {
             for job in &self.jobs {
                 let due = next[&job.name];
                 let slot_passed = due <= now;
+                let is_active = active.contains_key(&job.name);
+                let (name, due_ms) = (job.name.clone(), due.timestamp_millis());
+                let Some(decision) =
+                    call(history, health, "schedule", stop.cancelled(), move |h| {
+                        decide(h, &name, due_ms, slot_passed, is_active)
+                    })
+                    .await?
+                else {
+                    return Ok(());
+                };
                 if slot_passed {
                     let following = job.schedule.next_after(if job.catchup { due } else { now });
                     next.insert(
@@ -127,46 +342,34 @@ impl Scheduler {
                         following.unwrap_or(now + chrono::Duration::days(3650)),
                     );
                 }
-                if self.history.is_paused(&job.name)? {
-                    continue;
-                }
-                if active.contains_key(&job.name) {
-                    // max_active_runs = 1: a slot that comes due during a
-                    // run is recorded as skipped; triggers wait in the queue.
-                    if slot_passed {
-                        self.history
-                            .add(&job.name, due.timestamp_millis(), RunState::Skipped)?;
+                match decision {
+                    Decision::Paused | Decision::Wait => {}
+                    Decision::Skipped => {
                         count_run(&job.name, RunState::Skipped);
                         info!(job = %job.name, slot = %due, "run skipped: the previous run is still active");
                     }
-                    continue;
-                }
-                let run = match self.history.next_queued(&job.name)? {
-                    Some(queued) => Some((queued.id, queued.scheduled_ms)),
-                    None if slot_passed => {
-                        let ms = due.timestamp_millis();
-                        Some((self.history.add(&job.name, ms, RunState::Queued)?, ms))
-                    }
-                    None => None,
-                };
-                if let Some((id, scheduled_ms)) = run {
-                    let handle = tokio::spawn(execute(
-                        job.clone(),
+                    Decision::Start {
                         id,
                         scheduled_ms,
-                        self.history.clone(),
-                        self.log.clone(),
-                        self.stats.clone(),
-                        shutdown.clone(),
-                    ));
-                    active.insert(job.name.clone(), handle);
+                        attempts_before,
+                    } => {
+                        let run = Run {
+                            job: job.clone(),
+                            id,
+                            scheduled_ms,
+                            attempts_before,
+                            history: history.clone(),
+                            health: health.clone(),
+                            log: self.log.clone(),
+                            totals: self.stats.clone(),
+                            stop: stop.clone(),
+                            fatal: fatal_tx.clone(),
+                        };
+                        active.insert(job.name.clone(), tokio::spawn(run.execute()));
+                    }
                 }
             }
         }
-        for (_, h) in active {
-            let _ = h.await;
-        }
-        Ok(())
     }
 }
 
@@ -191,74 +394,161 @@ fn count_run(job: &str, state: RunState) {
     .increment(1);
 }
 
-/// One run: ingestion with retries, recorded start to end.
-async fn execute(
+/// One run and what it needs.
+struct Run {
     job: Arc<JobConfig>,
     id: i64,
     scheduled_ms: i64,
+    attempts_before: u32,
     history: History,
+    health: Health,
     log: Log,
     totals: Arc<Stats>,
-    shutdown: CancellationToken,
-) {
-    let stats = Arc::new(Stats::child_of(totals));
-    let source = match Source::open(&job.source_for(scheduled_ms)) {
-        Ok(s) => Arc::new(s),
-        Err(e) => {
-            let _ = history.finish(
-                id,
-                RunState::Failed,
-                &RunCounts::default(),
-                Some(&e.to_string()),
-            );
-            return;
-        }
-    };
-    info!(job = %job.name, run = id, "run started");
-    let plan = job.plan;
-    let running = run_with_retries(
-        job.retry,
-        |attempt| {
-            if let Err(e) = history.start(id, attempt) {
-                warn!(error = %e, "cannot record the run's start");
+    stop: CancellationToken,
+    /// Where a history error that waiting cannot fix goes: the loop ends
+    /// the scheduler with it.
+    fatal: mpsc::UnboundedSender<HistoryError>,
+}
+
+impl Run {
+    fn fatal(&self, e: HistoryError) {
+        error!(job = %self.job.name, run = self.id, error = %e, "cannot record the run");
+        let _ = self.fatal.send(e);
+    }
+
+    /// Ingestion with retries, recorded start to end.
+    async fn execute(self) {
+        let (job, id) = (self.job.clone(), self.id);
+        let stats = Arc::new(Stats::child_of(self.totals.clone()));
+        let source = match Source::open(&job.source_for(self.scheduled_ms)) {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                let error = e.to_string();
+                self.end(0, RunState::Failed, &RunCounts::default(), Some(&error))
+                    .await;
+                return;
             }
-        },
-        |_| {
-            let (source, log, stats, shutdown) =
-                (source.clone(), log.clone(), stats.clone(), shutdown.clone());
-            async move {
-                ingest::run(source, log, plan, stats, shutdown)
-                    .await
-                    .map_err(|e| e.to_string())
-            }
-        },
-    );
-    tokio::pin!(running);
-    let mut every = tokio::time::interval(PROGRESS_EVERY);
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let outcome = loop {
-        tokio::select! {
-            outcome = &mut running => break outcome,
-            _ = every.tick() => {
-                if let Err(e) = history.progress(id, &counts_of(&stats)) {
-                    warn!(error = %e, "cannot record the run's progress");
+        };
+        let first = self.attempts_before + 1;
+        info!(job = %job.name, run = id, attempt = first, "run started");
+        let plan = job.plan;
+        let running = run_with_retries(
+            job.retry,
+            first,
+            &self.stop,
+            |attempt| {
+                let this = &self;
+                async move {
+                    let recorded = call(
+                        &this.history,
+                        &this.health,
+                        "record a run's start",
+                        this.stop.cancelled(),
+                        move |h| h.start(id, attempt),
+                    )
+                    .await;
+                    if let Err(e) = recorded {
+                        this.fatal(e);
+                    }
+                }
+            },
+            |_| {
+                let (source, log, stats, stop) = (
+                    source.clone(),
+                    self.log.clone(),
+                    stats.clone(),
+                    self.stop.clone(),
+                );
+                async move {
+                    ingest::run(source, log, plan, stats, stop)
+                        .await
+                        .map_err(|e| e.to_string())
+                }
+            },
+        );
+        tokio::pin!(running);
+        let mut every = tokio::time::interval(PROGRESS_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        // Written off the run's task, one at a time: a locked history
+        // delays the record, never the burst's ticks.
+        let mut progress: Option<tokio::task::JoinHandle<()>> = None;
+        let outcome = loop {
+            tokio::select! {
+                outcome = &mut running => break outcome,
+                _ = every.tick() => {
+                    if progress.as_ref().is_none_or(|p| p.is_finished()) {
+                        let (h, counts) = (self.history.clone(), counts_of(&stats));
+                        progress = Some(tokio::task::spawn_blocking(move || {
+                            match h.progress(id, &counts) {
+                                Ok(()) => {}
+                                Err(e) if e.is_busy() => debug!(error = %e, "run progress not recorded"),
+                                Err(e) => warn!(error = %e, "cannot record the run's progress"),
+                            }
+                        }));
+                    }
                 }
             }
+        };
+        if let Some(p) = progress {
+            let _ = p.await;
         }
-    };
-    let counts = counts_of(&stats);
-    let (state, error) = match &outcome.result {
-        _ if shutdown.is_cancelled() => (
-            RunState::Interrupted,
-            Some("stopped by shutdown".to_owned()),
-        ),
-        Ok(()) => (RunState::Success, None),
-        Err(e) => (RunState::Failed, Some(e.clone())),
-    };
-    count_run(&job.name, state);
-    info!(job = %job.name, run = id, state = state.as_str(), fetched = counts.fetched, logged = counts.logged, "run ended");
-    if let Err(e) = history.finish(id, state, &counts, error.as_deref()) {
-        warn!(error = %e, "cannot record the run's end");
+        let counts = counts_of(&stats);
+        let (state, error) = match &outcome.result {
+            _ if self.stop.is_cancelled() => (
+                RunState::Interrupted,
+                Some("stopped by shutdown".to_owned()),
+            ),
+            Ok(()) => (RunState::Success, None),
+            Err(e) => (RunState::Failed, Some(e.clone())),
+        };
+        self.end(outcome.attempts, state, &counts, error.as_deref())
+            .await;
+    }
+
+    /// Records how the run ended; an interrupted run with attempts left
+    /// gets its slot queued again. Tried for a while after shutdown when the
+    /// history is locked.
+    async fn end(&self, attempts: u32, state: RunState, counts: &RunCounts, error: Option<&str>) {
+        let (job, id) = (&self.job, self.id);
+        count_run(&job.name, state);
+        info!(job = %job.name, run = id, state = state.as_str(), fetched = counts.fetched, logged = counts.logged, "run ended");
+        let stop = self.stop.clone();
+        let give_up = async move {
+            stop.cancelled().await;
+            tokio::time::sleep(END_GRACE).await;
+        };
+        let (counts, error) = (counts.clone(), error.map(str::to_owned));
+        let recorded = if state == RunState::Interrupted {
+            let retry_after = (attempts < job.attempts_allowed()).then_some(attempts);
+            let error = error.unwrap_or_default();
+            call(&self.history, &self.health, "record a run's end", give_up, move |h| {
+                h.interrupt(id, &counts, &error, retry_after)
+            })
+            .await
+            .map(|r| {
+                if let Some(Some(retry)) = r {
+                    info!(job = %job.name, run = id, retry, "its slot is queued again for the next start");
+                }
+                r.map(|_| ())
+            })
+        } else {
+            call(
+                &self.history,
+                &self.health,
+                "record a run's end",
+                give_up,
+                move |h| h.finish(id, state, &counts, error.as_deref()),
+            )
+            .await
+        };
+        match recorded {
+            Ok(Some(())) => {}
+            Ok(None) => warn!(
+                job = %job.name, run = id,
+                "the run history stayed locked: the run's end is not recorded, the next start marks it interrupted"
+            ),
+            Err(e) => self.fatal(e),
+        }
     }
 }
 
@@ -382,5 +672,149 @@ mod tests {
         assert_eq!(run.state, RunState::Interrupted);
         let end = log.lag("x").await.unwrap()[0].end as u64;
         assert_eq!(run.counts.logged, end, "what was logged is recorded");
+    }
+
+    /// Polls `check` every 20 ms, failing with `what` after `secs`.
+    async fn until(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        while !check() {
+            assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn every_second() -> JobConfig {
+        let mut j = job(Duration::from_millis(200));
+        j.schedule = Schedule::parse("@every 1s", None).unwrap();
+        j
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_locked_history_is_waited_out_and_reported_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, log) = setup(dir.path()).await;
+        let path = dir.path().join("scheduler.db");
+        let history = History::open_with(&path, Duration::from_millis(100)).unwrap();
+        let shutdown = CancellationToken::new();
+        let scheduler = Scheduler::new(
+            vec![every_second()],
+            history.clone(),
+            log,
+            Arc::new(Stats::default()),
+        );
+        let health = scheduler.health();
+        let running = tokio::spawn(scheduler.run(shutdown.clone()));
+        until(10, "running", || health.get() == SchedulerState::Running).await;
+
+        let other = rusqlite::Connection::open(&path).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        until(10, "retrying", || {
+            matches!(health.get(), SchedulerState::Retrying { .. })
+        })
+        .await;
+        // Longer than the busy timeout many times over: still waiting.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(!running.is_finished());
+        let SchedulerState::Retrying { error, .. } = health.get() else {
+            panic!("{:?}", health.get())
+        };
+        assert!(error.contains("locked"), "{error}");
+        other.execute_batch("COMMIT").unwrap();
+        let released = now_ms();
+
+        until(10, "running again", || {
+            health.get() == SchedulerState::Running
+        })
+        .await;
+        until(10, "a run after the lock", || {
+            history
+                .runs("random_users", 50)
+                .unwrap()
+                .iter()
+                .any(|r| r.state == RunState::Success && r.started_ms.unwrap() >= released)
+        })
+        .await;
+        shutdown.cancel();
+        running.await.unwrap().unwrap();
+        assert_eq!(health.get(), SchedulerState::Stopped { error: None });
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_deleted_history_ends_the_scheduler_with_the_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let (history, log) = setup(dir.path()).await;
+        let scheduler = Scheduler::new(
+            vec![job(Duration::from_millis(100))],
+            history,
+            log,
+            Arc::new(Stats::default()),
+        );
+        let health = scheduler.health();
+        let running = tokio::spawn(scheduler.run(CancellationToken::new()));
+        until(10, "running", || health.get() == SchedulerState::Running).await;
+        std::fs::remove_file(dir.path().join("scheduler.db")).unwrap();
+        let e = tokio::time::timeout(Duration::from_secs(10), running)
+            .await
+            .expect("the scheduler ends")
+            .unwrap()
+            .unwrap_err();
+        assert!(matches!(e, HistoryError::Replaced(_)), "{e}");
+        let SchedulerState::Stopped { error: Some(error) } = health.get() else {
+            panic!("{:?}", health.get())
+        };
+        assert!(error.contains("scheduler.db"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_run_left_running_by_a_crash_is_retried_with_its_attempts_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let (history, log) = setup(dir.path()).await;
+        let crashed = history.add("random_users", 7, RunState::Queued).unwrap();
+        history.start(crashed, 1).unwrap(); // and the process dies
+        let mut j = job(Duration::from_millis(300));
+        j.retry.retries = 1;
+        let shutdown = CancellationToken::new();
+        let scheduler = Scheduler::new(vec![j], history.clone(), log, Arc::new(Stats::default()));
+        let running = tokio::spawn(scheduler.run(shutdown.clone()));
+        until(20, "the retry to succeed", || {
+            history.runs("random_users", 1).unwrap()[0].state == RunState::Success
+        })
+        .await;
+        shutdown.cancel();
+        running.await.unwrap().unwrap();
+        let runs = history.runs("random_users", 10).unwrap();
+        assert_eq!(runs.len(), 2, "{runs:?}");
+        assert_eq!(
+            (runs[1].id, runs[1].state),
+            (crashed, RunState::Interrupted)
+        );
+        assert_eq!((runs[0].scheduled_ms, runs[0].attempts), (7, 2), "{runs:?}");
+        assert!(runs[0].counts.logged > 0);
+    }
+
+    #[tokio::test]
+    async fn a_run_stopped_by_shutdown_is_queued_again_when_it_has_retries_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let (history, log) = setup(dir.path()).await;
+        history.add("random_users", 9, RunState::Queued).unwrap();
+        let mut j = job(Duration::from_secs(60));
+        j.retry.retries = 1;
+        let shutdown = CancellationToken::new();
+        let scheduler = Scheduler::new(vec![j], history.clone(), log, Arc::new(Stats::default()));
+        let running = tokio::spawn(scheduler.run(shutdown.clone()));
+        until(10, "the run to start", || {
+            history.runs("random_users", 1).unwrap()[0].state == RunState::Running
+        })
+        .await;
+        shutdown.cancel();
+        running.await.unwrap().unwrap();
+        let runs = history.runs("random_users", 10).unwrap();
+        assert_eq!(runs[1].state, RunState::Interrupted, "{runs:?}");
+        assert_eq!(
+            (runs[0].state, runs[0].scheduled_ms, runs[0].attempts),
+            (RunState::Queued, 9, 1),
+            "{runs:?}"
+        );
     }
 }

@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::time::Duration;
 
+use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 /// How a job's runs are retried.
@@ -25,21 +26,29 @@ pub struct Outcome<T> {
     pub result: Result<T, String>,
 }
 
-/// Runs `attempt(n)` (n from 1) until it succeeds or the retries are spent.
-/// `on_attempt` is told each attempt's number before it starts.
-pub async fn run_with_retries<T, F, Fut>(
+/// Runs `attempt(n)` (n from `first`, 1 for a new run) until it succeeds or
+/// the retries are spent: attempt `retries + 1` is the last, so a run that
+/// goes on from an interrupted one (first > 1) has the attempts left.
+/// `on_attempt(n)` is awaited before each attempt starts (outside its
+/// timeout). `stop` cuts a retry delay short: the last error is returned
+/// and no further attempt made (an attempt itself watches for `stop`).
+pub async fn run_with_retries<T, F, Fut, A, AFut>(
     policy: RetryPolicy,
-    mut on_attempt: impl FnMut(u32),
+    first: u32,
+    stop: &CancellationToken,
+    mut on_attempt: A,
     mut attempt: F,
 ) -> Outcome<T>
 where
     F: FnMut(u32) -> Fut,
     Fut: Future<Output = Result<T, String>>,
+    A: FnMut(u32) -> AFut,
+    AFut: Future<Output = ()>,
 {
-    let mut n = 0;
+    let mut n = first.max(1) - 1;
     loop {
         n += 1;
-        on_attempt(n);
+        on_attempt(n).await;
         let result = match policy.timeout {
             Some(t) => match tokio::time::timeout(t, attempt(n)).await {
                 Ok(r) => r,
@@ -54,9 +63,17 @@ where
                     result: Ok(v),
                 };
             }
-            Err(e) if n <= policy.retries => {
+            Err(e) if n <= policy.retries && !stop.is_cancelled() => {
                 warn!(attempt = n, error = %e, delay_ms = policy.retry_delay.as_millis() as u64, "run failed, retrying");
-                tokio::time::sleep(policy.retry_delay).await;
+                tokio::select! {
+                    _ = stop.cancelled() => {
+                        return Outcome {
+                            attempts: n,
+                            result: Err(e),
+                        };
+                    }
+                    _ = tokio::time::sleep(policy.retry_delay) => {}
+                }
             }
             Err(e) => {
                 return Outcome {
@@ -84,7 +101,12 @@ mod tests {
         };
         let out: Outcome<()> = run_with_retries(
             policy,
-            |_| starts.push(started.elapsed()),
+            1,
+            &CancellationToken::new(),
+            |_| {
+                starts.push(started.elapsed());
+                std::future::ready(())
+            },
             |n| async move { Err(format!("attempt {n} failed")) },
         )
         .await;
@@ -92,6 +114,59 @@ mod tests {
         assert_eq!(out.result, Err("attempt 4 failed".into()));
         let secs: Vec<u64> = starts.iter().map(|d| d.as_secs()).collect();
         assert_eq!(secs, [0, 30, 60, 90]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_run_going_on_from_an_interrupted_one_has_only_the_attempts_left() {
+        let policy = RetryPolicy {
+            retries: 2,
+            retry_delay: Duration::from_secs(1),
+            timeout: None,
+        };
+        let mut seen = Vec::new();
+        let out: Outcome<()> = run_with_retries(
+            policy,
+            2,
+            &CancellationToken::new(),
+            |n| {
+                seen.push(n);
+                std::future::ready(())
+            },
+            |n| async move { Err(format!("attempt {n} failed")) },
+        )
+        .await;
+        assert_eq!(seen, [2, 3]);
+        assert_eq!(out.attempts, 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stop_during_the_retry_delay_ends_the_run_at_once() {
+        let policy = RetryPolicy {
+            retries: 3,
+            retry_delay: Duration::from_secs(30),
+            timeout: None,
+        };
+        let stop = CancellationToken::new();
+        let started = Instant::now();
+        let stopper = {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                stop.cancel();
+            })
+        };
+        let out: Outcome<()> = run_with_retries(
+            policy,
+            1,
+            &stop,
+            |_| std::future::ready(()),
+            |n| async move { Err(format!("attempt {n} failed")) },
+        )
+        .await;
+        stopper.await.unwrap();
+        assert_eq!(out.attempts, 1);
+        assert_eq!(out.result, Err("attempt 1 failed".into()));
+        assert_eq!(started.elapsed().as_secs(), 5);
     }
 
     #[tokio::test(start_paused = true)]
@@ -103,7 +178,9 @@ mod tests {
         };
         let out = run_with_retries(
             policy,
-            |_| {},
+            1,
+            &CancellationToken::new(),
+            |_| std::future::ready(()),
             |n| async move {
                 if n < 3 {
                     Err("not yet".to_string())
@@ -131,7 +208,9 @@ mod tests {
         };
         let out: Outcome<()> = run_with_retries(
             policy,
-            |_| {},
+            1,
+            &CancellationToken::new(),
+            |_| std::future::ready(()),
             |_| async {
                 tokio::time::sleep(Duration::from_secs(60)).await;
                 Ok(())

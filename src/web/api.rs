@@ -76,7 +76,14 @@ async fn history<T: Send + 'static>(
     tokio::task::spawn_blocking(move || f(&h))
         .await
         .expect("history task panicked")
-        .map_err(ApiError::internal)
+        .map_err(|e| {
+            if e.is_busy() {
+                // Another process holds the history's lock: worth a retry.
+                ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+            } else {
+                ApiError::internal(e)
+            }
+        })
 }
 
 pub async fn status(state: State) -> Json<Value> {
@@ -138,6 +145,7 @@ pub async fn status(state: State) -> Json<Value> {
             "rows": probe.rows,
         },
         "jobs": { "count": p.config.jobs.len(), "running": running },
+        "scheduler": p.scheduler.get(),
         "probe_error": probe.error(),
     }))
 }
@@ -461,13 +469,25 @@ pub async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// Open to anyone, so it says no more than ready or not; why is in
-/// `/api/v1/status` (`probe_error`) and the debug log.
+/// Ready when the log and store answer and the scheduler runs. Open to
+/// anyone, so a refusal names only the part that is not ready, in fixed
+/// words; the errors themselves are in `/api/v1/status` (`probe_error`,
+/// `scheduler`) and the log.
 pub async fn readyz(state: State) -> Response {
-    if state.sampler.probe().ready() {
+    let mut why = Vec::new();
+    if !state.sampler.probe().ready() {
+        why.push("log or store not answering");
+    }
+    let scheduler = state.parts.scheduler.get();
+    why.extend(scheduler.not_ready_because());
+    if why.is_empty() {
         (StatusCode::OK, "ready\n").into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {}\n", why.join("; ")),
+        )
+            .into_response()
     }
 }
 

@@ -94,14 +94,13 @@ impl Auth {
             uuid::Uuid::new_v4().simple()
         );
         let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        if sessions.len() >= MAX_SESSIONS {
-            if let Some(oldest) = sessions
+        if sessions.len() >= MAX_SESSIONS
+            && let Some(oldest) = sessions
                 .iter()
                 .min_by_key(|(_, t)| **t)
                 .map(|(k, _)| k.clone())
-            {
-                sessions.remove(&oldest);
-            }
+        {
+            sessions.remove(&oldest);
         }
         sessions.insert(id.clone(), Instant::now());
         id
@@ -179,10 +178,10 @@ fn same_site(headers: &HeaderMap) -> Result<(), &'static str> {
             return Err("cross-site request refused");
         }
     }
-    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
-        if !matches!(site, "same-origin" | "none") {
-            return Err("cross-site request refused");
-        }
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
+        && !matches!(site, "same-origin" | "none")
+    {
+        return Err("cross-site request refused");
     }
     Ok(())
 }
@@ -204,10 +203,11 @@ pub async fn guard(state: State, request: Request, next: Next) -> Response {
         }
     }
     let method = request.method();
-    if method != Method::GET && method != Method::HEAD {
-        if let Err(reason) = same_site(headers) {
-            return refuse(StatusCode::FORBIDDEN, reason);
-        }
+    if method != Method::GET
+        && method != Method::HEAD
+        && let Err(reason) = same_site(headers)
+    {
+        return refuse(StatusCode::FORBIDDEN, reason);
     }
     if !is_public(request.uri().path()) && !auth.authenticated(headers) {
         return refuse(

@@ -28,7 +28,7 @@ use crate::config::Config;
 use crate::pipeline::log::Log;
 use crate::pipeline::sink::Sink;
 use crate::pipeline::stats::Stats;
-use crate::scheduler::History;
+use crate::scheduler::{Health, History};
 
 pub use auth::Token;
 use sampler::Sampler;
@@ -48,6 +48,8 @@ pub struct Parts {
     pub log: Log,
     pub sink: Sink,
     pub history: History,
+    /// How the scheduler is doing (`/readyz` needs it running).
+    pub scheduler: Health,
     /// `serve`'s totals (scheduled runs and the processor).
     pub stats: Arc<Stats>,
     pub metrics: PrometheusHandle,

@@ -119,10 +119,11 @@ impl<K: PartialEq, V: Clone> Fresh<K, V> {
         Fut: Future<Output = Result<V, E>>,
     {
         let mut slot = self.slot.lock().await;
-        if let Some((at, k, v)) = slot.as_ref() {
-            if *k == key && at.elapsed() < FRESH {
-                return Ok(v.clone());
-            }
+        if let Some((at, k, v)) = slot.as_ref()
+            && *k == key
+            && at.elapsed() < FRESH
+        {
+            return Ok(v.clone());
         }
         let v = fetch().await?;
         *slot = Some((Instant::now(), key, v.clone()));

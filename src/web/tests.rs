@@ -92,12 +92,14 @@ records = 25
         log.clone(),
         stats.clone(),
     );
+    let health = scheduler.health();
     tokio::spawn(scheduler.run(shutdown.clone()));
     let parts = Parts {
         config: config.clone(),
         log: log.clone(),
         sink: sink.clone(),
         history: history.clone(),
+        scheduler: health,
         stats,
         metrics: prometheus::install(),
     };

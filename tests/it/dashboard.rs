@@ -66,10 +66,9 @@ pub fn serve(s: &Sandbox, args: &[&str], envs: &[(&str, &str)]) -> Serve {
                     .strip_prefix("dashboard: http://127.0.0.1:")
                     .and_then(|r| r.split('/').next())
                     .and_then(|p| p.parse::<u16>().ok())
+                    && let Some(tx) = &tx
                 {
-                    if let Some(tx) = &tx {
-                        let _ = tx.send(port);
-                    }
+                    let _ = tx.send(port);
                 }
                 let mut o = output.lock().unwrap();
                 o.push_str(&line);
@@ -268,19 +267,19 @@ fn parse_prometheus(text: &str) -> BTreeMap<String, f64> {
         let name = series.split('{').next().unwrap();
         assert!(is_name(name), "bad metric name: {line}");
         assert!(name.starts_with("tributary_"), "{line}");
-        if let Some(labels) = series.strip_prefix(name) {
-            if !labels.is_empty() {
-                assert!(labels.starts_with('{') && labels.ends_with('}'), "{line}");
-                for pair in labels[1..labels.len() - 1].split(',') {
-                    let (k, v) = pair.split_once('=').unwrap_or_else(|| panic!("{line}"));
-                    assert!(is_name(k), "{line}");
-                    assert!(v.starts_with('"') && v.ends_with('"'), "{line}");
-                    // Bounded labels: never a record id.
-                    assert!(
-                        uuid::Uuid::parse_str(v.trim_matches('"')).is_err(),
-                        "{line}"
-                    );
-                }
+        if let Some(labels) = series.strip_prefix(name)
+            && !labels.is_empty()
+        {
+            assert!(labels.starts_with('{') && labels.ends_with('}'), "{line}");
+            for pair in labels[1..labels.len() - 1].split(',') {
+                let (k, v) = pair.split_once('=').unwrap_or_else(|| panic!("{line}"));
+                assert!(is_name(k), "{line}");
+                assert!(v.starts_with('"') && v.ends_with('"'), "{line}");
+                // Bounded labels: never a record id.
+                assert!(
+                    uuid::Uuid::parse_str(v.trim_matches('"')).is_err(),
+                    "{line}"
+                );
             }
         }
         let family = ["_bucket", "_sum", "_count"]

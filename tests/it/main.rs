@@ -11,6 +11,7 @@ mod kafka;
 mod kafka_faults;
 mod poison;
 mod reliability;
+mod scheduler_faults;
 mod serve;
 mod support;
 mod tidy;

@@ -55,10 +55,10 @@ pub async fn latest(config: &KafkaLogConfig, limit: usize) -> Result<Vec<LogMess
                 continue;
             };
             let m = m.map_err(|e| kafka_err("cannot read the topic", e))?;
-            if let Some(i) = wanted.iter().position(|(p, _)| *p == m.partition()) {
-                if m.offset() + 1 >= wanted[i].1 {
-                    wanted.swap_remove(i);
-                }
+            if let Some(i) = wanted.iter().position(|(p, _)| *p == m.partition())
+                && m.offset() + 1 >= wanted[i].1
+            {
+                wanted.swap_remove(i);
             }
             out.push(LogMessage {
                 partition: m.partition(),
