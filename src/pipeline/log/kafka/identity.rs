@@ -31,6 +31,10 @@ const MARK_PREFIX: &str = "tributary/1";
 /// How long the check waits for the one message it reads per partition.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long the check tries to read the group's commits: a broker that has
+/// just started answers "coordinator not available" for a while.
+const COMMITS_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The mark of a message: what a commit past it carries.
 pub fn mark(timestamp_ms: i64, key: Option<&[u8]>, payload: &[u8]) -> String {
     let mut h = twox_hash::XxHash3_64::with_seed(0);
@@ -78,9 +82,28 @@ fn check_blocking(
     for &p in &partitions {
         tpl.add_partition(topic, p);
     }
-    let committed = consumer
-        .committed_offsets(tpl, REQUEST_TIMEOUT)
-        .map_err(|e| kafka_err("cannot read committed offsets", e))?;
+    let deadline = Instant::now() + COMMITS_TIMEOUT;
+    let committed = loop {
+        match consumer.committed_offsets(tpl.clone(), REQUEST_TIMEOUT) {
+            Ok(c) => break c,
+            Err(e) if Instant::now() < deadline => {
+                tracing::debug!(error = %e, "group commits not readable yet, retrying");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) => {
+                // The reader itself waits for the coordinator; only the
+                // check is skipped, and said so.
+                warn!(
+                    topic,
+                    group,
+                    error = %e,
+                    "cannot read the group's commits to check them against the topic; reading \
+                     from them unchecked"
+                );
+                return Ok(GroupCheck::default());
+            }
+        }
+    };
     let mut found = GroupCheck::default();
     let mut resets: BTreeMap<i32, i64> = BTreeMap::new();
     for p in partitions {
