@@ -194,8 +194,9 @@ fn a_deleted_log_is_reported_not_passed() {
 
     // An empty log (not deleted, just nothing in it) beside a full store
     // fails too.
-    let other = s.dir.path().join("empty.db");
-    let out = s.run(&["verify", "--log", &format!("sqlite:{}", other.display())]);
+    let other = format!("sqlite:{}", s.dir.path().join("empty.db").display());
+    assert!(s.run(&["status", "--log", &other]).status.success());
+    let out = s.run(&["verify", "--log", &other]);
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     assert!(
         stderr(&out).contains("nothing to verify against; the store has 1000 rows"),
@@ -375,6 +376,20 @@ fn a_store_without_its_table_is_empty_not_recreated() {
         )
         .unwrap();
     assert_eq!(tables, 0, "verify must not create the table");
+
+    // And with the store's file gone.
+    std::fs::remove_file(s.store_path()).unwrap();
+    let (code, r) = verify_json(&s, &[]);
+    assert_eq!(code, 1, "{r}");
+    assert_eq!(r["missing"], 500, "{r}");
+    assert!(
+        r["store"]["absent"]
+            .as_str()
+            .unwrap()
+            .contains("does not exist"),
+        "{r}"
+    );
+    assert!(!s.store_path().exists(), "verify must not create the store");
 }
 
 #[test]

@@ -141,7 +141,7 @@ impl Ledger {
             "PRAGMA journal_mode = OFF;
              PRAGMA synchronous = OFF;
              PRAGMA locking_mode = EXCLUSIVE;
-             PRAGMA cache_size = -16384;
+             PRAGMA cache_size = -4096;
              PRAGMA temp_store = FILE;
              CREATE TABLE store_id (id TEXT PRIMARY KEY) WITHOUT ROWID;
              CREATE TABLE log_msg (
@@ -172,6 +172,31 @@ impl Ledger {
             source,
         })?;
         Ok(Ledger { conn, path })
+    }
+
+    /// Removes scratch files left in `dir` by a verify that was killed
+    /// (its process is gone), where the system tells which processes run.
+    pub fn remove_stale(dir: &Path) {
+        if !Path::new("/proc/self").exists() {
+            return;
+        }
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(pid) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix(".verify-"))
+                .and_then(|rest| rest.split('-').next())
+                .and_then(|pid| pid.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if !Path::new("/proc").join(pid.to_string()).exists() {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -558,6 +583,21 @@ mod tests {
         );
         drop(ledger);
         assert!(!path.exists(), "the scratch file is removed");
+    }
+
+    #[test]
+    fn scratch_files_of_dead_processes_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = Ledger::create(dir.path()).unwrap();
+        // No process has pid 0 in /proc.
+        let dead = dir.path().join(".verify-0-abc.db");
+        let other = dir.path().join(".verify-notes.txt");
+        std::fs::write(&dead, b"").unwrap();
+        std::fs::write(&other, b"").unwrap();
+        Ledger::remove_stale(dir.path());
+        assert!(live.path().exists());
+        assert!(other.exists());
+        assert_eq!(dead.exists(), !Path::new("/proc/self").exists());
     }
 
     #[test]

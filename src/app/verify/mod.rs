@@ -75,7 +75,7 @@ pub async fn verify(config: Config, args: &VerifyArgs, shutdown: CancellationTok
         ranges: Vec::new(),
         committed: Vec::new(),
     };
-    let mut ledger = Ledger::create(&scratch_dir(&config)).context("verify cannot start")?;
+    let mut ledger = create_ledger(&config)?;
     debug!(path = %ledger.path().display(), "scratch database");
     // The group's commit is read before the store: every message behind it
     // was acknowledged by the store before this moment, so a row of it that
@@ -227,14 +227,28 @@ fn describe_store(config: &SinkConfig) -> String {
     }
 }
 
-/// The data dir when it exists (the scratch file sits beside the embedded
-/// files, where there is room for them), else the system's temp dir.
-fn scratch_dir(config: &Config) -> PathBuf {
+/// The scratch database, in the data dir when it exists and takes files
+/// (beside the embedded files, where there is room for them), else in the
+/// system's temp dir.
+fn create_ledger(config: &Config) -> AppResult<Ledger> {
+    let mut dirs: Vec<PathBuf> = Vec::new();
     if config.data_dir.is_dir() {
-        config.data_dir.clone()
-    } else {
-        std::env::temp_dir()
+        dirs.push(config.data_dir.clone());
     }
+    dirs.push(std::env::temp_dir());
+    let mut first_error = None;
+    for dir in dirs {
+        Ledger::remove_stale(&dir);
+        match Ledger::create(&dir) {
+            Ok(ledger) => return Ok(ledger),
+            Err(e) => {
+                debug!(error = %e, "no scratch database here");
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    let e = first_error.expect("at least one dir was tried");
+    Err(anyhow::Error::new(e).context("verify cannot start").into())
 }
 
 /// The scratch database's side: takes pages until the feed is done.

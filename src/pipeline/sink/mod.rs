@@ -161,6 +161,10 @@ impl Sink {
     /// `next` is `None` after the last page. Pages hold each id once; an id
     /// comes back in no particular order across pages on Cassandra (token
     /// order), in id order on SQLite.
+    ///
+    /// # Panics
+    ///
+    /// With a cursor that another kind of store returned.
     pub async fn id_page(&self, from: Option<IdCursor>, limit: usize) -> Result<IdPage, SinkError> {
         match (self, from) {
             (Sink::Sqlite(s), None) => s.id_page(None, limit).await,
@@ -169,10 +173,7 @@ impl Sink {
             (Sink::Cassandra(s), Some(IdCursor::Cassandra(state))) => {
                 s.id_page(Some(state), limit).await
             }
-            (_, Some(_)) => Err(SinkError::Cassandra {
-                message: "an id cursor of another kind of store".into(),
-                retryable: false,
-            }),
+            (_, Some(_)) => panic!("an id cursor of another kind of store"),
         }
     }
 }

@@ -55,9 +55,11 @@ impl KafkaScan {
             // Retention may drop the oldest messages while the scan runs:
             // carry on from the new earliest one.
             .set("auto.offset.reset", "earliest")
-            // Bounded memory, as the processor's consumer.
-            .set("queued.max.messages.kbytes", "16384")
-            .set("fetch.max.bytes", "8388608")
+            // Bounded memory: at most 8 MiB pre-fetched, 1 MiB per
+            // partition per fetch (half the processor's: the scan
+            // is bound by hashing and indexing, not by fetching).
+            .set("queued.max.messages.kbytes", "8192")
+            .set("fetch.max.bytes", "4194304")
             .set("max.partition.fetch.bytes", "1048576");
         for (k, v) in &config.properties {
             client.set(k, v);
