@@ -199,6 +199,12 @@ impl Ledger {
         }
     }
 
+    /// A handle that stops the statement running now (Ctrl-C during the
+    /// comparison); the interrupted call fails.
+    pub fn interrupt_handle(&self) -> rusqlite::InterruptHandle {
+        self.conn.get_interrupt_handle()
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

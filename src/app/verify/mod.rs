@@ -61,6 +61,14 @@ struct Scope {
 
 pub async fn verify(config: Config, args: &VerifyArgs, shutdown: CancellationToken) -> AppResult {
     let started = Instant::now();
+    let log_file = match &config.log {
+        LogConfig::Sqlite(c) => FileIdentity::of(&c.path),
+        LogConfig::Kafka(_) => None,
+    };
+    let store_file = match &config.sink {
+        SinkConfig::Sqlite(c) => FileIdentity::of(&c.path),
+        SinkConfig::Cassandra(_) => None,
+    };
     let (log, log_absent) = open_log(&config).await?;
     let (sink, store_absent) = open_store(&config).await?;
     let mut scope = Scope {
@@ -101,6 +109,15 @@ pub async fn verify(config: Config, args: &VerifyArgs, shutdown: CancellationTok
     let mut ledger = filled.context("verify failed")?;
     scope.ranges = fed?;
 
+    // Ctrl-C stops the comparison's long statements too.
+    let interrupt = ledger.interrupt_handle();
+    let watcher = {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            interrupt.interrupt();
+        })
+    };
     let comparing = spinner("comparing");
     let (ledger, counts) = tokio::task::spawn_blocking(move || {
         let counts = ledger.reconcile();
@@ -109,9 +126,25 @@ pub async fn verify(config: Config, args: &VerifyArgs, shutdown: CancellationTok
     .await
     .expect("reconcile task panicked");
     comparing.finish_and_clear();
+    if counts.is_err() {
+        interrupted(&shutdown)?;
+    }
     let counts = counts.context("verify failed")?;
 
-    let problems = problems(&scope, &counts, args);
+    let mut problems = problems(&scope, &counts, args);
+    // A file removed or replaced while it was read was read to the end
+    // through the open handle: the report describes a log or store that is
+    // no longer there.
+    for (what, file) in [("log", &log_file), ("store", &store_file)] {
+        if let Some(file) = file
+            && !file.unchanged()
+        {
+            problems.push(format!(
+                "the {what} file {} was removed or replaced while verify read it; run verify again",
+                file.path.display()
+            ));
+        }
+    }
     let args = args.clone();
     let ok = problems.is_empty();
     let shown = tokio::task::spawn_blocking(move || {
@@ -132,11 +165,48 @@ pub async fn verify(config: Config, args: &VerifyArgs, shutdown: CancellationTok
     })
     .await
     .expect("report task panicked");
+    watcher.abort();
     let problems = shown.context("cannot write the report")?;
     if ok {
         Ok(())
     } else {
         Err(AppError::Failed(anyhow!("verify: {}", problems.join("; "))))
+    }
+}
+
+/// An embedded file as it was when verify began.
+struct FileIdentity {
+    path: PathBuf,
+    id: (u64, u64),
+}
+
+impl FileIdentity {
+    fn of(path: &std::path::Path) -> Option<FileIdentity> {
+        Some(FileIdentity {
+            path: path.to_path_buf(),
+            id: file_id(path)?,
+        })
+    }
+
+    /// Whether the path still names the same file.
+    fn unchanged(&self) -> bool {
+        file_id(&self.path) == Some(self.id)
+    }
+}
+
+/// Device and inode, where the system has them; elsewhere only whether the
+/// file exists.
+fn file_id(path: &std::path::Path) -> Option<(u64, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        Some((meta.dev(), meta.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        Some((0, 0))
     }
 }
 
@@ -746,6 +816,22 @@ mod tests {
             key: key.map(|k| k.as_bytes().to_vec()),
             payload: payload.as_bytes().to_vec(),
         }
+    }
+
+    #[test]
+    fn a_file_removed_or_replaced_is_noticed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.db");
+        assert!(FileIdentity::of(&path).is_none());
+        std::fs::write(&path, b"one").unwrap();
+        let file = FileIdentity::of(&path).unwrap();
+        assert!(file.unchanged());
+        // Kept open, as SQLite keeps it, while a new file takes its name.
+        let _held = std::fs::File::open(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert!(!file.unchanged());
+        std::fs::write(&path, b"two").unwrap();
+        assert!(!file.unchanged());
     }
 
     #[test]
