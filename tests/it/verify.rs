@@ -129,7 +129,7 @@ fn a_row_deleted_from_the_store_is_named() {
     assert!(text.contains(&victim), "{text}");
     assert!(text.contains("missing ids (1)"), "{text}");
     assert!(
-        stderr(&out).contains("1 ids of the log are missing from the store"),
+        stderr(&out).contains("1 id of the log is missing from the store"),
         "{}",
         stderr(&out)
     );
@@ -232,7 +232,7 @@ fn strict_fails_on_a_row_the_log_never_had() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stdout(&out).contains(stranger), "{}", stdout(&out));
     assert!(
-        stderr(&out).contains("1 ids of the store are not in the log"),
+        stderr(&out).contains("1 id of the store is not in the log"),
         "{}",
         stderr(&out)
     );

@@ -503,35 +503,51 @@ fn problems(scope: &Scope, c: &Counts, args: &VerifyArgs) -> Vec<String> {
         };
         if scope.log_absent.is_some() || c.store_rows > 0 {
             out.push(format!(
-                "the log holds no messages: nothing to verify against{why}; the store has {} rows",
-                c.store_rows
+                "the log holds no messages: nothing to verify against{why}; the store has {}",
+                plural(c.store_rows, "row", "rows")
             ));
         }
     }
     if c.missing > 0 {
         out.push(format!(
-            "{} ids of the log are missing from the store",
-            c.missing
+            "{} of the log {} missing from the store",
+            plural(c.missing, "id", "ids"),
+            if c.missing == 1 { "is" } else { "are" }
         ));
     }
     if c.undecodable_lost > 0 {
         out.push(format!(
-            "{} messages with no id have no dead letter",
-            c.undecodable_lost
+            "{} with no id {} no dead letter",
+            plural(c.undecodable_lost, "message", "messages"),
+            if c.undecodable_lost == 1 {
+                "has"
+            } else {
+                "have"
+            }
         ));
     }
     let pending = c.pending + c.undecodable_pending;
     if pending > 0 && !args.allow_pending {
         out.push(format!(
-            "{pending} messages are past group {}'s commit, not processed yet \
+            "{} past group {}'s commit, not processed yet \
              (run `tributary process`, or pass --allow-pending)",
+            plural(pending, "message is", "messages are"),
             scope.group
         ));
     }
     if args.strict && c.extra > 0 {
-        out.push(format!("{} ids of the store are not in the log", c.extra));
+        out.push(format!(
+            "{} of the store {} not in the log",
+            plural(c.extra, "id", "ids"),
+            if c.extra == 1 { "is" } else { "are" }
+        ));
     }
     out
+}
+
+/// `1 row`, `2 rows`.
+fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 fn rows(c: &Counts, strict: bool) -> Vec<(&'static str, u64)> {
