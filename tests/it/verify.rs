@@ -567,8 +567,8 @@ async fn kafka_log_verifies_and_names_a_deleted_row() {
     assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
 }
 
-#[test]
-fn cassandra_store_verifies() {
+#[tokio::test]
+async fn cassandra_store_verifies_and_names_a_deleted_row() {
     let Some(n) = cassandra("verify_cassandra_store") else {
         return;
     };
@@ -592,6 +592,32 @@ fn cassandra_store_verifies() {
     assert_eq!(r["present"], 12000, "{r}");
     assert_eq!(r["store_rows"], 12000, "{r}");
     assert_eq!(r["missing"], 0, "{r}");
+
+    // A row deleted by hand in Cassandra is named.
+    let victim: String = rusqlite::Connection::open(s.log_path())
+        .unwrap()
+        .query_row("SELECT key FROM log_1 WHERE offset = 777", [], |r| {
+            r.get::<_, Vec<u8>>(0)
+        })
+        .map(|k| String::from_utf8(k).unwrap())
+        .unwrap();
+    let session = scylla::client::session_builder::SessionBuilder::new()
+        .known_node(&n)
+        .build()
+        .await
+        .unwrap();
+    session
+        .query_unpaged(
+            format!("DELETE FROM {ks}.created_users WHERE id = ?"),
+            (uuid::Uuid::parse_str(&victim).unwrap(),),
+        )
+        .await
+        .unwrap();
+    let (code, r) = verify_json(&s, &["--sink", &sink]);
+    assert_eq!(code, 1, "{r}");
+    assert_eq!(r["missing"], 1, "{r}");
+    assert_eq!(r["missing_ids"][0]["id"], victim.as_str(), "{r}");
+    assert_eq!(r["missing_ids"][0]["offset"], 777, "{r}");
 }
 
 #[test]
