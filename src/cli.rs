@@ -34,6 +34,7 @@ Examples:
   tributary run --source http://127.0.0.1:5080/api/ --records 5000
   tributary dlq list                         records that could not be stored, and why
   tributary status                           log lag per partition, rows, dead letters
+  tributary verify                           is every record of the log in the store?
 
 URL forms:
   --source  gen:[?seed=S&nat=US,GB&gender=female]  |  http(s)://host/api/[1.4/]
@@ -90,6 +91,10 @@ pub enum Command {
     Status(StatusArgs),
     /// Print rows of the store as a table.
     Show(ShowArgs),
+    /// Check that the store holds every record the log holds: missing rows,
+    /// dead letters, undecodable messages, duplicates.
+    #[command(long_about = VERIFY_ABOUT, after_help = VERIFY_AFTER_HELP)]
+    Verify(VerifyArgs),
     /// Inspect and replay dead letters.
     #[command(subcommand)]
     Dlq(DlqCommand),
@@ -183,6 +188,62 @@ pub struct ShowArgs {
     #[arg(long, default_value_t = 10)]
     pub limit: usize,
     /// One JSON object per line instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub endpoints: EndpointArgs,
+}
+
+const VERIFY_ABOUT: &str = "\
+Check that the store holds every record the log holds.
+
+verify reads every message the log retains (all partitions, from the
+earliest offset to the end when it starts; no consumer group is joined and
+nothing is committed) and every id in the store, then reconciles them. Each
+id of the log is either:
+  present          in the store;
+  dead-lettered    not in the store, but its message has a waiting dead
+                   letter (tributary dlq list): accounted for;
+  missing          not in the store although the processor's group (--group)
+                   has committed past it, and no dead letter: lost;
+  not processed    not in the store and past the group's commit: the
+                   processor has not reached it yet.
+Messages with no id (no key and no \"id\" in the JSON) are listed with their
+dead letter, if any. An id logged twice with the same payload is a harmless
+repeat; with different payloads, a conflict. Both are counted.
+
+Memory stays small however long the log: ids are streamed into a scratch
+SQLite file in the data dir, compared there, and the file is deleted.";
+
+const VERIFY_AFTER_HELP: &str = "\
+Examples:
+  tributary verify                        the embedded log against the embedded store
+  tributary verify --show 100             list up to 100 missing ids
+  tributary verify --json > report.json   every missing id, as JSON
+  tributary verify --strict               also fail on rows the log never had
+  tributary verify --log kafka://127.0.0.1:9092/users_created \\
+                   --sink cassandra://127.0.0.1:9042/spark_streams.created_users
+
+Exit codes: 0 every id of the log is in the store or accounted for by a dead
+letter; 1 ids are missing or not processed yet, a message with no id has no
+dead letter, the log is gone or empty while the store has rows, or (with
+--strict) the store has rows the log never had; 2 bad usage.";
+
+#[derive(Debug, Clone, Args)]
+pub struct VerifyArgs {
+    /// Also fail on ids in the store that the log never had. Off by default:
+    /// a store legitimately keeps rows whose messages retention dropped.
+    #[arg(long)]
+    pub strict: bool,
+    /// Pass even when messages past the group's commit are not stored yet
+    /// (verifying while the processor runs).
+    #[arg(long)]
+    pub allow_pending: bool,
+    /// How many ids of each list (missing, not processed, extra, no id) to
+    /// print; --json always writes every one.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub show: usize,
+    /// Print the report as one JSON object on stdout, with the full lists.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]

@@ -129,7 +129,7 @@ pub async fn show(config: Config, args: &ShowArgs) -> AppResult {
 }
 
 /// A cqlsh-style table: a header, a rule, and ` | `-separated cells.
-fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+pub(super) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let width = |s: &str| s.chars().count();
     let mut widths: Vec<usize> = header.iter().map(|h| width(h)).collect();
     for row in rows {

@@ -6,6 +6,7 @@ mod bench;
 mod inspect;
 mod jobs;
 mod run;
+mod verify;
 
 use std::fmt;
 use std::path::Path;
@@ -123,6 +124,9 @@ pub async fn main(cli: Cli) -> AppResult {
         Command::Count(args) => inspect::count(with_endpoints(&args.endpoints)?).await,
         Command::Status(args) => inspect::status(with_endpoints(&args.endpoints)?, args.json).await,
         Command::Show(args) => inspect::show(with_endpoints(&args.endpoints)?, &args).await,
+        Command::Verify(args) => {
+            verify::verify(with_endpoints(&args.endpoints)?, &args, shutdown).await
+        }
         Command::Dlq(cmd) => inspect::dlq(cmd, with_endpoints).await,
         Command::Config(ConfigCommand::Check { endpoints, source }) => {
             let mut over = endpoints.overrides(data_dir.clone());

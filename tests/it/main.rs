@@ -15,3 +15,4 @@ mod scheduler_faults;
 mod serve;
 mod support;
 mod tidy;
+mod verify;

@@ -8,6 +8,7 @@
 //! The log knows nothing of tables or rows.
 
 pub mod kafka;
+pub mod scan;
 pub mod sqlite;
 
 use std::collections::BTreeMap;

@@ -679,6 +679,28 @@ impl SqliteLog {
         .await
         .expect("lost task panicked")
     }
+
+    /// Up to `max` messages with offsets in `from..end`, in order, read
+    /// without a group: no position is read or committed (`verify`'s scan).
+    pub async fn read_range(
+        &self,
+        from: i64,
+        end: i64,
+        max: usize,
+    ) -> Result<Vec<LogMessage>, LogError> {
+        let table = self.table.clone();
+        embedded::blocking(&self.conn, move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT offset, ts_ms, key, payload FROM {table}
+                 WHERE offset >= ?1 AND offset < ?2 ORDER BY offset LIMIT ?3"
+            ))?;
+            let messages = stmt
+                .query_map(params![from, end, max as i64], message)?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(messages)
+        })
+        .await
+    }
 }
 
 /// The offset the next appended message of the topic will get.

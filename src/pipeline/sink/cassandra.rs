@@ -340,6 +340,52 @@ impl CassandraSink {
         }
         Ok(out)
     }
+
+    /// One page of ids, in token order, continuing from the driver's paging
+    /// state. Read at the write consistency, so every acknowledged row is
+    /// seen. A page that times out can be asked again with the same state.
+    pub async fn id_page(
+        &self,
+        from: Option<scylla::response::PagingState>,
+        limit: usize,
+    ) -> Result<super::IdPage, SinkError> {
+        let mut q = scylla::statement::unprepared::Statement::new(format!(
+            "SELECT id FROM {}.{}",
+            self.config.keyspace, self.config.table
+        ));
+        q.set_page_size(limit.clamp(1, i32::MAX as usize) as i32);
+        q.set_consistency(self.config.consistency);
+        q.set_request_timeout(Some(Duration::from_secs(60)));
+        let state = from.unwrap_or_else(scylla::response::PagingState::start);
+        let failed = |e: ExecutionError| {
+            let retryable = matches!(classify(&e), Failure::Transient(_));
+            SinkError::Cassandra {
+                message: format!("cannot read ids: {e}"),
+                retryable,
+            }
+        };
+        let (result, paging) = self
+            .session
+            .query_single_page(q, (), state)
+            .await
+            .map_err(failed)?;
+        let rows = result
+            .into_rows_result()
+            .map_err(|e| fatal("cannot read ids", e))?;
+        let mut ids = Vec::with_capacity(rows.rows_num());
+        for id in rows
+            .rows::<(Uuid,)>()
+            .map_err(|e| fatal("cannot read ids", e))?
+        {
+            let (id,) = id.map_err(|e| fatal("cannot read ids", e))?;
+            ids.push(id.hyphenated().to_string());
+        }
+        let next = match paging.into_paging_control_flow() {
+            std::ops::ControlFlow::Continue(state) => Some(super::IdCursor::Cassandra(state)),
+            std::ops::ControlFlow::Break(()) => None,
+        };
+        Ok(super::IdPage { ids, next })
+    }
 }
 
 /// A rustls client configuration trusting the CA certificates of a PEM file.

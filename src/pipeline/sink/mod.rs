@@ -155,4 +155,43 @@ impl Sink {
             Sink::Cassandra(s) => s.describe(),
         }
     }
+
+    /// One page of the stored rows' ids (only the ids are read), at most
+    /// `limit`, continuing from `from` (`None`: the first page). The page's
+    /// `next` is `None` after the last page. Pages hold each id once; an id
+    /// comes back in no particular order across pages on Cassandra (token
+    /// order), in id order on SQLite.
+    ///
+    /// # Panics
+    ///
+    /// With a cursor that another kind of store returned.
+    pub async fn id_page(&self, from: Option<IdCursor>, limit: usize) -> Result<IdPage, SinkError> {
+        match (self, from) {
+            (Sink::Sqlite(s), None) => s.id_page(None, limit).await,
+            (Sink::Sqlite(s), Some(IdCursor::Sqlite(after))) => s.id_page(Some(after), limit).await,
+            (Sink::Cassandra(s), None) => s.id_page(None, limit).await,
+            (Sink::Cassandra(s), Some(IdCursor::Cassandra(state))) => {
+                s.id_page(Some(state), limit).await
+            }
+            (_, Some(_)) => panic!("an id cursor of another kind of store"),
+        }
+    }
+}
+
+/// Where a walk over the store's ids stands between two pages.
+#[derive(Debug, Clone)]
+pub enum IdCursor {
+    /// The last id of the page before (SQLite reads ids in order).
+    Sqlite(String),
+    /// The driver's paging state (Cassandra reads in token order).
+    Cassandra(scylla::response::PagingState),
+}
+
+/// One page of the store's ids, as text (a uuid in its hyphenated lower-case
+/// form, or whatever else a hand-written row holds).
+#[derive(Debug, Clone, Default)]
+pub struct IdPage {
+    pub ids: Vec<String>,
+    /// Where the next page starts; `None` after the last page.
+    pub next: Option<IdCursor>,
 }

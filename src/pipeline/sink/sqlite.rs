@@ -263,6 +263,39 @@ impl SqliteSink {
         })
         .await
     }
+
+    /// One page of ids after `after`, in id order, on the reader connection.
+    pub async fn id_page(
+        &self,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<super::IdPage, SinkError> {
+        let table = self.config.table.clone();
+        embedded::blocking(&self.reader, move |conn| {
+            // Two statements, so each page seeks in the id index rather
+            // than scanning from the first id.
+            let ids = match after {
+                None => conn
+                    .prepare_cached(&format!("SELECT id FROM {table} ORDER BY id LIMIT ?1"))?
+                    .query_map([limit as i64], |r| r.get::<_, String>(0))?
+                    .collect::<Result<Vec<_>, _>>()?,
+                Some(after) => conn
+                    .prepare_cached(&format!(
+                        "SELECT id FROM {table} WHERE id > ?1 ORDER BY id LIMIT ?2"
+                    ))?
+                    .query_map(rusqlite::params![after, limit as i64], |r| {
+                        r.get::<_, String>(0)
+                    })?
+                    .collect::<Result<Vec<_>, _>>()?,
+            };
+            let next = match ids.last() {
+                Some(last) if ids.len() >= limit => Some(super::IdCursor::Sqlite(last.clone())),
+                _ => None,
+            };
+            Ok(super::IdPage { ids, next })
+        })
+        .await
+    }
 }
 
 #[cfg(test)]

@@ -3,13 +3,14 @@
 //! stack's flat JSON as value), topic creation, and the client settings
 //! shared by producer and consumers. Reading lives in `reader.rs`, dead
 //! letters on `<topic>.dlq` in `dead_letter.rs`, a look at the newest
-//! messages in `peek.rs`.
+//! messages in `peek.rs`, a read of the whole topic in `scan.rs`.
 
 mod dead_letter;
 mod identity;
 mod peek;
 mod reader;
 mod rebootstrap;
+mod scan;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use tracing::info;
 
 pub use reader::{KafkaCommitter, KafkaReader};
+pub use scan::KafkaScan;
 
 use super::{AppendAck, DeadLetter, LogError, LogRecord, PartitionLag, StoredDeadLetter};
 

@@ -1,0 +1,879 @@
+//! `tributary verify`: proves that the store holds what the log holds.
+//! Streams every id of the log (all partitions, earliest offset to the end,
+//! no group joined) and every id of the store into a scratch [`Ledger`],
+//! reconciles them there, prints the table and the lists, and fails on
+//! what must not be: missing ids, messages with no id and no dead letter,
+//! a log that is gone, and (with `--strict`) rows the log never had.
+
+mod ledger;
+
+use std::borrow::Cow;
+use std::hash::Hasher;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Deserialize;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use self::ledger::{Counts, IdList, Ledger, LedgerError, LetterEntry, LogEntry};
+use super::{AppError, AppResult};
+use crate::cli::VerifyArgs;
+use crate::config::Config;
+use crate::pipeline::log::scan::{LogScan, PartitionRange};
+use crate::pipeline::log::{Log, LogConfig, LogMessage, PartitionLag};
+use crate::pipeline::sink::{IdCursor, IdPage, Sink, SinkConfig, SinkError};
+
+/// Store ids read per page.
+const STORE_PAGE: usize = 5000;
+/// Log messages read per page (each holds its payload until it is hashed).
+const LOG_PAGE: usize = 1000;
+/// Dead letters read per page from the embedded log (each holds its bytes).
+const LETTER_PAGE: usize = 500;
+/// Pages waiting for the scratch database.
+const PAGES_IN_FLIGHT: usize = 4;
+/// Attempts at one page of store ids when the store says a retry can help.
+const STORE_ATTEMPTS: u32 = 5;
+
+/// A page on its way into the ledger.
+enum Load {
+    Store(Vec<String>),
+    Log(Vec<LogEntry>),
+    Letters(Vec<LetterEntry>),
+}
+
+/// What verify learned besides the counts: what it compared and where.
+struct Scope {
+    log: String,
+    /// Why there was no log to read, when there was none.
+    log_absent: Option<String>,
+    store: String,
+    /// Why there was no store to read, when there was none.
+    store_absent: Option<String>,
+    group: String,
+    ranges: Vec<PartitionRange>,
+    committed: Vec<PartitionLag>,
+}
+
+pub async fn verify(config: Config, args: &VerifyArgs, shutdown: CancellationToken) -> AppResult {
+    let started = Instant::now();
+    let log_file = match &config.log {
+        LogConfig::Sqlite(c) => FileIdentity::of(&c.path),
+        LogConfig::Kafka(_) => None,
+    };
+    let store_file = match &config.sink {
+        SinkConfig::Sqlite(c) => FileIdentity::of(&c.path),
+        SinkConfig::Cassandra(_) => None,
+    };
+    let (log, log_absent) = open_log(&config).await?;
+    let (sink, store_absent) = open_store(&config).await?;
+    let mut scope = Scope {
+        log: describe_log(&config.log),
+        log_absent,
+        store: match &sink {
+            Some(s) => s.describe(),
+            None => describe_store(&config.sink),
+        },
+        store_absent,
+        group: config.group.clone(),
+        ranges: Vec::new(),
+        committed: Vec::new(),
+    };
+    let mut ledger = create_ledger(&config)?;
+    debug!(path = %ledger.path().display(), "scratch database");
+    // The group's commit is read before the store: every message behind it
+    // was acknowledged by the store before this moment, so a row of it that
+    // the store scan does not find is missing, whatever runs meanwhile.
+    if let Some(log) = &log {
+        scope.committed = log
+            .lag(&config.group)
+            .await
+            .context("cannot read the group's committed offsets")?;
+        for p in &scope.committed {
+            ledger
+                .set_committed(p.partition, p.committed)
+                .context("verify cannot start")?;
+        }
+    }
+
+    let (tx, rx) = mpsc::channel::<Load>(PAGES_IN_FLIGHT);
+    let writer = tokio::task::spawn_blocking(move || fill(ledger, rx));
+    let fed = feed(&tx, log.as_ref(), sink.as_ref(), &shutdown).await;
+    drop(tx);
+    let filled = writer.await.expect("scratch database task panicked");
+    // A writer that failed stops the feed; its error is the one to show.
+    let mut ledger = filled.context("verify failed")?;
+    scope.ranges = fed?;
+
+    // Ctrl-C stops the comparison's long statements too.
+    let interrupt = ledger.interrupt_handle();
+    let watcher = {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            interrupt.interrupt();
+        })
+    };
+    let comparing = spinner("comparing");
+    let (ledger, counts) = tokio::task::spawn_blocking(move || {
+        let counts = ledger.reconcile();
+        (ledger, counts)
+    })
+    .await
+    .expect("reconcile task panicked");
+    comparing.finish_and_clear();
+    if counts.is_err() {
+        interrupted(&shutdown)?;
+    }
+    let counts = counts.context("verify failed")?;
+
+    let mut problems = problems(&scope, &counts, args);
+    // A file removed or replaced while it was read was read to the end
+    // through the open handle: the report describes a log or store that is
+    // no longer there.
+    for (what, file) in [("log", &log_file), ("store", &store_file)] {
+        if let Some(file) = file
+            && !file.unchanged()
+        {
+            problems.push(format!(
+                "the {what} file {} was removed or replaced while verify read it; run verify again",
+                file.path.display()
+            ));
+        }
+    }
+    let args = args.clone();
+    let ok = problems.is_empty();
+    let shown = tokio::task::spawn_blocking(move || {
+        let out = std::io::stdout();
+        let mut out = std::io::BufWriter::new(out.lock());
+        let written = if args.json {
+            write_json(
+                &mut out, &ledger, &scope, &counts, &problems, &args, started,
+            )
+        } else {
+            write_text(
+                &mut out, &ledger, &scope, &counts, &problems, &args, started,
+            )
+        };
+        written
+            .and_then(|()| out.flush().map_err(Into::into))
+            .map(|()| problems)
+    })
+    .await
+    .expect("report task panicked");
+    watcher.abort();
+    let problems = shown.context("cannot write the report")?;
+    if ok {
+        Ok(())
+    } else {
+        Err(AppError::Failed(anyhow!("verify: {}", problems.join("; "))))
+    }
+}
+
+/// An embedded file as it was when verify began.
+struct FileIdentity {
+    path: PathBuf,
+    id: (u64, u64),
+}
+
+impl FileIdentity {
+    fn of(path: &std::path::Path) -> Option<FileIdentity> {
+        Some(FileIdentity {
+            path: path.to_path_buf(),
+            id: file_id(path)?,
+        })
+    }
+
+    /// Whether the path still names the same file.
+    fn unchanged(&self) -> bool {
+        file_id(&self.path) == Some(self.id)
+    }
+}
+
+/// Device and inode, where the system has them; elsewhere only whether the
+/// file exists.
+fn file_id(path: &std::path::Path) -> Option<(u64, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        Some((meta.dev(), meta.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        Some((0, 0))
+    }
+}
+
+/// The log, or why there is none to read. Nothing is created: an embedded
+/// log whose file is gone, or a Kafka topic that does not exist, is
+/// reported rather than made anew.
+async fn open_log(config: &Config) -> AppResult<(Option<Log>, Option<String>)> {
+    let mut log_config = config.log.clone();
+    match &mut log_config {
+        LogConfig::Sqlite(c) => {
+            if !c.path.exists() {
+                return Ok((
+                    None,
+                    Some(format!("the log file {} does not exist", c.path.display())),
+                ));
+            }
+        }
+        LogConfig::Kafka(c) => c.create_topics = false,
+    }
+    let log = Log::open(&log_config)
+        .await
+        .context("cannot open the log")?;
+    Ok((Some(log), None))
+}
+
+/// The store, or why there is none to read (an embedded store whose file
+/// or table does not exist is read as empty, and not created).
+async fn open_store(config: &Config) -> AppResult<(Option<Sink>, Option<String>)> {
+    if let SinkConfig::Sqlite(c) = &config.sink {
+        if !c.path.exists() {
+            return Ok((
+                None,
+                Some(format!(
+                    "the store file {} does not exist",
+                    c.path.display()
+                )),
+            ));
+        }
+        let (path, table) = (c.path.clone(), c.table.clone());
+        let has_table = tokio::task::spawn_blocking(move || {
+            let conn = rusqlite::Connection::open_with_flags(
+                &path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+            )?;
+            conn.busy_timeout(Duration::from_secs(10))?;
+            conn.query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                [&table],
+                |r| r.get::<_, i64>(0),
+            )
+        })
+        .await
+        .expect("store check panicked")
+        .with_context(|| format!("cannot read the store {}", c.path.display()))?;
+        if has_table == 0 {
+            return Ok((
+                None,
+                Some(format!(
+                    "the store {} has no table {}",
+                    c.path.display(),
+                    c.table
+                )),
+            ));
+        }
+    }
+    let sink = Sink::open(&config.sink)
+        .await
+        .context("cannot open the store")?;
+    Ok((Some(sink), None))
+}
+
+fn describe_log(config: &LogConfig) -> String {
+    match config {
+        LogConfig::Sqlite(c) => format!("sqlite {} topic {}", c.path.display(), c.topic),
+        LogConfig::Kafka(c) => format!("kafka {} topic {}", c.brokers, c.topic),
+    }
+}
+
+fn describe_store(config: &SinkConfig) -> String {
+    match config {
+        SinkConfig::Sqlite(c) => format!("sqlite {} table {}", c.path.display(), c.table),
+        SinkConfig::Cassandra(c) => format!(
+            "cassandra {} table {}.{}",
+            c.nodes.join(","),
+            c.keyspace,
+            c.table
+        ),
+    }
+}
+
+/// The scratch database, in the data dir when it exists and takes files
+/// (beside the embedded files, where there is room for them), else in the
+/// system's temp dir.
+fn create_ledger(config: &Config) -> AppResult<Ledger> {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    if config.data_dir.is_dir() {
+        dirs.push(config.data_dir.clone());
+    }
+    dirs.push(std::env::temp_dir());
+    let mut first_error = None;
+    for dir in dirs {
+        Ledger::remove_stale(&dir);
+        match Ledger::create(&dir) {
+            Ok(ledger) => return Ok(ledger),
+            Err(e) => {
+                debug!(error = %e, "no scratch database here");
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    let e = first_error.expect("at least one dir was tried");
+    Err(anyhow::Error::new(e).context("verify cannot start").into())
+}
+
+/// The scratch database's side: takes pages until the feed is done.
+fn fill(mut ledger: Ledger, mut rx: mpsc::Receiver<Load>) -> Result<Ledger, LedgerError> {
+    while let Some(load) = rx.blocking_recv() {
+        match load {
+            Load::Store(ids) => ledger.add_store_ids(&ids)?,
+            Load::Log(entries) => ledger.add_log(&entries)?,
+            Load::Letters(letters) => ledger.add_letters(&letters)?,
+        }
+    }
+    Ok(ledger)
+}
+
+async fn send(tx: &mpsc::Sender<Load>, load: Load) -> anyhow::Result<()> {
+    // The writer only stops early on an error, which `verify` reports.
+    tx.send(load)
+        .await
+        .map_err(|_| anyhow!("the scratch database stopped"))
+}
+
+fn interrupted(shutdown: &CancellationToken) -> anyhow::Result<()> {
+    if shutdown.is_cancelled() {
+        Err(anyhow!("verify interrupted: nothing was checked"))
+    } else {
+        Ok(())
+    }
+}
+
+/// Streams the store's ids, then the log, then the dead letters into the
+/// ledger, in that order (see [`verify`] for why). Returns the log's ranges.
+async fn feed(
+    tx: &mpsc::Sender<Load>,
+    log: Option<&Log>,
+    sink: Option<&Sink>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Vec<PartitionRange>> {
+    if let Some(sink) = sink {
+        let bar = spinner("reading the store's ids");
+        let mut cursor = None;
+        loop {
+            interrupted(shutdown)?;
+            let page = store_page(sink, cursor, shutdown)
+                .await
+                .context("cannot read the store's ids")?;
+            bar.inc(page.ids.len() as u64);
+            cursor = page.next;
+            let ids = page.ids.iter().map(|id| canonical_id(id).into_owned());
+            send(tx, Load::Store(ids.collect())).await?;
+            if cursor.is_none() {
+                break;
+            }
+        }
+        bar.finish_and_clear();
+    }
+    let Some(log) = log else {
+        return Ok(Vec::new());
+    };
+    let mut scan = LogScan::open(log).await.context("cannot read the log")?;
+    let ranges = scan.ranges();
+    let total: i64 = ranges.iter().map(|r| r.end - r.low).sum();
+    let bar = progress(total.max(0) as u64, "messages");
+    loop {
+        interrupted(shutdown)?;
+        let batch = scan.next(LOG_PAGE).await.context("cannot read the log")?;
+        if batch.is_empty() {
+            break;
+        }
+        bar.inc(batch.len() as u64);
+        send(tx, Load::Log(batch.iter().map(entry).collect())).await?;
+    }
+    bar.finish_and_clear();
+    let topic = log.topic().to_owned();
+    // On Kafka the dead-letter topic is read whole for every page, so it is
+    // read once; the embedded log pages with a cursor.
+    let page = match log {
+        Log::Sqlite(_) => LETTER_PAGE,
+        Log::Kafka(_) => usize::MAX >> 1,
+    };
+    let mut after = None;
+    loop {
+        interrupted(shutdown)?;
+        let letters = log
+            .dead_letters(true, after, page)
+            .await
+            .context("cannot read the dead letters")?;
+        let Some(last) = letters.last() else { break };
+        after = Some(last.id);
+        let full = letters.len() >= page;
+        let from_topic = letters.iter().filter_map(|l| {
+            let o = l.letter.origin.as_ref()?;
+            (o.topic == topic).then_some(LetterEntry {
+                partition: o.partition,
+                offset: o.offset,
+                id: l.id,
+                waiting: l.replayed_ms.is_none(),
+            })
+        });
+        send(tx, Load::Letters(from_topic.collect())).await?;
+        if !full {
+            break;
+        }
+    }
+    Ok(ranges)
+}
+
+/// One page of store ids, asked again (with back-off) while the store says
+/// a retry can help.
+async fn store_page(
+    sink: &Sink,
+    cursor: Option<IdCursor>,
+    shutdown: &CancellationToken,
+) -> Result<IdPage, SinkError> {
+    let mut delay = Duration::from_millis(200);
+    let mut attempt = 1;
+    loop {
+        match sink.id_page(cursor.clone(), STORE_PAGE).await {
+            Err(e) if e.is_retryable() && attempt < STORE_ATTEMPTS && !shutdown.is_cancelled() => {
+                warn!(error = %e, attempt, "reading the store's ids failed; trying again");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// A message as the ledger keeps it.
+fn entry(m: &LogMessage) -> LogEntry {
+    let mut hash = std::hash::DefaultHasher::new();
+    hash.write(&m.payload);
+    LogEntry {
+        partition: m.partition,
+        offset: m.offset,
+        id: message_id(m),
+        hash: hash.finish() as i64,
+    }
+}
+
+/// A message's record id: its key when it has one (tributary keys every
+/// message by the record id), else the `id` field of its JSON payload (the
+/// seed DAG sends no key). Only the id is decoded. `None` when it has none.
+pub fn message_id(m: &LogMessage) -> Option<String> {
+    let key = m.key.as_deref().filter(|k| !k.is_empty());
+    if let Some(key) = key.and_then(|k| std::str::from_utf8(k).ok()) {
+        return Some(canonical_id(key).into_owned());
+    }
+    #[derive(Deserialize)]
+    struct IdOnly<'a> {
+        #[serde(borrow, default)]
+        id: Option<Cow<'a, str>>,
+    }
+    let id = serde_json::from_slice::<IdOnly<'_>>(&m.payload).ok()?.id?;
+    (!id.is_empty()).then(|| canonical_id(&id).into_owned())
+}
+
+/// A uuid in its hyphenated lower-case form (as the store writes it);
+/// anything else as it is.
+fn canonical_id(id: &str) -> Cow<'_, str> {
+    match uuid::Uuid::try_parse(id) {
+        Ok(u) => {
+            let mut buf = uuid::Uuid::encode_buffer();
+            let s = u.hyphenated().encode_lower(&mut buf);
+            if s == id {
+                Cow::Borrowed(id)
+            } else {
+                Cow::Owned(s.to_owned())
+            }
+        }
+        Err(_) => Cow::Borrowed(id),
+    }
+}
+
+/// What makes the verification fail, one sentence each.
+fn problems(scope: &Scope, c: &Counts, args: &VerifyArgs) -> Vec<String> {
+    let mut out = Vec::new();
+    if c.log_messages == 0 {
+        let why = match &scope.log_absent {
+            Some(why) => format!(" ({why})"),
+            None => String::new(),
+        };
+        if scope.log_absent.is_some() || c.store_rows > 0 {
+            out.push(format!(
+                "the log holds no messages: nothing to verify against{why}; the store has {}",
+                plural(c.store_rows, "row", "rows")
+            ));
+        }
+    }
+    if c.missing > 0 {
+        out.push(format!(
+            "{} of the log {} missing from the store",
+            plural(c.missing, "id", "ids"),
+            if c.missing == 1 { "is" } else { "are" }
+        ));
+    }
+    if c.undecodable_lost > 0 {
+        out.push(format!(
+            "{} with no id {} no dead letter",
+            plural(c.undecodable_lost, "message", "messages"),
+            if c.undecodable_lost == 1 {
+                "has"
+            } else {
+                "have"
+            }
+        ));
+    }
+    let pending = c.pending + c.undecodable_pending;
+    if pending > 0 && !args.allow_pending {
+        out.push(format!(
+            "{} past group {}'s commit, not processed yet \
+             (run `tributary process`, or pass --allow-pending)",
+            plural(pending, "message is", "messages are"),
+            scope.group
+        ));
+    }
+    if args.strict && c.extra > 0 {
+        out.push(format!(
+            "{} of the store {} not in the log",
+            plural(c.extra, "id", "ids"),
+            if c.extra == 1 { "is" } else { "are" }
+        ));
+    }
+    out
+}
+
+/// `1 row`, `2 rows`.
+fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+fn rows(c: &Counts, strict: bool) -> Vec<(&'static str, u64)> {
+    vec![
+        ("log messages", c.log_messages),
+        ("distinct ids in the log", c.log_ids),
+        ("  repeats (same id, same payload)", c.repeats),
+        ("  conflicting ids (other payloads)", c.conflicting_ids),
+        ("present in the store", c.present),
+        ("dead-lettered (accounted for)", c.dead_lettered),
+        ("MISSING from the store", c.missing),
+        ("not processed yet", c.pending),
+        ("messages with no id", c.undecodable),
+        ("  with a dead letter", c.undecodable_dead_lettered),
+        ("  without one (dropped)", c.undecodable_lost),
+        ("  not processed yet", c.undecodable_pending),
+        ("rows in the store", c.store_rows),
+        (
+            if strict {
+                "store ids not in the log"
+            } else {
+                "store ids not in the log (--strict)"
+            },
+            c.extra,
+        ),
+    ]
+}
+
+type Out<'a> = std::io::BufWriter<std::io::StdoutLock<'a>>;
+
+fn write_text(
+    out: &mut Out<'_>,
+    ledger: &Ledger,
+    scope: &Scope,
+    c: &Counts,
+    problems: &[String],
+    args: &VerifyArgs,
+    started: Instant,
+) -> Result<(), ledger::ListError> {
+    writeln!(out, "log    {}", scope.log)?;
+    if let Some(why) = &scope.log_absent {
+        writeln!(out, "       {why}")?;
+    }
+    for r in &scope.ranges {
+        let committed = scope
+            .committed
+            .iter()
+            .find(|p| p.partition == r.partition)
+            .map_or(0, |p| p.committed);
+        writeln!(
+            out,
+            "       partition {}: offsets {}..{}, group {} committed {}",
+            r.partition, r.low, r.end, scope.group, committed
+        )?;
+    }
+    writeln!(out, "store  {}", scope.store)?;
+    if let Some(why) = &scope.store_absent {
+        writeln!(out, "       {why}: read as empty")?;
+    }
+    writeln!(out)?;
+    let cells: Vec<Vec<String>> = rows(c, args.strict)
+        .into_iter()
+        .map(|(name, n)| vec![name.to_owned(), n.to_string()])
+        .collect();
+    write!(
+        out,
+        "{}",
+        super::inspect::table(&["check", "count"], &cells)
+    )?;
+
+    let heading = |out: &mut Out<'_>, what: &str, n: u64| -> std::io::Result<()> {
+        let shown = (args.show as u64).min(n);
+        let more = if shown < n {
+            format!(", first {shown}; --show or --json for more")
+        } else {
+            String::new()
+        };
+        writeln!(out, "\n{what} ({n}{more}):")
+    };
+    if c.missing > 0 && args.show > 0 {
+        heading(out, "missing ids", c.missing)?;
+        ledger.ids(IdList::Missing, Some(args.show), |i| {
+            writeln!(
+                out,
+                "  {}  partition {} offset {}",
+                i.id, i.partition, i.offset
+            )
+        })?;
+    }
+    if c.pending > 0 && args.show > 0 {
+        heading(out, "ids not processed yet", c.pending)?;
+        ledger.ids(IdList::Pending, Some(args.show), |i| {
+            writeln!(
+                out,
+                "  {}  partition {} offset {}",
+                i.id, i.partition, i.offset
+            )
+        })?;
+    }
+    if c.undecodable > 0 && args.show > 0 {
+        heading(out, "messages with no id", c.undecodable)?;
+        ledger.undecodable(Some(args.show), |u| {
+            let letter = match (u.dead_letter, u.committed) {
+                (Some(id), _) => format!("dead letter #{id}"),
+                (None, true) => "NO dead letter".to_owned(),
+                (None, false) => "not processed yet".to_owned(),
+            };
+            writeln!(
+                out,
+                "  partition {} offset {}  {letter}",
+                u.partition, u.offset
+            )
+        })?;
+    }
+    if args.strict && c.extra > 0 && args.show > 0 {
+        heading(out, "store ids not in the log", c.extra)?;
+        ledger.extra(Some(args.show), |id| writeln!(out, "  {id}"))?;
+    }
+    writeln!(out)?;
+    let rss = crate::pipeline::stats::peak_rss_bytes()
+        .map(|b| format!(", peak RSS {:.1} MiB", b as f64 / (1 << 20) as f64))
+        .unwrap_or_default();
+    let took = format!("{:.2}s{rss}", started.elapsed().as_secs_f64());
+    if problems.is_empty() {
+        let what = if c.log_messages == 0 {
+            "the log and the store are both empty".to_owned()
+        } else {
+            format!(
+                "every id of the log is in the store or has a dead letter ({} ids)",
+                c.log_ids
+            )
+        };
+        writeln!(out, "verify: OK: {what} in {took}")?;
+    } else {
+        writeln!(out, "verify: FAILED in {took}")?;
+        for p in problems {
+            writeln!(out, "  - {p}")?;
+        }
+    }
+    Ok(())
+}
+
+/// One JSON object; the lists are streamed from the ledger, so memory stays
+/// flat however many ids they hold.
+fn write_json(
+    out: &mut Out<'_>,
+    ledger: &Ledger,
+    scope: &Scope,
+    c: &Counts,
+    problems: &[String],
+    args: &VerifyArgs,
+    started: Instant,
+) -> Result<(), ledger::ListError> {
+    let partitions: Vec<_> = scope
+        .ranges
+        .iter()
+        .map(|r| {
+            let committed = scope
+                .committed
+                .iter()
+                .find(|p| p.partition == r.partition)
+                .map_or(0, |p| p.committed);
+            serde_json::json!({
+                "partition": r.partition,
+                "low": r.low,
+                "end": r.end,
+                "committed": committed,
+            })
+        })
+        .collect();
+    let mut head = serde_json::to_value(c).expect("counts serialise");
+    let obj = head.as_object_mut().expect("an object");
+    obj.insert("ok".into(), problems.is_empty().into());
+    obj.insert("problems".into(), problems.into());
+    obj.insert("strict".into(), args.strict.into());
+    obj.insert(
+        "log".into(),
+        serde_json::json!({
+            "describe": scope.log,
+            "absent": scope.log_absent,
+            "group": scope.group,
+            "partitions": partitions,
+        }),
+    );
+    obj.insert(
+        "store".into(),
+        serde_json::json!({ "describe": scope.store, "absent": scope.store_absent }),
+    );
+    let head = head.to_string();
+    // The object without its closing brace; the lists follow.
+    out.write_all(&head.as_bytes()[..head.len() - 1])?;
+    let list = |out: &mut Out<'_>, name: &str| -> std::io::Result<Separator> {
+        write!(out, ",\"{name}\":[")?;
+        Ok(Separator(false))
+    };
+    let mut sep = list(out, "missing_ids")?;
+    ledger.ids(IdList::Missing, None, |i| {
+        sep.next(out)?;
+        serde_json::to_writer(&mut *out, &i).map_err(std::io::Error::from)
+    })?;
+    write!(out, "]")?;
+    let mut sep = list(out, "pending_ids")?;
+    ledger.ids(IdList::Pending, None, |i| {
+        sep.next(out)?;
+        serde_json::to_writer(&mut *out, &i).map_err(std::io::Error::from)
+    })?;
+    write!(out, "]")?;
+    let mut sep = list(out, "undecodable_messages")?;
+    ledger.undecodable(None, |u| {
+        sep.next(out)?;
+        serde_json::to_writer(&mut *out, &u).map_err(std::io::Error::from)
+    })?;
+    write!(out, "]")?;
+    if args.strict {
+        let mut sep = list(out, "extra_ids")?;
+        ledger.extra(None, |id| {
+            sep.next(out)?;
+            serde_json::to_writer(&mut *out, &id).map_err(std::io::Error::from)
+        })?;
+        write!(out, "]")?;
+    }
+    let tail = serde_json::json!({
+        "elapsed_secs": started.elapsed().as_secs_f64(),
+        "peak_rss_bytes": crate::pipeline::stats::peak_rss_bytes(),
+    })
+    .to_string();
+    writeln!(out, ",{}", &tail[1..])?;
+    Ok(())
+}
+
+/// Writes `,` before every element but the first.
+struct Separator(bool);
+
+impl Separator {
+    fn next(&mut self, out: &mut impl Write) -> std::io::Result<()> {
+        if self.0 {
+            out.write_all(b",")?;
+        }
+        self.0 = true;
+        Ok(())
+    }
+}
+
+/// A spinner on stderr when it is a terminal, else nothing.
+fn spinner(what: &'static str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new_spinner().with_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {msg}: {human_pos} ({per_sec})",
+        )
+        .expect("valid template"),
+    );
+    bar.set_message(what);
+    bar.enable_steady_tick(Duration::from_millis(100));
+    bar
+}
+
+/// A bar of `total` on stderr when it is a terminal, else nothing.
+fn progress(total: u64, unit: &'static str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    ProgressBar::new(total).with_style(
+        ProgressStyle::with_template(&format!(
+            "{{spinner}} [{{elapsed_precise}}] reading the log {{wide_bar}} {{human_pos}}/{{human_len}} {unit} ({{per_sec}}, eta {{eta}})"
+        ))
+        .expect("valid template"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(key: Option<&str>, payload: &str) -> LogMessage {
+        LogMessage {
+            partition: 0,
+            offset: 0,
+            timestamp_ms: 0,
+            key: key.map(|k| k.as_bytes().to_vec()),
+            payload: payload.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_file_removed_or_replaced_is_noticed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.db");
+        assert!(FileIdentity::of(&path).is_none());
+        std::fs::write(&path, b"one").unwrap();
+        let file = FileIdentity::of(&path).unwrap();
+        assert!(file.unchanged());
+        // Kept open, as SQLite keeps it, while a new file takes its name.
+        let _held = std::fs::File::open(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert!(!file.unchanged());
+        std::fs::write(&path, b"two").unwrap();
+        assert!(!file.unchanged());
+    }
+
+    #[test]
+    fn the_id_is_the_key_else_the_payloads_id_field() {
+        let id = "0b6f8a0e-51b3-4c1a-9a7e-3c2d1e0f9a8b";
+        assert_eq!(
+            message_id(&message(Some(id), "not json")).as_deref(),
+            Some(id)
+        );
+        // The seed DAG: no key; the id is read and nothing else decoded.
+        let payload = format!(r#"{{"first_name":{{"deep":[1,2]}},"id":"{id}","x":null}}"#);
+        assert_eq!(message_id(&message(None, &payload)).as_deref(), Some(id));
+        assert_eq!(
+            message_id(&message(Some(""), &payload)).as_deref(),
+            Some(id)
+        );
+        // Upper case or braced uuids name the same row as the store's form.
+        let upper = format!(r#"{{"id":"{{{}}}"}}"#, id.to_uppercase());
+        assert_eq!(message_id(&message(None, &upper)).as_deref(), Some(id));
+        // Not a uuid: kept as it is (the store cannot hold it).
+        assert_eq!(
+            message_id(&message(Some("bad"), "{}")).as_deref(),
+            Some("bad")
+        );
+        for payload in ["not json", "{}", r#"{"id":""}"#, r#"{"id":42}"#, "[1]"] {
+            assert_eq!(message_id(&message(None, payload)), None, "{payload}");
+        }
+    }
+}
