@@ -206,6 +206,8 @@ fn survive(n: &str, name: &str, disturb: impl FnOnce(u32)) {
         serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
     assert!(summary["read"].as_u64().unwrap() >= N, "{summary}");
     assert_eq!(cqlsh_count(&format!("{ks}.created_users"), &[]), N);
+    let report = crate::support::verified(&s, &["--sink", &url]);
+    assert_eq!(report["present"], N, "{report}");
 }
 
 fn cassandra_rows(s: &Sandbox, url: &str) -> u64 {

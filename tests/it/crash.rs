@@ -62,4 +62,6 @@ fn processor_killed_mid_stream_then_restarted_stores_exactly_n() {
         N - before_restart + replayed
     );
     assert_eq!(resumed["dead_lettered"], 0);
+    let report = crate::support::verified(&s, &[]);
+    assert_eq!(report["present"], N, "{report}");
 }

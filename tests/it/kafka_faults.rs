@@ -135,6 +135,8 @@ fn survive_broker_restart(broker: &str, node: &str, name: &str) {
     let processed = s.run_json(&["process", "--log", &url, "--group", &again, "--json"]);
     assert_eq!(processed["read"].as_u64().unwrap(), logged, "{processed}");
     assert_eq!(s.count(), logged);
+    let report = crate::support::verified(&s, &["--log", &url, "--group", &topic]);
+    assert_eq!(report["present"], logged, "{report}");
 }
 
 #[test]

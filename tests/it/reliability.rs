@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use crate::support::{MockApi, Sandbox, distinct_ids, skipped, stderr};
+use crate::support::{MockApi, Sandbox, distinct_ids, skipped, stderr, verified};
 
 /// The JSON summary a command printed last on stdout, whatever its exit.
 fn summary(out: &Output) -> serde_json::Value {
@@ -82,6 +82,7 @@ fn a_replaced_log_file_is_read_from_its_start_not_from_the_old_offset() {
     let second = summary(&second);
     assert_eq!(second["stored"], 2000, "{second}");
     assert_eq!(s.count(), 4000);
+    assert_eq!(verified(&s, &[])["present"], 2000);
 }
 
 #[test]
@@ -133,6 +134,8 @@ fn retention_that_outran_the_group_ends_process_with_the_loss_counted() {
     let again = run_within(&s, &["process", "--json"], Duration::from_secs(60));
     assert!(again.status.success(), "{}", stderr(&again));
     assert_eq!(summary(&again)["lost_to_retention"], 0);
+    // What the log still holds is all stored.
+    assert_eq!(verified(&s, &[])["present"], 500);
 }
 
 #[test]
@@ -221,6 +224,7 @@ fn a_store_restored_from_an_older_copy_replays_from_its_own_position() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(summary(&out)["stored"], 3000);
     assert_eq!(s.count(), 6000);
+    assert_eq!(verified(&s, &["--strict"])["present"], 6000);
 }
 
 #[test]
@@ -257,6 +261,7 @@ fn a_page_fetched_again_does_not_store_its_dead_letters_twice() {
         serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().next().unwrap()).unwrap();
     let position = letter["source_position"].as_str().unwrap();
     assert!(position.contains("seed=dlq&page=1#"), "{letter}");
+    verified(&s, &["--strict"]);
 }
 
 /// A small tmpfs for the disk-full tests (root only, as CI is), unmounted
@@ -346,6 +351,10 @@ fn a_full_disk_ends_run_with_its_error_and_a_rerun_stores_exactly_n() {
         distinct_ids(&disk.dir.join("data").join("store.db")),
         20_000
     );
+    assert_eq!(
+        verified(&s, &["--data-dir", data, "--strict"])["present"],
+        20_000
+    );
 }
 
 #[test]
@@ -375,4 +384,5 @@ fn a_full_store_makes_process_give_up_after_max_outage_then_resume() {
     let out = run_within(&s, &["process", "--sink", &sink], Duration::from_secs(60));
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(distinct_ids(&store), 10_000);
+    assert_eq!(verified(&s, &["--sink", &sink])["present"], 10_000);
 }

@@ -172,6 +172,9 @@ fn a_run_killed_with_serve_is_retried_at_the_next_start() {
     assert_eq!(retried["logged"], 40, "{r:?}");
     terminate(&second.child.0);
     assert_eq!(exit_code(&mut second, Duration::from_secs(30)), Some(0));
+    // Every user either attempt logged is stored: the kill lost nothing.
+    let report = crate::support::verified(&s, &[]);
+    assert_eq!(report["present"], report["log_ids"], "{report}");
 }
 
 /// A run whose retries are spent when it is interrupted stays interrupted.

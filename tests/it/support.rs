@@ -200,3 +200,21 @@ impl Drop for MockApi {
         let _ = self.child.wait();
     }
 }
+
+/// `tributary verify --json ARGS` after a fault: asserts that the store holds
+/// every id of the log (exit 0, nothing missing) and returns the report.
+pub fn verified(s: &Sandbox, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["verify", "--json"];
+    all.extend_from_slice(args);
+    let out = s.run(&all);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: serde_json::Value = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("verify printed no report ({e}): {stdout}\n{}", stderr(&out)));
+    assert_eq!(report["missing"], 0, "verify found missing rows: {report}");
+    assert!(
+        out.status.success(),
+        "verify failed: {report}\n{}",
+        stderr(&out)
+    );
+    report
+}
