@@ -485,3 +485,65 @@ fn the_dashboard_shows_kafka_partitions_and_messages() {
     assert_eq!(log.len(), 3);
     assert!(log.iter().all(|p| p.committed == 0), "{log:?}");
 }
+
+/// Commits `offsets` for `group` as another client would, with `metadata`.
+fn commit_by_hand(broker: &str, topic: &str, group: &str, offsets: &[(i32, i64)], metadata: &str) {
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for &(p, o) in offsets {
+        let mut elem = tpl.add_partition(topic, p);
+        elem.set_offset(Offset::Offset(o)).unwrap();
+        elem.set_metadata(metadata);
+    }
+    consumer.commit(&tpl, CommitMode::Sync).unwrap();
+}
+
+#[test]
+fn a_commit_that_belongs_to_an_earlier_topic_of_the_same_name_is_reset() {
+    let Some(b) = broker("commit_of_an_earlier_topic") else {
+        return;
+    };
+    let s = Sandbox::new();
+    let topic = unique("recreated");
+    let url = log_url(&b, &topic);
+    let ingested = s.run_json(&[
+        "ingest",
+        "--records",
+        "900",
+        "--seed",
+        "re",
+        "--log",
+        &url,
+        "--json",
+    ]);
+    assert_eq!(ingested["logged"], 900);
+    // What a group left behind by a deleted topic looks like: offsets in the
+    // middle of each partition, committed after messages that are not the
+    // ones there now.
+    let stale = "tributary/1 ts=1600000000000 h=00000000deadbeef";
+    commit_by_hand(&b, &topic, &topic, &[(0, 100), (1, 100), (2, 100)], stale);
+
+    let out = s.run(&["process", "--log", &url, "--group", &topic, "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("deleted and created again"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        s.count(),
+        900,
+        "the messages before the stale commit were skipped"
+    );
+
+    // A commit tributary made itself is trusted: nothing is read again.
+    let again = s.run_json(&["process", "--log", &url, "--group", &topic, "--json"]);
+    assert_eq!(again["read"], 0, "{again}");
+}
