@@ -284,6 +284,8 @@ fn auth_right_credentials_work_and_wrong_ones_fail_clearly_committing_nothing() 
     let right = format!("cassandra://cassandra:cassandra@{n}/{ks}.created_users");
     let ok = s.run_json(&["process", "--sink", &right, "--json"]);
     assert_eq!(ok["stored"], 500, "{ok}");
+    let report = crate::support::verified(&s, &["--sink", &right]);
+    assert_eq!(report["present"], 500, "{report}");
     assert_eq!(
         cqlsh_count(
             &format!("{ks}.created_users"),
