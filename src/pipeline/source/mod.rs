@@ -4,6 +4,7 @@
 
 pub mod generator;
 pub mod http;
+mod retry;
 
 use crate::record::{ApiUser, Rejected};
 pub use generator::Generator;
