@@ -4,6 +4,8 @@
 
 pub mod generator;
 pub mod http;
+pub mod json_api;
+pub mod json_page;
 mod retry;
 
 use crate::record::{ApiUser, Rejected};
