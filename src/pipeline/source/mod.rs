@@ -2,6 +2,7 @@
 //! User-compatible HTTP API (`http(s)://…/api/`). A source hands out pages of
 //! decoded users; it knows nothing of logs, rows or offsets.
 
+pub mod file;
 pub mod generator;
 pub mod http;
 pub mod json_api;
