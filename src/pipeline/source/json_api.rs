@@ -497,6 +497,11 @@ pub struct JsonApiSource {
     seen: HashSet<String>,
     last_body_hash: Option<u64>,
     hit_max_pages: bool,
+    /// The position and reason of every retry warning, as logged: the tests'
+    /// proof that no secret reaches the log (capturing `tracing` output is
+    /// unreliable while other tests run in parallel).
+    #[cfg(test)]
+    warned: std::sync::Mutex<Vec<String>>,
 }
 
 impl fmt::Debug for JsonApiSource {
@@ -603,6 +608,8 @@ impl JsonApiSource {
             seen: HashSet::new(),
             last_body_hash: None,
             hit_max_pages: false,
+            #[cfg(test)]
+            warned: Default::default(),
             config,
         };
         let first = source.counted_url(None);
@@ -683,6 +690,11 @@ impl JsonApiSource {
                     position,
                     || this.attempt(url),
                     |attempt, delay, reason| {
+                        #[cfg(test)]
+                        this.warned
+                            .lock()
+                            .unwrap()
+                            .push(format!("{position} {reason}"));
                         warn!(
                             position = %position,
                             attempt,

@@ -41,7 +41,7 @@ fn ids(pages: &[JsonPage]) -> Vec<u64> {
 
 #[test]
 fn ndjson_bad_lines_are_rejected_with_their_line_numbers() {
-    let file = write(b"\n{\"id\":1}\n\n{\"id\":2}\r\nnot json\n[1,2]\n  \n{\"id\":3}");
+    let file = write(b"\n{\"id\":1}\n\n{\"id\":2}\r\nnot json\r\n[1,2]\n  \n{\"id\":3}");
     let mut source = open(&file, 10);
     assert_eq!(source.format(), FileFormat::Ndjson);
     let pages = drain(&mut source);
