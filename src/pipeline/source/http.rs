@@ -5,16 +5,12 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use reqwest::StatusCode;
 use tracing::warn;
 use url::Url;
 
+use super::retry::{self, Failure, RetryPolicy};
 use super::{SourceBatch, SourceError};
 use crate::record::{PageError, decode_page};
-
-/// A response body larger than this is refused: 5,000 users in format 1.4 are
-/// about 6 MiB, so this leaves room without letting a broken server fill memory.
-const MAX_BODY_BYTES: usize = 64 << 20;
 
 /// Validated settings of the HTTP source.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,14 +37,6 @@ pub struct HttpSource {
     config: HttpConfig,
     /// Retried attempts so far, across all pages (a metric, and the tests' proof).
     retries: AtomicU64,
-}
-
-/// One failed attempt, and whether another could help.
-struct Failure {
-    retryable: bool,
-    /// The server's `Retry-After`, when it sent one.
-    retry_after: Option<Duration>,
-    reason: String,
 }
 
 impl HttpSource {
@@ -91,174 +79,65 @@ impl HttpSource {
         url
     }
 
+    fn policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: self.config.max_attempts,
+            backoff_initial: self.config.backoff_initial,
+            backoff_max: self.config.backoff_max,
+        }
+    }
+
     /// Page `page` of `results` users, retried until it decodes or the
     /// attempts run out.
     pub async fn fetch(&self, page: u64, results: u64) -> Result<SourceBatch, SourceError> {
         let url = self.page_url(page, results);
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let failure = match self.attempt(&url).await {
-                Ok(batch) => return Ok(SourceBatch { page, ..batch }),
-                Err(f) => f,
-            };
-            let shown = display_url(&url);
-            if !failure.retryable {
-                return Err(SourceError::Refused {
-                    url: shown,
-                    reason: failure.reason,
-                });
-            }
-            if attempt >= self.config.max_attempts {
-                return Err(SourceError::GaveUp {
-                    url: shown,
-                    attempts: attempt,
-                    last: failure.reason,
-                });
-            }
-            let delay = failure
-                .retry_after
-                .unwrap_or_else(|| self.backoff(attempt))
-                .min(self.config.backoff_max.max(Duration::from_secs(60)));
-            warn!(
-                page,
-                attempt,
-                delay_ms = delay.as_millis() as u64,
-                reason = %failure.reason,
-                "source request failed, retrying"
-            );
-            self.retries.fetch_add(1, Ordering::Relaxed);
-            metrics::counter!("tributary_source_retries_total").increment(1);
-            tokio::time::sleep(delay).await;
-        }
+        let url = &url;
+        let batch = self
+            .policy()
+            .run(
+                &self.retries,
+                &retry::display_url(url),
+                || self.attempt(url),
+                |attempt, delay, reason| {
+                    warn!(
+                        page,
+                        attempt,
+                        delay_ms = delay.as_millis() as u64,
+                        reason = %reason,
+                        "source request failed, retrying"
+                    )
+                },
+            )
+            .await?;
+        Ok(SourceBatch { page, ..batch })
     }
 
     /// Exponential backoff with full jitter: a random delay in
     /// `0 ..= min(max, initial * 2^(attempt-1))`.
+    #[cfg(test)]
     fn backoff(&self, attempt: u32) -> Duration {
-        let cap = self
-            .config
-            .backoff_initial
-            .saturating_mul(1u32 << attempt.saturating_sub(1).min(20))
-            .min(self.config.backoff_max);
-        cap.mul_f64(jitter())
+        self.policy().backoff(attempt)
     }
 
     async fn attempt(&self, url: &Url) -> Result<SourceBatch, Failure> {
-        let transport = |e: reqwest::Error| Failure {
-            retryable: true,
-            retry_after: None,
-            reason: describe_transport_error(&e),
-        };
         let response = self
             .client
             .get(url.clone())
             .send()
             .await
-            .map_err(transport)?;
-        let status = response.status();
-        if status == StatusCode::TOO_MANY_REQUESTS
-            || status.is_server_error()
-            || status == StatusCode::REQUEST_TIMEOUT
-        {
-            return Err(Failure {
-                retryable: true,
-                retry_after: retry_after(&response),
-                reason: format!("http {status}"),
-            });
-        }
-        if !status.is_success() {
-            let body = response.text().await.unwrap_or_default();
-            return Err(Failure {
-                retryable: false,
-                retry_after: None,
-                reason: format!("http {status}: {}", truncate(&body, 200)),
-            });
-        }
-        if response
-            .content_length()
-            .is_some_and(|n| n as usize > MAX_BODY_BYTES)
-        {
-            return Err(Failure {
-                retryable: false,
-                retry_after: None,
-                reason: format!("response over {MAX_BODY_BYTES} bytes"),
-            });
-        }
-        let body = response.bytes().await.map_err(transport)?;
-        match decode_page(&body) {
+            .map_err(|e| Failure::transport(&e))?;
+        let answer = retry::answer(response).await?;
+        match decode_page(&answer.body) {
             Ok(decoded) => Ok(SourceBatch {
                 page: 0,
                 users: decoded.users,
                 rejected: decoded.rejected,
             }),
-            Err(e @ (PageError::Api(_) | PageError::Malformed(_))) => Err(Failure {
-                retryable: true,
-                retry_after: None,
-                reason: e.to_string(),
-            }),
+            Err(e @ (PageError::Api(_) | PageError::Malformed(_))) => {
+                Err(Failure::retryable(e.to_string()))
+            }
         }
     }
-}
-
-/// `Retry-After` in seconds (the HTTP-date form is rare for this API and
-/// falls back to backoff).
-fn retry_after(response: &reqwest::Response) -> Option<Duration> {
-    response
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(Duration::from_secs)
-}
-
-fn describe_transport_error(e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "cannot connect"
-    } else if e.is_body() || e.is_decode() {
-        "broken response body"
-    } else {
-        "request failed"
-    };
-    let mut cause = String::new();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        cause = s.to_string();
-        source = s.source();
-    }
-    if cause.is_empty() {
-        kind.to_owned()
-    } else {
-        format!("{kind}: {cause}")
-    }
-}
-
-/// The URL without its query, for messages: the query may carry a key.
-fn display_url(url: &Url) -> String {
-    let mut u = url.clone();
-    u.set_query(None);
-    let _ = u.set_password(None);
-    u.to_string()
-}
-
-fn truncate(s: &str, max: usize) -> &str {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => &s[..i],
-        None => s,
-    }
-}
-
-/// A random factor in `[0, 1)` for jitter; it need not be reproducible.
-fn jitter() -> f64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(0);
-    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 #[cfg(test)]

@@ -2,8 +2,12 @@
 //! User-compatible HTTP API (`http(s)://…/api/`). A source hands out pages of
 //! decoded users; it knows nothing of logs, rows or offsets.
 
+pub mod file;
 pub mod generator;
 pub mod http;
+pub mod json_api;
+pub mod json_page;
+mod retry;
 
 use crate::record::{ApiUser, Rejected};
 pub use generator::Generator;

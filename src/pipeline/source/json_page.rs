@@ -1,0 +1,104 @@
+//! The page the generic JSON sources (`json_api`, `file`) hand out: the
+//! records that are JSON objects, in order, and the ones that are not, kept
+//! with their bytes so they can become dead letters.
+
+use serde_json::Value;
+
+/// One page of records from a JSON source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JsonPage {
+    /// The page's number in this run of the source, from 1.
+    pub number: u64,
+    /// Where the page came from, for people and for dead-letter keys: the
+    /// request URL with secrets removed, or the file and its line or element
+    /// range. The same page fetched again has the same position.
+    pub position: String,
+    /// The records that are JSON objects, in the order the source gave them.
+    pub records: Vec<Value>,
+    /// Records that are not JSON objects (or not JSON at all).
+    pub rejected: Vec<RejectedRecord>,
+}
+
+/// A record a JSON source could not hand out as an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectedRecord {
+    /// The record's own position: the page's position and its place in it
+    /// (`…#3`, `…#line=17`, `…#element=42`).
+    pub position: String,
+    /// The record's bytes: as received for a file line, re-serialised
+    /// compactly for an element of a parsed array.
+    pub raw: Vec<u8>,
+    pub reason: String,
+}
+
+impl JsonPage {
+    pub(super) fn new(number: u64, position: String) -> Self {
+        JsonPage {
+            number,
+            position,
+            records: Vec::new(),
+            rejected: Vec::new(),
+        }
+    }
+
+    /// Records and rejected records together: what the source received.
+    pub fn received(&self) -> usize {
+        self.records.len() + self.rejected.len()
+    }
+
+    /// Keeps `value` when it is an object, otherwise rejects it; `what`
+    /// names it in the reason (`record 3`, `line 17`).
+    pub(super) fn push(&mut self, value: Value, what: &str, position: String) {
+        if value.is_object() {
+            self.records.push(value);
+        } else {
+            let reason = format!("{what} is {}, not an object", kind(&value));
+            let raw = serde_json::to_vec(&value).unwrap_or_default();
+            self.reject(raw, reason, position);
+        }
+    }
+
+    pub(super) fn reject(&mut self, raw: Vec<u8>, reason: String, position: String) {
+        self.rejected.push(RejectedRecord {
+            position,
+            raw,
+            reason,
+        });
+    }
+}
+
+/// The JSON type of `v`, with its article, for messages.
+pub(super) fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn objects_are_kept_and_anything_else_is_rejected_with_its_bytes() {
+        let mut page = JsonPage::new(1, "p".into());
+        page.push(json!({"id": 1}), "record 0", "p#0".into());
+        page.push(json!([1, 2]), "record 1", "p#1".into());
+        page.push(json!({"id": 2}), "record 2", "p#2".into());
+        assert_eq!(page.records, [json!({"id": 1}), json!({"id": 2})]);
+        assert_eq!(
+            page.rejected,
+            [RejectedRecord {
+                position: "p#1".into(),
+                raw: b"[1,2]".to_vec(),
+                reason: "record 1 is an array, not an object".into(),
+            }]
+        );
+        assert_eq!(page.received(), 3);
+    }
+}

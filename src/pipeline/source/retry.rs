@@ -1,0 +1,346 @@
+//! What every HTTP source shares: one attempt's failure and whether it can be
+//! retried, the retry loop with exponential backoff, full jitter and
+//! `Retry-After`, the status classes that are worth retrying, and reading a
+//! body under a size cap.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+use url::Url;
+
+use super::SourceError;
+
+/// A response body larger than this is refused: 5,000 users in format 1.4 are
+/// about 6 MiB, so this leaves room without letting a broken server fill memory.
+pub(super) const MAX_BODY_BYTES: usize = 64 << 20;
+
+/// How much of a refused answer's body is read for the error message: enough
+/// to see the server's words, not enough for a broken server to fill memory.
+const ERROR_BODY_BYTES: usize = 64 << 10;
+
+/// A `Retry-After` is obeyed up to this long, or up to `backoff_max` when that
+/// is longer: a server asking for an hour must not stall a run for an hour.
+const RETRY_AFTER_CAP: Duration = Duration::from_secs(60);
+
+/// One failed attempt, and whether another could help.
+#[derive(Debug)]
+pub(super) struct Failure {
+    pub retryable: bool,
+    /// The server's `Retry-After`, when it sent one.
+    pub retry_after: Option<Duration>,
+    pub reason: String,
+}
+
+impl Failure {
+    pub fn retryable(reason: impl Into<String>) -> Self {
+        Failure {
+            retryable: true,
+            retry_after: None,
+            reason: reason.into(),
+        }
+    }
+
+    pub fn fatal(reason: impl Into<String>) -> Self {
+        Failure {
+            retryable: false,
+            retry_after: None,
+            reason: reason.into(),
+        }
+    }
+
+    pub fn transport(e: &reqwest::Error) -> Self {
+        Failure::retryable(describe_transport_error(e))
+    }
+}
+
+/// Attempts and backoff of one source.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct RetryPolicy {
+    /// Attempts per request before giving up (at least 1).
+    pub max_attempts: u32,
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+}
+
+impl RetryPolicy {
+    /// Exponential backoff with full jitter: a random delay in
+    /// `0 ..= min(max, initial * 2^(attempt-1))`.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let cap = self
+            .backoff_initial
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(20))
+            .min(self.backoff_max);
+        cap.mul_f64(jitter())
+    }
+
+    /// Runs `attempt` until it succeeds, fails for good, or the attempts run
+    /// out. `retries` counts every retry (a metric, and the tests' proof);
+    /// `on_retry(attempt, delay, reason)` is told before each wait, so each
+    /// source logs in its own terms. `shown_url` is the URL for error
+    /// messages, already stripped of anything secret.
+    pub async fn run<T, Fut>(
+        &self,
+        retries: &AtomicU64,
+        shown_url: &str,
+        mut attempt: impl FnMut() -> Fut,
+        mut on_retry: impl FnMut(u32, Duration, &str),
+    ) -> Result<T, SourceError>
+    where
+        Fut: Future<Output = Result<T, Failure>>,
+    {
+        let mut made = 0;
+        loop {
+            made += 1;
+            let failure = match attempt().await {
+                Ok(value) => return Ok(value),
+                Err(f) => f,
+            };
+            if !failure.retryable {
+                return Err(SourceError::Refused {
+                    url: shown_url.to_owned(),
+                    reason: failure.reason,
+                });
+            }
+            if made >= self.max_attempts {
+                return Err(SourceError::GaveUp {
+                    url: shown_url.to_owned(),
+                    attempts: made,
+                    last: failure.reason,
+                });
+            }
+            let delay = failure
+                .retry_after
+                .unwrap_or_else(|| self.backoff(made))
+                .min(self.backoff_max.max(RETRY_AFTER_CAP));
+            on_retry(made, delay, &failure.reason);
+            retries.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("tributary_source_retries_total").increment(1);
+            tokio::time::sleep(delay).await;
+        }
+    }
+}
+
+/// A successful answer: its headers and its whole body.
+pub(super) struct Answer {
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+/// Sorts an answer into success, retryable (429, 408, 5xx, a broken body)
+/// and refused (any other status, or a body over [`MAX_BODY_BYTES`]), and
+/// reads the body of a success. The cap holds whether or not the server
+/// declared a length, so a chunked answer cannot fill memory either.
+pub(super) async fn answer(mut response: reqwest::Response) -> Result<Answer, Failure> {
+    let status = response.status();
+    if status == StatusCode::TOO_MANY_REQUESTS
+        || status.is_server_error()
+        || status == StatusCode::REQUEST_TIMEOUT
+    {
+        return Err(Failure {
+            retryable: true,
+            retry_after: retry_after(response.headers()),
+            reason: format!("http {status}"),
+        });
+    }
+    if !status.is_success() {
+        let body = read_capped(&mut response, ERROR_BODY_BYTES)
+            .await
+            .map(|(b, _)| b)
+            .unwrap_or_default();
+        let body = String::from_utf8_lossy(&body);
+        return Err(Failure::fatal(format!(
+            "http {status}: {}",
+            truncate(&body, 200)
+        )));
+    }
+    let too_large = || Failure::fatal(format!("response over {MAX_BODY_BYTES} bytes"));
+    if response
+        .content_length()
+        .is_some_and(|n| n > MAX_BODY_BYTES as u64)
+    {
+        return Err(too_large());
+    }
+    let headers = std::mem::take(response.headers_mut());
+    let (body, complete) = read_capped(&mut response, MAX_BODY_BYTES)
+        .await
+        .map_err(|e| Failure::transport(&e))?;
+    if !complete {
+        return Err(too_large());
+    }
+    Ok(Answer { headers, body })
+}
+
+/// Up to `cap` bytes of the body, and whether that was all of it.
+async fn read_capped(
+    response: &mut reqwest::Response,
+    cap: usize,
+) -> Result<(Vec<u8>, bool), reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > cap {
+            let room = cap - body.len();
+            body.extend_from_slice(&chunk[..room]);
+            return Ok((body, false));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((body, true))
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is rare for these APIs and
+/// falls back to backoff).
+pub(super) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+pub(super) fn describe_transport_error(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "cannot connect"
+    } else if e.is_body() || e.is_decode() {
+        "broken response body"
+    } else {
+        "request failed"
+    };
+    // Only the innermost cause: reqwest's own text names the whole URL,
+    // query included, and the query may carry a key.
+    let mut cause = String::new();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        cause = s.to_string();
+        source = s.source();
+    }
+    if cause.is_empty() {
+        kind.to_owned()
+    } else {
+        format!("{kind}: {cause}")
+    }
+}
+
+/// The URL without its query, for messages: the query may carry a key.
+pub(super) fn display_url(url: &Url) -> String {
+    let mut u = url.clone();
+    u.set_query(None);
+    let _ = u.set_password(None);
+    u.to_string()
+}
+
+pub(super) fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// A random factor in `[0, 1)` for jitter; it need not be reproducible.
+fn jitter() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0);
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(max_attempts: u32) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts,
+            backoff_initial: Duration::from_millis(1),
+            backoff_max: Duration::from_millis(2),
+        }
+    }
+
+    #[tokio::test]
+    async fn retryable_failures_are_retried_until_success() {
+        let retries = AtomicU64::new(0);
+        let mut left = 2;
+        let mut told = Vec::new();
+        let got = policy(3)
+            .run(
+                &retries,
+                "http://x/",
+                || {
+                    let fail = left > 0;
+                    left -= 1;
+                    async move {
+                        if fail {
+                            Err(Failure::retryable("busy"))
+                        } else {
+                            Ok(7)
+                        }
+                    }
+                },
+                |attempt, _, reason| told.push((attempt, reason.to_owned())),
+            )
+            .await
+            .unwrap();
+        assert_eq!(got, 7);
+        assert_eq!(retries.load(Ordering::Relaxed), 2);
+        assert_eq!(told, [(1, "busy".to_owned()), (2, "busy".to_owned())]);
+    }
+
+    #[tokio::test]
+    async fn a_fatal_failure_is_not_retried_and_attempts_are_bounded() {
+        let retries = AtomicU64::new(0);
+        let err = policy(5)
+            .run(
+                &retries,
+                "http://x/",
+                || async { Err::<(), _>(Failure::fatal("http 404")) },
+                |_, _, _| {},
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, SourceError::Refused { .. }), "{err}");
+        assert_eq!(retries.load(Ordering::Relaxed), 0);
+
+        let err = policy(3)
+            .run(
+                &retries,
+                "http://x/",
+                || async { Err::<(), _>(Failure::retryable("busy")) },
+                |_, _, _| {},
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("gave up after 3 attempts"),
+            "{err}"
+        );
+        assert_eq!(retries.load(Ordering::Relaxed), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_after_is_obeyed_but_capped() {
+        let retries = AtomicU64::new(0);
+        let mut delays = Vec::new();
+        let _ = policy(3)
+            .run(
+                &retries,
+                "http://x/",
+                || async {
+                    Err::<(), _>(Failure {
+                        retryable: true,
+                        retry_after: Some(Duration::from_secs(3600)),
+                        reason: "http 429".into(),
+                    })
+                },
+                |_, delay, _| delays.push(delay),
+            )
+            .await;
+        assert_eq!(delays, [RETRY_AFTER_CAP, RETRY_AFTER_CAP]);
+    }
+}
