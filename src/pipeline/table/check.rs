@@ -252,6 +252,58 @@ fn decimal_text(s: &str) -> Option<&str> {
     (mantissa_ok && exponent_ok).then_some(t)
 }
 
+/// A decimal's text as Cassandra's `decimal` holds it: the unscaled value as
+/// a minimal two's-complement big-endian integer, and the scale (digits after
+/// the point; negative for an exponent past them). `None` if `text` is not a
+/// decimal as [`Cell::Decimal`] holds it, or its scale is beyond an `i32`.
+pub fn decimal_parts(text: &str) -> Option<(Vec<u8>, i32)> {
+    let t = decimal_text(text)?;
+    let (negative, body) = match t.strip_prefix('-') {
+        Some(b) => (true, b),
+        None => (false, t),
+    };
+    let (mantissa, exponent) = match body.find(['e', 'E']) {
+        Some(at) => (&body[..at], body[at + 1..].parse::<i64>().ok()?),
+        None => (body, 0),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let scale = i32::try_from(frac.len() as i64 - exponent).ok()?;
+    // The magnitude, little-endian base 256, by multiply-and-add per digit.
+    let mut le: Vec<u8> = Vec::new();
+    for d in int.bytes().chain(frac.bytes()) {
+        let mut carry = u32::from(d - b'0');
+        for byte in le.iter_mut() {
+            let v = u32::from(*byte) * 10 + carry;
+            *byte = v as u8;
+            carry = v >> 8;
+        }
+        if carry > 0 {
+            le.push(carry as u8);
+        }
+    }
+    while le.last() == Some(&0) {
+        le.pop();
+    }
+    // Room for the sign bit.
+    le.push(0);
+    if negative {
+        let mut carry = 1u16;
+        for byte in le.iter_mut() {
+            let v = u16::from(!*byte) + carry;
+            *byte = v as u8;
+            carry = v >> 8;
+        }
+    }
+    let mut be: Vec<u8> = le.into_iter().rev().collect();
+    // Minimal: drop a leading byte that only repeats the next byte's sign.
+    while be.len() > 1
+        && ((be[0] == 0 && be[1] & 0x80 == 0) || (be[0] == 0xff && be[1] & 0x80 != 0))
+    {
+        be.remove(0);
+    }
+    Some((be, scale))
+}
+
 /// A JSON number with a fraction as a decimal, when it is certainly what the
 /// source wrote (see the module's rules).
 fn decimal_from_double(x: f64) -> Result<String, Option<&'static str>> {
@@ -720,6 +772,35 @@ mod tests {
                 format!("column amount: expected decimal, got \"{bad}\""),
             );
         }
+    }
+
+    #[test]
+    fn decimal_parts_are_cassandras_unscaled_value_and_scale() {
+        assert_eq!(
+            decimal_parts("12345678901234567890.123456789"),
+            Some((
+                vec![39, 228, 27, 50, 70, 190, 201, 177, 110, 57, 129, 21],
+                9
+            ))
+        );
+        assert_eq!(
+            decimal_parts("-12345678901234567890.123456789"),
+            Some((
+                vec![216, 27, 228, 205, 185, 65, 54, 78, 145, 198, 126, 235],
+                9
+            ))
+        );
+        assert_eq!(decimal_parts("0.00"), Some((vec![0], 2)));
+        assert_eq!(decimal_parts("-0"), Some((vec![0], 0)));
+        assert_eq!(decimal_parts("-1"), Some((vec![0xff], 0)));
+        assert_eq!(decimal_parts("127"), Some((vec![0x7f], 0)));
+        assert_eq!(decimal_parts("128"), Some((vec![0x00, 0x80], 0)));
+        assert_eq!(decimal_parts("-128"), Some((vec![0x80], 0)));
+        assert_eq!(decimal_parts("-129"), Some((vec![0xff, 0x7f], 0)));
+        assert_eq!(decimal_parts("1.5E+3"), Some((vec![15], -2)));
+        assert_eq!(decimal_parts("25e-2"), Some((vec![25], 2)));
+        assert_eq!(decimal_parts("1e999999999"), Some((vec![1], -999_999_999)));
+        assert_eq!(decimal_parts("x"), None);
     }
 
     #[test]

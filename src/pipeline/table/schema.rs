@@ -6,6 +6,10 @@ use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::str::FromStr;
 
+use rusqlite::types::{ToSqlOutput, ValueRef};
+
+use super::check::Cell;
+
 /// Longest column name: Cassandra's limit for table names, applied to columns
 /// too so a name never has to be shortened for one store.
 pub const MAX_NAME_LEN: usize = 48;
@@ -176,6 +180,31 @@ fn valid_types() -> String {
         .map(|t| t.cql())
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// A cell bound to a SQLite parameter, in the storage [`ColumnType::sqlite`]
+/// names: timestamps as INTEGER milliseconds, booleans as 0/1, uuids and
+/// dates as text, lists and maps as JSON text.
+impl rusqlite::ToSql for Cell {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        use rusqlite::types::Value as Sql;
+        Ok(match self {
+            Cell::Null => ToSqlOutput::Owned(Sql::Null),
+            Cell::Text(t) | Cell::Decimal(t) => ToSqlOutput::Borrowed(ValueRef::Text(t.as_bytes())),
+            Cell::Int(n) => ToSqlOutput::Owned(Sql::Integer((*n).into())),
+            Cell::Bigint(n) | Cell::Timestamp(n) => ToSqlOutput::Owned(Sql::Integer(*n)),
+            Cell::Double(x) => ToSqlOutput::Owned(Sql::Real(*x)),
+            Cell::Boolean(b) => ToSqlOutput::Owned(Sql::Integer((*b).into())),
+            Cell::Uuid(u) => ToSqlOutput::Owned(Sql::Text(u.hyphenated().to_string())),
+            Cell::Date(d) => ToSqlOutput::Owned(Sql::Text(d.format("%Y-%m-%d").to_string())),
+            Cell::List(items) => ToSqlOutput::Owned(Sql::Text(
+                serde_json::to_string(items).expect("strings serialise"),
+            )),
+            Cell::Map(entries) => ToSqlOutput::Owned(Sql::Text(
+                serde_json::to_string(entries).expect("strings serialise"),
+            )),
+        })
+    }
 }
 
 /// Why a declared table, or a table read back from a store, is unusable.
@@ -840,6 +869,64 @@ mod tests {
             .unwrap();
         assert_eq!(TableSchema::from_sqlite_columns(&rows).unwrap(), s);
         assert!(rows[0].notnull);
+    }
+
+    /// Checked cells bind in the declared storage, and the upsert tells a
+    /// replay (0 changes) from a changed row (1).
+    #[test]
+    fn checked_cells_bind_in_the_declared_storage() {
+        use super::super::check::{UnknownFields, check};
+        let s = TableSchema::new(
+            [
+                ("id", "uuid"),
+                ("ok", "boolean"),
+                ("at", "timestamp"),
+                ("d", "date"),
+                ("amount", "decimal"),
+                ("tags", "list<text>"),
+                ("attrs", "map<text, text>"),
+                ("note", "text"),
+            ],
+            &["id"],
+            &[] as &[&str],
+        )
+        .unwrap();
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch(&s.sqlite_create("t")).unwrap();
+        let upsert = s.sqlite_upsert("t");
+        let mut rec = serde_json::json!({
+            "id": "0B7A3C44-5F43-4C5D-9D43-6B5C9C7A1E10", "ok": true,
+            "at": "2024-02-29T23:30:00.123+01:00", "d": "2024-02-29",
+            "amount": "0.10", "tags": ["a", "b"], "attrs": {"k": "v"}
+        });
+        let write = |rec: &serde_json::Value| {
+            let row = check(&s, rec.as_object().unwrap(), UnknownFields::Reject).unwrap();
+            conn.execute(&upsert, rusqlite::params_from_iter(&row))
+                .unwrap()
+        };
+        assert_eq!(write(&rec), 1);
+        assert_eq!(write(&rec), 0);
+        rec["note"] = "new".into();
+        assert_eq!(write(&rec), 1);
+        let stored: Vec<String> = conn
+            .query_row(
+                "SELECT id, typeof(ok) || ok, typeof(at) || at, d, amount, tags, attrs FROM t",
+                [],
+                |r| (0..7).map(|i| r.get::<_, String>(i)).collect(),
+            )
+            .unwrap();
+        assert_eq!(
+            stored,
+            [
+                "0b7a3c44-5f43-4c5d-9d43-6b5c9c7a1e10",
+                "integer1",
+                "integer1709245800123",
+                "2024-02-29",
+                "0.10",
+                r#"["a","b"]"#,
+                r#"{"k":"v"}"#,
+            ]
+        );
     }
 
     fn cql(name: &str, kind: &str, position: i32, ty: &str) -> CqlColumnRow {
