@@ -451,28 +451,30 @@ impl Filling {
         if let Some(column) = self.duplicate {
             return Err(CheckError::Duplicate(column));
         }
-        let error_at = self.error.as_ref().map(|(i, _)| *i);
-        let mut row = Vec::with_capacity(self.cells.len());
-        for (i, (cell, column)) in self.cells.into_iter().zip(&schema.columns).enumerate() {
-            if error_at == Some(i) {
-                return Err(self.error.take().expect("set above").1);
-            }
-            let key = schema.is_key(&column.name);
-            match cell {
-                None if key => return Err(CheckError::MissingKey(column.name.clone())),
-                Some(Cell::Null) if key => {
-                    return Err(type_error(
-                        &column.name,
-                        column.ty,
-                        "null".into(),
-                        Some("a key column needs a value"),
-                    ));
+        let mut error = self.error;
+        // Collected in place: the cells' vector becomes the row's.
+        self.cells
+            .into_iter()
+            .zip(&schema.columns)
+            .enumerate()
+            .map(|(i, (cell, column))| {
+                if error.as_ref().is_some_and(|(at, _)| *at == i) {
+                    return Err(error.take().expect("checked above").1);
                 }
-                None => row.push(Cell::Null),
-                Some(cell) => row.push(cell),
-            }
-        }
-        Ok(row)
+                match cell {
+                    Some(Cell::Null) | None if schema.is_key(&column.name) => Err(match cell {
+                        None => CheckError::MissingKey(column.name.clone()),
+                        _ => type_error(
+                            &column.name,
+                            column.ty,
+                            "null".into(),
+                            Some("a key column needs a value"),
+                        ),
+                    }),
+                    cell => Ok(cell.unwrap_or(Cell::Null)),
+                }
+            })
+            .collect()
     }
 }
 
