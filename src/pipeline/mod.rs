@@ -21,6 +21,8 @@ pub mod processor;
 
 pub mod sink;
 
+pub mod table;
+
 pub mod embedded;
 pub mod stats;
 
