@@ -368,8 +368,8 @@ pub struct MockApiArgs {
     #[arg(long, default_value_t = 0.0, value_parser = parse_rate)]
     pub error_body_rate: f64,
     /// Share of users sent without their `login` (no id): each becomes a
-    /// dead letter of the source stage. Chosen by seed, page and position,
-    /// so the same request always has the same malformed users.
+    /// dead letter of the source stage. Chosen by seed and the user's place
+    /// in the sequence, so the same user is always malformed.
     #[arg(long, default_value_t = 0.0, value_parser = parse_rate)]
     pub malformed_rate: f64,
     /// Retry-After seconds sent with a 429.

@@ -216,7 +216,9 @@ fn page_body(
     let exc = q.get("exc").map(|s| field_list(s));
     let noinfo = q.contains_key("noinfo");
     let malformed = |i: usize| {
-        malformed_rate > 0.0 && unit_hash(&format!("{seed}/{page}/{i}")) < malformed_rate
+        // By the user's place in the seed's sequence, as the users are.
+        let k = page.saturating_sub(1).saturating_mul(results) + i as u64;
+        malformed_rate > 0.0 && unit_hash(&format!("{seed}/{k}")) < malformed_rate
     };
     let results_json = if inc.is_some() || exc.is_some() || malformed_rate > 0.0 {
         let filtered: Vec<serde_json::Value> = users

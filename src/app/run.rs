@@ -98,17 +98,20 @@ pub async fn run(config: Config, args: &RunArgs, shutdown: CancellationToken) ->
     let summary = stats.summary();
     // The books are checked only for a run that went to the end: one
     // stopped by Ctrl-C leaves the rest in the log, by design.
-    let imbalance = match &result {
-        Ok(()) if !stopped.is_cancelled() => summary.imbalance(),
-        _ => None,
+    let (imbalance, books) = match &result {
+        Ok(()) if !stopped.is_cancelled() => {
+            let imbalance = summary.imbalance();
+            let books = if imbalance.is_none() {
+                Books::Balanced
+            } else {
+                Books::Unbalanced
+            };
+            (imbalance, books)
+        }
+        Ok(()) => (None, Books::NotChecked("stopped before the end")),
+        Err(_) => (None, Books::NotChecked("the run failed")),
     };
-    report(
-        "run",
-        config.source.seed(),
-        &summary,
-        Some(imbalance.is_none()),
-        args.json,
-    );
+    report("run", config.source.seed(), &summary, books, args.json);
     result.context("run failed")?;
     fail_on_loss(&summary)?;
     if let Some(wrong) = imbalance {
@@ -150,7 +153,7 @@ pub async fn ingest(config: Config, args: &RunArgs, shutdown: CancellationToken)
         "ingest",
         config.source.seed(),
         &stats.summary(),
-        None,
+        Books::None,
         args.json,
     );
     result.context("ingest failed")?;
@@ -179,7 +182,7 @@ pub async fn process(config: Config, args: &ProcessArgs, shutdown: CancellationT
     let result = pipeline::process(job, args.follow).await;
     progress.finish();
     let summary = stats.summary();
-    report("process", "", &summary, None, args.json);
+    report("process", "", &summary, Books::None, args.json);
     result.context("process failed")?;
     fail_on_loss(&summary)?;
     Ok(())
@@ -269,9 +272,24 @@ impl Progress {
     }
 }
 
+/// The verdict on a run's books (see `Summary::imbalance`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Books {
+    /// Not a command that keeps books.
+    None,
+    Balanced,
+    Unbalanced,
+    /// A run that did not go to the end: the rest is in the log, by design.
+    NotChecked(&'static str),
+}
+
 /// Prints the summary: a table for people, or one JSON object with `--json`.
-/// `balanced` is the verdict on the run's books, where they were checked.
-fn report(command: &str, seed: &str, s: &Summary, balanced: Option<bool>, json: bool) {
+fn report(command: &str, seed: &str, s: &Summary, books: Books, json: bool) {
+    let balanced = match books {
+        Books::Balanced => Some(true),
+        Books::Unbalanced => Some(false),
+        Books::None | Books::NotChecked(_) => None,
+    };
     if json {
         let mut v = serde_json::to_value(s).expect("summary serialises");
         if !seed.is_empty() {
@@ -320,8 +338,13 @@ fn report(command: &str, seed: &str, s: &Summary, balanced: Option<bool>, json: 
             format!("{:.1} MiB", rss as f64 / (1 << 20) as f64),
         );
     }
-    if let Some(b) = balanced {
-        let verdict = if b { "balanced" } else { "DOES NOT BALANCE" };
+    let verdict = match books {
+        Books::None => None,
+        Books::Balanced => Some("balanced".to_owned()),
+        Books::Unbalanced => Some("DOES NOT BALANCE".to_owned()),
+        Books::NotChecked(why) => Some(format!("not checked ({why})")),
+    };
+    if let Some(verdict) = verdict {
         out.push_str(&format!("  {}: {verdict}\n", s.reconciliation()));
     }
     print!("{out}");

@@ -249,7 +249,8 @@ async fn append_batch(
     batch: SourceBatch,
     stats: &Stats,
 ) -> Result<(), LogError> {
-    let page = batch.page;
+    let (page, first) = (batch.page, batch.first);
+    let results = batch.users.len() + batch.rejected.len();
     let mut records = Vec::with_capacity(batch.users.len());
     let mut letters: Vec<DeadLetter> = batch
         .rejected
@@ -259,7 +260,11 @@ async fn append_batch(
             stage: Stage::Source,
             reason: r.error.to_string(),
             origin: None,
-            source_position: Some(source.position(page, &format!("undecoded-{i}"))),
+            // Where an undecodable user sat among the page's users is not
+            // known: the page and its size name it.
+            source_position: Some(
+                source.position(&format!("page-{page}-of-{results}-undecoded-{i}")),
+            ),
             key: None,
             payload: r.raw,
         })
@@ -274,7 +279,7 @@ async fn append_batch(
                 stage: Stage::Source,
                 reason: e.to_string(),
                 origin: None,
-                source_position: Some(source.position(page, &format!("user-{i}"))),
+                source_position: Some(source.position(&format!("user-{}", first + i as u64))),
                 key: None,
                 payload: serde_json::to_vec(user).unwrap_or_default(),
             }),

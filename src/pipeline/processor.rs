@@ -55,12 +55,12 @@ pub enum ProcessError {
     /// The store stayed unavailable past the limit; nothing of the batch
     /// was committed, so the next start writes it again.
     #[error(
-        "gave up after the store was unavailable for {secs} s ({why}); nothing was committed, the log keeps the batch: {source}"
+        "gave up after the store was unavailable for {secs} s ({why}); nothing was committed, the log keeps the batch: {last}"
     )]
     Outage {
         secs: u64,
         why: &'static str,
-        source: SinkError,
+        last: SinkError,
     },
 }
 
@@ -133,7 +133,11 @@ impl Processor {
 
     /// Where to start: a store that keeps its position beside its rows is
     /// the authority on what it holds (after a restore from an older copy it
-    /// is behind the log's commit, and the difference is read again).
+    /// is behind the log's commit, and the difference is read again). A
+    /// store with no position for this log holds none of its rows (it is
+    /// new, was deleted, or predates this log file): the log is read from
+    /// its start. A store position that does not fit the log (the log was
+    /// restored under it) is not used.
     async fn resume_from_store(&mut self) -> Result<(), ProcessError> {
         let Some(scope) = self.reader.scope() else {
             return Ok(());
@@ -141,21 +145,58 @@ impl Processor {
         if !self.stage.sink.keeps_positions() {
             return Ok(());
         }
-        if let Some(offsets) = self.stage.sink.position(&scope).await? {
-            let store = Checkpoint(offsets);
-            let from_log = self.reader.checkpoint();
-            if from_log != store {
-                warn!(
-                    log = ?from_log.0,
-                    store = ?store.0,
-                    "the store's position differs from the log's commit (a store or offsets file \
-                     restored from another time?): resuming from the store's, which holds exactly \
-                     the rows up to there"
-                );
-            }
-            self.reader.seek(&store);
+        let from_log = self.reader.checkpoint();
+        self.stage.scope = Some(scope.as_str().into());
+        if self.reader.was_reset() {
+            // The log changed under the group; the policy has placed the
+            // reader, and the store's old position means nothing here. The
+            // store takes the new one at once (as the offsets file did), so
+            // the next start agrees with it.
+            let position = from_log
+                .next
+                .iter()
+                .map(|(&p, &o)| (p, (o, None)))
+                .collect();
+            self.stage
+                .sink
+                .write_at(Arc::from(Vec::new()), &scope, &position)
+                .await?;
+            return Ok(());
         }
-        self.stage.scope = Some(scope.into());
+        let Some(position) = self.stage.sink.position(&scope).await? else {
+            if from_log.next.values().any(|&o| o > 0) {
+                warn!(
+                    log = ?from_log.next,
+                    "the store holds no position for this log (it is new, was deleted, or is \
+                     older than this log file): reading the log from its start"
+                );
+                let start = from_log.next.keys().map(|&p| (p, 0)).collect();
+                self.reader.seek(&Checkpoint::at(start));
+            }
+            return Ok(());
+        };
+        let mut store = Checkpoint::default();
+        for (&p, (next, mark)) in &position {
+            if let Some(why) = self.reader.misfit(p, *next, mark.clone()).await? {
+                warn!(
+                    store = next,
+                    "the store's position does not fit the log ({why}); reading from the log's \
+                     own position instead"
+                );
+                return Ok(());
+            }
+            store.next.insert(p, *next);
+        }
+        if from_log.next != store.next {
+            warn!(
+                log = ?from_log.next,
+                store = ?store.next,
+                "the store's position differs from the log's commit (a store or offsets file \
+                 restored from another time, or a stop between the two writes): resuming from \
+                 the store's, which holds exactly the rows up to there"
+            );
+        }
+        self.reader.seek(&store);
         Ok(())
     }
 
@@ -375,7 +416,14 @@ impl WriteStage {
         let mut last_warning: Option<Instant> = None;
         loop {
             let written = match &self.scope {
-                Some(scope) => self.sink.write_at(rows.clone(), scope, &checkpoint.0).await,
+                Some(scope) => {
+                    let position = checkpoint
+                        .next
+                        .iter()
+                        .map(|(&p, &o)| (p, (o, checkpoint.marks.get(&p).cloned())))
+                        .collect();
+                    self.sink.write_at(rows.clone(), scope, &position).await
+                }
                 None => self.sink.write(rows.clone()).await,
             };
             match written {
@@ -401,7 +449,7 @@ impl WriteStage {
                         return Err(ProcessError::Outage {
                             secs: waited.as_secs(),
                             why,
-                            source: e,
+                            last: e,
                         });
                     }
                     if last_warning.is_none_or(|t| t.elapsed() >= OUTAGE_WARN_EVERY) {

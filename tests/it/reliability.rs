@@ -149,10 +149,15 @@ fn age_retention_past_an_idle_group_does_not_hang_process() {
     s.run_json(&["ingest", "--records", "1000", "--seed", "a", "--json"]);
     // Age-based retention needs the messages to age: this wait is the test.
     std::thread::sleep(Duration::from_millis(1500));
+    // Looking does not drop anything; the next append does.
+    let status = s.run(&["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["lag"], 1000, "{status}");
+    s.run_json(&["ingest", "--records", "1", "--seed", "b", "--json"]);
     let out = run_within(&s, &["process", "--json"], Duration::from_secs(60));
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert_eq!(summary(&out)["lost_to_retention"], 1000);
-    assert_eq!(s.count(), 0);
+    assert_eq!(s.count(), 1);
 }
 
 #[test]
@@ -260,7 +265,7 @@ fn a_page_fetched_again_does_not_store_its_dead_letters_twice() {
     let letter: serde_json::Value =
         serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().next().unwrap()).unwrap();
     let position = letter["source_position"].as_str().unwrap();
-    assert!(position.contains("seed=dlq&page=1#"), "{letter}");
+    assert!(position.contains("?seed=dlq#user-"), "{letter}");
     verified(&s, &["--strict"]);
 }
 
@@ -385,4 +390,133 @@ fn a_full_store_makes_process_give_up_after_max_outage_then_resume() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(distinct_ids(&store), 10_000);
     assert_eq!(verified(&s, &["--sink", &sink])["present"], 10_000);
+}
+
+#[test]
+fn an_older_copy_of_the_log_restored_and_written_again_is_not_trusted() {
+    let s = Sandbox::new();
+    s.run_json(&["run", "--records", "2000", "--seed", "1", "--json"]);
+    let backup = s.dir.path().join("log-backup.db");
+    copy_db(&s.log_path(), &backup);
+    s.run_json(&["run", "--records", "2000", "--seed", "2", "--json"]);
+    // The older copy has the same identity; new appends reuse its offsets
+    // 2000..3999, up to the group's old commit.
+    copy_db(&backup, &s.log_path());
+    s.run_json(&["ingest", "--records", "2000", "--seed", "3", "--json"]);
+    let out = s.run(&["process", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("restored from an older copy and written again"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(s.count(), 6000);
+    assert_eq!(verified(&s, &[])["present"], 4000);
+}
+
+#[test]
+fn a_deleted_store_is_refilled_from_the_log() {
+    let s = Sandbox::new();
+    s.run_json(&["run", "--records", "2000", "--seed", "1", "--json"]);
+    remove_db(&s.store_path());
+    let out = s.run(&["process", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("holds no position"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(summary(&out)["stored"], 2000);
+    assert_eq!(verified(&s, &["--strict"])["present"], 2000);
+}
+
+#[test]
+fn offset_reset_latest_skips_once_then_processes_what_comes_after() {
+    let s = Sandbox::new();
+    std::fs::write(
+        s.dir.path().join("tributary.toml"),
+        "[log]\noffset_reset = \"latest\"\n",
+    )
+    .unwrap();
+    s.run_json(&["run", "--records", "1000", "--seed", "1", "--json"]);
+    remove_db(&s.log_path());
+    s.run_json(&["ingest", "--records", "1000", "--seed", "2", "--json"]);
+    let skipped = s.run_json(&["process", "--json"]);
+    assert_eq!(skipped["stored"], 0, "{skipped}");
+    s.run_json(&["ingest", "--records", "500", "--seed", "3", "--json"]);
+    let after = s.run_json(&["process", "--json"]);
+    assert_eq!(after["stored"], 500, "{after}");
+    assert_eq!(s.count(), 1500);
+}
+
+#[test]
+fn a_store_deleted_under_a_running_run_fails_it() {
+    let s = Sandbox::new();
+    let mut child = s
+        .cmd(&[
+            "run",
+            "--records",
+            "1000000",
+            "--seed",
+            "gone",
+            "--batch-size",
+            "500",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while crate::support::rows_now(&s.store_path()) < 1000 {
+        assert!(Instant::now() < deadline, "no rows stored");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    remove_db(&s.store_path());
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("run went on writing into a deleted store");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("was deleted while in use"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("not checked (the run failed)"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn a_malformed_user_fetched_with_another_page_size_is_one_dead_letter() {
+    let s = Sandbox::new();
+    let api = MockApi::start(&s, &["--malformed-rate", "0.1"]);
+    let mut waiting = Vec::new();
+    for batch in ["500", "250"] {
+        let out = s.run(&[
+            "run",
+            "--source",
+            &api.base,
+            "--records",
+            "1000",
+            "--seed",
+            "pages",
+            "--batch-size",
+            batch,
+            "--json",
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let status = s.run(&["status", "--json"]);
+        let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+        waiting.push(status["dead_letters_waiting"].as_u64().unwrap());
+    }
+    assert!(waiting[0] > 50, "{waiting:?}");
+    assert_eq!(waiting[0], waiting[1], "{waiting:?}");
 }

@@ -92,19 +92,60 @@ pub struct LogMessage {
     pub payload: Vec<u8>,
 }
 
-/// Per partition, the next offset to read: what a commit stores.
+/// What a commit stores: per partition, the next offset to read, and where
+/// known the mark of the message just before it (see [`mark`]), by which a
+/// commit is later recognised as belonging to the log it was made on.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Checkpoint(pub BTreeMap<i32, i64>);
+pub struct Checkpoint {
+    pub next: BTreeMap<i32, i64>,
+    pub marks: BTreeMap<i32, String>,
+}
 
 impl Checkpoint {
-    /// The checkpoint just past every message of `batch`.
+    /// The checkpoint just past every message of `batch`, with the marks of
+    /// the last message of each partition.
     pub fn after(batch: &[LogMessage]) -> Checkpoint {
-        let mut next = BTreeMap::new();
+        let mut last: BTreeMap<i32, &LogMessage> = BTreeMap::new();
         for m in batch {
-            let e = next.entry(m.partition).or_insert(m.offset + 1);
-            *e = (*e).max(m.offset + 1);
+            let e = last.entry(m.partition).or_insert(m);
+            if m.offset > e.offset {
+                *e = m;
+            }
         }
-        Checkpoint(next)
+        Checkpoint {
+            next: last.iter().map(|(&p, m)| (p, m.offset + 1)).collect(),
+            marks: last.iter().map(|(&p, m)| (p, m.mark())).collect(),
+        }
+    }
+
+    /// A checkpoint of offsets alone (no marks).
+    pub fn at(next: BTreeMap<i32, i64>) -> Checkpoint {
+        Checkpoint {
+            next,
+            marks: BTreeMap::new(),
+        }
+    }
+}
+
+/// The version of the mark's format, first in every mark.
+pub const MARK_PREFIX: &str = "tributary/1";
+
+/// The mark of a message: its timestamp and a hash of its key and payload.
+/// A commit carries the mark of the message before its offset; if another
+/// message sits there later, the log was replaced or rewritten under it.
+pub fn mark(timestamp_ms: i64, key: Option<&[u8]>, payload: &[u8]) -> String {
+    use std::hash::Hasher;
+    let mut h = twox_hash::XxHash3_64::with_seed(0);
+    h.write(&(key.map_or(u64::MAX, |k| k.len() as u64)).to_le_bytes());
+    h.write(key.unwrap_or_default());
+    h.write(payload);
+    format!("{MARK_PREFIX} ts={timestamp_ms} h={:016x}", h.finish())
+}
+
+impl LogMessage {
+    /// This message's mark (see [`mark`]).
+    pub fn mark(&self) -> String {
+        mark(self.timestamp_ms, self.key.as_deref(), &self.payload)
     }
 }
 
@@ -241,6 +282,8 @@ pub enum LogError {
     Kafka(String),
     #[error("log offsets: {0}")]
     OffsetOutOfRange(String),
+    #[error("log: {0}")]
+    FileGone(String),
 }
 
 impl LogError {
@@ -248,7 +291,10 @@ impl LogError {
     pub fn is_retryable(&self) -> bool {
         match self {
             LogError::DiskFull(_) => true,
-            LogError::Open { .. } | LogError::Kafka(_) | LogError::OffsetOutOfRange(_) => false,
+            LogError::Open { .. }
+            | LogError::Kafka(_)
+            | LogError::OffsetOutOfRange(_)
+            | LogError::FileGone(_) => false,
             LogError::Sqlite(e) => crate::pipeline::embedded::is_busy(e),
         }
     }
@@ -451,7 +497,7 @@ impl LogReader {
     /// Where this reader will read next, per partition it knows.
     pub fn checkpoint(&self) -> Checkpoint {
         match self {
-            LogReader::Sqlite(r) => Checkpoint([(0, r.position())].into()),
+            LogReader::Sqlite(r) => Checkpoint::at([(0, r.position())].into()),
             LogReader::Kafka(r) => r.checkpoint(),
         }
     }
@@ -463,6 +509,30 @@ impl LogReader {
         match self {
             LogReader::Sqlite(r) => r.backlog().await.map(Some),
             LogReader::Kafka(_) => Ok(None),
+        }
+    }
+
+    /// Why a position kept elsewhere does not fit this log (see
+    /// `sqlite::misfit`); never on Kafka, whose readers do not seek.
+    pub async fn misfit(
+        &self,
+        partition: i32,
+        next: i64,
+        mark: Option<String>,
+    ) -> Result<Option<String>, LogError> {
+        match self {
+            LogReader::Sqlite(r) if partition == 0 => r.misfit(next, mark).await,
+            LogReader::Sqlite(_) => Ok(Some(format!("no partition {partition}"))),
+            LogReader::Kafka(_) => Ok(None),
+        }
+    }
+
+    /// Whether the group's commit did not fit the log and the reader's
+    /// position was set by the offset-reset policy.
+    pub fn was_reset(&self) -> bool {
+        match self {
+            LogReader::Sqlite(r) => r.was_reset(),
+            LogReader::Kafka(_) => false,
         }
     }
 

@@ -61,6 +61,8 @@ pub struct SqliteLog {
     topic_id: i64,
     /// This log file's identity (see the module doc).
     log_id: Arc<str>,
+    /// The file opened, to notice it being deleted or replaced under us.
+    file: Arc<embedded::FileId>,
     /// Wakes this process's readers when this process appends.
     appended: Arc<Notify>,
     /// Unix ms of the last age-retention pass.
@@ -112,6 +114,7 @@ fn open_offsets(config: &SqliteLogConfig) -> Result<Connection, LogError> {
     // Files written before offsets carried the log's identity: add the
     // column; their rows (NULL) are trusted once, then rewritten.
     add_column(&conn, "group_offsets", "log_id", "TEXT")?;
+    add_column(&conn, "group_offsets", "mark", "TEXT")?;
     Ok(conn)
 }
 
@@ -138,6 +141,8 @@ fn add_column(conn: &Connection, table: &str, column: &str, ty: &str) -> Result<
 struct Committed {
     next_offset: i64,
     log_id: Option<String>,
+    /// The mark of the message before `next_offset` (see [`super::mark`]).
+    mark: Option<String>,
 }
 
 fn committed_offset(
@@ -147,13 +152,14 @@ fn committed_offset(
 ) -> Result<Option<Committed>, LogError> {
     Ok(conn
         .query_row(
-            "SELECT next_offset, log_id FROM group_offsets
+            "SELECT next_offset, log_id, mark FROM group_offsets
              WHERE grp = ?1 AND topic = ?2 AND partition = ?3",
             params![group, topic, PARTITION],
             |r| {
                 Ok(Committed {
                     next_offset: r.get(0)?,
                     log_id: r.get(1)?,
+                    mark: r.get(2)?,
                 })
             },
         )
@@ -284,16 +290,20 @@ impl SqliteLog {
         })
         .await
         .expect("log open task panicked")?;
+        let file = embedded::FileId::of(&config.path).map_err(|e| LogError::Open {
+            path: config.path.display().to_string(),
+            source: rusqlite::Error::InvalidPath(format!("{e}").into()),
+        })?;
         let log = SqliteLog {
             config,
             conn: Arc::new(std::sync::Mutex::new(conn)),
             table: format!("log_{topic_id}").into(),
             topic_id,
             log_id: log_id.into(),
+            file: Arc::new(file),
             appended: Arc::new(Notify::new()),
             last_retention_ms: Arc::new(AtomicI64::new(0)),
         };
-        log.enforce_retention(true).await?;
         Ok(log)
     }
 
@@ -340,8 +350,11 @@ impl SqliteLog {
             Ok::<_, LogError>(first)
         })
         .await?;
+        // Only now, after the commit: a file deleted at any moment before
+        // it took these messages with it.
+        self.file.check().map_err(LogError::FileGone)?;
         self.appended.notify_waiters();
-        self.enforce_retention(false).await?;
+        self.enforce_retention().await?;
         Ok(AppendAck {
             first_offset,
             count,
@@ -349,14 +362,14 @@ impl SqliteLog {
     }
 
     /// Drops messages beyond the count limit (every call) and past the age
-    /// limit (at most every [`RETENTION_EVERY`], or when `force`d).
-    async fn enforce_retention(&self, force: bool) -> Result<(), LogError> {
+    /// limit (at most every [`RETENTION_EVERY`]). Only appends run it:
+    /// opening the log to look at it (`status`, `verify`) changes nothing.
+    async fn enforce_retention(&self) -> Result<(), LogError> {
         let max_messages = self.config.retention_messages;
         let now = now_ms();
         let age_due = self.config.retention_age.is_some()
-            && (force
-                || now.saturating_sub(self.last_retention_ms.load(Ordering::Relaxed))
-                    >= RETENTION_EVERY.as_millis() as i64);
+            && now.saturating_sub(self.last_retention_ms.load(Ordering::Relaxed))
+                >= RETENTION_EVERY.as_millis() as i64;
         if max_messages.is_none() && !age_due {
             return Ok(());
         }
@@ -429,44 +442,63 @@ impl SqliteLog {
     pub async fn reader(&self, group: &str) -> Result<SqliteReader, LogError> {
         let cfg = self.config.clone();
         let grp = group.to_owned();
-        let (topic_id, log_id) = (self.topic_id, self.log_id.clone());
-        let (conn, offsets, committed, next) = tokio::task::spawn_blocking(move || {
+        let (topic_id, log_id, table) = (self.topic_id, self.log_id.clone(), self.table.clone());
+        let (conn, offsets, committed, misfit) = tokio::task::spawn_blocking(move || {
             let conn = open_conn(&cfg)?;
             let offsets = open_offsets(&cfg)?;
             let committed = committed_offset(&offsets, &grp, &cfg.topic)?;
-            let next = next_offset(&conn, topic_id)?;
-            Ok::<_, LogError>((conn, offsets, committed, next))
+            let misfit = match &committed {
+                None => None,
+                Some(Committed {
+                    log_id: Some(theirs),
+                    ..
+                }) if **theirs != *log_id => Some(format!(
+                    "the offset was committed against another log file (id {theirs}, this one \
+                     is {log_id}): the log was replaced"
+                )),
+                Some(c) => misfit(&conn, &table, topic_id, c.next_offset, c.mark.as_deref())?,
+            };
+            Ok::<_, LogError>((conn, offsets, committed, misfit))
         })
         .await
         .expect("log reader task panicked")?;
-        let position = match committed {
-            None => 0,
-            Some(Committed {
-                next_offset,
-                log_id: Some(theirs),
-            }) if *theirs != *log_id => self.reset(
-                group,
-                next_offset,
-                next,
-                format!(
-                    "the offset was committed against another log file (id {theirs}, this one is \
-                     {log_id}): the log was replaced or restored"
-                ),
-            )?,
-            Some(c) if c.next_offset > next || c.next_offset < 0 => self.reset(
-                group,
-                c.next_offset,
-                next,
-                format!(
-                    "the offset is beyond the log's end ({next}): the log was replaced or \
-                     restored from an older copy"
-                ),
-            )?,
-            Some(c) => c.next_offset,
+        let conn = Arc::new(std::sync::Mutex::new(conn));
+        let offsets = Arc::new(std::sync::Mutex::new(offsets));
+        let offsets_file = Arc::new(embedded::FileId::of(&offsets_path(&self.config)).map_err(
+            |e| LogError::Open {
+                path: offsets_path(&self.config).display().to_string(),
+                source: rusqlite::Error::InvalidPath(format!("{e}").into()),
+            },
+        )?);
+        let was_reset = misfit.is_some();
+        let position = match (committed, misfit) {
+            (None, _) => 0,
+            (Some(c), None) => c.next_offset,
+            (Some(c), Some(why)) => {
+                let to = self.reset(group, c.next_offset, why)?;
+                // Committed at once: the old commit must not be trusted
+                // again once appends have made it fit the log's length.
+                let mark = mark_before(&conn, &self.table, to).await?;
+                let checkpoint = Checkpoint {
+                    next: [(PARTITION, to)].into(),
+                    marks: mark.map(|m| (PARTITION, m)).into_iter().collect(),
+                };
+                SqliteCommitter {
+                    conn: offsets.clone(),
+                    group: group.into(),
+                    topic: self.config.topic.as_str().into(),
+                    log_id: self.log_id.clone(),
+                    file: offsets_file.clone(),
+                }
+                .commit(&checkpoint)
+                .await?;
+                to
+            }
         };
         Ok(SqliteReader {
-            conn: Arc::new(std::sync::Mutex::new(conn)),
-            offsets: Arc::new(std::sync::Mutex::new(offsets)),
+            conn,
+            offsets,
+            offsets_file,
             table: self.table.clone(),
             topic: self.config.topic.clone(),
             topic_id: self.topic_id,
@@ -474,16 +506,20 @@ impl SqliteLog {
             group: group.to_owned(),
             position,
             lost: 0,
+            was_reset,
             appended: self.appended.clone(),
         })
     }
 
     /// Where a group whose commit does not fit this log starts, by policy.
-    fn reset(&self, group: &str, committed: i64, next: i64, why: String) -> Result<i64, LogError> {
+    fn reset(&self, group: &str, committed: i64, why: String) -> Result<i64, LogError> {
         let policy = self.config.offset_reset;
         let to = match policy {
             OffsetReset::Earliest => 0,
-            OffsetReset::Latest => next,
+            OffsetReset::Latest => {
+                let (conn, topic_id) = (open_conn(&self.config)?, self.topic_id);
+                next_offset(&conn, topic_id)?
+            }
             OffsetReset::Error => {
                 return Err(LogError::OffsetOutOfRange(format!(
                     "group {group:?} on topic {:?}: committed offset {committed} does not fit: \
@@ -546,7 +582,8 @@ impl SqliteLog {
             }
             tx.commit().map_err(map_write_err)
         })
-        .await
+        .await?;
+        self.file.check().map_err(LogError::FileGone)
     }
 
     pub async fn dead_letters_waiting(&self, after: Option<i64>) -> Result<u64, LogError> {
@@ -703,6 +740,64 @@ impl SqliteLog {
     }
 }
 
+/// Why a position (the next offset, with the mark of the message before
+/// it) does not fit the log, or `None` when it does: past the end, or the
+/// message before it is another one than the committer read (the file was
+/// restored from an older copy and written again). A position retention
+/// has passed cannot be checked, and is taken as it is (the reader counts
+/// the gap as lost).
+fn misfit(
+    conn: &Connection,
+    table: &str,
+    topic_id: i64,
+    next: i64,
+    mark: Option<&str>,
+) -> Result<Option<String>, LogError> {
+    let end = next_offset(conn, topic_id)?;
+    if next < 0 || next > end {
+        return Ok(Some(format!(
+            "the offset {next} is beyond the log's end ({end}): the log was replaced or \
+             restored from an older copy"
+        )));
+    }
+    let (Some(mark), true) = (mark, next > 0) else {
+        return Ok(None);
+    };
+    let before = conn
+        .query_row(
+            &format!("SELECT offset, ts_ms, key, payload FROM {table} WHERE offset = ?1"),
+            [next - 1],
+            message,
+        )
+        .optional()?;
+    Ok(match before {
+        Some(m) if m.mark() != mark => Some(format!(
+            "the message before offset {next} is not the one read before it: the log was \
+             restored from an older copy and written again"
+        )),
+        _ => None,
+    })
+}
+
+/// The mark of the message before `next`, if it is there.
+async fn mark_before(conn: &Shared, table: &str, next: i64) -> Result<Option<String>, LogError> {
+    if next <= 0 {
+        return Ok(None);
+    }
+    let table = table.to_owned();
+    embedded::blocking(conn, move |conn| {
+        Ok(conn
+            .query_row(
+                &format!("SELECT offset, ts_ms, key, payload FROM {table} WHERE offset = ?1"),
+                [next - 1],
+                message,
+            )
+            .optional()?
+            .map(|m| m.mark()))
+    })
+    .await
+}
+
 /// The offset the next appended message of the topic will get.
 fn next_offset(conn: &Connection, topic_id: i64) -> Result<i64, LogError> {
     Ok(conn.query_row(
@@ -765,6 +860,7 @@ pub struct SqliteReader {
     conn: Shared,
     /// The offsets file (see [`offsets_path`]).
     offsets: Shared,
+    offsets_file: Arc<embedded::FileId>,
     table: Arc<str>,
     topic: String,
     topic_id: i64,
@@ -775,6 +871,8 @@ pub struct SqliteReader {
     /// Messages retention dropped before this reader got to them, not yet
     /// taken by [`SqliteReader::take_lost`].
     lost: u64,
+    /// Whether the group's commit did not fit and was reset by the policy.
+    was_reset: bool,
     appended: Arc<Notify>,
 }
 
@@ -882,14 +980,34 @@ impl SqliteReader {
     /// Moves the position to `checkpoint` (the store's own record of where
     /// its rows end, which wins over the offsets file).
     pub fn seek(&mut self, checkpoint: &Checkpoint) {
-        if let Some(&next) = checkpoint.0.get(&PARTITION) {
+        if let Some(&next) = checkpoint.next.get(&PARTITION) {
             self.position = next;
         }
+    }
+
+    /// Whether the group's commit did not fit this log and its position
+    /// was set by the offset-reset policy when the reader started.
+    pub fn was_reset(&self) -> bool {
+        self.was_reset
     }
 
     /// The next offset this reader will read.
     pub fn position(&self) -> i64 {
         self.position
+    }
+
+    /// Why a position kept elsewhere (the store's) does not fit this log,
+    /// or `None` when it does (see [`misfit`]).
+    pub async fn misfit(
+        &self,
+        next: i64,
+        mark: Option<String>,
+    ) -> Result<Option<String>, LogError> {
+        let (table, topic_id) = (self.table.clone(), self.topic_id);
+        embedded::blocking(&self.conn, move |conn| {
+            misfit(conn, &table, topic_id, next, mark.as_deref())
+        })
+        .await
     }
 
     pub fn committer(&self) -> SqliteCommitter {
@@ -898,6 +1016,7 @@ impl SqliteReader {
             group: self.group.clone().into(),
             topic: self.topic.clone().into(),
             log_id: self.log_id.clone(),
+            file: self.offsets_file.clone(),
         }
     }
 
@@ -933,27 +1052,33 @@ pub struct SqliteCommitter {
     topic: Arc<str>,
     /// Stored with every commit: the offset means something in this log only.
     log_id: Arc<str>,
+    /// The offsets file opened, to notice it being deleted under us.
+    file: Arc<embedded::FileId>,
 }
 
 impl SqliteCommitter {
     pub async fn commit(&self, checkpoint: &Checkpoint) -> Result<(), LogError> {
-        let Some(&next) = checkpoint.0.get(&PARTITION) else {
+        let Some(&next) = checkpoint.next.get(&PARTITION) else {
             return Ok(());
         };
         let (group, topic, log_id) = (self.group.clone(), self.topic.clone(), self.log_id.clone());
+        let mark = checkpoint.marks.get(&PARTITION).cloned();
         embedded::blocking(&self.conn, move |conn| {
             conn.execute(
-                "INSERT INTO group_offsets (grp, topic, partition, next_offset, updated_ms, log_id)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                "INSERT INTO group_offsets
+                    (grp, topic, partition, next_offset, updated_ms, log_id, mark)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                  ON CONFLICT (grp, topic, partition)
                  DO UPDATE SET next_offset = excluded.next_offset,
-                    updated_ms = excluded.updated_ms, log_id = excluded.log_id",
-                params![&*group, &*topic, PARTITION, next, now_ms(), &*log_id],
+                    updated_ms = excluded.updated_ms, log_id = excluded.log_id,
+                    mark = excluded.mark",
+                params![&*group, &*topic, PARTITION, next, now_ms(), &*log_id, mark],
             )
             .map_err(map_write_err)?;
-            Ok(())
+            Ok::<_, LogError>(())
         })
-        .await
+        .await?;
+        self.file.check().map_err(LogError::FileGone)
     }
 }
 
@@ -1002,7 +1127,7 @@ mod tests {
         let reader = first.reader("g").await.unwrap();
         reader
             .committer()
-            .commit(&Checkpoint([(0, 30)].into()))
+            .commit(&Checkpoint::at([(0, 30)].into()))
             .await
             .unwrap();
         drop((reader, first));

@@ -22,6 +22,10 @@ pub enum SinkConfig {
     Cassandra(CassandraSinkConfig),
 }
 
+/// A position a store keeps beside its rows: per partition, the next offset
+/// and, where known, the mark of the message before it. Opaque to the store.
+pub type Position = BTreeMap<i32, (i64, Option<String>)>;
+
 /// A sink's acknowledgement of one batch.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WriteAck {
@@ -43,6 +47,8 @@ pub enum SinkError {
     #[error("store is full: {0}")]
     DiskFull(String),
     #[error("store: {0}")]
+    FileGone(String),
+    #[error("store: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("cassandra: {message}")]
     Cassandra { message: String, retryable: bool },
@@ -53,7 +59,7 @@ impl SinkError {
     pub fn is_retryable(&self) -> bool {
         match self {
             SinkError::DiskFull(_) => true,
-            SinkError::Open { .. } => false,
+            SinkError::Open { .. } | SinkError::FileGone(_) => false,
             SinkError::Cassandra { retryable, .. } => *retryable,
             SinkError::Sqlite(e) => crate::pipeline::embedded::is_busy(e),
         }
@@ -106,11 +112,11 @@ impl Sink {
         &self,
         rows: Arc<[Row]>,
         scope: &str,
-        offsets: &BTreeMap<i32, i64>,
+        position: &Position,
     ) -> Result<WriteAck, SinkError> {
         let started = std::time::Instant::now();
         let written = match self {
-            Sink::Sqlite(s) => s.write_at(rows, scope, offsets).await,
+            Sink::Sqlite(s) => s.write_at(rows, scope, position).await,
             Sink::Cassandra(s) => {
                 if rows.is_empty() {
                     return Ok(WriteAck::default());
@@ -126,7 +132,7 @@ impl Sink {
 
     /// The position stored for `scope`, if this store keeps positions and
     /// has one.
-    pub async fn position(&self, scope: &str) -> Result<Option<BTreeMap<i32, i64>>, SinkError> {
+    pub async fn position(&self, scope: &str) -> Result<Option<Position>, SinkError> {
         match self {
             Sink::Sqlite(s) => s.position(scope).await,
             Sink::Cassandra(_) => Ok(None),

@@ -4,13 +4,12 @@
 //! transaction as the rows: after a crash, a power loss or a restore from an
 //! older copy, the rows and the position agree, and reading resumes there.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use uuid::Uuid;
 
-use super::{SinkError, WriteAck};
+use super::{Position, SinkError, WriteAck};
 use crate::pipeline::embedded::{self, Shared};
 use crate::pipeline::log::now_ms;
 use crate::record::{ROW_COLUMNS, Row};
@@ -39,6 +38,8 @@ pub struct SqliteSink {
     /// at the store does not hold up the processor's writes.
     reader: Shared,
     upsert_sql: Arc<str>,
+    /// The file opened, to notice it being deleted or replaced under us.
+    file: Arc<embedded::FileId>,
 }
 
 impl SqliteSink {
@@ -68,6 +69,13 @@ impl SqliteSink {
                     )),
                 });
             }
+            let had_table: bool = conn
+                .query_row(
+                    "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                    [&cfg.table],
+                    |r| r.get::<_, i64>(0).map(|n| n > 0),
+                )
+                .map_err(open_err)?;
             conn.execute_batch(&format!(
                 "CREATE TABLE IF NOT EXISTS {} (id TEXT PRIMARY KEY NOT NULL, {columns});
                  CREATE TABLE IF NOT EXISTS {POSITIONS_TABLE} (
@@ -75,11 +83,32 @@ impl SqliteSink {
                     partition INTEGER NOT NULL,
                     next_offset INTEGER NOT NULL,
                     updated_ms INTEGER NOT NULL,
+                    mark TEXT,
                     PRIMARY KEY (scope, partition)
                  );",
                 cfg.table
             ))
             .map_err(open_err)?;
+            let has_mark: bool = conn
+                .query_row(
+                    &format!(
+                        "SELECT count(*) FROM pragma_table_info('{POSITIONS_TABLE}') WHERE name = 'mark'"
+                    ),
+                    [],
+                    |r| r.get::<_, i64>(0).map(|n| n > 0),
+                )
+                .map_err(open_err)?;
+            if !has_mark {
+                conn.execute_batch(&format!("ALTER TABLE {POSITIONS_TABLE} ADD COLUMN mark TEXT"))
+                    .map_err(open_err)?;
+            }
+            if !had_table {
+                // The rows a stored position stood for are gone (the table
+                // was dropped): forget the positions, so the log is read
+                // again from its start.
+                conn.execute(&format!("DELETE FROM {POSITIONS_TABLE}"), [])
+                    .map_err(open_err)?;
+            }
             let reader = embedded::open(&cfg.path, false).map_err(open_err)?;
             Ok::<_, SinkError>((conn, reader))
         })
@@ -108,11 +137,16 @@ impl SqliteSink {
                 .collect::<Vec<_>>()
                 .join(", "),
         );
+        let file = embedded::FileId::of(&config.path).map_err(|e| SinkError::Open {
+            path: config.path.display().to_string(),
+            source: rusqlite::Error::InvalidPath(format!("{e}").into()),
+        })?;
         Ok(SqliteSink {
             config,
             conn: Arc::new(std::sync::Mutex::new(conn)),
             reader: Arc::new(std::sync::Mutex::new(reader)),
             upsert_sql: upsert_sql.into(),
+            file: Arc::new(file),
         })
     }
 
@@ -134,23 +168,25 @@ impl SqliteSink {
         &self,
         rows: Arc<[Row]>,
         scope: &str,
-        offsets: &BTreeMap<i32, i64>,
+        position: &Position,
     ) -> Result<WriteAck, SinkError> {
-        self.write_with(rows, Some((scope.to_owned(), offsets.clone())))
+        self.write_with(rows, Some((scope.to_owned(), position.clone())))
             .await
     }
 
     /// The position last stored for `scope`, if any.
-    pub async fn position(&self, scope: &str) -> Result<Option<BTreeMap<i32, i64>>, SinkError> {
+    pub async fn position(&self, scope: &str) -> Result<Option<Position>, SinkError> {
         let scope = scope.to_owned();
         embedded::blocking(&self.reader, move |conn| {
             let mut stmt = conn.prepare(&format!(
-                "SELECT partition, next_offset FROM {POSITIONS_TABLE} WHERE scope = ?1"
+                "SELECT partition, next_offset, mark FROM {POSITIONS_TABLE} WHERE scope = ?1"
             ))?;
-            let offsets = stmt
-                .query_map([scope], |r| Ok((r.get::<_, i32>(0)?, r.get::<_, i64>(1)?)))?
-                .collect::<Result<BTreeMap<_, _>, _>>()?;
-            Ok((!offsets.is_empty()).then_some(offsets))
+            let position = stmt
+                .query_map([scope], |r| {
+                    Ok((r.get::<_, i32>(0)?, (r.get::<_, i64>(1)?, r.get(2)?)))
+                })?
+                .collect::<Result<Position, _>>()?;
+            Ok((!position.is_empty()).then_some(position))
         })
         .await
     }
@@ -158,10 +194,10 @@ impl SqliteSink {
     async fn write_with(
         &self,
         rows: Arc<[Row]>,
-        position: Option<(String, BTreeMap<i32, i64>)>,
+        position: Option<(String, Position)>,
     ) -> Result<WriteAck, SinkError> {
         let sql = self.upsert_sql.clone();
-        embedded::blocking(&self.conn, move |conn| {
+        let ack = embedded::blocking(&self.conn, move |conn| {
             let map = |e: rusqlite::Error| {
                 if embedded::is_disk_full(&e) {
                     SinkError::DiskFull(e.to_string())
@@ -201,22 +237,27 @@ impl SqliteSink {
             }
             if let Some((scope, offsets)) = &position {
                 let mut save = tx.prepare_cached(&format!(
-                    "INSERT INTO {POSITIONS_TABLE} (scope, partition, next_offset, updated_ms)
-                     VALUES (?1, ?2, ?3, ?4)
+                    "INSERT INTO {POSITIONS_TABLE} (scope, partition, next_offset, updated_ms, mark)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
                      ON CONFLICT (scope, partition) DO UPDATE
-                     SET next_offset = excluded.next_offset, updated_ms = excluded.updated_ms"
+                     SET next_offset = excluded.next_offset, updated_ms = excluded.updated_ms,
+                        mark = excluded.mark"
                 ))?;
                 let now = now_ms();
-                for (partition, next) in offsets {
-                    save.execute(rusqlite::params![scope, partition, next, now])
+                for (partition, (next, mark)) in offsets {
+                    save.execute(rusqlite::params![scope, partition, next, now, mark])
                         .map_err(map)?;
                 }
             }
             // The acknowledgement is given only after the commit is durable.
             tx.commit().map_err(map)?;
-            Ok(ack)
+            Ok::<_, SinkError>(ack)
         })
-        .await
+        .await?;
+        // After the commit: a store deleted at any moment before it took
+        // these rows with it, and the acknowledgement must not be given.
+        self.file.check().map_err(SinkError::FileGone)?;
+        Ok(ack)
     }
 
     pub async fn count(&self) -> Result<u64, SinkError> {
@@ -325,7 +366,7 @@ mod tests {
     async fn rows_and_their_position_commit_together_or_not_at_all() {
         let dir = tempfile::tempdir().unwrap();
         let sink = open(dir.path()).await;
-        let at = |n: i64| BTreeMap::from([(0, n)]);
+        let at = |n: i64| Position::from([(0, (n, Some(format!("m{n}"))))]);
         sink.write_at(rows(0, 10), "log/topic/group", &at(10))
             .await
             .unwrap();

@@ -130,6 +130,7 @@ impl HttpSource {
         match decode_page(&answer.body) {
             Ok(decoded) => Ok(SourceBatch {
                 page: 0,
+                first: 0,
                 users: decoded.users,
                 rejected: decoded.rejected,
             }),

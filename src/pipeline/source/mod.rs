@@ -42,6 +42,8 @@ impl SourceConfig {
 pub struct SourceBatch {
     /// The page these users came from (from 1).
     pub page: u64,
+    /// The place of the page's first user in the seed's sequence (from 0).
+    pub first: u64,
     pub users: Vec<ApiUser>,
     /// Users that could not be decoded; they become dead letters.
     pub rejected: Vec<Rejected>,
@@ -90,6 +92,7 @@ impl Source {
         let fetched = match self {
             Source::Generator(g) => Ok(SourceBatch {
                 page,
+                first: 0,
                 users: g.page(page, results),
                 rejected: Vec::new(),
             }),
@@ -97,7 +100,9 @@ impl Source {
         };
         metrics::histogram!("tributary_source_fetch_duration_seconds")
             .record(started.elapsed().as_secs_f64());
-        if let Ok(batch) = &fetched {
+        let mut fetched = fetched;
+        if let Ok(batch) = &mut fetched {
+            batch.first = page.saturating_sub(1).saturating_mul(results);
             // Malformed users in an answer that was otherwise fine.
             metrics::counter!("tributary_source_rejected_records_total")
                 .increment(batch.rejected.len() as u64);
@@ -105,15 +110,16 @@ impl Source {
         fetched
     }
 
-    /// Where a record of a page came from, for people and for recognising
-    /// the same record fetched again: the source, its seed, the page and
-    /// `item` (the record's place in the page).
-    pub fn position(&self, page: u64, item: &str) -> String {
+    /// Where a record came from, for people and for recognising the same
+    /// record fetched again: the source, its seed, and `item` (e.g. the
+    /// record's place in the seed's sequence, which does not depend on the
+    /// page size).
+    pub fn position(&self, item: &str) -> String {
         match self {
-            Source::Generator(g) => format!("gen:?seed={}&page={page}#{item}", g.seed()),
+            Source::Generator(g) => format!("gen:?seed={}#{item}", g.seed()),
             Source::Http(h) => {
                 let c = h.config();
-                format!("{}?seed={}&page={page}#{item}", c.url, c.seed)
+                format!("{}?seed={}#{item}", c.url, c.seed)
             }
         }
     }

@@ -14,7 +14,6 @@
 //!   left).
 
 use std::collections::BTreeMap;
-use std::hash::Hasher;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -23,10 +22,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tracing::warn;
 
 use super::{KafkaLogConfig, REQUEST_TIMEOUT, kafka_err};
-use crate::pipeline::log::{LogError, OffsetReset};
-
-/// The version of the mark's format, first in every mark.
-const MARK_PREFIX: &str = "tributary/1";
+use crate::pipeline::log::{LogError, MARK_PREFIX, OffsetReset, mark};
 
 /// How long the check waits for the one message it reads per partition.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -34,15 +30,6 @@ const READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the check tries to read the group's commits: a broker that has
 /// just started answers "coordinator not available" for a while.
 const COMMITS_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The mark of a message: what a commit past it carries.
-pub fn mark(timestamp_ms: i64, key: Option<&[u8]>, payload: &[u8]) -> String {
-    let mut h = twox_hash::XxHash3_64::with_seed(0);
-    h.write(key.unwrap_or_default());
-    h.write(&[0xff]);
-    h.write(payload);
-    format!("{MARK_PREFIX} ts={timestamp_ms} h={:016x}", h.finish())
-}
 
 /// What the check found, over all partitions.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

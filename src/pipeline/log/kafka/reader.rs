@@ -90,14 +90,7 @@ pub struct KafkaReader {
     /// Messages retention dropped past the group's commit, found at start
     /// and not yet taken by [`KafkaReader::take_lost`].
     lost: u64,
-    /// Per partition, the mark of the last message of each batch read, by
-    /// the offset after it: what the commit of that batch carries as its
-    /// metadata (see [`identity`]). Pruned as commits pass.
-    marks: Marks,
 }
-
-/// See [`KafkaReader::marks`].
-type Marks = Arc<std::sync::Mutex<BTreeMap<i32, BTreeMap<i64, String>>>>;
 
 /// The group's policy for offsets that do not fit the topic, from the
 /// consumer's `auto.offset.reset` (set by `[log] offset_reset`).
@@ -141,7 +134,6 @@ impl KafkaReader {
             quiet_errors: 0,
             last_error_logged: None,
             lost: check.lost,
-            marks: Marks::default(),
         })
     }
 
@@ -184,17 +176,6 @@ impl KafkaReader {
         }
         if !batch.is_empty() {
             self.active = Instant::now();
-            let mut last: BTreeMap<i32, &LogMessage> = BTreeMap::new();
-            for m in &batch {
-                last.insert(m.partition, m);
-            }
-            let mut marks = self.marks.lock().unwrap_or_else(|p| p.into_inner());
-            for (p, m) in last {
-                marks.entry(p).or_default().insert(
-                    m.offset + 1,
-                    identity::mark(m.timestamp_ms, m.key.as_deref(), &m.payload),
-                );
-            }
         } else if self.active.elapsed() >= rebootstrap::IDLE_PROBE {
             self.active = Instant::now();
             rebootstrap::probe(self.consumer.clone(), &self.topic, &self.bootstrap);
@@ -223,7 +204,7 @@ impl KafkaReader {
 
     /// The next offset per partition, as far as this reader has read.
     pub fn checkpoint(&self) -> Checkpoint {
-        Checkpoint(self.position.clone())
+        Checkpoint::at(self.position.clone())
     }
 
     pub fn committer(&self) -> KafkaCommitter {
@@ -231,7 +212,6 @@ impl KafkaReader {
             consumer: self.consumer.clone(),
             topic: self.topic.clone(),
             last: Arc::default(),
-            marks: self.marks.clone(),
         }
     }
 
@@ -273,8 +253,6 @@ pub struct KafkaCommitter {
     topic: String,
     /// The last checkpoint committed asynchronously, for `flush`.
     last: Arc<std::sync::Mutex<Option<Checkpoint>>>,
-    /// The reader's marks (see [`KafkaReader::marks`]).
-    marks: Marks,
 }
 
 impl std::fmt::Debug for KafkaCommitter {
@@ -287,20 +265,15 @@ impl std::fmt::Debug for KafkaCommitter {
 
 impl KafkaCommitter {
     /// The commit of `checkpoint`, each partition's offset with the mark of
-    /// the message before it as metadata (when this reader read it).
+    /// the message before it as metadata (see [`identity`]).
     fn list(&self, checkpoint: &Checkpoint) -> Result<TopicPartitionList, LogError> {
         let mut tpl = TopicPartitionList::new();
-        let mut marks = self.marks.lock().unwrap_or_else(|p| p.into_inner());
-        for (&p, &next) in &checkpoint.0 {
+        for (&p, &next) in &checkpoint.next {
             let mut elem = tpl.add_partition(&self.topic, p);
             elem.set_offset(Offset::Offset(next))
                 .map_err(|e| kafka_err("bad offset", e))?;
-            if let Some(by_offset) = marks.get_mut(&p) {
-                if let Some(mark) = by_offset.get(&next) {
-                    elem.set_metadata(mark.as_str());
-                }
-                // Older batches are committed already (commits go in order).
-                by_offset.retain(|&o, _| o >= next);
+            if let Some(mark) = checkpoint.marks.get(&p) {
+                elem.set_metadata(mark.as_str());
             }
         }
         Ok(tpl)
@@ -325,7 +298,10 @@ impl KafkaCommitter {
             .map_err(|e| kafka_err("cannot commit offsets", e))?;
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
         let merged = last.get_or_insert_with(Checkpoint::default);
-        merged.0.extend(checkpoint.0.iter().map(|(&p, &o)| (p, o)));
+        merged
+            .next
+            .extend(checkpoint.next.iter().map(|(&p, &o)| (p, o)));
+        merged.marks.extend(checkpoint.marks.clone());
         Ok(())
     }
 
