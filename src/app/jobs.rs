@@ -16,6 +16,7 @@ use super::{AppError, AppResult};
 use crate::cli::{ExportCommand, JobsCommand};
 use crate::config::Config;
 use crate::pipeline;
+use crate::pipeline::embedded::file_id;
 use crate::pipeline::ingest::IngestPlan;
 use crate::pipeline::stats::Stats;
 use crate::scheduler::history::HistoryError;
@@ -64,17 +65,6 @@ pub struct ServeLock {
 
 /// How often `serve` checks that its lock file is still the one it locked.
 const LOCK_CHECK_EVERY: Duration = Duration::from_secs(1);
-
-#[cfg(unix)]
-fn file_id(path: &Path) -> Option<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
-}
-
-#[cfg(not(unix))]
-fn file_id(_path: &Path) -> Option<(u64, u64)> {
-    None
-}
 
 impl ServeLock {
     /// A lock on a file that was deleted protects nothing: the next `serve`

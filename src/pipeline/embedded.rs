@@ -86,52 +86,53 @@ pub fn is_disk_full(e: &rusqlite::Error) -> bool {
     matches!(e.sqlite_error_code(), Some(rusqlite::ErrorCode::DiskFull))
 }
 
-/// Which file a path named when it was opened (device and inode), so a
-/// writer can tell that the file it writes to was deleted or replaced under
-/// it: SQLite goes on writing into the open, unlinked file, and everything
-/// written after that is lost with it.
+/// The device and inode `path` names now (on other systems, `(0, 0)` while
+/// it exists); `None` when it does not exist. Two equal ids are one file.
+pub fn file_id(path: &Path) -> Option<(u64, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        Some((meta.dev(), meta.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        Some((0, 0))
+    }
+}
+
+/// Which file a path named when it was opened, so a writer can tell that
+/// the file it writes to was deleted or replaced under it: SQLite goes on
+/// writing into the open, unlinked file, and everything written after that
+/// is lost with it.
 #[derive(Debug, Clone)]
 pub struct FileId {
     path: std::path::PathBuf,
-    #[cfg(unix)]
     id: (u64, u64),
 }
 
 impl FileId {
     /// The file `path` names now.
     pub fn of(path: &Path) -> std::io::Result<FileId> {
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::MetadataExt;
-            let m = std::fs::metadata(path)?;
-            Ok(FileId {
-                path: path.to_owned(),
-                id: (m.dev(), m.ino()),
-            })
-        }
-        #[cfg(not(unix))]
-        {
-            std::fs::metadata(path)?;
-            Ok(FileId {
-                path: path.to_owned(),
-            })
-        }
+        let id = file_id(path)
+            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"))?;
+        Ok(FileId {
+            path: path.to_owned(),
+            id,
+        })
     }
 
     /// `Err` with a sentence for people when the path no longer names the
     /// file that was opened.
     pub fn check(&self) -> Result<(), String> {
-        match FileId::of(&self.path) {
-            #[cfg(unix)]
-            Ok(now) if now.id == self.id => Ok(()),
-            #[cfg(not(unix))]
-            Ok(_) => Ok(()),
-            #[cfg(unix)]
-            Ok(_) => Err(format!(
+        match file_id(&self.path) {
+            Some(now) if now == self.id => Ok(()),
+            Some(_) => Err(format!(
                 "{} was replaced by another file while in use; what was written since is not in it",
                 self.path.display()
             )),
-            Err(_) => Err(format!(
+            None => Err(format!(
                 "{} was deleted while in use; what was written since is lost with it",
                 self.path.display()
             )),

@@ -10,7 +10,7 @@ use std::time::Duration;
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
-use crate::pipeline::embedded::{self, Shared};
+use crate::pipeline::embedded::{self, Shared, file_id};
 
 /// How long a call waits for another connection's write transaction before
 /// it fails as busy, for the `jobs` commands (one call and done).
@@ -120,17 +120,6 @@ pub struct History {
 }
 
 pub use crate::pipeline::log::now_ms;
-
-#[cfg(unix)]
-fn file_id(path: &Path) -> Option<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
-}
-
-#[cfg(not(unix))]
-fn file_id(_path: &Path) -> Option<(u64, u64)> {
-    None
-}
 
 impl History {
     pub fn open(path: &Path) -> Result<History, HistoryError> {

@@ -88,11 +88,7 @@ fn a_replaced_log_file_is_read_from_its_start_not_from_the_old_offset() {
 #[test]
 fn offset_reset_error_stops_a_group_whose_log_was_replaced() {
     let s = Sandbox::new();
-    std::fs::write(
-        s.dir.path().join("tributary.toml"),
-        "[log]\noffset_reset = \"error\"\n",
-    )
-    .unwrap();
+    s.config("[log]\noffset_reset = \"error\"\n");
     s.run_json(&["run", "--records", "500", "--seed", "3", "--json"]);
     remove_db(&s.log_path());
     let out = s.run(&["run", "--records", "500", "--seed", "4"]);
@@ -105,11 +101,7 @@ fn offset_reset_error_stops_a_group_whose_log_was_replaced() {
 #[test]
 fn retention_that_outran_the_group_ends_process_with_the_loss_counted() {
     let s = Sandbox::new();
-    std::fs::write(
-        s.dir.path().join("tributary.toml"),
-        "[log]\nretention_messages = 500\n",
-    )
-    .unwrap();
+    s.config("[log]\nretention_messages = 500\n");
     // 2000 appended in pages of 1000; retention keeps the last 500.
     s.run_json(&["ingest", "--records", "2000", "--seed", "r", "--json"]);
 
@@ -141,11 +133,7 @@ fn retention_that_outran_the_group_ends_process_with_the_loss_counted() {
 #[test]
 fn age_retention_past_an_idle_group_does_not_hang_process() {
     let s = Sandbox::new();
-    std::fs::write(
-        s.dir.path().join("tributary.toml"),
-        "[log]\nretention_age = \"1s\"\n",
-    )
-    .unwrap();
+    s.config("[log]\nretention_age = \"1s\"\n");
     s.run_json(&["ingest", "--records", "1000", "--seed", "a", "--json"]);
     // Age-based retention needs the messages to age: this wait is the test.
     std::thread::sleep(Duration::from_millis(1500));
@@ -163,11 +151,7 @@ fn age_retention_past_an_idle_group_does_not_hang_process() {
 #[test]
 fn a_run_that_loses_records_to_retention_fails_and_its_books_balance() {
     let s = Sandbox::new();
-    std::fs::write(
-        s.dir.path().join("tributary.toml"),
-        "[log]\nretention_messages = 1000\n",
-    )
-    .unwrap();
+    s.config("[log]\nretention_messages = 1000\n");
     // A backlog the group never read, mostly dropped already.
     s.run_json(&["ingest", "--records", "3000", "--seed", "b", "--json"]);
     let out = run_within(
@@ -372,11 +356,7 @@ fn a_full_store_makes_process_give_up_after_max_outage_then_resume() {
         );
         return;
     };
-    std::fs::write(
-        s.dir.path().join("tributary.toml"),
-        "[processor]\nmax_outage = \"2s\"\n",
-    )
-    .unwrap();
+    s.config("[processor]\nmax_outage = \"2s\"\n");
     s.run_json(&["ingest", "--records", "10000", "--seed", "fs", "--json"]);
     let store = disk.dir.join("store.db");
     let sink = format!("sqlite:{}", store.display());
@@ -433,11 +413,7 @@ fn a_deleted_store_is_refilled_from_the_log() {
 #[test]
 fn offset_reset_latest_skips_once_then_processes_what_comes_after() {
     let s = Sandbox::new();
-    std::fs::write(
-        s.dir.path().join("tributary.toml"),
-        "[log]\noffset_reset = \"latest\"\n",
-    )
-    .unwrap();
+    s.config("[log]\noffset_reset = \"latest\"\n");
     s.run_json(&["run", "--records", "1000", "--seed", "1", "--json"]);
     remove_db(&s.log_path());
     s.run_json(&["ingest", "--records", "1000", "--seed", "2", "--json"]);

@@ -70,6 +70,11 @@ impl Sandbox {
             .expect("a number")
     }
 
+    /// Writes `tributary.toml` in the sandbox (read by every command).
+    pub fn config(&self, toml: &str) {
+        std::fs::write(self.dir.path().join("tributary.toml"), toml).expect("config written");
+    }
+
     pub fn store_path(&self) -> PathBuf {
         self.data_dir().join("store.db")
     }

@@ -24,6 +24,7 @@ use self::ledger::{Counts, IdList, Ledger, LedgerError, LetterEntry, LogEntry};
 use super::{AppError, AppResult};
 use crate::cli::VerifyArgs;
 use crate::config::Config;
+use crate::pipeline::embedded::file_id;
 use crate::pipeline::log::scan::{LogScan, PartitionRange};
 use crate::pipeline::log::{Log, LogConfig, LogMessage, PartitionLag};
 use crate::pipeline::sink::{IdCursor, IdPage, Sink, SinkConfig, SinkError};
@@ -191,22 +192,6 @@ impl FileIdentity {
     /// Whether the path still names the same file.
     fn unchanged(&self) -> bool {
         file_id(&self.path) == Some(self.id)
-    }
-}
-
-/// Device and inode, where the system has them; elsewhere only whether the
-/// file exists.
-fn file_id(path: &std::path::Path) -> Option<(u64, u64)> {
-    let meta = std::fs::metadata(path).ok()?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        Some((meta.dev(), meta.ino()))
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = meta;
-        Some((0, 0))
     }
 }
 
