@@ -136,8 +136,8 @@ pub struct RunArgs {
     /// Burst mode: one request every INTERVAL (e.g. 1s; 10ms to 1d).
     #[arg(long, value_parser = parse_interval, requires = "duration")]
     pub interval: Option<Duration>,
-    /// Burst mode: records per request [default: 1].
-    #[arg(long, value_name = "N", requires = "duration")]
+    /// Burst mode: records per request (1-5000) [default: 1].
+    #[arg(long, value_name = "N", requires = "duration", value_parser = clap::value_parser!(u64).range(1..=5000))]
     pub per_tick: Option<u64>,
     /// Records per request, log append and store write (1-5000) [default: 1000].
     #[arg(long, env = "TRIBUTARY_BATCH_SIZE", value_name = "N")]

@@ -588,7 +588,18 @@ impl Config {
                         Duration::ZERO,
                         (Duration::from_millis(10), DAY),
                     )?,
-                    per_tick: b.records.unwrap_or(1).clamp(1, MAX_RESULTS_PER_REQUEST),
+                    per_tick: match b.records.unwrap_or(1) {
+                        n @ 1..=MAX_RESULTS_PER_REQUEST => n,
+                        n => {
+                            return Err(invalid(
+                                "jobs.burst.records",
+                                format!(
+                                    "job {}: {n} must be between 1 and {MAX_RESULTS_PER_REQUEST}",
+                                    j.name
+                                ),
+                            ));
+                        }
+                    },
                 },
                 None => IngestPlan::Records {
                     total: j.records.unwrap_or(1000),

@@ -361,9 +361,15 @@ impl WriteStage {
         // kept once: letters are keyed by their origin.)
         let n_undecoded = letters.len() as u64;
         self.log.dead_letter(letters).await?;
+        self.stats.add(Counter::DeadLettered, n_undecoded);
+        self.stats.add(Counter::DecodeFailed, n_undecoded);
         let Some(ack) = self.write_until_acked(rows, &checkpoint, shutdown).await? else {
             return Ok(false);
         };
+        // Counted as soon as the store has them, so a failure after this
+        // point (a commit refused) does not hide rows that were written.
+        self.stats.add(Counter::Stored, ack.written);
+        self.stats.add(Counter::Unchanged, ack.unchanged);
         let topic = self.log.topic();
         let rejected: Vec<DeadLetter> = ack
             .rejected
@@ -392,11 +398,7 @@ impl WriteStage {
                 latency.record((now_ms - m.timestamp_ms).max(0) as f64 / 1e3);
             }
         }
-        self.stats.add(Counter::Stored, ack.written);
-        self.stats.add(Counter::Unchanged, ack.unchanged);
-        self.stats
-            .add(Counter::DeadLettered, n_undecoded + n_rejected);
-        self.stats.add(Counter::DecodeFailed, n_undecoded);
+        self.stats.add(Counter::DeadLettered, n_rejected);
         self.stats.add(Counter::SinkRejected, n_rejected);
         Ok(true)
     }

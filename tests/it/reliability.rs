@@ -183,6 +183,10 @@ fn absurd_durations_are_refused_before_anything_runs() {
         ),
         ("[processor]\nmax_outage = \"0s\"\n", "processor.max_outage"),
         ("[log]\noffset_reset = \"sometimes\"\n", "log.offset_reset"),
+        (
+            "[[jobs]]\nname = \"j\"\nschedule = \"@hourly\"\nburst = { duration = \"1m\", interval = \"1s\", records = 1000000 }\n",
+            "jobs.burst.records",
+        ),
     ] {
         let file = s.dir.path().join("bad.toml");
         std::fs::write(&file, toml).unwrap();
@@ -193,6 +197,16 @@ fn absurd_durations_are_refused_before_anything_runs() {
     let out = s.run(&["run", "--duration", "1m", "--interval", "1ns"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("between"), "{}", stderr(&out));
+    let out = s.run(&[
+        "run",
+        "--duration",
+        "1s",
+        "--interval",
+        "1s",
+        "--per-tick",
+        "0",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(!s.store_path().exists(), "a refused run must not start");
 }
 
