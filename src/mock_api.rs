@@ -171,7 +171,7 @@ fn json_response(body: Vec<u8>) -> Response {
 }
 
 /// The response body for one request, as the real API shapes it.
-fn page_body(
+pub(crate) fn page_body(
     version: &str,
     q: &HashMap<String, String>,
     pretty: bool,

@@ -13,6 +13,8 @@
 
 pub mod source;
 
+pub mod transform;
+
 pub mod ingest;
 
 pub mod log;
