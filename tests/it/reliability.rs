@@ -126,8 +126,10 @@ fn retention_that_outran_the_group_ends_process_with_the_loss_counted() {
     let again = run_within(&s, &["process", "--json"], Duration::from_secs(60));
     assert!(again.status.success(), "{}", stderr(&again));
     assert_eq!(summary(&again)["lost_to_retention"], 0);
-    // What the log still holds is all stored.
-    assert_eq!(verified(&s, &[])["present"], 500);
+    // What the log still holds is all stored; the loss is shown.
+    let report = verified(&s, &[]);
+    assert_eq!(report["present"], 500, "{report}");
+    assert_eq!(report["log"]["lost_to_retention"], 1500, "{report}");
 }
 
 #[test]

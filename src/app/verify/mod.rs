@@ -58,6 +58,10 @@ struct Scope {
     group: String,
     ranges: Vec<PartitionRange>,
     committed: Vec<PartitionLag>,
+    /// Messages retention dropped before the group read them: not in the
+    /// log any more, so not checked here; `process` and `run` reported
+    /// them and failed when they were found.
+    lost_to_retention: u64,
 }
 
 pub async fn verify(config: Config, args: &VerifyArgs, shutdown: CancellationToken) -> AppResult {
@@ -83,6 +87,7 @@ pub async fn verify(config: Config, args: &VerifyArgs, shutdown: CancellationTok
         group: config.group.clone(),
         ranges: Vec::new(),
         committed: Vec::new(),
+        lost_to_retention: 0,
     };
     let mut ledger = create_ledger(&config)?;
     debug!(path = %ledger.path().display(), "scratch database");
@@ -99,6 +104,10 @@ pub async fn verify(config: Config, args: &VerifyArgs, shutdown: CancellationTok
                 .set_committed(p.partition, p.committed)
                 .context("verify cannot start")?;
         }
+        scope.lost_to_retention = log
+            .lost(&config.group)
+            .await
+            .context("cannot read the group's offsets")?;
     }
 
     let (tx, rx) = mpsc::channel::<Load>(PAGES_IN_FLIGHT);
@@ -588,6 +597,13 @@ fn write_text(
             r.partition, r.low, r.end, scope.group, committed
         )?;
     }
+    if scope.lost_to_retention > 0 {
+        writeln!(
+            out,
+            "       {} dropped by retention before the group read them (lost, not checkable)",
+            plural(scope.lost_to_retention, "message was", "messages were")
+        )?;
+    }
     writeln!(out, "store  {}", scope.store)?;
     if let Some(why) = &scope.store_absent {
         writeln!(out, "       {why}: read as empty")?;
@@ -715,6 +731,7 @@ fn write_json(
             "absent": scope.log_absent,
             "group": scope.group,
             "partitions": partitions,
+            "lost_to_retention": scope.lost_to_retention,
         }),
     );
     obj.insert(
