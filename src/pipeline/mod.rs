@@ -86,13 +86,14 @@ pub async fn run(source: Arc<Source>, plan: IngestPlan, job: Job) -> Result<(), 
     if reader.scope().is_none() {
         job.stats.add(stats::Counter::Backlog, lag_before);
     }
-    let processor = Processor::new(
+    let mut processor = Processor::new(
         reader,
         job.log.clone(),
         job.sink,
         job.processor,
         job.stats.clone(),
     );
+    processor.prepare().await?;
     let give_up = processor.give_up_token();
     let ingest_done = CancellationToken::new();
     let processing = tokio::spawn(

@@ -71,6 +71,8 @@ pub struct Processor {
     /// Cancelled when waiting out a store outage is no longer worth it (in
     /// `run`, once ingestion has failed for good).
     give_up: CancellationToken,
+    /// Whether [`Processor::prepare`] has run.
+    prepared: bool,
 }
 
 /// A batch read and decoded, waiting for the sink.
@@ -122,7 +124,24 @@ impl Processor {
             },
             config,
             give_up,
+            prepared: false,
         }
+    }
+
+    /// Places the reader (see `resume_from_store`) and counts the backlog
+    /// it starts with. Done by `run` if not before; `pipeline::run` does it
+    /// before ingestion starts, so nothing appended by this run is counted
+    /// as backlog.
+    pub async fn prepare(&mut self) -> Result<(), ProcessError> {
+        if self.prepared {
+            return Ok(());
+        }
+        self.resume_from_store().await?;
+        if let Some(backlog) = self.reader.backlog().await? {
+            self.stage.stats.add(Counter::Backlog, backlog);
+        }
+        self.prepared = true;
+        Ok(())
     }
 
     /// A token that, cancelled, makes the processor stop waiting out a store
@@ -212,10 +231,7 @@ impl Processor {
         until: Until,
         shutdown: CancellationToken,
     ) -> Result<(), ProcessError> {
-        self.resume_from_store().await?;
-        if let Some(backlog) = self.reader.backlog().await? {
-            self.stage.stats.add(Counter::Backlog, backlog);
-        }
+        self.prepare().await?;
         self.stage.outage_limit = match until {
             Until::Shutdown => None,
             Until::Drained | Until::DrainedAfter(_) => Some(self.config.max_outage),

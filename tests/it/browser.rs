@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use crate::dashboard::{TOKEN, serve};
-use crate::support::{Sandbox, skipped, terminate};
+use crate::support::{Sandbox, terminate};
 
 /// Bursts every 2 s, so rows keep arriving while the page is open.
 const CONFIG: &str = r#"
@@ -23,7 +23,7 @@ fn browser_enabled(test: &str) -> bool {
     if std::env::var("TRIBUTARY_TEST_BROWSER").is_ok_and(|v| v == "1") {
         return true;
     }
-    skipped(
+    crate::support::missing(
         test,
         "set TRIBUTARY_TEST_BROWSER=1 with chromium and `npm ci --prefix tests/browser` installed",
     );

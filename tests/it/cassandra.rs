@@ -10,16 +10,7 @@ use std::time::{Duration, Instant};
 use crate::support::{Sandbox, infra, skipped, stderr, unique};
 
 fn node(test: &str) -> Option<String> {
-    match std::env::var("TRIBUTARY_TEST_CASSANDRA") {
-        Ok(n) if !n.is_empty() => Some(n),
-        _ => {
-            skipped(
-                test,
-                "no Cassandra (set TRIBUTARY_TEST_CASSANDRA=host:port, e.g. after `scripts/infra up cassandra`)",
-            );
-            None
-        }
-    }
+    crate::support::cassandra(test)
 }
 
 fn faults(mode: &str, test: &str) -> Option<String> {
@@ -127,7 +118,7 @@ fn processor_killed_between_kafka_and_cassandra_stores_exactly_n() {
         node("kafka_to_cassandra_crash"),
         std::env::var("TRIBUTARY_TEST_KAFKA"),
     ) else {
-        skipped("kafka_to_cassandra_crash", "needs TRIBUTARY_TEST_KAFKA too");
+        crate::support::missing("kafka_to_cassandra_crash", "needs TRIBUTARY_TEST_KAFKA too");
         return;
     };
     const N: u64 = 20_000;

@@ -11,16 +11,7 @@ use tributary::pipeline::source::Generator;
 use crate::support::{Sandbox, distinct_ids, rows_now, stderr, unique};
 
 fn broker(test: &str) -> Option<String> {
-    match std::env::var("TRIBUTARY_TEST_KAFKA") {
-        Ok(b) if !b.is_empty() => Some(b),
-        _ => {
-            crate::support::skipped(
-                test,
-                "no Kafka (set TRIBUTARY_TEST_KAFKA=host:port, e.g. after `scripts/infra up kafka`)",
-            );
-            None
-        }
-    }
+    crate::support::kafka(test)
 }
 
 fn log_url(broker: &str, topic: &str) -> String {
@@ -343,8 +334,9 @@ fn python() -> Option<String> {
     match std::env::var("TRIBUTARY_TEST_PYTHON") {
         Ok(p) if !p.is_empty() => Some(p),
         _ => {
-            eprintln!(
-                "SKIPPED seed interop: set TRIBUTARY_TEST_PYTHON to a python with kafka-python"
+            crate::support::missing(
+                "seed interop",
+                "set TRIBUTARY_TEST_PYTHON to a python with kafka-python",
             );
             None
         }

@@ -11,12 +11,10 @@ use std::time::{Duration, Instant};
 use crate::support::{Reap, Sandbox, distinct_ids, infra, rows_now, stderr, terminate, unique};
 
 fn enabled(mode: &str, test: &str) -> Option<String> {
-    let broker = std::env::var("TRIBUTARY_TEST_KAFKA")
-        .ok()
-        .filter(|b| !b.is_empty());
     let faults = std::env::var("TRIBUTARY_TEST_KAFKA_FAULTS").ok();
-    match (broker, faults.as_deref()) {
-        (Some(b), Some(m)) if m == mode => Some(b),
+    match faults.as_deref() {
+        // Asked for this step: then Kafka must be there.
+        Some(m) if m == mode => crate::support::kafka(test),
         _ => {
             crate::support::skipped(
                 test,

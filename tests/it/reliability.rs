@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use crate::support::{MockApi, Sandbox, distinct_ids, skipped, stderr, verified};
+use crate::support::{MockApi, Sandbox, distinct_ids, missing, stderr, verified};
 
 /// The JSON summary a command printed last on stdout, whatever its exit.
 fn summary(out: &Output) -> serde_json::Value {
@@ -307,7 +307,7 @@ impl Drop for SmallDisk {
 fn a_full_disk_ends_run_with_its_error_and_a_rerun_stores_exactly_n() {
     let s = Sandbox::new();
     let Some(disk) = SmallDisk::mount(&s, "4m") else {
-        skipped(
+        missing(
             "a_full_disk_ends_run_with_its_error_and_a_rerun_stores_exactly_n",
             "cannot mount a tmpfs (needs root)",
         );
@@ -366,7 +366,7 @@ fn a_full_disk_ends_run_with_its_error_and_a_rerun_stores_exactly_n() {
 fn a_full_store_makes_process_give_up_after_max_outage_then_resume() {
     let s = Sandbox::new();
     let Some(disk) = SmallDisk::mount(&s, "1m") else {
-        skipped(
+        missing(
             "a_full_store_makes_process_give_up_after_max_outage_then_resume",
             "cannot mount a tmpfs (needs root)",
         );

@@ -114,10 +114,50 @@ pub fn stderr(out: &Output) -> String {
 }
 
 /// Says loudly that a test skipped: written to the real stderr, which the
-/// test harness does not capture, so it shows in every run's output.
+/// test harness does not capture, so it shows in every run's output. For a
+/// test that waits for its own step (a fault mode it must be asked for).
 pub fn skipped(test: &str, why: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
+}
+
+/// A test that cannot run because something it needs is not there (Kafka,
+/// Cassandra, a browser, root): skipped on a laptop, but a failure where
+/// `TRIBUTARY_REQUIRE_INFRA=1` says everything was installed (CI).
+pub fn missing(test: &str, why: &str) {
+    if std::env::var("TRIBUTARY_REQUIRE_INFRA").is_ok_and(|v| v == "1") {
+        panic!("{test} cannot run: {why} (TRIBUTARY_REQUIRE_INFRA=1: nothing may be skipped)");
+    }
+    skipped(test, why);
+}
+
+/// The Kafka bootstrap servers of the test cluster, or `None` (see
+/// [`missing`]).
+pub fn kafka(test: &str) -> Option<String> {
+    match std::env::var("TRIBUTARY_TEST_KAFKA") {
+        Ok(b) if !b.is_empty() => Some(b),
+        _ => {
+            missing(
+                test,
+                "no Kafka (set TRIBUTARY_TEST_KAFKA=host:port, e.g. after `scripts/infra up kafka`)",
+            );
+            None
+        }
+    }
+}
+
+/// The Cassandra node of the tests, or `None` (see [`missing`]).
+pub fn cassandra(test: &str) -> Option<String> {
+    match std::env::var("TRIBUTARY_TEST_CASSANDRA") {
+        Ok(n) if !n.is_empty() => Some(n),
+        _ => {
+            missing(
+                test,
+                "no Cassandra (set TRIBUTARY_TEST_CASSANDRA=host:port, e.g. after `scripts/infra up cassandra`)",
+            );
+            None
+        }
+    }
 }
 
 /// A topic, group or keyspace name no other test (or run) uses.

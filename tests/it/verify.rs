@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tributary::pipeline::log::{KafkaLogConfig, Log, LogConfig, LogRecord, SqliteLogConfig};
 use tributary::pipeline::source::Generator;
 
-use crate::support::{Reap, Sandbox, rows_now, skipped, stderr, unique};
+use crate::support::{Reap, Sandbox, rows_now, stderr, unique};
 
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -471,29 +471,11 @@ fn verify_memory_stays_flat_over_200_000_records() {
 }
 
 fn kafka(test: &str) -> Option<String> {
-    match std::env::var("TRIBUTARY_TEST_KAFKA") {
-        Ok(b) if !b.is_empty() => Some(b),
-        _ => {
-            skipped(
-                test,
-                "no Kafka (set TRIBUTARY_TEST_KAFKA=host:port, e.g. after `scripts/infra up kafka`)",
-            );
-            None
-        }
-    }
+    crate::support::kafka(test)
 }
 
 fn cassandra(test: &str) -> Option<String> {
-    match std::env::var("TRIBUTARY_TEST_CASSANDRA") {
-        Ok(n) if !n.is_empty() => Some(n),
-        _ => {
-            skipped(
-                test,
-                "no Cassandra (set TRIBUTARY_TEST_CASSANDRA=host:port, e.g. after `scripts/infra up cassandra`)",
-            );
-            None
-        }
-    }
+    crate::support::cassandra(test)
 }
 
 #[tokio::test]
