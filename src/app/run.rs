@@ -168,15 +168,10 @@ pub async fn process(config: Config, args: &ProcessArgs, shutdown: CancellationT
     let total = if args.follow || !std::io::stderr().is_terminal() {
         0
     } else {
-        let lag: i64 = job
-            .log
-            .lag(&job.group)
+        job.log
+            .backlog(&job.group)
             .await
             .context("cannot read the log's offsets")?
-            .iter()
-            .map(|p| p.lag())
-            .sum();
-        lag.max(0) as u64
     };
     let progress = Progress::start(total, stats.clone(), |s| s.get(Counter::Read));
     let result = pipeline::process(job, args.follow).await;

@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info_span};
 
 use self::ingest::{IngestError, IngestPlan};
-use self::log::Log;
+use self::log::{Log, LogError, LogReader};
 use self::processor::{ProcessError, Processor, ProcessorConfig, Until};
 use self::sink::Sink;
 use self::source::Source;
@@ -65,27 +65,15 @@ pub struct Job {
 /// is down: once ingestion has failed, a store outage is not waited out),
 /// and ingestion's error is the one returned.
 pub async fn run(source: Arc<Source>, plan: IngestPlan, job: Job) -> Result<(), PipelineError> {
-    // A Kafka reader learns its partitions only once it reads, so the
-    // group's backlog is asked of the log before it starts.
-    let lag_before: u64 = match &job.log {
-        Log::Kafka(_) => job
-            .log
-            .lag(&job.group)
-            .await
-            .map_err(ProcessError::from)?
-            .iter()
-            .map(|p| p.lag() as u64)
-            .sum(),
-        Log::Sqlite(_) => 0,
-    };
     let reader = job
         .log
         .reader(&job.group)
         .await
         .map_err(ProcessError::from)?;
-    if reader.scope().is_none() {
-        job.stats.add(stats::Counter::Backlog, lag_before);
-    }
+    // Before ingestion starts, so nothing this run appends counts.
+    count_group_backlog(&job, &reader)
+        .await
+        .map_err(ProcessError::from)?;
     let mut processor = Processor::new(
         reader,
         job.log.clone(),
@@ -125,15 +113,8 @@ pub async fn run(source: Arc<Source>, plan: IngestPlan, job: Job) -> Result<(), 
 /// Processing alone: until the log is drained, or until shutdown with `follow`.
 pub async fn process(job: Job, follow: bool) -> Result<(), ProcessError> {
     let reader = job.log.reader(&job.group).await?;
-    if reader.scope().is_none() && !follow {
-        let lag: u64 = job
-            .log
-            .lag(&job.group)
-            .await?
-            .iter()
-            .map(|p| p.lag() as u64)
-            .sum();
-        job.stats.add(stats::Counter::Backlog, lag);
+    if !follow {
+        count_group_backlog(&job, &reader).await?;
     }
     let until = if follow {
         Until::Shutdown
@@ -144,4 +125,15 @@ pub async fn process(job: Job, follow: bool) -> Result<(), ProcessError> {
         .run(until, job.shutdown)
         .instrument(info_span!("process"))
         .await
+}
+
+/// A Kafka reader learns its partitions only once it reads, so its backlog
+/// is asked of the group's commits (the processor counts an embedded
+/// reader's itself, from the position it starts at).
+async fn count_group_backlog(job: &Job, reader: &LogReader) -> Result<(), LogError> {
+    if let LogReader::Kafka(_) = reader {
+        let backlog = job.log.backlog(&job.group).await?;
+        job.stats.add(stats::Counter::Backlog, backlog);
+    }
+    Ok(())
 }

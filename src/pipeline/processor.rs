@@ -255,31 +255,25 @@ impl Processor {
             };
             let lost = self.reader.take_lost();
             self.stage.stats.add(Counter::LostToRetention, lost);
-            if batch.is_empty() && lost > 0 {
+            let decoded = if !batch.is_empty() {
+                self.stage.stats.add(Counter::Read, batch.len() as u64);
+                let decoding = Instant::now();
+                let decoded = decode(batch, self.stage.log.topic(), self.config.max_message_bytes);
+                metrics::histogram!("tributary_processor_decode_duration_seconds")
+                    .record(decoding.elapsed().as_secs_f64());
+                decoded
+            } else if lost > 0 {
                 // The position moved past messages retention dropped, with
-                // nothing to write: commit it like an empty batch, so the
-                // loss is counted once, not again at every start.
-                let skipped = Decoded {
+                // nothing to write: it is committed like an empty batch, so
+                // the loss is counted once, not again at every start.
+                Decoded {
                     messages: Vec::new(),
                     rows: Arc::from(Vec::new()),
                     row_messages: Vec::new(),
                     letters: Vec::new(),
                     checkpoint: self.reader.checkpoint(),
-                };
-                if let Some(previous) = writing.take() {
-                    match previous.await.expect("write stage panicked") {
-                        Ok(true) => {}
-                        Ok(false) => break Ok(()),
-                        Err(e) => break Err(e),
-                    }
                 }
-                match self.stage.handle(skipped, &shutdown).await {
-                    Ok(true) => {}
-                    Ok(false) => break Ok(()),
-                    Err(e) => break Err(e),
-                }
-            }
-            if batch.is_empty() {
+            } else {
                 let stop = match &until {
                     Until::Drained => self.reader.caught_up().await,
                     Until::DrainedAfter(_) => {
@@ -296,12 +290,7 @@ impl Processor {
                     Ok(false) => continue,
                     Err(e) => break Err(e.into()),
                 }
-            }
-            self.stage.stats.add(Counter::Read, batch.len() as u64);
-            let decoding = Instant::now();
-            let decoded = decode(batch, self.stage.log.topic(), self.config.max_message_bytes);
-            metrics::histogram!("tributary_processor_decode_duration_seconds")
-                .record(decoding.elapsed().as_secs_f64());
+            };
             if let Some(previous) = writing.take() {
                 match previous.await.expect("write stage panicked") {
                     Ok(true) => {}

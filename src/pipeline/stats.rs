@@ -213,6 +213,12 @@ impl Stats {
 }
 
 impl Summary {
+    /// Dead letters of messages the processor read (the rest came from the
+    /// source, before the log).
+    fn processed_dead_letters(&self) -> u64 {
+        self.dead_lettered - self.source_rejected.min(self.dead_lettered)
+    }
+
     /// The run's books, checked: every user fetched was logged or rejected,
     /// and every message the processor had to read (the backlog plus what
     /// was logged) was stored, found unchanged, dead-lettered or lost to
@@ -227,7 +233,7 @@ impl Summary {
                 self.fetched, self.logged, self.source_rejected
             ));
         }
-        let processed_dead = self.dead_lettered - self.source_rejected.min(self.dead_lettered);
+        let processed_dead = self.processed_dead_letters();
         let accounted =
             self.stored + self.duplicates_skipped + processed_dead + self.lost_to_retention;
         // More than expected is a message read twice (a Kafka rebalance hands
@@ -249,7 +255,7 @@ impl Summary {
 
     /// One line a person can check: where every record went.
     pub fn reconciliation(&self) -> String {
-        let processed_dead = self.dead_lettered - self.source_rejected.min(self.dead_lettered);
+        let processed_dead = self.processed_dead_letters();
         format!(
             "fetched {} = logged {} + rejected {}; backlog {} + logged {} = stored {} + unchanged {} + dead-lettered {} + lost to retention {}",
             self.fetched,

@@ -2,21 +2,10 @@
 //! good ones around them are stored, nothing kills the processor; a dead
 //! letter can be replayed once its cause is fixed.
 
-use tributary::pipeline::log::{DeadLetter, Log, LogConfig, LogRecord, SqliteLogConfig, Stage};
+use tributary::pipeline::log::{DeadLetter, Log, LogRecord, Stage};
 use tributary::pipeline::source::Generator;
 
 use crate::support::{Sandbox, stderr};
-
-fn log_config(s: &Sandbox) -> LogConfig {
-    LogConfig::Sqlite(SqliteLogConfig {
-        path: s.log_path(),
-        topic: "users_created".into(),
-        retention_messages: None,
-        retention_age: None,
-        durable_fsync: false,
-        offset_reset: Default::default(),
-    })
-}
 
 fn good(k: u64) -> Vec<u8> {
     Generator::new("poison", vec![], None)
@@ -30,7 +19,7 @@ fn good(k: u64) -> Vec<u8> {
 async fn every_bad_message_is_a_dead_letter_and_every_good_one_is_stored() {
     let s = Sandbox::new();
     std::fs::create_dir_all(s.data_dir()).unwrap();
-    let log = Log::open(&log_config(&s)).await.unwrap();
+    let log = Log::open(&s.log_config()).await.unwrap();
 
     let valid: serde_json::Value = serde_json::from_slice(&good(0)).unwrap();
     let with = |f: &dyn Fn(&mut serde_json::Value)| {
@@ -119,7 +108,7 @@ async fn every_bad_message_is_a_dead_letter_and_every_good_one_is_stored() {
 async fn replay_stores_fixed_letters_and_keeps_failing_ones() {
     let s = Sandbox::new();
     std::fs::create_dir_all(s.data_dir()).unwrap();
-    let log = Log::open(&log_config(&s)).await.unwrap();
+    let log = Log::open(&s.log_config()).await.unwrap();
     // A letter whose cause has since been fixed (its bytes now decode), and
     // one that is still bad.
     log.dead_letter(vec![
@@ -179,7 +168,7 @@ async fn replay_stores_fixed_letters_and_keeps_failing_ones() {
 async fn replay_pages_past_letters_that_keep_failing() {
     let s = Sandbox::new();
     std::fs::create_dir_all(s.data_dir()).unwrap();
-    let log = Log::open(&log_config(&s)).await.unwrap();
+    let log = Log::open(&s.log_config()).await.unwrap();
     let letter = |stage, payload| DeadLetter {
         stage,
         reason: "before the fix".into(),

@@ -82,6 +82,20 @@ impl Sandbox {
     pub fn log_path(&self) -> PathBuf {
         self.data_dir().join("log.db")
     }
+
+    /// The embedded log the binary opens by default, for tests that write
+    /// to it directly.
+    pub fn log_config(&self) -> tributary::pipeline::log::LogConfig {
+        use tributary::pipeline::log::{LogConfig, SqliteLogConfig};
+        LogConfig::Sqlite(SqliteLogConfig {
+            path: self.log_path(),
+            topic: "users_created".into(),
+            retention_messages: None,
+            retention_age: None,
+            durable_fsync: false,
+            offset_reset: Default::default(),
+        })
+    }
 }
 
 /// Distinct ids in the embedded store, read directly.

@@ -7,7 +7,7 @@
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use tributary::pipeline::log::{KafkaLogConfig, Log, LogConfig, LogRecord, SqliteLogConfig};
+use tributary::pipeline::log::{KafkaLogConfig, Log, LogConfig, LogRecord};
 use tributary::pipeline::source::Generator;
 
 use crate::support::{Reap, Sandbox, rows_now, stderr, unique};
@@ -52,17 +52,6 @@ fn an_id(s: &Sandbox, nth: i64) -> String {
             |r| r.get(0),
         )
         .unwrap()
-}
-
-fn sqlite_log(s: &Sandbox) -> LogConfig {
-    LogConfig::Sqlite(SqliteLogConfig {
-        path: s.log_path(),
-        topic: "users_created".into(),
-        retention_messages: None,
-        retention_age: None,
-        durable_fsync: false,
-        offset_reset: Default::default(),
-    })
 }
 
 fn good(k: u64) -> Vec<u8> {
@@ -242,7 +231,7 @@ fn strict_fails_on_a_row_the_log_never_had() {
 async fn poison_messages_are_accounted_for_by_their_dead_letters() {
     let s = Sandbox::new();
     std::fs::create_dir_all(s.data_dir()).unwrap();
-    let log = Log::open(&sqlite_log(&s)).await.unwrap();
+    let log = Log::open(&s.log_config()).await.unwrap();
     let mut records = Vec::new();
     for k in 0..50 {
         // The seed DAG's way: no key, the id in the JSON.

@@ -65,6 +65,56 @@ impl OffsetReset {
             OffsetReset::Error => "error",
         }
     }
+
+    /// Where a group whose commit does not fit the log goes: `earliest` or
+    /// `latest` as given, with a warning saying `why` and the reset counter;
+    /// with `Error`, the error naming the group and the offset.
+    pub fn apply(
+        self,
+        at: ResetAt<'_>,
+        why: &str,
+        earliest: i64,
+        latest: i64,
+    ) -> Result<i64, LogError> {
+        let ResetAt {
+            topic,
+            group,
+            partition,
+            committed,
+        } = at;
+        let to = match self {
+            OffsetReset::Earliest => earliest,
+            OffsetReset::Latest => latest,
+            OffsetReset::Error => {
+                return Err(LogError::OffsetOutOfRange(format!(
+                    "group {group:?} on topic {topic:?} partition {partition}: committed offset \
+                     {committed} does not fit: {why}; with [log] offset_reset = \"error\" the \
+                     group stops here (set \"earliest\" to read from the start, \"latest\" to \
+                     skip to the end)"
+                )));
+            }
+        };
+        tracing::warn!(
+            topic,
+            group,
+            partition,
+            committed,
+            reset_to = to,
+            policy = self.as_str(),
+            "{why}; the group's position was reset"
+        );
+        metrics::counter!("tributary_log_offset_resets_total").increment(1);
+        Ok(to)
+    }
+}
+
+/// Whose commit [`OffsetReset::apply`] moves.
+#[derive(Debug, Clone, Copy)]
+pub struct ResetAt<'a> {
+    pub topic: &'a str,
+    pub group: &'a str,
+    pub partition: i32,
+    pub committed: i64,
 }
 
 /// Milliseconds since the Unix epoch: the clock of message timestamps.
@@ -434,6 +484,11 @@ impl Log {
             Log::Sqlite(l) => l.lag(group).await,
             Log::Kafka(l) => l.lag(group).await,
         }
+    }
+
+    /// Messages waiting for `group`, over all partitions.
+    pub async fn backlog(&self, group: &str) -> Result<u64, LogError> {
+        Ok(self.lag(group).await?.iter().map(|p| p.lag() as u64).sum())
     }
 
     /// Messages retention dropped before `group` read them (counted by the

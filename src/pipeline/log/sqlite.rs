@@ -20,7 +20,7 @@ use tracing::{info, warn};
 
 use super::{
     AppendAck, Checkpoint, DeadLetter, LogError, LogMessage, LogRecord, OffsetReset, Origin,
-    PartitionLag, Stage, StoredDeadLetter, now_ms,
+    PartitionLag, ResetAt, Stage, StoredDeadLetter, now_ms,
 };
 use crate::pipeline::embedded::{self, Shared};
 
@@ -443,7 +443,7 @@ impl SqliteLog {
         let cfg = self.config.clone();
         let grp = group.to_owned();
         let (topic_id, log_id, table) = (self.topic_id, self.log_id.clone(), self.table.clone());
-        let (conn, offsets, committed, misfit) = tokio::task::spawn_blocking(move || {
+        let (conn, offsets, committed, misfit, end) = tokio::task::spawn_blocking(move || {
             let conn = open_conn(&cfg)?;
             let offsets = open_offsets(&cfg)?;
             let committed = committed_offset(&offsets, &grp, &cfg.topic)?;
@@ -458,7 +458,8 @@ impl SqliteLog {
                 )),
                 Some(c) => misfit(&conn, &table, topic_id, c.next_offset, c.mark.as_deref())?,
             };
-            Ok::<_, LogError>((conn, offsets, committed, misfit))
+            let end = next_offset(&conn, topic_id)?;
+            Ok::<_, LogError>((conn, offsets, committed, misfit, end))
         })
         .await
         .expect("log reader task panicked")?;
@@ -475,7 +476,13 @@ impl SqliteLog {
             (None, _) => 0,
             (Some(c), None) => c.next_offset,
             (Some(c), Some(why)) => {
-                let to = self.reset(group, c.next_offset, why)?;
+                let at = ResetAt {
+                    topic: &self.config.topic,
+                    group,
+                    partition: PARTITION,
+                    committed: c.next_offset,
+                };
+                let to = self.config.offset_reset.apply(at, &why, 0, end)?;
                 // Committed at once: the old commit must not be trusted
                 // again once appends have made it fit the log's length.
                 let mark = mark_before(&conn, &self.table, to).await?;
@@ -509,36 +516,6 @@ impl SqliteLog {
             was_reset,
             appended: self.appended.clone(),
         })
-    }
-
-    /// Where a group whose commit does not fit this log starts, by policy.
-    fn reset(&self, group: &str, committed: i64, why: String) -> Result<i64, LogError> {
-        let policy = self.config.offset_reset;
-        let to = match policy {
-            OffsetReset::Earliest => 0,
-            OffsetReset::Latest => {
-                let (conn, topic_id) = (open_conn(&self.config)?, self.topic_id);
-                next_offset(&conn, topic_id)?
-            }
-            OffsetReset::Error => {
-                return Err(LogError::OffsetOutOfRange(format!(
-                    "group {group:?} on topic {:?}: committed offset {committed} does not fit: \
-                     {why}; with [log] offset_reset = \"error\" the group stops here (set \
-                     \"earliest\" to read the log again, \"latest\" to skip to its end)",
-                    self.config.topic
-                )));
-            }
-        };
-        warn!(
-            topic = %self.config.topic,
-            group,
-            committed,
-            reset_to = to,
-            policy = policy.as_str(),
-            "{why}; the group's position was reset"
-        );
-        metrics::counter!("tributary_log_offset_resets_total").increment(1);
-        Ok(to)
     }
 
     pub async fn dead_letter(&self, letters: Vec<DeadLetter>) -> Result<(), LogError> {
@@ -763,20 +740,25 @@ fn misfit(
     let (Some(mark), true) = (mark, next > 0) else {
         return Ok(None);
     };
-    let before = conn
-        .query_row(
-            &format!("SELECT offset, ts_ms, key, payload FROM {table} WHERE offset = ?1"),
-            [next - 1],
-            message,
-        )
-        .optional()?;
-    Ok(match before {
-        Some(m) if m.mark() != mark => Some(format!(
+    Ok(match mark_of(conn, table, next - 1)? {
+        Some(seen) if seen != mark => Some(format!(
             "the message before offset {next} is not the one read before it: the log was \
              restored from an older copy and written again"
         )),
         _ => None,
     })
+}
+
+/// The mark of the message at `offset`, if it is there.
+fn mark_of(conn: &Connection, table: &str, offset: i64) -> Result<Option<String>, LogError> {
+    Ok(conn
+        .query_row(
+            &format!("SELECT offset, ts_ms, key, payload FROM {table} WHERE offset = ?1"),
+            [offset],
+            message,
+        )
+        .optional()?
+        .map(|m| m.mark()))
 }
 
 /// The mark of the message before `next`, if it is there.
@@ -785,17 +767,7 @@ async fn mark_before(conn: &Shared, table: &str, next: i64) -> Result<Option<Str
         return Ok(None);
     }
     let table = table.to_owned();
-    embedded::blocking(conn, move |conn| {
-        Ok(conn
-            .query_row(
-                &format!("SELECT offset, ts_ms, key, payload FROM {table} WHERE offset = ?1"),
-                [next - 1],
-                message,
-            )
-            .optional()?
-            .map(|m| m.mark()))
-    })
-    .await
+    embedded::blocking(conn, move |conn| mark_of(conn, &table, next - 1)).await
 }
 
 /// The offset the next appended message of the topic will get.

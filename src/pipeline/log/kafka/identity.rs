@@ -22,7 +22,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tracing::warn;
 
 use super::{KafkaLogConfig, REQUEST_TIMEOUT, kafka_err};
-use crate::pipeline::log::{LogError, MARK_PREFIX, OffsetReset, mark};
+use crate::pipeline::log::{LogError, MARK_PREFIX, OffsetReset, ResetAt, mark};
 
 /// How long the check waits for the one message it reads per partition.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -123,27 +123,14 @@ fn check_blocking(
             None
         };
         if let Some(why) = replaced {
-            let to = match policy {
-                OffsetReset::Earliest => low,
-                OffsetReset::Latest => high,
-                OffsetReset::Error => {
-                    return Err(LogError::OffsetOutOfRange(format!(
-                        "group {group:?} on topic {topic:?} partition {p}: {why}: the topic was \
-                         deleted and created again; with [log] offset_reset = \"error\" the \
-                         group stops here (set \"earliest\" to read it from the start, \
-                         \"latest\" to skip to its end)"
-                    )));
-                }
-            };
-            warn!(
+            let at = ResetAt {
                 topic,
                 group,
-                partition = p,
-                reset_to = to,
-                policy = policy.as_str(),
-                "{why}: the topic was deleted and created again; the group's position was reset"
-            );
-            metrics::counter!("tributary_log_offset_resets_total").increment(1);
+                partition: p,
+                committed: next,
+            };
+            let why = format!("{why}: the topic was deleted and created again");
+            let to = policy.apply(at, &why, low, high)?;
             resets.insert(p, to);
             found.reset.push(p);
         } else if next < low {
