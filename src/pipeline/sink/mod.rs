@@ -6,6 +6,7 @@
 //! in the same transaction as the rows it covers (`write_at`).
 
 pub mod cassandra;
+pub mod cassandra_table;
 pub mod sqlite;
 
 use std::collections::BTreeMap;

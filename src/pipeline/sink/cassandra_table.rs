@@ -1,0 +1,1 @@
+//! A user pipeline's typed table in Apache Cassandra.
