@@ -91,6 +91,10 @@ pub enum Command {
     Status(StatusArgs),
     /// Print rows of the store as a table.
     Show(ShowArgs),
+    /// Fetch the first records of the source and show the rows they would
+    /// become, and the dead letters they would make; writes nothing.
+    #[command(after_help = PREVIEW_AFTER_HELP)]
+    Preview(PreviewArgs),
     /// Check that the store holds every record the log holds: missing rows,
     /// dead letters, undecodable messages, duplicates.
     #[command(long_about = VERIFY_ABOUT, after_help = VERIFY_AFTER_HELP)]
@@ -108,6 +112,10 @@ pub enum Command {
 /// Where the pipeline reads and writes.
 #[derive(Debug, Clone, Default, Args)]
 pub struct EndpointArgs {
+    /// The pipeline to work on, by its name in [[pipelines]] [default: the
+    /// only one]. `serve` runs only this one.
+    #[arg(long, env = "TRIBUTARY_PIPELINE", value_name = "NAME")]
+    pub pipeline: Option<String>,
     /// Log URL: sqlite:, sqlite:PATH, or kafka://host:9092[,host2:9092]/topic.
     #[arg(long, env = "TRIBUTARY_LOG", value_name = "URL")]
     pub log: Option<String>,
@@ -176,6 +184,27 @@ pub struct StoreArgs {
 #[derive(Debug, Clone, Args)]
 pub struct StatusArgs {
     /// Print as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub endpoints: EndpointArgs,
+}
+
+const PREVIEW_AFTER_HELP: &str = "\
+Examples:
+  tributary preview --config orders.toml --pipeline orders --limit 5
+  tributary preview --config orders.toml --json | jq .dead_letters
+
+A user pipeline's records go through its transform and its table's type
+check, exactly as ingestion would run them; nothing is logged or stored.
+When the table is not declared (no `columns`), it is read from the store.";
+
+#[derive(Debug, Clone, Args)]
+pub struct PreviewArgs {
+    /// Records to fetch (from the first page on).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=5000))]
+    pub limit: u64,
+    /// Rows and dead letters as one JSON object.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -462,6 +491,7 @@ impl EndpointArgs {
     pub fn overrides(&self, data_dir: Option<PathBuf>) -> Overrides {
         Overrides {
             data_dir,
+            pipeline: self.pipeline.clone(),
             log: self.log.clone(),
             sink: self.sink.clone(),
             group: self.group.clone(),

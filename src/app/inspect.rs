@@ -11,19 +11,20 @@ use crate::cli::{DlqCommand, EndpointArgs, ShowArgs};
 use crate::config::Config;
 use crate::pipeline::log::{Log, StoredDeadLetter};
 use crate::pipeline::processor::{self, ReplayReport};
+use crate::pipeline::shape::Shape;
 use crate::pipeline::sink::Sink;
 use crate::record::ROW_COLUMNS;
 
 async fn open_sink(config: &Config) -> AppResult<Sink> {
     prepare_dirs(config)?;
-    Ok(Sink::open(&config.sink)
+    Ok(Sink::open(&config.pipeline.sink, &config.pipeline.dataset)
         .await
         .context("cannot open the store")?)
 }
 
 async fn open_log(config: &Config) -> AppResult<Log> {
     prepare_dirs(config)?;
-    Ok(Log::open(&config.log)
+    Ok(Log::open(&config.pipeline.log)
         .await
         .context("cannot open the log")?)
 }
@@ -39,7 +40,7 @@ pub async fn status(config: Config, json: bool) -> AppResult {
     let log = open_log(&config).await?;
     let sink = open_sink(&config).await?;
     let lag = log
-        .lag(&config.group)
+        .lag(&config.pipeline.group)
         .await
         .context("cannot read the log's offsets")?;
     let rows = sink.count().await.context("cannot count rows")?;
@@ -48,7 +49,7 @@ pub async fn status(config: Config, json: bool) -> AppResult {
         .await
         .context("cannot count dead letters")?;
     let lost = log
-        .lost(&config.group)
+        .lost(&config.pipeline.group)
         .await
         .context("cannot read the log's offsets")?;
     let total_lag: i64 = lag.iter().map(|p| p.lag()).sum();
@@ -68,7 +69,7 @@ pub async fn status(config: Config, json: bool) -> AppResult {
             "{}",
             serde_json::json!({
                 "topic": log.topic(),
-                "group": config.group,
+                "group": config.pipeline.group,
                 "partitions": partitions,
                 "lag": total_lag,
                 "lost_to_retention": lost,
@@ -79,7 +80,7 @@ pub async fn status(config: Config, json: bool) -> AppResult {
         );
         return Ok(());
     }
-    println!("log    topic {} group {}", log.topic(), config.group);
+    println!("log    topic {} group {}", log.topic(), config.pipeline.group);
     let cells: Vec<Vec<String>> = lag
         .iter()
         .map(|p| {
@@ -106,26 +107,37 @@ pub async fn status(config: Config, json: bool) -> AppResult {
 
 pub async fn show(config: Config, args: &ShowArgs) -> AppResult {
     let sink = open_sink(&config).await?;
-    let rows = sink.rows(args.limit).await.context("cannot read rows")?;
+    let rows = sink.records(args.limit).await.context("cannot read rows")?;
     if args.json {
         for row in &rows {
-            println!("{}", String::from_utf8_lossy(&row.to_json()));
+            println!("{row}");
         }
         return Ok(());
     }
-    let cells: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| {
-            let v = serde_json::to_value(r).expect("rows serialise");
-            ROW_COLUMNS
-                .iter()
-                .map(|c| v[c].as_str().unwrap_or_default().to_owned())
-                .collect()
-        })
-        .collect();
-    print!("{}", table(&ROW_COLUMNS, &cells));
+    let columns: Vec<&str> = match sink.schema() {
+        Some(schema) => schema.columns.iter().map(|c| c.name.as_str()).collect(),
+        None => ROW_COLUMNS.to_vec(),
+    };
+    print!("{}", table(&columns, &cells(&columns, &rows)));
     println!("\n({} rows)", rows.len());
     Ok(())
+}
+
+/// The cells of JSON rows for a table: text as it is, null empty, other
+/// values as JSON.
+pub(super) fn cells(columns: &[&str], rows: &[serde_json::Value]) -> Vec<Vec<String>> {
+    rows.iter()
+        .map(|v| {
+            columns
+                .iter()
+                .map(|c| match &v[c] {
+                    serde_json::Value::String(s) => s.clone(),
+                    serde_json::Value::Null => String::new(),
+                    other => other.to_string(),
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// A cqlsh-style table: a header, a rule, and ` | `-separated cells.
@@ -192,6 +204,8 @@ pub async fn dlq(
             let log = open_log(&config).await?;
             let sink = open_sink(&config).await?;
             let max_bytes = config.processor.max_message_bytes;
+            let shape = Shape::of(&config.pipeline.dataset, sink.schema());
+            let shape = shape.as_ref();
             let mut report = ReplayReport::default();
             if ids.is_empty() {
                 // Page by page, so memory holds one page however long the
@@ -210,7 +224,7 @@ pub async fn dlq(
                 });
                 let mut after = None;
                 loop {
-                    let (page, last) = processor::replay_page(&log, &sink, after, max_bytes)
+                    let (page, last) = processor::replay_page(&log, &sink, shape, after, max_bytes)
                         .await
                         .context("replay failed")?;
                     let Some(last) = last else { break };
@@ -229,7 +243,7 @@ pub async fn dlq(
                         .dead_letters_by_id(chunk.to_vec())
                         .await
                         .context("cannot read dead letters")?;
-                    report += processor::replay(&log, &sink, letters, max_bytes)
+                    report += processor::replay(&log, &sink, shape, letters, max_bytes)
                         .await
                         .context("replay failed")?;
                 }

@@ -1,6 +1,7 @@
 //! The scheduling commands: `serve` (scheduler + processor in one process),
 //! `jobs …` on the stored run history, and `export airflow-dag`.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read, Seek, Write};
 use std::path::Path;
@@ -18,10 +19,11 @@ use crate::config::Config;
 use crate::pipeline;
 use crate::pipeline::embedded::file_id;
 use crate::pipeline::ingest::IngestPlan;
+use crate::pipeline::shape::Shape;
 use crate::pipeline::stats::Stats;
 use crate::scheduler::history::HistoryError;
 use crate::scheduler::history::now_ms;
-use crate::scheduler::{History, JobConfig, RunState, SERVE_BUSY_TIMEOUT, Scheduler};
+use crate::scheduler::{History, JobConfig, RunState, SERVE_BUSY_TIMEOUT, Scheduler, Target};
 use crate::{telemetry, web};
 
 fn data_dir(config: &Config) -> AppResult {
@@ -157,33 +159,62 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> AppResult {
     let mut lock = ServeLock::acquire(&config.data_dir).map_err(anyhow::Error::from)?;
     let history = History::open_with(&config.data_dir.join("scheduler.db"), SERVE_BUSY_TIMEOUT)
         .context("cannot open the run history")?;
-    let stats = Arc::new(Stats::default());
-    let job = super::run::open_job(&config, stats.clone(), shutdown.clone()).await?;
-    println!(
-        "serve: {} job(s); processor following topic {} into {}",
-        config.jobs.len(),
-        job.log.topic(),
-        job.sink.describe()
-    );
-    let scheduler = Scheduler::new(
-        config.jobs.clone(),
-        history.clone(),
-        job.log.clone(),
-        stats.clone(),
-    );
-    let web = match config.web.listen {
-        Some(addr) => {
-            // Before any stage counts, so /metrics totals start with the
-            // process. Without the web side nothing could read them, so no
-            // recorder is installed at all then.
-            let metrics = telemetry::prometheus::install();
+    // Before any stage counts, so /metrics totals start with the process.
+    // Without the web side nothing could read them, so no recorder is
+    // installed at all then.
+    let metrics = config.web.listen.map(|_| telemetry::prometheus::install());
+    // Every pipeline: its log, store and processor; the scheduler feeds
+    // each its jobs' runs.
+    let mut all_stats = Vec::new();
+    let mut processors = Vec::new();
+    let mut targets = BTreeMap::new();
+    let mut first = None;
+    for p in &config.pipelines {
+        let mut one = config.clone();
+        one.pipeline = p.clone();
+        let pipeline_stats = Arc::new(Stats::for_pipeline(&p.name));
+        all_stats.push((p.name.clone(), pipeline_stats.clone()));
+        let job = super::run::open_job(&one, pipeline_stats.clone(), shutdown.clone())
+            .await?;
+        let shape = Shape::of(&p.dataset, job.sink.schema());
+        println!(
+            "serve: pipeline {}: {} job(s); processor following topic {} into {}",
+            p.name,
+            config.jobs.iter().filter(|j| j.pipeline == p.name).count(),
+            job.log.topic(),
+            job.sink.describe()
+        );
+        targets.insert(
+            p.name.clone(),
+            Target {
+                log: job.log.clone(),
+                shape,
+                page_size: config.processor.batch_size as u64,
+                stats: pipeline_stats.clone(),
+            },
+        );
+        if first.is_none() {
+            first = Some((job.log.clone(), job.sink.clone(), pipeline_stats.clone()));
+        }
+        let name = p.name.clone();
+        processors.push(async move {
+            pipeline::process(job, true)
+                .instrument(info_span!("pipeline", name = %name))
+                .await
+                .with_context(|| format!("pipeline {name}"))
+        });
+    }
+    let (first_log, first_sink, first_stats) = first.expect("a config has at least one pipeline");
+    let scheduler = Scheduler::with_targets(config.jobs.clone(), history.clone(), targets);
+    let web = match (config.web.listen, metrics) {
+        (Some(addr), Some(metrics)) => {
             let parts = web::Parts {
                 config: Arc::new(config.clone()),
-                log: job.log.clone(),
-                sink: job.sink.clone(),
+                log: first_log,
+                sink: first_sink,
                 history: history.clone(),
                 scheduler: scheduler.health(),
-                stats: stats.clone(),
+                stats: first_stats,
                 metrics,
             };
             let server = web::start(addr, config.web.token.clone(), parts, shutdown.clone())
@@ -196,9 +227,14 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> AppResult {
             println!("dashboard: http://{shown}/  (metrics: http://{shown}/metrics)");
             Some(server)
         }
-        None => None,
+        _ => None,
     };
-    let processing = pipeline::process(job, true);
+    // The processors, together: the first to fail stops `serve`.
+    let processing = async move {
+        futures::future::try_join_all(processors)
+            .await
+            .map(|_| ())
+    };
     tokio::pin!(processing);
     let mut scheduling = tokio::spawn(
         scheduler
@@ -235,13 +271,16 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> AppResult {
     {
         tracing::warn!(error = %e, "dashboard server stopped with an error");
     }
-    let s = stats.summary();
-    info!(
-        fetched = s.fetched,
-        logged = s.logged,
-        stored = s.stored,
-        "serve stopped"
-    );
+    for (name, stats) in &all_stats {
+        let s = stats.summary();
+        info!(
+            pipeline = %name,
+            fetched = s.fetched,
+            logged = s.logged,
+            stored = s.stored,
+            "serve stopped"
+        );
+    }
     if let Some(lost) = lost {
         return Err(anyhow::Error::from(lost).into());
     }

@@ -5,6 +5,7 @@
 mod bench;
 mod inspect;
 mod jobs;
+mod preview;
 mod run;
 mod verify;
 
@@ -124,6 +125,9 @@ pub async fn main(cli: Cli) -> AppResult {
         Command::Count(args) => inspect::count(with_endpoints(&args.endpoints)?).await,
         Command::Status(args) => inspect::status(with_endpoints(&args.endpoints)?, args.json).await,
         Command::Show(args) => inspect::show(with_endpoints(&args.endpoints)?, &args).await,
+        Command::Preview(args) => {
+            preview::preview(with_endpoints(&args.endpoints)?, &args).await
+        }
         Command::Verify(args) => {
             verify::verify(with_endpoints(&args.endpoints)?, &args, shutdown).await
         }
@@ -190,11 +194,11 @@ fn listen_for_signals(shutdown: CancellationToken) {
 /// the directory when that is impossible.
 fn prepare_dirs(config: &Config) -> AppResult {
     let mut dirs: Vec<&Path> = Vec::new();
-    match &config.log {
+    match &config.pipeline.log {
         LogConfig::Sqlite(l) => dirs.extend(l.path.parent()),
         LogConfig::Kafka(_) => {}
     }
-    match &config.sink {
+    match &config.pipeline.sink {
         SinkConfig::Sqlite(s) => dirs.extend(s.path.parent()),
         SinkConfig::Cassandra(_) => {}
     }
@@ -226,8 +230,8 @@ fn prepare_dirs(config: &Config) -> AppResult {
 
 /// Tells the user which seed a run drew, so it can be repeated.
 fn announce_seed(config: &Config) {
-    if config.seed_was_drawn {
-        let seed = config.source.seed();
+    if config.pipeline.seed_was_drawn {
+        let seed = config.pipeline.source.seed();
         warn!(seed, "no seed given; repeat this run with --seed {seed}");
     }
 }

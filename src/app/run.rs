@@ -17,10 +17,10 @@ use super::{AppResult, announce_seed, prepare_dirs};
 use crate::cli::{MockApiArgs, ProcessArgs, RunArgs};
 use crate::config::{Config, Overrides};
 use crate::mock_api::{self, Faults, Served};
-use crate::pipeline::ingest::IngestPlan;
+use crate::pipeline::ingest::{Feed, IngestPlan};
 use crate::pipeline::log::Log;
+use crate::pipeline::shape::{Dataset, Shape};
 use crate::pipeline::sink::Sink;
-use crate::pipeline::source::Source;
 use crate::pipeline::stats::{Counter, Stats, Summary};
 use crate::pipeline::{self, Job};
 
@@ -44,15 +44,43 @@ fn plan(args: &RunArgs, config: &Config) -> IngestPlan {
             per_tick: args.per_tick.unwrap_or(1),
         },
         _ => IngestPlan::Records {
-            total: args.records.unwrap_or(DEFAULT_RECORDS),
+            // A Random User source never ends; a user pipeline's source is
+            // read to its end.
+            total: args.records.unwrap_or(match config.pipeline.dataset {
+                Dataset::Users => DEFAULT_RECORDS,
+                Dataset::Table(_) => u64::MAX,
+            }),
             page_size: config.processor.batch_size as u64,
         },
     }
 }
 
-/// How many records a plan will fetch, if known in advance.
+/// What ingestion reads: the pipeline's source, with its shape when it has
+/// a table (as `sink` has it; a table left to the store is read from it,
+/// opening it when no `sink` is given).
+pub(super) async fn feed(config: &Config, sink: Option<&Sink>) -> AppResult<Feed> {
+    let p = &config.pipeline;
+    let shape = match (&p.dataset, sink) {
+        (Dataset::Users, _) => None,
+        (dataset, Some(sink)) => Shape::of(dataset, sink.schema()),
+        (dataset, None) => match Shape::of(dataset, None) {
+            Some(shape) => Some(shape),
+            None => {
+                let sink = Sink::open(&p.sink, dataset)
+                    .await
+                    .context("cannot open the store to read its table")?;
+                Shape::of(dataset, sink.schema())
+            }
+        },
+    };
+    Ok(Feed::open(&p.source, shape, config.processor.batch_size as u64)
+        .context("cannot open the source")?)
+}
+
+/// How many records a plan will fetch, if known in advance (0: unknown).
 fn expected(plan: IngestPlan) -> u64 {
     match plan {
+        IngestPlan::Records { total: u64::MAX, .. } => 0,
         IngestPlan::Records { total, .. } => total,
         IngestPlan::Burst {
             duration,
@@ -69,16 +97,16 @@ pub(super) async fn open_job(
     shutdown: CancellationToken,
 ) -> AppResult<Job> {
     prepare_dirs(config)?;
-    let log = Log::open(&config.log)
+    let log = Log::open(&config.pipeline.log)
         .await
         .context("cannot open the log")?;
-    let sink = Sink::open(&config.sink)
+    let sink = Sink::open(&config.pipeline.sink, &config.pipeline.dataset)
         .await
         .context("cannot open the store")?;
     Ok(Job {
         log,
         sink,
-        group: config.group.clone(),
+        group: config.pipeline.group.clone(),
         processor: config.processor,
         stats,
         shutdown,
@@ -90,10 +118,10 @@ pub async fn run(config: Config, args: &RunArgs, shutdown: CancellationToken) ->
     let stopped = shutdown.clone();
     let stats = Arc::new(Stats::default());
     let plan = plan(args, &config);
-    let source = Arc::new(Source::open(&config.source).context("cannot open the source")?);
     let job = open_job(&config, stats.clone(), shutdown).await?;
+    let feed = feed(&config, Some(&job.sink)).await?;
     let progress = Progress::start(expected(plan), stats.clone(), |s| s.get(Counter::Read));
-    let result = pipeline::run(source, plan, job).await;
+    let result = pipeline::run(feed, plan, job).await;
     progress.finish();
     let summary = stats.summary();
     // The books are checked only for a run that went to the end: one
@@ -111,7 +139,7 @@ pub async fn run(config: Config, args: &RunArgs, shutdown: CancellationToken) ->
         Ok(()) => (None, Books::NotChecked("stopped before the end")),
         Err(_) => (None, Books::NotChecked("the run failed")),
     };
-    report("run", config.source.seed(), &summary, books, args.json);
+    report("run", config.pipeline.source.seed(), &summary, books, args.json);
     result.context("run failed")?;
     fail_on_loss(&summary)?;
     if let Some(wrong) = imbalance {
@@ -141,17 +169,17 @@ pub async fn ingest(config: Config, args: &RunArgs, shutdown: CancellationToken)
     announce_seed(&config);
     let stats = Arc::new(Stats::default());
     let plan = plan(args, &config);
-    let source = Arc::new(Source::open(&config.source).context("cannot open the source")?);
     prepare_dirs(&config)?;
-    let log = Log::open(&config.log)
+    let feed = feed(&config, None).await?;
+    let log = Log::open(&config.pipeline.log)
         .await
         .context("cannot open the log")?;
     let progress = Progress::start(expected(plan), stats.clone(), |s| s.get(Counter::Logged));
-    let result = pipeline::ingest::run(source, log, plan, stats.clone(), shutdown).await;
+    let result = pipeline::ingest::run(feed, log, plan, stats.clone(), shutdown).await;
     progress.finish();
     report(
         "ingest",
-        config.source.seed(),
+        config.pipeline.source.seed(),
         &stats.summary(),
         Books::None,
         args.json,

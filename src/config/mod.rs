@@ -3,20 +3,23 @@
 //! validated [`Config`]; components receive only their validated part.
 //! Precedence: flags > `TRIBUTARY_*` env > `tributary.toml` > defaults.
 
+mod pipelines;
 mod raw;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use pipelines::PipelineConfig;
 pub use raw::{
-    RawBurst, RawCassandra, RawConfig, RawJob, RawKafka, RawLog, RawProcessor, RawSink, RawSource,
-    RawWeb,
+    RawBurst, RawCassandra, RawConfig, RawJob, RawKafka, RawLog, RawPageSize, RawPaginate,
+    RawPipeline, RawPipelineSource, RawProcessor, RawSink, RawSource, RawTable, RawWeb,
 };
 use url::Url;
 
 use crate::pipeline::ingest::IngestPlan;
 use crate::pipeline::log::{KafkaLogConfig, LogConfig, OffsetReset, SqliteLogConfig};
 use crate::pipeline::processor::ProcessorConfig;
+use crate::pipeline::shape::Dataset;
 use crate::pipeline::sink::{CassandraSinkConfig, SinkConfig, SqliteSinkConfig};
 use crate::pipeline::source::generator::{self, Gender};
 use crate::pipeline::source::{HttpConfig, MAX_RESULTS_PER_REQUEST, SourceConfig};
@@ -28,6 +31,9 @@ use std::collections::BTreeMap;
 
 /// The config file read when none is named.
 pub const DEFAULT_FILE: &str = "tributary.toml";
+
+/// The name of the built-in pipeline of a config without `[[pipelines]]`.
+pub const DEFAULT_PIPELINE: &str = "randomuser";
 
 /// A configuration problem: always the user's to fix, never worth a retry.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +58,9 @@ fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Overrides {
     pub data_dir: Option<PathBuf>,
+    /// `--pipeline`: the pipeline a command works on (`serve`: the only
+    /// one it runs).
+    pub pipeline: Option<String>,
     pub source: Option<String>,
     pub log: Option<String>,
     pub sink: Option<String>,
@@ -75,12 +84,14 @@ pub struct Overrides {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub data_dir: PathBuf,
-    pub source: SourceConfig,
-    /// No seed was given: one was drawn and should be shown to the user.
-    pub seed_was_drawn: bool,
-    pub log: LogConfig,
-    pub group: String,
-    pub sink: SinkConfig,
+    /// The pipeline this command works on (`--pipeline`, or the only one).
+    pub pipeline: PipelineConfig,
+    /// Every pipeline `serve` runs: all of them, or the one `--pipeline`
+    /// names.
+    pub pipelines: Vec<PipelineConfig>,
+    /// Whether the pipelines are declared as `[[pipelines]]` (otherwise the
+    /// one pipeline is the built-in Random User one).
+    pub named_pipelines: bool,
     pub processor: ProcessorConfig,
     /// Where the file settings came from, if a file was read.
     pub file: Option<PathBuf>,
@@ -363,7 +374,8 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let data_dir = over
             .data_dir
-            .or(raw.data_dir)
+            .clone()
+            .or(raw.data_dir.clone())
             .unwrap_or_else(|| PathBuf::from("./tributary-data"));
         if data_dir.as_os_str().is_empty() {
             return Err(invalid("data_dir", "must not be empty"));
@@ -391,151 +403,42 @@ impl Config {
             ));
         }
 
-        // Source.
-        let source = Self::resolve_source(&raw.source, over.source, over.seed)?;
-
-        // Log.
-        let log_url = over.log.or(raw.log.url).unwrap_or_else(|| "sqlite:".into());
-        let (kafka_brokers, url_topic) = match log_url.strip_prefix("kafka://") {
-            Some(rest) => {
-                let (brokers, topic) = rest.split_once('/').unwrap_or((rest, ""));
-                if brokers.is_empty() {
-                    return Err(invalid(
-                        "log.url",
-                        format!("{log_url:?} names no broker; use kafka://host:9092/topic"),
-                    ));
-                }
-                (
-                    Some(brokers.to_owned()),
-                    (!topic.is_empty()).then(|| topic.to_owned()),
-                )
+        // The pipelines: the built-in one from `[source]`, `[log]` and
+        // `[sink]`, or the named `[[pipelines]]`.
+        let secrets = Secrets {
+            kafka_sasl_password: over.kafka_sasl_password.clone(),
+            cassandra_user: over.cassandra_user.clone(),
+            cassandra_password: over.cassandra_password.clone(),
+        };
+        let pipelines = if raw.pipelines.is_empty() {
+            if let Some(name) = over.pipeline.as_deref().filter(|n| *n != DEFAULT_PIPELINE) {
+                return Err(invalid(
+                    "--pipeline",
+                    format!(
+                        "no pipeline {name:?}: the config declares no [[pipelines]], so the \
+                         one pipeline is {DEFAULT_PIPELINE:?}"
+                    ),
+                ));
             }
-            None => (None, None),
+            vec![Self::default_pipeline(&raw, &data_dir, &over, &secrets)?]
+        } else {
+            pipelines::resolve(&raw, file.as_deref(), &data_dir, &over, &secrets)?
         };
-        let topic = topic_name(
-            over.topic
-                .as_deref()
-                .or(url_topic.as_deref())
-                .or(raw.log.topic.as_deref())
-                .unwrap_or("users_created"),
-        )?;
-        let group = over
-            .group
-            .or(raw.log.group)
-            .unwrap_or_else(|| "tributary".into());
-        if group.is_empty() || group.len() > 128 {
-            return Err(invalid("log.group", "must be 1 to 128 characters"));
-        }
-        let retention_age = duration(
-            "log.retention_age",
-            raw.log.retention_age.as_deref(),
-            7 * DAY,
-            (Duration::ZERO, YEARS_10),
-        )?;
-        if raw.log.retention_messages == Some(0) {
-            return Err(invalid("log.retention_messages", "must be at least 1"));
-        }
-        let offset_reset = match raw.log.offset_reset.as_deref() {
-            None => OffsetReset::default(),
-            Some(s) => OffsetReset::parse(s).ok_or_else(|| {
-                invalid(
-                    "log.offset_reset",
-                    format!("{s:?} must be earliest, latest or error"),
-                )
-            })?,
-        };
-        let log = match kafka_brokers {
-            Some(brokers) => {
-                let k = &raw.log.kafka;
-                let partitions = k.partitions.unwrap_or(3);
-                if partitions < 1 {
-                    return Err(invalid("log.kafka.partitions", "must be at least 1"));
-                }
-                if k.replication_factor.is_some_and(|rf| rf < 1) {
-                    return Err(invalid(
-                        "log.kafka.replication_factor",
-                        "must be at least 1",
-                    ));
-                }
-                let compression = k.compression.clone().unwrap_or_else(|| "lz4".into());
-                if !matches!(
-                    compression.as_str(),
-                    "none" | "gzip" | "snappy" | "lz4" | "zstd"
-                ) {
-                    return Err(invalid(
-                        "log.kafka.compression",
-                        format!("{compression:?} must be none, gzip, snappy, lz4 or zstd"),
-                    ));
-                }
-                let mut properties = k.properties.clone();
-                if raw.log.offset_reset.is_some() {
-                    properties
-                        .entry("auto.offset.reset".into())
-                        .or_insert_with(|| offset_reset.as_str().into());
-                }
-                if let Some(pw) = over.kafka_sasl_password {
-                    properties.insert("sasl.password".into(), pw);
-                }
-                LogConfig::Kafka(KafkaLogConfig {
-                    brokers,
-                    topic,
-                    create_topics: k.create_topics.unwrap_or(true),
-                    partitions,
-                    replication_factor: k.replication_factor,
-                    compression,
-                    properties,
-                })
-            }
-            None => LogConfig::Sqlite(SqliteLogConfig {
-                path: sqlite_path("log.url", &log_url, data_dir.join("log.db"))?,
-                topic,
-                retention_messages: raw.log.retention_messages,
-                retention_age: (!retention_age.is_zero()).then_some(retention_age),
-                durable_fsync: raw.log.fsync.unwrap_or(false),
-                offset_reset,
-            }),
-        };
-
-        // Sink.
-        let sink_url = over
-            .sink
-            .or(raw.sink.url)
-            .unwrap_or_else(|| "sqlite:".into());
-        let sink = match sink_url.strip_prefix("cassandra://") {
-            Some(rest) => SinkConfig::Cassandra(cassandra_sink(
-                rest,
-                &raw.sink.cassandra,
-                over.cassandra_user,
-                over.cassandra_password,
-            )?),
-            None => SinkConfig::Sqlite(SqliteSinkConfig {
-                path: sqlite_path("sink.url", &sink_url, data_dir.join("store.db"))?,
-                table: identifier(
-                    "sink.table",
-                    raw.sink.table.as_deref().unwrap_or("created_users"),
-                )?,
-                // With a Kafka log, the consumer group's offsets live in Kafka
-                // and may outlive the store's last transactions after a power
-                // loss; so each write is made durable before it is committed
-                // there. (With the embedded log, the store keeps the position
-                // in the same transaction as the rows.)
-                durable_fsync: raw.sink.fsync.unwrap_or(false)
-                    || matches!(log, LogConfig::Kafka(_)),
-            }),
-        };
-
-        let (source, seed_was_drawn) = source;
-        let jobs = Self::resolve_jobs(&raw.jobs, &raw.source, batch_size)?;
+        let selected = pipelines::select(&pipelines, over.pipeline.as_deref())?;
+        let jobs = Self::resolve_jobs(&raw.jobs, &raw.source, &pipelines, batch_size)?;
         let web = resolve_web(&raw.web, over.listen, over.web_token)?;
+        let pipeline = selected.clone();
+        let pipelines = match over.pipeline {
+            Some(_) => vec![pipeline.clone()],
+            None => pipelines,
+        };
         Ok(Config {
             jobs,
             web,
             data_dir,
-            source,
-            seed_was_drawn,
-            log,
-            group,
-            sink,
+            pipeline,
+            pipelines,
+            named_pipelines: !raw.pipelines.is_empty(),
             processor: ProcessorConfig {
                 batch_size,
                 max_message_bytes,
@@ -545,9 +448,69 @@ impl Config {
         })
     }
 
+    /// The built-in Random User pipeline of a config without
+    /// `[[pipelines]]`: `[source]`, `[log]` and `[sink]` with the flags on top.
+    fn default_pipeline(
+        raw: &RawConfig,
+        data_dir: &Path,
+        over: &Overrides,
+        secrets: &Secrets,
+    ) -> Result<PipelineConfig, ConfigError> {
+        let (source, seed_was_drawn) =
+            Self::resolve_source(&raw.source, over.source.clone(), over.seed.clone())?;
+        let log_url = over
+            .log
+            .clone()
+            .or(raw.log.url.clone())
+            .unwrap_or_else(|| "sqlite:".into());
+        let log = resolve_log(
+            &raw.log,
+            &log_url,
+            LogPlace {
+                topic_over: over.topic.as_deref(),
+                topic_default: raw.log.topic.as_deref().unwrap_or("users_created"),
+                path_default: data_dir.join("log.db"),
+                use_url_topic: true,
+            },
+            secrets,
+        )?;
+        let group = group_name(
+            over.group
+                .clone()
+                .or(raw.log.group.clone())
+                .unwrap_or_else(|| "tributary".into()),
+        )?;
+        let sink_url = over
+            .sink
+            .clone()
+            .or(raw.sink.url.clone())
+            .unwrap_or_else(|| "sqlite:".into());
+        let sink = resolve_sink(
+            &raw.sink,
+            &sink_url,
+            SinkPlace {
+                table: raw.sink.table.as_deref().unwrap_or("created_users"),
+                cassandra_table: None,
+                path_default: data_dir.join("store.db"),
+            },
+            &log,
+            secrets,
+        )?;
+        Ok(PipelineConfig {
+            name: DEFAULT_PIPELINE.into(),
+            source,
+            seed_was_drawn,
+            dataset: Dataset::Users,
+            log,
+            group,
+            sink,
+        })
+    }
+
     fn resolve_jobs(
         raw_jobs: &[RawJob],
         raw_source: &RawSource,
+        pipelines: &[PipelineConfig],
         batch_size: usize,
     ) -> Result<Vec<JobConfig>, ConfigError> {
         let mut jobs: Vec<JobConfig> = Vec::new();
@@ -566,6 +529,7 @@ impl Config {
             if jobs.iter().any(|other| other.name == j.name) {
                 return Err(invalid("jobs.name", format!("{:?} is used twice", j.name)));
             }
+            let pipeline = pipelines::for_job(pipelines, &j.name, j.pipeline.as_deref())?;
             let schedule = Schedule::parse(&j.schedule, j.timezone.as_deref())
                 .map_err(|e| invalid("jobs.schedule", format!("job {}: {e}", j.name)))?;
             if j.max_active_runs.unwrap_or(1) != 1 {
@@ -602,17 +566,41 @@ impl Config {
                     },
                 },
                 None => IngestPlan::Records {
-                    total: j.records.unwrap_or(1000),
+                    total: j.records.unwrap_or(match pipeline.dataset {
+                        Dataset::Users => 1000,
+                        Dataset::Table(_) => u64::MAX,
+                    }),
                     page_size: batch_size as u64,
                 },
             };
-            let (source, _) = Self::resolve_source(
-                raw_source,
-                j.source.clone(),
-                Some(j.seed.clone().unwrap_or_else(|| j.name.clone())),
-            )?;
+            let seed = j.seed.clone().unwrap_or_else(|| j.name.clone());
+            let source = match (&j.source, &pipeline.source) {
+                (Some(url), source) if source.gives_users() => {
+                    Self::resolve_source(raw_source, Some(url.clone()), Some(seed))?.0
+                }
+                (Some(_), _) => {
+                    return Err(invalid(
+                        "jobs.source",
+                        format!(
+                            "job {}: pipeline {} takes its source from its own `source`",
+                            j.name, pipeline.name
+                        ),
+                    ));
+                }
+                (None, SourceConfig::Generator { nats, gender, .. }) => SourceConfig::Generator {
+                    seed,
+                    nats: nats.clone(),
+                    gender: gender.clone(),
+                },
+                (None, SourceConfig::Http(h)) => SourceConfig::Http(HttpConfig {
+                    seed,
+                    ..h.clone()
+                }),
+                (None, other) => other.clone(),
+            };
             jobs.push(JobConfig {
                 name: j.name.clone(),
+                pipeline: pipeline.name.clone(),
                 schedule,
                 plan,
                 source,
@@ -740,7 +728,9 @@ impl Config {
         Ok((config, seed_was_drawn))
     }
 
-    /// The resolved configuration as TOML, secrets redacted, for `config check`.
+    /// The resolved configuration as TOML, secrets redacted, for `config
+    /// check`. It parses back into the same configuration (a redacted
+    /// secret aside).
     pub fn to_toml(&self) -> String {
         let mut out = String::new();
         let file = self
@@ -750,125 +740,386 @@ impl Config {
             .unwrap_or_else(|| "(none: defaults, env and flags)".into());
         out.push_str(&format!("# resolved from {file}\n"));
         out.push_str(&format!(
-            "data_dir = {:?}\n\n[source]\n",
-            self.data_dir.display().to_string()
+            "data_dir = {}\n",
+            toml_str(&self.data_dir.display().to_string())
         ));
-        match &self.source {
-            SourceConfig::Generator { seed, nats, gender } => {
-                out.push_str("url = \"gen:\"\n");
-                out.push_str(&format!("seed = {seed:?}\nnat = {nats:?}\n"));
-                if let Some(g) = gender {
-                    out.push_str(&format!("gender = {g:?}\n"));
-                }
-            }
-            SourceConfig::Http(h) => {
-                out.push_str(&format!("url = {:?}\n", redact(&h.url)));
-                out.push_str(&format!("seed = {:?}\nnat = {:?}\n", h.seed, h.nats));
-                if let Some(g) = &h.gender {
-                    out.push_str(&format!("gender = {g:?}\n"));
-                }
-                out.push_str(&format!(
-                    "connect_timeout = {:?}\nread_timeout = {:?}\nmax_attempts = {}\nbackoff_initial = {:?}\nbackoff_max = {:?}\n",
-                    humantime::format_duration(h.connect_timeout).to_string(),
-                    humantime::format_duration(h.read_timeout).to_string(),
-                    h.max_attempts,
-                    humantime::format_duration(h.backoff_initial).to_string(),
-                    humantime::format_duration(h.backoff_max).to_string(),
-                ));
+        let p = &self.pipeline;
+        if !self.named_pipelines {
+            out.push_str("\n[source]\n");
+            source_toml(&mut out, &p.source);
+        }
+        out.push_str("\n[log]\n");
+        if !self.named_pipelines {
+            out.push_str(&format!(
+                "url = {}\ntopic = {}\ngroup = {}\n",
+                toml_str(&log_url(&p.log)),
+                toml_str(p.log.topic()),
+                toml_str(&p.group)
+            ));
+        }
+        log_settings_toml(&mut out, &p.log);
+        out.push_str("\n[sink]\n");
+        if !self.named_pipelines {
+            out.push_str(&format!("url = {}\n", toml_str(&sink_url(&p.sink))));
+            if let SinkConfig::Sqlite(s) = &p.sink {
+                out.push_str(&format!("table = {}\n", toml_str(&s.table)));
             }
         }
-        match &self.log {
-            LogConfig::Sqlite(l) => {
-                out.push_str(&format!(
-                    "\n[log]\nurl = {:?}\ntopic = {:?}\ngroup = {:?}\n",
-                    format!("sqlite:{}", l.path.display()),
-                    l.topic,
-                    self.group
-                ));
-                if let Some(n) = l.retention_messages {
-                    out.push_str(&format!("retention_messages = {n}\n"));
-                }
-                let age = l
-                    .retention_age
-                    .map(|a| humantime::format_duration(a).to_string())
-                    .unwrap_or_else(|| "0s".into());
-                out.push_str(&format!(
-                    "retention_age = {age:?}\nfsync = {}\noffset_reset = {:?}\n",
-                    l.durable_fsync,
-                    l.offset_reset.as_str()
-                ));
-            }
-            LogConfig::Kafka(k) => {
-                out.push_str(&format!(
-                    "\n[log]\nurl = {:?}\ntopic = {:?}\ngroup = {:?}\n\n[log.kafka]\npartitions = {}\n",
-                    format!("kafka://{}/{}", k.brokers, k.topic),
-                    k.topic,
-                    self.group,
-                    k.partitions
-                ));
-                if let Some(rf) = k.replication_factor {
-                    out.push_str(&format!("replication_factor = {rf}\n"));
-                }
-                out.push_str(&format!(
-                    "compression = {:?}\ncreate_topics = {}\n",
-                    k.compression, k.create_topics
-                ));
-                if !k.properties.is_empty() {
-                    out.push_str("\n[log.kafka.properties]\n");
-                    for (key, value) in &k.properties {
-                        let shown = if is_secret_key(key) {
-                            "***"
-                        } else {
-                            value.as_str()
-                        };
-                        out.push_str(&format!("{key:?} = {shown:?}\n"));
-                    }
-                }
-            }
-        }
-        match &self.sink {
-            SinkConfig::Sqlite(s) => out.push_str(&format!(
-                "\n[sink]\nurl = {:?}\ntable = {:?}\nfsync = {}\n",
-                format!("sqlite:{}", s.path.display()),
-                s.table,
-                s.durable_fsync
-            )),
-            SinkConfig::Cassandra(c) => {
-                let user = c
-                    .user
-                    .as_ref()
-                    .map(|u| format!("{u}:***@"))
-                    .unwrap_or_default();
-                out.push_str(&format!(
-                    "\n[sink]\nurl = {:?}\n\n[sink.cassandra]\nconsistency = {:?}\nconcurrency = {}\nreplication = {{ {} }}\n",
-                    format!("cassandra://{user}{}/{}.{}", c.nodes.join(","), c.keyspace, c.table),
-                    format!("{:?}", c.consistency),
-                    c.concurrency,
-                    c.replication
-                        .iter()
-                        .map(|(k, v)| format!("{k:?} = {v:?}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ));
-            }
-        }
+        sink_settings_toml(&mut out, &p.sink);
         out.push_str(&format!(
-            "\n[processor]\nbatch_size = {}\nmax_message_bytes = {}\nmax_outage = {:?}\n",
+            "\n[processor]\nbatch_size = {}\nmax_message_bytes = {}\nmax_outage = {}\n",
             self.processor.batch_size,
             self.processor.max_message_bytes,
-            humantime::format_duration(self.processor.max_outage).to_string()
+            toml_str(&humantime::format_duration(self.processor.max_outage).to_string())
         ));
         let listen = self
             .web
             .listen
             .map(|a| a.to_string())
             .unwrap_or_else(|| "off".into());
-        out.push_str(&format!("\n[web]\nlisten = {listen:?}\n"));
+        out.push_str(&format!("\n[web]\nlisten = {}\n", toml_str(&listen)));
         if self.web.token.is_some() {
-            out.push_str("token = \"***\"\n");
+            out.push_str("# a token is set (TRIBUTARY_WEB_TOKEN or token_file); not shown\n");
+        }
+        if self.named_pipelines {
+            #[derive(serde::Serialize)]
+            struct Pipelines {
+                pipelines: Vec<RawPipeline>,
+            }
+            let pipelines = Pipelines {
+                pipelines: self.pipelines.iter().map(pipelines::to_raw).collect(),
+            };
+            out.push('\n');
+            out.push_str(
+                &toml::to_string(&pipelines).expect("a resolved pipeline serialises as TOML"),
+            );
         }
         out
     }
+}
+
+/// A TOML basic string.
+fn toml_str(s: &str) -> String {
+    toml::Value::String(s.to_owned()).to_string()
+}
+
+fn source_toml(out: &mut String, source: &SourceConfig) {
+    match source {
+        SourceConfig::Generator { seed, nats, gender } => {
+            out.push_str("url = \"gen:\"\n");
+            out.push_str(&format!("seed = {}\nnat = {nats:?}\n", toml_str(seed)));
+            if let Some(g) = gender {
+                out.push_str(&format!("gender = {}\n", toml_str(g)));
+            }
+        }
+        SourceConfig::Http(h) => {
+            out.push_str(&format!("url = {}\n", toml_str(&redact(&h.url))));
+            out.push_str(&format!(
+                "seed = {}\nnat = {:?}\n",
+                toml_str(&h.seed),
+                h.nats
+            ));
+            if let Some(g) = &h.gender {
+                out.push_str(&format!("gender = {}\n", toml_str(g)));
+            }
+            let show = |d: Duration| toml_str(&humantime::format_duration(d).to_string());
+            out.push_str(&format!(
+                "connect_timeout = {}\nread_timeout = {}\nmax_attempts = {}\nbackoff_initial = {}\nbackoff_max = {}\n",
+                show(h.connect_timeout),
+                show(h.read_timeout),
+                h.max_attempts,
+                show(h.backoff_initial),
+                show(h.backoff_max),
+            ));
+        }
+        SourceConfig::JsonApi(_) | SourceConfig::File(_) => {}
+    }
+}
+
+/// A log's URL, as `[log] url` takes it.
+pub(crate) fn log_url(log: &LogConfig) -> String {
+    match log {
+        LogConfig::Sqlite(l) => format!("sqlite:{}", l.path.display()),
+        LogConfig::Kafka(k) => format!("kafka://{}/{}", k.brokers, k.topic),
+    }
+}
+
+/// A store's URL, as `[sink] url` takes it, without its password.
+pub(crate) fn sink_url(sink: &SinkConfig) -> String {
+    match sink {
+        SinkConfig::Sqlite(s) => format!("sqlite:{}", s.path.display()),
+        SinkConfig::Cassandra(c) => {
+            let user = c
+                .user
+                .as_ref()
+                .map(|u| format!("{u}@"))
+                .unwrap_or_default();
+            format!(
+                "cassandra://{user}{}/{}.{}",
+                c.nodes.join(","),
+                c.keyspace,
+                c.table
+            )
+        }
+    }
+}
+
+/// `[log]`'s settings beside its URL.
+fn log_settings_toml(out: &mut String, log: &LogConfig) {
+    match log {
+        LogConfig::Sqlite(l) => {
+            if let Some(n) = l.retention_messages {
+                out.push_str(&format!("retention_messages = {n}\n"));
+            }
+            let age = l
+                .retention_age
+                .map(|a| humantime::format_duration(a).to_string())
+                .unwrap_or_else(|| "0s".into());
+            out.push_str(&format!(
+                "retention_age = {}\nfsync = {}\noffset_reset = {}\n",
+                toml_str(&age),
+                l.durable_fsync,
+                toml_str(l.offset_reset.as_str())
+            ));
+        }
+        LogConfig::Kafka(k) => {
+            out.push_str(&format!("\n[log.kafka]\npartitions = {}\n", k.partitions));
+            if let Some(rf) = k.replication_factor {
+                out.push_str(&format!("replication_factor = {rf}\n"));
+            }
+            out.push_str(&format!(
+                "compression = {}\ncreate_topics = {}\n",
+                toml_str(&k.compression),
+                k.create_topics
+            ));
+            if !k.properties.is_empty() {
+                out.push_str("\n[log.kafka.properties]\n");
+                for (key, value) in &k.properties {
+                    let shown = if is_secret_key(key) {
+                        "***"
+                    } else {
+                        value.as_str()
+                    };
+                    out.push_str(&format!("{} = {}\n", toml_str(key), toml_str(shown)));
+                }
+            }
+        }
+    }
+}
+
+/// `[sink]`'s settings beside its URL.
+fn sink_settings_toml(out: &mut String, sink: &SinkConfig) {
+    match sink {
+        SinkConfig::Sqlite(s) => out.push_str(&format!("fsync = {}\n", s.durable_fsync)),
+        SinkConfig::Cassandra(c) => {
+            out.push_str(&format!(
+                "\n[sink.cassandra]\nconsistency = {}\nconcurrency = {}\n",
+                toml_str(&format!("{:?}", c.consistency).to_ascii_uppercase()),
+                c.concurrency,
+            ));
+            if c.password.is_some() {
+                out.push_str("# a password is set (password_file or TRIBUTARY_CASSANDRA_PASSWORD); not shown\n");
+            }
+            match c.replication.get("class").map(String::as_str) {
+                Some("NetworkTopologyStrategy") => {
+                    let dcs = c
+                        .replication
+                        .iter()
+                        .filter(|(k, _)| k.as_str() != "class")
+                        .map(|(k, v)| format!("{} = {v}", toml_str(k)))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    out.push_str(&format!("datacenters = {{ {dcs} }}\n"));
+                }
+                _ => out.push_str(&format!(
+                    "replication_factor = {}\n",
+                    c.replication
+                        .get("replication_factor")
+                        .map(String::as_str)
+                        .unwrap_or("1")
+                )),
+            }
+            if let Some(ca) = &c.tls_ca_file {
+                out.push_str(&format!(
+                    "tls_ca_file = {}\n",
+                    toml_str(&ca.display().to_string())
+                ));
+            }
+        }
+    }
+}
+
+/// Credentials from the environment, for every pipeline's endpoints.
+#[derive(Debug, Clone, Default)]
+struct Secrets {
+    kafka_sasl_password: Option<String>,
+    cassandra_user: Option<String>,
+    cassandra_password: Option<String>,
+}
+
+/// Where a pipeline's log sits when its URL leaves something out.
+struct LogPlace<'a> {
+    /// A topic that beats the URL's (`--topic`).
+    topic_over: Option<&'a str>,
+    topic_default: &'a str,
+    path_default: PathBuf,
+    /// Whether a topic in the URL names this pipeline's topic (not when the
+    /// URL is `[log]`'s, shared by several pipelines).
+    use_url_topic: bool,
+}
+
+/// The log of a pipeline: `url` with `[log]`'s settings.
+fn resolve_log(
+    raw: &RawLog,
+    log_url: &str,
+    place: LogPlace<'_>,
+    secrets: &Secrets,
+) -> Result<LogConfig, ConfigError> {
+    let (kafka_brokers, url_topic) = match log_url.strip_prefix("kafka://") {
+        Some(rest) => {
+            let (brokers, topic) = rest.split_once('/').unwrap_or((rest, ""));
+            if brokers.is_empty() {
+                return Err(invalid(
+                    "log.url",
+                    format!("{log_url:?} names no broker; use kafka://host:9092/topic"),
+                ));
+            }
+            (
+                Some(brokers.to_owned()),
+                (!topic.is_empty()).then(|| topic.to_owned()),
+            )
+        }
+        None => (None, None),
+    };
+    let url_topic = url_topic.filter(|_| place.use_url_topic);
+    let topic = topic_name(
+        place
+            .topic_over
+            .or(url_topic.as_deref())
+            .unwrap_or(place.topic_default),
+    )?;
+    let retention_age = duration(
+        "log.retention_age",
+        raw.retention_age.as_deref(),
+        7 * DAY,
+        (Duration::ZERO, YEARS_10),
+    )?;
+    if raw.retention_messages == Some(0) {
+        return Err(invalid("log.retention_messages", "must be at least 1"));
+    }
+    let offset_reset = match raw.offset_reset.as_deref() {
+        None => OffsetReset::default(),
+        Some(s) => OffsetReset::parse(s).ok_or_else(|| {
+            invalid(
+                "log.offset_reset",
+                format!("{s:?} must be earliest, latest or error"),
+            )
+        })?,
+    };
+    Ok(match kafka_brokers {
+        Some(brokers) => {
+            let k = &raw.kafka;
+            let partitions = k.partitions.unwrap_or(3);
+            if partitions < 1 {
+                return Err(invalid("log.kafka.partitions", "must be at least 1"));
+            }
+            if k.replication_factor.is_some_and(|rf| rf < 1) {
+                return Err(invalid(
+                    "log.kafka.replication_factor",
+                    "must be at least 1",
+                ));
+            }
+            let compression = k.compression.clone().unwrap_or_else(|| "lz4".into());
+            if !matches!(
+                compression.as_str(),
+                "none" | "gzip" | "snappy" | "lz4" | "zstd"
+            ) {
+                return Err(invalid(
+                    "log.kafka.compression",
+                    format!("{compression:?} must be none, gzip, snappy, lz4 or zstd"),
+                ));
+            }
+            let mut properties = k.properties.clone();
+            if raw.offset_reset.is_some() {
+                properties
+                    .entry("auto.offset.reset".into())
+                    .or_insert_with(|| offset_reset.as_str().into());
+            }
+            if let Some(pw) = &secrets.kafka_sasl_password {
+                properties.insert("sasl.password".into(), pw.clone());
+            }
+            LogConfig::Kafka(KafkaLogConfig {
+                brokers,
+                topic,
+                create_topics: k.create_topics.unwrap_or(true),
+                partitions,
+                replication_factor: k.replication_factor,
+                compression,
+                properties,
+            })
+        }
+        None => LogConfig::Sqlite(SqliteLogConfig {
+            path: sqlite_path("log.url", log_url, place.path_default)?,
+            topic,
+            retention_messages: raw.retention_messages,
+            retention_age: (!retention_age.is_zero()).then_some(retention_age),
+            durable_fsync: raw.fsync.unwrap_or(false),
+            offset_reset,
+        }),
+    })
+}
+
+/// Where a pipeline's rows go when its URL leaves something out.
+struct SinkPlace<'a> {
+    /// The embedded store's table.
+    table: &'a str,
+    /// A Cassandra table that beats the URL's (a pipeline that takes the
+    /// keyspace of `[sink]`'s URL).
+    cassandra_table: Option<&'a str>,
+    path_default: PathBuf,
+}
+
+/// The store of a pipeline: `url` with `[sink]`'s settings.
+fn resolve_sink(
+    raw: &RawSink,
+    sink_url: &str,
+    place: SinkPlace<'_>,
+    log: &LogConfig,
+    secrets: &Secrets,
+) -> Result<SinkConfig, ConfigError> {
+    Ok(match sink_url.strip_prefix("cassandra://") {
+        Some(rest) => {
+            let mut c = cassandra_sink(
+                rest,
+                &raw.cassandra,
+                secrets.cassandra_user.clone(),
+                secrets.cassandra_password.clone(),
+            )?;
+            if let Some(table) = place.cassandra_table {
+                c.table = identifier("table.name", table)?;
+            }
+            SinkConfig::Cassandra(c)
+        }
+        None => SinkConfig::Sqlite(SqliteSinkConfig {
+            path: sqlite_path("sink.url", sink_url, place.path_default)?,
+            table: identifier("sink.table", place.table)?,
+            // With a Kafka log, the consumer group's offsets live in Kafka
+            // and may outlive the store's last transactions after a power
+            // loss; so each write is made durable before it is committed
+            // there. (With the embedded log, the store keeps the position
+            // in the same transaction as the rows.)
+            durable_fsync: raw.fsync.unwrap_or(false)
+                || matches!(log, LogConfig::Kafka(_)),
+        }),
+    })
+}
+
+/// A consumer group name.
+fn group_name(group: String) -> Result<String, ConfigError> {
+    if group.is_empty() || group.len() > 128 {
+        return Err(invalid("log.group", "must be 1 to 128 characters"));
+    }
+    Ok(group)
 }
 
 /// `[web]`: where `serve` listens and the token it asks for. A token is

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The whole file.
 ///
@@ -40,6 +40,10 @@ pub struct RawConfig {
     pub sink: RawSink,
     #[serde(default)]
     pub processor: RawProcessor,
+    /// Named pipelines. Without any, the one pipeline is the built-in
+    /// Random User one, set by `[source]`, `[log]` and `[sink]`.
+    #[serde(default)]
+    pub pipelines: Vec<RawPipeline>,
     /// Scheduled ingestion jobs, run by `tributary serve`.
     #[serde(default)]
     pub jobs: Vec<RawJob>,
@@ -81,6 +85,8 @@ pub struct RawWeb {
 pub struct RawJob {
     /// Letters, digits, `_` and `-`; unique.
     pub name: String,
+    /// The pipeline the job feeds. Default: the only one.
+    pub pipeline: Option<String>,
     /// 5-field cron, a preset (`@hourly`, `@daily`, `@weekly`, `@monthly`,
     /// `@yearly`) or `@every <duration>`.
     pub schedule: String,
@@ -88,7 +94,8 @@ pub struct RawJob {
     pub timezone: Option<String>,
     /// The seed DAG's loop: `records` users every `interval` for `duration`.
     pub burst: Option<RawBurst>,
-    /// Without `burst`: users fetched per run. Default 1000.
+    /// Without `burst`: records fetched per run. Default 1000 for the Random
+    /// User pipeline; every record the source has for the others.
     pub records: Option<u64>,
     /// Source URL; default the `[source]` one.
     pub source: Option<String>,
@@ -271,4 +278,163 @@ pub struct RawProcessor {
     /// is committed meanwhile. `process --follow` and `serve` wait as long
     /// as it takes, warning every few seconds. Default `5m`.
     pub max_outage: Option<String>,
+}
+
+/// `[[pipelines]]`: one named pipeline, source → transform → log → table.
+///
+/// ```toml
+/// [[pipelines]]
+/// name = "orders"
+/// source = { url = "https://shop.example/api/v2/orders", records = "/data",
+///            paginate = { cursor = "/meta/next_cursor", param = "cursor" },
+///            headers = { Authorization = "Bearer ${SHOP_TOKEN}" } }
+/// transform = '''
+/// .id = to_string!(.order_id)
+/// '''
+/// log = "kafka://127.0.0.1:9092/orders"
+/// sink = "cassandra://127.0.0.1:9042/shop.orders"
+/// table = { key = ["id"], columns = { id = "text", total = "double" } }
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPipeline {
+    /// Letters, digits, `_` and `-`; unique. Names the pipeline in
+    /// `--pipeline`, jobs, metrics and the dashboard.
+    pub name: String,
+    pub source: RawPipelineSource,
+    /// A VRL program that reshapes each record into the row (`.` in, `.`
+    /// out). Default: the record is the row.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transform: Option<toml::Spanned<String>>,
+    /// The program in a file instead (relative to the working directory).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transform_file: Option<PathBuf>,
+    /// Log URL as in `[log] url`. Default: `[log] url`, or the embedded log
+    /// `<data_dir>/pipelines/<name>/log.db`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log: Option<String>,
+    /// Topic. Default: the one in `log`, or the pipeline's name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    /// Consumer group. Default `tributary-<name>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Store URL as in `[sink] url`. Default: `[sink] url` (its keyspace),
+    /// or the embedded store `<data_dir>/pipelines/<name>/store.db`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sink: Option<String>,
+    /// The table rows go to. Without it the records are Random User users
+    /// (a `gen:` or Random User source) written to the seed table.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub table: Option<RawTable>,
+}
+
+/// A pipeline's `source`: a JSON API (`url`), a file (`file`), or the
+/// built-in users (`url = "gen:..."`, or `kind = "randomuser"` for a Random
+/// User API).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPipelineSource {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// An NDJSON file or a file holding one JSON array.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<PathBuf>,
+    /// `json` (default for http(s) URLs) or `randomuser`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// JSON pointer to the records array, e.g. `/data`. Default: the whole
+    /// body is the array.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub records: Option<String>,
+    /// How to ask for the next page. Default: one request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paginate: Option<RawPaginate>,
+    /// A page-size parameter sent with every request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub page_size: Option<RawPageSize>,
+    /// Query parameters; values may hold `${ENV_VAR}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query: Option<BTreeMap<String, String>>,
+    /// Request headers; values may hold `${ENV_VAR}` (never printed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub headers: Option<BTreeMap<String, String>>,
+    /// JSON pointer that, when present and not null in an answer, marks it
+    /// as an error (retried).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Stop after this many pages.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_pages: Option<u64>,
+    /// A file's longest record, in bytes. Default 1 MiB.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_record_bytes: Option<usize>,
+    /// Time to establish a connection. Default `5s`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connect_timeout: Option<String>,
+    /// Longest wait for the next bytes of an answer. Default `30s`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_timeout: Option<String>,
+    /// Attempts per page before the run fails. Default 8.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+    /// First backoff delay. Default `200ms`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backoff_initial: Option<String>,
+    /// Largest backoff delay. Default `10s`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backoff_max: Option<String>,
+}
+
+/// `paginate = { page = "page", first = 1 }`, `{ offset = "offset" }`,
+/// `{ cursor = "/meta/next", param = "cursor" }` or `{ link = true }`
+/// (RFC 8288 `Link: <…>; rel="next"`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPaginate {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub page: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offset: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub param: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link: Option<bool>,
+}
+
+/// `page_size = { param = "limit", size = 100 }`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPageSize {
+    pub param: String,
+    pub size: u64,
+}
+
+/// A pipeline's `table`: its columns and primary key. Without `columns`
+/// the existing table is read from the store.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTable {
+    /// The embedded store's table name. Default: the pipeline's name (a
+    /// Cassandra table is named in the `sink` URL).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The partition key's columns.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<Vec<String>>,
+    /// The clustering columns (Cassandra), after the partition key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clustering: Option<Vec<String>>,
+    /// Column name → type: text, int, bigint, double, boolean, uuid,
+    /// timestamp, date, decimal, list<text>, map<text,text>.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub columns: Option<toml::Table>,
+    /// A field that is not a column: `reject` (default: a dead letter
+    /// naming it) or `ignore`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unknown_fields: Option<String>,
 }

@@ -25,6 +25,8 @@ pub mod sink;
 
 pub mod table;
 
+pub mod shape;
+
 pub mod embedded;
 pub mod stats;
 
@@ -33,11 +35,10 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info_span};
 
-use self::ingest::{IngestError, IngestPlan};
+use self::ingest::{Feed, IngestError, IngestPlan};
 use self::log::{Log, LogError, LogReader};
 use self::processor::{ProcessError, Processor, ProcessorConfig, Until};
 use self::sink::Sink;
-use self::source::Source;
 use self::stats::Stats;
 
 #[derive(Debug, thiserror::Error)]
@@ -64,7 +65,7 @@ pub struct Job {
 /// If ingestion fails, what it logged is still processed (unless the store
 /// is down: once ingestion has failed, a store outage is not waited out),
 /// and ingestion's error is the one returned.
-pub async fn run(source: Arc<Source>, plan: IngestPlan, job: Job) -> Result<(), PipelineError> {
+pub async fn run(feed: Feed, plan: IngestPlan, job: Job) -> Result<(), PipelineError> {
     let reader = job
         .log
         .reader(&job.group)
@@ -92,7 +93,7 @@ pub async fn run(source: Arc<Source>, plan: IngestPlan, job: Job) -> Result<(), 
             )
             .instrument(info_span!("process")),
     );
-    let ingested = ingest::run(source, job.log, plan, job.stats, job.shutdown)
+    let ingested = ingest::run(feed, job.log, plan, job.stats, job.shutdown)
         .instrument(info_span!("ingest"))
         .await;
     if ingested.is_err() {

@@ -12,9 +12,11 @@ use super::log::{
     Checkpoint, DeadLetter, Log, LogCommitter, LogError, LogMessage, LogReader, Origin, Stage,
     StoredDeadLetter,
 };
-use super::sink::{Sink, SinkError, WriteAck};
+use super::shape::Shape;
+use super::sink::{Rows, Sink, SinkError, WriteAck};
 use super::stats::{Counter, Stats};
-use crate::record::{ApiUser, RecordError, Row};
+use super::table::{self, TableSchema, TypedRow, UnknownFields};
+use crate::record::{ApiUser, Row};
 
 /// Validated processor settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +64,8 @@ pub enum ProcessError {
         why: &'static str,
         last: SinkError,
     },
+    #[error("replay: {0}")]
+    Replay(String),
 }
 
 pub struct Processor {
@@ -78,7 +82,7 @@ pub struct Processor {
 /// A batch read and decoded, waiting for the sink.
 struct Decoded {
     messages: Vec<LogMessage>,
-    rows: Arc<[Row]>,
+    rows: Rows,
     /// For each row, the index of its message in `messages`.
     row_messages: Vec<usize>,
     letters: Vec<DeadLetter>,
@@ -178,7 +182,7 @@ impl Processor {
                 .collect();
             self.stage
                 .sink
-                .write_at(Arc::from(Vec::new()), &scope, &position)
+                .write_at(Rows::none(self.stage.sink.schema()), &scope, &position)
                 .await?;
             return Ok(());
         }
@@ -258,7 +262,12 @@ impl Processor {
             let decoded = if !batch.is_empty() {
                 self.stage.stats.add(Counter::Read, batch.len() as u64);
                 let decoding = Instant::now();
-                let decoded = decode(batch, self.stage.log.topic(), self.config.max_message_bytes);
+                let decoded = decode(
+                    batch,
+                    self.stage.log.topic(),
+                    self.config.max_message_bytes,
+                    self.stage.sink.schema().map(|s| &**s),
+                );
                 metrics::histogram!("tributary_processor_decode_duration_seconds")
                     .record(decoding.elapsed().as_secs_f64());
                 decoded
@@ -268,7 +277,7 @@ impl Processor {
                 // the loss is counted once, not again at every start.
                 Decoded {
                     messages: Vec::new(),
-                    rows: Arc::from(Vec::new()),
+                    rows: Rows::none(self.stage.sink.schema()),
                     row_messages: Vec::new(),
                     letters: Vec::new(),
                     checkpoint: self.reader.checkpoint(),
@@ -319,28 +328,59 @@ impl Processor {
     }
 }
 
-/// Decodes and validates a batch; what fails becomes a dead letter.
-fn decode(messages: Vec<LogMessage>, topic: &str, max_message_bytes: usize) -> Decoded {
+/// Decodes and validates a batch, by the store's table (the seed table's
+/// row when there is no schema); what fails becomes a dead letter.
+fn decode(
+    messages: Vec<LogMessage>,
+    topic: &str,
+    max_message_bytes: usize,
+    schema: Option<&TableSchema>,
+) -> Decoded {
     let checkpoint = Checkpoint::after(&messages);
-    let mut rows = Vec::with_capacity(messages.len());
     let mut row_messages = Vec::with_capacity(messages.len());
     let mut letters = Vec::new();
-    for (i, m) in messages.iter().enumerate() {
-        match Row::from_json(&m.payload, max_message_bytes) {
-            Ok(row) => {
-                rows.push(row);
-                row_messages.push(i);
+    let rows = match schema {
+        None => {
+            let mut rows = Vec::with_capacity(messages.len());
+            for (i, m) in messages.iter().enumerate() {
+                match Row::from_json(&m.payload, max_message_bytes) {
+                    Ok(row) => {
+                        rows.push(row);
+                        row_messages.push(i);
+                    }
+                    Err(e) => letters.push(dead_letter(Stage::Decode, e.to_string(), topic, m)),
+                }
             }
-            Err(e) => letters.push(dead_letter(Stage::Decode, e.to_string(), topic, m)),
+            Rows::Users(rows.into())
         }
-    }
+        Some(schema) => {
+            let mut rows = Vec::with_capacity(messages.len());
+            for (i, m) in messages.iter().enumerate() {
+                match decode_typed(schema, &m.payload, max_message_bytes) {
+                    Ok(row) => {
+                        rows.push(row);
+                        row_messages.push(i);
+                    }
+                    Err(e) => letters.push(dead_letter(Stage::Decode, e, topic, m)),
+                }
+            }
+            Rows::Table(rows.into())
+        }
+    };
     Decoded {
         messages,
-        rows: rows.into(),
+        rows,
         row_messages,
         letters,
         checkpoint,
     }
+}
+
+/// A log message of a user table. Fields that are not columns are refused
+/// (this pipeline's ingestion never writes them; another producer's
+/// message with them is a dead letter, not a row missing data).
+fn decode_typed(schema: &TableSchema, payload: &[u8], max: usize) -> Result<TypedRow, String> {
+    table::decode(schema, payload, max, UnknownFields::Reject).map_err(|e| e.to_string())
 }
 
 impl WriteStage {
@@ -414,7 +454,7 @@ impl WriteStage {
     /// `None` if shutdown came first.
     async fn write_until_acked(
         &self,
-        rows: Arc<[Row]>,
+        rows: Rows,
         checkpoint: &Checkpoint,
         shutdown: &CancellationToken,
     ) -> Result<Option<WriteAck>, ProcessError> {
@@ -523,37 +563,53 @@ pub const REPLAY_PAGE: usize = 1000;
 pub async fn replay_page(
     log: &Log,
     sink: &Sink,
+    shape: Option<&Arc<Shape>>,
     after: Option<i64>,
     max_message_bytes: usize,
 ) -> Result<(ReplayReport, Option<i64>), ProcessError> {
     let letters = log.dead_letters(false, after, REPLAY_PAGE).await?;
     let last = letters.last().map(|l| l.id);
-    let report = replay(log, sink, letters, max_message_bytes).await?;
+    let report = replay(log, sink, shape, letters, max_message_bytes).await?;
     Ok((report, last))
 }
 
 /// Runs dead letters through decoding and the sink again, after a fix.
-/// A letter from the source stage holds an API user; the others hold a log
-/// message. Each is settled one by one: stored → marked replayed; failing →
-/// kept with the new reason.
+/// A letter from the source stage holds an API user; one from the transform
+/// stage the source record, run through the pipeline's transform and table
+/// as they are now; the others hold a log message. Each is settled one by
+/// one: stored → marked replayed; failing → kept with the new reason.
 pub async fn replay(
     log: &Log,
     sink: &Sink,
+    shape: Option<&Arc<Shape>>,
     letters: Vec<StoredDeadLetter>,
     max_message_bytes: usize,
 ) -> Result<ReplayReport, ProcessError> {
     let mut report = ReplayReport::default();
+    let mut shaper = match shape {
+        Some(shape) => Some(
+            shape
+                .shaper()
+                .map_err(|e| ProcessError::Replay(e.to_string()))?,
+        ),
+        None => None,
+    };
     for stored in letters {
-        let row = decode_letter(&stored.letter, max_message_bytes);
-        let outcome = match row {
-            Ok(row) => {
-                let ack = sink.write(Arc::from(vec![row])).await?;
+        let rows = decode_letter(
+            &stored.letter,
+            sink.schema().map(|s| &**s),
+            shaper.as_mut(),
+            max_message_bytes,
+        );
+        let outcome = match rows {
+            Ok(rows) => {
+                let ack = sink.write(rows).await?;
                 match ack.rejected.into_iter().next() {
                     Some((_, reason)) => Err(reason),
                     None => Ok(()),
                 }
             }
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(e),
         };
         match &outcome {
             Ok(()) => report.replayed += 1,
@@ -564,13 +620,36 @@ pub async fn replay(
     Ok(report)
 }
 
-fn decode_letter(letter: &DeadLetter, max_message_bytes: usize) -> Result<Row, RecordError> {
-    match letter.stage {
-        Stage::Source => {
-            let user: ApiUser = serde_json::from_slice(&letter.payload)
-                .map_err(|e| RecordError::Shape(e.to_string()))?;
-            user.to_row()
+fn decode_letter(
+    letter: &DeadLetter,
+    schema: Option<&TableSchema>,
+    shaper: Option<&mut super::shape::Shaper>,
+    max_message_bytes: usize,
+) -> Result<Rows, String> {
+    match (letter.stage, schema) {
+        (Stage::Source, None) => {
+            let user: ApiUser =
+                serde_json::from_slice(&letter.payload).map_err(|e| format!("shape: {e}"))?;
+            let row = user.to_row().map_err(|e| e.to_string())?;
+            Ok(Rows::Users(Arc::from(vec![row])))
         }
-        Stage::Decode | Stage::Sink => Row::from_json(&letter.payload, max_message_bytes),
+        (Stage::Decode | Stage::Sink, None) => {
+            let row = Row::from_json(&letter.payload, max_message_bytes).map_err(|e| e.to_string())?;
+            Ok(Rows::Users(Arc::from(vec![row])))
+        }
+        (Stage::Source | Stage::Transform, Some(_)) => {
+            let shaper = shaper.ok_or("this pipeline has no table to shape records for")?;
+            let record: serde_json::Value = serde_json::from_slice(&letter.payload)
+                .map_err(|e| format!("malformed json: {e}"))?;
+            let shaped = shaper.shape(record).map_err(|e| e.to_string())?;
+            Ok(Rows::Table(Arc::from(vec![shaped.row])))
+        }
+        (Stage::Decode | Stage::Sink, Some(schema)) => {
+            let row = decode_typed(schema, &letter.payload, max_message_bytes)?;
+            Ok(Rows::Table(Arc::from(vec![row])))
+        }
+        (Stage::Transform, None) => {
+            Err("a transform's letter, but this pipeline has no transform".into())
+        }
     }
 }

@@ -54,6 +54,8 @@ impl Counter {
 #[derive(Debug)]
 pub struct Stats {
     started: Instant,
+    /// The `pipeline` label of the Prometheus counters fed.
+    pipeline: Option<Arc<str>>,
     /// Totals this run's counts also go to.
     parent: Option<Arc<Stats>>,
     /// Users received from the source (decoded or not).
@@ -91,6 +93,7 @@ impl Default for Stats {
     fn default() -> Self {
         Stats {
             started: Instant::now(),
+            pipeline: None,
             parent: None,
             fetched: AtomicU64::new(0),
             logged: AtomicU64::new(0),
@@ -138,7 +141,18 @@ impl Stats {
     /// Counters of one run whose additions also count in `parent`.
     pub fn child_of(parent: Arc<Stats>) -> Stats {
         Stats {
+            pipeline: parent.pipeline.clone(),
             parent: Some(parent),
+            ..Stats::default()
+        }
+    }
+
+    /// Counters of one pipeline: its Prometheus counters carry the label
+    /// `pipeline="<name>"` (names come from the config, so the label's
+    /// values are bounded).
+    pub fn for_pipeline(name: &str) -> Stats {
+        Stats {
+            pipeline: Some(name.into()),
             ..Stats::default()
         }
     }
@@ -172,7 +186,10 @@ impl Stats {
             parent.cell(counter).fetch_add(n, Ordering::Relaxed);
         }
         if let Some(name) = counter.metric() {
-            metrics::counter!(name).increment(n);
+            match &self.pipeline {
+                Some(p) => metrics::counter!(name, "pipeline" => p.to_string()).increment(n),
+                None => metrics::counter!(name).increment(n),
+            }
         }
     }
 

@@ -11,5 +11,5 @@ pub mod schedule;
 
 pub use health::{Health, SchedulerState};
 pub use history::{History, RunCounts, RunRecord, RunState};
-pub use run_loop::{JobConfig, SERVE_BUSY_TIMEOUT, Scheduler};
+pub use run_loop::{JobConfig, SERVE_BUSY_TIMEOUT, Scheduler, Target};
 pub use schedule::{Schedule, ScheduleError};

@@ -8,7 +8,7 @@
 //! not ready meanwhile ([`Health`]); any other history error ends the
 //! scheduler with that error, which stops `serve`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,9 +22,10 @@ use super::health::{Health, SchedulerState};
 use super::history::{History, HistoryError, RunCounts, RunState, now_ms};
 use super::runner::{RetryPolicy, run_with_retries};
 use super::schedule::Schedule;
-use crate::pipeline::ingest::{self, IngestPlan};
+use crate::pipeline::ingest::{self, Feed, IngestPlan};
 use crate::pipeline::log::Log;
-use crate::pipeline::source::{Source, SourceConfig};
+use crate::pipeline::shape::Shape;
+use crate::pipeline::source::{MAX_RESULTS_PER_REQUEST, SourceConfig};
 use crate::pipeline::stats::{Counter, Stats};
 
 /// How often the loop looks at the clock, the pause flags and the queue.
@@ -50,6 +51,8 @@ const END_GRACE: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobConfig {
     pub name: String,
+    /// The pipeline the job feeds.
+    pub pipeline: String,
     pub schedule: Schedule,
     pub plan: IngestPlan,
     /// The source; each run asks for the seed `<seed>-<slot ms>`, so a
@@ -73,6 +76,8 @@ impl JobConfig {
                 h.seed = format!("{}-{scheduled_ms}", h.seed);
                 SourceConfig::Http(h)
             }
+            // A user pipeline's run reads its source as it is now.
+            other @ (SourceConfig::JsonApi(_) | SourceConfig::File(_)) => other.clone(),
         }
     }
 
@@ -85,10 +90,20 @@ impl JobConfig {
 pub struct Scheduler {
     jobs: Vec<Arc<JobConfig>>,
     history: History,
-    log: Log,
-    /// Counters of all runs together (the dashboard's).
-    stats: Arc<Stats>,
+    /// Where each pipeline's runs go, by pipeline name.
+    targets: BTreeMap<String, Target>,
     health: Health,
+}
+
+/// What a pipeline's runs need: its log, the shape of its records (a user
+/// pipeline's), its records per page, and its counters (runs roll up into
+/// them).
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub log: Log,
+    pub shape: Option<Arc<Shape>>,
+    pub page_size: u64,
+    pub stats: Arc<Stats>,
 }
 
 /// What one tick does for one job.
@@ -199,12 +214,43 @@ async fn call<T: Send + 'static>(
 }
 
 impl Scheduler {
+    /// A scheduler of one pipeline's jobs (every job's runs go to `log`).
     pub fn new(jobs: Vec<JobConfig>, history: History, log: Log, stats: Arc<Stats>) -> Self {
+        let target = Target {
+            log,
+            shape: None,
+            page_size: MAX_RESULTS_PER_REQUEST,
+            stats,
+        };
+        let targets = jobs
+            .iter()
+            .map(|j| (j.pipeline.clone(), target.clone()))
+            .collect();
+        Self::with_targets(jobs, history, targets)
+    }
+
+    /// A scheduler whose jobs feed the pipelines of `targets`.
+    ///
+    /// # Panics
+    ///
+    /// If a job names a pipeline `targets` lacks (the config checked it).
+    pub fn with_targets(
+        jobs: Vec<JobConfig>,
+        history: History,
+        targets: BTreeMap<String, Target>,
+    ) -> Self {
+        for j in &jobs {
+            assert!(
+                targets.contains_key(&j.pipeline),
+                "job {} feeds pipeline {}, which is not running",
+                j.name,
+                j.pipeline
+            );
+        }
         Scheduler {
             jobs: jobs.into_iter().map(Arc::new).collect(),
             history,
-            log,
-            stats,
+            targets,
             health: Health::default(),
         }
     }
@@ -360,8 +406,7 @@ impl Scheduler {
                             attempts_before,
                             history: history.clone(),
                             health: health.clone(),
-                            log: self.log.clone(),
-                            totals: self.stats.clone(),
+                            target: self.targets[&job.pipeline].clone(),
                             stop: stop.clone(),
                             fatal: fatal_tx.clone(),
                         };
@@ -402,8 +447,7 @@ struct Run {
     attempts_before: u32,
     history: History,
     health: Health,
-    log: Log,
-    totals: Arc<Stats>,
+    target: Target,
     stop: CancellationToken,
     /// Where a history error that waiting cannot fix goes: the loop ends
     /// the scheduler with it.
@@ -419,9 +463,14 @@ impl Run {
     /// Ingestion with retries, recorded start to end.
     async fn execute(self) {
         let (job, id) = (self.job.clone(), self.id);
-        let stats = Arc::new(Stats::child_of(self.totals.clone()));
-        let source = match Source::open(&job.source_for(self.scheduled_ms)) {
-            Ok(s) => Arc::new(s),
+        let stats = Arc::new(Stats::child_of(self.target.stats.clone()));
+        let feed = Feed::open(
+            &job.source_for(self.scheduled_ms),
+            self.target.shape.clone(),
+            self.target.page_size,
+        );
+        let feed = match feed {
+            Ok(f) => f,
             Err(e) => {
                 let error = e.to_string();
                 self.end(0, RunState::Failed, &RunCounts::default(), Some(&error))
@@ -453,14 +502,14 @@ impl Run {
                 }
             },
             |_| {
-                let (source, log, stats, stop) = (
-                    source.clone(),
-                    self.log.clone(),
+                let (feed, log, stats, stop) = (
+                    feed.clone(),
+                    self.target.log.clone(),
                     stats.clone(),
                     self.stop.clone(),
                 );
                 async move {
-                    ingest::run(source, log, plan, stats, stop)
+                    ingest::run(feed, log, plan, stats, stop)
                         .await
                         .map_err(|e| e.to_string())
                 }

@@ -19,6 +19,7 @@ use crate::config::redact;
 use crate::pipeline::ingest::IngestPlan;
 use crate::pipeline::log::{Log, LogMessage};
 use crate::pipeline::processor;
+use crate::pipeline::shape::Shape;
 use crate::pipeline::sink::Sink;
 use crate::pipeline::source::SourceConfig;
 use crate::pipeline::stats::Counter;
@@ -63,6 +64,8 @@ fn source_url(source: &SourceConfig) -> String {
         SourceConfig::Generator { nats, .. } if nats.is_empty() => "gen:".into(),
         SourceConfig::Generator { nats, .. } => format!("gen:?nat={}", nats.join(",")),
         SourceConfig::Http(h) => redact(&h.url),
+        SourceConfig::JsonApi(c) => redact(&c.url),
+        SourceConfig::File(f) => format!("file:{}", f.path.display()),
     }
 }
 
@@ -113,7 +116,7 @@ pub async fn status(state: State) -> Json<Value> {
         "uptime_secs": state.started.elapsed().as_secs_f64(),
         "rss_bytes": prometheus::resident_bytes(),
         "source": {
-            "url": source_url(&p.config.source),
+            "url": source_url(&p.config.pipeline.source),
             "total": get(Counter::Fetched),
             "rate": rates.fetched,
             "errors": dead.saturating_sub(decode + rejected),
@@ -129,13 +132,13 @@ pub async fn status(state: State) -> Json<Value> {
             "dead_letters_waiting": probe.dead_letters_waiting,
         },
         "processor": {
-            "group": p.config.group,
+            "group": p.config.pipeline.group,
             "total": get(Counter::Read),
             "rate": rates.read,
             "errors": decode,
         },
         "store": {
-            "kind": match p.sink { Sink::Sqlite(_) => "sqlite", Sink::Cassandra(_) => "cassandra" },
+            "kind": match p.sink { Sink::Sqlite(_) => "sqlite", Sink::Cassandra(_) | Sink::CassandraTable(_) => "cassandra" },
             "describe": p.sink.describe(),
             "total": get(Counter::Stored),
             "unchanged": get(Counter::Unchanged),
@@ -261,7 +264,7 @@ pub async fn topic(state: State) -> Json<Value> {
         .collect();
     Json(json!({
         "topic": p.log.topic(),
-        "group": p.config.group,
+        "group": p.config.pipeline.group,
         "lag": total,
         "partitions": partitions,
     }))
@@ -403,8 +406,10 @@ pub async fn replay(state: State, body: axum::body::Bytes) -> Result<Response, A
         ));
     }
     let max_bytes = p.config.processor.max_message_bytes;
+    let shape = Shape::of(&p.config.pipeline.dataset, p.sink.schema());
+    let shape = shape.as_ref();
     let outcome = if request.all {
-        processor::replay_page(&p.log, &p.sink, request.after, max_bytes)
+        processor::replay_page(&p.log, &p.sink, shape, request.after, max_bytes)
             .await
             .map(|(report, last)| (report, last, 0))
     } else {
@@ -415,7 +420,7 @@ pub async fn replay(state: State, body: axum::body::Bytes) -> Result<Response, A
             .await
             .map_err(ApiError::internal)?;
         let not_found = wanted.len() - letters.len();
-        processor::replay(&p.log, &p.sink, letters, max_bytes)
+        processor::replay(&p.log, &p.sink, shape, letters, max_bytes)
             .await
             .map(|report| (report, None, not_found))
     };

@@ -96,7 +96,7 @@ pub async fn start(
         sampler::Sources {
             log: parts.log.clone(),
             sink: parts.sink.clone(),
-            group: parts.config.group.clone(),
+            group: parts.config.pipeline.group.clone(),
             stats: parts.stats.clone(),
             metrics: parts.metrics.clone(),
         },

@@ -62,13 +62,13 @@ records = 25
     )
     .unwrap();
     let config = Arc::new(config);
-    let log = Log::open(&config.log).await.unwrap();
-    let sink = Sink::open(&config.sink).await.unwrap();
+    let log = Log::open(&config.pipeline.log).await.unwrap();
+    let sink = Sink::open(&config.pipeline.sink).await.unwrap();
     let history = History::open(&config.data_dir.join("scheduler.db")).unwrap();
     let stats = Arc::new(Stats::default());
     let shutdown = CancellationToken::new();
     if records > 0 {
-        let source = Arc::new(Source::open(&config.source).unwrap());
+        let source = Arc::new(Source::open(&config.pipeline.source).unwrap());
         let plan = IngestPlan::Records {
             total: records,
             page_size: 100,
@@ -79,7 +79,7 @@ records = 25
         let job = Job {
             log: log.clone(),
             sink: sink.clone(),
-            group: config.group.clone(),
+            group: config.pipeline.group.clone(),
             processor: config.processor,
             stats: stats.clone(),
             shutdown: shutdown.clone(),

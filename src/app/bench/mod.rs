@@ -577,7 +577,8 @@ mod cassandra {
 
     use super::{BATCH, Measure, end_to_end_with, measure, rate};
     use crate::pipeline::sink::cassandra::insert_values;
-    use crate::pipeline::sink::{CassandraSinkConfig, Sink, SinkConfig};
+    use crate::pipeline::shape::Dataset;
+    use crate::pipeline::sink::{CassandraSinkConfig, Rows, Sink, SinkConfig};
     use crate::pipeline::source::Generator;
     use crate::record::{ROW_COLUMNS, Row};
 
@@ -612,17 +613,17 @@ mod cassandra {
 
         // The sink alone, in the processor's batches.
         let ks_sink = format!("bench_sink_{stamp}");
-        let sink = Sink::open(&SinkConfig::Cassandra(config(&ks_sink))).await?;
+        let sink = Sink::open(&SinkConfig::Cassandra(config(&ks_sink)), &Dataset::Users).await?;
         let t = Instant::now();
         for chunk in rows.chunks(BATCH) {
-            sink.write(Arc::from(chunk.to_vec())).await?;
+            sink.write(Rows::Users(Arc::from(chunk.to_vec()))).await?;
         }
         let sink_time = t.elapsed();
 
         // The raw ceiling: the same insert through the driver, all rows in
         // one stream with the same bound on requests in flight.
         let ks_raw = format!("bench_raw_{stamp}");
-        Sink::open(&SinkConfig::Cassandra(config(&ks_raw))).await?; // creates the table
+        Sink::open(&SinkConfig::Cassandra(config(&ks_raw)), &Dataset::Users).await?; // creates the table
         let session = SessionBuilder::new().known_node(node).build().await?;
         let mut insert = session
             .prepare(format!(

@@ -66,25 +66,25 @@ struct Scope {
 
 pub async fn verify(config: Config, args: &VerifyArgs, shutdown: CancellationToken) -> AppResult {
     let started = Instant::now();
-    let log_file = match &config.log {
+    let log_file = match &config.pipeline.log {
         LogConfig::Sqlite(c) => FileIdentity::of(&c.path),
         LogConfig::Kafka(_) => None,
     };
-    let store_file = match &config.sink {
+    let store_file = match &config.pipeline.sink {
         SinkConfig::Sqlite(c) => FileIdentity::of(&c.path),
         SinkConfig::Cassandra(_) => None,
     };
     let (log, log_absent) = open_log(&config).await?;
     let (sink, store_absent) = open_store(&config).await?;
     let mut scope = Scope {
-        log: describe_log(&config.log),
+        log: describe_log(&config.pipeline.log),
         log_absent,
         store: match &sink {
             Some(s) => s.describe(),
-            None => describe_store(&config.sink),
+            None => describe_store(&config.pipeline.sink),
         },
         store_absent,
-        group: config.group.clone(),
+        group: config.pipeline.group.clone(),
         ranges: Vec::new(),
         committed: Vec::new(),
         lost_to_retention: 0,
@@ -96,7 +96,7 @@ pub async fn verify(config: Config, args: &VerifyArgs, shutdown: CancellationTok
     // the store scan does not find is missing, whatever runs meanwhile.
     if let Some(log) = &log {
         scope.committed = log
-            .lag(&config.group)
+            .lag(&config.pipeline.group)
             .await
             .context("cannot read the group's committed offsets")?;
         for p in &scope.committed {
@@ -105,7 +105,7 @@ pub async fn verify(config: Config, args: &VerifyArgs, shutdown: CancellationTok
                 .context("verify cannot start")?;
         }
         scope.lost_to_retention = log
-            .lost(&config.group)
+            .lost(&config.pipeline.group)
             .await
             .context("cannot read the group's offsets")?;
     }
@@ -208,7 +208,7 @@ impl FileIdentity {
 /// log whose file is gone, or a Kafka topic that does not exist, is
 /// reported rather than made anew.
 async fn open_log(config: &Config) -> AppResult<(Option<Log>, Option<String>)> {
-    let mut log_config = config.log.clone();
+    let mut log_config = config.pipeline.log.clone();
     match &mut log_config {
         LogConfig::Sqlite(c) => {
             if !c.path.exists() {
@@ -229,7 +229,7 @@ async fn open_log(config: &Config) -> AppResult<(Option<Log>, Option<String>)> {
 /// The store, or why there is none to read (an embedded store whose file
 /// or table does not exist is read as empty, and not created).
 async fn open_store(config: &Config) -> AppResult<(Option<Sink>, Option<String>)> {
-    if let SinkConfig::Sqlite(c) = &config.sink {
+    if let SinkConfig::Sqlite(c) = &config.pipeline.sink {
         if !c.path.exists() {
             return Ok((
                 None,
@@ -266,7 +266,7 @@ async fn open_store(config: &Config) -> AppResult<(Option<Sink>, Option<String>)
             ));
         }
     }
-    let sink = Sink::open(&config.sink)
+    let sink = Sink::open(&config.pipeline.sink, &config.pipeline.dataset)
         .await
         .context("cannot open the store")?;
     Ok((Some(sink), None))

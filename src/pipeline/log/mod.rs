@@ -209,8 +209,12 @@ pub struct AppendAck {
 /// The pipeline stage that gave up on a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
-    /// The API user could not be decoded or flattened.
+    /// The API user could not be decoded or flattened, or a source record
+    /// was not a JSON object.
     Source,
+    /// A user pipeline's record: its transform rejected it, or the row it
+    /// gave does not fit the table.
+    Transform,
     /// The log message could not be decoded or validated.
     Decode,
     /// The store refused the row for good.
@@ -221,6 +225,7 @@ impl Stage {
     pub fn as_str(self) -> &'static str {
         match self {
             Stage::Source => "source",
+            Stage::Transform => "transform",
             Stage::Decode => "decode",
             Stage::Sink => "sink",
         }
@@ -229,6 +234,7 @@ impl Stage {
     pub fn parse(s: &str) -> Option<Stage> {
         match s {
             "source" => Some(Stage::Source),
+            "transform" => Some(Stage::Transform),
             "decode" => Some(Stage::Decode),
             "sink" => Some(Stage::Sink),
             _ => None,

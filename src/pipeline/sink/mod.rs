@@ -12,9 +12,40 @@ pub mod sqlite;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use super::shape::Dataset;
+use super::table::{TableSchema, TypedRow};
 use crate::record::Row;
 pub use cassandra::{CassandraSink, CassandraSinkConfig};
+pub use cassandra_table::CassandraTableSink;
 pub use sqlite::{SqliteSink, SqliteSinkConfig};
+
+/// A batch of rows for the store: the seed table's, or a user table's.
+#[derive(Debug, Clone)]
+pub enum Rows {
+    Users(Arc<[Row]>),
+    Table(Arc<[TypedRow]>),
+}
+
+impl Rows {
+    pub fn len(&self) -> usize {
+        match self {
+            Rows::Users(r) => r.len(),
+            Rows::Table(r) => r.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// No rows, of the kind a store of `schema` takes.
+    pub fn none(schema: Option<&Arc<TableSchema>>) -> Rows {
+        match schema {
+            None => Rows::Users(Arc::from(Vec::new())),
+            Some(_) => Rows::Table(Arc::from(Vec::new())),
+        }
+    }
+}
 
 /// Validated sink settings: a closed set, one variant per kind of store.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,6 +84,13 @@ pub enum SinkError {
     Sqlite(#[from] rusqlite::Error),
     #[error("cassandra: {message}")]
     Cassandra { message: String, retryable: bool },
+    /// A user pipeline's table cannot be used as it stands (missing, or
+    /// another schema than the one declared).
+    #[error("{0}")]
+    Table(String),
+    /// Rows of one kind handed to a store of the other (a bug).
+    #[error("rows of another table: {0}")]
+    WrongRows(&'static str),
 }
 
 impl SinkError {
@@ -60,7 +98,10 @@ impl SinkError {
     pub fn is_retryable(&self) -> bool {
         match self {
             SinkError::DiskFull(_) => true,
-            SinkError::Open { .. } | SinkError::FileGone(_) => false,
+            SinkError::Open { .. }
+            | SinkError::FileGone(_)
+            | SinkError::Table(_)
+            | SinkError::WrongRows(_) => false,
             SinkError::Cassandra { retryable, .. } => *retryable,
             SinkError::Sqlite(e) => crate::pipeline::embedded::is_busy(e),
         }
@@ -70,27 +111,52 @@ impl SinkError {
 /// A store of rows: a closed set, matched exhaustively. Cheap to clone.
 #[derive(Debug, Clone)]
 pub enum Sink {
+    /// The embedded store, the seed table or a user table.
     Sqlite(SqliteSink),
+    /// The seed table in Cassandra.
     Cassandra(CassandraSink),
+    /// A user pipeline's table in Cassandra.
+    CassandraTable(CassandraTableSink),
 }
 
 impl Sink {
-    pub async fn open(config: &SinkConfig) -> Result<Sink, SinkError> {
-        Ok(match config {
-            SinkConfig::Sqlite(c) => Sink::Sqlite(SqliteSink::open(c.clone()).await?),
-            SinkConfig::Cassandra(c) => Sink::Cassandra(CassandraSink::open(c.clone()).await?),
+    /// Opens the store of a pipeline's dataset: the seed table, or the
+    /// user's table (created from its declaration when missing, read from
+    /// the store when none is declared, compared when both exist).
+    pub async fn open(config: &SinkConfig, dataset: &Dataset) -> Result<Sink, SinkError> {
+        Ok(match (config, dataset) {
+            (SinkConfig::Sqlite(c), _) => Sink::Sqlite(SqliteSink::open(c.clone(), dataset).await?),
+            (SinkConfig::Cassandra(c), Dataset::Users) => {
+                Sink::Cassandra(CassandraSink::open(c.clone()).await?)
+            }
+            (SinkConfig::Cassandra(c), Dataset::Table(t)) => Sink::CassandraTable(
+                CassandraTableSink::open(c.clone(), t.schema.clone()).await?,
+            ),
         })
     }
 
+    /// A user pipeline's table as the store has it; `None` for the seed
+    /// table.
+    pub fn schema(&self) -> Option<&Arc<TableSchema>> {
+        match self {
+            Sink::Sqlite(s) => s.schema(),
+            Sink::Cassandra(_) => None,
+            Sink::CassandraTable(s) => Some(s.schema()),
+        }
+    }
+
     /// Upserts the batch; see the module doc for what `Ok` promises.
-    pub async fn write(&self, rows: Arc<[Row]>) -> Result<WriteAck, SinkError> {
+    pub async fn write(&self, rows: Rows) -> Result<WriteAck, SinkError> {
         if rows.is_empty() {
             return Ok(WriteAck::default());
         }
         let started = std::time::Instant::now();
-        let written = match self {
-            Sink::Sqlite(s) => s.write(rows).await,
-            Sink::Cassandra(s) => s.write(rows).await,
+        let written = match (self, rows) {
+            (Sink::Sqlite(s), rows) => s.write(rows).await,
+            (Sink::Cassandra(s), Rows::Users(rows)) => s.write(rows).await,
+            (Sink::CassandraTable(s), Rows::Table(rows)) => s.write(rows).await,
+            (Sink::Cassandra(_), Rows::Table(_)) => Err(SinkError::WrongRows("typed rows")),
+            (Sink::CassandraTable(_), Rows::Users(_)) => Err(SinkError::WrongRows("seed rows")),
         };
         let outcome = if written.is_ok() { "ok" } else { "error" };
         metrics::histogram!("tributary_sink_write_duration_seconds", "outcome" => outcome)
@@ -102,7 +168,7 @@ impl Sink {
     pub fn keeps_positions(&self) -> bool {
         match self {
             Sink::Sqlite(_) => true,
-            Sink::Cassandra(_) => false,
+            Sink::Cassandra(_) | Sink::CassandraTable(_) => false,
         }
     }
 
@@ -111,23 +177,21 @@ impl Sink {
     /// no positions writes the rows only.
     pub async fn write_at(
         &self,
-        rows: Arc<[Row]>,
+        rows: Rows,
         scope: &str,
         position: &Position,
     ) -> Result<WriteAck, SinkError> {
-        let started = std::time::Instant::now();
         let written = match self {
-            Sink::Sqlite(s) => s.write_at(rows, scope, position).await,
-            Sink::Cassandra(s) => {
-                if rows.is_empty() {
-                    return Ok(WriteAck::default());
-                }
-                s.write(rows).await
+            Sink::Sqlite(s) => {
+                let started = std::time::Instant::now();
+                let written = s.write_at(rows, scope, position).await;
+                let outcome = if written.is_ok() { "ok" } else { "error" };
+                metrics::histogram!("tributary_sink_write_duration_seconds", "outcome" => outcome)
+                    .record(started.elapsed().as_secs_f64());
+                written
             }
+            Sink::Cassandra(_) | Sink::CassandraTable(_) => self.write(rows).await,
         };
-        let outcome = if written.is_ok() { "ok" } else { "error" };
-        metrics::histogram!("tributary_sink_write_duration_seconds", "outcome" => outcome)
-            .record(started.elapsed().as_secs_f64());
         written
     }
 
@@ -136,7 +200,7 @@ impl Sink {
     pub async fn position(&self, scope: &str) -> Result<Option<Position>, SinkError> {
         match self {
             Sink::Sqlite(s) => s.position(scope).await,
-            Sink::Cassandra(_) => Ok(None),
+            Sink::Cassandra(_) | Sink::CassandraTable(_) => Ok(None),
         }
     }
 
@@ -145,21 +209,47 @@ impl Sink {
         match self {
             Sink::Sqlite(s) => s.count().await,
             Sink::Cassandra(s) => s.count().await,
+            Sink::CassandraTable(s) => s.count().await,
         }
     }
 
-    /// Up to `limit` rows, newest first where the store knows the order.
+    /// Up to `limit` rows of the seed table, newest first where the store
+    /// knows the order (none from a user table: see [`Sink::records`]).
     pub async fn rows(&self, limit: usize) -> Result<Vec<Row>, SinkError> {
         match self {
-            Sink::Sqlite(s) => s.rows(limit).await,
+            Sink::Sqlite(s) if s.schema().is_none() => s.rows(limit).await,
+            Sink::Sqlite(_) | Sink::CassandraTable(_) => Ok(Vec::new()),
             Sink::Cassandra(s) => s.rows(limit).await,
         }
+    }
+
+    /// Up to `limit` stored rows of any table as JSON objects (a user
+    /// table's in the log's form), newest first where the store knows the
+    /// order.
+    pub async fn records(&self, limit: usize) -> Result<Vec<serde_json::Value>, SinkError> {
+        let typed = match self {
+            Sink::Sqlite(s) => match s.schema() {
+                Some(_) => s.table_rows(limit).await?,
+                None => return Ok(users_json(s.rows(limit).await?)),
+            },
+            Sink::Cassandra(s) => return Ok(users_json(s.rows(limit).await?)),
+            Sink::CassandraTable(s) => s.rows(limit).await?,
+        };
+        let schema = self.schema().expect("a user table has a schema");
+        Ok(typed
+            .iter()
+            .map(|row| {
+                serde_json::from_slice(&super::table::encode(schema, row))
+                    .expect("an encoded row is JSON")
+            })
+            .collect())
     }
 
     pub fn describe(&self) -> String {
         match self {
             Sink::Sqlite(s) => s.describe(),
             Sink::Cassandra(s) => s.describe(),
+            Sink::CassandraTable(s) => s.describe(),
         }
     }
 
@@ -180,9 +270,18 @@ impl Sink {
             (Sink::Cassandra(s), Some(IdCursor::Cassandra(state))) => {
                 s.id_page(Some(state), limit).await
             }
+            (Sink::CassandraTable(_), _) => Err(SinkError::WrongRows(
+                "verify reads the seed table's ids; a user table is not walked",
+            )),
             (_, Some(_)) => panic!("an id cursor of another kind of store"),
         }
     }
+}
+
+fn users_json(rows: Vec<Row>) -> Vec<serde_json::Value> {
+    rows.iter()
+        .map(|r| serde_json::from_slice(&r.to_json()).expect("a row is JSON"))
+        .collect()
 }
 
 /// Where a walk over the store's ids stands between two pages.

@@ -1,5 +1,6 @@
 //! The embedded store: the seed table's 12 columns in an SQLite file, `id`
-//! the primary key, written with idempotent upserts. Beside the table it
+//! the primary key, or a user pipeline's typed table (declared, or read
+//! from the file), written with idempotent upserts. Beside the table it
 //! keeps the position of the log its rows cover, written in the same
 //! transaction as the rows: after a crash, a power loss or a restore from an
 //! older copy, the rows and the position agree, and reading resumes there.
@@ -9,9 +10,11 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-use super::{Position, SinkError, WriteAck};
+use super::{Position, Rows, SinkError, WriteAck};
 use crate::pipeline::embedded::{self, Shared};
 use crate::pipeline::log::now_ms;
+use crate::pipeline::shape::Dataset;
+use crate::pipeline::table::{Cell, SqliteColumnRow, TableSchema, TypedRow};
 use crate::record::{ROW_COLUMNS, Row};
 
 /// Validated settings of the embedded store.
@@ -40,27 +43,102 @@ pub struct SqliteSink {
     upsert_sql: Arc<str>,
     /// The file opened, to notice it being deleted or replaced under us.
     file: Arc<embedded::FileId>,
+    /// A user pipeline's table; `None`: the seed table.
+    schema: Option<Arc<TableSchema>>,
+}
+
+/// Creates the seed table if missing; whether it was there.
+fn open_users_table(conn: &rusqlite::Connection, table: &str) -> rusqlite::Result<bool> {
+    // A rowid table with a unique id: new rows append to the end of
+    // the table (sequential pages) and only the compact id index takes
+    // random inserts. Keyed WITHOUT ROWID, every batch of random uuids
+    // rewrote most of the table's pages; this writes 3x less.
+    let columns = ROW_COLUMNS[1..]
+        .iter()
+        .map(|c| format!("{c} TEXT NOT NULL"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let had = table_exists(conn, table)?;
+    conn.execute_batch(&format!(
+        "CREATE TABLE IF NOT EXISTS {table} (id TEXT PRIMARY KEY NOT NULL, {columns})"
+    ))?;
+    Ok(had)
+}
+
+fn table_exists(conn: &rusqlite::Connection, table: &str) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+        [table],
+        |r| r.get::<_, i64>(0).map(|n| n > 0),
+    )
+}
+
+/// A user pipeline's table: created from the declared schema when missing;
+/// when present, read back and compared with the declared one (or used as
+/// it is when none was declared). Returns the schema and whether the table
+/// was there.
+fn open_typed_table(
+    conn: &rusqlite::Connection,
+    table: &str,
+    declared: Option<&TableSchema>,
+) -> Result<(TableSchema, bool), String> {
+    let sql = |e: rusqlite::Error| e.to_string();
+    if !table_exists(conn, table).map_err(sql)? {
+        let Some(declared) = declared else {
+            return Err(format!(
+                "table {table} does not exist, and the pipeline declares no columns to create it \
+                 with (add `columns` to its `table`)"
+            ));
+        };
+        conn.execute_batch(&declared.sqlite_create(table))
+            .map_err(sql)?;
+        return Ok((declared.clone(), false));
+    }
+    let mut stmt = conn
+        .prepare(&format!("SELECT cid, name, type, \"notnull\", pk FROM pragma_table_info('{table}')"))
+        .map_err(sql)?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok(SqliteColumnRow {
+                cid: r.get(0)?,
+                name: r.get(1)?,
+                ty: r.get(2)?,
+                notnull: r.get::<_, i64>(3)? != 0,
+                pk: r.get(4)?,
+            })
+        })
+        .map_err(sql)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(sql)?;
+    let existing = TableSchema::from_sqlite_columns(&rows)
+        .map_err(|e| format!("table {table} cannot be used: {e}"))?;
+    match declared {
+        None => Ok((existing, true)),
+        Some(declared) => {
+            let differences = declared.diff_sqlite(&existing);
+            if differences.is_empty() {
+                Ok((declared.clone(), true))
+            } else {
+                Err(format!(
+                    "table {table} exists with another schema than the pipeline declares: {}",
+                    differences.join("; ")
+                ))
+            }
+        }
+    }
 }
 
 impl SqliteSink {
-    pub async fn open(config: SqliteSinkConfig) -> Result<SqliteSink, SinkError> {
+    pub async fn open(config: SqliteSinkConfig, dataset: &Dataset) -> Result<SqliteSink, SinkError> {
         let config = Arc::new(config);
         let cfg = config.clone();
-        let (conn, reader) = tokio::task::spawn_blocking(move || {
+        let declared = dataset.table().map(|t| t.schema.clone());
+        let (conn, reader, schema) = tokio::task::spawn_blocking(move || {
             let open_err = |source| SinkError::Open {
                 path: cfg.path.display().to_string(),
                 source,
             };
             let conn = embedded::open(&cfg.path, cfg.durable_fsync).map_err(open_err)?;
-            // A rowid table with a unique id: new rows append to the end of
-            // the table (sequential pages) and only the compact id index takes
-            // random inserts. Keyed WITHOUT ROWID, every batch of random uuids
-            // rewrote most of the table's pages; this writes 3x less.
-            let columns = ROW_COLUMNS[1..]
-                .iter()
-                .map(|c| format!("{c} TEXT NOT NULL"))
-                .collect::<Vec<_>>()
-                .join(", ");
             if cfg.table == POSITIONS_TABLE {
                 return Err(SinkError::Open {
                     path: cfg.path.display().to_string(),
@@ -69,24 +147,23 @@ impl SqliteSink {
                     )),
                 });
             }
-            let had_table: bool = conn
-                .query_row(
-                    "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
-                    [&cfg.table],
-                    |r| r.get::<_, i64>(0).map(|n| n > 0),
-                )
-                .map_err(open_err)?;
+            let (had_table, schema) = match &declared {
+                None => (open_users_table(&conn, &cfg.table).map_err(open_err)?, None),
+                Some(declared) => {
+                    let (schema, had) = open_typed_table(&conn, &cfg.table, declared.as_ref())
+                        .map_err(|e| SinkError::Table(format!("store {}: {e}", cfg.path.display())))?;
+                    (had, Some(Arc::new(schema)))
+                }
+            };
             conn.execute_batch(&format!(
-                "CREATE TABLE IF NOT EXISTS {} (id TEXT PRIMARY KEY NOT NULL, {columns});
-                 CREATE TABLE IF NOT EXISTS {POSITIONS_TABLE} (
+                "CREATE TABLE IF NOT EXISTS {POSITIONS_TABLE} (
                     scope TEXT NOT NULL,
                     partition INTEGER NOT NULL,
                     next_offset INTEGER NOT NULL,
                     updated_ms INTEGER NOT NULL,
                     mark TEXT,
                     PRIMARY KEY (scope, partition)
-                 );",
-                cfg.table
+                 );"
             ))
             .map_err(open_err)?;
             let has_mark: bool = conn
@@ -110,12 +187,14 @@ impl SqliteSink {
                     .map_err(open_err)?;
             }
             let reader = embedded::open(&cfg.path, false).map_err(open_err)?;
-            Ok::<_, SinkError>((conn, reader))
+            Ok::<_, SinkError>((conn, reader, schema))
         })
         .await
         .expect("store open task panicked")?;
         let rest = &ROW_COLUMNS[1..];
-        let upsert_sql = format!(
+        let upsert_sql = match &schema {
+            Some(schema) => schema.sqlite_upsert(&config.table),
+            None => format!(
             "INSERT INTO {table} ({all}) VALUES ({params})
              ON CONFLICT (id) DO UPDATE SET {set}
              WHERE ({rest}) IS NOT ({excluded})",
@@ -136,7 +215,8 @@ impl SqliteSink {
                 .map(|c| format!("excluded.{c}"))
                 .collect::<Vec<_>>()
                 .join(", "),
-        );
+            ),
+        };
         let file = embedded::FileId::of(&config.path).map_err(|e| SinkError::Open {
             path: config.path.display().to_string(),
             source: rusqlite::Error::InvalidPath(format!("{e}").into()),
@@ -147,7 +227,13 @@ impl SqliteSink {
             reader: Arc::new(std::sync::Mutex::new(reader)),
             upsert_sql: upsert_sql.into(),
             file: Arc::new(file),
+            schema,
         })
+    }
+
+    /// A user pipeline's table, as declared or read from the file.
+    pub fn schema(&self) -> Option<&Arc<TableSchema>> {
+        self.schema.as_ref()
     }
 
     pub fn describe(&self) -> String {
@@ -158,7 +244,7 @@ impl SqliteSink {
         )
     }
 
-    pub async fn write(&self, rows: Arc<[Row]>) -> Result<WriteAck, SinkError> {
+    pub async fn write(&self, rows: Rows) -> Result<WriteAck, SinkError> {
         self.write_with(rows, None).await
     }
 
@@ -166,7 +252,7 @@ impl SqliteSink {
     /// one transaction: either both are stored or neither.
     pub async fn write_at(
         &self,
-        rows: Arc<[Row]>,
+        rows: Rows,
         scope: &str,
         position: &Position,
     ) -> Result<WriteAck, SinkError> {
@@ -193,7 +279,7 @@ impl SqliteSink {
 
     async fn write_with(
         &self,
-        rows: Arc<[Row]>,
+        rows: Rows,
         position: Option<(String, Position)>,
     ) -> Result<WriteAck, SinkError> {
         let sql = self.upsert_sql.clone();
@@ -209,29 +295,42 @@ impl SqliteSink {
             let mut ack = WriteAck::default();
             {
                 let mut upsert = tx.prepare_cached(&sql)?;
-                let mut id_buf = Uuid::encode_buffer();
-                for row in rows.iter() {
-                    let id: &str = row.id.hyphenated().encode_lower(&mut id_buf);
-                    let changed = upsert
-                        .execute(rusqlite::params![
-                            id,
-                            row.first_name,
-                            row.last_name,
-                            row.gender,
-                            row.address,
-                            row.post_code,
-                            row.email,
-                            row.username,
-                            row.dob,
-                            row.registered_date,
-                            row.phone,
-                            row.picture,
-                        ])
-                        .map_err(map)?;
+                let mut count = |changed: usize| match changed {
                     // 0 changes: the row was already there with these values.
-                    match changed {
-                        0 => ack.unchanged += 1,
-                        _ => ack.written += 1,
+                    0 => ack.unchanged += 1,
+                    _ => ack.written += 1,
+                };
+                match &rows {
+                    Rows::Users(rows) => {
+                        let mut id_buf = Uuid::encode_buffer();
+                        for row in rows.iter() {
+                            let id: &str = row.id.hyphenated().encode_lower(&mut id_buf);
+                            let changed = upsert
+                                .execute(rusqlite::params![
+                                    id,
+                                    row.first_name,
+                                    row.last_name,
+                                    row.gender,
+                                    row.address,
+                                    row.post_code,
+                                    row.email,
+                                    row.username,
+                                    row.dob,
+                                    row.registered_date,
+                                    row.phone,
+                                    row.picture,
+                                ])
+                                .map_err(map)?;
+                            count(changed);
+                        }
+                    }
+                    Rows::Table(rows) => {
+                        for row in rows.iter() {
+                            let changed = upsert
+                                .execute(rusqlite::params_from_iter(row.iter()))
+                                .map_err(map)?;
+                            count(changed);
+                        }
                     }
                 }
             }
@@ -305,6 +404,43 @@ impl SqliteSink {
         .await
     }
 
+    /// Up to `limit` rows of a user pipeline's table, newest first.
+    pub async fn table_rows(&self, limit: usize) -> Result<Vec<TypedRow>, SinkError> {
+        let table = self.config.table.clone();
+        let Some(schema) = self.schema.clone() else {
+            return Ok(Vec::new());
+        };
+        embedded::blocking(&self.reader, move |conn| {
+            let columns = schema
+                .columns
+                .iter()
+                .map(|c| format!("\"{}\"", c.name))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {columns} FROM {table} ORDER BY rowid DESC LIMIT ?1"
+            ))?;
+            let rows = stmt.query_map([limit as i64], |r| {
+                schema
+                    .columns
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| {
+                        Cell::from_sqlite(c.ty, r.get_ref(i)?).map_err(|e| {
+                            rusqlite::Error::FromSqlConversionFailure(
+                                i,
+                                rusqlite::types::Type::Text,
+                                e.into(),
+                            )
+                        })
+                    })
+                    .collect::<Result<TypedRow, _>>()
+            })?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(SinkError::from)
+        })
+        .await
+    }
+
     /// One page of ids after `after`, in id order, on the reader connection.
     pub async fn id_page(
         &self,
@@ -345,11 +481,12 @@ mod tests {
     use crate::pipeline::source::Generator;
 
     async fn open(dir: &std::path::Path) -> SqliteSink {
-        SqliteSink::open(SqliteSinkConfig {
+        SqliteSink::open(
+            SqliteSinkConfig {
             path: dir.join("store.db"),
             table: "created_users".into(),
             durable_fsync: false,
-        })
+        }, &Dataset::Users)
         .await
         .unwrap()
     }

@@ -1,6 +1,8 @@
-//! Where users come from: the built-in generator (`gen:`) or a Random
-//! User-compatible HTTP API (`http(s)://…/api/`). A source hands out pages of
-//! decoded users; it knows nothing of logs, rows or offsets.
+//! Where records come from: the built-in generator (`gen:`) or a Random
+//! User-compatible HTTP API (`http(s)://…/api/`), which hand out pages of
+//! decoded users; and, for user pipelines, any JSON API (`json_api.rs`) or
+//! an NDJSON/JSON-array file (`file.rs`), which hand out pages of JSON
+//! records. A source knows nothing of logs, rows or offsets.
 
 pub mod file;
 pub mod generator;
@@ -26,14 +28,25 @@ pub enum SourceConfig {
         gender: Option<String>,
     },
     Http(HttpConfig),
+    /// Any JSON API (a user pipeline's records).
+    JsonApi(json_api::JsonApiConfig),
+    /// An NDJSON or JSON-array file (a user pipeline's backfill).
+    File(file::FileConfig),
 }
 
 impl SourceConfig {
+    /// The seed of a Random User source; `""` for the others.
     pub fn seed(&self) -> &str {
         match self {
             SourceConfig::Generator { seed, .. } => seed,
             SourceConfig::Http(h) => &h.seed,
+            SourceConfig::JsonApi(_) | SourceConfig::File(_) => "",
         }
+    }
+
+    /// Whether this is a source of Random User users.
+    pub fn gives_users(&self) -> bool {
+        matches!(self, SourceConfig::Generator { .. } | SourceConfig::Http(_))
     }
 }
 
@@ -82,6 +95,11 @@ impl Source {
                 Source::Generator(Generator::new(seed, nats, gender))
             }
             SourceConfig::Http(h) => Source::Http(HttpSource::new(h.clone())?),
+            SourceConfig::JsonApi(_) | SourceConfig::File(_) => {
+                return Err(SourceError::Setup(
+                    "a JSON API or file source feeds a pipeline with a table".into(),
+                ));
+            }
         })
     }
 

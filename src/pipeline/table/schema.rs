@@ -207,6 +207,45 @@ impl rusqlite::ToSql for Cell {
     }
 }
 
+impl Cell {
+    /// A cell read back from SQLite, by the column's type (the inverse of
+    /// the `ToSql` above).
+    pub fn from_sqlite(ty: ColumnType, v: ValueRef<'_>) -> Result<Cell, String> {
+        let text = |v: ValueRef<'_>| -> Result<String, String> {
+            v.as_str().map(str::to_owned).map_err(|e| e.to_string())
+        };
+        if let ValueRef::Null = v {
+            return Ok(Cell::Null);
+        }
+        let int = |v: ValueRef<'_>| v.as_i64().map_err(|e| e.to_string());
+        Ok(match ty {
+            ColumnType::Text => Cell::Text(text(v)?),
+            ColumnType::Decimal => Cell::Decimal(text(v)?),
+            ColumnType::Int => Cell::Int(i32::try_from(int(v)?).map_err(|e| e.to_string())?),
+            ColumnType::Bigint => Cell::Bigint(int(v)?),
+            ColumnType::Timestamp => Cell::Timestamp(int(v)?),
+            ColumnType::Double => Cell::Double(match v {
+                ValueRef::Integer(n) => n as f64,
+                other => other.as_f64().map_err(|e| e.to_string())?,
+            }),
+            ColumnType::Boolean => Cell::Boolean(int(v)? != 0),
+            ColumnType::Uuid => {
+                Cell::Uuid(uuid::Uuid::parse_str(&text(v)?).map_err(|e| e.to_string())?)
+            }
+            ColumnType::Date => Cell::Date(
+                chrono::NaiveDate::parse_from_str(&text(v)?, "%Y-%m-%d")
+                    .map_err(|e| e.to_string())?,
+            ),
+            ColumnType::ListText => {
+                Cell::List(serde_json::from_str(&text(v)?).map_err(|e| e.to_string())?)
+            }
+            ColumnType::MapTextText => {
+                Cell::Map(serde_json::from_str(&text(v)?).map_err(|e| e.to_string())?)
+            }
+        })
+    }
+}
+
 /// Why a declared table, or a table read back from a store, is unusable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SchemaError {

@@ -1,6 +1,9 @@
 //! Ingestion: source → flat rows → log. Owns the plan (how many records, or
 //! a timed burst) and the page arithmetic; the source owns retries, the log
 //! owns durability. A record counts as logged only once the append returned.
+//! This file is the Random User path (users flattened into the seed row);
+//! `records.rs` is a user pipeline's (records shaped by its transform and
+//! table).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,8 +14,40 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span};
 
 use super::log::{DeadLetter, Log, LogError, LogRecord, Stage};
-use super::source::{MAX_RESULTS_PER_REQUEST, Source, SourceBatch, SourceError};
+use super::shape::Shape;
+use super::source::{MAX_RESULTS_PER_REQUEST, Source, SourceBatch, SourceConfig, SourceError};
 use super::stats::{Counter, Stats};
+
+pub mod records;
+
+pub use records::RecordFeed;
+
+/// What a run ingests from: Random User users into the seed table's rows,
+/// or a user pipeline's records shaped by its transform and table.
+#[derive(Debug, Clone)]
+pub enum Feed {
+    Users(Arc<Source>),
+    Records(Arc<RecordFeed>),
+}
+
+impl Feed {
+    /// The feed of a source: shaped records when the pipeline has a table
+    /// (`shape`), users otherwise.
+    pub fn open(
+        source: &SourceConfig,
+        shape: Option<Arc<Shape>>,
+        page_size: u64,
+    ) -> Result<Feed, SourceError> {
+        Ok(match shape {
+            None => Feed::Users(Arc::new(Source::open(source)?)),
+            Some(shape) => Feed::Records(Arc::new(RecordFeed {
+                source: source.clone(),
+                shape,
+                page_size,
+            })),
+        })
+    }
+}
 
 /// Fetched pages waiting to be appended: two, so the next request runs while
 /// the last page is written, and memory stays at a few pages.
@@ -44,6 +79,19 @@ pub enum IngestError {
 /// Runs the plan until it is done or `shutdown` fires; what was fetched
 /// before the shutdown is still appended.
 pub async fn run(
+    feed: Feed,
+    log: Log,
+    plan: IngestPlan,
+    stats: Arc<Stats>,
+    shutdown: CancellationToken,
+) -> Result<(), IngestError> {
+    match feed {
+        Feed::Users(source) => run_users(source, log, plan, stats, shutdown).await,
+        Feed::Records(feed) => records::run(feed, log, plan, stats, shutdown).await,
+    }
+}
+
+async fn run_users(
     source: Arc<Source>,
     log: Log,
     plan: IngestPlan,

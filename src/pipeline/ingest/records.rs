@@ -1,0 +1,338 @@
+//! Ingestion of a user pipeline: pages of JSON records → transform → type
+//! check → the log, as the flat JSON of each row keyed by its primary key.
+//! A record the transform rejects, or whose row does not fit the table, is a
+//! dead letter (stage `transform`) holding the record as the source gave
+//! it, so a replay after a fix runs it through the pipeline again.
+//!
+//! One run walks the source from its first page: an API's pages until it
+//! says there are no more (or the run has taken `total` records), a file to
+//! its end. A burst walks it again at every tick. Rows are upserts keyed by
+//! the primary key, so fetching a record again changes nothing.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, info, info_span};
+
+use super::{AbortOnDrop, IngestError, IngestPlan, PAGES_IN_FLIGHT, burst};
+use crate::pipeline::log::{DeadLetter, Log, LogError, LogRecord, Stage};
+use crate::pipeline::shape::Shape;
+use crate::pipeline::source::file::FileSource;
+use crate::pipeline::source::json_api::JsonApiSource;
+use crate::pipeline::source::json_page::{JsonPage, RejectedRecord};
+use crate::pipeline::source::{Source, SourceConfig, SourceError};
+use crate::pipeline::stats::{Counter, Stats};
+
+/// A user pipeline's source settings and its shape: what a run needs to
+/// open the source afresh and make rows of its records.
+#[derive(Debug, Clone)]
+pub struct RecordFeed {
+    pub source: SourceConfig,
+    pub shape: Arc<Shape>,
+    /// Records per page where the source pages by count (the built-in user
+    /// sources; a JSON API has its own `page_size`).
+    pub page_size: u64,
+}
+
+/// One walk over a source, page by page.
+enum Walk {
+    Api(Box<JsonApiSource>),
+    File(Option<Box<FileSource>>),
+    /// Random User users as their JSON, for a pipeline that reshapes them.
+    Users { source: Box<Source>, page: u64, size: u64 },
+}
+
+impl Walk {
+    fn open(feed: &RecordFeed) -> Result<Walk, SourceError> {
+        Ok(match &feed.source {
+            SourceConfig::JsonApi(c) => Walk::Api(Box::new(JsonApiSource::open(c.clone())?)),
+            SourceConfig::File(c) => Walk::File(Some(Box::new(
+                FileSource::open(c).map_err(|e| file_error(c.path.display(), e))?,
+            ))),
+            users => Walk::Users {
+                source: Box::new(Source::open(users)?),
+                page: 0,
+                size: feed.page_size.max(1),
+            },
+        })
+    }
+
+    async fn next(&mut self) -> Result<Option<JsonPage>, SourceError> {
+        match self {
+            Walk::Api(api) => api.next_page().await,
+            Walk::File(slot) => {
+                let Some(mut file) = slot.take() else {
+                    return Ok(None);
+                };
+                // File reads block: they run on the blocking pool, a page
+                // at a time.
+                let (file, page) = tokio::task::spawn_blocking(move || {
+                    let page = file.next_page();
+                    (file, page)
+                })
+                .await
+                .expect("file read task panicked");
+                let page = page.map_err(|e| SourceError::Refused {
+                    url: "file".into(),
+                    reason: e.to_string(),
+                })?;
+                if page.is_some() {
+                    *slot = Some(file);
+                }
+                Ok(page)
+            }
+            Walk::Users { source, page, size } => {
+                *page += 1;
+                let batch = source.fetch(*page, *size).await?;
+                let mut out = JsonPage {
+                    number: *page,
+                    position: source.position(&format!("page-{}-of-{}", page, size)),
+                    records: Vec::with_capacity(batch.users.len()),
+                    rejected: Vec::new(),
+                };
+                for (i, user) in batch.users.iter().enumerate() {
+                    match serde_json::to_value(user) {
+                        Ok(v) => out.records.push(v),
+                        Err(e) => out.rejected.push(RejectedRecord {
+                            position: source.position(&format!("user-{}", batch.first + i as u64)),
+                            raw: Vec::new(),
+                            reason: e.to_string(),
+                        }),
+                    }
+                }
+                for (i, r) in batch.rejected.into_iter().enumerate() {
+                    out.rejected.push(RejectedRecord {
+                        position: source.position(&format!(
+                            "page-{page}-of-{size}-undecoded-{i}"
+                        )),
+                        raw: r.raw,
+                        reason: r.error.to_string(),
+                    });
+                }
+                // The generator never ends; an empty page ends an API.
+                Ok((out.received() > 0).then_some(out))
+            }
+        }
+    }
+}
+
+fn file_error(path: impl std::fmt::Display, e: impl std::fmt::Display) -> SourceError {
+    SourceError::Refused {
+        url: format!("file {path}"),
+        reason: e.to_string(),
+    }
+}
+
+/// Runs the plan for a user pipeline until it is done or `shutdown` fires;
+/// what was fetched before the shutdown is still appended.
+pub async fn run(
+    feed: Arc<RecordFeed>,
+    log: Log,
+    plan: IngestPlan,
+    stats: Arc<Stats>,
+    shutdown: CancellationToken,
+) -> Result<(), IngestError> {
+    let mut shaper = feed
+        .shape
+        .shaper()
+        .map_err(|e| SourceError::Setup(e.to_string()))?;
+    let (tx, mut rx) = mpsc::channel::<JsonPage>(PAGES_IN_FLIGHT);
+    let mut fetcher = {
+        let (feed, stats, shutdown) = (feed.clone(), stats.clone(), shutdown.clone());
+        AbortOnDrop(tokio::spawn(
+            async move { fetch_pages(&feed, plan, &stats, &shutdown, tx).await }
+                .instrument(info_span!("fetch")),
+        ))
+    };
+    let mut appended = Ok(());
+    while let Some(page) = rx.recv().await {
+        if let Err(e) = append_page(&mut shaper, &log, page, &stats).await {
+            appended = Err(e);
+            break;
+        }
+    }
+    drop(rx);
+    let fetched = (&mut fetcher.0).await.expect("fetch task panicked");
+    appended?;
+    fetched?;
+    Ok(())
+}
+
+async fn fetch_pages(
+    feed: &RecordFeed,
+    plan: IngestPlan,
+    stats: &Stats,
+    shutdown: &CancellationToken,
+    tx: mpsc::Sender<JsonPage>,
+) -> Result<(), SourceError> {
+    match plan {
+        IngestPlan::Records { total, .. } => walk(feed, total, stats, shutdown, &tx).await,
+        IngestPlan::Burst {
+            duration,
+            interval,
+            per_tick,
+        } => {
+            let failure = std::sync::Mutex::new(None);
+            let report = burst(duration, interval, shutdown, |_| {
+                let (tx, failure) = (&tx, &failure);
+                async move {
+                    match walk(feed, per_tick, stats, shutdown, tx).await {
+                        Ok(()) => !tx.is_closed(),
+                        Err(e) => {
+                            *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                            false
+                        }
+                    }
+                }
+            })
+            .await;
+            if let Some(e) = failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
+                return Err(e);
+            }
+            if report.skipped > 0 {
+                stats.add(Counter::TicksSkipped, report.skipped);
+                info!(
+                    skipped = report.skipped,
+                    "burst ticks skipped while a walk was busy"
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+/// One walk from the first page, handing pages on until the source ends or
+/// `total` records were taken (the last page cut to fit).
+async fn walk(
+    feed: &RecordFeed,
+    total: u64,
+    stats: &Stats,
+    shutdown: &CancellationToken,
+    tx: &mpsc::Sender<JsonPage>,
+) -> Result<(), SourceError> {
+    let mut walk = Walk::open(feed)?;
+    let mut remaining = total;
+    while remaining > 0 {
+        let page = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return Ok(()),
+            page = walk.next() => page?,
+        };
+        let Some(mut page) = page else {
+            return Ok(());
+        };
+        let keep = usize::try_from(remaining).unwrap_or(usize::MAX);
+        page.records.truncate(keep);
+        page.rejected.truncate(keep - page.records.len());
+        let got = page.received() as u64;
+        stats.add(Counter::Fetched, got);
+        metrics::counter!("tributary_source_rejected_records_total")
+            .increment(page.rejected.len() as u64);
+        remaining = remaining.saturating_sub(got);
+        if tx.send(page).await.is_err() {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// What `preview` shows: the rows the first records become, and the dead
+/// letters the others would make.
+#[derive(Debug, Default)]
+pub struct Previewed {
+    pub rows: Vec<crate::pipeline::table::TypedRow>,
+    /// Position, reason, and the record as the source gave it.
+    pub letters: Vec<(String, String, Vec<u8>)>,
+}
+
+/// The first `limit` records of the source, shaped as ingestion would;
+/// nothing is logged.
+pub async fn preview(feed: &RecordFeed, limit: u64) -> Result<Previewed, SourceError> {
+    let mut shaper = feed
+        .shape
+        .shaper()
+        .map_err(|e| SourceError::Setup(e.to_string()))?;
+    let mut walk = Walk::open(feed)?;
+    let mut out = Previewed::default();
+    let mut remaining = limit;
+    while remaining > 0 {
+        let Some(mut page) = walk.next().await? else {
+            break;
+        };
+        let keep = usize::try_from(remaining).unwrap_or(usize::MAX);
+        page.records.truncate(keep);
+        page.rejected.truncate(keep - page.records.len());
+        remaining = remaining.saturating_sub(page.received() as u64);
+        for r in page.rejected {
+            out.letters.push((r.position, r.reason, r.raw));
+        }
+        for (i, record) in page.records.into_iter().enumerate() {
+            let raw = serde_json::to_vec(&record).unwrap_or_default();
+            match shaper.shape(record) {
+                Ok(shaped) => out.rows.push(shaped.row),
+                Err(e) => out
+                    .letters
+                    .push((format!("{}#{i}", page.position), e.to_string(), raw)),
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Shapes a page's records and appends the rows; what cannot become a row
+/// goes to the dead letters with the record's bytes and its position.
+async fn append_page(
+    shaper: &mut crate::pipeline::shape::Shaper,
+    log: &Log,
+    page: JsonPage,
+    stats: &Stats,
+) -> Result<(), LogError> {
+    let mut records = Vec::with_capacity(page.records.len());
+    let mut letters: Vec<DeadLetter> = page
+        .rejected
+        .into_iter()
+        .map(|r| DeadLetter {
+            stage: Stage::Source,
+            reason: r.reason,
+            origin: None,
+            source_position: Some(r.position),
+            key: None,
+            payload: r.raw,
+        })
+        .collect();
+    let n_rejected = letters.len() as u64;
+    for (i, record) in page.records.into_iter().enumerate() {
+        // The transform consumes its input, and a failed record's letter
+        // holds the record as the source gave it: a copy is kept meanwhile.
+        let kept: Value = record.clone();
+        match shaper.shape(record) {
+            Ok(shaped) => records.push(LogRecord {
+                key: Some(shaped.key),
+                payload: shaped.payload,
+            }),
+            Err(e) => {
+                letters.push(DeadLetter {
+                    stage: Stage::Transform,
+                    reason: e.to_string(),
+                    origin: None,
+                    source_position: Some(format!("{}#{i}", page.position)),
+                    key: None,
+                    payload: serde_json::to_vec(&kept).unwrap_or_default(),
+                });
+            }
+        }
+    }
+    let n_letters = letters.len() as u64;
+    log.dead_letter(letters).await?;
+    stats.add(Counter::DeadLettered, n_letters);
+    stats.add(Counter::SourceRejected, n_letters);
+    metrics::counter!("tributary_transform_rejected_records_total")
+        .increment(n_letters - n_rejected);
+    if !records.is_empty() {
+        let ack = log.append(records).await?;
+        stats.add(Counter::Logged, ack.count);
+    }
+    Ok(())
+}
