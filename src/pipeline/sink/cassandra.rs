@@ -11,6 +11,7 @@ use futures::StreamExt;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
 use scylla::errors::{DbError, ExecutionError, RequestAttemptError};
+use scylla::response::query_result::QueryResult;
 use scylla::statement::Consistency;
 use scylla::statement::prepared::PreparedStatement;
 use uuid::Uuid;
@@ -108,7 +109,7 @@ impl std::fmt::Debug for CassandraSink {
     }
 }
 
-fn fatal(context: &str, e: impl std::fmt::Display) -> SinkError {
+pub(super) fn fatal(context: &str, e: impl std::fmt::Display) -> SinkError {
     SinkError::Cassandra {
         message: format!("{context}: {e}"),
         retryable: false,
@@ -139,40 +140,149 @@ fn classify(e: &ExecutionError) -> Failure {
     }
 }
 
+/// A session to the configured nodes, with the configured user, password
+/// and TLS.
+pub(super) async fn connect(config: &CassandraSinkConfig) -> Result<Session, SinkError> {
+    let mut builder = SessionBuilder::new()
+        .known_nodes(&config.nodes)
+        .connection_timeout(Duration::from_secs(5));
+    if let Some(user) = &config.user {
+        builder = builder.user(user, config.password.clone().unwrap_or_default());
+    }
+    if let Some(ca) = &config.tls_ca_file {
+        builder = builder.tls_context(Some(tls_config(ca)?));
+    }
+    builder.build().await.map_err(|e| {
+        fatal(
+            &format!("cannot connect to Cassandra at {}", config.nodes.join(",")),
+            e,
+        )
+    })
+}
+
+/// Creates the configured keyspace, with the configured replication, if it
+/// is missing.
+pub(super) async fn create_keyspace(
+    session: &Session,
+    config: &CassandraSinkConfig,
+) -> Result<(), SinkError> {
+    let replication = config
+        .replication
+        .iter()
+        .map(|(k, v)| format!("'{k}': '{v}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    session
+        .query_unpaged(
+            format!(
+                "CREATE KEYSPACE IF NOT EXISTS {} WITH replication = {{{replication}}}",
+                config.keyspace
+            ),
+            (),
+        )
+        .await
+        .map_err(|e| fatal(&format!("cannot create keyspace {}", config.keyspace), e))?;
+    Ok(())
+}
+
+/// The INSERT of every column of the configured table (an upsert of the
+/// whole row), prepared at the configured consistency and marked idempotent.
+/// Columns are written as given: quote them for a case-sensitive name.
+pub(super) async fn prepare_insert<'a>(
+    session: &Session,
+    config: &CassandraSinkConfig,
+    columns: impl ExactSizeIterator<Item = &'a str>,
+) -> Result<PreparedStatement, SinkError> {
+    let placeholders = vec!["?"; columns.len()].join(", ");
+    let columns = columns.collect::<Vec<_>>().join(", ");
+    let mut insert = session
+        .prepare(format!(
+            "INSERT INTO {}.{} ({columns}) VALUES ({placeholders})",
+            config.keyspace, config.table
+        ))
+        .await
+        .map_err(|e| fatal("cannot prepare the insert", e))?;
+    insert.set_consistency(config.consistency);
+    // An upsert of the whole row: writing it twice is harmless, so the
+    // driver may retry and speculate.
+    insert.set_is_idempotent(true);
+    Ok(insert)
+}
+
+/// Runs `write(i)` for every row index below `rows`, at most `concurrency`
+/// at once, and sorts the outcomes into an acknowledgement: a row Cassandra
+/// refuses for good is listed in `rejected`; any other failure fails the
+/// batch, as retryable unless it is one no retry can cure (authentication,
+/// permissions).
+pub(super) async fn write_all<F>(
+    rows: usize,
+    concurrency: usize,
+    mut write: impl FnMut(usize) -> F,
+) -> Result<WriteAck, SinkError>
+where
+    F: Future<Output = Result<QueryResult, ExecutionError>>,
+{
+    let writes = (0..rows).map(|i| {
+        let written = write(i);
+        async move { (i, written.await) }
+    });
+    let results: Vec<(usize, Result<QueryResult, ExecutionError>)> = futures::stream::iter(writes)
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    let mut ack = WriteAck::default();
+    for (i, result) in results {
+        match result {
+            Ok(_) => ack.written += 1,
+            Err(e) => match classify(&e) {
+                Failure::Rejected(reason) => ack.rejected.push((i, reason)),
+                Failure::Transient(reason) => {
+                    return Err(SinkError::Cassandra {
+                        message: reason,
+                        retryable: true,
+                    });
+                }
+                Failure::Fatal(reason) => {
+                    return Err(SinkError::Cassandra {
+                        message: reason,
+                        retryable: false,
+                    });
+                }
+            },
+        }
+    }
+    ack.rejected.sort_by_key(|(i, _)| *i);
+    Ok(ack)
+}
+
+/// `SELECT count(*)` of a table: a full scan, given two minutes.
+pub(super) async fn count_rows(
+    session: &Session,
+    keyspace: &str,
+    table: &str,
+) -> Result<u64, SinkError> {
+    let mut q = scylla::statement::unprepared::Statement::new(format!(
+        "SELECT count(*) FROM {keyspace}.{table}"
+    ));
+    q.set_request_timeout(Some(Duration::from_secs(120)));
+    let result = session
+        .query_unpaged(q, ())
+        .await
+        .map_err(|e| fatal("cannot count rows", e))?;
+    let rows = result
+        .into_rows_result()
+        .map_err(|e| fatal("cannot count rows", e))?;
+    let (n,): (i64,) = rows
+        .single_row()
+        .map_err(|e| fatal("cannot count rows", e))?;
+    Ok(n as u64)
+}
+
 impl CassandraSink {
     pub async fn open(config: CassandraSinkConfig) -> Result<CassandraSink, SinkError> {
-        let mut builder = SessionBuilder::new()
-            .known_nodes(&config.nodes)
-            .connection_timeout(Duration::from_secs(5));
-        if let Some(user) = &config.user {
-            builder = builder.user(user, config.password.clone().unwrap_or_default());
-        }
-        if let Some(ca) = &config.tls_ca_file {
-            builder = builder.tls_context(Some(tls_config(ca)?));
-        }
-        let session = builder.build().await.map_err(|e| {
-            fatal(
-                &format!("cannot connect to Cassandra at {}", config.nodes.join(",")),
-                e,
-            )
-        })?;
+        let session = connect(&config).await?;
+        create_keyspace(&session, &config).await?;
         let sink_table = format!("{}.{}", config.keyspace, config.table);
-        let replication = config
-            .replication
-            .iter()
-            .map(|(k, v)| format!("'{k}': '{v}'"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        session
-            .query_unpaged(
-                format!(
-                    "CREATE KEYSPACE IF NOT EXISTS {} WITH replication = {{{replication}}}",
-                    config.keyspace
-                ),
-                (),
-            )
-            .await
-            .map_err(|e| fatal(&format!("cannot create keyspace {}", config.keyspace), e))?;
         let columns = ROW_COLUMNS
             .iter()
             .map(|c| {
@@ -189,18 +299,7 @@ impl CassandraSink {
             .await
             .map_err(|e| fatal(&format!("cannot create table {sink_table}"), e))?;
         check_schema(&session, &config.keyspace, &config.table).await?;
-        let placeholders = vec!["?"; ROW_COLUMNS.len()].join(", ");
-        let mut insert = session
-            .prepare(format!(
-                "INSERT INTO {sink_table} ({}) VALUES ({placeholders})",
-                ROW_COLUMNS.join(", ")
-            ))
-            .await
-            .map_err(|e| fatal("cannot prepare the insert", e))?;
-        insert.set_consistency(config.consistency);
-        // An upsert of the whole row: writing it twice is harmless, so the
-        // driver may retry and speculate.
-        insert.set_is_idempotent(true);
+        let insert = prepare_insert(&session, &config, ROW_COLUMNS.iter().copied()).await?;
         Ok(CassandraSink {
             config: Arc::new(config),
             session: Arc::new(session),
@@ -225,64 +324,20 @@ impl CassandraSink {
         // Each write owns handles to what it needs, so the stream of
         // futures is 'static and Send (borrowing closures are not, for the
         // processor's spawned write stage).
-        let writes = (0..rows.len()).map(|i| {
-            let (session, insert, rows) = (self.session.clone(), self.insert.clone(), rows.clone());
+        let (session, insert) = (&self.session, &self.insert);
+        write_all(rows.len(), self.config.concurrency, |i| {
+            let (session, insert, rows) = (session.clone(), insert.clone(), rows.clone());
             async move {
-                let values = insert_values(&rows[i]);
-                (
-                    i,
-                    session.execute_unpaged(&insert, values).await.map(|_| ()),
-                )
+                session
+                    .execute_unpaged(&insert, insert_values(&rows[i]))
+                    .await
             }
-        });
-        let results: Vec<(usize, Result<(), ExecutionError>)> = futures::stream::iter(writes)
-            .buffer_unordered(self.config.concurrency)
-            .collect()
-            .await;
-        let mut ack = WriteAck::default();
-        for (i, result) in results {
-            match result {
-                Ok(()) => ack.written += 1,
-                Err(e) => match classify(&e) {
-                    Failure::Rejected(reason) => ack.rejected.push((i, reason)),
-                    Failure::Transient(reason) => {
-                        return Err(SinkError::Cassandra {
-                            message: reason,
-                            retryable: true,
-                        });
-                    }
-                    Failure::Fatal(reason) => {
-                        return Err(SinkError::Cassandra {
-                            message: reason,
-                            retryable: false,
-                        });
-                    }
-                },
-            }
-        }
-        ack.rejected.sort_by_key(|(i, _)| *i);
-        Ok(ack)
+        })
+        .await
     }
 
     pub async fn count(&self) -> Result<u64, SinkError> {
-        let mut q = scylla::statement::unprepared::Statement::new(format!(
-            "SELECT count(*) FROM {}.{}",
-            self.config.keyspace, self.config.table
-        ));
-        // A full scan: give it time on a big table.
-        q.set_request_timeout(Some(Duration::from_secs(120)));
-        let result = self
-            .session
-            .query_unpaged(q, ())
-            .await
-            .map_err(|e| fatal("cannot count rows", e))?;
-        let rows = result
-            .into_rows_result()
-            .map_err(|e| fatal("cannot count rows", e))?;
-        let (n,): (i64,) = rows
-            .single_row()
-            .map_err(|e| fatal("cannot count rows", e))?;
-        Ok(n as u64)
+        count_rows(&self.session, &self.config.keyspace, &self.config.table).await
     }
 
     pub async fn rows(&self, limit: usize) -> Result<Vec<Row>, SinkError> {
