@@ -80,7 +80,11 @@ pub async fn status(config: Config, json: bool) -> AppResult {
         );
         return Ok(());
     }
-    println!("log    topic {} group {}", log.topic(), config.pipeline.group);
+    println!(
+        "log    topic {} group {}",
+        log.topic(),
+        config.pipeline.group
+    );
     let cells: Vec<Vec<String>> = lag
         .iter()
         .map(|p| {

@@ -174,8 +174,7 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> AppResult {
         one.pipeline = p.clone();
         let pipeline_stats = Arc::new(Stats::for_pipeline(&p.name));
         all_stats.push((p.name.clone(), pipeline_stats.clone()));
-        let job = super::run::open_job(&one, pipeline_stats.clone(), shutdown.clone())
-            .await?;
+        let job = super::run::open_job(&one, pipeline_stats.clone(), shutdown.clone()).await?;
         let shape = Shape::of(&p.dataset, job.sink.schema());
         println!(
             "serve: pipeline {}: {} job(s); processor following topic {} into {}",
@@ -230,11 +229,7 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> AppResult {
         _ => None,
     };
     // The processors, together: the first to fail stops `serve`.
-    let processing = async move {
-        futures::future::try_join_all(processors)
-            .await
-            .map(|_| ())
-    };
+    let processing = async move { futures::future::try_join_all(processors).await.map(|_| ()) };
     tokio::pin!(processing);
     let mut scheduling = tokio::spawn(
         scheduler

@@ -125,9 +125,7 @@ pub async fn main(cli: Cli) -> AppResult {
         Command::Count(args) => inspect::count(with_endpoints(&args.endpoints)?).await,
         Command::Status(args) => inspect::status(with_endpoints(&args.endpoints)?, args.json).await,
         Command::Show(args) => inspect::show(with_endpoints(&args.endpoints)?, &args).await,
-        Command::Preview(args) => {
-            preview::preview(with_endpoints(&args.endpoints)?, &args).await
-        }
+        Command::Preview(args) => preview::preview(with_endpoints(&args.endpoints)?, &args).await,
         Command::Verify(args) => {
             verify::verify(with_endpoints(&args.endpoints)?, &args, shutdown).await
         }

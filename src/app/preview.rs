@@ -35,7 +35,9 @@ pub async fn preview(config: Config, args: &PreviewArgs) -> AppResult {
                 .collect();
             for (i, user) in batch.users.iter().enumerate() {
                 match user.to_row() {
-                    Ok(row) => rows.push(serde_json::from_slice(&row.to_json()).expect("a row is JSON")),
+                    Ok(row) => {
+                        rows.push(serde_json::from_slice(&row.to_json()).expect("a row is JSON"))
+                    }
                     Err(e) => letters.push((
                         source.position(&format!("user-{i}")),
                         e.to_string(),

@@ -73,14 +73,18 @@ pub(super) async fn feed(config: &Config, sink: Option<&Sink>) -> AppResult<Feed
             }
         },
     };
-    Ok(Feed::open(&p.source, shape, config.processor.batch_size as u64)
-        .context("cannot open the source")?)
+    Ok(
+        Feed::open(&p.source, shape, config.processor.batch_size as u64)
+            .context("cannot open the source")?,
+    )
 }
 
 /// How many records a plan will fetch, if known in advance (0: unknown).
 fn expected(plan: IngestPlan) -> u64 {
     match plan {
-        IngestPlan::Records { total: u64::MAX, .. } => 0,
+        IngestPlan::Records {
+            total: u64::MAX, ..
+        } => 0,
         IngestPlan::Records { total, .. } => total,
         IngestPlan::Burst {
             duration,
@@ -139,7 +143,13 @@ pub async fn run(config: Config, args: &RunArgs, shutdown: CancellationToken) ->
         Ok(()) => (None, Books::NotChecked("stopped before the end")),
         Err(_) => (None, Books::NotChecked("the run failed")),
     };
-    report("run", config.pipeline.source.seed(), &summary, books, args.json);
+    report(
+        "run",
+        config.pipeline.source.seed(),
+        &summary,
+        books,
+        args.json,
+    );
     result.context("run failed")?;
     fail_on_loss(&summary)?;
     if let Some(wrong) = imbalance {

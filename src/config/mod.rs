@@ -592,10 +592,9 @@ impl Config {
                     nats: nats.clone(),
                     gender: gender.clone(),
                 },
-                (None, SourceConfig::Http(h)) => SourceConfig::Http(HttpConfig {
-                    seed,
-                    ..h.clone()
-                }),
+                (None, SourceConfig::Http(h)) => {
+                    SourceConfig::Http(HttpConfig { seed, ..h.clone() })
+                }
                 (None, other) => other.clone(),
             };
             jobs.push(JobConfig {
@@ -849,11 +848,7 @@ pub(crate) fn sink_url(sink: &SinkConfig) -> String {
     match sink {
         SinkConfig::Sqlite(s) => format!("sqlite:{}", s.path.display()),
         SinkConfig::Cassandra(c) => {
-            let user = c
-                .user
-                .as_ref()
-                .map(|u| format!("{u}@"))
-                .unwrap_or_default();
+            let user = c.user.as_ref().map(|u| format!("{u}@")).unwrap_or_default();
             format!(
                 "cassandra://{user}{}/{}.{}",
                 c.nodes.join(","),
@@ -1108,8 +1103,7 @@ fn resolve_sink(
             // loss; so each write is made durable before it is committed
             // there. (With the embedded log, the store keeps the position
             // in the same transaction as the rows.)
-            durable_fsync: raw.fsync.unwrap_or(false)
-                || matches!(log, LogConfig::Kafka(_)),
+            durable_fsync: raw.fsync.unwrap_or(false) || matches!(log, LogConfig::Kafka(_)),
         }),
     })
 }
@@ -1209,15 +1203,15 @@ mod tests {
     fn defaults_are_the_embedded_pipeline() {
         let c = resolve("", Overrides::default()).unwrap();
         assert_eq!(c.data_dir, PathBuf::from("./tributary-data"));
-        assert!(matches!(c.source, SourceConfig::Generator { .. }));
-        assert!(c.seed_was_drawn);
-        let LogConfig::Sqlite(l) = &c.log else {
+        assert!(matches!(c.pipeline.source, SourceConfig::Generator { .. }));
+        assert!(c.pipeline.seed_was_drawn);
+        let LogConfig::Sqlite(l) = &c.pipeline.log else {
             panic!("sqlite log expected")
         };
         assert_eq!(l.path, PathBuf::from("./tributary-data/log.db"));
         assert_eq!(l.topic, "users_created");
-        assert_eq!(c.group, "tributary");
-        let SinkConfig::Sqlite(s) = &c.sink else {
+        assert_eq!(c.pipeline.group, "tributary");
+        let SinkConfig::Sqlite(s) = &c.pipeline.sink else {
             panic!("sqlite sink expected")
         };
         assert_eq!(s.table, "created_users");
@@ -1241,8 +1235,8 @@ mod tests {
             },
         )
         .unwrap();
-        assert_eq!(c.source.seed(), "flag");
-        assert!(!c.seed_was_drawn);
+        assert_eq!(c.pipeline.source.seed(), "flag");
+        assert!(!c.pipeline.seed_was_drawn);
         assert_eq!(c.processor.batch_size, 10);
     }
 
@@ -1257,7 +1251,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            c.source,
+            c.pipeline.source,
             SourceConfig::Generator {
                 seed: "42".into(),
                 nats: vec!["US".into(), "GB".into()],
@@ -1298,7 +1292,7 @@ mod tests {
             Overrides::default(),
         )
         .unwrap();
-        let SourceConfig::Http(h) = c.source else {
+        let SourceConfig::Http(h) = c.pipeline.source else {
             panic!("http expected")
         };
         assert_eq!(h.url.as_str(), "http://127.0.0.1:5080/api/1.4/");
@@ -1316,7 +1310,7 @@ mod tests {
             },
         )
         .unwrap();
-        let LogConfig::Kafka(k) = &c.log else {
+        let LogConfig::Kafka(k) = &c.pipeline.log else {
             panic!("kafka expected")
         };
         assert_eq!(k.brokers, "b1:9092,b2:9092");
@@ -1336,7 +1330,7 @@ mod tests {
             Overrides::default(),
         )
         .unwrap();
-        let SinkConfig::Cassandra(s) = &c.sink else {
+        let SinkConfig::Cassandra(s) = &c.pipeline.sink else {
             panic!("cassandra expected")
         };
         assert_eq!(s.nodes, ["h1:9042", "h2:9043"]);

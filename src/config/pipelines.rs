@@ -13,8 +13,8 @@ use url::Url;
 
 use super::raw::{RawConfig, RawPaginate, RawPipeline, RawPipelineSource, RawTable};
 use super::{
-    ConfigError, HOUR, LogPlace, MINUTE, Overrides, SECOND, Secrets, SinkPlace,
-    duration, group_name, invalid, resolve_log, resolve_sink,
+    ConfigError, HOUR, LogPlace, MINUTE, Overrides, SECOND, Secrets, SinkPlace, duration,
+    group_name, invalid, resolve_log, resolve_sink,
 };
 use crate::pipeline::log::LogConfig;
 use crate::pipeline::shape::{Dataset, TableSpec, TransformSpec};
@@ -129,14 +129,19 @@ pub(super) fn resolve(
             Some(n) => n == p.name,
             None => single,
         };
-        out.push(resolve_one(p, raw, file, &text, data_dir, over, flags, secrets)?);
+        out.push(resolve_one(
+            p, raw, file, &text, data_dir, over, flags, secrets,
+        )?);
     }
     for (i, a) in out.iter().enumerate() {
         for b in &out[..i] {
             if let Some(why) = shared(a, b) {
                 return Err(invalid(
                     "pipelines",
-                    format!("pipelines {} and {} {why}; give each its own", b.name, a.name),
+                    format!(
+                        "pipelines {} and {} {why}; give each its own",
+                        b.name, a.name
+                    ),
                 ));
             }
         }
@@ -398,8 +403,7 @@ fn json_api(
         (Duration::from_millis(1), HOUR),
     )?;
     c.max_attempts = s.max_attempts.unwrap_or(8);
-    c.validate()
-        .map_err(|e| invalid(key, at(e.to_string())))?;
+    c.validate().map_err(|e| invalid(key, at(e.to_string())))?;
     Ok(c)
 }
 
@@ -453,7 +457,9 @@ fn table_schema(
         if t.key.is_some() || t.clustering.is_some() {
             return Err(invalid(
                 "pipelines.table",
-                at("a key without `columns`: declare the columns too, or neither (the store's table is read)"),
+                at(
+                    "a key without `columns`: declare the columns too, or neither (the store's table is read)",
+                ),
             ));
         }
         return Ok(None);
@@ -464,7 +470,9 @@ fn table_schema(
             Some(ty) => Ok((name.clone(), ty.to_owned())),
             None => Err(invalid(
                 "pipelines.table.columns",
-                at(&format!("column {name}: the type must be a string, like \"text\"")),
+                at(&format!(
+                    "column {name}: the type must be a string, like \"text\""
+                )),
             )),
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -645,7 +653,9 @@ pub fn to_raw(p: &PipelineConfig) -> RawPipeline {
     let (transform, table) = match &p.dataset {
         Dataset::Users => (None, None),
         Dataset::Table(t) => (
-            t.transform.as_ref().map(|t| toml::Spanned::new(0..0, t.text.clone())),
+            t.transform
+                .as_ref()
+                .map(|t| toml::Spanned::new(0..0, t.text.clone())),
             Some(RawTable {
                 name: match &p.sink {
                     SinkConfig::Sqlite(s) => Some(s.table.clone()),

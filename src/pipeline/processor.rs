@@ -634,7 +634,8 @@ fn decode_letter(
             Ok(Rows::Users(Arc::from(vec![row])))
         }
         (Stage::Decode | Stage::Sink, None) => {
-            let row = Row::from_json(&letter.payload, max_message_bytes).map_err(|e| e.to_string())?;
+            let row =
+                Row::from_json(&letter.payload, max_message_bytes).map_err(|e| e.to_string())?;
             Ok(Rows::Users(Arc::from(vec![row])))
         }
         (Stage::Source | Stage::Transform, Some(_)) => {

@@ -179,7 +179,9 @@ mod tests {
 
     #[test]
     fn a_record_becomes_its_row_keyed_by_the_primary_key() {
-        let mut s = shape(Some(".id = to_string!(.n)\ndel(.n)")).shaper().unwrap();
+        let mut s = shape(Some(".id = to_string!(.n)\ndel(.n)"))
+            .shaper()
+            .unwrap();
         let shaped = s
             .shape(json!({"n": 7, "total": 2.5, "tags": ["a"]}))
             .unwrap();
@@ -198,7 +200,10 @@ mod tests {
             "transform: no id"
         );
         let err = s.shape(json!({"id": "a", "total": "x"})).unwrap_err();
-        assert!(err.to_string().contains("column total: expected double"), "{err}");
+        assert!(
+            err.to_string().contains("column total: expected double"),
+            "{err}"
+        );
         let mut plain = shape(None).shaper().unwrap();
         let err = plain.shape(json!([1])).unwrap_err();
         assert!(err.to_string().contains("expected a JSON object"), "{err}");

@@ -624,6 +624,7 @@ mod tests {
     fn job(burst: Duration) -> JobConfig {
         JobConfig {
             name: "random_users".into(),
+            pipeline: "randomuser".into(),
             // Far in the future: only triggers start runs here.
             schedule: Schedule::parse("0 0 1 1 *", None).unwrap(),
             plan: IngestPlan::Burst {

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::*;
 use crate::config::{Config, Overrides};
-use crate::pipeline::ingest::{self, IngestPlan};
+use crate::pipeline::ingest::{self, Feed, IngestPlan};
 use crate::pipeline::log::{DeadLetter, Origin, Stage};
 use crate::pipeline::source::Source;
 use crate::pipeline::{Job, process};
@@ -63,17 +63,19 @@ records = 25
     .unwrap();
     let config = Arc::new(config);
     let log = Log::open(&config.pipeline.log).await.unwrap();
-    let sink = Sink::open(&config.pipeline.sink).await.unwrap();
+    let sink = Sink::open(&config.pipeline.sink, &config.pipeline.dataset)
+        .await
+        .unwrap();
     let history = History::open(&config.data_dir.join("scheduler.db")).unwrap();
     let stats = Arc::new(Stats::default());
     let shutdown = CancellationToken::new();
     if records > 0 {
-        let source = Arc::new(Source::open(&config.pipeline.source).unwrap());
+        let feed = Feed::Users(Arc::new(Source::open(&config.pipeline.source).unwrap()));
         let plan = IngestPlan::Records {
             total: records,
             page_size: 100,
         };
-        ingest::run(source, log.clone(), plan, stats.clone(), shutdown.clone())
+        ingest::run(feed, log.clone(), plan, stats.clone(), shutdown.clone())
             .await
             .unwrap();
         let job = Job {

@@ -576,8 +576,8 @@ mod cassandra {
     use scylla::statement::Consistency;
 
     use super::{BATCH, Measure, end_to_end_with, measure, rate};
-    use crate::pipeline::sink::cassandra::insert_values;
     use crate::pipeline::shape::Dataset;
+    use crate::pipeline::sink::cassandra::insert_values;
     use crate::pipeline::sink::{CassandraSinkConfig, Rows, Sink, SinkConfig};
     use crate::pipeline::source::Generator;
     use crate::record::{ROW_COLUMNS, Row};

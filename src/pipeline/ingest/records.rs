@@ -41,7 +41,11 @@ enum Walk {
     Api(Box<JsonApiSource>),
     File(Option<Box<FileSource>>),
     /// Random User users as their JSON, for a pipeline that reshapes them.
-    Users { source: Box<Source>, page: u64, size: u64 },
+    Users {
+        source: Box<Source>,
+        page: u64,
+        size: u64,
+    },
 }
 
 impl Walk {
@@ -104,9 +108,7 @@ impl Walk {
                 }
                 for (i, r) in batch.rejected.into_iter().enumerate() {
                     out.rejected.push(RejectedRecord {
-                        position: source.position(&format!(
-                            "page-{page}-of-{size}-undecoded-{i}"
-                        )),
+                        position: source.position(&format!("page-{page}-of-{size}-undecoded-{i}")),
                         raw: r.raw,
                         reason: r.error.to_string(),
                     });

@@ -407,7 +407,7 @@ impl Log {
         if letters.is_empty() {
             return Ok(());
         }
-        let mut by_stage = [0u64; 3];
+        let mut by_stage = [0u64; 4];
         for l in &letters {
             by_stage[l.stage as usize] += 1;
         }
@@ -415,7 +415,7 @@ impl Log {
             Log::Sqlite(l) => l.dead_letter(letters).await?,
             Log::Kafka(l) => l.dead_letter(letters).await?,
         }
-        for (stage, n) in [Stage::Source, Stage::Decode, Stage::Sink]
+        for (stage, n) in [Stage::Source, Stage::Transform, Stage::Decode, Stage::Sink]
             .into_iter()
             .zip(by_stage)
         {

@@ -129,9 +129,9 @@ impl Sink {
             (SinkConfig::Cassandra(c), Dataset::Users) => {
                 Sink::Cassandra(CassandraSink::open(c.clone()).await?)
             }
-            (SinkConfig::Cassandra(c), Dataset::Table(t)) => Sink::CassandraTable(
-                CassandraTableSink::open(c.clone(), t.schema.clone()).await?,
-            ),
+            (SinkConfig::Cassandra(c), Dataset::Table(t)) => {
+                Sink::CassandraTable(CassandraTableSink::open(c.clone(), t.schema.clone()).await?)
+            }
         })
     }
 
@@ -181,7 +181,7 @@ impl Sink {
         scope: &str,
         position: &Position,
     ) -> Result<WriteAck, SinkError> {
-        let written = match self {
+        match self {
             Sink::Sqlite(s) => {
                 let started = std::time::Instant::now();
                 let written = s.write_at(rows, scope, position).await;
@@ -191,8 +191,7 @@ impl Sink {
                 written
             }
             Sink::Cassandra(_) | Sink::CassandraTable(_) => self.write(rows).await,
-        };
-        written
+        }
     }
 
     /// The position stored for `scope`, if this store keeps positions and

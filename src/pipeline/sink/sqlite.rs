@@ -95,7 +95,9 @@ fn open_typed_table(
         return Ok((declared.clone(), false));
     }
     let mut stmt = conn
-        .prepare(&format!("SELECT cid, name, type, \"notnull\", pk FROM pragma_table_info('{table}')"))
+        .prepare(&format!(
+            "SELECT cid, name, type, \"notnull\", pk FROM pragma_table_info('{table}')"
+        ))
         .map_err(sql)?;
     let rows = stmt
         .query_map([], |r| {
@@ -129,7 +131,10 @@ fn open_typed_table(
 }
 
 impl SqliteSink {
-    pub async fn open(config: SqliteSinkConfig, dataset: &Dataset) -> Result<SqliteSink, SinkError> {
+    pub async fn open(
+        config: SqliteSinkConfig,
+        dataset: &Dataset,
+    ) -> Result<SqliteSink, SinkError> {
         let config = Arc::new(config);
         let cfg = config.clone();
         let declared = dataset.table().map(|t| t.schema.clone());
@@ -195,26 +200,26 @@ impl SqliteSink {
         let upsert_sql = match &schema {
             Some(schema) => schema.sqlite_upsert(&config.table),
             None => format!(
-            "INSERT INTO {table} ({all}) VALUES ({params})
+                "INSERT INTO {table} ({all}) VALUES ({params})
              ON CONFLICT (id) DO UPDATE SET {set}
              WHERE ({rest}) IS NOT ({excluded})",
-            table = config.table,
-            all = ROW_COLUMNS.join(", "),
-            params = (1..=ROW_COLUMNS.len())
-                .map(|i| format!("?{i}"))
-                .collect::<Vec<_>>()
-                .join(", "),
-            set = rest
-                .iter()
-                .map(|c| format!("{c} = excluded.{c}"))
-                .collect::<Vec<_>>()
-                .join(", "),
-            rest = rest.join(", "),
-            excluded = rest
-                .iter()
-                .map(|c| format!("excluded.{c}"))
-                .collect::<Vec<_>>()
-                .join(", "),
+                table = config.table,
+                all = ROW_COLUMNS.join(", "),
+                params = (1..=ROW_COLUMNS.len())
+                    .map(|i| format!("?{i}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                set = rest
+                    .iter()
+                    .map(|c| format!("{c} = excluded.{c}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                rest = rest.join(", "),
+                excluded = rest
+                    .iter()
+                    .map(|c| format!("excluded.{c}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
             ),
         };
         let file = embedded::FileId::of(&config.path).map_err(|e| SinkError::Open {
@@ -483,20 +488,24 @@ mod tests {
     async fn open(dir: &std::path::Path) -> SqliteSink {
         SqliteSink::open(
             SqliteSinkConfig {
-            path: dir.join("store.db"),
-            table: "created_users".into(),
-            durable_fsync: false,
-        }, &Dataset::Users)
+                path: dir.join("store.db"),
+                table: "created_users".into(),
+                durable_fsync: false,
+            },
+            &Dataset::Users,
+        )
         .await
         .unwrap()
     }
 
-    fn rows(from: u64, n: u64) -> Arc<[Row]> {
+    fn rows(from: u64, n: u64) -> Rows {
         let g = Generator::new("positions", vec![], None);
-        (from..from + n)
-            .map(|k| g.user(k).to_row().unwrap())
-            .collect::<Vec<_>>()
-            .into()
+        Rows::Users(
+            (from..from + n)
+                .map(|k| g.user(k).to_row().unwrap())
+                .collect::<Vec<_>>()
+                .into(),
+        )
     }
 
     #[tokio::test]
@@ -516,7 +525,10 @@ mod tests {
         // A batch the store refuses half-way (here: a trigger on one row)
         // leaves neither its rows nor its position behind.
         let batch = rows(10, 10);
-        let poisoned = batch[7].id.to_string();
+        let Rows::Users(users) = &batch else {
+            unreachable!()
+        };
+        let poisoned = users[7].id.to_string();
         let conn = rusqlite::Connection::open(dir.path().join("store.db")).unwrap();
         conn.execute_batch(&format!(
             "CREATE TRIGGER refuse BEFORE INSERT ON created_users
