@@ -176,6 +176,11 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> AppResult {
         all_stats.push((p.name.clone(), pipeline_stats.clone()));
         let job = super::run::open_job(&one, pipeline_stats.clone(), shutdown.clone()).await?;
         let shape = Shape::of(&p.dataset, job.sink.schema());
+        if let Some(shape) = &shape {
+            shape
+                .check_fields()
+                .map_err(|e| AppError::Usage(format!("pipeline {}: table {}", p.name, e)))?;
+        }
         println!(
             "serve: pipeline {}: {} job(s); processor following topic {} into {}",
             p.name,

@@ -73,6 +73,11 @@ pub(super) async fn feed(config: &Config, sink: Option<&Sink>) -> AppResult<Feed
             }
         },
     };
+    if let Some(shape) = &shape {
+        shape
+            .check_fields()
+            .map_err(|e| super::AppError::Usage(format!("pipeline {}: table {}", p.name, e)))?;
+    }
     Ok(
         Feed::open(&p.source, shape, config.processor.batch_size as u64)
             .context("cannot open the source")?,

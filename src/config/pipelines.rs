@@ -211,7 +211,7 @@ fn resolve_one(
             }
             Dataset::Users
         }
-        Some(t) => Dataset::Table(Arc::new(TableSpec {
+        Some(t) => Dataset::Table(Arc::new(checked(TableSpec {
             schema: table_schema(t, &at)?,
             transform: transform(p, file, text, &at)?,
             unknown_fields: match t.unknown_fields.as_deref() {
@@ -224,7 +224,7 @@ fn resolve_one(
                     ));
                 }
             },
-        })),
+        }, &at)?)),
     };
     let own_dir = data_dir.join("pipelines").join(&p.name);
     let log_url = flag(&over.log)
@@ -447,6 +447,15 @@ fn pagination(p: &RawPaginate) -> Result<Pagination, String> {
     } else {
         Pagination::LinkHeader
     })
+}
+
+/// A declared table checked against the fields its transform sets.
+fn checked(spec: TableSpec, at: &dyn Fn(&str) -> String) -> Result<TableSpec, ConfigError> {
+    if let Some(schema) = &spec.schema {
+        crate::pipeline::shape::check_fields(schema, spec.transform.as_ref(), spec.unknown_fields)
+            .map_err(|e| invalid("pipelines.table", at(&e)))?;
+    }
+    Ok(spec)
 }
 
 fn table_schema(

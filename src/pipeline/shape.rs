@@ -106,6 +106,13 @@ impl Shape {
         }))
     }
 
+    /// Checks, before any record is read, that every field the transform
+    /// certainly sets has a column (unless unknown fields are ignored):
+    /// otherwise every record would become a dead letter.
+    pub fn check_fields(&self) -> Result<(), String> {
+        check_fields(&self.schema, self.transform.as_ref(), self.unknown_fields)
+    }
+
     /// A shaper with the transform compiled (compiled once at start by the
     /// config check, so this cannot fail in a running pipeline).
     pub fn shaper(self: &Arc<Self>) -> Result<Shaper, TransformError> {
@@ -137,6 +144,36 @@ impl Shaper {
     pub fn schema(&self) -> &Arc<TableSchema> {
         &self.shape.schema
     }
+}
+
+/// See [`Shape::check_fields`].
+pub fn check_fields(
+    schema: &TableSchema,
+    transform: Option<&TransformSpec>,
+    unknown: UnknownFields,
+) -> Result<(), String> {
+    let (Some(spec), UnknownFields::Reject) = (transform, unknown) else {
+        return Ok(());
+    };
+    let compiled = spec.compile().map_err(|e| e.to_string())?;
+    let missing: Vec<String> = compiled
+        .fields_set()
+        .into_iter()
+        .filter(|f| schema.column(f).is_none())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let columns: Vec<&str> = schema.columns.iter().map(|c| c.name.as_str()).collect();
+    Err(format!(
+        "the transform sets {} {}, which the table has no column for (its columns: {}); \
+         add the column, drop the field in the transform (del(.{})), or set \
+         unknown_fields = \"ignore\"",
+        if missing.len() == 1 { "field" } else { "fields" },
+        missing.join(", "),
+        columns.join(", "),
+        missing[0],
+    ))
 }
 
 fn kind(v: &Value) -> &'static str {

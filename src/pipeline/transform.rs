@@ -109,6 +109,24 @@ impl Transform {
         }
     }
 
+    /// The top-level fields the program certainly leaves in the row it
+    /// makes (assigned, and not deleted on any path), as the compiler's
+    /// type checking knows them. Fields it passes through from the input
+    /// unchanged are not known until it runs.
+    pub fn fields_set(&self) -> Vec<String> {
+        let info = self.program.final_type_info();
+        let kind = info.state.external.target_kind();
+        let Some(object) = kind.as_object() else {
+            return Vec::new();
+        };
+        object
+            .known()
+            .iter()
+            .filter(|(_, k)| !k.contains_undefined() && !k.is_never())
+            .map(|(field, _)| field.as_str().to_owned())
+            .collect()
+    }
+
     /// Runs the program on one record. `Err` holds the reason the program
     /// gave (`abort "..."`) or the failure it met, for a dead letter.
     pub fn run(&mut self, record: serde_json::Value) -> Result<serde_json::Value, String> {
