@@ -61,6 +61,10 @@ pub struct Overrides {
     /// `--pipeline`: the pipeline a command works on (`serve`: the only
     /// one it runs).
     pub pipeline: Option<String>,
+    /// The command works on every pipeline (`serve`, `config check`,
+    /// `jobs`): without `--pipeline`, several pipelines are no error, and
+    /// [`Config::pipeline`] is the first.
+    pub every_pipeline: bool,
     pub source: Option<String>,
     pub log: Option<String>,
     pub sink: Option<String>,
@@ -424,7 +428,10 @@ impl Config {
         } else {
             pipelines::resolve(&raw, file.as_deref(), &data_dir, &over, &secrets)?
         };
-        let selected = pipelines::select(&pipelines, over.pipeline.as_deref())?;
+        let selected = match (over.pipeline.as_deref(), over.every_pipeline) {
+            (None, true) => &pipelines[0],
+            (name, _) => pipelines::select(&pipelines, name)?,
+        };
         let jobs = Self::resolve_jobs(&raw.jobs, &raw.source, &pipelines, batch_size)?;
         let web = resolve_web(&raw.web, over.listen, over.web_token)?;
         let pipeline = selected.clone();
@@ -780,6 +787,17 @@ impl Config {
         if self.web.token.is_some() {
             out.push_str("# a token is set (TRIBUTARY_WEB_TOKEN or token_file); not shown\n");
         }
+        if !self.jobs.is_empty() {
+            #[derive(serde::Serialize)]
+            struct Jobs {
+                jobs: Vec<RawJob>,
+            }
+            let jobs = Jobs {
+                jobs: self.jobs.iter().map(job_to_raw).collect(),
+            };
+            out.push('\n');
+            out.push_str(&toml::to_string(&jobs).expect("a resolved job serialises as TOML"));
+        }
         if self.named_pipelines {
             #[derive(serde::Serialize)]
             struct Pipelines {
@@ -794,6 +812,64 @@ impl Config {
             );
         }
         out
+    }
+}
+
+/// A job as `[[jobs]]` takes it.
+fn job_to_raw(j: &JobConfig) -> RawJob {
+    let show = |d: Duration| humantime::format_duration(d).to_string();
+    let (schedule, timezone) = match &j.schedule {
+        Schedule::Cron { text, tz, .. } => (text.clone(), Some(tz.name().to_owned())),
+        every @ Schedule::Every(_) => (every.to_string(), None),
+    };
+    let (burst, records) = match j.plan {
+        IngestPlan::Burst {
+            duration,
+            interval,
+            per_tick,
+        } => (
+            Some(RawBurst {
+                duration: show(duration),
+                interval: show(interval),
+                records: Some(per_tick),
+            }),
+            None,
+        ),
+        IngestPlan::Records { total, .. } => (None, (total != u64::MAX).then_some(total)),
+    };
+    let (source, seed) = match &j.source {
+        SourceConfig::Generator { seed, nats, gender } => {
+            let mut url = String::from("gen:");
+            let mut query = Vec::new();
+            if !nats.is_empty() {
+                query.push(format!("nat={}", nats.join(",")));
+            }
+            if let Some(g) = gender {
+                query.push(format!("gender={g}"));
+            }
+            if !query.is_empty() {
+                url.push('?');
+                url.push_str(&query.join("&"));
+            }
+            (Some(url), Some(seed.clone()))
+        }
+        SourceConfig::Http(h) => (Some(redact(&h.url)), Some(h.seed.clone())),
+        SourceConfig::JsonApi(_) | SourceConfig::File(_) => (None, None),
+    };
+    RawJob {
+        name: j.name.clone(),
+        pipeline: Some(j.pipeline.clone()),
+        schedule,
+        timezone,
+        burst,
+        records,
+        source,
+        seed,
+        retries: Some(j.retry.retries),
+        retry_delay: Some(show(j.retry.retry_delay)),
+        timeout: j.retry.timeout.map(show),
+        max_active_runs: None,
+        catchup: Some(j.catchup),
     }
 }
 
@@ -902,6 +978,23 @@ fn log_settings_toml(out: &mut String, log: &LogConfig) {
     }
 }
 
+/// A write consistency as `[sink.cassandra] consistency` takes it.
+fn consistency_name(c: Consistency) -> &'static str {
+    match c {
+        Consistency::One => "ONE",
+        Consistency::Two => "TWO",
+        Consistency::Three => "THREE",
+        Consistency::Quorum => "QUORUM",
+        Consistency::All => "ALL",
+        Consistency::LocalQuorum => "LOCAL_QUORUM",
+        Consistency::EachQuorum => "EACH_QUORUM",
+        Consistency::LocalOne => "LOCAL_ONE",
+        Consistency::Any => "ANY",
+        // Serial levels are for reads; they are not offered for writes.
+        Consistency::Serial | Consistency::LocalSerial => "LOCAL_QUORUM",
+    }
+}
+
 /// `[sink]`'s settings beside its URL.
 fn sink_settings_toml(out: &mut String, sink: &SinkConfig) {
     match sink {
@@ -909,7 +1002,7 @@ fn sink_settings_toml(out: &mut String, sink: &SinkConfig) {
         SinkConfig::Cassandra(c) => {
             out.push_str(&format!(
                 "\n[sink.cassandra]\nconsistency = {}\nconcurrency = {}\n",
-                toml_str(&format!("{:?}", c.consistency).to_ascii_uppercase()),
+                toml_str(consistency_name(c.consistency)),
                 c.concurrency,
             ));
             if c.password.is_some() {
@@ -1388,5 +1481,60 @@ mod tests {
         let shown = redact(&u);
         assert!(!shown.contains("secret"), "{shown}");
         assert!(shown.contains("***"));
+    }
+
+    /// What `config check` prints resolves to the same configuration, for
+    /// every example and for no file at all.
+    #[test]
+    fn config_check_output_parses_back_to_the_same_config() {
+        let every = || Overrides {
+            every_pipeline: true,
+            seed: Some("fixed".into()),
+            ..Overrides::default()
+        };
+        let mut files: Vec<Option<PathBuf>> = vec![None];
+        for entry in std::fs::read_dir("examples").unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                files.push(Some(path));
+            }
+        }
+        assert!(files.len() >= 4, "{files:?}");
+        let without_origins = |c: &Config| {
+            let mut c = c.clone();
+            c.file = None;
+            for p in c.pipelines.iter_mut().chain([&mut c.pipeline]) {
+                if let Dataset::Table(t) = &mut p.dataset {
+                    let mut t = (**t).clone();
+                    if let Some(tr) = &mut t.transform {
+                        tr.origin = crate::pipeline::transform::Origin {
+                            file: String::new(),
+                            line: 0,
+                            column: 0,
+                        };
+                    }
+                    p.dataset = Dataset::Table(std::sync::Arc::new(t));
+                }
+            }
+            c
+        };
+        for file in files {
+            let (raw, path) = load_file(file.as_deref()).unwrap();
+            let first = Config::resolve(raw, path, every()).unwrap();
+            let printed = first.to_toml();
+            let again = Config::resolve(
+                parse(&printed).unwrap_or_else(|e| panic!("{file:?}: {e}\n{printed}")),
+                None,
+                every(),
+            )
+            .unwrap_or_else(|e| panic!("{file:?}: {e}\n{printed}"));
+            assert_eq!(
+                without_origins(&again),
+                without_origins(&first),
+                "{file:?}:\n{printed}"
+            );
+            let body = |t: &str| t.lines().skip(1).collect::<Vec<_>>().join("\n");
+            assert_eq!(body(&again.to_toml()), body(&printed), "{file:?}");
+        }
     }
 }

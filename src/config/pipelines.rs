@@ -211,20 +211,23 @@ fn resolve_one(
             }
             Dataset::Users
         }
-        Some(t) => Dataset::Table(Arc::new(checked(TableSpec {
-            schema: table_schema(t, &at)?,
-            transform: transform(p, file, text, &at)?,
-            unknown_fields: match t.unknown_fields.as_deref() {
-                None | Some("reject") => UnknownFields::Reject,
-                Some("ignore") => UnknownFields::Ignore,
-                Some(other) => {
-                    return Err(invalid(
-                        "pipelines.table.unknown_fields",
-                        at(&format!("{other:?} must be reject or ignore")),
-                    ));
-                }
+        Some(t) => Dataset::Table(Arc::new(checked(
+            TableSpec {
+                schema: table_schema(t, &at)?,
+                transform: transform(p, file, text, &at)?,
+                unknown_fields: match t.unknown_fields.as_deref() {
+                    None | Some("reject") => UnknownFields::Reject,
+                    Some("ignore") => UnknownFields::Ignore,
+                    Some(other) => {
+                        return Err(invalid(
+                            "pipelines.table.unknown_fields",
+                            at(&format!("{other:?} must be reject or ignore")),
+                        ));
+                    }
+                },
             },
-        }, &at)?)),
+            &at,
+        )?)),
     };
     let own_dir = data_dir.join("pipelines").join(&p.name);
     let log_url = flag(&over.log)

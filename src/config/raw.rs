@@ -80,47 +80,59 @@ pub struct RawWeb {
 /// retries = 3
 /// retry_delay = "30s"
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawJob {
     /// Letters, digits, `_` and `-`; unique.
     pub name: String,
     /// The pipeline the job feeds. Default: the only one.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub pipeline: Option<String>,
     /// 5-field cron, a preset (`@hourly`, `@daily`, `@weekly`, `@monthly`,
     /// `@yearly`) or `@every <duration>`.
     pub schedule: String,
     /// IANA time zone of a cron schedule. Default UTC.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
     /// The seed DAG's loop: `records` users every `interval` for `duration`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub burst: Option<RawBurst>,
     /// Without `burst`: records fetched per run. Default 1000 for the Random
     /// User pipeline; every record the source has for the others.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub records: Option<u64>,
     /// Source URL; default the `[source]` one.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
     /// Base seed for `gen:`; each run uses `<seed>-<slot>`. Default the job name.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub seed: Option<String>,
     /// Attempts after a failed one. Default 0.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub retries: Option<u32>,
     /// Wait before a retry. Default `30s`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_delay: Option<String>,
     /// An attempt still running after this fails. Default: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,
     /// Runs of this job at once; only 1 is supported. Default 1.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_active_runs: Option<u32>,
     /// After downtime, run every missed slot (`true`) or only the latest
     /// (`false`, default).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub catchup: Option<bool>,
 }
 
 /// `burst = { duration = "2m", interval = "1s", records = 1 }`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawBurst {
     pub duration: String,
     pub interval: String,
     /// Users per tick (the API's `results`). Default 1.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub records: Option<u64>,
 }
 

@@ -169,7 +169,11 @@ pub fn check_fields(
         "the transform sets {} {}, which the table has no column for (its columns: {}); \
          add the column, drop the field in the transform (del(.{})), or set \
          unknown_fields = \"ignore\"",
-        if missing.len() == 1 { "field" } else { "fields" },
+        if missing.len() == 1 {
+            "field"
+        } else {
+            "fields"
+        },
         missing.join(", "),
         columns.join(", "),
         missing[0],
