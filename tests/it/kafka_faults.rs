@@ -152,3 +152,68 @@ fn three_brokers_one_killed_and_back_loses_nothing() {
     };
     survive_broker_restart(&b, "kafka-2", "restart3");
 }
+
+/// The seed stack's own variant, `examples/random_names.toml`, on the
+/// three-broker cluster: its log URL names the three brokers, its job is the
+/// daily 01:00 UTC two-minute burst, and a short burst of it stores every
+/// user in `<keyspace>.random_names` (the Random User API is replaced by
+/// the generator, the keyspace and topic by fresh ones; Cassandra asks for
+/// the credentials this CI step sets up).
+#[test]
+fn the_seeds_random_names_example_runs_on_three_brokers() {
+    let Some(brokers) = enabled("three", "random_names_example") else {
+        return;
+    };
+    let Some(node) = crate::support::cassandra("random_names_example") else {
+        return;
+    };
+    let s = Sandbox::new();
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/random_names.toml");
+    let shown = s.run(&["config", "check", "--config", example]);
+    assert!(shown.status.success(), "{}", stderr(&shown));
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.contains("kafka://127.0.0.1:9092,127.0.0.1:9094,127.0.0.1:9096/random_names"),
+        "{shown}"
+    );
+    assert!(shown.contains("schedule = \"0 1 * * *\""), "{shown}");
+    assert!(shown.contains("duration = \"2m\""), "{shown}");
+    assert!(
+        brokers.split(',').count() == 3,
+        "the three-broker step exports three bootstrap servers: {brokers}"
+    );
+    let topic = unique("random_names");
+    let ks = unique("spark_streaming");
+    let sink = format!("cassandra://cassandra:cassandra@{node}/{ks}.random_names");
+    let summary = s.run_json(&[
+        "run",
+        "--config",
+        example,
+        "--source",
+        "gen:",
+        "--seed",
+        "random-names",
+        "--topic",
+        &topic,
+        "--sink",
+        &sink,
+        "--duration",
+        "3s",
+        "--interval",
+        "100ms",
+        "--per-tick",
+        "10",
+        "--json",
+    ]);
+    let fetched = summary["fetched"].as_u64().unwrap();
+    assert!(fetched >= 100, "{summary}");
+    assert_eq!(summary["stored"].as_u64(), Some(fetched), "{summary}");
+    assert_eq!(summary["balanced"], true, "{summary}");
+    let count = s.run(&["count", "--config", example, "--sink", &sink]);
+    assert_eq!(
+        String::from_utf8_lossy(&count.stdout).trim(),
+        fetched.to_string(),
+        "{}",
+        stderr(&count)
+    );
+}

@@ -27,6 +27,7 @@ use crate::config::Config;
 use crate::pipeline::embedded::file_id;
 use crate::pipeline::log::scan::{LogScan, PartitionRange};
 use crate::pipeline::log::{Log, LogConfig, LogMessage, PartitionLag};
+use crate::pipeline::shape::Dataset;
 use crate::pipeline::sink::{IdCursor, IdPage, Sink, SinkConfig, SinkError};
 
 /// Store ids read per page.
@@ -65,6 +66,13 @@ struct Scope {
 }
 
 pub async fn verify(config: Config, args: &VerifyArgs, shutdown: CancellationToken) -> AppResult {
+    if let Dataset::Table(_) = config.pipeline.dataset {
+        return Err(super::AppError::Usage(format!(
+            "verify checks the Random User pipeline's store by its ids; pipeline {} writes its \
+             own table, which verify does not walk yet (use `status` and `dlq list`)",
+            config.pipeline.name
+        )));
+    }
     let started = Instant::now();
     let log_file = match &config.pipeline.log {
         LogConfig::Sqlite(c) => FileIdentity::of(&c.path),
