@@ -78,6 +78,10 @@ pub struct Overrides {
     pub listen: Option<String>,
     /// `TRIBUTARY_WEB_TOKEN`: kept out of files and flags.
     pub web_token: Option<String>,
+    /// The command works on every pipeline (`serve`, `jobs`, `export`,
+    /// `config check`): without `--pipeline`, several need no choosing, and
+    /// the first stands where one is needed.
+    pub every_pipeline: bool,
 }
 
 /// The validated configuration.
@@ -424,7 +428,10 @@ impl Config {
         } else {
             pipelines::resolve(&raw, file.as_deref(), &data_dir, &over, &secrets)?
         };
-        let selected = pipelines::select(&pipelines, over.pipeline.as_deref())?;
+        let selected = match over.pipeline.as_deref() {
+            None if over.every_pipeline => &pipelines[0],
+            name => pipelines::select(&pipelines, name)?,
+        };
         let jobs = Self::resolve_jobs(&raw.jobs, &raw.source, &pipelines, batch_size)?;
         let web = resolve_web(&raw.web, over.listen, over.web_token)?;
         let pipeline = selected.clone();
@@ -1380,6 +1387,30 @@ mod tests {
             let err = resolve(bad, Overrides::default()).unwrap_err();
             assert!(err.to_string().starts_with("jobs."), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn several_pipelines_need_a_choice_only_where_a_command_works_on_one() {
+        let text = "[[pipelines]]\nname = \"a\"\nsource = { url = \"gen:?seed=1\" }\n\
+                    [[pipelines]]\nname = \"b\"\nsource = { url = \"gen:?seed=2\" }\n";
+        let err = resolve(text, Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("name one with --pipeline"), "{err}");
+        let every = Overrides {
+            every_pipeline: true,
+            ..Overrides::default()
+        };
+        let c = resolve(text, every.clone()).unwrap();
+        assert_eq!(c.pipelines.len(), 2);
+        let c = resolve(
+            text,
+            Overrides {
+                pipeline: Some("b".into()),
+                ..every
+            },
+        )
+        .unwrap();
+        assert_eq!(c.pipeline.name, "b");
+        assert_eq!(c.pipelines.len(), 1);
     }
 
     #[test]
