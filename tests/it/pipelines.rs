@@ -455,3 +455,257 @@ table = { key = ["id"], columns = { id = "text", total = "float64" } }
     assert!(err.contains("\"float64\""), "{err}");
     assert!(err.contains("column total"), "{err}");
 }
+
+#[test]
+fn a_cassandra_table_without_declared_columns_is_read_from_the_node() {
+    let Some(node) = crate::support::cassandra("pipelines_existing_cassandra_table") else {
+        return;
+    };
+    let api = OrdersApi::start(TOKEN, false);
+    let ks = unique("existing");
+    let sink = |table: &str| format!("sink = \"cassandra://{node}/{ks}.{table}\"");
+    let cassandra_count = |s: &Sandbox| count(s, &[]);
+
+    // A pipeline that declares the columns creates the table.
+    let creator = Sandbox::new();
+    creator.config(&pipeline(
+        &api,
+        "orders",
+        "cursor",
+        &format!("{}\n{}", sink("orders"), transform(TRANSFORM)),
+        COLUMNS,
+    ));
+    assert_eq!(summary(&creator, &["run", "--json"])["stored"], ORDERS);
+
+    // Another one, with its own log and no `columns`, reads the table's
+    // columns from the node. Its ids have a prefix, so its rows are new.
+    let reader = Sandbox::new();
+    let prefixed = TRANSFORM.replace("to_string!(.order_id)", "\"b-\" + to_string!(.order_id)");
+    assert_ne!(prefixed, TRANSFORM);
+    // First at a table that is not there: an error naming it.
+    reader.config(&pipeline(
+        &api,
+        "orders",
+        "cursor",
+        &format!("{}\n{}", sink("missing"), transform(&prefixed)),
+        "",
+    ));
+    let out = run(&reader, &["run"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("table {ks}.missing does not exist")),
+        "{}",
+        stderr(&out)
+    );
+    reader.config(&pipeline(
+        &api,
+        "orders",
+        "cursor",
+        &format!("{}\n{}", sink("orders"), transform(&prefixed)),
+        "",
+    ));
+    let sum = summary(&reader, &["run", "--json"]);
+    assert_eq!(sum["stored"], ORDERS, "{sum}");
+    assert_eq!(sum["dead_lettered"], 0, "{sum}");
+    assert_eq!(cassandra_count(&reader), 2 * ORDERS as u64);
+    let both = rows(&reader, &[]);
+    for want in expected_rows() {
+        let id = want["id"].as_str().unwrap();
+        assert_eq!(both[id], want, "row {id}");
+        let mut theirs = want.clone();
+        theirs["id"] = json!(format!("b-{id}"));
+        assert_eq!(both[&format!("b-{id}")], theirs, "row b-{id}");
+    }
+
+    // A transform that makes a field the table lacks: the run does not fail
+    // at start; every record becomes a dead letter naming the field (to be
+    // replayed once the table has the column), and nothing is stored.
+    let extra = Sandbox::new();
+    let with_coupon = TRANSFORM.replace("\"status\": .status,", "\"status\": .status, \"coupon\": \"SPRING\",");
+    assert_ne!(with_coupon, TRANSFORM);
+    extra.config(&pipeline(
+        &api,
+        "orders",
+        "cursor",
+        &format!("{}\n{}", sink("orders"), transform(&with_coupon)),
+        "",
+    ));
+    let sum = summary(&extra, &["run", "--json"]);
+    assert_eq!(sum["stored"], 0, "{sum}");
+    assert_eq!(sum["dead_lettered"], ORDERS, "{sum}");
+    let letters = dead_letters(&extra, &["--limit", "1000"]);
+    assert_eq!(letters.len(), ORDERS);
+    for l in &letters {
+        assert_eq!(l["reason"], "field not in the table: coupon", "{l}");
+    }
+    assert_eq!(cassandra_count(&extra), 2 * ORDERS as u64);
+}
+
+/// The scheduled pipeline of the `serve` test: 40 events in a file.
+const EVENTS: usize = 40;
+
+#[test]
+fn two_pipelines_in_one_serve_each_fill_their_own_table() {
+    use crate::dashboard::{http, serve};
+
+    let api = OrdersApi::start(TOKEN, true);
+    let s = Sandbox::new();
+    let events: String = (0..EVENTS)
+        .map(|i| {
+            format!(
+                "{{\"id\": \"ev-{i}\", \"kind\": \"{}\", \"at\": {}}}\n",
+                ["view", "click"][i % 2],
+                1_700_000_000_000u64 + i as u64 * 1000
+            )
+        })
+        .collect();
+    std::fs::write(s.dir.path().join("events.ndjson"), events).unwrap();
+    s.config(&format!(
+        r#"{orders}
+[[pipelines]]
+name = "events"
+source = {{ file = "events.ndjson" }}
+table = {{ key = ["id"], columns = {{ id = "text", kind = "text", at = "timestamp" }} }}
+
+[[jobs]]
+name = "events_every_second"
+pipeline = "events"
+schedule = "@every 1s"
+
+[[jobs]]
+name = "orders_on_demand"
+pipeline = "orders"
+schedule = "0 0 1 1 *"
+"#,
+        orders = pipeline(&api, "orders", "cursor", &transform(TRANSFORM), COLUMNS)
+    ));
+    let mut serve = serve(&s, &[], &[("SHOP_TOKEN", TOKEN)]);
+    let out = ok(&s, &["jobs", "trigger", "orders_on_demand"]);
+    assert!(out.contains("queued run #1"), "{out}");
+
+    let successes = |job: &str| -> usize {
+        let runs: Value =
+            serde_json::from_str(&ok(&s, &["jobs", "runs", job, "--json", "--limit", "100"]))
+                .unwrap();
+        runs.as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["state"] == "success")
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let (orders, events) = (successes("orders_on_demand"), successes("events_every_second"));
+        if orders == 1
+            && events >= 2
+            && count(&s, &["--pipeline", "orders"]) == ORDERS as u64
+            && count(&s, &["--pipeline", "events"]) == EVENTS as u64
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "orders runs {orders}, events runs {events}: {}",
+            serve.output.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // Each table holds exactly its own rows.
+    assert_orders(&rows(&s, &["--pipeline", "orders"]));
+    let ev = rows(&s, &["--pipeline", "events"]);
+    let want: BTreeSet<String> = (0..EVENTS).map(|i| format!("ev-{i}")).collect();
+    assert_eq!(ev.keys().cloned().collect::<BTreeSet<_>>(), want);
+    assert_eq!(
+        ev["ev-3"],
+        json!({"id": "ev-3", "kind": "click", "at": "2023-11-14T22:13:23.000Z"})
+    );
+    assert!(ev.values().all(|r| r.get("total").is_none()));
+
+    // The counters carry each pipeline's name.
+    let (status, text) = http(serve.port, "GET", "/metrics", &[], "");
+    assert_eq!(status, 200, "{text}");
+    let m = crate::dashboard::parse_prometheus(&text);
+    assert_eq!(
+        m.get(r#"tributary_source_records_total{pipeline="orders"}"#),
+        Some(&(ORDERS as f64)),
+        "{text}"
+    );
+    assert_eq!(
+        m.get(r#"tributary_sink_written_rows_total{pipeline="orders"}"#),
+        Some(&(ORDERS as f64)),
+        "{text}"
+    );
+    // Every run of the events job reads the whole file again.
+    let fetched = m[r#"tributary_source_records_total{pipeline="events"}"#];
+    assert!(
+        fetched >= 2.0 * EVENTS as f64 && fetched % EVENTS as f64 == 0.0,
+        "{text}"
+    );
+    assert!(
+        m.contains_key(r#"tributary_processor_read_records_total{pipeline="events"}"#),
+        "{text}"
+    );
+    assert!(
+        m[r#"tributary_scheduler_runs_total{job="events_every_second",state="success"}"#] >= 2.0,
+        "{text}"
+    );
+
+    crate::support::terminate(&serve.child.0);
+    assert_eq!(serve.child.0.wait().unwrap().code(), Some(0));
+    let printed = serve.all_output();
+    assert!(!printed.contains(TOKEN), "serve printed the token: {printed}");
+}
+
+#[test]
+fn preview_shows_rows_and_would_be_dead_letters_and_writes_nothing() {
+    let api = OrdersApi::start(TOKEN, true);
+    let s = Sandbox::new();
+    s.config(&pipeline(
+        &api,
+        "orders",
+        "cursor",
+        &transform(STRICT),
+        COLUMNS,
+    ));
+    let out = ok(&s, &["preview", "--json", "--limit", "160"]);
+    let preview: Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(preview["pipeline"], "orders");
+    assert_eq!(
+        preview["columns"],
+        json!(["id", "status", "total", "currency", "placed_at", "country", "skus"])
+    );
+    // Of the first 160 orders, four are cancelled and one has an item
+    // without a SKU.
+    let rows = preview["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 155, "{preview}");
+    for want in &expected_rows()[..4] {
+        assert!(rows.contains(want), "{want} not in {preview}");
+    }
+    let letters = preview["dead_letters"].as_array().unwrap();
+    let mut rejected: Vec<u64> = letters
+        .iter()
+        .map(|l| {
+            let record: Value = serde_json::from_str(l["record"].as_str().unwrap()).unwrap();
+            record["order_id"].as_u64().unwrap()
+        })
+        .collect();
+    rejected.sort();
+    assert_eq!(rejected, [1007, 1047, 1087, 1127, 1150], "{preview}");
+    for l in letters {
+        let reason = l["reason"].as_str().unwrap();
+        assert!(
+            reason.contains("cancelled orders are not loaded") || reason.contains("column skus"),
+            "{l}"
+        );
+        assert!(l["position"].as_str().unwrap().contains("/cursor/orders"), "{l}");
+    }
+    // The text form says the same.
+    let text = ok(&s, &["preview", "--limit", "160"]);
+    assert!(text.contains("pipeline orders: 155 rows"), "{text}");
+    assert!(text.contains("5 would be dead letters"), "{text}");
+    // The API was asked (with the token), and nothing was written.
+    assert!(api.answered(200) >= 4, "{:#?}", api.seen());
+    assert!(!s.data_dir().exists(), "preview wrote {:?}", s.data_dir());
+    assert_eq!(count(&s, &[]), 0);
+}
