@@ -1394,7 +1394,10 @@ mod tests {
         let text = "[[pipelines]]\nname = \"a\"\nsource = { url = \"gen:?seed=1\" }\n\
                     [[pipelines]]\nname = \"b\"\nsource = { url = \"gen:?seed=2\" }\n";
         let err = resolve(text, Overrides::default()).unwrap_err();
-        assert!(err.to_string().contains("name one with --pipeline"), "{err}");
+        assert!(
+            err.to_string().contains("name one with --pipeline"),
+            "{err}"
+        );
         let every = Overrides {
             every_pipeline: true,
             ..Overrides::default()

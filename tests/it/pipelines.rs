@@ -38,7 +38,10 @@ columns = { id = "text", status = "text", total = "double", currency = "text", p
 
 /// The four ways to walk the API: (endpoint, `paginate`).
 const STYLES: [(&str, &str); 4] = [
-    ("cursor", r#"{ cursor = "/meta/next_cursor", param = "cursor" }"#),
+    (
+        "cursor",
+        r#"{ cursor = "/meta/next_cursor", param = "cursor" }"#,
+    ),
     ("page", r#"{ page = "page", first = 1 }"#),
     ("offset", r#"{ offset = "offset" }"#),
     ("link", "{ link = true }"),
@@ -233,7 +236,10 @@ fn walk(style: &str) {
     assert_eq!(sum["fetched"], ORDERS, "{sum}");
     assert_eq!(sum["stored"], ORDERS, "{sum}");
     assert_eq!(sum["dead_lettered"], 0, "{sum}");
-    assert_eq!(sum["source_retries"], 2, "the 429 and the error body: {sum}");
+    assert_eq!(
+        sum["source_retries"], 2,
+        "the 429 and the error body: {sum}"
+    );
     // 237 orders at 50 a page: 5 pages; page numbers and offsets ask once
     // more and get the empty page that ends the walk.
     let pages = match style {
@@ -521,7 +527,10 @@ fn a_cassandra_table_without_declared_columns_is_read_from_the_node() {
     // at start; every record becomes a dead letter naming the field (to be
     // replayed once the table has the column), and nothing is stored.
     let extra = Sandbox::new();
-    let with_coupon = TRANSFORM.replace("\"status\": .status,", "\"status\": .status, \"coupon\": \"SPRING\",");
+    let with_coupon = TRANSFORM.replace(
+        "\"status\": .status,",
+        "\"status\": .status, \"coupon\": \"SPRING\",",
+    );
     assert_ne!(with_coupon, TRANSFORM);
     extra.config(&pipeline(
         &api,
@@ -595,7 +604,10 @@ schedule = "0 0 1 1 *"
     };
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        let (orders, events) = (successes("orders_on_demand"), successes("events_every_second"));
+        let (orders, events) = (
+            successes("orders_on_demand"),
+            successes("events_every_second"),
+        );
         if orders == 1
             && events >= 2
             && count(&s, &["--pipeline", "orders"]) == ORDERS as u64
@@ -654,7 +666,10 @@ schedule = "0 0 1 1 *"
     crate::support::terminate(&serve.child.0);
     assert_eq!(serve.child.0.wait().unwrap().code(), Some(0));
     let printed = serve.all_output();
-    assert!(!printed.contains(TOKEN), "serve printed the token: {printed}");
+    assert!(
+        !printed.contains(TOKEN),
+        "serve printed the token: {printed}"
+    );
 }
 
 #[test]
@@ -673,7 +688,15 @@ fn preview_shows_rows_and_would_be_dead_letters_and_writes_nothing() {
     assert_eq!(preview["pipeline"], "orders");
     assert_eq!(
         preview["columns"],
-        json!(["id", "status", "total", "currency", "placed_at", "country", "skus"])
+        json!([
+            "id",
+            "status",
+            "total",
+            "currency",
+            "placed_at",
+            "country",
+            "skus"
+        ])
     );
     // Of the first 160 orders, four are cancelled and one has an item
     // without a SKU.
@@ -698,7 +721,10 @@ fn preview_shows_rows_and_would_be_dead_letters_and_writes_nothing() {
             reason.contains("cancelled orders are not loaded") || reason.contains("column skus"),
             "{l}"
         );
-        assert!(l["position"].as_str().unwrap().contains("/cursor/orders"), "{l}");
+        assert!(
+            l["position"].as_str().unwrap().contains("/cursor/orders"),
+            "{l}"
+        );
     }
     // The text form says the same.
     let text = ok(&s, &["preview", "--limit", "160"]);
