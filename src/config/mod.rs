@@ -1476,6 +1476,33 @@ mod tests {
     }
 
     #[test]
+    fn several_pipelines_need_a_choice_only_where_a_command_works_on_one() {
+        let text = "[[pipelines]]\nname = \"a\"\nsource = { url = \"gen:?seed=1\" }\n\
+                    [[pipelines]]\nname = \"b\"\nsource = { url = \"gen:?seed=2\" }\n";
+        let err = resolve(text, Overrides::default()).unwrap_err();
+        assert!(
+            err.to_string().contains("name one with --pipeline"),
+            "{err}"
+        );
+        let every = Overrides {
+            every_pipeline: true,
+            ..Overrides::default()
+        };
+        let c = resolve(text, every.clone()).unwrap();
+        assert_eq!(c.pipelines.len(), 2);
+        let c = resolve(
+            text,
+            Overrides {
+                pipeline: Some("b".into()),
+                ..every
+            },
+        )
+        .unwrap();
+        assert_eq!(c.pipeline.name, "b");
+        assert_eq!(c.pipelines.len(), 1);
+    }
+
+    #[test]
     fn redact_hides_passwords() {
         let u = Url::parse("cassandra://cassandra:secret@127.0.0.1:9042/ks.t").unwrap();
         let shown = redact(&u);

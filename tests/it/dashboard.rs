@@ -233,7 +233,7 @@ fn with_a_token_every_call_needs_it_and_it_is_never_printed() {
 
 /// Prometheus text, checked line by line: `# HELP` / `# TYPE` comments and
 /// `name{labels} value` samples. Returns the samples by name with labels.
-fn parse_prometheus(text: &str) -> BTreeMap<String, f64> {
+pub fn parse_prometheus(text: &str) -> BTreeMap<String, f64> {
     let mut types = BTreeMap::new();
     let mut samples = BTreeMap::new();
     let is_name = |n: &str| {

@@ -9,6 +9,7 @@ mod dashboard;
 mod http_source;
 mod kafka;
 mod kafka_faults;
+mod pipelines;
 mod poison;
 mod reliability;
 mod scheduler_faults;

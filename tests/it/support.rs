@@ -1,6 +1,8 @@
 //! Helpers shared by the black-box tests: running the binary in a temporary
 //! data dir, reading its JSON summaries, looking into the embedded store.
 
+pub mod json_api;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 

@@ -63,6 +63,15 @@ impl Walk {
         })
     }
 
+    /// Retried requests so far (none for a file).
+    fn retries(&self) -> u64 {
+        match self {
+            Walk::Api(api) => api.retries(),
+            Walk::File(_) => 0,
+            Walk::Users { source, .. } => source.retries(),
+        }
+    }
+
     async fn next(&mut self) -> Result<Option<JsonPage>, SourceError> {
         match self {
             Walk::Api(api) => api.next_page().await,
@@ -217,11 +226,20 @@ async fn walk(
     let mut walk = Walk::open(feed)?;
     let mut remaining = total;
     while remaining > 0 {
+        let retries_before = walk.retries();
         let page = tokio::select! {
             biased;
-            _ = shutdown.cancelled() => return Ok(()),
-            page = walk.next() => page?,
+            _ = shutdown.cancelled() => None,
+            page = walk.next() => Some(page),
         };
+        stats.add(
+            Counter::SourceRetries,
+            walk.retries().saturating_sub(retries_before),
+        );
+        let Some(page) = page else {
+            return Ok(());
+        };
+        let page = page?;
         let Some(mut page) = page else {
             return Ok(());
         };
