@@ -12,6 +12,7 @@
 
 mod dashboard;
 mod latency;
+mod pipeline;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -46,6 +47,7 @@ struct BenchReport {
     cores: usize,
     measures: Vec<Measure>,
     end_to_end_peak_rss_mib: Option<f64>,
+    user_pipeline_peak_rss_mib: Option<f64>,
     kafka_end_to_end_peak_rss_mib: Option<f64>,
     cassandra_end_to_end_peak_rss_mib: Option<f64>,
 }
@@ -144,6 +146,10 @@ pub async fn bench(args: &BenchArgs) -> AppResult {
         rate(n, raw),
     ));
 
+    // A user pipeline of the same rows beside the built-in one.
+    let (generic, generic_rss) = pipeline::generic_vs_built_in(n, e2e).await?;
+    measures.push(generic);
+
     // HTTP source vs plain GETs.
     let (ours, ceiling) = http_source(n).await?;
     measures.push(measure(
@@ -173,6 +179,7 @@ pub async fn bench(args: &BenchArgs) -> AppResult {
         cores,
         measures,
         end_to_end_peak_rss_mib: peak_rss.map(|b| b as f64 / (1 << 20) as f64),
+        user_pipeline_peak_rss_mib: generic_rss.map(|b| b as f64 / (1 << 20) as f64),
         kafka_end_to_end_peak_rss_mib: kafka_rss.map(|b| b as f64 / (1 << 20) as f64),
         cassandra_end_to_end_peak_rss_mib: cassandra_rss.map(|b| b as f64 / (1 << 20) as f64),
     };
@@ -192,6 +199,9 @@ pub async fn bench(args: &BenchArgs) -> AppResult {
     }
     if let Some(rss) = report.end_to_end_peak_rss_mib {
         println!("end-to-end peak RSS: {rss:.1} MiB");
+    }
+    if let Some(rss) = report.user_pipeline_peak_rss_mib {
+        println!("user pipeline end-to-end peak RSS: {rss:.1} MiB");
     }
     if let Some(rss) = report.kafka_end_to_end_peak_rss_mib {
         println!("end-to-end via Kafka peak RSS: {rss:.1} MiB");
