@@ -106,11 +106,13 @@ pub async fn main(cli: Cli) -> AppResult {
             let mut over = args.endpoints.overrides(data_dir.clone());
             over.batch_size = args.batch_size;
             over.listen = args.listen.clone();
+            over.every_pipeline = true;
             jobs::serve(resolve(over)?, shutdown).await
         }
         Command::Jobs(cmd) => jobs::jobs(
             resolve(Overrides {
                 data_dir: data_dir.clone(),
+                every_pipeline: true,
                 ..Overrides::default()
             })?,
             cmd,
@@ -118,6 +120,7 @@ pub async fn main(cli: Cli) -> AppResult {
         Command::Export(cmd) => jobs::export(
             resolve(Overrides {
                 data_dir: data_dir.clone(),
+                every_pipeline: true,
                 ..Overrides::default()
             })?,
             cmd,
@@ -133,6 +136,7 @@ pub async fn main(cli: Cli) -> AppResult {
         Command::Config(ConfigCommand::Check { endpoints, source }) => {
             let mut over = endpoints.overrides(data_dir.clone());
             over.source = source;
+            over.every_pipeline = true;
             let config = resolve(over)?;
             print!("{}", config.to_toml());
             Ok(())

@@ -78,13 +78,18 @@ pub struct Overrides {
     pub listen: Option<String>,
     /// `TRIBUTARY_WEB_TOKEN`: kept out of files and flags.
     pub web_token: Option<String>,
+    /// The command works on every pipeline (`serve`, `jobs`, `export`,
+    /// `config check`): without `--pipeline` none need be named, and the
+    /// first one is [`Config::pipeline`].
+    pub every_pipeline: bool,
 }
 
 /// The validated configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub data_dir: PathBuf,
-    /// The pipeline this command works on (`--pipeline`, or the only one).
+    /// The pipeline this command works on (`--pipeline`, or the only one;
+    /// for a command on every pipeline, the first).
     pub pipeline: PipelineConfig,
     /// Every pipeline `serve` runs: all of them, or the one `--pipeline`
     /// names.
@@ -424,7 +429,10 @@ impl Config {
         } else {
             pipelines::resolve(&raw, file.as_deref(), &data_dir, &over, &secrets)?
         };
-        let selected = pipelines::select(&pipelines, over.pipeline.as_deref())?;
+        let selected = match over.pipeline.as_deref() {
+            None if over.every_pipeline => &pipelines[0],
+            name => pipelines::select(&pipelines, name)?,
+        };
         let jobs = Self::resolve_jobs(&raw.jobs, &raw.source, &pipelines, batch_size)?;
         let web = resolve_web(&raw.web, over.listen, over.web_token)?;
         let pipeline = selected.clone();
@@ -1238,6 +1246,40 @@ mod tests {
         assert_eq!(c.pipeline.source.seed(), "flag");
         assert!(!c.pipeline.seed_was_drawn);
         assert_eq!(c.processor.batch_size, 10);
+    }
+
+    #[test]
+    fn a_command_on_every_pipeline_needs_no_name() {
+        let text = r#"
+[[pipelines]]
+name = "users"
+source = { url = "gen:?seed=a" }
+[[pipelines]]
+name = "more_users"
+source = { url = "gen:?seed=b" }
+"#;
+        let err = resolve(text, Overrides::default()).unwrap_err();
+        assert!(
+            err.to_string().contains("name one with --pipeline"),
+            "{err}"
+        );
+        let every = Overrides {
+            every_pipeline: true,
+            ..Overrides::default()
+        };
+        let c = resolve(text, every.clone()).unwrap();
+        assert_eq!(c.pipeline.name, "users");
+        assert_eq!(c.pipelines.len(), 2);
+        let c = resolve(
+            text,
+            Overrides {
+                pipeline: Some("more_users".into()),
+                ..every
+            },
+        )
+        .unwrap();
+        assert_eq!(c.pipeline.name, "more_users");
+        assert_eq!(c.pipelines.len(), 1);
     }
 
     #[test]
