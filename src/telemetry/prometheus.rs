@@ -5,9 +5,9 @@
 //!
 //! Names follow `tributary_<stage>_<what>_<unit>`. Labels are bounded: a
 //! stage name, an outcome, a configured pipeline or job name, a run state.
-//! A record id is never a label. Under `serve` every counter a pipeline's
-//! stages feed, and every gauge the dashboard samples, carries
-//! `pipeline="<name>"`.
+//! A record id is never a label. Under `serve` the totals a pipeline's
+//! stages count (`Stats::for_pipeline`) and the gauges the dashboard
+//! samples carry `pipeline="<name>"`.
 
 use std::sync::OnceLock;
 
