@@ -892,7 +892,8 @@ async fn a_token_guards_everything_but_the_page_and_health() {
         r.send()
     };
     for path in [
-        "/api/v1/status",
+        "/api/v1/pipelines",
+        "/api/v1/status?pipeline=orders",
         "/api/v1/jobs",
         "/api/v1/config",
         "/metrics",
