@@ -168,7 +168,8 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> AppResult {
     let mut all_stats = Vec::new();
     let mut processors = Vec::new();
     let mut targets = BTreeMap::new();
-    let mut first = None;
+    // What the dashboard shows of each pipeline.
+    let mut watched = Vec::new();
     for p in &config.pipelines {
         let mut one = config.clone();
         one.pipeline = p.clone();
@@ -197,9 +198,12 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> AppResult {
                 stats: pipeline_stats.clone(),
             },
         );
-        if first.is_none() {
-            first = Some((job.log.clone(), job.sink.clone(), pipeline_stats.clone()));
-        }
+        watched.push(web::PipelineParts::new(
+            p.clone(),
+            job.log.clone(),
+            job.sink.clone(),
+            pipeline_stats.clone(),
+        ));
         let name = p.name.clone();
         processors.push(async move {
             pipeline::process(job, true)
@@ -208,17 +212,14 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> AppResult {
                 .with_context(|| format!("pipeline {name}"))
         });
     }
-    let (first_log, first_sink, first_stats) = first.expect("a config has at least one pipeline");
     let scheduler = Scheduler::with_targets(config.jobs.clone(), history.clone(), targets);
     let web = match (config.web.listen, metrics) {
         (Some(addr), Some(metrics)) => {
             let parts = web::Parts {
                 config: Arc::new(config.clone()),
-                log: first_log,
-                sink: first_sink,
+                pipelines: watched,
                 history: history.clone(),
                 scheduler: scheduler.health(),
-                stats: first_stats,
                 metrics,
             };
             let server = web::start(addr, config.web.token.clone(), parts, shutdown.clone())

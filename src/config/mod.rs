@@ -88,7 +88,8 @@ pub struct Overrides {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub data_dir: PathBuf,
-    /// The pipeline this command works on (`--pipeline`, or the only one).
+    /// The pipeline this command works on (`--pipeline`, or the only one;
+    /// for a command on every pipeline, the first).
     pub pipeline: PipelineConfig,
     /// Every pipeline `serve` runs: all of them, or the one `--pipeline`
     /// names.
@@ -1331,6 +1332,40 @@ mod tests {
         assert_eq!(c.pipeline.source.seed(), "flag");
         assert!(!c.pipeline.seed_was_drawn);
         assert_eq!(c.processor.batch_size, 10);
+    }
+
+    #[test]
+    fn a_command_on_every_pipeline_needs_no_name() {
+        let text = r#"
+[[pipelines]]
+name = "users"
+source = { url = "gen:?seed=a" }
+[[pipelines]]
+name = "more_users"
+source = { url = "gen:?seed=b" }
+"#;
+        let err = resolve(text, Overrides::default()).unwrap_err();
+        assert!(
+            err.to_string().contains("name one with --pipeline"),
+            "{err}"
+        );
+        let every = Overrides {
+            every_pipeline: true,
+            ..Overrides::default()
+        };
+        let c = resolve(text, every.clone()).unwrap();
+        assert_eq!(c.pipeline.name, "users");
+        assert_eq!(c.pipelines.len(), 2);
+        let c = resolve(
+            text,
+            Overrides {
+                pipeline: Some("more_users".into()),
+                ..every
+            },
+        )
+        .unwrap();
+        assert_eq!(c.pipeline.name, "more_users");
+        assert_eq!(c.pipelines.len(), 1);
     }
 
     #[test]

@@ -40,6 +40,14 @@ pub struct PipelineConfig {
     pub sink: SinkConfig,
 }
 
+impl PipelineConfig {
+    /// The pipeline as `[[pipelines]]` TOML, secrets redacted: see
+    /// [`to_raw`].
+    pub fn to_raw(&self) -> RawPipeline {
+        to_raw(self)
+    }
+}
+
 /// The pipeline a command works on: the one `name` names, or the only one.
 pub(super) fn select<'a>(
     pipelines: &'a [PipelineConfig],

@@ -4,8 +4,10 @@
 //! calls cost an atomic load and do nothing.
 //!
 //! Names follow `tributary_<stage>_<what>_<unit>`. Labels are bounded: a
-//! stage name, an outcome, a configured job name, a run state. A record id
-//! is never a label.
+//! stage name, an outcome, a configured pipeline or job name, a run state.
+//! A record id is never a label. Under `serve` the totals a pipeline's
+//! stages count (`Stats::for_pipeline`) and the gauges the dashboard
+//! samples carry `pipeline="<name>"`.
 
 use std::sync::OnceLock;
 
@@ -59,7 +61,7 @@ fn describe() {
     describe_counter!(
         "tributary_source_records_total",
         Unit::Count,
-        "Users received from the source (decoded or not)."
+        "Records received from the pipeline's source (decoded or not), by pipeline."
     );
     describe_counter!(
         "tributary_source_rejected_records_total",
@@ -79,12 +81,12 @@ fn describe() {
     describe_counter!(
         "tributary_ingest_skipped_ticks_total",
         Unit::Count,
-        "Burst ticks skipped because the previous tick was still busy."
+        "Burst ticks skipped because the previous tick was still busy, by pipeline."
     );
     describe_counter!(
         "tributary_log_appended_records_total",
         Unit::Count,
-        "Messages durably appended to the log."
+        "Messages durably appended to the pipeline's log, by pipeline."
     );
     describe_histogram!(
         "tributary_log_append_duration_seconds",
@@ -99,17 +101,17 @@ fn describe() {
     describe_gauge!(
         "tributary_log_dead_letters_waiting",
         Unit::Count,
-        "Dead letters not yet replayed."
+        "Dead letters not yet replayed, by pipeline (sampled)."
     );
     describe_gauge!(
         "tributary_log_lag_messages",
         Unit::Count,
-        "Messages in the log the processor's group has not committed."
+        "Messages in the pipeline's log its processor's group has not committed, by pipeline (sampled)."
     );
     describe_counter!(
         "tributary_processor_read_records_total",
         Unit::Count,
-        "Messages the processor read from the log."
+        "Messages the processor read from the log, by pipeline."
     );
     describe_histogram!(
         "tributary_processor_decode_duration_seconds",
@@ -124,17 +126,17 @@ fn describe() {
     describe_counter!(
         "tributary_sink_written_rows_total",
         Unit::Count,
-        "Rows the store inserted or changed (acknowledged)."
+        "Rows the store inserted or changed (acknowledged), by pipeline."
     );
     describe_counter!(
         "tributary_sink_unchanged_rows_total",
         Unit::Count,
-        "Rows written again with the same values (replays, duplicates)."
+        "Rows written again with the same values (replays, duplicates), by pipeline."
     );
     describe_counter!(
         "tributary_sink_retries_total",
         Unit::Count,
-        "Sink writes retried because the store was unavailable."
+        "Sink writes retried because the store was unavailable, by pipeline."
     );
     describe_histogram!(
         "tributary_sink_write_duration_seconds",
@@ -144,7 +146,7 @@ fn describe() {
     describe_gauge!(
         "tributary_sink_stored_rows",
         Unit::Count,
-        "Rows in the store (sampled)."
+        "Rows in the pipeline's table, by pipeline (sampled)."
     );
     describe_counter!(
         "tributary_scheduler_runs_total",

@@ -1,6 +1,8 @@
 //! The JSON API under `/api/v1/`, `/metrics` and the health checks. Each
-//! handler reads through the pipeline's own handles (log, store, history,
-//! counters) or the sampler's cache; nothing here holds pipeline state.
+//! handler reads through a pipeline's own handles (log, store, history,
+//! counters) or its sampler's cache; nothing here holds pipeline state.
+//! A pipeline's views take it as `?pipeline=NAME` (default: the first
+//! pipeline, so the URLs of a one-pipeline `serve` stay as they were).
 //! Shapes are those of `docs/openapi.yaml`.
 
 use std::collections::HashSet;
@@ -13,16 +15,18 @@ use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::State;
 use super::sampler::LATEST_MAX;
+use super::{State, Watched};
 use crate::config::redact;
 use crate::pipeline::ingest::IngestPlan;
 use crate::pipeline::log::{Log, LogMessage};
 use crate::pipeline::processor;
-use crate::pipeline::shape::Shape;
+use crate::pipeline::shape::{Dataset, Shape};
 use crate::pipeline::sink::Sink;
 use crate::pipeline::source::SourceConfig;
 use crate::pipeline::stats::Counter;
+use crate::pipeline::table::UnknownFields;
+use crate::record::ROW_COLUMNS;
 use crate::scheduler::history::HistoryError;
 use crate::scheduler::history::now_ms;
 use crate::scheduler::{History, JobConfig, RunState};
@@ -59,6 +63,71 @@ fn limit(q: &Limit, default: usize, max: usize) -> usize {
     q.limit.unwrap_or(default).clamp(1, max)
 }
 
+/// `?pipeline=NAME`: which pipeline a view is of.
+#[derive(Deserialize)]
+pub struct Which {
+    pipeline: Option<String>,
+}
+
+/// The pipeline `which` names (404 if none has that name), or the first.
+fn pipeline<'a>(state: &'a State, which: &Which) -> Result<&'a Watched, ApiError> {
+    let Some(name) = &which.pipeline else {
+        return Ok(&state.pipelines[0]);
+    };
+    state
+        .pipelines
+        .iter()
+        .find(|w| w.parts.name() == name)
+        .ok_or_else(|| {
+            let known: Vec<&str> = state.pipelines.iter().map(|w| w.parts.name()).collect();
+            ApiError(
+                StatusCode::NOT_FOUND,
+                format!("no pipeline {name:?}; pipelines: {}", known.join(", ")),
+            )
+        })
+}
+
+fn source_kind(source: &SourceConfig) -> &'static str {
+    match source {
+        SourceConfig::Generator { .. } => "generator",
+        SourceConfig::Http(_) => "randomuser",
+        SourceConfig::JsonApi(_) => "json_api",
+        SourceConfig::File(_) => "file",
+    }
+}
+
+fn log_kind(log: &Log) -> &'static str {
+    match log {
+        Log::Sqlite(_) => "sqlite",
+        Log::Kafka(_) => "kafka",
+    }
+}
+
+fn store_kind(sink: &Sink) -> &'static str {
+    match sink {
+        Sink::Sqlite(_) => "sqlite",
+        Sink::Cassandra(_) | Sink::CassandraTable(_) => "cassandra",
+    }
+}
+
+fn dataset_kind(dataset: &Dataset) -> &'static str {
+    match dataset {
+        Dataset::Users => "users",
+        Dataset::Table(_) => "table",
+    }
+}
+
+/// The names of the jobs that feed `pipeline`, in config order.
+fn job_names(state: &State, pipeline: &str) -> Vec<String> {
+    state
+        .config
+        .jobs
+        .iter()
+        .filter(|j| j.pipeline == pipeline)
+        .map(|j| j.name.clone())
+        .collect()
+}
+
 fn source_url(source: &SourceConfig) -> String {
     match source {
         SourceConfig::Generator { nats, .. } if nats.is_empty() => "gen:".into(),
@@ -75,7 +144,7 @@ async fn history<T: Send + 'static>(
     state: &State,
     f: impl FnOnce(&History) -> Result<T, HistoryError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    let h = state.parts.history.clone();
+    let h = state.history.clone();
     tokio::task::spawn_blocking(move || f(&h))
         .await
         .expect("history task panicked")
@@ -89,19 +158,82 @@ async fn history<T: Send + 'static>(
         })
 }
 
-pub async fn status(state: State) -> Json<Value> {
-    let p = &state.parts;
+/// Every pipeline: where it reads, what it makes of the records (a user
+/// pipeline's table and transform) and where it logs and stores them.
+pub async fn pipelines(state: State) -> Json<Value> {
+    let list: Vec<Value> = state
+        .pipelines
+        .iter()
+        .map(|w| describe(&state, w))
+        .collect();
+    Json(json!({ "pipelines": list }))
+}
+
+fn describe(state: &State, w: &Watched) -> Value {
+    let p = &w.parts;
+    let c = &p.config;
+    // The source as `config check` prints it: secrets redacted.
+    let settings = serde_json::to_value(c.to_raw().source).unwrap_or(Value::Null);
+    let table = p.shape.as_ref().map(|shape| {
+        let schema = &shape.schema;
+        json!({
+            "columns": schema.columns.iter().map(|col| json!({
+                "name": col.name,
+                "type": col.ty.to_string(),
+            })).collect::<Vec<_>>(),
+            "partition_key": schema.partition_key,
+            "clustering_key": schema.clustering_key,
+            "unknown_fields": match shape.unknown_fields {
+                UnknownFields::Reject => "reject",
+                UnknownFields::Ignore => "ignore",
+            },
+        })
+    });
+    let transform = p
+        .shape
+        .as_ref()
+        .and_then(|s| s.transform.as_ref())
+        .map(|t| {
+            json!({
+                "text": t.text,
+                "file": t.origin.file,
+                "line": t.origin.line,
+                "column": t.origin.column,
+            })
+        });
+    json!({
+        "name": c.name,
+        "kind": dataset_kind(&c.dataset),
+        "source": {
+            "kind": source_kind(&c.source),
+            "url": source_url(&c.source),
+            "settings": settings,
+        },
+        "log": log_kind(&p.log),
+        "topic": p.log.topic(),
+        "group": c.group,
+        "store": { "kind": store_kind(&p.sink), "describe": p.sink.describe() },
+        "table": table,
+        "transform": transform,
+        "jobs": job_names(state, &c.name),
+    })
+}
+
+pub async fn status(state: State, Query(which): Query<Which>) -> ApiResult {
+    let w = pipeline(&state, &which)?;
+    let p = &w.parts;
     let s = &p.stats;
     let get = |c| s.get(c);
-    let rates = state.sampler.rates(5);
-    let probe = state.sampler.probe();
+    let rates = w.sampler.rates(5);
+    let probe = w.sampler.probe();
     let (dead, decode, rejected) = (
         get(Counter::DeadLettered),
         get(Counter::DecodeFailed),
         get(Counter::SinkRejected),
     );
     let lag: i64 = probe.lag.iter().map(|l| l.lag()).sum();
-    let names: Vec<String> = p.config.jobs.iter().map(|j| j.name.clone()).collect();
+    let names = job_names(&state, p.name());
+    let count = names.len();
     let running = history(&state, move |h| {
         let mut n = 0;
         for name in &names {
@@ -111,19 +243,21 @@ pub async fn status(state: State) -> Json<Value> {
     })
     .await
     .unwrap_or(0);
-    Json(json!({
+    Ok(Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_secs": state.started.elapsed().as_secs_f64(),
         "rss_bytes": prometheus::resident_bytes(),
+        "pipeline": p.name(),
+        "kind": dataset_kind(&p.config.dataset),
         "source": {
-            "url": source_url(&p.config.pipeline.source),
+            "url": source_url(&p.config.source),
             "total": get(Counter::Fetched),
             "rate": rates.fetched,
             "errors": dead.saturating_sub(decode + rejected),
             "retries": get(Counter::SourceRetries),
         },
         "log": {
-            "kind": match p.log { Log::Sqlite(_) => "sqlite", Log::Kafka(_) => "kafka" },
+            "kind": log_kind(&p.log),
             "topic": p.log.topic(),
             "total": get(Counter::Logged),
             "rate": rates.logged,
@@ -132,13 +266,13 @@ pub async fn status(state: State) -> Json<Value> {
             "dead_letters_waiting": probe.dead_letters_waiting,
         },
         "processor": {
-            "group": p.config.pipeline.group,
+            "group": p.config.group,
             "total": get(Counter::Read),
             "rate": rates.read,
             "errors": decode,
         },
         "store": {
-            "kind": match p.sink { Sink::Sqlite(_) => "sqlite", Sink::Cassandra(_) | Sink::CassandraTable(_) => "cassandra" },
+            "kind": store_kind(&p.sink),
             "describe": p.sink.describe(),
             "total": get(Counter::Stored),
             "unchanged": get(Counter::Unchanged),
@@ -147,23 +281,27 @@ pub async fn status(state: State) -> Json<Value> {
             "retries": get(Counter::SinkRetries),
             "rows": probe.rows,
         },
-        "jobs": { "count": p.config.jobs.len(), "running": running },
-        "scheduler": p.scheduler.get(),
+        "jobs": { "count": count, "running": running },
+        "scheduler": state.scheduler.get(),
         "probe_error": probe.error(),
-    }))
+    })))
 }
 
-pub async fn throughput(state: State, Query(q): Query<Limit>) -> Json<Value> {
+pub async fn throughput(
+    state: State,
+    Query(which): Query<Which>,
+    Query(q): Query<Limit>,
+) -> ApiResult {
+    let w = pipeline(&state, &which)?;
     let seconds = q.seconds.unwrap_or(300).clamp(1, 900);
-    Json(json!({
+    Ok(Json(json!({
         "interval_secs": 1,
-        "samples": state.sampler.series(seconds),
-    }))
+        "samples": w.sampler.series(seconds),
+    })))
 }
 
 fn find<'a>(state: &'a State, name: &str) -> Result<&'a JobConfig, ApiError> {
     state
-        .parts
         .config
         .jobs
         .iter()
@@ -186,14 +324,19 @@ fn burst(plan: &IngestPlan) -> Option<String> {
     }
 }
 
-pub async fn jobs(state: State) -> ApiResult {
-    let names: Vec<String> = state
-        .parts
+/// Every job, or with `?pipeline=NAME` the jobs that feed that pipeline.
+pub async fn jobs(state: State, Query(which): Query<Which>) -> ApiResult {
+    let only = match &which.pipeline {
+        Some(_) => Some(pipeline(&state, &which)?.parts.name().to_owned()),
+        None => None,
+    };
+    let listed: Vec<&JobConfig> = state
         .config
         .jobs
         .iter()
-        .map(|j| j.name.clone())
+        .filter(|j| only.as_ref().is_none_or(|p| j.pipeline == *p))
         .collect();
+    let names: Vec<String> = listed.iter().map(|j| j.name.clone()).collect();
     let per_job = history(&state, move |h| {
         names
             .iter()
@@ -203,9 +346,10 @@ pub async fn jobs(state: State) -> ApiResult {
     .await?;
     let now = Utc::now();
     let mut jobs = Vec::new();
-    for (j, (runs, paused, running)) in state.parts.config.jobs.iter().zip(per_job) {
+    for (j, (runs, paused, running)) in listed.into_iter().zip(per_job) {
         jobs.push(json!({
             "name": j.name,
+            "pipeline": j.pipeline,
             "schedule": j.schedule.to_string(),
             "next_run": j.schedule.next_after(now).map(|t| t.to_rfc3339()),
             "paused": paused,
@@ -247,9 +391,10 @@ pub async fn unpause(state: State, Path(name): Path<String>) -> ApiResult {
 
 /// Offsets as the sampler last saw them: a page polling this never opens
 /// a Kafka client of its own.
-pub async fn topic(state: State) -> Json<Value> {
-    let p = &state.parts;
-    let lag = state.sampler.probe().lag;
+pub async fn topic(state: State, Query(which): Query<Which>) -> ApiResult {
+    let w = pipeline(&state, &which)?;
+    let p = &w.parts;
+    let lag = w.sampler.probe().lag;
     let total: i64 = lag.iter().map(|l| l.lag()).sum();
     let partitions: Vec<Value> = lag
         .iter()
@@ -262,12 +407,13 @@ pub async fn topic(state: State) -> Json<Value> {
             })
         })
         .collect();
-    Json(json!({
+    Ok(Json(json!({
+        "pipeline": p.name(),
         "topic": p.log.topic(),
-        "group": p.config.pipeline.group,
+        "group": p.config.group,
         "lag": total,
         "partitions": partitions,
-    }))
+    })))
 }
 
 /// The payload as JSON when it is, else as (lossy, cut) text.
@@ -296,9 +442,14 @@ fn message_json(m: &LogMessage) -> Value {
     })
 }
 
-pub async fn messages(state: State, Query(q): Query<Limit>) -> ApiResult {
-    let log = &state.parts.log;
-    let messages = state
+pub async fn messages(
+    state: State,
+    Query(which): Query<Which>,
+    Query(q): Query<Limit>,
+) -> ApiResult {
+    let w = pipeline(&state, &which)?;
+    let log = &w.parts.log;
+    let messages = w
         .sampler
         .latest
         .get((), || log.latest(LATEST_MAX))
@@ -314,28 +465,46 @@ pub async fn messages(state: State, Query(q): Query<Limit>) -> ApiResult {
 const ROWS_MAX: usize = 200;
 
 /// The count as the sampler last saw it (a Cassandra `count(*)` is costly),
-/// the rows fresh.
-pub async fn rows(state: State, Query(q): Query<Limit>) -> ApiResult {
-    let sink = &state.parts.sink;
-    let rows = state
+/// the rows fresh, as JSON objects of the table's columns (`columns`, in
+/// table order).
+pub async fn rows(state: State, Query(which): Query<Which>, Query(q): Query<Limit>) -> ApiResult {
+    let w = pipeline(&state, &which)?;
+    let sink = &w.parts.sink;
+    let rows = w
         .sampler
         .rows
-        .get((), || sink.rows(ROWS_MAX))
+        .get((), || sink.records(ROWS_MAX))
         .await
         .map_err(ApiError::internal)?;
     let n = limit(&q, 20, ROWS_MAX);
-    let count = state.sampler.probe().rows;
+    let count = w.sampler.probe().rows;
+    let columns: Vec<&str> = match &w.parts.shape {
+        Some(shape) => shape
+            .schema
+            .columns
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect(),
+        None => ROW_COLUMNS.to_vec(),
+    };
     Ok(Json(json!({
+        "pipeline": w.parts.name(),
         "count": count,
         "store": sink.describe(),
+        "columns": columns,
         "rows": &rows[..n.min(rows.len())],
     })))
 }
 
-pub async fn dead_letters(state: State, Query(q): Query<Limit>) -> ApiResult {
-    let log = &state.parts.log;
+pub async fn dead_letters(
+    state: State,
+    Query(which): Query<Which>,
+    Query(q): Query<Limit>,
+) -> ApiResult {
+    let w = pipeline(&state, &which)?;
+    let log = &w.parts.log;
     let key = (q.all.unwrap_or(false), limit(&q, 50, 1000));
-    let letters = state
+    let letters = w
         .sampler
         .dead_letters
         .get(key, || log.dead_letters(key.0, None, key.1))
@@ -344,10 +513,9 @@ pub async fn dead_letters(state: State, Query(q): Query<Limit>) -> ApiResult {
     // On Kafka a count reads the whole DLQ topic: the sampler's (every
     // 25 s, and after a replay) is enough. On SQLite it is one indexed query.
     let waiting = match log {
-        Log::Kafka(_) => state.sampler.probe().dead_letters_waiting,
+        Log::Kafka(_) => w.sampler.probe().dead_letters_waiting,
         Log::Sqlite(_) => Some(
-            state
-                .sampler
+            w.sampler
                 .waiting
                 .get((), || log.dead_letters_waiting(None))
                 .await
@@ -379,7 +547,12 @@ struct ReplayBody {
 /// next ones, so a client walks the queue with `next_after` even when
 /// letters keep failing. The body is read as JSON whatever its content
 /// type, and an empty or unclear one replays nothing.
-pub async fn replay(state: State, body: axum::body::Bytes) -> Result<Response, ApiError> {
+pub async fn replay(
+    state: State,
+    Query(which): Query<Which>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let w = pipeline(&state, &which)?;
     let request: ReplayBody = serde_json::from_slice(&body).map_err(|e| {
         ApiError(
             StatusCode::BAD_REQUEST,
@@ -392,22 +565,21 @@ pub async fn replay(state: State, body: axum::body::Bytes) -> Result<Response, A
             r#"give either "ids" or "all": true (with "after" to go on)"#.into(),
         ));
     }
-    let Ok(_one_at_a_time) = state.replaying.try_lock() else {
+    let Ok(_one_at_a_time) = w.replaying.try_lock() else {
         return Err(ApiError(
             StatusCode::CONFLICT,
-            "a replay is already running".into(),
+            format!("a replay of pipeline {} is already running", w.parts.name()),
         ));
     };
-    let p = &state.parts;
+    let p = &w.parts;
     if request.ids.len() > REPLAY_MAX {
         return Err(ApiError(
             StatusCode::BAD_REQUEST,
             format!("at most {REPLAY_MAX} ids a call"),
         ));
     }
-    let max_bytes = p.config.processor.max_message_bytes;
-    let shape = Shape::of(&p.config.pipeline.dataset, p.sink.schema());
-    let shape = shape.as_ref();
+    let max_bytes = state.config.processor.max_message_bytes;
+    let shape: Option<&std::sync::Arc<Shape>> = p.shape.as_ref();
     let outcome = if request.all {
         processor::replay_page(&p.log, &p.sink, shape, request.after, max_bytes)
             .await
@@ -425,11 +597,11 @@ pub async fn replay(state: State, body: axum::body::Bytes) -> Result<Response, A
             .map(|report| (report, None, not_found))
     };
     // Whatever happened, the next look must see it.
-    state.sampler.dead_letters.clear().await;
-    state.sampler.waiting.clear().await;
-    state.sampler.rows.clear().await;
+    w.sampler.dead_letters.clear().await;
+    w.sampler.waiting.clear().await;
+    w.sampler.rows.clear().await;
     if let Ok(n) = p.log.dead_letters_waiting(None).await {
-        state.sampler.set_dead_letters_waiting(n);
+        w.sampler.set_dead_letters_waiting(n);
     }
     let (report, next_after, not_found) = outcome.map_err(ApiError::internal)?;
     // How many wait beyond this page (for `ids`, the caller chose).
@@ -452,7 +624,7 @@ pub async fn replay(state: State, body: axum::body::Bytes) -> Result<Response, A
 }
 
 pub async fn config(state: State) -> Json<Value> {
-    let c = &state.parts.config;
+    let c = &state.config;
     Json(json!({
         "file": c.file.as_ref().map(|f| f.display().to_string()),
         "toml": c.to_toml(),
@@ -465,7 +637,7 @@ pub async fn metrics(state: State) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        prometheus::render(&state.parts.metrics),
+        prometheus::render(&state.metrics),
     )
         .into_response()
 }
@@ -474,16 +646,16 @@ pub async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// Ready when the log and store answer and the scheduler runs. Open to
-/// anyone, so a refusal names only the part that is not ready, in fixed
-/// words; the errors themselves are in `/api/v1/status` (`probe_error`,
-/// `scheduler`) and the log.
+/// Ready when every pipeline's log and store answer and the scheduler runs.
+/// Open to anyone, so a refusal names only the part that is not ready, in
+/// fixed words; the errors themselves are in `/api/v1/status` (`probe_error`
+/// of each pipeline, `scheduler`) and the log.
 pub async fn readyz(state: State) -> Response {
     let mut why = Vec::new();
-    if !state.sampler.probe().ready() {
+    if !state.pipelines.iter().all(|w| w.sampler.probe().ready()) {
         why.push("log or store not answering");
     }
-    let scheduler = state.parts.scheduler.get();
+    let scheduler = state.scheduler.get();
     why.extend(scheduler.not_ready_because());
     if why.is_empty() {
         (StatusCode::OK, "ready\n").into_response()

@@ -2,12 +2,14 @@
 //! `/api/v1/` (described in `docs/openapi.yaml`), `/metrics` for Prometheus,
 //! and `/healthz` / `/readyz`.
 //!
-//! It only looks at the pipeline and queues work for it: counters come from
-//! the shared [`Stats`], offsets and rows from the log and store through
-//! their public methods (sampled by `sampler.rs`, so many open pages cost the
-//! pipeline one query per second), runs from the scheduler's history file.
-//! `auth.rs` owns who may call what; `api.rs` the endpoints; `assets.rs` the
-//! page, embedded in the binary.
+//! It sees every pipeline `serve` runs, each by its name (a request that
+//! names none gets the first), and only looks at them and queues work for
+//! them: counters come from each pipeline's shared [`Stats`], offsets and
+//! rows from its log and store through their public methods (sampled by
+//! `sampler.rs`, so many open pages cost each pipeline one query per
+//! second), runs from the scheduler's history file. `auth.rs` owns who may
+//! call what; `api.rs` the endpoints; `assets.rs` the page, embedded in the
+//! binary.
 
 mod api;
 mod assets;
@@ -24,8 +26,9 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{Config, PipelineConfig};
 use crate::pipeline::log::Log;
+use crate::pipeline::shape::Shape;
 use crate::pipeline::sink::Sink;
 use crate::pipeline::stats::Stats;
 use crate::scheduler::{Health, History};
@@ -42,26 +45,67 @@ pub struct WebConfig {
     pub token: Option<Token>,
 }
 
-/// What the web side reads and acts on: the same handles the pipeline uses.
+/// What the web side reads and acts on: the same handles the pipelines use.
 pub struct Parts {
     pub config: Arc<Config>,
-    pub log: Log,
-    pub sink: Sink,
+    /// Every pipeline `serve` runs, in config order (at least one); a
+    /// request that names no pipeline gets the first.
+    pub pipelines: Vec<PipelineParts>,
     pub history: History,
     /// How the scheduler is doing (`/readyz` needs it running).
     pub scheduler: Health,
-    /// `serve`'s totals (scheduled runs and the processor).
-    pub stats: Arc<Stats>,
     pub metrics: PrometheusHandle,
+}
+
+/// One pipeline's handles, as `serve` opened them.
+pub struct PipelineParts {
+    pub config: PipelineConfig,
+    pub log: Log,
+    pub sink: Sink,
+    /// The pipeline's totals (its scheduled runs and its processor).
+    pub stats: Arc<Stats>,
+    /// A user pipeline's table as the store has it, and its transform;
+    /// `None` for the built-in users.
+    pub shape: Option<Arc<Shape>>,
+}
+
+impl PipelineParts {
+    /// The parts of `config`'s pipeline; its shape comes from the opened
+    /// store (a table read from the store when none is declared).
+    pub fn new(config: PipelineConfig, log: Log, sink: Sink, stats: Arc<Stats>) -> PipelineParts {
+        let shape = Shape::of(&config.dataset, sink.schema());
+        PipelineParts {
+            config,
+            log,
+            sink,
+            stats,
+            shape,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
 }
 
 /// Shared by every handler.
 struct AppState {
-    parts: Parts,
-    sampler: Arc<Sampler>,
+    config: Arc<Config>,
+    history: History,
+    scheduler: Health,
+    metrics: PrometheusHandle,
+    /// In the order of [`Parts::pipelines`].
+    pipelines: Vec<Watched>,
     auth: auth::Auth,
     started: Instant,
-    /// Held while a replay runs: one at a time.
+}
+
+/// A pipeline with what the web side keeps of it.
+struct Watched {
+    parts: PipelineParts,
+    sampler: Arc<Sampler>,
+    /// Held while a replay of this pipeline's dead letters runs: one at a
+    /// time.
     replaying: tokio::sync::Mutex<()>,
 }
 
@@ -90,24 +134,45 @@ pub async fn start(
 ) -> std::io::Result<WebServer> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
-    let sampler = Arc::new(Sampler::new(&parts.log, &parts.sink));
+    assert!(
+        !parts.pipelines.is_empty(),
+        "serve runs at least one pipeline"
+    );
+    let pipelines: Vec<Watched> = parts
+        .pipelines
+        .into_iter()
+        .map(|p| Watched {
+            sampler: Arc::new(Sampler::new(p.name(), &p.log, &p.sink)),
+            parts: p,
+            replaying: tokio::sync::Mutex::new(()),
+        })
+        .collect();
     sampler::spawn(
-        sampler.clone(),
-        sampler::Sources {
-            log: parts.log.clone(),
-            sink: parts.sink.clone(),
-            group: parts.config.pipeline.group.clone(),
-            stats: parts.stats.clone(),
-            metrics: parts.metrics.clone(),
-        },
+        pipelines
+            .iter()
+            .map(|w| {
+                (
+                    w.sampler.clone(),
+                    sampler::Sources {
+                        log: w.parts.log.clone(),
+                        sink: w.parts.sink.clone(),
+                        group: w.parts.config.group.clone(),
+                        stats: w.parts.stats.clone(),
+                    },
+                )
+            })
+            .collect(),
+        parts.metrics.clone(),
         shutdown.clone(),
     );
     let state = Arc::new(AppState {
-        parts,
-        sampler,
+        config: parts.config,
+        history: parts.history,
+        scheduler: parts.scheduler,
+        metrics: parts.metrics,
+        pipelines,
         auth: auth::Auth::new(token, addr),
         started: Instant::now(),
-        replaying: tokio::sync::Mutex::new(()),
     });
     let app = router(state);
     let task = tokio::spawn(async move {
@@ -123,6 +188,7 @@ pub async fn start(
 /// `docs/openapi.yaml` against it (the page's own files are not API).
 fn routes() -> Vec<(&'static str, &'static str, MethodRouter<Arc<AppState>>)> {
     vec![
+        ("get", "/api/v1/pipelines", get(api::pipelines)),
         ("get", "/api/v1/status", get(api::status)),
         ("get", "/api/v1/throughput", get(api::throughput)),
         ("get", "/api/v1/jobs", get(api::jobs)),

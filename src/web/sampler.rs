@@ -1,10 +1,11 @@
-//! What the web side knows of the pipeline without asking it on every
+//! What the web side knows of each pipeline without asking it on every
 //! request: counters sampled once a second into a ring of the last 15
 //! minutes (rates, the chart); the log's lag, the store's row count and the
 //! waiting dead letters, each probed in its own loop at its own pace (also
-//! set as gauges); and short-lived caches of the newest messages, rows and
-//! dead letters, so any number of open pages cost one query per view every
-//! few seconds. Kafka and Cassandra are probed less often than the embedded
+//! set as gauges labelled with the pipeline); and short-lived caches of the
+//! newest messages, rows and dead letters, so any number of open pages cost
+//! one query per view every few seconds. One [`Sampler`] per pipeline, so
+//! the loops are three per configured pipeline plus one ticker for all. Kafka and Cassandra are probed less often than the embedded
 //! files, and the row count backs off when counting is slow (a Cassandra
 //! `count(*)` scans the table).
 
@@ -132,20 +133,25 @@ impl<K: PartialEq, V: Clone> Fresh<K, V> {
 }
 
 pub struct Sampler {
+    /// The pipeline's name: the `pipeline` label of its gauges.
+    pipeline: String,
     samples: Mutex<VecDeque<Sample>>,
     probe: Mutex<Probe>,
     /// Seconds between probes of the log (and at least between row counts).
     probe_every: Duration,
     pub latest: Fresh<(), Vec<crate::pipeline::log::LogMessage>>,
-    pub rows: Fresh<(), Vec<crate::record::Row>>,
+    /// Stored rows as JSON objects (any table).
+    pub rows: Fresh<(), Vec<serde_json::Value>>,
     pub dead_letters: Fresh<(bool, usize), Vec<crate::pipeline::log::StoredDeadLetter>>,
     pub waiting: Fresh<(), u64>,
 }
 
 impl Sampler {
-    pub fn new(log: &Log, sink: &Sink) -> Sampler {
-        let remote = matches!(log, Log::Kafka(_)) || matches!(sink, Sink::Cassandra(_));
+    pub fn new(pipeline: &str, log: &Log, sink: &Sink) -> Sampler {
+        let remote = matches!(log, Log::Kafka(_))
+            || matches!(sink, Sink::Cassandra(_) | Sink::CassandraTable(_));
         Sampler {
+            pipeline: pipeline.to_owned(),
             samples: Mutex::new(VecDeque::with_capacity(KEEP)),
             probe: Mutex::new(Probe::default()),
             probe_every: if remote { 5 * EVERY } else { EVERY },
@@ -196,8 +202,12 @@ impl Sampler {
 
     /// After a replay, so the status shows the new count at once.
     pub fn set_dead_letters_waiting(&self, n: u64) {
-        metrics::gauge!("tributary_log_dead_letters_waiting").set(n as f64);
+        self.gauge("tributary_log_dead_letters_waiting", n as f64);
         self.update(|p| p.dead_letters_waiting = Some(n));
+    }
+
+    fn gauge(&self, name: &'static str, value: f64) {
+        metrics::gauge!(name, "pipeline" => self.pipeline.clone()).set(value);
     }
 
     fn update(&self, f: impl FnOnce(&mut Probe)) {
@@ -239,36 +249,52 @@ where
     }
 }
 
-/// What the sampling loops read from.
+/// What one pipeline's sampling loops read from.
 pub struct Sources {
     pub log: Log,
     pub sink: Sink,
     pub group: String,
     pub stats: Arc<Stats>,
-    pub metrics: PrometheusHandle,
 }
 
-/// Starts the sampling loops; they stop with `shutdown`.
-pub fn spawn(sampler: Arc<Sampler>, from: Sources, shutdown: CancellationToken) {
-    let from = Arc::new(from);
-    let (s, f, stop) = (sampler.clone(), from.clone(), shutdown.clone());
+/// Starts the sampling loops of every pipeline; they stop with `shutdown`.
+pub fn spawn(
+    pipelines: Vec<(Arc<Sampler>, Sources)>,
+    metrics: PrometheusHandle,
+    shutdown: CancellationToken,
+) {
+    let pipelines: Vec<(Arc<Sampler>, Arc<Sources>)> = pipelines
+        .into_iter()
+        .map(|(s, f)| (s, Arc::new(f)))
+        .collect();
+    let (all, stop) = (pipelines.clone(), shutdown.clone());
     tokio::spawn(async move {
         every(EVERY, &stop, || async {
-            s.push(&f.stats);
+            for (s, f) in &all {
+                s.push(&f.stats);
+            }
             // Folds histogram samples into their buckets; without it they
             // pile up between scrapes (or forever, with nobody scraping).
-            f.metrics.run_upkeep();
+            metrics.run_upkeep();
             Duration::ZERO
         })
         .await
     });
+    for (sampler, from) in pipelines {
+        spawn_probes(sampler, from, shutdown.clone());
+    }
+}
+
+/// One pipeline's probes: the log's lag, the store's count and the waiting
+/// dead letters, each in its own loop.
+fn spawn_probes(sampler: Arc<Sampler>, from: Arc<Sources>, shutdown: CancellationToken) {
     let (s, f, stop) = (sampler.clone(), from.clone(), shutdown.clone());
     tokio::spawn(async move {
         every(s.probe_every, &stop, || async {
             match f.log.lag(&f.group).await {
                 Ok(lag) => {
                     let total: i64 = lag.iter().map(|p| p.lag()).sum();
-                    metrics::gauge!("tributary_log_lag_messages").set(total as f64);
+                    s.gauge("tributary_log_lag_messages", total as f64);
                     s.update(|p| {
                         p.lag = lag;
                         p.log_ok_at = Some(Instant::now());
@@ -276,7 +302,7 @@ pub fn spawn(sampler: Arc<Sampler>, from: Sources, shutdown: CancellationToken) 
                     });
                 }
                 Err(e) => {
-                    debug!(error = %e, "dashboard: the log did not answer");
+                    debug!(pipeline = %s.pipeline, error = %e, "dashboard: the log did not answer");
                     s.update(|p| p.log_error = Some(format!("log: {e}")));
                 }
             }
@@ -290,7 +316,7 @@ pub fn spawn(sampler: Arc<Sampler>, from: Sources, shutdown: CancellationToken) 
             let started = Instant::now();
             match f.sink.count().await {
                 Ok(n) => {
-                    metrics::gauge!("tributary_sink_stored_rows").set(n as f64);
+                    s.gauge("tributary_sink_stored_rows", n as f64);
                     s.update(|p| {
                         p.rows = Some(n);
                         p.store_ok_at = Some(Instant::now());
@@ -300,7 +326,7 @@ pub fn spawn(sampler: Arc<Sampler>, from: Sources, shutdown: CancellationToken) 
                     (started.elapsed() * 9).min(MAX_BACKOFF)
                 }
                 Err(e) => {
-                    debug!(error = %e, "dashboard: the store did not answer");
+                    debug!(pipeline = %s.pipeline, error = %e, "dashboard: the store did not answer");
                     s.update(|p| p.store_error = Some(format!("store: {e}")));
                     // Try again soon: readiness waits on it.
                     Duration::ZERO
@@ -314,10 +340,12 @@ pub fn spawn(sampler: Arc<Sampler>, from: Sources, shutdown: CancellationToken) 
         every(s.probe_every * 5, &stop, || async {
             match f.log.dead_letters_waiting(None).await {
                 Ok(n) => {
-                    metrics::gauge!("tributary_log_dead_letters_waiting").set(n as f64);
+                    s.gauge("tributary_log_dead_letters_waiting", n as f64);
                     s.update(|p| p.dead_letters_waiting = Some(n));
                 }
-                Err(e) => debug!(error = %e, "dashboard: cannot count dead letters"),
+                Err(e) => {
+                    debug!(pipeline = %s.pipeline, error = %e, "dashboard: cannot count dead letters")
+                }
             }
             Duration::ZERO
         })

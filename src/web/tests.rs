@@ -12,18 +12,69 @@ use super::*;
 use crate::config::{Config, Overrides};
 use crate::pipeline::ingest::{self, Feed, IngestPlan};
 use crate::pipeline::log::{DeadLetter, Origin, Stage};
-use crate::pipeline::source::Source;
+use crate::pipeline::source::{Source, SourceConfig};
 use crate::pipeline::{Job, process};
-use crate::scheduler::Scheduler;
+use crate::scheduler::{Scheduler, Target};
 use crate::telemetry::prometheus;
 
 const TOKEN: &str = "a-test-token-of-some-length";
+
+/// Two pipelines, as `serve` runs them: the built-in users (first, so the
+/// one a request that names none gets) and a typed table of orders read
+/// from a file, through a transform. `{dir}` is the data dir; the orders
+/// file lies in it.
+const TWO_PIPELINES: &str = r#"data_dir = "{dir}"
+[[pipelines]]
+name = "users"
+source = { url = "gen:?seed=web" }
+topic = "users_created"
+
+[[pipelines]]
+name = "orders"
+source = { file = "{dir}/orders.ndjson" }
+transform = '''
+# The order number is the row's id; "<b>bold</b>" stays text.
+.id = to_string!(.order_id)
+del(.order_id)
+'''
+table = { key = ["shop"], clustering = ["id"], columns = { shop = "text", id = "text", total = "double" } }
+
+[[jobs]]
+name = "random_users"
+pipeline = "users"
+schedule = "0 0 1 1 *"
+records = 25
+
+[[jobs]]
+name = "orders_import"
+pipeline = "orders"
+schedule = "0 0 1 1 *"
+"#;
+
+/// Three orders that fit the table and one whose total is not a number.
+const ORDERS: &str = r#"{"order_id": 1, "shop": "north", "total": 2.5}
+{"order_id": 2, "shop": "north", "total": 4}
+{"order_id": 3, "shop": "south", "total": 10.25}
+{"order_id": 4, "shop": "south", "total": "lots"}
+"#;
+
+/// The built-in pipeline alone, as a config without `[[pipelines]]` has it.
+const ONE_PIPELINE: &str = r#"data_dir = "{dir}"
+[source]
+url = "gen:"
+seed = "web"
+[[jobs]]
+name = "random_users"
+schedule = "0 0 1 1 *"
+records = 25
+"#;
 
 struct Harness {
     _dir: tempfile::TempDir,
     base: String,
     client: reqwest::Client,
     config: Arc<Config>,
+    /// The first pipeline's log and store (the users).
     log: Log,
     sink: Sink,
     history: History,
@@ -36,73 +87,85 @@ impl Drop for Harness {
     }
 }
 
-/// A serve-like process in-process: web server and scheduler over an
-/// embedded log and store holding `records` users already processed.
+/// The two pipelines, the users one holding `records` users already
+/// processed, the orders one its file's orders.
 async fn harness(token: Option<&str>, records: u64) -> Harness {
+    harness_of(TWO_PIPELINES, token, records).await
+}
+
+/// A serve-like process in-process: web server and scheduler over each
+/// pipeline's embedded log and store, the users pipeline holding `records`
+/// users and a table pipeline its source's records, all processed.
+async fn harness_of(text: &str, token: Option<&str>, records: u64) -> Harness {
     let dir = tempfile::tempdir().unwrap();
-    let text = format!(
-        r#"data_dir = {:?}
-[source]
-url = "gen:"
-seed = "web"
-[[jobs]]
-name = "random_users"
-schedule = "0 0 1 1 *"
-records = 25
-"#,
-        dir.path().display().to_string()
-    );
+    std::fs::write(dir.path().join("orders.ndjson"), ORDERS).unwrap();
+    let text = text.replace("{dir}", &dir.path().display().to_string());
     let config = Config::resolve(
         crate::config::parse(&text).unwrap(),
         None,
         Overrides {
             web_token: token.map(str::to_owned),
+            every_pipeline: true,
             ..Overrides::default()
         },
     )
     .unwrap();
     let config = Arc::new(config);
-    let log = Log::open(&config.pipeline.log).await.unwrap();
-    let sink = Sink::open(&config.pipeline.sink, &config.pipeline.dataset)
-        .await
-        .unwrap();
     let history = History::open(&config.data_dir.join("scheduler.db")).unwrap();
-    let stats = Arc::new(Stats::default());
     let shutdown = CancellationToken::new();
-    if records > 0 {
-        let feed = Feed::Users(Arc::new(Source::open(&config.pipeline.source).unwrap()));
-        let plan = IngestPlan::Records {
-            total: records,
-            page_size: 100,
+    let mut pipelines = Vec::new();
+    let mut targets = std::collections::BTreeMap::new();
+    for p in &config.pipelines {
+        std::fs::create_dir_all(config.data_dir.join("pipelines").join(&p.name)).unwrap();
+        let log = Log::open(&p.log).await.unwrap();
+        let sink = Sink::open(&p.sink, &p.dataset).await.unwrap();
+        let stats = Arc::new(Stats::for_pipeline(&p.name));
+        let parts = PipelineParts::new(p.clone(), log.clone(), sink.clone(), stats.clone());
+        // A table pipeline is filled only from a file: no test reaches out.
+        let total = match (&parts.shape, &p.source) {
+            (None, _) => records,
+            (Some(_), SourceConfig::File(_)) => u64::MAX,
+            (Some(_), _) => 0,
         };
-        ingest::run(feed, log.clone(), plan, stats.clone(), shutdown.clone())
-            .await
-            .unwrap();
-        let job = Job {
-            log: log.clone(),
-            sink: sink.clone(),
-            group: config.pipeline.group.clone(),
-            processor: config.processor,
-            stats: stats.clone(),
-            shutdown: shutdown.clone(),
-        };
-        process(job, false).await.unwrap();
+        if total > 0 {
+            let feed = Feed::open(&p.source, parts.shape.clone(), 100).unwrap();
+            let plan = IngestPlan::Records {
+                total,
+                page_size: 100,
+            };
+            ingest::run(feed, log.clone(), plan, stats.clone(), shutdown.clone())
+                .await
+                .unwrap();
+            let job = Job {
+                log: log.clone(),
+                sink: sink.clone(),
+                group: p.group.clone(),
+                processor: config.processor,
+                stats: stats.clone(),
+                shutdown: shutdown.clone(),
+            };
+            process(job, false).await.unwrap();
+        }
+        targets.insert(
+            p.name.clone(),
+            Target {
+                log: log.clone(),
+                shape: parts.shape.clone(),
+                page_size: 100,
+                stats: stats.clone(),
+            },
+        );
+        pipelines.push(parts);
     }
-    let scheduler = Scheduler::new(
-        config.jobs.clone(),
-        history.clone(),
-        log.clone(),
-        stats.clone(),
-    );
+    let (log, sink) = (pipelines[0].log.clone(), pipelines[0].sink.clone());
+    let scheduler = Scheduler::with_targets(config.jobs.clone(), history.clone(), targets);
     let health = scheduler.health();
     tokio::spawn(scheduler.run(shutdown.clone()));
     let parts = Parts {
         config: config.clone(),
-        log: log.clone(),
-        sink: sink.clone(),
+        pipelines,
         history: history.clone(),
         scheduler: health,
-        stats,
         metrics: prometheus::install(),
     };
     let server = start(
@@ -136,6 +199,19 @@ impl Harness {
             .unwrap();
         assert_eq!(r.status(), StatusCode::OK, "GET {path}");
         r.json().await.unwrap()
+    }
+
+    /// A GET that may fail: its status and JSON body (`null` if none).
+    async fn try_get(&self, path: &str) -> (StatusCode, Value) {
+        let r = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
     }
 
     async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
@@ -255,6 +331,308 @@ async fn every_view_has_its_shape() {
 }
 
 #[tokio::test]
+async fn every_pipeline_is_listed_with_its_source_table_and_transform() {
+    let h = harness(None, 0).await;
+    let list = h.get("/api/v1/pipelines").await;
+    let list = list["pipelines"].as_array().unwrap();
+    let names: Vec<&str> = list.iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["users", "orders"]);
+
+    let users = &list[0];
+    assert_eq!(users["kind"], "users");
+    assert_eq!(users["source"]["kind"], "generator");
+    assert_eq!(users["topic"], "users_created");
+    assert_eq!(users["group"], "tributary-users");
+    assert_eq!(users["jobs"], json!(["random_users"]));
+    assert!(users["table"].is_null() && users["transform"].is_null());
+
+    let orders = &list[1];
+    assert_eq!(orders["kind"], "table");
+    assert_eq!(orders["source"]["kind"], "file");
+    assert!(
+        orders["source"]["url"]
+            .as_str()
+            .unwrap()
+            .ends_with("/orders.ndjson"),
+        "{orders}"
+    );
+    assert_eq!(orders["topic"], "orders");
+    assert_eq!(orders["group"], "tributary-orders");
+    assert_eq!(orders["log"], "sqlite");
+    assert_eq!(orders["store"]["kind"], "sqlite");
+    assert!(
+        orders["store"]["describe"]
+            .as_str()
+            .unwrap()
+            .ends_with("table orders")
+    );
+    assert_eq!(orders["jobs"], json!(["orders_import"]));
+    assert_eq!(
+        orders["table"],
+        json!({
+            "columns": [
+                {"name": "shop", "type": "text"},
+                {"name": "id", "type": "text"},
+                {"name": "total", "type": "double"},
+            ],
+            "partition_key": ["shop"],
+            "clustering_key": ["id"],
+            "unknown_fields": "reject",
+        })
+    );
+    let transform = &orders["transform"];
+    assert_eq!(
+        transform["text"],
+        "# The order number is the row's id; \"<b>bold</b>\" stays text.\n.id = to_string!(.order_id)\ndel(.order_id)\n"
+    );
+    assert_eq!(transform["file"], "config");
+    assert!(transform["line"].is_number() && transform["column"].is_number());
+}
+
+#[tokio::test]
+async fn a_json_api_source_is_listed_with_its_secrets_redacted() {
+    let text = r#"data_dir = "{dir}"
+[[pipelines]]
+name = "shop"
+source = { url = "https://user:hunter2@127.0.0.1:9/orders?key=hunter2", headers = { Authorization = "Bearer hunter2", Accept = "application/json" } }
+table = { key = ["id"], columns = { id = "text" } }
+"#;
+    let h = harness_of(text, None, 0).await;
+    let list = h.get("/api/v1/pipelines").await;
+    let shown = list.to_string();
+    assert!(!shown.contains("hunter2"), "{shown}");
+    let source = &list["pipelines"][0]["source"];
+    assert_eq!(source["kind"], "json_api");
+    assert_eq!(source["url"], "https://user:***@127.0.0.1:9/orders?***");
+    assert_eq!(source["settings"]["headers"]["Authorization"], "***");
+    assert_eq!(source["settings"]["headers"]["Accept"], "application/json");
+}
+
+#[tokio::test]
+async fn each_view_answers_for_the_pipeline_it_names() {
+    let h = harness(None, 30).await;
+    // The default is the first pipeline; naming it changes nothing.
+    let users = h
+        .wait_for("/api/v1/status?pipeline=users", |s| {
+            s["store"]["rows"] == 30
+        })
+        .await;
+    assert_eq!(users["pipeline"], "users");
+    assert_eq!(users["kind"], "users");
+    assert_eq!(h.get("/api/v1/status").await["pipeline"], "users");
+
+    let orders = h
+        .wait_for("/api/v1/status?pipeline=orders", |s| {
+            s["store"]["rows"] == 3 && s["log"]["dead_letters_waiting"] == 1
+        })
+        .await;
+    assert_eq!(orders["pipeline"], "orders");
+    assert_eq!(orders["kind"], "table");
+    assert!(
+        orders["source"]["url"]
+            .as_str()
+            .unwrap()
+            .starts_with("file:")
+    );
+    assert_eq!(orders["source"]["total"], 4);
+    assert_eq!(orders["log"]["topic"], "orders");
+    assert_eq!(orders["log"]["total"], 3);
+    assert_eq!(orders["processor"]["group"], "tributary-orders");
+    assert_eq!(orders["store"]["total"], 3);
+    assert!(
+        orders["store"]["describe"]
+            .as_str()
+            .unwrap()
+            .ends_with("table orders")
+    );
+    assert_eq!(orders["jobs"]["count"], 1);
+
+    let topic = h
+        .wait_for("/api/v1/topic?pipeline=orders", |t| {
+            t["partitions"][0]["end"] == 3
+        })
+        .await;
+    assert_eq!(topic["topic"], "orders");
+    assert_eq!(topic["group"], "tributary-orders");
+    let messages = h.get("/api/v1/topic/messages?pipeline=orders").await;
+    let messages = messages["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 3);
+    assert_eq!(
+        messages[0]["json"],
+        json!({"shop": "south", "id": "3", "total": 10.25})
+    );
+
+    let rows = h.get("/api/v1/rows?pipeline=orders&limit=10").await;
+    assert_eq!(rows["pipeline"], "orders");
+    assert_eq!(rows["count"], 3);
+    assert_eq!(rows["columns"], json!(["shop", "id", "total"]));
+    let rows = rows["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 3);
+    assert!(
+        rows.contains(&json!({"shop": "north", "id": "1", "total": 2.5})),
+        "{rows:?}"
+    );
+    let users_rows = h.get("/api/v1/rows?limit=2").await;
+    assert_eq!(users_rows["count"], 30);
+    assert_eq!(users_rows["columns"][4], "address");
+    assert!(
+        users_rows["rows"][0]["email"]
+            .as_str()
+            .unwrap()
+            .contains('@')
+    );
+
+    // The order whose total is not a number waits in the orders pipeline
+    // only.
+    let letters = h.get("/api/v1/dead-letters?pipeline=orders").await;
+    assert_eq!(letters["waiting"], 1);
+    assert_eq!(letters["dead_letters"][0]["stage"], "transform");
+    assert!(
+        letters["dead_letters"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("total"),
+        "{letters}"
+    );
+    assert_eq!(
+        h.get("/api/v1/dead-letters?pipeline=users").await["waiting"],
+        0
+    );
+    let (status, report) = h
+        .post(
+            "/api/v1/dead-letters/replay?pipeline=orders",
+            json!({"all": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(report["still_failing"], 1, "{report}");
+    assert_eq!(report["replayed"], 0, "{report}");
+
+    let throughput = h.get("/api/v1/throughput?pipeline=orders&seconds=60").await;
+    assert!(throughput["samples"].is_array());
+
+    // Jobs show their pipeline; a pipeline's view lists its own.
+    let all = h.get("/api/v1/jobs").await;
+    let pairs: Vec<(&str, &str)> = all["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| (j["name"].as_str().unwrap(), j["pipeline"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        pairs,
+        [("random_users", "users"), ("orders_import", "orders")]
+    );
+    let jobs = h.get("/api/v1/jobs?pipeline=orders").await;
+    assert_eq!(jobs["jobs"].as_array().unwrap().len(), 1);
+    assert_eq!(jobs["jobs"][0]["name"], "orders_import");
+
+    // A run of the orders job reads the file again into the orders log.
+    let (status, body) = h
+        .post("/api/v1/jobs/orders_import/trigger", json!({}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let id = body["run_id"].as_i64().unwrap();
+    let runs = h
+        .wait_for("/api/v1/jobs/orders_import/runs", |v| {
+            v["runs"][0]["id"] == id && v["runs"][0]["state"] == "success"
+        })
+        .await;
+    assert_eq!(runs["runs"][0]["logged"], 3, "{runs}");
+    h.wait_for("/api/v1/topic?pipeline=orders", |t| {
+        t["partitions"][0]["end"] == 6
+    })
+    .await;
+    assert_eq!(h.log.lag("x").await.unwrap()[0].end, 30, "the users' log");
+}
+
+#[tokio::test]
+async fn an_unknown_pipeline_is_not_found() {
+    let h = harness(None, 0).await;
+    for path in [
+        "/api/v1/status",
+        "/api/v1/throughput",
+        "/api/v1/jobs",
+        "/api/v1/topic",
+        "/api/v1/topic/messages",
+        "/api/v1/rows",
+        "/api/v1/dead-letters",
+    ] {
+        let (status, body) = h.try_get(&format!("{path}?pipeline=nope")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(
+            body["error"], r#"no pipeline "nope"; pipelines: users, orders"#,
+            "{path}"
+        );
+    }
+    let (status, body) = h
+        .post(
+            "/api/v1/dead-letters/replay?pipeline=nope",
+            json!({"all": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(body["error"].as_str().unwrap().contains("nope"), "{body}");
+}
+
+#[tokio::test]
+async fn a_single_pipeline_config_keeps_its_urls() {
+    let h = harness_of(ONE_PIPELINE, None, 20).await;
+    let list = h.get("/api/v1/pipelines").await;
+    assert_eq!(list["pipelines"].as_array().unwrap().len(), 1);
+    assert_eq!(list["pipelines"][0]["name"], "randomuser");
+    assert_eq!(list["pipelines"][0]["kind"], "users");
+    let status = h
+        .wait_for("/api/v1/status", |s| s["store"]["rows"] == 20)
+        .await;
+    assert_eq!(status["pipeline"], "randomuser");
+    let named = h.get("/api/v1/status?pipeline=randomuser").await;
+    assert_eq!(named["store"]["describe"], status["store"]["describe"]);
+    assert_eq!(h.get("/api/v1/rows").await["count"], 20);
+    assert_eq!(
+        h.get("/api/v1/jobs").await["jobs"][0]["pipeline"],
+        "randomuser"
+    );
+}
+
+#[tokio::test]
+async fn sampled_gauges_carry_the_pipeline_label() {
+    let h = harness(None, 5).await;
+    h.wait_for("/api/v1/status?pipeline=orders", |s| {
+        s["store"]["rows"] == 3 && s["log"]["dead_letters_waiting"] == 1
+    })
+    .await;
+    h.wait_for("/api/v1/topic?pipeline=orders", |t| {
+        t["partitions"][0]["end"] == 3
+    })
+    .await;
+    let text = h
+        .client
+        .get(format!("{}/metrics", h.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for gauge in [
+        "tributary_sink_stored_rows",
+        "tributary_log_lag_messages",
+        "tributary_log_dead_letters_waiting",
+    ] {
+        for pipeline in ["users", "orders"] {
+            let series = format!("{gauge}{{pipeline=\"{pipeline}\"}} ");
+            assert!(text.contains(&series), "no {series}in:\n{text}");
+        }
+        assert!(
+            !text.lines().any(|l| l.starts_with(&format!("{gauge} "))),
+            "{gauge} without its pipeline:\n{text}"
+        );
+    }
+    assert!(text.contains("tributary_source_records_total{pipeline=\"orders\"}"));
+}
+
+#[tokio::test]
 async fn the_page_and_its_files_are_served_with_a_strict_policy() {
     let h = harness(None, 0).await;
     for (path, kind) in [
@@ -318,7 +696,7 @@ async fn pause_persists_in_the_history_file() {
 
 /// `n` rows the store once refused, kept as dead letters with their bytes.
 async fn refused_rows(h: &Harness, n: u64) {
-    let source = Source::open(&crate::pipeline::source::SourceConfig::Generator {
+    let source = Source::open(&SourceConfig::Generator {
         seed: "another".into(),
         nats: vec![],
         gender: None,
@@ -514,7 +892,8 @@ async fn a_token_guards_everything_but_the_page_and_health() {
         r.send()
     };
     for path in [
-        "/api/v1/status",
+        "/api/v1/pipelines",
+        "/api/v1/status?pipeline=orders",
         "/api/v1/jobs",
         "/api/v1/config",
         "/metrics",

@@ -1,9 +1,11 @@
 //! The dashboard in a real browser: Debian's Chromium driven by
 //! playwright-core (`tests/browser/dashboard.mjs`) against a running
 //! `serve`. The page must show the row count rising live and a click on
-//! "Trigger" must make a new run appear. Needs TRIBUTARY_TEST_BROWSER=1 and
-//! `npm ci --prefix tests/browser` (`.ci/run` installs both); skips loudly
-//! otherwise.
+//! "Trigger" must make a new run appear; with two pipelines, the selector
+//! must switch every view to the other one, show its table's schema and its
+//! transform as text, and its rows once its job ran. Needs
+//! TRIBUTARY_TEST_BROWSER=1 and `npm ci --prefix tests/browser` (`.ci/run`
+//! installs both); skips loudly otherwise.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -11,12 +13,47 @@ use std::process::Command;
 use crate::dashboard::{TOKEN, serve};
 use crate::support::{Sandbox, terminate};
 
-/// Bursts every 2 s, so rows keep arriving while the page is open.
+/// The built-in pipeline alone. Bursts every 2 s, so rows keep arriving
+/// while the page is open.
 const CONFIG: &str = r#"
 [[jobs]]
 name = "random_users"
 schedule = "@every 2s"
 burst = { duration = "1500ms", interval = "250ms", records = 5 }
+"#;
+
+/// Two pipelines: the users, bursting as above, and orders read from a
+/// file into a typed table when their job is triggered. The transform and
+/// the orders carry markup that must stay text.
+const TWO_PIPELINES: &str = r#"
+[[pipelines]]
+name = "users"
+source = { url = "gen:?seed=browser" }
+
+[[pipelines]]
+name = "orders"
+source = { file = "orders.ndjson" }
+transform = '''
+# <img src=x onerror="window.pwned=1" data-pwned> is text
+.id = to_string!(.order_id)
+del(.order_id)
+'''
+table = { key = ["shop"], clustering = ["id"], columns = { shop = "text", id = "text", total = "double", tags = "list<text>" } }
+
+[[jobs]]
+name = "random_users"
+pipeline = "users"
+schedule = "@every 2s"
+burst = { duration = "1500ms", interval = "250ms", records = 5 }
+
+[[jobs]]
+name = "orders_import"
+pipeline = "orders"
+schedule = "0 0 1 1 *"
+"#;
+
+const ORDERS: &str = r#"{"order_id": 1, "shop": "<b data-pwned>north</b>", "total": 2.5, "tags": ["a", "b"]}
+{"order_id": 2, "shop": "south", "total": 4, "tags": []}
 "#;
 
 fn browser_enabled(test: &str) -> bool {
@@ -39,7 +76,7 @@ fn screenshot(name: &str) -> PathBuf {
     dir.join(name)
 }
 
-fn drive(port: u16, shot: &PathBuf, token: Option<&str>) -> String {
+fn drive(port: u16, shot: &PathBuf, token: Option<&str>, extra: &[&str]) -> String {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/dashboard.mjs");
     let url = format!("http://127.0.0.1:{port}/");
     let mut cmd = Command::new("node");
@@ -49,6 +86,7 @@ fn drive(port: u16, shot: &PathBuf, token: Option<&str>) -> String {
     if let Some(t) = token {
         cmd.args(["--token", t]);
     }
+    cmd.args(extra);
     let out = cmd.output().expect("node runs");
     let printed = format!(
         "{}{}",
@@ -69,13 +107,11 @@ fn the_page_shows_rows_rising_and_a_click_triggers_a_run() {
     let mut serve = serve(&s, &[], &[]);
     let shot = screenshot("dashboard.png");
     let _ = std::fs::remove_file(&shot);
-    let printed = drive(serve.port, &shot, None);
-    // The script reports what it saw as one JSON line.
-    let seen: serde_json::Value = printed
-        .lines()
-        .find_map(|l| serde_json::from_str(l).ok())
-        .unwrap_or_else(|| panic!("no JSON report: {printed}"));
+    let seen = report(&drive(serve.port, &shot, None, &[]));
     assert_eq!(seen["ok"], true, "{seen}");
+    // One pipeline: nothing to pick.
+    assert_eq!(seen["selector_shown"], false, "{seen}");
+    assert_eq!(seen["pipelines"], serde_json::json!(["randomuser"]));
     assert!(
         seen["last_store_rows"].as_u64() > seen["first_store_rows"].as_u64(),
         "{seen}"
@@ -91,6 +127,84 @@ fn the_page_shows_rows_rising_and_a_click_triggers_a_run() {
     assert_eq!(serve.child.0.wait().unwrap().code(), Some(0));
 }
 
+/// The script reports what it saw as one JSON line.
+fn report(printed: &str) -> serde_json::Value {
+    printed
+        .lines()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("no JSON report: {printed}"))
+}
+
+#[test]
+fn the_selector_shows_each_pipeline_its_schema_and_transform_as_text() {
+    if !browser_enabled(
+        "browser::the_selector_shows_each_pipeline_its_schema_and_transform_as_text",
+    ) {
+        return;
+    }
+    let s = Sandbox::new();
+    std::fs::write(s.dir.path().join("tributary.toml"), TWO_PIPELINES).unwrap();
+    std::fs::write(s.dir.path().join("orders.ndjson"), ORDERS).unwrap();
+    let mut serve = serve(&s, &[], &[]);
+    let shot = screenshot("dashboard-pipelines.png");
+    let _ = std::fs::remove_file(&shot);
+    let seen = report(&drive(
+        serve.port,
+        &shot,
+        None,
+        &["--table-pipeline", "orders", "--table-job", "orders_import"],
+    ));
+    assert_eq!(seen["ok"], true, "{seen}");
+    assert_eq!(seen["selector_shown"], true, "{seen}");
+    assert_eq!(seen["pipelines"], serde_json::json!(["users", "orders"]));
+    assert_eq!(seen["shown_pipeline"], "users", "the first is shown first");
+    // The users' rows rose and their job ran, as with one pipeline.
+    assert!(
+        seen["last_store_rows"].as_u64() > seen["first_store_rows"].as_u64(),
+        "{seen}"
+    );
+    assert_eq!(seen["job"], "random_users");
+    // The orders: their table and transform as written, as text.
+    assert_eq!(
+        seen["schema"],
+        serde_json::json!([
+            ["shop", "text", "partition"],
+            ["id", "text", "clustering 1"],
+            ["total", "double", ""],
+            ["tags", "list<text>", ""],
+        ]),
+        "{seen}"
+    );
+    assert_eq!(
+        seen["transform"],
+        "# <img src=x onerror=\"window.pwned=1\" data-pwned> is text\n.id = to_string!(.order_id)\ndel(.order_id)\n"
+    );
+    assert_eq!(seen["jobs"], serde_json::json!(["orders_import"]), "{seen}");
+    assert_eq!(seen["run"]["job"], "orders_import", "{seen}");
+    assert_eq!(
+        seen["row_headers"],
+        serde_json::json!(["shop", "id", "total", "tags"])
+    );
+    assert_eq!(seen["table_rows_count"], 2, "{seen}");
+    assert_eq!(seen["table_store_rows"], 2, "{seen}");
+    let rows = seen["rows"].as_array().unwrap();
+    assert!(
+        rows.contains(&serde_json::json!([
+            "<b data-pwned>north</b>",
+            "1",
+            "2.5",
+            "[\"a\",\"b\"]"
+        ])),
+        "{seen}"
+    );
+    for path in [&shot, &shot.with_file_name("dashboard-pipelines-table.png")] {
+        let png = std::fs::read(path).expect("a screenshot");
+        assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000);
+    }
+    terminate(&serve.child.0);
+    assert_eq!(serve.child.0.wait().unwrap().code(), Some(0));
+}
+
 #[test]
 fn with_a_token_the_page_asks_for_it_first() {
     if !browser_enabled("browser::with_a_token_the_page_asks_for_it_first") {
@@ -100,7 +214,7 @@ fn with_a_token_the_page_asks_for_it_first() {
     std::fs::write(s.dir.path().join("tributary.toml"), CONFIG).unwrap();
     let mut serve = serve(&s, &[], &[("TRIBUTARY_WEB_TOKEN", TOKEN)]);
     let shot = screenshot("dashboard-login.png");
-    drive(serve.port, &shot, Some(TOKEN));
+    drive(serve.port, &shot, Some(TOKEN), &[]);
     terminate(&serve.child.0);
     assert_eq!(serve.child.0.wait().unwrap().code(), Some(0));
     assert!(!serve.all_output().contains(TOKEN));

@@ -1,6 +1,8 @@
 'use strict';
 // tributary dashboard: polls the JSON API (docs/openapi.yaml) and renders
-// each view with DOM methods only. Data is never parsed as HTML.
+// each view with DOM methods only. Data is never parsed as HTML. Every view
+// but the config shows one pipeline, the one picked in the selector (shown
+// when serve runs more than one) and kept in the address as #pipeline=NAME.
 
 const $ = (selector, root = document) => root.querySelector(selector);
 const SVG_NS = 'http://www.w3.org/2000/svg';
@@ -11,7 +13,9 @@ const SERIES = [
   ['read', '#f59e0b', 2],
   ['stored', '#059669', 1.25],
 ];
-const ROW_COLUMNS = ['id', 'first_name', 'last_name', 'gender', 'email', 'username', 'dob', 'registered_date'];
+// The seed table's columns the users' table view shows, with their headings.
+const USER_COLUMNS = [['id', 'id'], ['first_name', 'first name'], ['last_name', 'last name'], ['gender', 'gender'],
+  ['email', 'email'], ['username', 'username'], ['dob', 'dob'], ['registered_date', 'registered']];
 
 const state = {
   gen: 0, // bumped on every login/logout: pollers of an older generation stop
@@ -19,6 +23,9 @@ const state = {
   seen: new Map(), // view -> last rendered JSON, to skip redraws of unchanged data
   jobRows: new Map(), // job name -> { tr, cells, buttons }
   toastTimer: 0,
+  pipelines: [], // GET /api/v1/pipelines, in config order
+  pipeline: null, // the name of the one shown
+  rowColumns: '', // the columns the rows table is drawn with
 };
 
 // ---------------------------------------------------------------- formatting
@@ -129,6 +136,14 @@ async function api(path, { method = 'GET', body } = {}) {
 
 const post = (path, body) => api(path, { method: 'POST', body });
 
+// A view of the pipeline shown: `path` with its name as ?pipeline=.
+function of(path) {
+  const sep = path.includes('?') ? '&' : '?';
+  return `${path}${sep}pipeline=${encodeURIComponent(state.pipeline)}`;
+}
+
+const shown = () => state.pipelines.find((p) => p.name === state.pipeline);
+
 function handleError(err, gen = state.gen) {
   if (gen !== state.gen) return; // a leftover from before a login or logout
   if (err instanceof AuthError) showLogin();
@@ -156,6 +171,7 @@ function renderStatus(s) {
   setText('#version', `v${s.version}`);
   setText('#uptime', `up ${fmtDuration(s.uptime_secs)}`);
   setText('#rss', s.rss_bytes == null ? '' : `RSS ${(s.rss_bytes / 1048576).toFixed(1)} MiB`);
+  setText('#pipeline-name', s.pipeline);
   renderStage('source', s.source, s.source.url, []);
   renderStage('log', s.log, [s.log.kind, s.log.topic && `topic ${s.log.topic}`].filter(Boolean).join(' · '), [
     ['lag', fmtInt(s.log.lag), s.log.lag > 0 ? 'warn' : ''],
@@ -186,6 +202,69 @@ function renderStage(name, stage, sub, extra) {
     el('dt', {}, label),
     el('dd', { 'data-field': label, class: cls || null, id }, value),
   ]));
+}
+
+// ---------------------------------------------------------------- pipelines
+
+async function loadPipelines() {
+  const data = await api('/api/v1/pipelines');
+  state.pipelines = data.pipelines;
+  const names = data.pipelines.map((p) => p.name);
+  const wanted = new URLSearchParams(location.hash.slice(1)).get('pipeline');
+  if (names.includes(wanted)) state.pipeline = wanted;
+  else if (!names.includes(state.pipeline)) state.pipeline = names[0];
+  const select = $('#pipeline-select');
+  select.replaceChildren(...data.pipelines.map((p) => el('option', { value: p.name },
+    `${p.name} — ${p.kind === 'table' ? 'typed table' : 'built-in users'}`)));
+  select.value = state.pipeline;
+  setText('#pipeline-count', `${fmtInt(names.length)} pipelines`);
+  $('#pipeline-nav').hidden = names.length < 2;
+}
+
+function onSelectPipeline(event) {
+  state.pipeline = event.target.value;
+  history.replaceState(null, '', `#pipeline=${encodeURIComponent(state.pipeline)}`);
+  showPipeline();
+}
+
+// Where the pipeline reads and writes, its table and its transform.
+function renderDefinition(p) {
+  setText('#definition-kind', p.kind === 'table' ? 'records into a typed table' : 'Random User users into the seed table');
+  const where = [
+    ['source', `${p.source.kind} · ${p.source.url}`],
+    ['log', `${p.log} · topic ${p.topic}`],
+    ['group', p.group],
+    ['store', p.store.describe],
+    ['jobs', p.jobs.length ? p.jobs.join(', ') : 'none'],
+  ];
+  $('#definition-where').replaceChildren(...where.flatMap(([label, value]) => [
+    el('dt', {}, label), el('dd', { title: value, 'data-field': label }, value)]));
+  setText('#source-settings', JSON.stringify(p.source.settings, null, 2));
+  const table = p.table;
+  $('#schema').hidden = !table;
+  if (table) {
+    const role = (name) => {
+      const i = table.partition_key.indexOf(name);
+      if (i >= 0) return table.partition_key.length > 1 ? `partition ${i + 1}` : 'partition';
+      const j = table.clustering_key.indexOf(name);
+      return j >= 0 ? `clustering ${j + 1}` : '';
+    };
+    $('#schema-body').replaceChildren(...table.columns.map((c) => el('tr', { 'data-column': c.name },
+      el('td', { class: 'mono' }, c.name), el('td', { class: 'mono' }, c.type), el('td', {}, role(c.name)))));
+    setText('#schema-note', `fields that are not columns: ${table.unknown_fields === 'ignore' ? 'ignored' : 'rejected'}`);
+  } else {
+    $('#schema-body').replaceChildren();
+    setText('#schema-note', 'created_users: the 12 columns of a flattened Random User user');
+  }
+  const transform = $('#transform');
+  if (p.transform) {
+    transform.textContent = p.transform.text;
+    setText('#transform-origin', `${p.transform.file}:${p.transform.line}:${p.transform.column}`);
+  } else {
+    transform.textContent = p.kind === 'table' ? 'none: each record is the row' : 'none: tributary flattens each user';
+    setText('#transform-origin', '');
+  }
+  transform.classList.toggle('empty', !p.transform);
 }
 
 // ---------------------------------------------------------------- throughput chart
@@ -221,7 +300,7 @@ function swatch(colour) {
 // ---------------------------------------------------------------- jobs
 
 async function refreshJobs() {
-  renderJobs(await api('/api/v1/jobs'));
+  renderJobs(await api(of('/api/v1/jobs')));
 }
 
 function renderJobs(data) {
@@ -236,7 +315,7 @@ function renderJobs(data) {
     updateJobRow(row, job);
     if (body.children[i] !== row.tr) body.insertBefore(row.tr, body.children[i] || null);
   });
-  if (!data.jobs.length) body.replaceChildren(el('tr', {}, el('td', { colspan: 6, class: 'empty' }, 'no jobs configured')));
+  if (!data.jobs.length) body.replaceChildren(el('tr', {}, el('td', { colspan: 6, class: 'empty' }, 'no jobs feed this pipeline')));
 }
 
 // Rows and buttons are kept across refreshes, so a click is never lost to a redraw.
@@ -300,7 +379,7 @@ async function jobAction(name, action, button) {
 // ---------------------------------------------------------------- topic
 
 async function refreshTopic() {
-  const [topic, messages] = await Promise.all([api('/api/v1/topic'), api('/api/v1/topic/messages?limit=10')]);
+  const [topic, messages] = await Promise.all([api(of('/api/v1/topic')), api(of('/api/v1/topic/messages?limit=10'))]);
   renderTopic(topic);
   if (changed('messages', messages)) renderMessages(messages);
 }
@@ -325,23 +404,34 @@ function renderMessages(data) {
 // ---------------------------------------------------------------- table
 
 async function refreshRows() {
-  const data = await api('/api/v1/rows?limit=10');
+  const data = await api(of('/api/v1/rows?limit=10'));
   if (changed('rows', data)) renderRows(data);
 }
 
+// The users' table shows the seed table's main columns, shortened; a typed
+// table every column, a cell that is not text as JSON.
 function renderRows(data) {
   setText('#rows-count', fmtInt(data.count));
   setText('#rows-store', data.store || '');
-  const short = (col, v) => (col === 'id' ? v.slice(0, 8) : /^\d{4}-\d\d-\d\dT/.test(v) ? v.slice(0, 10) : v);
-  const cell = (row, col) => el('td', { title: row[col] ?? '', class: col === 'id' ? 'mono' : null },
-    short(col, String(row[col] ?? '')));
-  $('#rows').replaceChildren(...data.rows.map((row) => el('tr', {}, ROW_COLUMNS.map((col) => cell(row, col)))));
+  const users = shown()?.kind !== 'table';
+  const columns = users ? USER_COLUMNS : data.columns.map((c) => [c, c]);
+  const key = JSON.stringify(columns);
+  if (key !== state.rowColumns) {
+    state.rowColumns = key;
+    $('#rows-head').replaceChildren(...columns.map(([col, label]) => el('th', { scope: 'col', class: users ? null : 'mono' }, label)));
+  }
+  const text = (v) => (v == null ? '' : typeof v === 'string' ? v : JSON.stringify(v));
+  const short = (col, v) => (!users ? v : col === 'id' ? v.slice(0, 8) : /^\d{4}-\d\d-\d\dT/.test(v) ? v.slice(0, 10) : v);
+  const cell = (row, col) => el('td', { title: text(row[col]), class: col === 'id' ? 'mono' : null }, short(col, text(row[col])));
+  const rows = data.rows.map((row) => el('tr', {}, columns.map(([col]) => cell(row, col))));
+  $('#rows').replaceChildren(...(rows.length ? rows
+    : [el('tr', {}, el('td', { colspan: columns.length, class: 'empty' }, 'no rows yet'))]));
 }
 
 // ---------------------------------------------------------------- dead letters
 
 async function refreshDeadLetters() {
-  const data = await api('/api/v1/dead-letters');
+  const data = await api(of('/api/v1/dead-letters'));
   if (changed('dead-letters', data)) renderDeadLetters(data);
 }
 
@@ -371,7 +461,7 @@ async function replay(ids, button) {
     const total = { replayed: 0, still_failing: 0 };
     let body = ids ? { ids } : { all: true };
     for (;;) {
-      const res = await post('/api/v1/dead-letters/replay', body);
+      const res = await post(of('/api/v1/dead-letters/replay'), body);
       total.replayed += res.replayed;
       total.still_failing += res.still_failing;
       const more = res.remaining > 0 ? `, ${fmtInt(res.remaining)} more to replay` : '';
@@ -409,17 +499,43 @@ function showLogin() {
 
 function showDashboard() {
   state.gen += 1;
-  state.seen.clear();
+  const gen = state.gen;
   $('#login-view').hidden = true;
   $('#dashboard').hidden = false;
   $('#logout').hidden = !state.tokenRequired;
-  poll(1000, async () => renderStatus(await api('/api/v1/status')));
-  poll(2000, async () => renderChart(await api(`/api/v1/throughput?seconds=${CHART_SECS}`)));
+  loadConfig().catch((err) => handleError(err));
+  const load = async () => {
+    if (gen !== state.gen) return;
+    try {
+      await loadPipelines();
+    } catch (err) {
+      handleError(err, gen);
+      if (gen === state.gen) setTimeout(load, 2000);
+      return;
+    }
+    if (gen === state.gen) showPipeline();
+  };
+  load();
+}
+
+// Shows the pipeline picked: every view starts over, and the pollers of the
+// one shown before stop.
+function showPipeline() {
+  state.gen += 1;
+  state.seen.clear();
+  for (const row of state.jobRows.values()) row.tr.remove();
+  state.jobRows.clear();
+  state.rowColumns = '';
+  for (const id of ['#partitions', '#messages', '#rows', '#rows-head', '#dl-body', '#jobs-body']) $(id).replaceChildren();
+  for (const id of ['#topic-name', '#rows-count', '#rows-store', '#dl-waiting', '#dl-result']) setText(id, '');
+  renderDefinition(shown());
+  setText('#jobs-pipeline', state.pipelines.length > 1 ? `feeding ${state.pipeline}` : '');
+  poll(1000, async () => renderStatus(await api(of('/api/v1/status'))));
+  poll(2000, async () => renderChart(await api(of(`/api/v1/throughput?seconds=${CHART_SECS}`))));
   poll(2000, refreshJobs);
   poll(3000, refreshTopic);
   poll(3000, refreshRows);
   poll(3000, refreshDeadLetters);
-  loadConfig().catch((err) => handleError(err));
 }
 
 async function onLogin(event) {
@@ -469,5 +585,6 @@ document.addEventListener('DOMContentLoaded', () => {
   $('#login').addEventListener('submit', onLogin);
   $('#logout').addEventListener('click', onLogout);
   $('#replay-all').addEventListener('click', (event) => replay(null, event.currentTarget));
+  $('#pipeline-select').addEventListener('change', onSelectPipeline);
   start();
 });
