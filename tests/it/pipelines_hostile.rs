@@ -1,0 +1,179 @@
+//! User pipelines against input and configs meant to break them: records
+//! of one key many times in one batch, two pipelines on one table, a source
+//! file that is a FIFO. Each test states what must hold.
+
+use std::collections::BTreeMap;
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::{Sandbox, stderr, unique};
+
+fn ok(s: &Sandbox, args: &[&str]) -> String {
+    let out = s.run(args);
+    assert!(
+        out.status.success(),
+        "{args:?} failed ({:?}):\n{}\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        stderr(&out)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Every row `show --json` prints, keyed by `id`.
+fn rows(s: &Sandbox, args: &[&str]) -> BTreeMap<String, Value> {
+    let mut all = vec!["show", "--json", "--limit", "100000"];
+    all.extend_from_slice(args);
+    ok(s, &all)
+        .lines()
+        .map(|l| {
+            let row: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+            (row["id"].as_str().expect("a text id").to_owned(), row)
+        })
+        .collect()
+}
+
+/// An NDJSON file in the sandbox: `n` records over `keys` ids, `n` the
+/// record's place in the file.
+fn versions_file(s: &Sandbox, name: &str, n: usize, keys: usize) {
+    let text: String = (0..n)
+        .map(|i| format!("{{\"id\":\"k{}\",\"n\":{i}}}\n", i % keys))
+        .collect();
+    std::fs::write(s.dir.path().join(name), text).expect("file written");
+}
+
+/// Two versions of every key in one batch, and hundreds of one key: the
+/// store keeps the last record of each key, as the embedded store does.
+/// Writes of one batch run concurrently, so writing every version lets an
+/// older one land last.
+#[test]
+fn cassandra_keeps_the_last_record_of_a_key_repeated_in_a_batch() {
+    let Some(node) = crate::support::cassandra("cassandra_keeps_the_last_record_of_a_key") else {
+        return;
+    };
+    let s = Sandbox::new();
+    versions_file(&s, "versions.ndjson", 2000, 5);
+    let ks = unique("lastwins");
+    s.config(&format!(
+        r#"
+[[pipelines]]
+name = "versions"
+source = {{ file = "versions.ndjson" }}
+sink = "cassandra://{node}/{ks}.versions"
+table = {{ key = ["id"], columns = {{ id = "text", n = "int" }} }}
+"#
+    ));
+    let out = ok(&s, &["run", "--json"]);
+    let sum: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(sum["balanced"], true, "{sum}");
+    assert_eq!(sum["stored"], 2000, "{sum}");
+    let got = rows(&s, &[]);
+    let want: BTreeMap<String, Value> = (1995..2000)
+        .map(|i| {
+            (
+                format!("k{}", i % 5),
+                serde_json::json!({"id": format!("k{}", i % 5), "n": i}),
+            )
+        })
+        .collect();
+    assert_eq!(got, want);
+}
+
+/// `a-b` and `a_b` are two pipelines, but a table name cannot hold `-`, so
+/// both become table `a_b`; with one `[sink]` file they would overwrite
+/// each other's rows. So would a `table.name` that differs only in case
+/// (SQLite ignores it). Both configs are refused at start, naming the table.
+#[test]
+fn two_pipelines_on_one_table_are_refused() {
+    let s = Sandbox::new();
+    std::fs::write(s.dir.path().join("a.ndjson"), "{\"id\":\"a\",\"n\":1}\n").unwrap();
+    let two = |first: &str, second: &str| {
+        format!(
+            r#"
+[sink]
+url = "sqlite:shared.db"
+
+[[pipelines]]
+name = "a-b"
+source = {{ file = "a.ndjson" }}
+table = {{ {first} key = ["id"], columns = {{ id = "text", n = "int" }} }}
+
+[[pipelines]]
+name = "a_b"
+source = {{ file = "a.ndjson" }}
+table = {{ {second} key = ["id"], columns = {{ id = "text", n = "int" }} }}
+"#
+        )
+    };
+    for (first, second) in [("", ""), ("name = \"Orders\",", "name = \"orders\",")] {
+        s.config(&two(first, second));
+        for args in [&["config", "check"][..], &["run", "--pipeline", "a-b"]] {
+            let out = s.run(args);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+            assert!(
+                stderr(&out).contains("write the same table"),
+                "{args:?}: {}",
+                stderr(&out)
+            );
+        }
+    }
+    // Their own tables in the one file are fine.
+    s.config(&two("name = \"first\",", "name = \"second\","));
+    ok(&s, &["run", "--pipeline", "a-b"]);
+    ok(&s, &["run", "--pipeline", "a_b"]);
+    assert_eq!(rows(&s, &["--pipeline", "a-b"]).len(), 1);
+}
+
+/// Waits for `child` at most `limit`; kills it if it is still running.
+fn wait_at_most(mut child: std::process::Child, limit: Duration) -> Option<Output> {
+    let start = Instant::now();
+    loop {
+        if child.try_wait().expect("wait works").is_some() {
+            return Some(child.wait_with_output().expect("output read"));
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A FIFO as the source file: opening it waits for a writer, and a blocked
+/// read cannot be abandoned, so SIGTERM could not stop the run; a record
+/// read from it and not yet logged would be gone. It is refused at once.
+#[cfg(unix)]
+#[test]
+fn a_fifo_source_is_refused_at_once() {
+    let s = Sandbox::new();
+    let made = std::process::Command::new("mkfifo")
+        .arg(s.dir.path().join("orders.fifo"))
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success());
+    s.config(
+        r#"
+[[pipelines]]
+name = "fifo"
+source = { file = "orders.fifo" }
+table = { key = ["id"], columns = { id = "text" } }
+"#,
+    );
+    let child = s
+        .cmd(&["run"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("tributary starts");
+    let out = wait_at_most(child, Duration::from_secs(30))
+        .expect("run with a FIFO source ends by itself instead of waiting for a writer");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not a regular file"),
+        "{}",
+        stderr(&out)
+    );
+}
