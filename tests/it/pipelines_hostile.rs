@@ -177,3 +177,56 @@ table = { key = ["id"], columns = { id = "text" } }
         stderr(&out)
     );
 }
+
+/// A server that answers 200 and then sends its body a byte every 50 ms,
+/// for ever: every read comes well within the read timeout.
+fn trickling_server() -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            std::thread::spawn(move || {
+                let mut request = [0u8; 4096];
+                let _ = conn.read(&mut request);
+                let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+                            Transfer-Encoding: chunked\r\n\r\n1\r\n[\r\n";
+                if conn.write_all(head.as_bytes()).is_err() {
+                    return;
+                }
+                while conn.write_all(b"1\r\n \r\n").is_ok() {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            });
+        }
+    });
+    port
+}
+
+/// A slow-loris API: the read timeout alone never fires, so one page would
+/// stay open for good, without a word. The whole request has a deadline:
+/// each attempt times out, and the run gives up after its attempts, exit 1.
+#[test]
+fn an_api_that_trickles_its_answer_times_out() {
+    let port = trickling_server();
+    let s = Sandbox::new();
+    s.config(&format!(
+        r#"
+[[pipelines]]
+name = "loris"
+source = {{ url = "http://127.0.0.1:{port}/orders", connect_timeout = "200ms", read_timeout = "200ms", max_attempts = 2, backoff_initial = "10ms", backoff_max = "10ms" }}
+table = {{ key = ["id"], columns = {{ id = "text" }} }}
+"#
+    ));
+    let child = s
+        .cmd(&["run"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("tributary starts");
+    let out = wait_at_most(child, Duration::from_secs(60))
+        .expect("run against a trickling API ends by itself");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("timed out"), "{}", stderr(&out));
+}

@@ -26,6 +26,17 @@ const REDACTED_IN_URL: &str = "REDACTED";
 /// Redirects followed within one origin before giving up.
 const MAX_REDIRECTS: usize = 10;
 
+/// A request, body included, may take this many read timeouts (plus the
+/// connect timeout) before it is an attempt that timed out. The read
+/// timeout alone bounds only the wait for each next chunk: a server that
+/// trickles a byte now and then would keep one page open for good.
+const READS_PER_REQUEST: u32 = 10;
+
+/// How long one request may take in all (see [`READS_PER_REQUEST`]).
+fn request_deadline(connect_timeout: Duration, read_timeout: Duration) -> Duration {
+    connect_timeout.saturating_add(read_timeout.saturating_mul(READS_PER_REQUEST))
+}
+
 /// How the source walks from one page to the next.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Pagination {
@@ -576,6 +587,10 @@ impl JsonApiSource {
         let client = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .read_timeout(config.read_timeout)
+            .timeout(request_deadline(
+                config.connect_timeout,
+                config.read_timeout,
+            ))
             .user_agent(concat!("tributary/", env!("CARGO_PKG_VERSION")))
             // Headers may carry credentials that reqwest does not know are
             // credentials (`X-Api-Key`): never carry them to another origin.
