@@ -230,3 +230,81 @@ table = {{ key = ["id"], columns = {{ id = "text" }} }}
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("timed out"), "{}", stderr(&out));
 }
+
+/// A pipeline whose transform refuses records marked `bad`, over `records`.
+fn refusing_pipeline(s: &Sandbox, records: &str, refuse: bool) {
+    std::fs::write(s.dir.path().join("r.ndjson"), records).unwrap();
+    let guard = if refuse {
+        "if .bad == true { abort \"bad\" }"
+    } else {
+        ""
+    };
+    s.config(&format!(
+        r#"
+[[pipelines]]
+name = "r"
+source = {{ file = "r.ndjson" }}
+transform = '''
+{guard}
+del(.bad)
+'''
+table = {{ key = ["id"], columns = {{ id = "text", v = "int" }} }}
+"#
+    ));
+}
+
+/// A record the transform refused, replayed after the fix, is in the store
+/// and in the log: when the store is lost and refilled from the log
+/// (`process`), the replayed record is there again. Before, replay wrote
+/// the store alone and marked the letter replayed, so a refill lost the
+/// record without a word.
+#[test]
+fn a_replayed_record_survives_a_store_refilled_from_the_log() {
+    let s = Sandbox::new();
+    refusing_pipeline(
+        &s,
+        "{\"id\":\"a\",\"v\":1,\"bad\":true}\n{\"id\":\"b\",\"v\":2}\n",
+        true,
+    );
+    ok(&s, &["run"]);
+    refusing_pipeline(&s, "", false);
+    let replayed = ok(&s, &["dlq", "replay"]);
+    assert!(replayed.contains("replayed 1 "), "{replayed}");
+    assert_eq!(rows(&s, &[]).len(), 2);
+    let dir = s.data_dir().join("pipelines").join("r");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("store.db") {
+            std::fs::remove_file(&path).unwrap();
+        }
+    }
+    ok(&s, &["process"]);
+    let got = rows(&s, &[]);
+    assert_eq!(
+        got.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["a", "b"],
+        "{got:?}"
+    );
+    assert_eq!(got["a"]["v"], 1);
+}
+
+/// A record refused while a newer record of its key was stored: replaying
+/// it after the fix writes the older record over the newer row, without a
+/// word. Replay would need to know that a newer record of the key was
+/// stored (the log offset of each row, say) to skip it.
+#[test]
+#[ignore = "dlq replay writes an old record over a newer stored row of its key"]
+fn a_replayed_old_record_does_not_overwrite_a_newer_row() {
+    let s = Sandbox::new();
+    refusing_pipeline(
+        &s,
+        "{\"id\":\"k\",\"v\":1,\"bad\":true}\n{\"id\":\"k\",\"v\":2}\n",
+        true,
+    );
+    ok(&s, &["run"]);
+    assert_eq!(rows(&s, &[])["k"]["v"], 2);
+    refusing_pipeline(&s, "", false);
+    ok(&s, &["dlq", "replay"]);
+    assert_eq!(rows(&s, &[])["k"]["v"], 2, "the newer row stays");
+}
