@@ -308,3 +308,57 @@ fn a_replayed_old_record_does_not_overwrite_a_newer_row() {
     ok(&s, &["dlq", "replay"]);
     assert_eq!(rows(&s, &[])["k"]["v"], 2, "the newer row stays");
 }
+
+/// A table another program made (`orders`, with other columns), named in
+/// the config with other case (`Orders`): SQLite names are one table
+/// whatever their case, so it is the same table, and it must be checked
+/// against the declared one like any existing table. Before, it was taken
+/// for missing: rows went into a table of another schema, unchecked, and
+/// `show` failed on them. The positions table is tributary's own in any
+/// case.
+#[test]
+fn an_existing_sqlite_table_named_with_other_case_is_checked() {
+    let s = Sandbox::new();
+    let store = s.dir.path().join("theirs.db");
+    let conn = rusqlite::Connection::open(&store).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE orders (id TEXT PRIMARY KEY, total TEXT, note TEXT);
+         INSERT INTO orders VALUES ('z', 'not a number', 'theirs');",
+    )
+    .unwrap();
+    drop(conn);
+    std::fs::write(s.dir.path().join("o.ndjson"), "{\"id\":\"a\",\"total\":2.5}\n").unwrap();
+    let config = |name: &str| {
+        format!(
+            r#"
+[[pipelines]]
+name = "o"
+source = {{ file = "o.ndjson" }}
+sink = "sqlite:theirs.db"
+table = {{ name = "{name}", key = ["id"], columns = {{ id = "text", total = "double" }} }}
+"#
+        )
+    };
+    s.config(&config("Orders"));
+    let out = s.run(&["run"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("exists with another schema"),
+        "{}",
+        stderr(&out)
+    );
+    let conn = rusqlite::Connection::open(&store).unwrap();
+    let n: i64 = conn
+        .query_row("SELECT count(*) FROM orders", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 1, "their table is left as it was");
+    drop(conn);
+    s.config(&config("Tributary_Positions"));
+    let out = s.run(&["run"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is tributary's own"),
+        "{}",
+        stderr(&out)
+    );
+}
