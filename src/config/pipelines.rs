@@ -304,6 +304,22 @@ fn resolve_one(
         &log,
         secrets,
     )?;
+    // A Cassandra URL of the pipeline's own names its table: a `table.name`
+    // beside it that names another would be ignored without a word.
+    if let (SinkConfig::Cassandra(c), true, Some(name)) = (
+        &sink,
+        own_sink.is_some(),
+        p.table.as_ref().and_then(|t| t.name.as_deref()),
+    ) && !c.table.eq_ignore_ascii_case(&name.replace('-', "_"))
+    {
+        return Err(invalid(
+            "pipelines.table.name",
+            at(&format!(
+                "the sink URL names table {}.{}, the table {name}: name it in one place",
+                c.keyspace, c.table
+            )),
+        ));
+    }
     Ok(PipelineConfig {
         name: p.name.clone(),
         source,

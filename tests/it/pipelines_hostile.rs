@@ -433,3 +433,32 @@ table = {{ key = ["id"], columns = {{ id = "text" }} }}
         rss >> 20
     );
 }
+
+/// A Cassandra sink URL names its table; a `table.name` naming another one
+/// beside it was ignored, and the rows went to the URL's table. It is a
+/// config error now; the same name in both places is fine.
+#[test]
+fn a_table_name_that_the_cassandra_url_contradicts_is_refused() {
+    let s = Sandbox::new();
+    let config = |name: &str| {
+        format!(
+            r#"
+[[pipelines]]
+name = "tn"
+source = {{ file = "tn.ndjson" }}
+sink = "cassandra://127.0.0.1:9042/shop.first"
+table = {{ name = "{name}", key = ["id"], columns = {{ id = "text" }} }}
+"#
+        )
+    };
+    s.config(&config("second"));
+    let out = s.run(&["config", "check"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("names table shop.first, the table second"),
+        "{}",
+        stderr(&out)
+    );
+    s.config(&config("First"));
+    ok(&s, &["config", "check"]);
+}
