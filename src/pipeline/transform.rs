@@ -228,7 +228,10 @@ mod tests {
         assert_eq!(row, serde_json::json!({"x": 1e308, "y": [1.5, 1e308]}));
         let mut t = Transform::compile(".y = [1, to_float!(\"-inf\")]", &origin()).unwrap();
         let err = t.run(serde_json::json!({})).unwrap_err();
-        assert_eq!(err, "the transform made a number that is not finite at .y[1]");
+        assert_eq!(
+            err,
+            "the transform made a number that is not finite at .y[1]"
+        );
     }
 
     #[test]
