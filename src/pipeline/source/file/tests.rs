@@ -299,8 +299,8 @@ fn a_fifo_or_a_directory_is_refused_at_once_not_waited_on() {
         .expect("opening a FIFO returns instead of waiting for a writer")
         .unwrap_err();
     assert!(err.to_string().contains("not a regular file"), "{err}");
-    let err = FileSource::open(&FileConfig::new(dir.path()))
-        .err()
-        .expect("a directory is refused");
+    let Err(err) = FileSource::open(&FileConfig::new(dir.path())) else {
+        panic!("a directory is refused");
+    };
     assert!(err.to_string().contains("a directory"), "{err}");
 }
