@@ -158,8 +158,33 @@ pub(super) fn resolve(
 }
 
 /// What two pipelines may not share: a topic, or an embedded log file
-/// (its dead letters and offsets would mix).
+/// (its dead letters and offsets would mix), or a table (each would
+/// overwrite the other's rows of the same key, and a replay of one would
+/// undo the other's newer writes). Table names are compared without case:
+/// SQLite ignores it, and Cassandra folds the unquoted names to lower case.
 fn shared(a: &PipelineConfig, b: &PipelineConfig) -> Option<String> {
+    let table = match (&a.sink, &b.sink) {
+        (SinkConfig::Sqlite(x), SinkConfig::Sqlite(y))
+            if x.path == y.path && x.table.eq_ignore_ascii_case(&y.table) =>
+        {
+            Some(format!(
+                "write the same table {} in {}",
+                x.table,
+                x.path.display()
+            ))
+        }
+        (SinkConfig::Cassandra(x), SinkConfig::Cassandra(y))
+            if x.keyspace.eq_ignore_ascii_case(&y.keyspace)
+                && x.table.eq_ignore_ascii_case(&y.table)
+                && x.nodes.iter().any(|n| y.nodes.contains(n)) =>
+        {
+            Some(format!("write the same table {}.{}", x.keyspace, x.table))
+        }
+        _ => None,
+    };
+    if table.is_some() {
+        return table;
+    }
     match (&a.log, &b.log) {
         (LogConfig::Sqlite(x), LogConfig::Sqlite(y)) if x.path == y.path => {
             Some(format!("share the log file {}", x.path.display()))
@@ -287,6 +312,22 @@ fn resolve_one(
         &log,
         secrets,
     )?;
+    // A Cassandra URL of the pipeline's own names its table: a `table.name`
+    // beside it that names another would be ignored without a word.
+    if let (SinkConfig::Cassandra(c), true, Some(name)) = (
+        &sink,
+        own_sink.is_some(),
+        p.table.as_ref().and_then(|t| t.name.as_deref()),
+    ) && !c.table.eq_ignore_ascii_case(&name.replace('-', "_"))
+    {
+        return Err(invalid(
+            "pipelines.table.name",
+            at(&format!(
+                "the sink URL names table {}.{}, the table {name}: name it in one place",
+                c.keyspace, c.table
+            )),
+        ));
+    }
     Ok(PipelineConfig {
         name: p.name.clone(),
         source,

@@ -9,8 +9,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, warn};
 
 use super::log::{
-    Checkpoint, DeadLetter, Log, LogCommitter, LogError, LogMessage, LogReader, Origin, Stage,
-    StoredDeadLetter,
+    Checkpoint, DeadLetter, Log, LogCommitter, LogError, LogMessage, LogReader, LogRecord, Origin,
+    Stage, StoredDeadLetter,
 };
 use super::shape::Shape;
 use super::sink::{Rows, Sink, SinkError, WriteAck};
@@ -578,6 +578,11 @@ pub async fn replay_page(
 /// stage the source record, run through the pipeline's transform and table
 /// as they are now; the others hold a log message. Each is settled one by
 /// one: stored → marked replayed; failing → kept with the new reason.
+///
+/// A record of the source or transform stage never reached the log: once
+/// stored, its message is appended to the log too, so a store refilled
+/// from the log holds it as well. (Letters of the later stages are log
+/// messages already.)
 pub async fn replay(
     log: &Log,
     sink: &Sink,
@@ -602,11 +607,16 @@ pub async fn replay(
             max_message_bytes,
         );
         let outcome = match rows {
-            Ok(rows) => {
+            Ok((rows, message)) => {
                 let ack = sink.write(rows).await?;
                 match ack.rejected.into_iter().next() {
                     Some((_, reason)) => Err(reason),
-                    None => Ok(()),
+                    None => {
+                        if let Some(message) = message {
+                            log.append(vec![message]).await?;
+                        }
+                        Ok(())
+                    }
                 }
             }
             Err(e) => Err(e),
@@ -620,34 +630,44 @@ pub async fn replay(
     Ok(report)
 }
 
+/// The rows of a letter, and the log message to append once they are
+/// stored when the letter's record never reached the log.
 fn decode_letter(
     letter: &DeadLetter,
     schema: Option<&TableSchema>,
     shaper: Option<&mut super::shape::Shaper>,
     max_message_bytes: usize,
-) -> Result<Rows, String> {
+) -> Result<(Rows, Option<LogRecord>), String> {
     match (letter.stage, schema) {
         (Stage::Source, None) => {
             let user: ApiUser =
                 serde_json::from_slice(&letter.payload).map_err(|e| format!("shape: {e}"))?;
             let row = user.to_row().map_err(|e| e.to_string())?;
-            Ok(Rows::Users(Arc::from(vec![row])))
+            let message = LogRecord {
+                key: Some(row.key()),
+                payload: row.to_json(),
+            };
+            Ok((Rows::Users(Arc::from(vec![row])), Some(message)))
         }
         (Stage::Decode | Stage::Sink, None) => {
             let row =
                 Row::from_json(&letter.payload, max_message_bytes).map_err(|e| e.to_string())?;
-            Ok(Rows::Users(Arc::from(vec![row])))
+            Ok((Rows::Users(Arc::from(vec![row])), None))
         }
         (Stage::Source | Stage::Transform, Some(_)) => {
             let shaper = shaper.ok_or("this pipeline has no table to shape records for")?;
             let record: serde_json::Value = serde_json::from_slice(&letter.payload)
                 .map_err(|e| format!("malformed json: {e}"))?;
             let shaped = shaper.shape(record).map_err(|e| e.to_string())?;
-            Ok(Rows::Table(Arc::from(vec![shaped.row])))
+            let message = LogRecord {
+                key: Some(shaped.key),
+                payload: shaped.payload,
+            };
+            Ok((Rows::Table(Arc::from(vec![shaped.row])), Some(message)))
         }
         (Stage::Decode | Stage::Sink, Some(schema)) => {
             let row = decode_typed(schema, &letter.payload, max_message_bytes)?;
-            Ok(Rows::Table(Arc::from(vec![row])))
+            Ok((Rows::Table(Arc::from(vec![row])), None))
         }
         (Stage::Transform, None) => {
             Err("a transform's letter, but this pipeline has no transform".into())

@@ -150,7 +150,29 @@ impl Transform {
                 target.value.kind_str()
             ));
         }
+        if let Some(at) = not_finite(&target.value, String::new()) {
+            // JSON has no infinity: serialised, it would become a null, and
+            // the value would be lost without a word.
+            return Err(format!(
+                "the transform made a number that is not finite at {at}"
+            ));
+        }
         serde_json::to_value(&target.value).map_err(|e| format!("the row is not JSON: {e}"))
+    }
+}
+
+/// The path of the first infinite float in `value` (`.a.b[2]`), if any.
+fn not_finite(value: &Value, at: String) -> Option<String> {
+    match value {
+        Value::Float(x) if !x.is_finite() => Some(if at.is_empty() { ".".into() } else { at }),
+        Value::Object(fields) => fields
+            .iter()
+            .find_map(|(k, v)| not_finite(v, format!("{at}.{k}"))),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| not_finite(v, format!("{at}[{i}]"))),
+        _ => None,
     }
 }
 
@@ -194,6 +216,22 @@ mod tests {
         let err = Transform::compile(text, &origin()).unwrap_err().to_string();
         assert!(err.contains("pipes.toml:10:"), "{err}");
         assert!(err.contains("E103"), "{err}");
+    }
+
+    #[test]
+    fn an_infinite_number_is_an_error_not_a_null() {
+        let text = ".x = to_float!(.x) * to_float!(\"1e308\")\n.y = [1.5, .x]\n";
+        let mut t = Transform::compile(text, &origin()).unwrap();
+        let err = t.run(serde_json::json!({"x": 10})).unwrap_err();
+        assert_eq!(err, "the transform made a number that is not finite at .x");
+        let row = t.run(serde_json::json!({"x": 1})).unwrap();
+        assert_eq!(row, serde_json::json!({"x": 1e308, "y": [1.5, 1e308]}));
+        let mut t = Transform::compile(".y = [1, to_float!(\"-inf\")]", &origin()).unwrap();
+        let err = t.run(serde_json::json!({})).unwrap_err();
+        assert_eq!(
+            err,
+            "the transform made a number that is not finite at .y[1]"
+        );
     }
 
     #[test]

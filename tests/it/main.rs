@@ -10,6 +10,7 @@ mod http_source;
 mod kafka;
 mod kafka_faults;
 mod pipelines;
+mod pipelines_hostile;
 mod poison;
 mod reliability;
 mod scheduler_faults;

@@ -7,6 +7,7 @@ mod cells;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use scylla::client::session::Session;
@@ -17,7 +18,7 @@ use super::cassandra::{
     CassandraSinkConfig, connect, count_rows, create_keyspace, fatal, prepare_insert, write_all,
 };
 use super::{SinkError, WriteAck};
-use crate::pipeline::table::{CqlColumnRow, TableSchema, TypedRow};
+use crate::pipeline::table::{Cell, CqlColumnRow, TableSchema, TypedRow};
 
 /// Cheap to clone: clones share the session and the prepared statement.
 #[derive(Clone)]
@@ -58,6 +59,39 @@ fn breaking_differences(
         .collect();
     let existing = TableSchema::from_cql_columns(&relevant).map_err(|e| e.to_string())?;
     Ok(declared.diff(&existing))
+}
+
+/// The indexes of the rows to write, in batch order: the last row of each
+/// primary key. Beside it, per row, the index of the later row with its key
+/// that replaces it (`None` for a row that is written). A row with a null
+/// key cell is always written, for Cassandra to refuse.
+fn last_of_each_key(schema: &TableSchema, rows: &[TypedRow]) -> (Vec<usize>, Vec<Option<usize>>) {
+    let key_indexes = schema.key_indexes();
+    let keys: Vec<Option<Vec<u8>>> = rows
+        .iter()
+        .map(|row| {
+            let null = key_indexes.iter().any(|&k| row[k] == Cell::Null);
+            (!null).then(|| crate::pipeline::table::key(schema, row))
+        })
+        .collect();
+    let mut last = HashMap::with_capacity(rows.len());
+    for (i, key) in keys.iter().enumerate() {
+        if let Some(key) = key {
+            last.insert(key.as_slice(), i);
+        }
+    }
+    let superseded_by: Vec<Option<usize>> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, key)| {
+            let l = key.as_ref().map_or(i, |k| last[k.as_slice()]);
+            (l != i).then_some(l)
+        })
+        .collect();
+    let kept = (0..rows.len())
+        .filter(|&i| superseded_by[i].is_none())
+        .collect();
+    (kept, superseded_by)
 }
 
 /// Quotes a column name (a validated identifier) for CQL, keeping its case.
@@ -147,15 +181,46 @@ impl CassandraTableSink {
     ///
     /// A null non-key cell is bound as *unset*: no tombstone is written, and
     /// a value stored for the same key by an earlier write stays.
+    ///
+    /// Of several rows with one primary key in the batch only the last is
+    /// written: writes in flight together land in any order, so writing
+    /// them all could leave an older row stored. The rows it supersedes
+    /// share its outcome (counted written, or rejected with its reason).
     pub async fn write(&self, rows: Arc<[TypedRow]>) -> Result<WriteAck, SinkError> {
+        let (kept, superseded_by) = last_of_each_key(&self.schema, &rows);
+        let kept: Arc<[usize]> = kept.into();
         // Each write owns handles to what it needs, so the futures are
         // 'static and Send.
         let (session, insert) = (&self.session, &self.insert);
-        write_all(rows.len(), self.config.concurrency, |i| {
-            let (session, insert, rows) = (session.clone(), insert.clone(), rows.clone());
-            async move { session.execute_unpaged(&insert, rows[i].as_slice()).await }
+        let ack = write_all(kept.len(), self.config.concurrency, |j| {
+            let (session, insert, rows, kept) =
+                (session.clone(), insert.clone(), rows.clone(), kept.clone());
+            async move {
+                session
+                    .execute_unpaged(&insert, rows[kept[j]].as_slice())
+                    .await
+            }
         })
-        .await
+        .await?;
+        let reasons: HashMap<usize, String> = ack
+            .rejected
+            .into_iter()
+            .map(|(j, reason)| (kept[j], reason))
+            .collect();
+        let mut out = WriteAck {
+            written: ack.written,
+            unchanged: ack.unchanged,
+            rejected: Vec::new(),
+        };
+        for (i, last) in superseded_by.iter().enumerate() {
+            let last = last.unwrap_or(i);
+            match reasons.get(&last) {
+                Some(reason) => out.rejected.push((i, reason.clone())),
+                None if last != i => out.written += 1,
+                None => {}
+            }
+        }
+        Ok(out)
     }
 
     pub async fn count(&self) -> Result<u64, SinkError> {

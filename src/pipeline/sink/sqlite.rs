@@ -65,9 +65,11 @@ fn open_users_table(conn: &rusqlite::Connection, table: &str) -> rusqlite::Resul
     Ok(had)
 }
 
+/// Whether the table is there, its name compared as SQLite compares names:
+/// without case (`Orders` is the table `orders`).
 fn table_exists(conn: &rusqlite::Connection, table: &str) -> rusqlite::Result<bool> {
     conn.query_row(
-        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1 COLLATE NOCASE",
         [table],
         |r| r.get::<_, i64>(0).map(|n| n > 0),
     )
@@ -144,7 +146,7 @@ impl SqliteSink {
                 source,
             };
             let conn = embedded::open(&cfg.path, cfg.durable_fsync).map_err(open_err)?;
-            if cfg.table == POSITIONS_TABLE {
+            if cfg.table.eq_ignore_ascii_case(POSITIONS_TABLE) {
                 return Err(SinkError::Open {
                     path: cfg.path.display().to_string(),
                     source: rusqlite::Error::InvalidParameterName(format!(

@@ -137,6 +137,24 @@ impl FileSource {
     pub fn open(config: &FileConfig) -> Result<Self, FileSourceError> {
         config.validate()?;
         let name = config.path.display().to_string();
+        // Only a regular file: opening a FIFO waits for a writer, and a read
+        // from a pipe or a device can wait forever, holding up a shutdown
+        // (a blocking read cannot be abandoned); and a pipe's records, once
+        // read, are gone if the run stops before logging them.
+        let meta = std::fs::metadata(&config.path).map_err(|source| FileSourceError::Io {
+            name: name.clone(),
+            source,
+        })?;
+        if !meta.is_file() {
+            return Err(FileSourceError::Io {
+                name: name.clone(),
+                source: io::Error::other(if meta.is_dir() {
+                    "a directory, not a file"
+                } else {
+                    "not a regular file (a pipe, socket or device): give a file to read"
+                }),
+            });
+        }
         let file = File::open(&config.path).map_err(|source| FileSourceError::Io {
             name: name.clone(),
             source,

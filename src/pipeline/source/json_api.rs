@@ -26,6 +26,17 @@ const REDACTED_IN_URL: &str = "REDACTED";
 /// Redirects followed within one origin before giving up.
 const MAX_REDIRECTS: usize = 10;
 
+/// A request, body included, may take this many read timeouts (plus the
+/// connect timeout) before it is an attempt that timed out. The read
+/// timeout alone bounds only the wait for each next chunk: a server that
+/// trickles a byte now and then would keep one page open for good.
+const READS_PER_REQUEST: u32 = 10;
+
+/// How long one request may take in all (see [`READS_PER_REQUEST`]).
+fn request_deadline(connect_timeout: Duration, read_timeout: Duration) -> Duration {
+    connect_timeout.saturating_add(read_timeout.saturating_mul(READS_PER_REQUEST))
+}
+
 /// How the source walks from one page to the next.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Pagination {
@@ -474,7 +485,21 @@ struct Fetched {
     items: Vec<Value>,
     cursor: Option<String>,
     link: Option<String>,
-    body_hash: u64,
+    /// A hash of the records, to notice the same page twice.
+    records_hash: u64,
+}
+
+/// Feeds what is written to a hasher.
+struct HashWriter(twox_hash::XxHash3_64);
+
+impl std::io::Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        std::hash::Hasher::write(&mut self.0, buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Pages through a JSON API, one page in memory at a time.
@@ -495,7 +520,7 @@ pub struct JsonApiSource {
     counter: u64,
     /// Cursors, or next links, already followed.
     seen: HashSet<String>,
-    last_body_hash: Option<u64>,
+    last_records_hash: Option<u64>,
     hit_max_pages: bool,
     /// The position and reason of every retry warning, as logged: the tests'
     /// proof that no secret reaches the log (capturing `tracing` output is
@@ -576,6 +601,10 @@ impl JsonApiSource {
         let client = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .read_timeout(config.read_timeout)
+            .timeout(request_deadline(
+                config.connect_timeout,
+                config.read_timeout,
+            ))
             .user_agent(concat!("tributary/", env!("CARGO_PKG_VERSION")))
             // Headers may carry credentials that reqwest does not know are
             // credentials (`X-Api-Key`): never carry them to another origin.
@@ -606,7 +635,7 @@ impl JsonApiSource {
             next: Next::Done,
             counter,
             seen: HashSet::new(),
-            last_body_hash: None,
+            last_records_hash: None,
             hit_max_pages: false,
             #[cfg(test)]
             warned: Default::default(),
@@ -707,8 +736,8 @@ impl JsonApiSource {
                 .await?
         };
         let received = fetched.items.len() as u64;
-        let repeated = self.last_body_hash == Some(fetched.body_hash);
-        self.last_body_hash = Some(fetched.body_hash);
+        let repeated = self.last_records_hash == Some(fetched.records_hash);
+        self.last_records_hash = Some(fetched.records_hash);
         self.next = match &self.config.pagination {
             Pagination::None => Next::Done,
             Pagination::PageNumber { param, .. } | Pagination::Offset { param } => {
@@ -799,7 +828,6 @@ impl JsonApiSource {
             .await
             .map_err(|e| Failure::transport(&e))?;
         let answer = retry::answer(response).await?;
-        let body_hash = twox_hash::XxHash3_64::oneshot(&answer.body);
         let mut body: Value = serde_json::from_slice(&answer.body)
             .map_err(|e| Failure::retryable(format!("malformed json: {e}")))?;
         drop(answer.body);
@@ -824,11 +852,15 @@ impl JsonApiSource {
             _ => None,
         };
         let items = take_records(&mut body, self.config.records.as_deref())?;
+        // The records, not the body: an API that ignores the page parameter
+        // may still stamp each answer with the time it was made.
+        let mut hasher = HashWriter(twox_hash::XxHash3_64::default());
+        serde_json::to_writer(&mut hasher, &items).expect("JSON values serialise");
         Ok(Fetched {
+            records_hash: std::hash::Hasher::finish(&hasher.0),
             items,
             cursor,
             link,
-            body_hash,
         })
     }
 }

@@ -26,8 +26,8 @@
 //!   milliseconds, Cassandra's precision (finer digits are dropped, rounding
 //!   down), and must lie in years 0000–9999 so its text form is RFC 3339;
 //! - `date` takes `YYYY-MM-DD`;
-//! - `decimal` takes a decimal string, kept exactly as written (a leading `+`
-//!   dropped), or a JSON number when it is certainly exact: an integer, or a
+//! - `decimal` takes a decimal string of at most 10,000 digits, kept exactly
+//!   as written (a leading `+` dropped), or a JSON number when it is certainly exact: an integer, or a
 //!   number of at most 15 significant digits (every such decimal survives the
 //!   double it was parsed into, so its shortest form is what was written);
 //!   a longer JSON number may already have been rounded, so it is refused;
@@ -232,8 +232,25 @@ fn date(s: &str) -> Option<NaiveDate> {
     NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
 }
 
-/// A decimal's text: `[+-]digits[.digits][(e|E)[+-]digits]`, without the `+`.
+/// Most digits a decimal may have. Far beyond any amount or measurement,
+/// and it bounds the work of turning one into Cassandra's form, which grows
+/// with the square of the digits: a hostile record of a million digits
+/// would hold a write for many minutes.
+const MAX_DECIMAL_DIGITS: usize = 10_000;
+
+const DECIMAL_TOO_LONG: &str = "over 10000 digits";
+
+fn too_many_digits(s: &str) -> bool {
+    s.len() > MAX_DECIMAL_DIGITS
+        && s.bytes().filter(u8::is_ascii_digit).count() > MAX_DECIMAL_DIGITS
+}
+
+/// A decimal's text: `[+-]digits[.digits][(e|E)[+-]digits]`, without the `+`,
+/// of at most [`MAX_DECIMAL_DIGITS`] digits.
 fn decimal_text(s: &str) -> Option<&str> {
+    if too_many_digits(s) {
+        return None;
+    }
     let t = s.strip_prefix('+').unwrap_or(s);
     let body = t.strip_prefix('-').unwrap_or(t);
     let (mantissa, exponent) = match body.find(['e', 'E']) {
@@ -357,7 +374,8 @@ pub(super) fn scalar_cell(column: &str, ty: ColumnType, v: Scalar<'_>) -> Result
         (ColumnType::Timestamp, _) => Cell::Timestamp(timestamp(v).map_err(fail)?),
         (ColumnType::Date, Scalar::Str(s)) => Cell::Date(date(s).ok_or_else(|| fail(None))?),
         (ColumnType::Decimal, Scalar::Str(s)) => {
-            Cell::Decimal(decimal_text(s).ok_or_else(|| fail(None))?.to_owned())
+            let reason = too_many_digits(s).then_some(DECIMAL_TOO_LONG);
+            Cell::Decimal(decimal_text(s).ok_or_else(|| fail(reason))?.to_owned())
         }
         (ColumnType::Decimal, Scalar::I64(n)) => Cell::Decimal(n.to_string()),
         (ColumnType::Decimal, Scalar::U64(n)) => Cell::Decimal(n.to_string()),
@@ -744,6 +762,19 @@ mod tests {
                 format!("column d: expected date, got \"{bad}\""),
             );
         }
+    }
+
+    #[test]
+    fn a_decimal_of_a_hundred_thousand_digits_is_refused() {
+        let long = "7".repeat(100_001);
+        let start = std::time::Instant::now();
+        let e = err("amount", json!(long));
+        assert!(e.ends_with("(over 10000 digits)"), "{e}");
+        let ok = "7".repeat(10_000);
+        assert_eq!(one("amount", json!(ok)).unwrap(), Cell::Decimal(ok.clone()));
+        assert!(decimal_parts(&ok).is_some());
+        assert!(decimal_parts(&long).is_none());
+        assert!(start.elapsed() < std::time::Duration::from_secs(5));
     }
 
     #[test]

@@ -234,6 +234,60 @@ async fn writing_a_batch_again_is_an_upsert() {
     drop_keyspace(&sink).await;
 }
 
+#[test]
+fn of_rows_with_one_key_only_the_last_is_written() {
+    let s = schema(&[("id", "text"), ("n", "int")], &["id"], &[]);
+    let row = |id: Option<&str>, n| {
+        vec![
+            id.map_or(Cell::Null, |t| Cell::Text(t.into())),
+            Cell::Int(n),
+        ]
+    };
+    let rows = [
+        row(Some("a"), 1),
+        row(Some("b"), 2),
+        row(None, 3),
+        row(Some("a"), 4),
+        row(Some("null"), 5),
+        row(None, 6),
+        row(Some("a"), 7),
+    ];
+    let (kept, superseded_by) = last_of_each_key(&s, &rows);
+    assert_eq!(kept, [1, 2, 4, 5, 6]);
+    assert_eq!(
+        superseded_by,
+        [Some(6), None, None, Some(6), None, None, None]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_with_one_key_many_times_stores_its_last_row() {
+    let Some(n) = node("a_batch_with_one_key_many_times_stores_its_last_row") else {
+        return;
+    };
+    let s = schema(&[("id", "text"), ("n", "int")], &["id"], &[]);
+    let sink = CassandraTableSink::open(config(&n, "lastwins"), Some(s))
+        .await
+        .unwrap();
+    let mut rows: Vec<TypedRow> = (0..400)
+        .map(|i| vec![Cell::Text(format!("k{}", i % 4)), Cell::Int(i)])
+        .collect();
+    // The last row of key "bad" is refused: the earlier one goes with it.
+    rows.push(vec![Cell::Text("bad".into()), Cell::Int(1)]);
+    rows.push(vec![Cell::Text("bad".into()), Cell::Text("no int".into())]);
+    let ack = sink.write(rows.into()).await.unwrap();
+    assert_eq!(ack.written, 400, "{ack:?}");
+    let rejected: Vec<usize> = ack.rejected.iter().map(|(i, _)| *i).collect();
+    assert_eq!(rejected, [400, 401], "{ack:?}");
+    let mut back = sink.rows(10).await.unwrap();
+    back.sort_by_key(|r| format!("{:?}", r[0]));
+    let want: Vec<TypedRow> = (396..400)
+        .map(|i| vec![Cell::Text(format!("k{}", i % 4)), Cell::Int(i)])
+        .collect();
+    assert_eq!(back, want);
+    drop_keyspace(&sink).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rows_cassandra_refuses_are_rejected_by_index() {
     let Some(n) = node("rows_cassandra_refuses_are_rejected_by_index") else {

@@ -276,3 +276,31 @@ fn settings_are_checked() {
     assert!(matches!(err, FileSourceError::Io { .. }), "{err}");
     assert!(err.to_string().contains("/nonexistent/x.json"), "{err}");
 }
+
+#[cfg(unix)]
+#[test]
+fn a_fifo_or_a_directory_is_refused_at_once_not_waited_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("records.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success());
+    // Opening a FIFO with no writer would block this thread for good: the
+    // open runs on its own thread, and the test waits a bounded time.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let path = fifo.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(FileSource::open(&FileConfig::new(path)).map(|_| ()));
+    });
+    let err = rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("opening a FIFO returns instead of waiting for a writer")
+        .unwrap_err();
+    assert!(err.to_string().contains("not a regular file"), "{err}");
+    let Err(err) = FileSource::open(&FileConfig::new(dir.path())) else {
+        panic!("a directory is refused");
+    };
+    assert!(err.to_string().contains("a directory"), "{err}");
+}

@@ -75,6 +75,7 @@ impl TestServer {
             .route("/all", get(all))
             .route("/loop", get(looping))
             .route("/stuck", get(stuck))
+            .route("/stuck_clock", get(stuck_clock))
             .route("/echo", get(echo))
             .route("/away", get(away))
             .with_state(served.clone());
@@ -239,6 +240,16 @@ async fn stuck(State(s): State<Arc<Served>>, h: AxumHeaders) -> Response {
         return r;
     }
     axum::Json(json!({"data": slice(0, 3)})).into_response()
+}
+
+/// The same records whatever the page, with the time of the answer beside
+/// them: no two bodies are alike.
+async fn stuck_clock(State(s): State<Arc<Served>>, h: AxumHeaders) -> Response {
+    if let Some(r) = gate(&s, &h) {
+        return r;
+    }
+    let at = s.requests.load(Ordering::Relaxed);
+    axum::Json(json!({"data": slice(0, 3), "served_at": at})).into_response()
 }
 
 /// Refuses the request, quoting the credential back.
@@ -556,6 +567,25 @@ async fn an_api_that_ignores_the_page_parameter_is_caught() {
         err.to_string().contains("seems to ignore \"page\""),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn an_api_that_ignores_the_page_parameter_is_caught_by_its_records() {
+    let server = TestServer::start().await;
+    let mut source = open(server.config(
+        "/stuck_clock",
+        Pagination::PageNumber {
+            param: "page".into(),
+            first: 1,
+        },
+    ));
+    assert!(source.next_page().await.unwrap().is_some());
+    let err = source.next_page().await.unwrap_err();
+    assert!(
+        err.to_string().contains("seems to ignore \"page\""),
+        "{err}"
+    );
+    assert_eq!(server.requests(), 2);
 }
 
 #[tokio::test]

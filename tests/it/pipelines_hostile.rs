@@ -1,0 +1,464 @@
+//! User pipelines against input and configs meant to break them: records
+//! of one key many times in one batch, two pipelines on one table, a source
+//! file that is a FIFO. Each test states what must hold.
+
+use std::collections::BTreeMap;
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::{Sandbox, stderr, unique};
+
+fn ok(s: &Sandbox, args: &[&str]) -> String {
+    let out = s.run(args);
+    assert!(
+        out.status.success(),
+        "{args:?} failed ({:?}):\n{}\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        stderr(&out)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Every row `show --json` prints, keyed by `id`.
+fn rows(s: &Sandbox, args: &[&str]) -> BTreeMap<String, Value> {
+    let mut all = vec!["show", "--json", "--limit", "100000"];
+    all.extend_from_slice(args);
+    ok(s, &all)
+        .lines()
+        .map(|l| {
+            let row: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+            (row["id"].as_str().expect("a text id").to_owned(), row)
+        })
+        .collect()
+}
+
+/// An NDJSON file in the sandbox: `n` records over `keys` ids, `n` the
+/// record's place in the file.
+fn versions_file(s: &Sandbox, name: &str, n: usize, keys: usize) {
+    let text: String = (0..n)
+        .map(|i| format!("{{\"id\":\"k{}\",\"n\":{i}}}\n", i % keys))
+        .collect();
+    std::fs::write(s.dir.path().join(name), text).expect("file written");
+}
+
+/// Two versions of every key in one batch, and hundreds of one key: the
+/// store keeps the last record of each key, as the embedded store does.
+/// Writes of one batch run concurrently, so writing every version lets an
+/// older one land last.
+#[test]
+fn cassandra_keeps_the_last_record_of_a_key_repeated_in_a_batch() {
+    let Some(node) = crate::support::cassandra("cassandra_keeps_the_last_record_of_a_key") else {
+        return;
+    };
+    let s = Sandbox::new();
+    versions_file(&s, "versions.ndjson", 2000, 5);
+    let ks = unique("lastwins");
+    s.config(&format!(
+        r#"
+[[pipelines]]
+name = "versions"
+source = {{ file = "versions.ndjson" }}
+sink = "cassandra://{node}/{ks}.versions"
+table = {{ key = ["id"], columns = {{ id = "text", n = "int" }} }}
+"#
+    ));
+    let out = ok(&s, &["run", "--json"]);
+    let sum: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(sum["balanced"], true, "{sum}");
+    assert_eq!(sum["stored"], 2000, "{sum}");
+    let got = rows(&s, &[]);
+    let want: BTreeMap<String, Value> = (1995..2000)
+        .map(|i| {
+            (
+                format!("k{}", i % 5),
+                serde_json::json!({"id": format!("k{}", i % 5), "n": i}),
+            )
+        })
+        .collect();
+    assert_eq!(got, want);
+}
+
+/// `a-b` and `a_b` are two pipelines, but a table name cannot hold `-`, so
+/// both become table `a_b`; with one `[sink]` file they would overwrite
+/// each other's rows. So would a `table.name` that differs only in case
+/// (SQLite ignores it). Both configs are refused at start, naming the table.
+#[test]
+fn two_pipelines_on_one_table_are_refused() {
+    let s = Sandbox::new();
+    std::fs::write(s.dir.path().join("a.ndjson"), "{\"id\":\"a\",\"n\":1}\n").unwrap();
+    let two = |first: &str, second: &str| {
+        format!(
+            r#"
+[sink]
+url = "sqlite:shared.db"
+
+[[pipelines]]
+name = "a-b"
+source = {{ file = "a.ndjson" }}
+table = {{ {first} key = ["id"], columns = {{ id = "text", n = "int" }} }}
+
+[[pipelines]]
+name = "a_b"
+source = {{ file = "a.ndjson" }}
+table = {{ {second} key = ["id"], columns = {{ id = "text", n = "int" }} }}
+"#
+        )
+    };
+    for (first, second) in [("", ""), ("name = \"Orders\",", "name = \"orders\",")] {
+        s.config(&two(first, second));
+        for args in [&["config", "check"][..], &["run", "--pipeline", "a-b"]] {
+            let out = s.run(args);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+            assert!(
+                stderr(&out).contains("write the same table"),
+                "{args:?}: {}",
+                stderr(&out)
+            );
+        }
+    }
+    // Their own tables in the one file are fine.
+    s.config(&two("name = \"first\",", "name = \"second\","));
+    ok(&s, &["run", "--pipeline", "a-b"]);
+    ok(&s, &["run", "--pipeline", "a_b"]);
+    assert_eq!(rows(&s, &["--pipeline", "a-b"]).len(), 1);
+}
+
+/// Waits for `child` at most `limit`; kills it if it is still running.
+fn wait_at_most(mut child: std::process::Child, limit: Duration) -> Option<Output> {
+    let start = Instant::now();
+    loop {
+        if child.try_wait().expect("wait works").is_some() {
+            return Some(child.wait_with_output().expect("output read"));
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A FIFO as the source file: opening it waits for a writer, and a blocked
+/// read cannot be abandoned, so SIGTERM could not stop the run; a record
+/// read from it and not yet logged would be gone. It is refused at once.
+#[cfg(unix)]
+#[test]
+fn a_fifo_source_is_refused_at_once() {
+    let s = Sandbox::new();
+    let made = std::process::Command::new("mkfifo")
+        .arg(s.dir.path().join("orders.fifo"))
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success());
+    s.config(
+        r#"
+[[pipelines]]
+name = "fifo"
+source = { file = "orders.fifo" }
+table = { key = ["id"], columns = { id = "text" } }
+"#,
+    );
+    let child = s
+        .cmd(&["run"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("tributary starts");
+    let out = wait_at_most(child, Duration::from_secs(30))
+        .expect("run with a FIFO source ends by itself instead of waiting for a writer");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not a regular file"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// A server that answers 200 and then sends its body a byte every 50 ms,
+/// for ever: every read comes well within the read timeout.
+fn trickling_server() -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            std::thread::spawn(move || {
+                let mut request = [0u8; 4096];
+                let _ = conn.read(&mut request);
+                let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+                            Transfer-Encoding: chunked\r\n\r\n1\r\n[\r\n";
+                if conn.write_all(head.as_bytes()).is_err() {
+                    return;
+                }
+                while conn.write_all(b"1\r\n \r\n").is_ok() {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            });
+        }
+    });
+    port
+}
+
+/// A slow-loris API: the read timeout alone never fires, so one page would
+/// stay open for good, without a word. The whole request has a deadline:
+/// each attempt times out, and the run gives up after its attempts, exit 1.
+#[test]
+fn an_api_that_trickles_its_answer_times_out() {
+    let port = trickling_server();
+    let s = Sandbox::new();
+    s.config(&format!(
+        r#"
+[[pipelines]]
+name = "loris"
+source = {{ url = "http://127.0.0.1:{port}/orders", connect_timeout = "200ms", read_timeout = "200ms", max_attempts = 2, backoff_initial = "10ms", backoff_max = "10ms" }}
+table = {{ key = ["id"], columns = {{ id = "text" }} }}
+"#
+    ));
+    let child = s
+        .cmd(&["run"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("tributary starts");
+    let out = wait_at_most(child, Duration::from_secs(60))
+        .expect("run against a trickling API ends by itself");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("timed out"), "{}", stderr(&out));
+}
+
+/// A pipeline whose transform refuses records marked `bad`, over `records`.
+fn refusing_pipeline(s: &Sandbox, records: &str, refuse: bool) {
+    std::fs::write(s.dir.path().join("r.ndjson"), records).unwrap();
+    let guard = if refuse {
+        "if .bad == true { abort \"bad\" }"
+    } else {
+        ""
+    };
+    s.config(&format!(
+        r#"
+[[pipelines]]
+name = "r"
+source = {{ file = "r.ndjson" }}
+transform = '''
+{guard}
+del(.bad)
+'''
+table = {{ key = ["id"], columns = {{ id = "text", v = "int" }} }}
+"#
+    ));
+}
+
+/// A record the transform refused, replayed after the fix, is in the store
+/// and in the log: when the store is lost and refilled from the log
+/// (`process`), the replayed record is there again. Before, replay wrote
+/// the store alone and marked the letter replayed, so a refill lost the
+/// record without a word.
+#[test]
+fn a_replayed_record_survives_a_store_refilled_from_the_log() {
+    let s = Sandbox::new();
+    refusing_pipeline(
+        &s,
+        "{\"id\":\"a\",\"v\":1,\"bad\":true}\n{\"id\":\"b\",\"v\":2}\n",
+        true,
+    );
+    ok(&s, &["run"]);
+    refusing_pipeline(&s, "", false);
+    let replayed = ok(&s, &["dlq", "replay"]);
+    assert!(replayed.contains("replayed 1 "), "{replayed}");
+    assert_eq!(rows(&s, &[]).len(), 2);
+    let dir = s.data_dir().join("pipelines").join("r");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("store.db") {
+            std::fs::remove_file(&path).unwrap();
+        }
+    }
+    ok(&s, &["process"]);
+    let got = rows(&s, &[]);
+    assert_eq!(
+        got.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["a", "b"],
+        "{got:?}"
+    );
+    assert_eq!(got["a"]["v"], 1);
+}
+
+/// A record refused while a newer record of its key was stored: replaying
+/// it after the fix writes the older record over the newer row, without a
+/// word. Replay would need to know that a newer record of the key was
+/// stored (the log offset of each row, say) to skip it.
+#[test]
+#[ignore = "dlq replay writes an old record over a newer stored row of its key"]
+fn a_replayed_old_record_does_not_overwrite_a_newer_row() {
+    let s = Sandbox::new();
+    refusing_pipeline(
+        &s,
+        "{\"id\":\"k\",\"v\":1,\"bad\":true}\n{\"id\":\"k\",\"v\":2}\n",
+        true,
+    );
+    ok(&s, &["run"]);
+    assert_eq!(rows(&s, &[])["k"]["v"], 2);
+    refusing_pipeline(&s, "", false);
+    ok(&s, &["dlq", "replay"]);
+    assert_eq!(rows(&s, &[])["k"]["v"], 2, "the newer row stays");
+}
+
+/// A table another program made (`orders`, with other columns), named in
+/// the config with other case (`Orders`): SQLite names are one table
+/// whatever their case, so it is the same table, and it must be checked
+/// against the declared one like any existing table. Before, it was taken
+/// for missing: rows went into a table of another schema, unchecked, and
+/// `show` failed on them. The positions table is tributary's own in any
+/// case.
+#[test]
+fn an_existing_sqlite_table_named_with_other_case_is_checked() {
+    let s = Sandbox::new();
+    let store = s.dir.path().join("theirs.db");
+    let conn = rusqlite::Connection::open(&store).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE orders (id TEXT PRIMARY KEY, total TEXT, note TEXT);
+         INSERT INTO orders VALUES ('z', 'not a number', 'theirs');",
+    )
+    .unwrap();
+    drop(conn);
+    std::fs::write(
+        s.dir.path().join("o.ndjson"),
+        "{\"id\":\"a\",\"total\":2.5}\n",
+    )
+    .unwrap();
+    let config = |name: &str| {
+        format!(
+            r#"
+[[pipelines]]
+name = "o"
+source = {{ file = "o.ndjson" }}
+sink = "sqlite:theirs.db"
+table = {{ name = "{name}", key = ["id"], columns = {{ id = "text", total = "double" }} }}
+"#
+        )
+    };
+    s.config(&config("Orders"));
+    let out = s.run(&["run"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("exists with another schema"),
+        "{}",
+        stderr(&out)
+    );
+    let conn = rusqlite::Connection::open(&store).unwrap();
+    let n: i64 = conn
+        .query_row("SELECT count(*) FROM orders", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 1, "their table is left as it was");
+    drop(conn);
+    s.config(&config("Tributary_Positions"));
+    let out = s.run(&["run"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is tributary's own"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// A server answering every request with one JSON array of `n` empty
+/// objects (three bytes each).
+fn many_records_server(n: usize) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let port = listener.local_addr().unwrap().port();
+    let mut body = Vec::with_capacity(n * 3 + 2);
+    body.push(b'[');
+    for i in 0..n {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(b"{}");
+    }
+    body.push(b']');
+    let body = std::sync::Arc::new(body);
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let body = body.clone();
+            std::thread::spawn(move || {
+                let mut request = [0u8; 4096];
+                let _ = conn.read(&mut request);
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = conn.write_all(head.as_bytes());
+                let _ = conn.write_all(&body);
+            });
+        }
+    });
+    port
+}
+
+/// One page of 4 MB holding 1.4 million tiny records (each a dead letter
+/// here: no `id`). The body is capped at 64 MB, but the page is parsed
+/// into one `serde_json::Value` per record and then every record is shaped,
+/// logged or dead-lettered as one batch, so memory grows with the number
+/// of records in the page, about 150 bytes of memory per byte of such a
+/// body (20 MB took 2.9 GB; 64 MB, the cap, would take some 9 GB). Bounded
+/// memory needs the page to be cut into batches of records as it is parsed.
+#[test]
+#[ignore = "memory of one API page grows with its records: a 64 MB page of tiny records takes gigabytes"]
+fn a_page_of_millions_of_tiny_records_stays_within_bounded_memory() {
+    let port = many_records_server(1_400_000);
+    let s = Sandbox::new();
+    s.config(&format!(
+        r#"
+[[pipelines]]
+name = "tiny"
+source = {{ url = "http://127.0.0.1:{port}/orders" }}
+table = {{ key = ["id"], columns = {{ id = "text" }} }}
+"#
+    ));
+    let out = ok(&s, &["run", "--json"]);
+    let sum: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(sum["dead_lettered"], 1_400_000, "{sum}");
+    let rss = sum["peak_rss_bytes"].as_u64().unwrap();
+    assert!(
+        rss < 256 << 20,
+        "peak RSS {} MiB for a 4 MB page",
+        rss >> 20
+    );
+}
+
+/// A Cassandra sink URL names its table; a `table.name` naming another one
+/// beside it was ignored, and the rows went to the URL's table. It is a
+/// config error now; the same name in both places is fine.
+#[test]
+fn a_table_name_that_the_cassandra_url_contradicts_is_refused() {
+    let s = Sandbox::new();
+    let config = |name: &str| {
+        format!(
+            r#"
+[[pipelines]]
+name = "tn"
+source = {{ file = "tn.ndjson" }}
+sink = "cassandra://127.0.0.1:9042/shop.first"
+table = {{ name = "{name}", key = ["id"], columns = {{ id = "text" }} }}
+"#
+        )
+    };
+    s.config(&config("second"));
+    let out = s.run(&["config", "check"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("names table shop.first, the table second"),
+        "{}",
+        stderr(&out)
+    );
+    s.config(&config("First"));
+    ok(&s, &["config", "check"]);
+}
