@@ -179,8 +179,9 @@ impl CassandraTableSink {
     /// key cell or a cell of the wrong type); any other failure fails the
     /// batch as retryable (upserts make writing it again harmless).
     ///
-    /// A null non-key cell is bound as *unset*: no tombstone is written, and
-    /// a value stored for the same key by an earlier write stays.
+    /// A null non-key cell is written as null: the stored row is the last
+    /// record, as in the embedded store (a value an earlier write stored is
+    /// cleared, at the cost of a tombstone).
     ///
     /// Of several rows with one primary key in the batch only the last is
     /// written: writes in flight together land in any order, so writing

@@ -87,12 +87,13 @@ struct NotADecimal(String);
 /// Each cell is bound as its column's CQL type; the driver refuses a cell
 /// of another type than its column's (the row is then rejected).
 ///
-/// [`Cell::Null`] is bound as *unset*, not as null: the column is left out
-/// of the write, so Cassandra writes no tombstone for it (a null would be
-/// one per empty cell, on every write and every replay). The price: a
-/// null never clears a value an earlier write of the same key stored; the
-/// stored row keeps it. A null key cell is refused by Cassandra, and the
-/// row rejected.
+/// [`Cell::Null`] is bound as null, not *unset*: the stored row must be
+/// the last record, whatever an earlier write of the same key stored (an
+/// unset column would keep the old value, and the store would hold a row
+/// no record had; the embedded store clears it too). Cassandra keeps a
+/// tombstone for each null written, until compaction; a table with many
+/// optional columns is better served by a transform that fills them. A
+/// null key cell is refused by Cassandra, and the row rejected.
 impl SerializeValue for Cell {
     fn serialize<'b>(
         &self,
@@ -100,7 +101,7 @@ impl SerializeValue for Cell {
         writer: CellWriter<'b>,
     ) -> Result<WrittenCellProof<'b>, SerializationError> {
         match self {
-            Cell::Null => Ok(writer.set_unset()),
+            Cell::Null => Ok(writer.set_null()),
             Cell::Text(t) => t.serialize(typ, writer),
             Cell::Int(n) => n.serialize(typ, writer),
             Cell::Bigint(n) => n.serialize(typ, writer),
@@ -187,10 +188,10 @@ mod tests {
     }
 
     #[test]
-    fn null_is_unset_and_cells_take_their_columns_types() {
+    fn null_is_null_and_cells_take_their_columns_types() {
         assert_eq!(
             bound(&Cell::Null, &native(NativeType::Int)).unwrap(),
-            [0xff, 0xff, 0xff, 0xfe]
+            [0xff, 0xff, 0xff, 0xff]
         );
         assert_eq!(
             bound(&Cell::Timestamp(-1), &native(NativeType::Timestamp)).unwrap(),
