@@ -4,6 +4,8 @@
 //! - end to end (`tributary run` as a child process) vs a raw rusqlite loop
 //!   inserting the same rows into a log table and a store table;
 //! - decode + flatten vs `serde_json::Value` parsing of the same bytes;
+//! - a user pipeline's transform stage vs the built-in typed path
+//!   (`transform.rs`);
 //! - the HTTP source through `mock-api` vs plain GETs of the same pages;
 //! - peak RSS of the end-to-end run;
 //! - with `--dashboard`, `serve` with and without a browser on its page
@@ -13,6 +15,7 @@
 mod dashboard;
 mod latency;
 mod pipeline;
+mod transform;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -124,6 +127,7 @@ pub async fn bench(args: &BenchArgs) -> AppResult {
         rate(users_in_pages, ceiling),
     ));
     drop(pages);
+    measures.extend(transform::bench(n)?);
 
     // End to end vs the raw SQLite ceiling.
     let rows: Vec<Row> = (0..n)
