@@ -166,40 +166,61 @@ async fn fetch_pages(
             per_tick,
         } => {
             let per_tick = per_tick.clamp(1, MAX_RESULTS_PER_REQUEST);
-            // The error of a failed fetch, kept for after the burst.
-            let failure = std::sync::Mutex::new(None);
-            let report = burst(duration, interval, shutdown, |tick| {
+            burst_or_fail(duration, interval, shutdown, stats, |tick| {
                 let tx = tx.clone();
-                let failure = &failure;
                 async move {
-                    match fetch_or_stop(source, tick + 1, per_tick, stats, shutdown).await {
-                        Ok(Some(batch)) => {
+                    match fetch_or_stop(source, tick + 1, per_tick, stats, shutdown).await? {
+                        Some(batch) => {
                             stats.add(
                                 Counter::Fetched,
                                 (batch.users.len() + batch.rejected.len()) as u64,
                             );
-                            tx.send(batch).await.is_ok()
+                            Ok(tx.send(batch).await.is_ok())
                         }
-                        Ok(None) => false,
-                        Err(e) => {
-                            *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
-                            false
-                        }
+                        None => Ok(false),
                     }
                 }
             })
-            .await;
-            if let Some(e) = failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
-                return Err(e);
-            }
-            if report.skipped > 0 {
-                stats.add(Counter::TicksSkipped, report.skipped);
-                info!(
-                    skipped = report.skipped,
-                    "burst ticks skipped while a request was busy"
-                );
-            }
+            .await?;
         }
+    }
+    Ok(())
+}
+
+/// A [`burst`] whose ticks can fail: the first failure ends it and is
+/// returned after the burst; ticks skipped while one was busy are counted
+/// and logged.
+async fn burst_or_fail<F, Fut, E>(
+    duration: Duration,
+    interval: Duration,
+    shutdown: &CancellationToken,
+    stats: &Stats,
+    mut tick: F,
+) -> Result<(), E>
+where
+    F: FnMut(u64) -> Fut,
+    Fut: std::future::Future<Output = Result<bool, E>>,
+{
+    let failure = std::sync::Mutex::new(None);
+    let report = burst(duration, interval, shutdown, |n| {
+        let (ticked, failure) = (tick(n), &failure);
+        async move {
+            ticked.await.unwrap_or_else(|e| {
+                *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                false
+            })
+        }
+    })
+    .await;
+    if let Some(e) = failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(e);
+    }
+    if report.skipped > 0 {
+        stats.add(Counter::TicksSkipped, report.skipped);
+        info!(
+            skipped = report.skipped,
+            "burst ticks skipped while the previous one was busy"
+        );
     }
     Ok(())
 }

@@ -14,9 +14,9 @@ use std::sync::Arc;
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, info, info_span};
+use tracing::{Instrument, info_span};
 
-use super::{AbortOnDrop, IngestError, IngestPlan, PAGES_IN_FLIGHT, burst};
+use super::{AbortOnDrop, IngestError, IngestPlan, PAGES_IN_FLIGHT, burst_or_fail};
 use crate::pipeline::log::{DeadLetter, Log, LogError, LogRecord, Stage};
 use crate::pipeline::shape::Shape;
 use crate::pipeline::source::file::FileSource;
@@ -185,31 +185,14 @@ async fn fetch_pages(
             interval,
             per_tick,
         } => {
-            let failure = std::sync::Mutex::new(None);
-            let report = burst(duration, interval, shutdown, |_| {
-                let (tx, failure) = (&tx, &failure);
+            burst_or_fail(duration, interval, shutdown, stats, |_| {
+                let tx = &tx;
                 async move {
-                    match walk(feed, per_tick, stats, shutdown, tx).await {
-                        Ok(()) => !tx.is_closed(),
-                        Err(e) => {
-                            *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
-                            false
-                        }
-                    }
+                    walk(feed, per_tick, stats, shutdown, tx).await?;
+                    Ok(!tx.is_closed())
                 }
             })
-            .await;
-            if let Some(e) = failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
-                return Err(e);
-            }
-            if report.skipped > 0 {
-                stats.add(Counter::TicksSkipped, report.skipped);
-                info!(
-                    skipped = report.skipped,
-                    "burst ticks skipped while a walk was busy"
-                );
-            }
-            Ok(())
+            .await
         }
     }
 }
