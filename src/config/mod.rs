@@ -7,6 +7,7 @@ mod endpoints;
 mod pipelines;
 mod print;
 mod raw;
+mod web;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -19,6 +20,8 @@ pub use raw::{
     RawPipeline, RawPipelineSource, RawProcessor, RawSink, RawSource, RawTable, RawWeb,
 };
 use url::Url;
+use web::resolve_web;
+pub use web::{Token, WebConfig};
 
 use crate::pipeline::ingest::IngestPlan;
 use crate::pipeline::processor::ProcessorConfig;
@@ -27,7 +30,6 @@ use crate::pipeline::source::generator::{self, Gender};
 use crate::pipeline::source::{HttpConfig, MAX_RESULTS_PER_REQUEST, SourceConfig};
 use crate::scheduler::runner::RetryPolicy;
 use crate::scheduler::{JobConfig, Schedule};
-use crate::web::{Token, WebConfig};
 
 /// The config file read when none is named.
 pub const DEFAULT_FILE: &str = "tributary.toml";
@@ -555,61 +557,6 @@ impl Config {
         };
         Ok((config, seed_was_drawn))
     }
-}
-
-/// `[web]`: where `serve` listens and the token it asks for. A token is
-/// required as soon as the address is not loopback.
-fn resolve_web(
-    raw: &RawWeb,
-    listen: Option<String>,
-    env_token: Option<String>,
-) -> Result<WebConfig, ConfigError> {
-    let key = "web.listen";
-    let text = listen
-        .or_else(|| raw.listen.clone())
-        .unwrap_or_else(|| "127.0.0.1:8080".into());
-    let listen = if text == "off" {
-        None
-    } else {
-        Some(text.parse::<std::net::SocketAddr>().map_err(|e| {
-            invalid(
-                key,
-                format!("{text:?} is not an address and port like 127.0.0.1:8080 ({e})"),
-            )
-        })?)
-    };
-    let token = match (env_token, &raw.token_file) {
-        (Some(t), _) => Some(t.trim().to_owned()),
-        (None, Some(file)) => Some(
-            std::fs::read_to_string(file)
-                .map_err(|e| invalid("web.token_file", format!("{}: {e}", file.display())))?
-                .trim()
-                .to_owned(),
-        ),
-        (None, None) => None,
-    };
-    let token = match token {
-        Some(t) if t.chars().count() < 16 => {
-            return Err(invalid(
-                "web.token_file",
-                "the web token must be at least 16 characters (TRIBUTARY_WEB_TOKEN or web.token_file)",
-            ));
-        }
-        t => t.map(Token::new),
-    };
-    if let Some(addr) = listen
-        && !addr.ip().is_loopback()
-        && token.is_none()
-    {
-        return Err(invalid(
-            key,
-            format!(
-                "{addr} is reachable from other machines, so the dashboard needs a token: \
-                 set TRIBUTARY_WEB_TOKEN or web.token_file, or listen on 127.0.0.1"
-            ),
-        ));
-    }
-    Ok(WebConfig { listen, token })
 }
 
 /// Whether a client property holds a secret (never printed).

@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::Json;
@@ -26,6 +26,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
+
+use crate::config::Token;
 
 use super::State;
 
@@ -38,32 +40,6 @@ const MAX_SESSIONS: usize = 1024;
 const LOGIN_FAILURE_DELAY: Duration = Duration::from_millis(500);
 /// The header every state-changing request carries.
 pub const REQUEST_HEADER: &str = "x-tributary-request";
-
-/// The dashboard's access token. Its `Debug` shows no secret.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Token(Arc<str>);
-
-impl Token {
-    pub fn new(secret: String) -> Token {
-        Token(secret.into())
-    }
-
-    /// Constant-time comparison.
-    fn matches(&self, given: &str) -> bool {
-        let (a, b) = (self.0.as_bytes(), given.as_bytes());
-        let mut diff = (a.len() ^ b.len()) as u8 | u8::from(a.len() != b.len());
-        for (i, x) in a.iter().enumerate() {
-            diff |= x ^ b.get(i).copied().unwrap_or(0);
-        }
-        diff == 0
-    }
-}
-
-impl std::fmt::Debug for Token {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Token(***)")
-    }
-}
 
 pub struct Auth {
     token: Option<Token>,

@@ -33,17 +33,8 @@ use crate::pipeline::sink::Sink;
 use crate::pipeline::stats::Stats;
 use crate::scheduler::{Health, History};
 
-pub use auth::Token;
+pub use crate::config::{Token, WebConfig};
 use sampler::Sampler;
-
-/// Validated `[web]` settings.
-#[derive(Debug, Clone, PartialEq)]
-pub struct WebConfig {
-    /// Where to listen; `None` serves nothing.
-    pub listen: Option<SocketAddr>,
-    /// Required by the config when `listen` is not loopback.
-    pub token: Option<Token>,
-}
 
 /// What the web side reads and acts on: the same handles the pipelines use.
 pub struct Parts {

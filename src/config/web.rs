@@ -1,0 +1,100 @@
+//! `[web]`: where `serve` listens, and the token that guards the
+//! dashboard, its API and `/metrics` (required as soon as the address is
+//! not loopback; from the environment or a file, never from the config
+//! itself).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use super::raw::RawWeb;
+use super::{ConfigError, invalid};
+
+/// Validated `[web]` settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebConfig {
+    /// Where to listen; `None` serves nothing.
+    pub listen: Option<SocketAddr>,
+    /// Required by the config when `listen` is not loopback.
+    pub token: Option<Token>,
+}
+
+/// The dashboard's access token. Its `Debug` shows no secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(Arc<str>);
+
+impl Token {
+    pub fn new(secret: String) -> Token {
+        Token(secret.into())
+    }
+
+    /// Constant-time comparison.
+    pub fn matches(&self, given: &str) -> bool {
+        let (a, b) = (self.0.as_bytes(), given.as_bytes());
+        let mut diff = (a.len() ^ b.len()) as u8 | u8::from(a.len() != b.len());
+        for (i, x) in a.iter().enumerate() {
+            diff |= x ^ b.get(i).copied().unwrap_or(0);
+        }
+        diff == 0
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(***)")
+    }
+}
+
+/// `[web]`: where `serve` listens and the token it asks for. A token is
+/// required as soon as the address is not loopback.
+pub(super) fn resolve_web(
+    raw: &RawWeb,
+    listen: Option<String>,
+    env_token: Option<String>,
+) -> Result<WebConfig, ConfigError> {
+    let key = "web.listen";
+    let text = listen
+        .or_else(|| raw.listen.clone())
+        .unwrap_or_else(|| "127.0.0.1:8080".into());
+    let listen = if text == "off" {
+        None
+    } else {
+        Some(text.parse::<std::net::SocketAddr>().map_err(|e| {
+            invalid(
+                key,
+                format!("{text:?} is not an address and port like 127.0.0.1:8080 ({e})"),
+            )
+        })?)
+    };
+    let token = match (env_token, &raw.token_file) {
+        (Some(t), _) => Some(t.trim().to_owned()),
+        (None, Some(file)) => Some(
+            std::fs::read_to_string(file)
+                .map_err(|e| invalid("web.token_file", format!("{}: {e}", file.display())))?
+                .trim()
+                .to_owned(),
+        ),
+        (None, None) => None,
+    };
+    let token = match token {
+        Some(t) if t.chars().count() < 16 => {
+            return Err(invalid(
+                "web.token_file",
+                "the web token must be at least 16 characters (TRIBUTARY_WEB_TOKEN or web.token_file)",
+            ));
+        }
+        t => t.map(Token::new),
+    };
+    if let Some(addr) = listen
+        && !addr.ip().is_loopback()
+        && token.is_none()
+    {
+        return Err(invalid(
+            key,
+            format!(
+                "{addr} is reachable from other machines, so the dashboard needs a token: \
+                 set TRIBUTARY_WEB_TOKEN or web.token_file, or listen on 127.0.0.1"
+            ),
+        ));
+    }
+    Ok(WebConfig { listen, token })
+}
