@@ -13,7 +13,6 @@ use crate::pipeline::log::{Log, StoredDeadLetter};
 use crate::pipeline::processor::{self, ReplayReport};
 use crate::pipeline::shape::Shape;
 use crate::pipeline::sink::Sink;
-use crate::record::ROW_COLUMNS;
 
 async fn open_sink(config: &Config) -> AppResult<Sink> {
     prepare_dirs(config)?;
@@ -118,10 +117,7 @@ pub async fn show(config: Config, args: &ShowArgs) -> AppResult {
         }
         return Ok(());
     }
-    let columns: Vec<&str> = match sink.schema() {
-        Some(schema) => schema.columns.iter().map(|c| c.name.as_str()).collect(),
-        None => ROW_COLUMNS.to_vec(),
-    };
+    let columns = sink.columns();
     print!("{}", table(&columns, &cells(&columns, &rows)));
     println!("\n({} rows)", rows.len());
     Ok(())

@@ -176,12 +176,7 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> AppResult {
         let pipeline_stats = Arc::new(Stats::for_pipeline(&p.name));
         all_stats.push((p.name.clone(), pipeline_stats.clone()));
         let job = super::run::open_job(&one, pipeline_stats.clone(), shutdown.clone()).await?;
-        let shape = Shape::of(&p.dataset, job.sink.schema());
-        if let Some(shape) = &shape {
-            shape
-                .check_fields()
-                .map_err(|e| AppError::Usage(format!("pipeline {}: table {}", p.name, e)))?;
-        }
+        let shape = super::run::checked(p, Shape::of(&p.dataset, job.sink.schema()))?;
         println!(
             "serve: pipeline {}: {} job(s); processor following topic {} into {}",
             p.name,

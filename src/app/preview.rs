@@ -14,37 +14,17 @@ use crate::record::ROW_COLUMNS;
 
 pub async fn preview(config: Config, args: &PreviewArgs) -> AppResult {
     let feed = super::run::feed(&config, None).await?;
-    let (columns, rows, letters): (Vec<String>, Vec<serde_json::Value>, Vec<_>) = match &feed {
+    let (columns, rows, letters): (Vec<String>, Vec<serde_json::Value>, _) = match &feed {
         Feed::Users(source) => {
             let batch = source
                 .fetch(1, args.limit)
                 .await
                 .context("cannot fetch from the source")?;
-            let mut rows = Vec::new();
-            let mut letters: Vec<(String, String, Vec<u8>)> = batch
-                .rejected
-                .into_iter()
-                .enumerate()
-                .map(|(i, r)| {
-                    (
-                        source.position(&format!("page-1-undecoded-{i}")),
-                        r.error.to_string(),
-                        r.raw,
-                    )
-                })
+            let (rows, letters) = ingest::flatten(source, batch);
+            let rows = rows
+                .iter()
+                .map(|row| serde_json::from_slice(&row.to_json()).expect("a row is JSON"))
                 .collect();
-            for (i, user) in batch.users.iter().enumerate() {
-                match user.to_row() {
-                    Ok(row) => {
-                        rows.push(serde_json::from_slice(&row.to_json()).expect("a row is JSON"))
-                    }
-                    Err(e) => letters.push((
-                        source.position(&format!("user-{i}")),
-                        e.to_string(),
-                        serde_json::to_vec(user).unwrap_or_default(),
-                    )),
-                }
-            }
             let columns = ROW_COLUMNS.iter().map(|c| (*c).to_owned()).collect();
             (columns, rows, letters)
         }
@@ -65,11 +45,11 @@ pub async fn preview(config: Config, args: &PreviewArgs) -> AppResult {
     if args.json {
         let letters: Vec<_> = letters
             .iter()
-            .map(|(position, reason, raw)| {
+            .map(|l| {
                 serde_json::json!({
-                    "position": position,
-                    "reason": reason,
-                    "record": String::from_utf8_lossy(raw),
+                    "position": l.position,
+                    "reason": l.reason,
+                    "record": String::from_utf8_lossy(&l.raw),
                 })
             })
             .collect();
@@ -91,8 +71,9 @@ pub async fn preview(config: Config, args: &PreviewArgs) -> AppResult {
         println!("\nno dead letters");
     } else {
         println!("\n{} would be dead letters:", letters.len());
-        for (position, reason, raw) in &letters {
-            let raw = String::from_utf8_lossy(raw);
+        for l in &letters {
+            let (position, reason) = (&l.position, &l.reason);
+            let raw = String::from_utf8_lossy(&l.raw);
             let shown: String = raw.chars().take(160).collect();
             let more = if raw.chars().count() > 160 { "…" } else { "" };
             println!("  {position}\n    {reason}\n    {shown}{more}");

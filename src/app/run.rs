@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{AppResult, announce_seed, prepare_dirs};
 use crate::cli::{MockApiArgs, ProcessArgs, RunArgs};
-use crate::config::{Config, Overrides};
+use crate::config::{Config, Overrides, PipelineConfig};
 use crate::mock_api::{self, Faults, Served};
 use crate::pipeline::ingest::{Feed, IngestPlan};
 use crate::pipeline::log::Log;
@@ -62,26 +62,36 @@ pub(super) async fn feed(config: &Config, sink: Option<&Sink>) -> AppResult<Feed
     let p = &config.pipeline;
     let shape = match (&p.dataset, sink) {
         (Dataset::Users, _) => None,
-        (dataset, Some(sink)) => Shape::of(dataset, sink.schema()),
+        (dataset, Some(sink)) => checked(p, Shape::of(dataset, sink.schema()))?,
         (dataset, None) => match Shape::of(dataset, None) {
-            Some(shape) => Some(shape),
+            Some(declared) => checked(p, Some(declared))?,
             None => {
                 let sink = Sink::open(&p.sink, dataset)
                     .await
                     .context("cannot open the store to read its table")?;
-                Shape::of(dataset, sink.schema())
+                checked(p, Shape::of(dataset, sink.schema()))?
             }
         },
     };
+    Ok(
+        Feed::open(&p.source, shape, config.processor.batch_size as u64)
+            .context("cannot open the source")?,
+    )
+}
+
+/// A user pipeline's shape, checked against the fields its transform sets:
+/// one the table has no column for is a usage error, before any record is
+/// read.
+pub(super) fn checked(
+    p: &PipelineConfig,
+    shape: Option<Arc<Shape>>,
+) -> AppResult<Option<Arc<Shape>>> {
     if let Some(shape) = &shape {
         shape
             .check_fields()
             .map_err(|e| super::AppError::Usage(format!("pipeline {}: table {}", p.name, e)))?;
     }
-    Ok(
-        Feed::open(&p.source, shape, config.processor.batch_size as u64)
-            .context("cannot open the source")?,
-    )
+    Ok(shape)
 }
 
 /// How many records a plan will fetch, if known in advance (0: unknown).

@@ -138,12 +138,7 @@ pub fn parse(text: &str) -> Result<RawConfig, String> {
         let msg = e.message().to_owned();
         match e.span() {
             Some(span) => {
-                let line = text[..span.start.min(text.len())].lines().count().max(1);
-                let line = if text[..span.start.min(text.len())].ends_with('\n') {
-                    line + 1
-                } else {
-                    line
-                };
+                let (line, _) = crate::pipeline::transform::line_column(text, span.start);
                 format!("line {line}: {msg}")
             }
             None => msg,

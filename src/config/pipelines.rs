@@ -23,7 +23,7 @@ use crate::pipeline::source::SourceConfig;
 use crate::pipeline::source::file::FileConfig;
 use crate::pipeline::source::json_api::{JsonApiConfig, PageSize, Pagination};
 use crate::pipeline::table::{TableSchema, UnknownFields};
-use crate::pipeline::transform::Origin;
+use crate::pipeline::transform::{Origin, line_column};
 
 /// One pipeline, validated: where records come from, what they become,
 /// where they are logged and stored.
@@ -53,24 +53,9 @@ pub(super) fn select<'a>(
     pipelines: &'a [PipelineConfig],
     name: Option<&str>,
 ) -> Result<&'a PipelineConfig, ConfigError> {
-    match name {
-        Some(name) => pipelines.iter().find(|p| p.name == name).ok_or_else(|| {
-            invalid(
-                "--pipeline",
-                format!("no pipeline {name:?}; the config has {}", names(pipelines)),
-            )
-        }),
-        None => match pipelines {
-            [only] => Ok(only),
-            _ => Err(invalid(
-                "--pipeline",
-                format!(
-                    "the config has several pipelines ({}): name one with --pipeline",
-                    names(pipelines)
-                ),
-            )),
-        },
-    }
+    choose(pipelines, name, "--pipeline", "", |names| {
+        format!("the config has several pipelines ({names}): name one with --pipeline")
+    })
 }
 
 /// The pipeline a job feeds: the one it names, or the only one.
@@ -79,25 +64,37 @@ pub(super) fn for_job<'a>(
     job: &str,
     name: Option<&str>,
 ) -> Result<&'a PipelineConfig, ConfigError> {
+    choose(
+        pipelines,
+        name,
+        "jobs.pipeline",
+        &format!("job {job}: "),
+        |names| format!("job {job}: name the pipeline it feeds (one of {names})"),
+    )
+}
+
+/// The pipeline `name` names, or the only one; otherwise an error under
+/// `key`, prefixed by `who`, or made by `unnamed` from the pipelines' names.
+fn choose<'a>(
+    pipelines: &'a [PipelineConfig],
+    name: Option<&str>,
+    key: &'static str,
+    who: &str,
+    unnamed: impl FnOnce(String) -> String,
+) -> Result<&'a PipelineConfig, ConfigError> {
     match name {
         Some(name) => pipelines.iter().find(|p| p.name == name).ok_or_else(|| {
             invalid(
-                "jobs.pipeline",
+                key,
                 format!(
-                    "job {job}: no pipeline {name:?}; the config has {}",
+                    "{who}no pipeline {name:?}; the config has {}",
                     names(pipelines)
                 ),
             )
         }),
         None => match pipelines {
             [only] => Ok(only),
-            _ => Err(invalid(
-                "jobs.pipeline",
-                format!(
-                    "job {job}: name the pipeline it feeds (one of {})",
-                    names(pipelines)
-                ),
-            )),
+            _ => Err(invalid(key, unnamed(names(pipelines)))),
         },
     }
 }
@@ -612,15 +609,12 @@ fn program_start(text: &str, span: std::ops::Range<usize>) -> (usize, usize) {
     } else if literal.starts_with('\'') || literal.starts_with('"') {
         start += 1;
     }
-    let before = &text[..start.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-    (line, column)
+    line_column(text, start)
 }
 
 /// A pipeline as `[[pipelines]]` TOML that resolves to the same pipeline
 /// (secrets redacted): what `config check` prints.
-pub fn to_raw(p: &PipelineConfig) -> RawPipeline {
+fn to_raw(p: &PipelineConfig) -> RawPipeline {
     let source = match &p.source {
         SourceConfig::JsonApi(c) => {
             let secret = |name: &str, value: &str| {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use scylla::statement::Consistency;
 
 use super::raw::{RawBurst, RawJob, RawPipeline};
-use super::{Config, is_secret_key, pipelines, redact};
+use super::{Config, PipelineConfig, is_secret_key, redact};
 use crate::pipeline::ingest::IngestPlan;
 use crate::pipeline::log::LogConfig;
 use crate::pipeline::sink::SinkConfig;
@@ -85,7 +85,7 @@ impl Config {
                 pipelines: Vec<RawPipeline>,
             }
             let pipelines = Pipelines {
-                pipelines: self.pipelines.iter().map(pipelines::to_raw).collect(),
+                pipelines: self.pipelines.iter().map(PipelineConfig::to_raw).collect(),
             };
             out.push('\n');
             out.push_str(

@@ -339,33 +339,20 @@ fn decode(
     let checkpoint = Checkpoint::after(&messages);
     let mut row_messages = Vec::with_capacity(messages.len());
     let mut letters = Vec::new();
+    let (rm, dl) = (&mut row_messages, &mut letters);
     let rows = match schema {
-        None => {
-            let mut rows = Vec::with_capacity(messages.len());
-            for (i, m) in messages.iter().enumerate() {
-                match Row::from_json(&m.payload, max_message_bytes) {
-                    Ok(row) => {
-                        rows.push(row);
-                        row_messages.push(i);
-                    }
-                    Err(e) => letters.push(dead_letter(Stage::Decode, e.to_string(), topic, m)),
-                }
-            }
-            Rows::Users(rows.into())
-        }
-        Some(schema) => {
-            let mut rows = Vec::with_capacity(messages.len());
-            for (i, m) in messages.iter().enumerate() {
-                match decode_typed(schema, &m.payload, max_message_bytes) {
-                    Ok(row) => {
-                        rows.push(row);
-                        row_messages.push(i);
-                    }
-                    Err(e) => letters.push(dead_letter(Stage::Decode, e, topic, m)),
-                }
-            }
-            Rows::Table(rows.into())
-        }
+        None => Rows::Users(
+            decode_each(&messages, topic, rm, dl, |p| {
+                Row::from_json(p, max_message_bytes).map_err(|e| e.to_string())
+            })
+            .into(),
+        ),
+        Some(schema) => Rows::Table(
+            decode_each(&messages, topic, rm, dl, |p| {
+                decode_typed(schema, p, max_message_bytes)
+            })
+            .into(),
+        ),
     };
     Decoded {
         messages,
@@ -374,6 +361,28 @@ fn decode(
         letters,
         checkpoint,
     }
+}
+
+/// Each message decoded by `one`: the rows, the index of each row's message
+/// added to `row_messages`, a dead letter for each that fails.
+fn decode_each<T>(
+    messages: &[LogMessage],
+    topic: &str,
+    row_messages: &mut Vec<usize>,
+    letters: &mut Vec<DeadLetter>,
+    one: impl Fn(&[u8]) -> Result<T, String>,
+) -> Vec<T> {
+    let mut rows = Vec::with_capacity(messages.len());
+    for (i, m) in messages.iter().enumerate() {
+        match one(&m.payload) {
+            Ok(row) => {
+                rows.push(row);
+                row_messages.push(i);
+            }
+            Err(e) => letters.push(dead_letter(Stage::Decode, e, topic, m)),
+        }
+    }
+    rows
 }
 
 /// A log message of a user table. Fields that are not columns are refused

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use super::source::json_page;
 use super::table::{self, TableSchema, TypedRow, UnknownFields};
 use super::transform::{Origin, Transform, TransformError};
 
@@ -130,7 +131,7 @@ impl Shaper {
             None => record,
         };
         let Value::Object(map) = &value else {
-            return Err(table::CheckError::NotAnObject(kind(&value).into()).into());
+            return Err(table::CheckError::NotAnObject(json_page::kind(&value).into()).into());
         };
         let schema = &self.shape.schema;
         let row = table::check(schema, map, self.shape.unknown_fields)?;
@@ -178,17 +179,6 @@ pub fn check_fields(
         columns.join(", "),
         missing[0],
     ))
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 #[cfg(test)]

@@ -179,15 +179,21 @@ fn not_finite(value: &Value, at: String) -> Option<String> {
 /// The file line and column of byte `offset` of a program placed at
 /// `origin`.
 fn place(text: &str, offset: usize, origin: &Origin) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line_in_text = before.matches('\n').count();
-    let column_in_line = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-    let column = if line_in_text == 0 {
-        origin.column + column_in_line - 1
+    let (line, column) = line_column(text, offset);
+    let column = if line == 1 {
+        origin.column + column - 1
     } else {
-        column_in_line
+        column
     };
-    (origin.line + line_in_text, column)
+    (origin.line + line - 1, column)
+}
+
+/// The line and column (both from 1) of byte `offset` of `text`.
+pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, column)
 }
 
 #[cfg(test)]

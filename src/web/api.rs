@@ -26,7 +26,6 @@ use crate::pipeline::sink::Sink;
 use crate::pipeline::source::SourceConfig;
 use crate::pipeline::stats::Counter;
 use crate::pipeline::table::UnknownFields;
-use crate::record::ROW_COLUMNS;
 use crate::scheduler::history::HistoryError;
 use crate::scheduler::history::now_ms;
 use crate::scheduler::{History, JobConfig, RunState};
@@ -478,15 +477,7 @@ pub async fn rows(state: State, Query(which): Query<Which>, Query(q): Query<Limi
         .map_err(ApiError::internal)?;
     let n = limit(&q, 20, ROWS_MAX);
     let count = w.sampler.probe().rows;
-    let columns: Vec<&str> = match &w.parts.shape {
-        Some(shape) => shape
-            .schema
-            .columns
-            .iter()
-            .map(|c| c.name.as_str())
-            .collect(),
-        None => ROW_COLUMNS.to_vec(),
-    };
+    let columns = sink.columns();
     Ok(Json(json!({
         "pipeline": w.parts.name(),
         "count": count,

@@ -15,8 +15,10 @@ use tracing::{Instrument, info, info_span};
 
 use super::log::{DeadLetter, Log, LogError, LogRecord, Stage};
 use super::shape::Shape;
+use super::source::json_page::RejectedRecord;
 use super::source::{MAX_RESULTS_PER_REQUEST, Source, SourceBatch, SourceConfig, SourceError};
 use super::stats::{Counter, Stats};
+use crate::record::Row;
 
 pub mod records;
 
@@ -308,52 +310,71 @@ async fn fetch_or_stop(
     fetched
 }
 
+/// The users of a page that did not decode, as refused records. Where an
+/// undecodable user sat among the page's users is not known: the page and
+/// the number of users it held name it.
+pub(crate) fn undecoded(source: &Source, batch: &mut SourceBatch) -> Vec<RejectedRecord> {
+    let (page, results) = (batch.page, batch.users.len() + batch.rejected.len());
+    std::mem::take(&mut batch.rejected)
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| RejectedRecord {
+            position: source.position(&format!("page-{page}-of-{results}-undecoded-{i}")),
+            raw: r.raw,
+            reason: r.error.to_string(),
+        })
+        .collect()
+}
+
+/// A page of users made into rows. A user that cannot become one is
+/// refused, with its bytes and its source position (see
+/// [`Source::position`]: its place in the seed's sequence), so a page
+/// fetched again, of any size, names it the same way.
+pub fn flatten(source: &Source, mut batch: SourceBatch) -> (Vec<Row>, Vec<RejectedRecord>) {
+    let mut refused = undecoded(source, &mut batch);
+    let mut rows = Vec::with_capacity(batch.users.len());
+    for (i, user) in batch.users.iter().enumerate() {
+        match user.to_row() {
+            Ok(row) => rows.push(row),
+            Err(e) => refused.push(RejectedRecord {
+                position: source.position(&format!("user-{}", batch.first + i as u64)),
+                raw: serde_json::to_vec(user).unwrap_or_default(),
+                reason: e.to_string(),
+            }),
+        }
+    }
+    (rows, refused)
+}
+
 /// Flattens a page into rows and appends them; users that cannot become a
-/// row go to the dead letters with their bytes.
-/// Each letter carries its source position (see [`Source::position`]), so a
-/// page fetched again does not store its letters twice.
+/// row go to the dead letters with their bytes. Each letter carries its
+/// source position, so a page fetched again does not store its letters
+/// twice.
 async fn append_batch(
     source: &Source,
     log: &Log,
     batch: SourceBatch,
     stats: &Stats,
 ) -> Result<(), LogError> {
-    let (page, first) = (batch.page, batch.first);
-    let results = batch.users.len() + batch.rejected.len();
-    let mut records = Vec::with_capacity(batch.users.len());
-    let mut letters: Vec<DeadLetter> = batch
-        .rejected
+    let (rows, refused) = flatten(source, batch);
+    let records: Vec<LogRecord> = rows
+        .iter()
+        .map(|row| LogRecord {
+            key: Some(row.key()),
+            payload: row.to_json(),
+        })
+        .collect();
+    let letters: Vec<DeadLetter> = refused
         .into_iter()
-        .enumerate()
-        .map(|(i, r)| DeadLetter {
+        .map(|r| DeadLetter {
             stage: Stage::Source,
-            reason: r.error.to_string(),
+            reason: r.reason,
             origin: None,
-            // Where an undecodable user sat among the page's users is not
-            // known: the page and its size name it.
-            source_position: Some(
-                source.position(&format!("page-{page}-of-{results}-undecoded-{i}")),
-            ),
+            source_position: Some(r.position),
             key: None,
             payload: r.raw,
         })
         .collect();
-    for (i, user) in batch.users.iter().enumerate() {
-        match user.to_row() {
-            Ok(row) => records.push(LogRecord {
-                key: Some(row.key()),
-                payload: row.to_json(),
-            }),
-            Err(e) => letters.push(DeadLetter {
-                stage: Stage::Source,
-                reason: e.to_string(),
-                origin: None,
-                source_position: Some(source.position(&format!("user-{}", first + i as u64))),
-                key: None,
-                payload: serde_json::to_vec(user).unwrap_or_default(),
-            }),
-        }
-    }
     let n_letters = letters.len() as u64;
     log.dead_letter(letters).await?;
     stats.add(Counter::DeadLettered, n_letters);

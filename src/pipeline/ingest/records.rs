@@ -18,7 +18,7 @@ use tracing::{Instrument, info_span};
 
 use super::{AbortOnDrop, IngestError, IngestPlan, PAGES_IN_FLIGHT, burst_or_fail};
 use crate::pipeline::log::{DeadLetter, Log, LogError, LogRecord, Stage};
-use crate::pipeline::shape::Shape;
+use crate::pipeline::shape::{Shape, Shaped, Shaper};
 use crate::pipeline::source::file::FileSource;
 use crate::pipeline::source::json_api::JsonApiSource;
 use crate::pipeline::source::json_page::{JsonPage, RejectedRecord};
@@ -98,12 +98,12 @@ impl Walk {
             }
             Walk::Users { source, page, size } => {
                 *page += 1;
-                let batch = source.fetch(*page, *size).await?;
+                let mut batch = source.fetch(*page, *size).await?;
                 let mut out = JsonPage {
                     number: *page,
                     position: source.position(&format!("page-{}-of-{}", page, size)),
                     records: Vec::with_capacity(batch.users.len()),
-                    rejected: Vec::new(),
+                    rejected: super::undecoded(source, &mut batch),
                 };
                 for (i, user) in batch.users.iter().enumerate() {
                     match serde_json::to_value(user) {
@@ -114,13 +114,6 @@ impl Walk {
                             reason: e.to_string(),
                         }),
                     }
-                }
-                for (i, r) in batch.rejected.into_iter().enumerate() {
-                    out.rejected.push(RejectedRecord {
-                        position: source.position(&format!("page-{page}-of-{size}-undecoded-{i}")),
-                        raw: r.raw,
-                        reason: r.error.to_string(),
-                    });
                 }
                 // The generator never ends; an empty page ends an API.
                 Ok((out.received() > 0).then_some(out))
@@ -226,9 +219,7 @@ async fn walk(
         let Some(mut page) = page else {
             return Ok(());
         };
-        let keep = usize::try_from(remaining).unwrap_or(usize::MAX);
-        page.records.truncate(keep);
-        page.rejected.truncate(keep - page.records.len());
+        page.keep_first(remaining);
         let got = page.received() as u64;
         stats.add(Counter::Fetched, got);
         metrics::counter!("tributary_source_rejected_records_total")
@@ -246,8 +237,8 @@ async fn walk(
 #[derive(Debug, Default)]
 pub struct Previewed {
     pub rows: Vec<crate::pipeline::table::TypedRow>,
-    /// Position, reason, and the record as the source gave it.
-    pub letters: Vec<(String, String, Vec<u8>)>,
+    /// With their positions, reasons and bytes as the source gave them.
+    pub letters: Vec<RejectedRecord>,
 }
 
 /// The first `limit` records of the source, shaped as ingestion would;
@@ -264,30 +255,46 @@ pub async fn preview(feed: &RecordFeed, limit: u64) -> Result<Previewed, SourceE
         let Some(mut page) = walk.next().await? else {
             break;
         };
-        let keep = usize::try_from(remaining).unwrap_or(usize::MAX);
-        page.records.truncate(keep);
-        page.rejected.truncate(keep - page.records.len());
+        page.keep_first(remaining);
         remaining = remaining.saturating_sub(page.received() as u64);
-        for r in page.rejected {
-            out.letters.push((r.position, r.reason, r.raw));
-        }
-        for (i, record) in page.records.into_iter().enumerate() {
-            let raw = serde_json::to_vec(&record).unwrap_or_default();
-            match shaper.shape(record) {
+        out.letters.extend(page.rejected);
+        for shaped in shape_each(&mut shaper, &page.position, page.records) {
+            match shaped {
                 Ok(shaped) => out.rows.push(shaped.row),
-                Err(e) => out
-                    .letters
-                    .push((format!("{}#{i}", page.position), e.to_string(), raw)),
+                Err(refused) => out.letters.push(refused),
             }
         }
     }
     Ok(out)
 }
 
+/// Shapes each record of a page (at `position`); a record the transform or
+/// the table refuses comes back with its own position, the reason, and its
+/// bytes as the source gave them (for its dead letter).
+fn shape_each(
+    shaper: &mut Shaper,
+    position: &str,
+    records: Vec<Value>,
+) -> Vec<Result<Shaped, RejectedRecord>> {
+    records
+        .into_iter()
+        .enumerate()
+        .map(|(i, record)| {
+            // The transform consumes its input: a copy is kept meanwhile.
+            let kept = record.clone();
+            shaper.shape(record).map_err(|e| RejectedRecord {
+                position: format!("{position}#{i}"),
+                raw: serde_json::to_vec(&kept).unwrap_or_default(),
+                reason: e.to_string(),
+            })
+        })
+        .collect()
+}
+
 /// Shapes a page's records and appends the rows; what cannot become a row
 /// goes to the dead letters with the record's bytes and its position.
 async fn append_page(
-    shaper: &mut crate::pipeline::shape::Shaper,
+    shaper: &mut Shaper,
     log: &Log,
     page: JsonPage,
     stats: &Stats,
@@ -306,25 +313,20 @@ async fn append_page(
         })
         .collect();
     let n_rejected = letters.len() as u64;
-    for (i, record) in page.records.into_iter().enumerate() {
-        // The transform consumes its input, and a failed record's letter
-        // holds the record as the source gave it: a copy is kept meanwhile.
-        let kept: Value = record.clone();
-        match shaper.shape(record) {
+    for shaped in shape_each(shaper, &page.position, page.records) {
+        match shaped {
             Ok(shaped) => records.push(LogRecord {
                 key: Some(shaped.key),
                 payload: shaped.payload,
             }),
-            Err(e) => {
-                letters.push(DeadLetter {
-                    stage: Stage::Transform,
-                    reason: e.to_string(),
-                    origin: None,
-                    source_position: Some(format!("{}#{i}", page.position)),
-                    key: None,
-                    payload: serde_json::to_vec(&kept).unwrap_or_default(),
-                });
-            }
+            Err(refused) => letters.push(DeadLetter {
+                stage: Stage::Transform,
+                reason: refused.reason,
+                origin: None,
+                source_position: Some(refused.position),
+                key: None,
+                payload: refused.raw,
+            }),
         }
     }
     let n_letters = letters.len() as u64;

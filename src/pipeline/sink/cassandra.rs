@@ -11,7 +11,7 @@ use futures::StreamExt;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
 use scylla::errors::{DbError, ExecutionError, RequestAttemptError};
-use scylla::response::query_result::QueryResult;
+use scylla::response::query_result::{QueryResult, QueryRowsResult};
 use scylla::statement::Consistency;
 use scylla::statement::prepared::PreparedStatement;
 use uuid::Uuid;
@@ -255,6 +255,30 @@ where
     Ok(ack)
 }
 
+/// Up to `limit` rows of a table, `columns` of each, in token order.
+pub(super) async fn select_rows(
+    session: &Session,
+    keyspace: &str,
+    table: &str,
+    columns: &[impl AsRef<str>],
+    limit: usize,
+) -> Result<QueryRowsResult, SinkError> {
+    let columns: Vec<&str> = columns.iter().map(AsRef::as_ref).collect();
+    session
+        .query_unpaged(
+            format!(
+                "SELECT {} FROM {keyspace}.{table} LIMIT {}",
+                columns.join(", "),
+                limit.min(i32::MAX as usize)
+            ),
+            (),
+        )
+        .await
+        .map_err(|e| fatal("cannot read rows", e))?
+        .into_rows_result()
+        .map_err(|e| fatal("cannot read rows", e))
+}
+
 /// `SELECT count(*)` of a table: a full scan, given two minutes.
 pub(super) async fn count_rows(
     session: &Session,
@@ -355,23 +379,14 @@ impl CassandraSink {
             String,
             String,
         );
-        let result = self
-            .session
-            .query_unpaged(
-                format!(
-                    "SELECT {} FROM {}.{} LIMIT {}",
-                    ROW_COLUMNS.join(", "),
-                    self.config.keyspace,
-                    self.config.table,
-                    limit.min(i32::MAX as usize)
-                ),
-                (),
-            )
-            .await
-            .map_err(|e| fatal("cannot read rows", e))?;
-        let rows = result
-            .into_rows_result()
-            .map_err(|e| fatal("cannot read rows", e))?;
+        let rows = select_rows(
+            &self.session,
+            &self.config.keyspace,
+            &self.config.table,
+            &ROW_COLUMNS,
+            limit,
+        )
+        .await?;
         let mut out = Vec::new();
         for cells in rows
             .rows::<Cells>()

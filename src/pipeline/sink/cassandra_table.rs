@@ -15,7 +15,8 @@ use scylla::statement::prepared::PreparedStatement;
 use scylla::value::Row;
 
 use super::cassandra::{
-    CassandraSinkConfig, connect, count_rows, create_keyspace, fatal, prepare_insert, write_all,
+    CassandraSinkConfig, connect, count_rows, create_keyspace, fatal, prepare_insert, select_rows,
+    write_all,
 };
 use super::{SinkError, WriteAck};
 use crate::pipeline::table::{Cell, CqlColumnRow, TableSchema, TypedRow};
@@ -239,23 +240,14 @@ impl CassandraTableSink {
             .iter()
             .map(|c| quoted(&c.name))
             .collect();
-        let result = self
-            .session
-            .query_unpaged(
-                format!(
-                    "SELECT {} FROM {}.{} LIMIT {}",
-                    columns.join(", "),
-                    self.config.keyspace,
-                    self.config.table,
-                    limit.min(i32::MAX as usize)
-                ),
-                (),
-            )
-            .await
-            .map_err(|e| fatal("cannot read rows", e))?;
-        let rows = result
-            .into_rows_result()
-            .map_err(|e| fatal("cannot read rows", e))?;
+        let rows = select_rows(
+            &self.session,
+            &self.config.keyspace,
+            &self.config.table,
+            &columns,
+            limit,
+        )
+        .await?;
         let mut out = Vec::with_capacity(rows.rows_num());
         for row in rows
             .rows::<Row>()

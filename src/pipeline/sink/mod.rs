@@ -150,18 +150,16 @@ impl Sink {
         if rows.is_empty() {
             return Ok(WriteAck::default());
         }
-        let started = std::time::Instant::now();
-        let written = match (self, rows) {
-            (Sink::Sqlite(s), rows) => s.write(rows).await,
-            (Sink::Cassandra(s), Rows::Users(rows)) => s.write(rows).await,
-            (Sink::CassandraTable(s), Rows::Table(rows)) => s.write(rows).await,
-            (Sink::Cassandra(_), Rows::Table(_)) => Err(SinkError::WrongRows("typed rows")),
-            (Sink::CassandraTable(_), Rows::Users(_)) => Err(SinkError::WrongRows("seed rows")),
-        };
-        let outcome = if written.is_ok() { "ok" } else { "error" };
-        metrics::histogram!("tributary_sink_write_duration_seconds", "outcome" => outcome)
-            .record(started.elapsed().as_secs_f64());
-        written
+        timed(async {
+            match (self, rows) {
+                (Sink::Sqlite(s), rows) => s.write(rows).await,
+                (Sink::Cassandra(s), Rows::Users(rows)) => s.write(rows).await,
+                (Sink::CassandraTable(s), Rows::Table(rows)) => s.write(rows).await,
+                (Sink::Cassandra(_), Rows::Table(_)) => Err(SinkError::WrongRows("typed rows")),
+                (Sink::CassandraTable(_), Rows::Users(_)) => Err(SinkError::WrongRows("seed rows")),
+            }
+        })
+        .await
     }
 
     /// Whether this store keeps a position atomically with its rows.
@@ -182,14 +180,7 @@ impl Sink {
         position: &Position,
     ) -> Result<WriteAck, SinkError> {
         match self {
-            Sink::Sqlite(s) => {
-                let started = std::time::Instant::now();
-                let written = s.write_at(rows, scope, position).await;
-                let outcome = if written.is_ok() { "ok" } else { "error" };
-                metrics::histogram!("tributary_sink_write_duration_seconds", "outcome" => outcome)
-                    .record(started.elapsed().as_secs_f64());
-                written
-            }
+            Sink::Sqlite(s) => timed(s.write_at(rows, scope, position)).await,
             Sink::Cassandra(_) | Sink::CassandraTable(_) => self.write(rows).await,
         }
     }
@@ -244,6 +235,14 @@ impl Sink {
             .collect())
     }
 
+    /// The stored table's columns, in table order.
+    pub fn columns(&self) -> Vec<&str> {
+        match self.schema() {
+            Some(schema) => schema.columns.iter().map(|c| c.name.as_str()).collect(),
+            None => crate::record::ROW_COLUMNS.to_vec(),
+        }
+    }
+
     pub fn describe(&self) -> String {
         match self {
             Sink::Sqlite(s) => s.describe(),
@@ -275,6 +274,18 @@ impl Sink {
             (_, Some(_)) => panic!("an id cursor of another kind of store"),
         }
     }
+}
+
+/// A write, its duration recorded by outcome.
+async fn timed(
+    write: impl std::future::Future<Output = Result<WriteAck, SinkError>>,
+) -> Result<WriteAck, SinkError> {
+    let started = std::time::Instant::now();
+    let written = write.await;
+    let outcome = if written.is_ok() { "ok" } else { "error" };
+    metrics::histogram!("tributary_sink_write_duration_seconds", "outcome" => outcome)
+        .record(started.elapsed().as_secs_f64());
+    written
 }
 
 fn users_json(rows: Vec<Row>) -> Vec<serde_json::Value> {

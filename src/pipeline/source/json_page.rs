@@ -41,6 +41,14 @@ impl JsonPage {
         }
     }
 
+    /// Keeps the first `n` records received (the objects first, then the
+    /// rejected ones): a run that wants no more than `n` cuts its last page.
+    pub fn keep_first(&mut self, n: u64) {
+        let keep = usize::try_from(n).unwrap_or(usize::MAX);
+        self.records.truncate(keep);
+        self.rejected.truncate(keep - self.records.len());
+    }
+
     /// Records and rejected records together: what the source received.
     pub fn received(&self) -> usize {
         self.records.len() + self.rejected.len()
@@ -68,7 +76,7 @@ impl JsonPage {
 }
 
 /// The JSON type of `v`, with its article, for messages.
-pub(super) fn kind(v: &Value) -> &'static str {
+pub(crate) fn kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
