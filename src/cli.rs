@@ -51,8 +51,8 @@ pub struct Cli {
     /// Config file [default: ./tributary.toml if it exists].
     #[arg(long, global = true, env = "TRIBUTARY_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Directory of the embedded log and store [default: ./tributary-data].
-    #[arg(long, global = true, env = "TRIBUTARY_DATA_DIR", value_name = "DIR")]
+    /// Directory of the embedded log and store [default: ./tributary-data]. [env: TRIBUTARY_DATA_DIR]
+    #[arg(long, global = true, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// More log output (-v debug, -vv trace). RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -113,27 +113,27 @@ pub enum Command {
 #[derive(Debug, Clone, Default, Args)]
 pub struct EndpointArgs {
     /// The pipeline to work on, by its name in [[pipelines]] [default: the
-    /// only one]. `serve` runs only this one.
-    #[arg(long, env = "TRIBUTARY_PIPELINE", value_name = "NAME")]
+    /// only one]. `serve` runs only this one. [env: TRIBUTARY_PIPELINE]
+    #[arg(long, value_name = "NAME")]
     pub pipeline: Option<String>,
-    /// Log URL: sqlite:, sqlite:PATH, or kafka://host:9092[,host2:9092]/topic.
-    #[arg(long, env = "TRIBUTARY_LOG", value_name = "URL")]
+    /// Log URL: sqlite:, sqlite:PATH, or kafka://host:9092[,host2:9092]/topic. [env: TRIBUTARY_LOG]
+    #[arg(long, value_name = "URL")]
     pub log: Option<String>,
-    /// Topic in the log [default: users_created].
-    #[arg(long, env = "TRIBUTARY_TOPIC")]
+    /// Topic in the log [default: users_created]. [env: TRIBUTARY_TOPIC]
+    #[arg(long)]
     pub topic: Option<String>,
-    /// Consumer group of the processor [default: tributary].
-    #[arg(long, env = "TRIBUTARY_GROUP")]
+    /// Consumer group of the processor [default: tributary]. [env: TRIBUTARY_GROUP]
+    #[arg(long)]
     pub group: Option<String>,
-    /// Sink URL: sqlite:, sqlite:PATH, or cassandra://[user:pass@]host:9042/keyspace.table.
-    #[arg(long, env = "TRIBUTARY_SINK", value_name = "URL")]
+    /// Sink URL: sqlite:, sqlite:PATH, or cassandra://[user:pass@]host:9042/keyspace.table. [env: TRIBUTARY_SINK]
+    #[arg(long, value_name = "URL")]
     pub sink: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
-    /// Source URL: gen:[?seed=..&nat=..] or http(s)://host/api/.
-    #[arg(long, env = "TRIBUTARY_SOURCE", value_name = "URL")]
+    /// Source URL: gen:[?seed=..&nat=..] or http(s)://host/api/. [env: TRIBUTARY_SOURCE]
+    #[arg(long, value_name = "URL")]
     pub source: Option<String>,
     /// Records to fetch [default: 100000]. Not with --duration.
     #[arg(long, value_name = "N", conflicts_with = "duration")]
@@ -147,11 +147,11 @@ pub struct RunArgs {
     /// Burst mode: records per request (1-5000) [default: 1].
     #[arg(long, value_name = "N", requires = "duration", value_parser = clap::value_parser!(u64).range(1..=5000))]
     pub per_tick: Option<u64>,
-    /// Records per request, log append and store write (1-5000) [default: 1000].
-    #[arg(long, env = "TRIBUTARY_BATCH_SIZE", value_name = "N")]
+    /// Records per request, log append and store write (1-5000) [default: 1000]. [env: TRIBUTARY_BATCH_SIZE]
+    #[arg(long, value_name = "N")]
     pub batch_size: Option<usize>,
-    /// Seed of the user sequence: same seed, same users [default: random, printed].
-    #[arg(long, env = "TRIBUTARY_SEED")]
+    /// Seed of the user sequence: same seed, same users [default: random, printed]. [env: TRIBUTARY_SEED]
+    #[arg(long)]
     pub seed: Option<String>,
     /// Print the summary as JSON on stdout.
     #[arg(long)]
@@ -165,8 +165,8 @@ pub struct ProcessArgs {
     /// Keep following the log until Ctrl-C / SIGTERM.
     #[arg(long)]
     pub follow: bool,
-    /// Messages per batch (1-5000) [default: 1000].
-    #[arg(long, env = "TRIBUTARY_BATCH_SIZE", value_name = "N")]
+    /// Messages per batch (1-5000) [default: 1000]. [env: TRIBUTARY_BATCH_SIZE]
+    #[arg(long, value_name = "N")]
     pub batch_size: Option<usize>,
     /// Print the summary as JSON on stdout.
     #[arg(long)]
@@ -310,13 +310,13 @@ pub enum DlqCommand {
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
-    /// Messages per processor batch (1-5000) [default: 1000].
-    #[arg(long, env = "TRIBUTARY_BATCH_SIZE", value_name = "N")]
+    /// Messages per processor batch (1-5000) [default: 1000]. [env: TRIBUTARY_BATCH_SIZE]
+    #[arg(long, value_name = "N")]
     pub batch_size: Option<usize>,
     /// Address of the dashboard, JSON API and /metrics, or "off"
     /// [default: 127.0.0.1:8080; port 0 picks a free one]. Any address that
-    /// is not loopback needs TRIBUTARY_WEB_TOKEN (or [web] token_file).
-    #[arg(long, env = "TRIBUTARY_WEB_LISTEN", value_name = "ADDR")]
+    /// is not loopback needs TRIBUTARY_WEB_TOKEN (or [web] token_file). [env: TRIBUTARY_WEB_LISTEN]
+    #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
     #[command(flatten)]
     pub endpoints: EndpointArgs,
@@ -373,8 +373,8 @@ pub enum ConfigCommand {
     Check {
         #[command(flatten)]
         endpoints: EndpointArgs,
-        /// Source URL to resolve as `run` would.
-        #[arg(long, env = "TRIBUTARY_SOURCE", value_name = "URL")]
+        /// Source URL to resolve as `run` would. [env: TRIBUTARY_SOURCE]
+        #[arg(long, value_name = "URL")]
         source: Option<String>,
     },
 }
@@ -487,7 +487,8 @@ fn parse_rate(s: &str) -> Result<f64, String> {
 }
 
 impl EndpointArgs {
-    /// The overrides these flags (and their env variables) make.
+    /// The overrides these flags make (the environment's are read by
+    /// [`Overrides::from_env`]).
     pub fn overrides(&self, data_dir: Option<PathBuf>) -> Overrides {
         Overrides {
             data_dir,
@@ -496,9 +497,6 @@ impl EndpointArgs {
             sink: self.sink.clone(),
             group: self.group.clone(),
             topic: self.topic.clone(),
-            kafka_sasl_password: std::env::var("TRIBUTARY_KAFKA_SASL_PASSWORD").ok(),
-            cassandra_user: std::env::var("TRIBUTARY_CASSANDRA_USER").ok(),
-            cassandra_password: std::env::var("TRIBUTARY_CASSANDRA_PASSWORD").ok(),
             ..Overrides::default()
         }
     }

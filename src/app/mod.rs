@@ -68,14 +68,12 @@ pub async fn main(cli: Cli) -> AppResult {
     listen_for_signals(shutdown.clone());
     let file = cli.config.clone();
     let data_dir = cli.data_dir.clone();
-    let resolve = |mut over: Overrides| -> AppResult<Config> {
-        // Every command checks `[web]` (so `config check` shows it); the
-        // token comes only from the environment or a file.
-        over.web_token = std::env::var("TRIBUTARY_WEB_TOKEN")
-            .ok()
-            .filter(|t| !t.is_empty());
+    // Every command resolves the same settings: the file, then the
+    // environment (read once, here), then its own flags.
+    let env = Overrides::from_env()?;
+    let resolve = |flags: Overrides| -> AppResult<Config> {
         let (raw, path) = config::load_file(file.as_deref())?;
-        Ok(Config::resolve(raw, path, over)?)
+        Ok(Config::resolve(raw, path, env.clone().with_flags(flags))?)
     };
     let with_endpoints =
         |e: &EndpointArgs| -> AppResult<Config> { resolve(e.overrides(data_dir.clone())) };

@@ -5,7 +5,7 @@
 //! and CQL (plain identifiers only).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use scylla::statement::Consistency;
@@ -94,13 +94,8 @@ pub(super) fn cassandra_sink(
     };
     let password = match (&raw.password_file, env_password, url_password) {
         (Some(file), _, _) => Some(
-            std::fs::read_to_string(file)
-                .map_err(|e| {
-                    invalid(
-                        "sink.cassandra.password_file",
-                        format!("{}: {e}", file.display()),
-                    )
-                })?
+            super::files::read_capped(file, super::files::SECRET_CAP)
+                .map_err(|e| invalid("sink.cassandra.password_file", e))?
                 .trim_end()
                 .to_owned(),
         ),
@@ -165,7 +160,14 @@ pub(super) fn cassandra_sink(
         replication,
         consistency,
         concurrency,
-        tls_ca_file: raw.tls_ca_file.clone(),
+        tls_ca_file: match &raw.tls_ca_file {
+            Some(ca) => {
+                super::files::check_file(ca, super::files::PEM_CAP)
+                    .map_err(|e| invalid("sink.cassandra.tls_ca_file", e))?;
+                Some(ca.clone())
+            }
+            None => None,
+        },
     })
 }
 
@@ -296,6 +298,19 @@ pub(super) fn resolve_log(
             }
             if let Some(pw) = &secrets.kafka_sasl_password {
                 properties.insert("sasl.password".into(), pw.clone());
+            }
+            // librdkafka reads these files itself, whole: check them first
+            // (a CA location may also be a directory, or `probe`).
+            for (key, value) in &properties {
+                let path = Path::new(value);
+                if key.starts_with("ssl.")
+                    && key.ends_with(".location")
+                    && value != "probe"
+                    && !path.is_dir()
+                {
+                    super::files::check_file(path, super::files::PEM_CAP)
+                        .map_err(|e| invalid("log.kafka.properties", format!("{key}: {e}")))?;
+                }
             }
             LogConfig::Kafka(KafkaLogConfig {
                 brokers,

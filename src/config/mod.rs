@@ -4,6 +4,8 @@
 //! Precedence: flags > `TRIBUTARY_*` env > `tributary.toml` > defaults.
 
 mod endpoints;
+mod files;
+mod overrides;
 mod pipelines;
 mod print;
 mod raw;
@@ -13,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use endpoints::{LogPlace, Secrets, SinkPlace, group_name, resolve_log, resolve_sink};
+pub use overrides::Overrides;
 pub use pipelines::PipelineConfig;
 pub(crate) use print::{log_url, sink_url};
 pub use raw::{
@@ -56,36 +59,6 @@ fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
     }
 }
 
-/// Settings given on the command line or in `TRIBUTARY_*` variables.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Overrides {
-    pub data_dir: Option<PathBuf>,
-    /// `--pipeline`: the pipeline a command works on (`serve`: the only
-    /// one it runs).
-    pub pipeline: Option<String>,
-    /// The command works on every pipeline (`serve`, `config check`,
-    /// `jobs`): without `--pipeline`, several pipelines are no error, and
-    /// [`Config::pipeline`] is the first.
-    pub every_pipeline: bool,
-    pub source: Option<String>,
-    pub log: Option<String>,
-    pub sink: Option<String>,
-    pub seed: Option<String>,
-    pub batch_size: Option<usize>,
-    pub group: Option<String>,
-    pub topic: Option<String>,
-    /// `TRIBUTARY_KAFKA_SASL_PASSWORD`: kept out of files and flags.
-    pub kafka_sasl_password: Option<String>,
-    /// `TRIBUTARY_CASSANDRA_USER`.
-    pub cassandra_user: Option<String>,
-    /// `TRIBUTARY_CASSANDRA_PASSWORD`: kept out of files and flags.
-    pub cassandra_password: Option<String>,
-    /// `serve --listen`.
-    pub listen: Option<String>,
-    /// `TRIBUTARY_WEB_TOKEN`: kept out of files and flags.
-    pub web_token: Option<String>,
-}
-
 /// The validated configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -121,10 +94,11 @@ pub fn load_file(explicit: Option<&Path>) -> Result<(RawConfig, Option<PathBuf>)
             default
         }
     };
-    let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::Unreadable {
-        path: path.display().to_string(),
-        reason: e.to_string(),
-    })?;
+    let text =
+        files::read_capped(&path, files::TEXT_CAP).map_err(|reason| ConfigError::Unreadable {
+            path: path.display().to_string(),
+            reason,
+        })?;
     let raw = parse(&text).map_err(|reason| ConfigError::Syntax {
         path: path.display().to_string(),
         reason,

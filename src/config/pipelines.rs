@@ -117,7 +117,7 @@ pub(super) fn resolve(
     secrets: &Secrets,
 ) -> Result<Vec<PipelineConfig>, ConfigError> {
     let text = match file {
-        Some(f) => std::fs::read_to_string(f).unwrap_or_default(),
+        Some(f) => super::files::read_capped(f, super::files::TEXT_CAP).unwrap_or_default(),
         None => String::new(),
     };
     let single = raw.pipelines.len() == 1;
@@ -574,12 +574,8 @@ fn transform(
             }
         }
         (None, Some(path)) => TransformSpec {
-            text: std::fs::read_to_string(path).map_err(|e| {
-                invalid(
-                    "pipelines.transform_file",
-                    at(&format!("{}: {e}", path.display())),
-                )
-            })?,
+            text: super::files::read_capped(path, super::files::TEXT_CAP)
+                .map_err(|e| invalid("pipelines.transform_file", at(&e)))?,
             origin: Origin {
                 file: path.display().to_string(),
                 line: 1,

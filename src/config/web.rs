@@ -68,8 +68,8 @@ pub(super) fn resolve_web(
     let token = match (env_token, &raw.token_file) {
         (Some(t), _) => Some(t.trim().to_owned()),
         (None, Some(file)) => Some(
-            std::fs::read_to_string(file)
-                .map_err(|e| invalid("web.token_file", format!("{}: {e}", file.display())))?
+            super::files::read_capped(file, super::files::SECRET_CAP)
+                .map_err(|e| invalid("web.token_file", e))?
                 .trim()
                 .to_owned(),
         ),

@@ -137,6 +137,88 @@ fn config_file_env_and_flags_layer_in_that_order() {
 }
 
 #[test]
+fn config_check_shows_what_the_environment_sets_and_refuses_what_it_cannot_use() {
+    let s = Sandbox::new();
+    let out = s
+        .cmd(&["config", "check"])
+        .env("TRIBUTARY_BATCH_SIZE", "7")
+        .env("TRIBUTARY_SEED", "42")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("batch_size = 7"), "{text}");
+    assert!(text.contains("seed = \"42\""), "{text}");
+    for command in [
+        &["config", "check"][..],
+        &["run", "--records", "1"],
+        &["count"],
+    ] {
+        let out = s
+            .cmd(command)
+            .env("TRIBUTARY_BATCH_SIZE", "garbage")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{command:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("TRIBUTARY_BATCH_SIZE") && stderr(&out).contains("garbage"),
+            "{command:?}: {}",
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
+fn files_the_config_names_must_be_regular_and_small() {
+    let s = Sandbox::new();
+    // Before: /dev/zero was read until the kernel killed the process.
+    let out = s.run(&["--config", "/dev/zero", "config", "check"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("is a device"), "{}", stderr(&out));
+    let out = s.run(&["--config", ".", "count"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("is a directory"), "{}", stderr(&out));
+    for (toml, key) in [
+        ("[web]\ntoken_file = \"/dev/zero\"\n", "web.token_file"),
+        (
+            "[sink]\nurl = \"cassandra://127.0.0.1:9/ks.t\"\n[sink.cassandra]\npassword_file = \"/dev/urandom\"\n",
+            "sink.cassandra.password_file",
+        ),
+        (
+            "[sink]\nurl = \"cassandra://127.0.0.1:9/ks.t\"\n[sink.cassandra]\ntls_ca_file = \"/dev/zero\"\n",
+            "sink.cassandra.tls_ca_file",
+        ),
+        (
+            "[log]\nurl = \"kafka://127.0.0.1:9/t\"\n[log.kafka.properties]\n\"ssl.ca.location\" = \"/dev/zero\"\n",
+            "ssl.ca.location",
+        ),
+    ] {
+        s.config(toml);
+        let out = s.run(&["config", "check"]);
+        assert_eq!(out.status.code(), Some(2), "{toml}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains(key) && err.contains("is a device"),
+            "{toml}: {err}"
+        );
+    }
+    let big = s.dir.path().join("big.toml");
+    std::fs::write(&big, vec![b'#'; 5 << 20]).unwrap();
+    let out = s
+        .cmd(&["config", "check"])
+        .arg("--config")
+        .arg(&big)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("larger than 4096 KiB"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
 fn unusable_data_dir_exits_1_and_names_it() {
     let s = Sandbox::new();
     let file = s.dir.path().join("a-file");
