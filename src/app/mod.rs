@@ -42,10 +42,31 @@ impl fmt::Display for AppError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             AppError::Usage(m) => f.write_str(m),
-            // One line: the chain of causes, outermost first.
-            AppError::Failed(e) => write!(f, "{e:#}"),
+            AppError::Failed(e) => f.write_str(&one_line(e)),
         }
     }
+}
+
+/// The chain of causes on one line, outermost first, each said once: a
+/// library error often repeats its cause's text in its own ("database disk
+/// image is malformed: Error code 11: The database disk image is
+/// malformed").
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    let mut last = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        let lower = text.to_lowercase();
+        if !last.is_empty() && (last.contains(&lower) || lower.contains(&last)) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+        last = lower;
+    }
+    line
 }
 
 impl From<ConfigError> for AppError {
@@ -207,10 +228,22 @@ fn prepare_dirs(config: &Config) -> AppResult {
             continue;
         }
         std::fs::create_dir_all(dir).map_err(|e| {
-            AppError::Failed(anyhow::anyhow!(
-                "data dir {} is not usable: {e}",
-                dir.display()
-            ))
+            // "File exists" alone does not say which file is in the way.
+            let in_the_way = dir
+                .ancestors()
+                .find(|a| a.symlink_metadata().is_ok_and(|m| !m.is_dir()));
+            match in_the_way {
+                Some(file) => AppError::Failed(anyhow::anyhow!(
+                    "data dir {} is not usable: {} is a file, not a directory; \
+                     choose another --data-dir or move the file",
+                    dir.display(),
+                    file.display()
+                )),
+                None => AppError::Failed(anyhow::anyhow!(
+                    "data dir {} is not usable: {e}",
+                    dir.display()
+                )),
+            }
         })?;
         let probe = dir.join(".tributary-write-probe");
         match std::fs::write(&probe, b"") {
@@ -233,5 +266,29 @@ fn announce_seed(config: &Config) {
     if config.pipeline.seed_was_drawn {
         let seed = config.pipeline.source.seed();
         warn!(seed, "no seed given; repeat this run with --seed {seed}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_that_repeats_its_context_is_said_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("Error code 11: The database disk image is malformed")]
+        struct Code;
+        #[derive(Debug, thiserror::Error)]
+        #[error("database disk image is malformed")]
+        struct Sqlite(#[source] Code);
+        let e = anyhow::Error::new(Sqlite(Code)).context("cannot open the log: log d/log.db");
+        assert_eq!(
+            one_line(&e),
+            "cannot open the log: log d/log.db: database disk image is malformed"
+        );
+        let e = anyhow::anyhow!("disk full")
+            .context("cannot append")
+            .context("ingest");
+        assert_eq!(one_line(&e), "ingest: cannot append: disk full");
     }
 }

@@ -74,6 +74,141 @@ where
 
 /// Whether an SQLite error means another connection holds the lock (waiting
 /// and trying again can help).
+/// What a database file is to tributary, written in its header
+/// (`PRAGMA application_id`) when tributary first opens it, so a log
+/// opened as a store (or any other file opened as a log) is refused at
+/// open with the reason, not by a failing statement after a batch was
+/// logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Log,
+    Store,
+}
+
+impl Role {
+    fn application_id(self) -> i32 {
+        match self {
+            Role::Log => 0x7472_6c67,   // "trlg"
+            Role::Store => 0x7472_7374, // "trst"
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Role::Log => "log",
+            Role::Store => "store",
+        }
+    }
+}
+
+/// The highest log schema this build knows: a log written by a newer
+/// tributary is refused rather than misread.
+const LOG_SCHEMA: i32 = 1;
+
+/// Checks that the file `conn` opened can serve as `role`, and marks a new
+/// (or unmarked earlier tributary) file as such.
+pub fn claim(conn: &Connection, role: Role) -> Result<(), String> {
+    check_role(conn, role)?;
+    mark_role(conn, role)
+}
+
+/// Marks the file as `role`'s once it serves as one (a store: once its
+/// table opened, so a refused open leaves the user's file as it was).
+pub fn mark_role(conn: &Connection, role: Role) -> Result<(), String> {
+    let sql = |e: rusqlite::Error| e.to_string();
+    let id: i32 = conn
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .map_err(sql)?;
+    if id != 0 {
+        // Ours already, or a database of the user's own that keeps its
+        // header (check_role refused any other for a log).
+        return Ok(());
+    }
+    let version = match role {
+        Role::Log => format!("PRAGMA user_version = {LOG_SCHEMA};"),
+        Role::Store => String::new(),
+    };
+    conn.execute_batch(&format!(
+        "PRAGMA application_id = {};{version}",
+        role.application_id()
+    ))
+    .map_err(sql)
+}
+
+/// Whether the file can serve as `role`. A store may live in a database of
+/// the user's own, with their tables and header: only a tributary log is
+/// refused there.
+pub fn check_role(conn: &Connection, role: Role) -> Result<(), String> {
+    let sql = |e: rusqlite::Error| e.to_string();
+    let id: i32 = conn
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .map_err(sql)?;
+    let is_log = |c: &Connection| -> rusqlite::Result<bool> {
+        c.query_row(
+            "SELECT count(*) FROM pragma_table_info('topics') WHERE name = 'next_offset'",
+            [],
+            |r| r.get::<_, i64>(0).map(|n| n > 0),
+        )
+    };
+    let other = match role {
+        Role::Log => Role::Store,
+        Role::Store => Role::Log,
+    };
+    if id == other.application_id()
+        || (role == Role::Store && id == 0 && is_log(conn).map_err(sql)?)
+    {
+        return Err(format!(
+            "this file is a tributary {}, not a {}: give the log and the store a file each",
+            other.name(),
+            role.name()
+        ));
+    }
+    match role {
+        Role::Log => {
+            if id == 0 {
+                let tables: Vec<String> = conn
+                    .prepare(
+                        "SELECT name FROM sqlite_master WHERE type = 'table' \
+                         AND name NOT LIKE 'sqlite_%' ORDER BY name",
+                    )
+                    .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+                    .map_err(sql)?;
+                if !tables.is_empty() && !is_log(conn).map_err(sql)? {
+                    let mut shown = tables
+                        .iter()
+                        .take(5)
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    if tables.len() > 5 {
+                        shown.push_str(", …");
+                    }
+                    return Err(format!(
+                        "this file holds tables ({shown}) and is not a tributary log: \
+                         give the log a file of its own"
+                    ));
+                }
+            } else if id != role.application_id() {
+                return Err(format!(
+                    "this file belongs to another application (application_id {id:#x}): \
+                     give the log a file of its own"
+                ));
+            }
+            let version: i32 = conn
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .map_err(sql)?;
+            if version > LOG_SCHEMA {
+                return Err(format!(
+                    "this log was written by a newer tributary (log schema {version}; this \
+                     build reads up to {LOG_SCHEMA}): upgrade tributary"
+                ));
+            }
+        }
+        Role::Store => {}
+    }
+    Ok(())
+}
+
 pub fn is_busy(e: &rusqlite::Error) -> bool {
     matches!(
         e.sqlite_error_code(),
@@ -137,5 +272,45 @@ impl FileId {
                 self.path.display()
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod claim_tests {
+    use super::*;
+
+    #[test]
+    fn a_log_and_a_store_refuse_each_others_files_and_foreign_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open(&dir.path().join("log.db"), false).unwrap();
+        claim(&log, Role::Log).unwrap();
+        claim(&log, Role::Log).unwrap();
+        let err = claim(&log, Role::Store).unwrap_err();
+        assert!(err.contains("is a tributary log, not a store"), "{err}");
+
+        let store = open(&dir.path().join("store.db"), false).unwrap();
+        store.execute_batch("CREATE TABLE mine (a)").unwrap();
+        claim(&store, Role::Store).unwrap();
+        let err = claim(&store, Role::Log).unwrap_err();
+        assert!(err.contains("is a tributary store, not a log"), "{err}");
+
+        let other = open(&dir.path().join("other.db"), false).unwrap();
+        other
+            .execute_batch("CREATE TABLE orders (a); CREATE TABLE topics (x)")
+            .unwrap();
+        let err = claim(&other, Role::Log).unwrap_err();
+        assert!(err.contains("holds tables (orders, topics)"), "{err}");
+
+        // A log from before the header was written: recognised and marked.
+        let old = open(&dir.path().join("old.db"), false).unwrap();
+        old.execute_batch("CREATE TABLE topics (id, name, next_offset)")
+            .unwrap();
+        let err = claim(&old, Role::Store).unwrap_err();
+        assert!(err.contains("is a tributary log"), "{err}");
+        claim(&old, Role::Log).unwrap();
+
+        old.execute_batch("PRAGMA user_version = 99").unwrap();
+        let err = claim(&old, Role::Log).unwrap_err();
+        assert!(err.contains("newer tributary"), "{err}");
     }
 }

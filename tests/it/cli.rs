@@ -232,6 +232,19 @@ fn unusable_data_dir_exits_1_and_names_it() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("data dir"), "{}", stderr(&out));
     assert!(!stderr(&out).contains("panicked"));
+    // The data dir itself a file: the message says so, not "File exists".
+    let out = s
+        .cmd(&["run", "--records", "10"])
+        .arg("--data-dir")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("a-file is a file, not a directory"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -309,4 +322,68 @@ fn status_shows_lag_rows_and_dead_letters() {
     assert_eq!(v["rows"], 300);
     assert_eq!(v["partitions"][0]["committed"], 300);
     assert_eq!(v["dead_letters_waiting"], 0);
+}
+
+#[test]
+fn a_file_of_the_wrong_kind_is_refused_when_opened_before_anything_is_logged() {
+    let s = Sandbox::new();
+    s.run_json(&["run", "--records", "50", "--seed", "kind", "--json"]);
+    let logged = || -> i64 {
+        rusqlite::Connection::open(s.log_path())
+            .unwrap()
+            .query_row("SELECT next_offset FROM topics", [], |r| r.get(0))
+            .unwrap()
+    };
+    let before = logged();
+    let log = format!("sqlite:{}", s.log_path().display());
+    let store = format!("sqlite:{}", s.store_path().display());
+    let cases: [(&[&str], &str); 2] = [
+        (&["--sink", &log], "is a tributary log, not a store"),
+        (&["--log", &store], "is a tributary store, not a log"),
+    ];
+    for (flags, want) in cases {
+        let mut args = vec!["run", "--records", "50", "--seed", "other"];
+        args.extend_from_slice(flags);
+        let out = s.run(&args);
+        assert_eq!(out.status.code(), Some(1), "{flags:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(want), "{flags:?}: {}", stderr(&out));
+    }
+    // Someone else's database, with a table of the seed table's name.
+    let foreign = s.dir.path().join("theirs.db");
+    rusqlite::Connection::open(&foreign)
+        .unwrap()
+        .execute_batch("CREATE TABLE created_users (a, b); CREATE TABLE topics (x);")
+        .unwrap();
+    let foreign_url = format!("sqlite:{}", foreign.display());
+    let out = s.run(&[
+        "run",
+        "--records",
+        "50",
+        "--seed",
+        "other",
+        "--sink",
+        &foreign_url,
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("table created_users exists without the columns of the users table (id,"),
+        "{err}"
+    );
+    let out = s.run(&[
+        "run",
+        "--records",
+        "50",
+        "--seed",
+        "other",
+        "--log",
+        &foreign_url,
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("holds tables (created_users, topics) and is not a tributary log"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(logged(), before, "nothing was logged by the refused runs");
 }

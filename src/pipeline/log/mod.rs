@@ -336,6 +336,10 @@ pub enum LogError {
     Sqlite(#[from] rusqlite::Error),
     #[error("kafka log: {0}")]
     Kafka(String),
+    /// The file is not a log this build can use (a store, another
+    /// application's database, a newer log schema).
+    #[error("log {path}: {reason}")]
+    NotALog { path: String, reason: String },
     #[error("log offsets: {0}")]
     OffsetOutOfRange(String),
     #[error("log: {0}")]
@@ -348,6 +352,7 @@ impl LogError {
         match self {
             LogError::DiskFull(_) => true,
             LogError::Open { .. }
+            | LogError::NotALog { .. }
             | LogError::Kafka(_)
             | LogError::OffsetOutOfRange(_)
             | LogError::FileGone(_) => false,

@@ -220,6 +220,10 @@ impl SqliteLog {
         let cfg = config.clone();
         let (conn, topic_id, log_id) = tokio::task::spawn_blocking(move || {
             let conn = open_conn(&cfg)?;
+            embedded::claim(&conn, embedded::Role::Log).map_err(|reason| LogError::NotALog {
+                path: cfg.path.display().to_string(),
+                reason,
+            })?;
             conn.execute_batch(
                 "CREATE TABLE IF NOT EXISTS topics (
                     id INTEGER PRIMARY KEY,

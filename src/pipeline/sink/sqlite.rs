@@ -47,8 +47,10 @@ pub struct SqliteSink {
     schema: Option<Arc<TableSchema>>,
 }
 
-/// Creates the seed table if missing; whether it was there.
-fn open_users_table(conn: &rusqlite::Connection, table: &str) -> rusqlite::Result<bool> {
+/// Creates the seed table if missing; whether it was there. A table of that
+/// name without the seed's columns is refused, naming what it lacks.
+fn open_users_table(conn: &rusqlite::Connection, table: &str) -> Result<bool, String> {
+    let sql = |e: rusqlite::Error| e.to_string();
     // A rowid table with a unique id: new rows append to the end of
     // the table (sequential pages) and only the compact id index takes
     // random inserts. Keyed WITHOUT ROWID, every batch of random uuids
@@ -58,10 +60,29 @@ fn open_users_table(conn: &rusqlite::Connection, table: &str) -> rusqlite::Resul
         .map(|c| format!("{c} TEXT NOT NULL"))
         .collect::<Vec<_>>()
         .join(", ");
-    let had = table_exists(conn, table)?;
+    let had = table_exists(conn, table).map_err(sql)?;
+    if had {
+        let present: Vec<String> = conn
+            .prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))
+            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+            .map_err(sql)?;
+        let missing: Vec<&str> = ROW_COLUMNS
+            .iter()
+            .copied()
+            .filter(|c| !present.iter().any(|p| p.eq_ignore_ascii_case(c)))
+            .collect();
+        if !missing.is_empty() {
+            return Err(format!(
+                "table {table} exists without the columns of the users table ({}): \
+                 choose another table in the sink URL",
+                missing.join(", ")
+            ));
+        }
+    }
     conn.execute_batch(&format!(
         "CREATE TABLE IF NOT EXISTS {table} (id TEXT PRIMARY KEY NOT NULL, {columns})"
-    ))?;
+    ))
+    .map_err(sql)?;
     Ok(had)
 }
 
@@ -146,6 +167,8 @@ impl SqliteSink {
                 source,
             };
             let conn = embedded::open(&cfg.path, cfg.durable_fsync).map_err(open_err)?;
+            let table_err = |e: String| SinkError::Table(format!("store {}: {e}", cfg.path.display()));
+            embedded::check_role(&conn, embedded::Role::Store).map_err(table_err)?;
             if cfg.table.eq_ignore_ascii_case(POSITIONS_TABLE) {
                 return Err(SinkError::Open {
                     path: cfg.path.display().to_string(),
@@ -155,10 +178,14 @@ impl SqliteSink {
                 });
             }
             let (had_table, schema) = match &declared {
-                None => (open_users_table(&conn, &cfg.table).map_err(open_err)?, None),
+                None => (
+                    open_users_table(&conn, &cfg.table)
+                        .map_err(table_err)?,
+                    None,
+                ),
                 Some(declared) => {
                     let (schema, had) = open_typed_table(&conn, &cfg.table, declared.as_ref())
-                        .map_err(|e| SinkError::Table(format!("store {}: {e}", cfg.path.display())))?;
+                        .map_err(table_err)?;
                     (had, Some(Arc::new(schema)))
                 }
             };
@@ -193,6 +220,7 @@ impl SqliteSink {
                 conn.execute(&format!("DELETE FROM {POSITIONS_TABLE}"), [])
                     .map_err(open_err)?;
             }
+            embedded::mark_role(&conn, embedded::Role::Store).map_err(table_err)?;
             let reader = embedded::open(&cfg.path, false).map_err(open_err)?;
             Ok::<_, SinkError>((conn, reader, schema))
         })
