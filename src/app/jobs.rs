@@ -398,17 +398,33 @@ pub fn jobs(config: Config, cmd: JobsCommand) -> AppResult {
                     .map(|t| t.with_timezone(&Utc))
                     .map_err(|e| AppError::Usage(format!("{s:?} is not an RFC 3339 time: {e}")))
             };
-            let slots = job.schedule.slots_between(parse(&from)?, parse(&to)?);
-            for slot in &slots {
+            let (from, to) = (parse(&from)?, parse(&to)?);
+            // Counted before anything is queued, and never past the cap: a
+            // year of `@every 10ms` is three billion slots.
+            let n = job
+                .schedule
+                .slots_between(from, to)
+                .take(MAX_BACKFILL + 1)
+                .count();
+            if n > MAX_BACKFILL {
+                return Err(AppError::Usage(format!(
+                    "{name}: more than {MAX_BACKFILL} slots between {from} and {to}; \
+                     a backfill queues at most {MAX_BACKFILL} runs: narrow --from/--to"
+                )));
+            }
+            for slot in job.schedule.slots_between(from, to) {
                 history
                     .add(&name, slot.timestamp_millis(), RunState::Queued)
                     .context("cannot queue a run")?;
             }
-            println!("queued {} run(s) of {name}, one per slot", slots.len());
+            println!("queued {n} run(s) of {name}, one per slot");
         }
     }
     Ok(())
 }
+
+/// The most runs one `jobs backfill` queues.
+const MAX_BACKFILL: usize = 10_000;
 
 pub fn export(config: Config, cmd: ExportCommand) -> AppResult {
     match cmd {

@@ -98,18 +98,19 @@ impl Schedule {
         }
     }
 
-    /// Every slot in `(from, to]`, for an explicit backfill.
-    pub fn slots_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<DateTime<Utc>> {
-        let mut out = Vec::new();
+    /// Every slot in `(from, to]`, for an explicit backfill, one at a time
+    /// (a wide range of a fast schedule has billions).
+    pub fn slots_between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> impl Iterator<Item = DateTime<Utc>> + '_ {
         let mut t = from;
-        while let Some(next) = self.next_after(t) {
-            if next > to {
-                break;
-            }
-            out.push(next);
+        std::iter::from_fn(move || {
+            let next = self.next_after(t).filter(|next| *next <= to)?;
             t = next;
-        }
-        out
+            Some(next)
+        })
     }
 }
 
@@ -213,7 +214,9 @@ mod tests {
             Some(utc("2026-11-23T07:00:00Z"))
         );
         // A backfill names every slot.
-        let slots = s.slots_between(utc("2026-11-23T02:10:00Z"), utc("2026-11-23T07:40:00Z"));
+        let slots: Vec<_> = s
+            .slots_between(utc("2026-11-23T02:10:00Z"), utc("2026-11-23T07:40:00Z"))
+            .collect();
         assert_eq!(slots.len(), 5);
         assert_eq!(slots[0], utc("2026-11-23T03:00:00Z"));
     }

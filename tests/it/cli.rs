@@ -387,3 +387,45 @@ fn a_file_of_the_wrong_kind_is_refused_when_opened_before_anything_is_logged() {
     );
     assert_eq!(logged(), before, "nothing was logged by the refused runs");
 }
+
+#[test]
+fn a_backfill_is_capped_before_anything_is_queued() {
+    let s = Sandbox::new();
+    s.config("[[jobs]]\nname = \"fast\"\nschedule = \"@every 1s\"\n");
+    // Thirty years of 1 s slots: before, every slot was built in memory
+    // first (a billion; the process aborted on a large allocation).
+    let out = s.run(&[
+        "jobs",
+        "backfill",
+        "fast",
+        "--from",
+        "1996-01-01T00:00:00Z",
+        "--to",
+        "2026-01-01T00:00:00Z",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("more than 10000 slots"),
+        "{}",
+        stderr(&out)
+    );
+    let queued = || -> usize {
+        let out = s.run(&["jobs", "runs", "fast", "--json", "--limit", "500"]);
+        let runs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        runs.as_array().map(Vec::len).unwrap()
+    };
+    assert_eq!(queued(), 0, "nothing queued");
+    // Within the cap, every slot is queued.
+    let out = s.run(&[
+        "jobs",
+        "backfill",
+        "fast",
+        "--from",
+        "2025-01-01T00:00:00Z",
+        "--to",
+        "2025-01-01T00:01:40Z",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("queued 100 run(s)"));
+    assert_eq!(queued(), 100);
+}
