@@ -136,7 +136,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "URL")]
     pub source: Option<String>,
     /// Records to fetch [default: 100000]. Not with --duration.
-    #[arg(long, value_name = "N", conflicts_with = "duration")]
+    #[arg(long, value_name = "N", conflicts_with = "duration", allow_negative_numbers = true, value_parser = parse_count)]
     pub records: Option<u64>,
     /// Burst mode: keep fetching for this long (e.g. 2m), like the seed DAG.
     #[arg(long, value_parser = parse_burst_duration, requires = "interval")]
@@ -475,6 +475,19 @@ fn parse_interval(s: &str) -> Result<Duration, String> {
 
 fn parse_latency(s: &str) -> Result<Duration, String> {
     parse_duration_within(s, Duration::ZERO, Duration::from_secs(600))
+}
+
+/// A count of records: a whole number from 1 up.
+fn parse_count(s: &str) -> Result<u64, String> {
+    match s.trim().parse::<i128>() {
+        Ok(n) if n >= 1 && n <= i128::from(u64::MAX) => Ok(n as u64),
+        Ok(_) => Err(format!(
+            "{s} is not a count of records: give a whole number from 1 up (e.g. 1000)"
+        )),
+        Err(_) => Err(format!(
+            "{s:?} is not a whole number: give a count of records from 1 up (e.g. 1000)"
+        )),
+    }
 }
 
 fn parse_rate(s: &str) -> Result<f64, String> {

@@ -13,7 +13,7 @@ use std::fmt;
 use std::path::Path;
 
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
+use tracing::info;
 
 use crate::cli::{Cli, Command, ConfigCommand, EndpointArgs};
 use crate::config::{self, Config, ConfigError, Overrides};
@@ -265,7 +265,9 @@ fn prepare_dirs(config: &Config) -> AppResult {
 fn announce_seed(config: &Config) {
     if config.pipeline.seed_was_drawn {
         let seed = config.pipeline.source.seed();
-        warn!(seed, "no seed given; repeat this run with --seed {seed}");
+        // Not a warning: a first run without a seed is the normal case; the
+        // summary names the seed too.
+        info!(seed, "no seed given; repeat this run with --seed {seed}");
     }
 }
 

@@ -180,11 +180,27 @@ pub(super) fn sqlite_path(
 ) -> Result<PathBuf, ConfigError> {
     let Some(rest) = url.strip_prefix("sqlite:") else {
         let scheme = url.split(':').next().unwrap_or(url);
-        let hint = format!("unknown scheme {scheme:?}");
-        return Err(invalid(
-            key,
-            format!("{url:?}: {hint}; use sqlite: or sqlite:PATH"),
-        ));
+        let hint = match scheme.to_ascii_lowercase().as_str() {
+            // The scheme is right, its form is not (kafka:/host, kafka:host).
+            "kafka" if key.starts_with("log") => {
+                "a Kafka log is written kafka://HOST:PORT/TOPIC (two slashes), \
+                 e.g. kafka://127.0.0.1:9092/users_created"
+                    .to_owned()
+            }
+            "cassandra" if key.starts_with("sink") => {
+                "a Cassandra sink is written cassandra://HOST:PORT/KEYSPACE.TABLE (two \
+                 slashes), e.g. cassandra://127.0.0.1:9042/spark_streams.created_users"
+                    .to_owned()
+            }
+            _ if key.starts_with("log") => format!(
+                "unknown scheme {scheme:?}; use sqlite:, sqlite:PATH or kafka://HOST:PORT/TOPIC"
+            ),
+            _ => format!(
+                "unknown scheme {scheme:?}; use sqlite:, sqlite:PATH or \
+                 cassandra://HOST:PORT/KEYSPACE.TABLE"
+            ),
+        };
+        return Err(invalid(key, format!("{url:?}: {hint}")));
     };
     let rest = rest.strip_prefix("//").unwrap_or(rest);
     if rest.contains('?') {

@@ -431,8 +431,33 @@ impl Config {
         let url = url_override
             .or_else(|| raw.url.clone())
             .unwrap_or_else(|| "gen:".into());
-        let parsed =
-            Url::parse(&url).map_err(|e| invalid("source.url", format!("{url:?}: {e}")))?;
+        let parsed = Url::parse(&url).map_err(|e| {
+            let hint = match e {
+                url::ParseError::RelativeUrlWithoutBase => {
+                    let host = url.trim_end_matches('/');
+                    format!(
+                        "it has no scheme; for an API write https://{host}/api/ (an http(s) \
+                         URL), for the built-in generator gen:"
+                    )
+                }
+                other => other.to_string(),
+            };
+            invalid("source.url", format!("{url:?}: {hint}"))
+        })?;
+        // The settings tributary sets itself on each request; any other
+        // query parameter (an `apikey=`) is sent as it is.
+        const OWN: [&str; 5] = ["seed", "nat", "gender", "results", "page"];
+        if parsed.scheme() == "gen" {
+            if let Some((k, _)) = parsed
+                .query_pairs()
+                .find(|(k, _)| !OWN[..3].contains(&&**k))
+            {
+                return Err(invalid(
+                    "source.url",
+                    format!("{url:?}: unknown setting {k:?}; gen: knows seed, nat and gender"),
+                ));
+            }
+        }
         let query = |name: &str| {
             parsed
                 .query_pairs()
@@ -484,7 +509,15 @@ impl Config {
                     return Err(invalid("source.max_attempts", "must be at least 1"));
                 }
                 let mut base = parsed.clone();
+                let kept: Vec<(String, String)> = parsed
+                    .query_pairs()
+                    .filter(|(k, _)| !OWN.contains(&&**k))
+                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                    .collect();
                 base.set_query(None);
+                if !kept.is_empty() {
+                    base.query_pairs_mut().extend_pairs(kept);
+                }
                 SourceConfig::Http(HttpConfig {
                     url: base,
                     seed,

@@ -147,6 +147,25 @@ fn http_source_keeps_base_and_defaults() {
 }
 
 #[test]
+fn http_source_keeps_query_parameters_it_does_not_set_itself() {
+    let c = resolve(
+        "[source]\nurl = \"https://api.example/api/?apikey=k1&seed=s&nat=gb&results=5&inc=name\"\n",
+        Overrides::default(),
+    )
+    .unwrap();
+    let SourceConfig::Http(h) = c.pipeline.source else {
+        panic!("http expected")
+    };
+    // seed, nat, results and page are set on each request; the rest is sent.
+    assert_eq!(
+        h.url.as_str(),
+        "https://api.example/api/?apikey=k1&inc=name"
+    );
+    assert_eq!(h.seed, "s");
+    assert_eq!(h.nats, vec!["GB".to_owned()]);
+}
+
+#[test]
 fn kafka_url_and_properties_resolve_with_secrets_redacted() {
     let c = resolve(
         "[log]\nurl = \"kafka://b1:9092,b2:9092/users_created\"\n[log.kafka.properties]\n\"sasl.username\" = \"u\"\n",

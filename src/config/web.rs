@@ -44,6 +44,39 @@ impl std::fmt::Debug for Token {
     }
 }
 
+/// An address and port, or a host name and port that resolves to loopback
+/// only (`localhost:9000`): a name that reaches other machines must be
+/// written as the address meant, so the token rule sees it.
+fn listen_address(key: &'static str, text: &str) -> Result<std::net::SocketAddr, ConfigError> {
+    if let Ok(addr) = text.parse::<std::net::SocketAddr>() {
+        return Ok(addr);
+    }
+    let bad = |why: String| {
+        invalid(
+            key,
+            format!(
+                "{text:?} is not an address and port like 127.0.0.1:8080 or localhost:8080 ({why})"
+            ),
+        )
+    };
+    let Some((host, port)) = text.rsplit_once(':') else {
+        return Err(bad("no port".into()));
+    };
+    let port: u16 = port
+        .parse()
+        .map_err(|_| bad(format!("port {port:?} is not a number")))?;
+    let addrs: Vec<std::net::SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+        .map_err(|e| bad(e.to_string()))?
+        .collect();
+    match addrs.iter().find(|a| a.is_ipv4()).or(addrs.first()) {
+        Some(first) if addrs.iter().all(|a| a.ip().is_loopback()) => Ok(*first),
+        Some(_) => Err(bad(format!(
+            "{host} resolves to addresses that are not loopback: write the address to listen on"
+        ))),
+        None => Err(bad(format!("{host} resolves to no address"))),
+    }
+}
+
 /// `[web]`: where `serve` listens and the token it asks for. A token is
 /// required as soon as the address is not loopback.
 pub(super) fn resolve_web(
@@ -58,12 +91,7 @@ pub(super) fn resolve_web(
     let listen = if text == "off" {
         None
     } else {
-        Some(text.parse::<std::net::SocketAddr>().map_err(|e| {
-            invalid(
-                key,
-                format!("{text:?} is not an address and port like 127.0.0.1:8080 ({e})"),
-            )
-        })?)
+        Some(listen_address(key, &text)?)
     };
     let token = match (env_token, &raw.token_file) {
         (Some(t), _) => Some(t.trim().to_owned()),

@@ -429,3 +429,59 @@ fn a_backfill_is_capped_before_anything_is_queued() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("queued 100 run(s)"));
     assert_eq!(queued(), 100);
 }
+
+#[test]
+fn mistakes_in_urls_and_counts_name_the_fix() {
+    let s = Sandbox::new();
+    let cases: [(&[&str], &str); 7] = [
+        (
+            &["config", "check", "--log", "kafka:/127.0.0.1:9092"],
+            "kafka://HOST:PORT/TOPIC",
+        ),
+        (
+            &["config", "check", "--sink", "cassandra:127.0.0.1"],
+            "cassandra://HOST:PORT/KEYSPACE.TABLE",
+        ),
+        (
+            &["config", "check", "--source", "randomuser.me"],
+            "write https://randomuser.me/api/",
+        ),
+        (
+            &["config", "check", "--source", "gen:?natt=US"],
+            "unknown setting \"natt\"; gen: knows seed, nat and gender",
+        ),
+        (&["run", "--records", "0"], "give a whole number from 1 up"),
+        (&["run", "--records", "-5"], "give a whole number from 1 up"),
+        (
+            &["run", "--records", "many"],
+            "give a count of records from 1 up",
+        ),
+    ];
+    for (args, want) in cases {
+        let out = s.run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(want), "{args:?}: {}", stderr(&out));
+    }
+    // A name that resolves to loopback is a loopback address.
+    let out = s
+        .cmd(&["config", "check"])
+        .env("TRIBUTARY_WEB_LISTEN", "localhost:9000")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("listen = \"127.0.0.1:9000\"") || text.contains("listen = \"[::1]:9000\""),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_first_run_prints_no_warning() {
+    let s = Sandbox::new();
+    let out = s.run(&["run", "--records", "100"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("WARN"), "{}", stderr(&out));
+    // The seed it drew is still said, in the summary.
+    assert!(String::from_utf8_lossy(&out.stdout).contains("(seed "));
+}
