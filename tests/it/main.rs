@@ -18,4 +18,5 @@ mod scheduler_faults;
 mod serve;
 mod support;
 mod tidy;
+mod transport_security;
 mod verify;

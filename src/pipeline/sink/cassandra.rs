@@ -153,9 +153,16 @@ pub(super) async fn connect(config: &CassandraSinkConfig) -> Result<Session, Sin
         builder = builder.tls_context(Some(tls_config(ca)?));
     }
     builder.build().await.map_err(|e| {
+        let mut message = e.to_string();
+        // A TLS-only port hangs up on a plaintext client's first request.
+        if config.tls_ca_file.is_none() && message.contains("Connection broken") {
+            message.push_str(
+                " (if the server accepts TLS only, set sink.cassandra.tls_ca_file to its CA)",
+            );
+        }
         fatal(
             &format!("cannot connect to Cassandra at {}", config.nodes.join(",")),
-            e,
+            message,
         )
     })
 }

@@ -10,7 +10,7 @@ use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::{KafkaLogConfig, REQUEST_TIMEOUT, kafka_err, rebootstrap};
+use super::{KafkaLogConfig, LastError, REQUEST_TIMEOUT, kafka_err, rebootstrap};
 use crate::pipeline::log::{DeadLetter, LogError, Origin, Stage, StoredDeadLetter};
 
 const STAGE: &str = "tributary.stage";
@@ -30,7 +30,7 @@ const TRUNCATED_FROM: &str = "tributary.truncated-from";
 const MAX_PAYLOAD: usize = 900_000;
 
 async fn send(
-    producer: &FutureProducer,
+    producer: &FutureProducer<LastError>,
     config: &KafkaLogConfig,
     key: Option<&[u8]>,
     payload: &[u8],
@@ -49,7 +49,7 @@ async fn send(
 }
 
 pub async fn produce(
-    producer: &FutureProducer,
+    producer: &FutureProducer<LastError>,
     config: &KafkaLogConfig,
     letters: Vec<DeadLetter>,
 ) -> Result<(), LogError> {
@@ -99,7 +99,7 @@ pub async fn produce(
 }
 
 pub async fn settle(
-    producer: &FutureProducer,
+    producer: &FutureProducer<LastError>,
     config: &KafkaLogConfig,
     id: i64,
     outcome: Result<(), String>,

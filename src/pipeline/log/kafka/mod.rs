@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -81,11 +81,34 @@ fn kafka_err(context: &str, e: KafkaError) -> LogError {
     LogError::Kafka(format!("{context}: {e}"))
 }
 
+/// The producer's context: logs librdkafka's errors as the default one does
+/// and keeps the last, so that a first contact that times out can say why
+/// (a refused password, a certificate that does not verify, a listener
+/// that hangs up on the wrong protocol) instead of only that it failed.
+#[derive(Clone, Default)]
+pub(super) struct LastError(Arc<std::sync::Mutex<Option<String>>>);
+
+impl LastError {
+    fn take(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+impl ClientContext for LastError {
+    fn error(&self, error: KafkaError, reason: &str) {
+        // where the default context logs it
+        tracing::error!(target: "rdkafka::client", "librdkafka: {error}: {reason}");
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.to_owned());
+    }
+}
+
 /// The Kafka log, opened: a producer plus what readers need to connect.
 #[derive(Clone)]
 pub struct KafkaLog {
     config: Arc<KafkaLogConfig>,
-    producer: FutureProducer,
+    producer: FutureProducer<LastError>,
+    /// The producer's last error (a clone of its context).
+    last_error: LastError,
     /// Clients that read committed offsets, one per group asked about.
     lag_clients: Arc<std::sync::Mutex<BTreeMap<String, Arc<BaseConsumer>>>>,
 }
@@ -106,7 +129,8 @@ impl KafkaLog {
     /// Connects, and creates the topic and its dead-letter topic if missing.
     pub async fn open(config: KafkaLogConfig) -> Result<KafkaLog, LogError> {
         let config = Arc::new(config);
-        let producer: FutureProducer = config
+        let last_error = LastError::default();
+        let producer: FutureProducer<LastError> = config
             .client()
             // Exactly-once per partition from the producer side: no
             // duplicates from internal retries, nothing acknowledged before
@@ -122,11 +146,12 @@ impl KafkaLog {
             // librdkafka retries a delivery for up to this long before it
             // reports a failure (which then fails the append, loudly).
             .set("message.timeout.ms", "120000")
-            .create()
+            .create_with_context(last_error.clone())
             .map_err(|e| kafka_err("cannot create the Kafka producer", e))?;
         let log = KafkaLog {
             config,
             producer,
+            last_error,
             lag_clients: Arc::default(),
         };
         log.ensure_topics().await?;
@@ -169,7 +194,28 @@ impl KafkaLog {
             })
             .await
             .expect("metadata task panicked")
-            .map_err(|e| kafka_err(&format!("cannot reach Kafka at {}", self.config.brokers), e))?
+            .map_err(|e| {
+                let plaintext = self
+                    .config
+                    .properties
+                    .get("security.protocol")
+                    .is_none_or(|p| p.eq_ignore_ascii_case("plaintext"));
+                let why = match self.last_error.take() {
+                    Some(last) => format!("; last client error: {last}"),
+                    // librdkafka reports a refused or failed connection, but
+                    // not one the broker closes during the first request,
+                    // which is what a TLS or SASL listener does to plaintext.
+                    None if plaintext => "; connections were accepted but got no answer: \
+                        if this listener expects TLS or SASL, set security.protocol (and \
+                        ssl.*, sasl.*) in [log.kafka.properties]"
+                        .to_owned(),
+                    None => String::new(),
+                };
+                LogError::Kafka(format!(
+                    "cannot reach Kafka at {}: {e}{why}",
+                    self.config.brokers
+                ))
+            })?
         };
         if exists.iter().all(|&e| e) {
             return Ok(());
