@@ -5,6 +5,13 @@ pub mod prometheus;
 
 use tracing_subscriber::EnvFilter;
 
+/// Colour only for a person at a terminal: not in a file, a pipe or CI
+/// logs, and never with `NO_COLOR` set (no-color.org).
+fn colour() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 /// Installs the global subscriber. `verbose` 0 = info, 1 = debug, 2+ = trace;
 /// `quiet` = warnings and errors only. RUST_LOG, when set, wins.
 pub fn init(verbose: u8, quiet: bool) {
@@ -21,6 +28,7 @@ pub fn init(verbose: u8, quiet: bool) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour())
         .with_target(false)
         .compact()
         .try_init();

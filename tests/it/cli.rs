@@ -485,3 +485,17 @@ fn a_first_run_prints_no_warning() {
     // The seed it drew is still said, in the summary.
     assert!(String::from_utf8_lossy(&out.stdout).contains("(seed "));
 }
+
+#[test]
+fn log_lines_carry_no_colour_codes_when_stderr_is_not_a_terminal() {
+    let s = Sandbox::new();
+    let out = s
+        .cmd(&["run", "--records", "10"])
+        .env("RUST_LOG", "tributary=info")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("INFO"), "there are log lines to check: {err}");
+    assert!(!err.contains('\u{1b}'), "escape codes in {err:?}");
+}
