@@ -3,6 +3,7 @@
 //! failures to the two kinds of exit (runtime 1, usage/config 2).
 
 mod bench;
+mod export;
 mod inspect;
 mod jobs;
 mod preview;
@@ -136,7 +137,7 @@ pub async fn main(cli: Cli) -> AppResult {
             })?,
             cmd,
         ),
-        Command::Export(cmd) => jobs::export(
+        Command::Export(cmd) => export::export(
             resolve(Overrides {
                 data_dir: data_dir.clone(),
                 every_pipeline: true,

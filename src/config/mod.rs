@@ -17,7 +17,7 @@ use std::time::Duration;
 use endpoints::{LogPlace, Secrets, SinkPlace, group_name, resolve_log, resolve_sink};
 pub use overrides::Overrides;
 pub use pipelines::PipelineConfig;
-pub(crate) use print::{log_url, sink_url};
+pub(crate) use print::{job_to_raw, log_url, sink_url};
 pub use raw::{
     RawBurst, RawCassandra, RawConfig, RawJob, RawKafka, RawLog, RawPageSize, RawPaginate,
     RawPipeline, RawPipelineSource, RawProcessor, RawSink, RawSource, RawTable, RawWeb,

@@ -97,7 +97,7 @@ impl Config {
 }
 
 /// A job as `[[jobs]]` takes it.
-pub(super) fn job_to_raw(j: &JobConfig) -> RawJob {
+pub(crate) fn job_to_raw(j: &JobConfig) -> RawJob {
     let show = |d: Duration| humantime::format_duration(d).to_string();
     let (schedule, timezone) = match &j.schedule {
         Schedule::Cron { text, tz, .. } => (text.clone(), Some(tz.name().to_owned())),

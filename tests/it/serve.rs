@@ -75,19 +75,96 @@ fn pause_persists_and_unknown_jobs_are_usage_errors() {
     assert!(stderr(&out).contains("random_users"), "{}", stderr(&out));
 }
 
-#[test]
-fn airflow_export_runs_the_jobs_burst() {
-    let s = Sandbox::new();
-    std::fs::write(s.dir.path().join("tributary.toml"), CONFIG).unwrap();
-    let out = s.run(&["export", "airflow-dag"]);
+/// The generated DAG, read by Python's own parser: the `DAG(...)` call's
+/// schedule and start date as source text, and the command's words.
+const READ_DAG: &str = r#"
+import ast, json, sys
+tree = ast.parse(open(sys.argv[1]).read())
+out = {}
+for node in ast.walk(tree):
+    if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "DAG":
+        for k in node.keywords:
+            out[k.arg] = ast.unparse(k.value)
+    if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "BashOperator":
+        for k in node.keywords:
+            if k.arg == "bash_command":
+                out["words"] = ast.literal_eval(k.value.args[0])
+print(json.dumps(out))
+"#;
+
+fn read_dag(s: &Sandbox, args: &[&str]) -> serde_json::Value {
+    let path = s.dir.path().join("dag.py");
+    let mut all = vec!["export", "airflow-dag", "--out", path.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let out = s.run(&all);
     assert!(out.status.success(), "{}", stderr(&out));
-    let dag = String::from_utf8_lossy(&out.stdout);
-    assert!(dag.contains("dag_id=\"tributary_random_users\""), "{dag}");
+    let python = std::env::var("TRIBUTARY_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let parsed = std::process::Command::new(python)
+        .args(["-c", READ_DAG])
+        .arg(&path)
+        .output()
+        .expect("python runs");
     assert!(
-        dag.contains("tributary ingest --duration 1s --interval 100ms --per-tick 2"),
-        "{dag}"
+        parsed.status.success(),
+        "the DAG is not valid Python: {}\n{}",
+        String::from_utf8_lossy(&parsed.stderr),
+        std::fs::read_to_string(&path).unwrap()
     );
-    assert!(dag.contains("\"retries\": 2"), "{dag}");
+    serde_json::from_slice(&parsed.stdout).unwrap()
+}
+
+#[test]
+fn airflow_export_runs_the_jobs_burst_on_the_jobs_schedule() {
+    let s = Sandbox::new();
+    s.config(&format!(
+        "{CONFIG}timezone = \"Europe/Berlin\"\n\n[[jobs]]\nname = \"often\"\nschedule = \"@every 30s\"\nrecords = 50\n"
+    ));
+    let dag = read_dag(&s, &[]);
+    assert_eq!(dag["dag_id"], "'tributary_random_users'", "{dag}");
+    assert_eq!(dag["schedule"], "'0 0 1 1 *'");
+    assert_eq!(
+        dag["start_date"],
+        "pendulum.datetime(2026, 1, 1, tz='Europe/Berlin')"
+    );
+    assert_eq!(
+        dag["default_args"],
+        "{'retries': 2, 'retry_delay': timedelta(seconds=1)}"
+    );
+    let words: Vec<String> = serde_json::from_value(dag["words"].clone()).unwrap();
+    let config = s.dir.path().join("tributary.toml");
+    let data = s.data_dir();
+    assert_eq!(
+        words,
+        [
+            "tributary",
+            "ingest",
+            "--config",
+            config.to_str().unwrap(),
+            "--source",
+            "gen:",
+            "--seed",
+            &format!(
+                "{}-{{{{ data_interval_end.int_timestamp * 1000 }}}}",
+                words[7].split('-').next().unwrap()
+            ),
+            "--log",
+            &format!("sqlite:{}", data.join("log.db").display()),
+            "--sink",
+            &format!("sqlite:{}", data.join("store.db").display()),
+            "--duration",
+            "1s",
+            "--interval",
+            "100ms",
+            "--per-tick",
+            "2",
+        ]
+    );
+    // `@every 30s` is a timedelta to Airflow, not a cron string.
+    let dag = read_dag(&s, &["--job", "often"]);
+    assert_eq!(dag["schedule"], "timedelta(milliseconds=30000)", "{dag}");
+    assert_eq!(dag["start_date"], "pendulum.datetime(2026, 1, 1, tz='UTC')");
+    let words: Vec<String> = serde_json::from_value(dag["words"].clone()).unwrap();
+    assert_eq!(words[words.len() - 2..], ["--records", "50"]);
 }
 
 /// `serve` with `@every 2s` and a burst against `mock-api`: runs succeed,
