@@ -447,16 +447,15 @@ impl Config {
         // The settings tributary sets itself on each request; any other
         // query parameter (an `apikey=`) is sent as it is.
         const OWN: [&str; 5] = ["seed", "nat", "gender", "results", "page"];
-        if parsed.scheme() == "gen" {
-            if let Some((k, _)) = parsed
+        if parsed.scheme() == "gen"
+            && let Some((k, _)) = parsed
                 .query_pairs()
                 .find(|(k, _)| !OWN[..3].contains(&&**k))
-            {
-                return Err(invalid(
-                    "source.url",
-                    format!("{url:?}: unknown setting {k:?}; gen: knows seed, nat and gender"),
-                ));
-            }
+        {
+            return Err(invalid(
+                "source.url",
+                format!("{url:?}: unknown setting {k:?}; gen: knows seed, nat and gender"),
+            ));
         }
         let query = |name: &str| {
             parsed
