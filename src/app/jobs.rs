@@ -330,17 +330,26 @@ pub fn jobs(config: Config, cmd: JobsCommand) -> AppResult {
             } else if rows.is_empty() {
                 println!("no jobs: add [[jobs]] to tributary.toml");
             } else {
-                for r in rows {
+                println!(
+                    "{:<20} {:<28} {:<26} {}",
+                    "JOB", "SCHEDULE", "NEXT RUN", "LAST RUN"
+                );
+                for (j, r) in config.jobs.iter().zip(rows) {
+                    // A paused job has no next run; times are the job's own
+                    // (its schedule's time zone), to the second.
+                    let next = if r["paused"] == true {
+                        "paused".to_owned()
+                    } else {
+                        j.schedule
+                            .next_after(now)
+                            .map(|t| j.schedule.local_time(t))
+                            .unwrap_or_else(|| "-".into())
+                    };
                     println!(
-                        "{:<20} {:<24} next {:<26} {:<8} last {}",
-                        r["name"].as_str().unwrap_or_default(),
+                        "{:<20} {:<28} {:<26} {}",
+                        j.name,
                         r["schedule"].as_str().unwrap_or_default(),
-                        r["next_run"].as_str().unwrap_or("-"),
-                        if r["paused"] == true {
-                            "paused"
-                        } else {
-                            "active"
-                        },
+                        next,
                         r["last_state"].as_str().unwrap_or("-"),
                     );
                 }

@@ -98,6 +98,16 @@ impl Schedule {
         }
     }
 
+    /// `at` as a person reads it in the schedule's time zone, to the second
+    /// (`2026-11-30 01:00:00 CET`; UTC for `@every`).
+    pub fn local_time(&self, at: DateTime<Utc>) -> String {
+        match self {
+            Schedule::Cron { tz, .. } => at.with_timezone(tz).format("%Y-%m-%d %H:%M:%S %Z"),
+            Schedule::Every(_) => at.format("%Y-%m-%d %H:%M:%S UTC"),
+        }
+        .to_string()
+    }
+
     /// Every slot in `(from, to]`, for an explicit backfill, one at a time
     /// (a wide range of a fast schedule has billions).
     pub fn slots_between(

@@ -68,7 +68,25 @@ fn pause_persists_and_unknown_jobs_are_usage_errors() {
             .unwrap()
             .contains("-01-01T00:00:00")
     );
+    // The table: a header, and a paused job shows no next run.
+    let out = s.run(&["jobs", "list"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with("JOB") && lines[0].contains("NEXT RUN"),
+        "{text}"
+    );
+    assert!(
+        lines[1].contains("paused") && !lines[1].contains("-01-01"),
+        "{text}"
+    );
     assert!(s.run(&["jobs", "unpause", "random_users"]).status.success());
+    let out = s.run(&["jobs", "list"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("-01-01 00:00:00 UTC"),
+        "to the second, in the job's zone: {text}"
+    );
     assert_eq!(json(&s, &["jobs", "list", "--json"])[0]["paused"], false);
     let out = s.run(&["jobs", "trigger", "nope"]);
     assert_eq!(out.status.code(), Some(2));
