@@ -15,11 +15,31 @@ use super::SourceError;
 
 /// A response body larger than this is refused: 5,000 users in format 1.4 are
 /// about 6 MiB, so this leaves room without letting a broken server fill memory.
+/// The cap counts the bytes as they arrive, whatever the framing
+/// (`Content-Length`, chunked, or until the connection closes); the client
+/// asks for no compression and decompresses nothing, so these are the bytes
+/// that are parsed.
 pub(super) const MAX_BODY_BYTES: usize = 64 << 20;
 
 /// How much of a refused answer's body is read for the error message: enough
 /// to see the server's words, not enough for a broken server to fill memory.
-const ERROR_BODY_BYTES: usize = 64 << 10;
+const ERROR_BODY_BYTES: usize = 4 << 10;
+
+/// A request, body included, may take this many read timeouts (plus the
+/// connect timeout) before it is an attempt that timed out. The read
+/// timeout alone bounds only the wait for each next chunk: a server that
+/// trickles a byte now and then would keep one page open for good.
+const READS_PER_REQUEST: u32 = 10;
+
+/// How long one request may take in all (see [`READS_PER_REQUEST`]): with the
+/// default timeouts (5 s, 30 s), 305 s.
+pub(super) fn request_deadline(connect_timeout: Duration, read_timeout: Duration) -> Duration {
+    connect_timeout.saturating_add(read_timeout.saturating_mul(READS_PER_REQUEST))
+}
+
+/// Pages in a row that held no records before a walk that expects more
+/// stops with an error, rather than asking again for ever.
+pub const EMPTY_PAGES_IN_A_ROW: u32 = 3;
 
 /// A `Retry-After` is obeyed up to this long, or up to `backoff_max` when that
 /// is longer: a server asking for an hour must not stall a run for an hour.
@@ -129,11 +149,12 @@ pub(super) struct Answer {
     pub body: Vec<u8>,
 }
 
-/// Sorts an answer into success, retryable (429, 408, 5xx, a broken body)
-/// and refused (any other status, or a body over [`MAX_BODY_BYTES`]), and
-/// reads the body of a success. The cap holds whether or not the server
-/// declared a length, so a chunked answer cannot fill memory either.
-pub(super) async fn answer(mut response: reqwest::Response) -> Result<Answer, Failure> {
+/// Sorts an answer into success, retryable (429, 408, 5xx, a broken body,
+/// a body over `cap` bytes) and refused (any other status), and reads the
+/// body of a success. The cap holds whether or not the server declared a
+/// length, so a chunked answer, or one that never ends, cannot fill memory
+/// either: reading stops at the cap.
+pub(super) async fn answer(mut response: reqwest::Response, cap: usize) -> Result<Answer, Failure> {
     let status = response.status();
     if status == StatusCode::TOO_MANY_REQUESTS
         || status.is_server_error()
@@ -156,15 +177,17 @@ pub(super) async fn answer(mut response: reqwest::Response) -> Result<Answer, Fa
             truncate(&body, 200)
         )));
     }
-    let too_large = || Failure::fatal(format!("response over {MAX_BODY_BYTES} bytes"));
-    if response
-        .content_length()
-        .is_some_and(|n| n > MAX_BODY_BYTES as u64)
-    {
+    let too_large = || {
+        Failure::retryable(format!(
+            "the answer is larger than the {} cap; reading stopped there",
+            size_text(cap)
+        ))
+    };
+    if response.content_length().is_some_and(|n| n > cap as u64) {
         return Err(too_large());
     }
     let headers = std::mem::take(response.headers_mut());
-    let (body, complete) = read_capped(&mut response, MAX_BODY_BYTES)
+    let (body, complete) = read_capped(&mut response, cap)
         .await
         .map_err(|e| Failure::transport(&e))?;
     if !complete {
@@ -188,6 +211,46 @@ async fn read_capped(
         body.extend_from_slice(&chunk);
     }
     Ok((body, true))
+}
+
+/// `n` bytes for people: `64 MiB`, `16 KiB`, `100 bytes`.
+pub(super) fn size_text(n: usize) -> String {
+    if n >= 1 << 20 && n.is_multiple_of(1 << 20) {
+        format!("{} MiB", n >> 20)
+    } else if n >= 1 << 10 && n.is_multiple_of(1 << 10) {
+        format!("{} KiB", n >> 10)
+    } else {
+        format!("{n}-byte")
+    }
+}
+
+/// What arrived instead of JSON, for an error message: the content type
+/// (and encoding, if any) and the first bytes, escaped, e.g.
+/// `got text/html: "<!DOCTYPE html>..."`.
+pub(super) fn arrived(headers: &HeaderMap, body: &[u8]) -> String {
+    const SHOWN: usize = 60;
+    let header = |name: reqwest::header::HeaderName| {
+        headers
+            .get(name)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    };
+    let mut what =
+        header(reqwest::header::CONTENT_TYPE).unwrap_or_else(|| "no content type".into());
+    if let Some(encoding) = header(reqwest::header::CONTENT_ENCODING) {
+        what.push_str(&format!(" (content-encoding {encoding})"));
+    }
+    let start: String = body
+        .iter()
+        .take(SHOWN)
+        .flat_map(|b| std::ascii::escape_default(*b))
+        .map(char::from)
+        .collect();
+    let more = if body.len() > SHOWN { "..." } else { "" };
+    if body.is_empty() {
+        format!("got {what}: an empty body")
+    } else {
+        format!("got {what}: \"{start}{more}\"")
+    }
 }
 
 /// `Retry-After` in seconds (the HTTP-date form is rare for these APIs and
