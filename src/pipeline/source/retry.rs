@@ -187,30 +187,74 @@ pub(super) async fn answer(mut response: reqwest::Response, cap: usize) -> Resul
         return Err(too_large());
     }
     let headers = std::mem::take(response.headers_mut());
-    let (body, complete) = read_capped(&mut response, cap)
+    let body = read_whole(&mut response, cap)
         .await
-        .map_err(|e| Failure::transport(&e))?;
-    if !complete {
-        return Err(too_large());
-    }
+        .map_err(|e| Failure::transport(&e))?
+        .ok_or_else(too_large)?;
     Ok(Answer { headers, body })
 }
+
+/// A body is gathered in blocks of at most this size, each filled in place
+/// and never reallocated: memory is the bytes kept plus less than a block,
+/// whatever the size of the chunks the server sends.
+const BLOCK_BYTES: usize = 1 << 20;
 
 /// Up to `cap` bytes of the body, and whether that was all of it.
 async fn read_capped(
     response: &mut reqwest::Response,
     cap: usize,
 ) -> Result<(Vec<u8>, bool), reqwest::Error> {
-    let mut body = Vec::new();
+    let (blocks, len, complete) = gather(response, cap).await?;
+    Ok((join(blocks, len), complete))
+}
+
+/// The whole body if it is at most `cap` bytes; `None` (and nothing kept)
+/// if it is longer.
+async fn read_whole(
+    response: &mut reqwest::Response,
+    cap: usize,
+) -> Result<Option<Vec<u8>>, reqwest::Error> {
+    let (blocks, len, complete) = gather(response, cap).await?;
+    Ok(complete.then(|| join(blocks, len)))
+}
+
+/// The body's first `cap` bytes in blocks, their length, and whether that
+/// was all of it. Reading stops at the cap.
+async fn gather(
+    response: &mut reqwest::Response,
+    cap: usize,
+) -> Result<(Vec<Vec<u8>>, usize, bool), reqwest::Error> {
+    let mut blocks: Vec<Vec<u8>> = Vec::new();
+    let mut len = 0;
     while let Some(chunk) = response.chunk().await? {
-        if body.len() + chunk.len() > cap {
-            let room = cap - body.len();
-            body.extend_from_slice(&chunk[..room]);
-            return Ok((body, false));
+        let take = chunk.len().min(cap - len);
+        let mut rest = &chunk[..take];
+        while !rest.is_empty() {
+            if blocks.last().is_none_or(|b| b.len() == b.capacity()) {
+                blocks.push(Vec::with_capacity(BLOCK_BYTES.min(cap - len)));
+            }
+            let block = blocks.last_mut().expect("a block was just pushed");
+            let n = rest.len().min(block.capacity() - block.len());
+            block.extend_from_slice(&rest[..n]);
+            rest = &rest[n..];
+            len += n;
         }
-        body.extend_from_slice(&chunk);
+        if take < chunk.len() {
+            return Ok((blocks, len, false));
+        }
     }
-    Ok((body, true))
+    Ok((blocks, len, true))
+}
+
+fn join(mut blocks: Vec<Vec<u8>>, len: usize) -> Vec<u8> {
+    if blocks.len() == 1 {
+        return blocks.pop().expect("one block");
+    }
+    let mut body = Vec::with_capacity(len);
+    for block in blocks {
+        body.extend_from_slice(&block);
+    }
+    body
 }
 
 /// `n` bytes for people: `64 MiB`, `16 KiB`, `100 bytes`.
