@@ -430,6 +430,35 @@ mod tests {
         assert_eq!(retries.load(Ordering::Relaxed), 2);
     }
 
+    #[test]
+    fn what_arrived_is_named_and_escaped() {
+        let mut headers = HeaderMap::new();
+        headers.insert(reqwest::header::CONTENT_TYPE, "text/html".parse().unwrap());
+        assert_eq!(
+            arrived(&headers, b"<!DOCTYPE html>\n"),
+            r#"got text/html: "<!DOCTYPE html>\n""#
+        );
+        headers.insert(reqwest::header::CONTENT_ENCODING, "gzip".parse().unwrap());
+        let long = [0x1f, 0x8b].repeat(100);
+        let text = arrived(&headers, &long);
+        assert!(
+            text.starts_with(r#"got text/html (content-encoding gzip): "\x1f\x8b"#),
+            "{text}"
+        );
+        assert!(text.ends_with(r#"...""#), "{text}");
+        assert_eq!(
+            arrived(&HeaderMap::new(), b""),
+            "got no content type: an empty body"
+        );
+    }
+
+    #[test]
+    fn sizes_read_as_people_write_them() {
+        assert_eq!(size_text(64 << 20), "64 MiB");
+        assert_eq!(size_text(1600 << 10), "1600 KiB");
+        assert_eq!(size_text(1000), "1000-byte");
+    }
+
     #[tokio::test(start_paused = true)]
     async fn retry_after_is_obeyed_but_capped() {
         let retries = AtomicU64::new(0);

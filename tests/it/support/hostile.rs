@@ -94,8 +94,8 @@ pub fn head(status: &str, headers: &[&str]) -> Vec<u8> {
     h.into_bytes()
 }
 
-/// Writes `total` bytes of `fill` (a chunk at a time), as one chunked-
-/// encoding chunk each when `chunked`.
+/// Writes `total` bytes of `x`, 64 KiB at a time, each block a chunk of
+/// chunked encoding when `chunked`.
 pub fn stream(conn: &mut TcpStream, total: usize, chunked: bool) -> std::io::Result<()> {
     let block = vec![b'x'; 64 << 10];
     let mut sent = 0;
