@@ -229,7 +229,14 @@ fn a_trickling_server_times_out_each_attempt_and_the_run_fails() {
         }
     });
     let (out, _) = run(&s, &api, 10, 10);
-    assert_failed_naming(&out, &api, &["gave up after 2 attempts", "timed out"]);
+    assert_failed_naming(
+        &out,
+        &api,
+        &[
+            "gave up after 2 attempts",
+            "timed out (no data for 300ms, or the whole answer not within 3s 100ms)",
+        ],
+    );
     assert_eq!(api.seen().len(), 2);
 }
 

@@ -154,6 +154,13 @@ impl HttpSource {
     }
 
     async fn attempt(&self, url: &Url, results: u64) -> Result<SourceBatch, Failure> {
+        let (read, connect) = (self.config.read_timeout, self.config.connect_timeout);
+        self.attempt_unexplained(url, results)
+            .await
+            .map_err(|f| retry::with_limits(f, read, retry::request_deadline(connect, read)))
+    }
+
+    async fn attempt_unexplained(&self, url: &Url, results: u64) -> Result<SourceBatch, Failure> {
         let response = self
             .client
             .get(url.clone())

@@ -822,7 +822,9 @@ impl JsonApiSource {
     /// One request and everything that can be checked about its answer; any
     /// text in a failure is scrubbed of secrets.
     async fn attempt(&self, url: &Url) -> Result<Fetched, Failure> {
-        self.attempt_unscrubbed(url).await.map_err(|mut f| {
+        let (read, connect) = (self.config.read_timeout, self.config.connect_timeout);
+        self.attempt_unscrubbed(url).await.map_err(|f| {
+            let mut f = retry::with_limits(f, read, retry::request_deadline(connect, read));
             f.reason = self.secrets.scrub(&f.reason);
             f
         })

@@ -310,6 +310,19 @@ pub(super) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         .map(Duration::from_secs)
 }
 
+/// A timed-out attempt's reason, with the limits that applied: reqwest does
+/// not say which one ran out.
+pub(super) fn with_limits(mut f: Failure, read_timeout: Duration, deadline: Duration) -> Failure {
+    if let Some(rest) = f.reason.strip_prefix("timed out") {
+        f.reason = format!(
+            "timed out (no data for {}, or the whole answer not within {}){rest}",
+            humantime::format_duration(read_timeout),
+            humantime::format_duration(deadline)
+        );
+    }
+    f
+}
+
 pub(super) fn describe_transport_error(e: &reqwest::Error) -> String {
     let kind = if e.is_timeout() {
         "timed out"
