@@ -137,8 +137,12 @@ impl Source {
         match self {
             Source::Generator(g) => format!("gen:?seed={}#{item}", g.seed()),
             Source::Http(h) => {
+                // Without the base's own query (it may carry a key, and a
+                // position must not change with it).
                 let c = h.config();
-                format!("{}?seed={}#{item}", c.url, c.seed)
+                let mut url = c.url.clone();
+                url.set_query(None);
+                format!("{url}?seed={}#{item}", c.seed)
             }
         }
     }
