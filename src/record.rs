@@ -11,7 +11,6 @@
 //! never a row of nulls.
 
 use serde::{Deserialize, Deserializer, Serialize};
-use serde_json::value::RawValue;
 use uuid::Uuid;
 
 /// Why a user or a message could not become a row. The text is what a dead
@@ -245,6 +244,18 @@ pub fn iso8601_millis(unix_ms: i64) -> String {
     format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{ms:03}Z")
 }
 
+/// The nil UUID is no one's id: every user sent with it would become the
+/// same row.
+fn not_nil(id: Uuid, field: &'static str) -> Result<(), RecordError> {
+    if id.is_nil() {
+        return Err(RecordError::Invalid {
+            field,
+            reason: "the nil UUID (all zeros) is not an id".into(),
+        });
+    }
+    Ok(())
+}
+
 fn required(value: Option<&String>, field: &'static str) -> Result<String, RecordError> {
     match value {
         Some(v) if !v.is_empty() => Ok(v.clone()),
@@ -262,6 +273,7 @@ impl ApiUser {
             field: "login.uuid",
             reason: e.to_string(),
         })?;
+        not_nil(id, "login.uuid")?;
         let name = self.name.as_ref().ok_or(RecordError::Missing("name"))?;
         let loc = self
             .location
@@ -322,92 +334,9 @@ impl ApiUser {
     }
 }
 
-// ---------------------------------------------------------------------------
-// An API response
-// ---------------------------------------------------------------------------
-
-/// The `info` block of a response.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ApiInfo {
-    #[serde(default)]
-    pub seed: Option<String>,
-    #[serde(default)]
-    pub results: Option<u64>,
-    #[serde(default)]
-    pub page: Option<u64>,
-    #[serde(default)]
-    pub version: Option<String>,
-}
-
-/// Why a whole response body is unusable. All of these are worth a retry:
-/// the service answers them under load.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PageError {
-    /// The service said `{"error": "..."}`.
-    #[error("api error body: {0}")]
-    Api(String),
-    /// Not JSON, cut short, or no `results` array.
-    #[error("malformed api response: {0}")]
-    Malformed(String),
-}
-
-/// A user of a page that could not be decoded or flattened, with its bytes.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Rejected {
-    pub raw: Vec<u8>,
-    pub error: RecordError,
-}
-
-/// A decoded page: the users that decoded, the ones that did not, the info.
-#[derive(Debug, Default)]
-pub struct DecodedPage {
-    pub users: Vec<ApiUser>,
-    pub rejected: Vec<Rejected>,
-    pub info: Option<ApiInfo>,
-}
-
-#[derive(Deserialize)]
-struct RawPage<'a> {
-    #[serde(borrow, default)]
-    results: Option<Vec<&'a RawValue>>,
-    #[serde(default)]
-    error: Option<serde_json::Value>,
-    #[serde(default)]
-    info: Option<ApiInfo>,
-}
-
-/// Decodes a response body. The page as a whole must be JSON with a `results`
-/// array; each user in it is decoded on its own, so one bad user becomes a
-/// [`Rejected`] and the rest of the page goes on.
-pub fn decode_page(body: &[u8]) -> Result<DecodedPage, PageError> {
-    let raw: RawPage<'_> =
-        serde_json::from_slice(body).map_err(|e| PageError::Malformed(e.to_string()))?;
-    if let Some(err) = raw.error {
-        let text = match err {
-            serde_json::Value::String(s) => s,
-            other => other.to_string(),
-        };
-        return Err(PageError::Api(text));
-    }
-    let results = raw
-        .results
-        .ok_or_else(|| PageError::Malformed("no results array".into()))?;
-    let mut page = DecodedPage {
-        users: Vec::with_capacity(results.len()),
-        rejected: Vec::new(),
-        info: raw.info,
-    };
-    for user in results {
-        match serde_json::from_str::<ApiUser>(user.get()) {
-            Ok(u) => page.users.push(u),
-            Err(e) => page.rejected.push(Rejected {
-                raw: user.get().as_bytes().to_vec(),
-                error: RecordError::from_json(e),
-            }),
-        }
-    }
-    Ok(page)
-}
+// An API response: see `page.rs`.
+mod page;
+pub use page::{ApiInfo, DecodedPage, PageError, Rejected, decode_page, decode_page_of};
 
 // ---------------------------------------------------------------------------
 // The flat row
@@ -475,9 +404,10 @@ impl Row {
         Ok(row)
     }
 
-    /// Checks what the types cannot: the fields a person looks a user up by
-    /// are not empty.
+    /// Checks what the types cannot: the id is not the nil UUID, and the
+    /// fields a person looks a user up by are not empty.
     pub fn validate(&self) -> Result<(), RecordError> {
+        not_nil(self.id, "id")?;
         for (field, value) in [
             ("first_name", &self.first_name),
             ("last_name", &self.last_name),
@@ -508,7 +438,7 @@ impl Row {
 mod tests {
     use super::*;
 
-    const USER_1_4: &str = r#"{
+    pub(super) const USER_1_4: &str = r#"{
       "gender": "female",
       "name": {"title": "Miss", "first": "Jennie", "last": "Nichols"},
       "location": {
@@ -676,40 +606,33 @@ mod tests {
     }
 
     #[test]
+    fn the_nil_uuid_is_not_an_id() {
+        let nil = "00000000-0000-0000-0000-000000000000";
+        let json = patched(|v| v["login"]["uuid"] = serde_json::json!(nil));
+        match user(&json).to_row() {
+            Err(RecordError::Invalid {
+                field: "login.uuid",
+                reason,
+            }) => assert!(reason.contains("nil UUID"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+        // Nor on the log, from another producer.
+        let row = user(USER_1_4).to_row().unwrap();
+        let mut v: serde_json::Value = serde_json::from_slice(&row.to_json()).unwrap();
+        v["id"] = serde_json::json!(nil);
+        assert!(matches!(
+            Row::from_json(v.to_string().as_bytes(), 1 << 20),
+            Err(RecordError::Invalid { field: "id", .. })
+        ));
+    }
+
+    #[test]
     fn missing_name_is_a_typed_error_not_nulls() {
         let json = patched(|v| v["name"]["first"] = serde_json::Value::Null);
         assert_eq!(
             user(&json).to_row(),
             Err(RecordError::Missing("name.first"))
         );
-    }
-
-    #[test]
-    fn error_body_is_a_page_error() {
-        let body = br#"{"error": "Uh oh, something has gone wrong. Please tweet us @randomapi about the issue. Thank you."}"#;
-        assert!(matches!(decode_page(body), Err(PageError::Api(m)) if m.starts_with("Uh oh")));
-    }
-
-    #[test]
-    fn truncated_page_is_malformed() {
-        let body = format!(r#"{{"results": [{USER_1_4}"#);
-        assert!(matches!(
-            decode_page(body.as_bytes()),
-            Err(PageError::Malformed(_))
-        ));
-    }
-
-    #[test]
-    fn one_bad_user_does_not_spoil_the_page() {
-        let body = format!(
-            r#"{{"results": [{USER_1_4}, {{"name": 7}}], "info": {{"seed": "abc", "results": 2, "page": 1, "version": "1.4"}}}}"#
-        );
-        let page = decode_page(body.as_bytes()).unwrap();
-        assert_eq!(page.users.len(), 1);
-        assert_eq!(page.rejected.len(), 1);
-        assert_eq!(page.rejected[0].raw, br#"{"name": 7}"#);
-        assert!(matches!(page.rejected[0].error, RecordError::Shape(_)));
-        assert_eq!(page.info.unwrap().seed.as_deref(), Some("abc"));
     }
 
     #[test]

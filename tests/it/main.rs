@@ -7,6 +7,7 @@ mod cli;
 mod crash;
 mod dashboard;
 mod fuzz;
+mod hostile_source;
 mod http_source;
 mod kafka;
 mod kafka_faults;

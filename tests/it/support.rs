@@ -1,6 +1,7 @@
 //! Helpers shared by the black-box tests: running the binary in a temporary
 //! data dir, reading its JSON summaries, looking into the embedded store.
 
+pub mod hostile;
 pub mod json_api;
 
 use std::path::{Path, PathBuf};

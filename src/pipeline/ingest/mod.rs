@@ -11,12 +11,14 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, info, info_span};
+use tracing::{Instrument, info, info_span, warn};
 
 use super::log::{DeadLetter, Log, LogError, LogRecord, Stage};
 use super::shape::Shape;
 use super::source::json_page::RejectedRecord;
-use super::source::{MAX_RESULTS_PER_REQUEST, Source, SourceBatch, SourceConfig, SourceError};
+use super::source::{
+    EMPTY_PAGES_IN_A_ROW, MAX_RESULTS_PER_REQUEST, Source, SourceBatch, SourceConfig, SourceError,
+};
 use super::stats::{Counter, Stats};
 use crate::record::Row;
 
@@ -144,6 +146,9 @@ async fn fetch_pages(
             let page_size = page_size.clamp(1, MAX_RESULTS_PER_REQUEST);
             let mut remaining = total;
             let mut page = 1;
+            // The API never ends: a page with no users is no progress, and
+            // a few in a row mean it has stopped giving any.
+            let mut empty_in_a_row = 0;
             while remaining > 0 {
                 // Always ask for whole pages so page numbers keep their
                 // meaning; the last one is cut to what is still wanted.
@@ -155,7 +160,24 @@ async fn fetch_pages(
                 batch.users.truncate(remaining as usize);
                 let got = (batch.users.len() + batch.rejected.len()) as u64;
                 stats.add(Counter::Fetched, got);
-                remaining = remaining.saturating_sub(got.max(1));
+                if got == 0 {
+                    empty_in_a_row += 1;
+                    if empty_in_a_row >= EMPTY_PAGES_IN_A_ROW {
+                        return Err(SourceError::Refused {
+                            url: source.shown_url(),
+                            reason: format!(
+                                "{empty_in_a_row} pages in a row held no users (pages {} to {page}), \
+                                 with {remaining} of {total} records still wanted",
+                                page + 1 - u64::from(empty_in_a_row)
+                            ),
+                        });
+                    }
+                    warn!(page, "the source answered a page with no users");
+                    page += 1;
+                    continue;
+                }
+                empty_in_a_row = 0;
+                remaining = remaining.saturating_sub(got);
                 page += 1;
                 if tx.send(batch).await.is_err() {
                     break;

@@ -10,12 +10,35 @@ use url::Url;
 
 use super::retry::{self, Failure, RetryPolicy};
 use super::{SourceBatch, SourceError};
-use crate::record::{PageError, decode_page};
+use crate::record::{PageError, decode_page_of};
+
+/// Bytes of answer allowed per user asked for: a user in format 1.4 is about
+/// 1.2 KiB, so this is room to spare, and a page of 100 users may not be
+/// 64 MiB.
+const BYTES_PER_USER: usize = 16 << 10;
+
+/// The least any page may be: room for an API's quirks on small pages.
+const MIN_PAGE_BYTES: usize = 1 << 20;
+
+/// The largest answer accepted for a page of `results` users: 16 KiB a user,
+/// at least 1 MiB, at most [`retry::MAX_BODY_BYTES`] (64 MiB).
+pub(super) fn page_cap(results: u64) -> usize {
+    usize::try_from(results)
+        .unwrap_or(usize::MAX)
+        .saturating_mul(BYTES_PER_USER)
+        .clamp(MIN_PAGE_BYTES, retry::MAX_BODY_BYTES)
+}
+
+/// The query parameters the source sets itself on every request.
+const OWN_PARAMS: [&str; 5] = ["results", "seed", "page", "nat", "gender"];
 
 /// Validated settings of the HTTP source.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HttpConfig {
     /// The API's base, e.g. `https://randomuser.me/api/` or `.../api/1.4/`.
+    /// Query parameters in it other than the ones the source sets
+    /// (`results`, `seed`, `page`, `nat`, `gender`), e.g. `apikey=`, are
+    /// sent with every request.
     pub url: Url,
     pub seed: String,
     /// `nat=` values, upper case; empty means all.
@@ -44,6 +67,10 @@ impl HttpSource {
         let client = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .read_timeout(config.read_timeout)
+            .timeout(retry::request_deadline(
+                config.connect_timeout,
+                config.read_timeout,
+            ))
             .user_agent(concat!("tributary/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| SourceError::Setup(e.to_string()))?;
@@ -64,8 +91,15 @@ impl HttpSource {
 
     fn page_url(&self, page: u64, results: u64) -> Url {
         let mut url = self.config.url.clone();
+        let kept: Vec<(String, String)> = url
+            .query_pairs()
+            .filter(|(k, _)| !OWN_PARAMS.contains(&k.as_ref()))
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        url.set_query(None);
         {
             let mut q = url.query_pairs_mut();
+            q.extend_pairs(kept);
             q.append_pair("results", &results.to_string());
             q.append_pair("seed", &self.config.seed);
             q.append_pair("page", &page.to_string());
@@ -97,7 +131,7 @@ impl HttpSource {
             .run(
                 &self.retries,
                 &retry::display_url(url),
-                || self.attempt(url),
+                || self.attempt(url, results),
                 |attempt, delay, reason| {
                     warn!(
                         page,
@@ -119,24 +153,34 @@ impl HttpSource {
         self.policy().backoff(attempt)
     }
 
-    async fn attempt(&self, url: &Url) -> Result<SourceBatch, Failure> {
+    async fn attempt(&self, url: &Url, results: u64) -> Result<SourceBatch, Failure> {
+        let (read, connect) = (self.config.read_timeout, self.config.connect_timeout);
+        self.attempt_unexplained(url, results)
+            .await
+            .map_err(|f| retry::with_limits(f, read, retry::request_deadline(connect, read)))
+    }
+
+    async fn attempt_unexplained(&self, url: &Url, results: u64) -> Result<SourceBatch, Failure> {
         let response = self
             .client
             .get(url.clone())
             .send()
             .await
             .map_err(|e| Failure::transport(&e))?;
-        let answer = retry::answer(response).await?;
-        match decode_page(&answer.body) {
+        let answer = retry::answer(response, page_cap(results)).await?;
+        let asked = usize::try_from(results).unwrap_or(usize::MAX);
+        match decode_page_of(&answer.body, asked) {
             Ok(decoded) => Ok(SourceBatch {
                 page: 0,
                 first: 0,
                 users: decoded.users,
                 rejected: decoded.rejected,
             }),
-            Err(e @ (PageError::Api(_) | PageError::Malformed(_))) => {
-                Err(Failure::retryable(e.to_string()))
-            }
+            Err(e @ PageError::Api(_)) => Err(Failure::retryable(e.to_string())),
+            Err(e @ PageError::Malformed(_)) => Err(Failure::retryable(format!(
+                "{e}; {}",
+                retry::arrived(&answer.headers, &answer.body)
+            ))),
         }
     }
 }
@@ -167,6 +211,23 @@ mod tests {
             s.page_url(3, 500).as_str(),
             "https://randomuser.me/api/1.4/?results=500&seed=abc&page=3&nat=US%2CGB"
         );
+    }
+
+    #[test]
+    fn page_url_keeps_other_parameters_and_replaces_its_own() {
+        let s = source("https://api.example/api/?apikey=k%26ey&results=9&seed=old&format=pretty");
+        assert_eq!(
+            s.page_url(2, 50).as_str(),
+            "https://api.example/api/?apikey=k%26ey&format=pretty&results=50&seed=abc&page=2&nat=US%2CGB"
+        );
+    }
+
+    #[test]
+    fn the_page_cap_follows_the_page_size() {
+        assert_eq!(page_cap(1), 1 << 20);
+        assert_eq!(page_cap(1000), 1000 * (16 << 10));
+        assert_eq!(page_cap(5000), 64 << 20);
+        assert_eq!(page_cap(u64::MAX), 64 << 20);
     }
 
     #[test]

@@ -26,17 +26,6 @@ const REDACTED_IN_URL: &str = "REDACTED";
 /// Redirects followed within one origin before giving up.
 const MAX_REDIRECTS: usize = 10;
 
-/// A request, body included, may take this many read timeouts (plus the
-/// connect timeout) before it is an attempt that timed out. The read
-/// timeout alone bounds only the wait for each next chunk: a server that
-/// trickles a byte now and then would keep one page open for good.
-const READS_PER_REQUEST: u32 = 10;
-
-/// How long one request may take in all (see [`READS_PER_REQUEST`]).
-fn request_deadline(connect_timeout: Duration, read_timeout: Duration) -> Duration {
-    connect_timeout.saturating_add(read_timeout.saturating_mul(READS_PER_REQUEST))
-}
-
 /// How the source walks from one page to the next.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Pagination {
@@ -522,6 +511,8 @@ pub struct JsonApiSource {
     seen: HashSet<String>,
     last_records_hash: Option<u64>,
     hit_max_pages: bool,
+    /// Pages in a row with no records that still named a next page.
+    empty_in_a_row: u32,
     /// The position and reason of every retry warning, as logged: the tests'
     /// proof that no secret reaches the log (capturing `tracing` output is
     /// unreliable while other tests run in parallel).
@@ -601,7 +592,7 @@ impl JsonApiSource {
         let client = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .read_timeout(config.read_timeout)
-            .timeout(request_deadline(
+            .timeout(retry::request_deadline(
                 config.connect_timeout,
                 config.read_timeout,
             ))
@@ -637,6 +628,7 @@ impl JsonApiSource {
             seen: HashSet::new(),
             last_records_hash: None,
             hit_max_pages: false,
+            empty_in_a_row: 0,
             #[cfg(test)]
             warned: Default::default(),
             config,
@@ -775,6 +767,23 @@ impl JsonApiSource {
                 Some(target) => self.follow_link(&url, target, &position),
             },
         };
+        // A cursor or link walk ends when the API names no next page; empty
+        // pages that keep naming one are no progress.
+        if received == 0 && matches!(self.next, Next::Fetch(_)) {
+            self.empty_in_a_row += 1;
+            if self.empty_in_a_row >= super::EMPTY_PAGES_IN_A_ROW {
+                self.next = Next::Done;
+                return Err(SourceError::Refused {
+                    url: position,
+                    reason: format!(
+                        "{} pages in a row held no records but named a next page: the API would never end",
+                        self.empty_in_a_row
+                    ),
+                });
+            }
+        } else {
+            self.empty_in_a_row = 0;
+        }
         self.pages += 1;
         let mut page = JsonPage::new(self.pages, position);
         for (i, item) in fetched.items.into_iter().enumerate() {
@@ -813,7 +822,9 @@ impl JsonApiSource {
     /// One request and everything that can be checked about its answer; any
     /// text in a failure is scrubbed of secrets.
     async fn attempt(&self, url: &Url) -> Result<Fetched, Failure> {
-        self.attempt_unscrubbed(url).await.map_err(|mut f| {
+        let (read, connect) = (self.config.read_timeout, self.config.connect_timeout);
+        self.attempt_unscrubbed(url).await.map_err(|f| {
+            let mut f = retry::with_limits(f, read, retry::request_deadline(connect, read));
             f.reason = self.secrets.scrub(&f.reason);
             f
         })
@@ -827,9 +838,13 @@ impl JsonApiSource {
             .send()
             .await
             .map_err(|e| Failure::transport(&e))?;
-        let answer = retry::answer(response).await?;
-        let mut body: Value = serde_json::from_slice(&answer.body)
-            .map_err(|e| Failure::retryable(format!("malformed json: {e}")))?;
+        let answer = retry::answer(response, retry::MAX_BODY_BYTES).await?;
+        let mut body: Value = serde_json::from_slice(&answer.body).map_err(|e| {
+            Failure::retryable(format!(
+                "malformed json: {e}; {}",
+                retry::arrived(&answer.headers, &answer.body)
+            ))
+        })?;
         drop(answer.body);
         if let Some(p) = &self.config.error_pointer
             && let Some(v) = body.pointer(p).filter(|v| !v.is_null())

@@ -14,6 +14,7 @@ mod retry;
 use crate::record::{ApiUser, Rejected};
 pub use generator::Generator;
 pub use http::{HttpConfig, HttpSource};
+pub use retry::EMPTY_PAGES_IN_A_ROW;
 
 /// The most users one request may ask for, as the real API caps `results`.
 pub const MAX_RESULTS_PER_REQUEST: u64 = 5_000;
@@ -136,9 +137,22 @@ impl Source {
         match self {
             Source::Generator(g) => format!("gen:?seed={}#{item}", g.seed()),
             Source::Http(h) => {
+                // Without the base's own query (it may carry a key, and a
+                // position must not change with it).
                 let c = h.config();
-                format!("{}?seed={}#{item}", c.url, c.seed)
+                let mut url = c.url.clone();
+                url.set_query(None);
+                format!("{url}?seed={}#{item}", c.seed)
             }
+        }
+    }
+
+    /// The source for error messages: an HTTP source's URL without its
+    /// query (which may carry a key).
+    pub fn shown_url(&self) -> String {
+        match self {
+            Source::Generator(g) => format!("gen:?seed={}", g.seed()),
+            Source::Http(h) => retry::display_url(&h.config().url),
         }
     }
 

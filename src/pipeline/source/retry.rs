@@ -15,11 +15,31 @@ use super::SourceError;
 
 /// A response body larger than this is refused: 5,000 users in format 1.4 are
 /// about 6 MiB, so this leaves room without letting a broken server fill memory.
+/// The cap counts the bytes as they arrive, whatever the framing
+/// (`Content-Length`, chunked, or until the connection closes); the client
+/// asks for no compression and decompresses nothing, so these are the bytes
+/// that are parsed.
 pub(super) const MAX_BODY_BYTES: usize = 64 << 20;
 
 /// How much of a refused answer's body is read for the error message: enough
 /// to see the server's words, not enough for a broken server to fill memory.
-const ERROR_BODY_BYTES: usize = 64 << 10;
+const ERROR_BODY_BYTES: usize = 4 << 10;
+
+/// A request, body included, may take this many read timeouts (plus the
+/// connect timeout) before it is an attempt that timed out. The read
+/// timeout alone bounds only the wait for each next chunk: a server that
+/// trickles a byte now and then would keep one page open for good.
+const READS_PER_REQUEST: u32 = 10;
+
+/// How long one request may take in all (see [`READS_PER_REQUEST`]): with the
+/// default timeouts (5 s, 30 s), 305 s.
+pub(super) fn request_deadline(connect_timeout: Duration, read_timeout: Duration) -> Duration {
+    connect_timeout.saturating_add(read_timeout.saturating_mul(READS_PER_REQUEST))
+}
+
+/// Pages in a row that held no records before a walk that expects more
+/// stops with an error, rather than asking again for ever.
+pub const EMPTY_PAGES_IN_A_ROW: u32 = 3;
 
 /// A `Retry-After` is obeyed up to this long, or up to `backoff_max` when that
 /// is longer: a server asking for an hour must not stall a run for an hour.
@@ -129,11 +149,12 @@ pub(super) struct Answer {
     pub body: Vec<u8>,
 }
 
-/// Sorts an answer into success, retryable (429, 408, 5xx, a broken body)
-/// and refused (any other status, or a body over [`MAX_BODY_BYTES`]), and
-/// reads the body of a success. The cap holds whether or not the server
-/// declared a length, so a chunked answer cannot fill memory either.
-pub(super) async fn answer(mut response: reqwest::Response) -> Result<Answer, Failure> {
+/// Sorts an answer into success, retryable (429, 408, 5xx, a broken body,
+/// a body over `cap` bytes) and refused (any other status), and reads the
+/// body of a success. The cap holds whether or not the server declared a
+/// length, so a chunked answer, or one that never ends, cannot fill memory
+/// either: reading stops at the cap.
+pub(super) async fn answer(mut response: reqwest::Response, cap: usize) -> Result<Answer, Failure> {
     let status = response.status();
     if status == StatusCode::TOO_MANY_REQUESTS
         || status.is_server_error()
@@ -156,38 +177,124 @@ pub(super) async fn answer(mut response: reqwest::Response) -> Result<Answer, Fa
             truncate(&body, 200)
         )));
     }
-    let too_large = || Failure::fatal(format!("response over {MAX_BODY_BYTES} bytes"));
-    if response
-        .content_length()
-        .is_some_and(|n| n > MAX_BODY_BYTES as u64)
-    {
+    let too_large = || {
+        Failure::retryable(format!(
+            "the answer is larger than the {} cap; reading stopped there",
+            size_text(cap)
+        ))
+    };
+    if response.content_length().is_some_and(|n| n > cap as u64) {
         return Err(too_large());
     }
     let headers = std::mem::take(response.headers_mut());
-    let (body, complete) = read_capped(&mut response, MAX_BODY_BYTES)
+    let body = read_whole(&mut response, cap)
         .await
-        .map_err(|e| Failure::transport(&e))?;
-    if !complete {
-        return Err(too_large());
-    }
+        .map_err(|e| Failure::transport(&e))?
+        .ok_or_else(too_large)?;
     Ok(Answer { headers, body })
 }
+
+/// A body is gathered in blocks of at most this size, each filled in place
+/// and never reallocated: memory is the bytes kept plus less than a block,
+/// whatever the size of the chunks the server sends.
+const BLOCK_BYTES: usize = 1 << 20;
 
 /// Up to `cap` bytes of the body, and whether that was all of it.
 async fn read_capped(
     response: &mut reqwest::Response,
     cap: usize,
 ) -> Result<(Vec<u8>, bool), reqwest::Error> {
-    let mut body = Vec::new();
+    let (blocks, len, complete) = gather(response, cap).await?;
+    Ok((join(blocks, len), complete))
+}
+
+/// The whole body if it is at most `cap` bytes; `None` (and nothing kept)
+/// if it is longer.
+async fn read_whole(
+    response: &mut reqwest::Response,
+    cap: usize,
+) -> Result<Option<Vec<u8>>, reqwest::Error> {
+    let (blocks, len, complete) = gather(response, cap).await?;
+    Ok(complete.then(|| join(blocks, len)))
+}
+
+/// The body's first `cap` bytes in blocks, their length, and whether that
+/// was all of it. Reading stops at the cap.
+async fn gather(
+    response: &mut reqwest::Response,
+    cap: usize,
+) -> Result<(Vec<Vec<u8>>, usize, bool), reqwest::Error> {
+    let mut blocks: Vec<Vec<u8>> = Vec::new();
+    let mut len = 0;
     while let Some(chunk) = response.chunk().await? {
-        if body.len() + chunk.len() > cap {
-            let room = cap - body.len();
-            body.extend_from_slice(&chunk[..room]);
-            return Ok((body, false));
+        let take = chunk.len().min(cap - len);
+        let mut rest = &chunk[..take];
+        while !rest.is_empty() {
+            if blocks.last().is_none_or(|b| b.len() == b.capacity()) {
+                blocks.push(Vec::with_capacity(BLOCK_BYTES.min(cap - len)));
+            }
+            let block = blocks.last_mut().expect("a block was just pushed");
+            let n = rest.len().min(block.capacity() - block.len());
+            block.extend_from_slice(&rest[..n]);
+            rest = &rest[n..];
+            len += n;
         }
-        body.extend_from_slice(&chunk);
+        if take < chunk.len() {
+            return Ok((blocks, len, false));
+        }
     }
-    Ok((body, true))
+    Ok((blocks, len, true))
+}
+
+fn join(mut blocks: Vec<Vec<u8>>, len: usize) -> Vec<u8> {
+    if blocks.len() == 1 {
+        return blocks.pop().expect("one block");
+    }
+    let mut body = Vec::with_capacity(len);
+    for block in blocks {
+        body.extend_from_slice(&block);
+    }
+    body
+}
+
+/// `n` bytes for people: `64 MiB`, `16 KiB`, `100 bytes`.
+pub(super) fn size_text(n: usize) -> String {
+    if n >= 1 << 20 && n.is_multiple_of(1 << 20) {
+        format!("{} MiB", n >> 20)
+    } else if n >= 1 << 10 && n.is_multiple_of(1 << 10) {
+        format!("{} KiB", n >> 10)
+    } else {
+        format!("{n}-byte")
+    }
+}
+
+/// What arrived instead of JSON, for an error message: the content type
+/// (and encoding, if any) and the first bytes, escaped, e.g.
+/// `got text/html: "<!DOCTYPE html>..."`.
+pub(super) fn arrived(headers: &HeaderMap, body: &[u8]) -> String {
+    const SHOWN: usize = 60;
+    let header = |name: reqwest::header::HeaderName| {
+        headers
+            .get(name)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    };
+    let mut what =
+        header(reqwest::header::CONTENT_TYPE).unwrap_or_else(|| "no content type".into());
+    if let Some(encoding) = header(reqwest::header::CONTENT_ENCODING) {
+        what.push_str(&format!(" (content-encoding {encoding})"));
+    }
+    let start: String = body
+        .iter()
+        .take(SHOWN)
+        .flat_map(|b| std::ascii::escape_default(*b))
+        .map(char::from)
+        .collect();
+    let more = if body.len() > SHOWN { "..." } else { "" };
+    if body.is_empty() {
+        format!("got {what}: an empty body")
+    } else {
+        format!("got {what}: \"{start}{more}\"")
+    }
 }
 
 /// `Retry-After` in seconds (the HTTP-date form is rare for these APIs and
@@ -201,6 +308,19 @@ pub(super) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         .parse::<u64>()
         .ok()
         .map(Duration::from_secs)
+}
+
+/// A timed-out attempt's reason, with the limits that applied: reqwest does
+/// not say which one ran out.
+pub(super) fn with_limits(mut f: Failure, read_timeout: Duration, deadline: Duration) -> Failure {
+    if let Some(rest) = f.reason.strip_prefix("timed out") {
+        f.reason = format!(
+            "timed out (no data for {}, or the whole answer not within {}){rest}",
+            humantime::format_duration(read_timeout),
+            humantime::format_duration(deadline)
+        );
+    }
+    f
 }
 
 pub(super) fn describe_transport_error(e: &reqwest::Error) -> String {
@@ -321,6 +441,35 @@ mod tests {
             "{err}"
         );
         assert_eq!(retries.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn what_arrived_is_named_and_escaped() {
+        let mut headers = HeaderMap::new();
+        headers.insert(reqwest::header::CONTENT_TYPE, "text/html".parse().unwrap());
+        assert_eq!(
+            arrived(&headers, b"<!DOCTYPE html>\n"),
+            r#"got text/html: "<!DOCTYPE html>\n""#
+        );
+        headers.insert(reqwest::header::CONTENT_ENCODING, "gzip".parse().unwrap());
+        let long = [0x1f, 0x8b].repeat(100);
+        let text = arrived(&headers, &long);
+        assert!(
+            text.starts_with(r#"got text/html (content-encoding gzip): "\x1f\x8b"#),
+            "{text}"
+        );
+        assert!(text.ends_with(r#"...""#), "{text}");
+        assert_eq!(
+            arrived(&HeaderMap::new(), b""),
+            "got no content type: an empty body"
+        );
+    }
+
+    #[test]
+    fn sizes_read_as_people_write_them() {
+        assert_eq!(size_text(64 << 20), "64 MiB");
+        assert_eq!(size_text(1600 << 10), "1600 KiB");
+        assert_eq!(size_text(1000), "1000-byte");
     }
 
     #[tokio::test(start_paused = true)]
