@@ -189,6 +189,7 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> AppResult {
                 log: job.log.clone(),
                 shape,
                 page_size: config.processor.batch_size as u64,
+                max_message_bytes: config.processor.max_message_bytes,
                 stats: pipeline_stats.clone(),
             },
         );

@@ -15,7 +15,7 @@ use crate::record::ROW_COLUMNS;
 pub async fn preview(config: Config, args: &PreviewArgs) -> AppResult {
     let feed = super::run::feed(&config, None).await?;
     let (columns, rows, letters): (Vec<String>, Vec<serde_json::Value>, _) = match &feed {
-        Feed::Users(source) => {
+        Feed::Users { source, .. } => {
             let batch = source
                 .fetch(1, args.limit)
                 .await

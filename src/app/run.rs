@@ -73,10 +73,13 @@ pub(super) async fn feed(config: &Config, sink: Option<&Sink>) -> AppResult<Feed
             }
         },
     };
-    Ok(
-        Feed::open(&p.source, shape, config.processor.batch_size as u64)
-            .context("cannot open the source")?,
+    Ok(Feed::open(
+        &p.source,
+        shape,
+        config.processor.batch_size as u64,
+        config.processor.max_message_bytes,
     )
+    .context("cannot open the source")?)
 }
 
 /// A user pipeline's shape, checked against the fields its transform sets:

@@ -192,7 +192,10 @@ impl Config {
             5 * MINUTE,
             (SECOND, YEAR),
         )?;
-        let max_message_bytes = raw.processor.max_message_bytes.unwrap_or(256 << 10);
+        let max_message_bytes = raw
+            .processor
+            .max_message_bytes
+            .unwrap_or(crate::pipeline::processor::DEFAULT_MAX_MESSAGE_BYTES);
         if max_message_bytes < 1024 {
             return Err(invalid(
                 "processor.max_message_bytes",

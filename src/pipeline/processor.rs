@@ -18,6 +18,10 @@ use super::stats::{Counter, Stats};
 use super::table::{self, TableSchema, TypedRow, UnknownFields};
 use crate::record::{ApiUser, Row};
 
+/// The largest message the processor decodes and ingestion logs, unless
+/// `processor.max_message_bytes` says otherwise.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 256 << 10;
+
 /// Validated processor settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProcessorConfig {

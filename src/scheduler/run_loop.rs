@@ -24,6 +24,7 @@ use super::runner::{RetryPolicy, run_with_retries};
 use super::schedule::Schedule;
 use crate::pipeline::ingest::{self, Feed, IngestPlan};
 use crate::pipeline::log::Log;
+use crate::pipeline::processor::DEFAULT_MAX_MESSAGE_BYTES;
 use crate::pipeline::shape::Shape;
 use crate::pipeline::source::{MAX_RESULTS_PER_REQUEST, SourceConfig};
 use crate::pipeline::stats::{Counter, Stats};
@@ -103,6 +104,8 @@ pub struct Target {
     pub log: Log,
     pub shape: Option<Arc<Shape>>,
     pub page_size: u64,
+    /// The largest message its log takes.
+    pub max_message_bytes: usize,
     pub stats: Arc<Stats>,
 }
 
@@ -220,6 +223,7 @@ impl Scheduler {
             log,
             shape: None,
             page_size: MAX_RESULTS_PER_REQUEST,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             stats,
         };
         let targets = jobs
@@ -468,6 +472,7 @@ impl Run {
             &job.source_for(self.scheduled_ms),
             self.target.shape.clone(),
             self.target.page_size,
+            self.target.max_message_bytes,
         );
         let feed = match feed {
             Ok(f) => f,

@@ -128,7 +128,7 @@ async fn harness_of(text: &str, token: Option<&str>, records: u64) -> Harness {
             (Some(_), _) => 0,
         };
         if total > 0 {
-            let feed = Feed::open(&p.source, parts.shape.clone(), 100).unwrap();
+            let feed = Feed::open(&p.source, parts.shape.clone(), 100, 256 << 10).unwrap();
             let plan = IngestPlan::Records {
                 total,
                 page_size: 100,
@@ -152,6 +152,7 @@ async fn harness_of(text: &str, token: Option<&str>, records: u64) -> Harness {
                 log: log.clone(),
                 shape: parts.shape.clone(),
                 page_size: 100,
+                max_message_bytes: 256 << 10,
                 stats: stats.clone(),
             },
         );

@@ -454,3 +454,81 @@ fn other_query_parameters_of_a_random_user_url_reach_the_api() {
     assert!(!seen[0].contains("results=77"), "{seen:?}");
     assert!(!stderr(&out).contains("k3y-value"), "{}", stderr(&out));
 }
+
+/// The longest message the embedded log holds.
+fn longest_logged(log: &std::path::Path) -> i64 {
+    rusqlite::Connection::open(log)
+        .unwrap()
+        .query_row(
+            "SELECT coalesce(max(length(payload)), 0) FROM log_1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+}
+
+#[test]
+fn a_record_over_the_message_cap_is_a_dead_letter_and_never_logged() {
+    let s = Sandbox::new();
+    s.config(TWO_ATTEMPTS);
+    // A first name of 600 KB: the page is within its cap, the user is not
+    // within the log's 256 KiB a message.
+    let api = serving(page_with_one_bad_user(3, |json| {
+        let first = serde_json::from_slice::<Value>(&json).unwrap()["name"]["first"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let huge = format!("\"first\":\"{}\"", "x".repeat(600_000));
+        replaced(
+            json,
+            format!("\"first\":\"{first}\"").as_bytes(),
+            huge.as_bytes(),
+        )
+    }));
+    for round in 0..2 {
+        let (out, sum) = run(&s, &api, 10, 10);
+        assert!(out.status.success(), "{}", stderr(&out));
+        if round == 0 {
+            assert_eq!(sum["stored"], 9, "{sum}");
+        }
+        assert_eq!(sum["dead_lettered"], 1, "{sum}");
+    }
+    assert!(
+        longest_logged(&s.log_path()) < 256 << 10,
+        "nothing oversize in the log"
+    );
+    let letters = letters(&s);
+    assert_eq!(letters.len(), 1, "fetched twice, one letter: {letters:?}");
+    let reason = letters[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("over the log's limit of 262144 bytes"),
+        "{reason}"
+    );
+    assert_eq!(
+        letters[0]["payload_bytes"], 4096,
+        "the letter keeps the first bytes"
+    );
+
+    // A user pipeline's record: the same rule.
+    let s = Sandbox::new();
+    let big = "y".repeat(400_000);
+    std::fs::write(
+        s.dir.path().join("events.ndjson"),
+        format!("{{\"id\": 1, \"note\": \"small\"}}\n{{\"id\": 2, \"note\": \"{big}\"}}\n{{\"id\": 3, \"note\": \"\"}}\n"),
+    )
+    .unwrap();
+    s.config(
+        r#"[[pipelines]]
+name = "events"
+source = { file = "events.ndjson" }
+table = { key = ["id"], columns = { id = "bigint", note = "text" } }
+"#,
+    );
+    let out = s.run(&["run", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let sum: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(sum["stored"], 2, "{sum}");
+    assert_eq!(sum["dead_lettered"], 1, "{sum}");
+    let log = s.data_dir().join("pipelines/events/log.db");
+    assert!(longest_logged(&log) < 256 << 10);
+}

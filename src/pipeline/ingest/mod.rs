@@ -30,7 +30,11 @@ pub use records::RecordFeed;
 /// or a user pipeline's records shaped by its transform and table.
 #[derive(Debug, Clone)]
 pub enum Feed {
-    Users(Arc<Source>),
+    Users {
+        source: Arc<Source>,
+        /// The largest message the log takes (see [`over_cap`]).
+        max_message_bytes: usize,
+    },
     Records(Arc<RecordFeed>),
 }
 
@@ -41,13 +45,18 @@ impl Feed {
         source: &SourceConfig,
         shape: Option<Arc<Shape>>,
         page_size: u64,
+        max_message_bytes: usize,
     ) -> Result<Feed, SourceError> {
         Ok(match shape {
-            None => Feed::Users(Arc::new(Source::open(source)?)),
+            None => Feed::Users {
+                source: Arc::new(Source::open(source)?),
+                max_message_bytes,
+            },
             Some(shape) => Feed::Records(Arc::new(RecordFeed {
                 source: source.clone(),
                 shape,
                 page_size,
+                max_message_bytes,
             })),
         })
     }
@@ -90,13 +99,17 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), IngestError> {
     match feed {
-        Feed::Users(source) => run_users(source, log, plan, stats, shutdown).await,
+        Feed::Users {
+            source,
+            max_message_bytes,
+        } => run_users(source, max_message_bytes, log, plan, stats, shutdown).await,
         Feed::Records(feed) => records::run(feed, log, plan, stats, shutdown).await,
     }
 }
 
 async fn run_users(
     source: Arc<Source>,
+    max_message_bytes: usize,
     log: Log,
     plan: IngestPlan,
     stats: Arc<Stats>,
@@ -112,7 +125,7 @@ async fn run_users(
     };
     let mut appended = Ok(());
     while let Some(batch) = rx.recv().await {
-        if let Err(e) = append_batch(&source, &log, batch, &stats).await {
+        if let Err(e) = append_batch(&source, &log, batch, max_message_bytes, &stats).await {
             appended = Err(e);
             break;
         }
@@ -348,6 +361,50 @@ pub(crate) fn undecoded(source: &Source, batch: &mut SourceBatch) -> Vec<Rejecte
         .collect()
 }
 
+/// How much of an oversize record its dead letter keeps.
+const OVERSIZE_KEPT: usize = 4096;
+
+/// Keeps what enters the log within `max` bytes a message (the size the
+/// processor decodes, `processor.max_message_bytes`): a larger record is
+/// taken out of `records` and becomes a dead letter with its size, its key
+/// and its first bytes, named by `position(key)` so that fetching it again
+/// adds no second letter. The log, its readers and the dashboard never hold
+/// a message larger than that.
+pub(crate) fn over_cap(
+    records: &mut Vec<LogRecord>,
+    max: usize,
+    position: impl Fn(&[u8]) -> String,
+) -> Vec<DeadLetter> {
+    if records.iter().all(|r| r.payload.len() <= max) {
+        return Vec::new();
+    }
+    let mut letters = Vec::new();
+    records.retain_mut(|r| {
+        if r.payload.len() <= max {
+            return true;
+        }
+        let key = r.key.take().unwrap_or_default();
+        let mut payload = std::mem::take(&mut r.payload);
+        let size = payload.len();
+        payload.truncate(OVERSIZE_KEPT);
+        payload.shrink_to_fit();
+        letters.push(DeadLetter {
+            stage: Stage::Source,
+            reason: format!(
+                "a record of {size} bytes is over the log's limit of {max} bytes a message \
+                 (processor.max_message_bytes); the letter keeps its first {} bytes",
+                payload.len()
+            ),
+            origin: None,
+            source_position: Some(position(&key)),
+            key: Some(key),
+            payload,
+        });
+        false
+    });
+    letters
+}
+
 /// A page of users made into rows. A user that cannot become one is
 /// refused, with its bytes and its source position (see
 /// [`Source::position`]: its place in the seed's sequence), so a page
@@ -376,16 +433,20 @@ async fn append_batch(
     source: &Source,
     log: &Log,
     batch: SourceBatch,
+    max_message_bytes: usize,
     stats: &Stats,
 ) -> Result<(), LogError> {
     let (rows, refused) = flatten(source, batch);
-    let records: Vec<LogRecord> = rows
+    let mut records: Vec<LogRecord> = rows
         .iter()
         .map(|row| LogRecord {
             key: Some(row.key()),
             payload: row.to_json(),
         })
         .collect();
+    let oversize = over_cap(&mut records, max_message_bytes, |key| {
+        source.position(&format!("id-{}", String::from_utf8_lossy(key)))
+    });
     let letters: Vec<DeadLetter> = refused
         .into_iter()
         .map(|r| DeadLetter {
@@ -396,6 +457,7 @@ async fn append_batch(
             key: None,
             payload: r.raw,
         })
+        .chain(oversize)
         .collect();
     let n_letters = letters.len() as u64;
     log.dead_letter(letters).await?;

@@ -34,6 +34,8 @@ pub struct RecordFeed {
     /// Records per page where the source pages by count (the built-in user
     /// sources; a JSON API has its own `page_size`).
     pub page_size: u64,
+    /// The largest message the log takes (see [`super::over_cap`]).
+    pub max_message_bytes: usize,
 }
 
 /// One walk over a source, page by page.
@@ -152,7 +154,7 @@ pub async fn run(
     };
     let mut appended = Ok(());
     while let Some(page) = rx.recv().await {
-        if let Err(e) = append_page(&mut shaper, &log, page, &stats).await {
+        if let Err(e) = append_page(&mut shaper, &log, page, feed.max_message_bytes, &stats).await {
             appended = Err(e);
             break;
         }
@@ -297,6 +299,7 @@ async fn append_page(
     shaper: &mut Shaper,
     log: &Log,
     page: JsonPage,
+    max_message_bytes: usize,
     stats: &Stats,
 ) -> Result<(), LogError> {
     let mut records = Vec::with_capacity(page.records.len());
@@ -329,12 +332,18 @@ async fn append_page(
             }),
         }
     }
+    let position = &page.position;
+    let oversize = super::over_cap(&mut records, max_message_bytes, |key| {
+        format!("{position}-key-{}", String::from_utf8_lossy(key))
+    });
+    let n_oversize = oversize.len() as u64;
+    letters.extend(oversize);
     let n_letters = letters.len() as u64;
     log.dead_letter(letters).await?;
     stats.add(Counter::DeadLettered, n_letters);
     stats.add(Counter::SourceRejected, n_letters);
     metrics::counter!("tributary_transform_rejected_records_total")
-        .increment(n_letters - n_rejected);
+        .increment(n_letters - n_rejected - n_oversize);
     if !records.is_empty() {
         let ack = log.append(records).await?;
         stats.add(Counter::Logged, ack.count);
