@@ -8,12 +8,14 @@
 //! The log knows nothing of tables or rows.
 
 pub mod kafka;
+pub mod preview;
 pub mod scan;
 pub mod sqlite;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+pub use preview::{LetterPreview, MessagePreview};
 pub use kafka::{KafkaCommitter, KafkaLog, KafkaLogConfig, KafkaReader};
 pub use sqlite::{SqliteCommitter, SqliteLog, SqliteLogConfig, SqliteReader};
 
