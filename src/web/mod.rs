@@ -125,7 +125,20 @@ pub async fn start(
     parts: Parts,
     shutdown: CancellationToken,
 ) -> std::io::Result<WebServer> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            std::io::Error::new(
+                e.kind(),
+                format!(
+                    "port {} is in use by another program; choose another with \
+                     --listen HOST:PORT or [web] listen (port 0 picks a free one)",
+                    addr.port()
+                ),
+            )
+        } else {
+            e
+        }
+    })?;
     let addr = listener.local_addr()?;
     assert!(
         !parts.pipelines.is_empty(),
