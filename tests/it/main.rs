@@ -6,6 +6,7 @@ mod cassandra;
 mod cli;
 mod crash;
 mod dashboard;
+mod hostile_web;
 mod http_source;
 mod kafka;
 mod kafka_faults;
