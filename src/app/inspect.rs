@@ -133,7 +133,11 @@ pub async fn show(config: Config, args: &ShowArgs) -> AppResult {
 /// Where `show` writes, and the first write that failed.
 enum ShowOut {
     Json(BufWriter<Stdout>, Option<std::io::Error>),
-    Table(StreamedTable<BufWriter<Stdout>>, Vec<String>, Option<std::io::Error>),
+    Table(
+        StreamedTable<BufWriter<Stdout>>,
+        Vec<String>,
+        Option<std::io::Error>,
+    ),
 }
 
 impl EachRecord for ShowOut {
@@ -313,12 +317,12 @@ fn letter_line(preview: &LetterPreview) -> String {
     };
     let payload = String::from_utf8_lossy(&l.letter.payload);
     let shown: String = payload.chars().take(60).collect();
-    let more = if payload.chars().count() > 60 || preview.payload_bytes > l.letter.payload.len() as u64
-    {
-        "…"
-    } else {
-        ""
-    };
+    let more =
+        if payload.chars().count() > 60 || preview.payload_bytes > l.letter.payload.len() as u64 {
+            "…"
+        } else {
+            ""
+        };
     format!(
         "#{} {} {} {} | {}{more} ({} bytes)",
         l.id,

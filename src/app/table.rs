@@ -16,7 +16,8 @@ const WIDTH_ROWS: usize = 1000;
 /// newline `\n`, U+202E `\u{202e}`.
 pub fn escape(s: &str) -> std::borrow::Cow<'_, str> {
     let hidden = |c: char| {
-        c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        c.is_control()
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
     };
     if !s.chars().any(hidden) {
         return s.into();

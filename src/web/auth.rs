@@ -344,7 +344,11 @@ mod tests {
         assert!(!this("http://localhost:8081", "localhost:8080", "http"));
         assert!(!this("http://localhost", "localhost:8080", "http"));
         assert!(!this("http://example.org", "example.org", "https"));
-        assert!(!this("http://localhost:8080.evil", "localhost:8080", "http"));
+        assert!(!this(
+            "http://localhost:8080.evil",
+            "localhost:8080",
+            "http"
+        ));
         assert!(!this("null", "localhost:8080", "http"));
         assert!(!this("http://localhost:8080", "", "http"));
         assert!(!this("http://localhost:8080", "localhost:8080/x", "http"));

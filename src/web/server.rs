@@ -193,7 +193,8 @@ pub async fn read_body(
         }
         Ok(Ok(bytes)) => bytes,
     };
-    next.run(Request::from_parts(parts, Body::from(bytes))).await
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
 }
 
 #[cfg(test)]

@@ -29,6 +29,8 @@ fn peak_rss(child: &Child) -> u64 {
 
 /// Runs `cmd` to its end with stdout discarded; its exit code and peak
 /// RSS in bytes (from wait4, this child's own).
+// The child is reaped by wait4, which also gives its own peak RSS.
+#[allow(clippy::zombie_processes)]
 fn run_measured(mut cmd: std::process::Command) -> (Option<i32>, u64) {
     let child = cmd
         .stdout(Stdio::null())
@@ -67,7 +69,12 @@ async fn huge_messages(s: &Sandbox, n: i64, bytes: usize) {
         payload[0] = b'0' + (i % 10) as u8;
         conn.execute(
             &format!("INSERT INTO {table} (offset, ts_ms, key, payload) VALUES (?1, ?2, ?3, ?4)"),
-            rusqlite::params![i, 1_700_000_000_000i64 + i, format!("k{i}").into_bytes(), payload],
+            rusqlite::params![
+                i,
+                1_700_000_000_000i64 + i,
+                format!("k{i}").into_bytes(),
+                payload
+            ],
         )
         .unwrap();
     }
@@ -225,7 +232,10 @@ fn small_refusals_405_origin_scheme_and_repeated_headers() {
         400
     );
     assert_eq!(
-        post(&[("Sec-Fetch-Site", "same-origin"), ("Sec-Fetch-Site", "cross-site")]),
+        post(&[
+            ("Sec-Fetch-Site", "same-origin"),
+            ("Sec-Fetch-Site", "cross-site")
+        ]),
         400
     );
 }
@@ -259,8 +269,14 @@ fn closed_early(s: &Sandbox, args: &[&str]) {
 #[test]
 fn show_and_dlq_list_end_quietly_when_the_reader_goes_away() {
     let s = Sandbox::new();
-    assert!(s.run(&["run", "--records", "3000", "--seed", "7"]).status.success());
-    dead_letters(&s, 3000, "not a user", |i| format!("payload {i} ").repeat(20).into_bytes());
+    assert!(
+        s.run(&["run", "--records", "3000", "--seed", "7"])
+            .status
+            .success()
+    );
+    dead_letters(&s, 3000, "not a user", |i| {
+        format!("payload {i} ").repeat(20).into_bytes()
+    });
     closed_early(&s, &["show", "--limit", "3000"]);
     closed_early(&s, &["show", "--json", "--limit", "3000"]);
     closed_early(&s, &["dlq", "list", "--limit", "3000"]);
@@ -270,7 +286,11 @@ fn show_and_dlq_list_end_quietly_when_the_reader_goes_away() {
 #[test]
 fn show_streams_rows_in_bounded_memory_whatever_the_limit() {
     let s = Sandbox::new();
-    assert!(s.run(&["run", "--records", "20", "--seed", "7"]).status.success());
+    assert!(
+        s.run(&["run", "--records", "20", "--seed", "7"])
+            .status
+            .success()
+    );
     let conn = rusqlite::Connection::open(s.store_path()).unwrap();
     // 20 rows of 5 MiB first names: 100 MiB of rows.
     conn.execute(
@@ -288,7 +308,11 @@ fn show_streams_rows_in_bounded_memory_whatever_the_limit() {
 #[test]
 fn source_control_characters_are_escaped_in_show_and_dlq_list() {
     let s = Sandbox::new();
-    assert!(s.run(&["run", "--records", "5", "--seed", "7"]).status.success());
+    assert!(
+        s.run(&["run", "--records", "5", "--seed", "7"])
+            .status
+            .success()
+    );
     let conn = rusqlite::Connection::open(s.store_path()).unwrap();
     conn.execute(
         "UPDATE created_users SET first_name = ?1
@@ -301,7 +325,10 @@ fn source_control_characters_are_escaped_in_show_and_dlq_list() {
         let out = s.run(args);
         assert!(out.status.success(), "{args:?}: {}", stderr(&out));
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(!text.contains('\u{1b}') && !text.contains('\u{7}'), "{args:?}: {text:?}");
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{7}'),
+            "{args:?}: {text:?}"
+        );
         assert!(text.contains("\\x1b["), "{args:?}: {text}");
     }
 }
@@ -318,7 +345,10 @@ fn a_port_in_use_is_the_same_usage_error_for_serve_and_mock_api() {
     for (what, out, flag) in [("serve", &serve, "--listen"), ("mock-api", &mock, "--port")] {
         let err = stderr(out);
         assert_eq!(out.status.code(), Some(2), "{what}: {err}");
-        assert!(err.contains(&port) && err.contains("in use"), "{what}: {err}");
+        assert!(
+            err.contains(&port) && err.contains("in use"),
+            "{what}: {err}"
+        );
         assert!(err.contains(flag), "{what}: {err}");
     }
 }

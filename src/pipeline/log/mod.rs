@@ -15,8 +15,8 @@ pub mod sqlite;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-pub use preview::{LetterPreview, MessagePreview};
 pub use kafka::{KafkaCommitter, KafkaLog, KafkaLogConfig, KafkaReader};
+pub use preview::{LetterPreview, MessagePreview};
 pub use sqlite::{SqliteCommitter, SqliteLog, SqliteLogConfig, SqliteReader};
 
 /// Validated log settings: a closed set, one variant per kind of log.

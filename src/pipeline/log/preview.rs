@@ -65,7 +65,10 @@ impl Log {
     ) -> Result<Vec<LetterPreview>, LogError> {
         match self {
             Log::Sqlite(l) => sqlite_letters(l, include_replayed, after, limit, cut).await,
-            Log::Kafka(l) => l.dead_letter_previews(include_replayed, after, limit, cut).await,
+            Log::Kafka(l) => {
+                l.dead_letter_previews(include_replayed, after, limit, cut)
+                    .await
+            }
         }
     }
 }
@@ -168,8 +171,7 @@ async fn sqlite_letters(
                     replayed_ms: r.get(2)?,
                     letter: super::DeadLetter {
                         stage: Stage::parse(&stage).unwrap_or(Stage::Decode),
-                        reason: String::from_utf8_lossy(&reason.unwrap_or_default())
-                            .into_owned(),
+                        reason: String::from_utf8_lossy(&reason.unwrap_or_default()).into_owned(),
                         origin,
                         source_position: r.get(10)?,
                         key: r.get(8)?,

@@ -38,7 +38,11 @@ impl Sink {
     }
 }
 
-async fn sqlite_each<F: EachRecord>(sink: &SqliteSink, limit: usize, mut f: F) -> Result<F, SinkError> {
+async fn sqlite_each<F: EachRecord>(
+    sink: &SqliteSink,
+    limit: usize,
+    mut f: F,
+) -> Result<F, SinkError> {
     let table = sink.table_name().to_owned();
     let schema = sink.schema().cloned();
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);

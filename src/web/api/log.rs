@@ -226,4 +226,3 @@ pub async fn replay(
     }))
     .into_response())
 }
-

@@ -12,9 +12,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::{KafkaLogConfig, REQUEST_TIMEOUT, kafka_err, rebootstrap};
 use crate::pipeline::log::preview::cut_copy;
-use crate::pipeline::log::{
-    DeadLetter, LetterPreview, LogError, Origin, Stage, StoredDeadLetter,
-};
+use crate::pipeline::log::{DeadLetter, LetterPreview, LogError, Origin, Stage, StoredDeadLetter};
 
 const STAGE: &str = "tributary.stage";
 const REASON: &str = "tributary.reason";
@@ -201,20 +199,20 @@ pub async fn previews(
             letters.push(LetterPreview {
                 payload_bytes,
                 letter: StoredDeadLetter {
-                id: m.offset(),
-                created_ms: m.timestamp().to_millis().unwrap_or_default(),
-                replayed_ms: None,
-                letter: DeadLetter {
-                    stage: header(STAGE)
-                        .as_deref()
-                        .and_then(Stage::parse)
-                        .unwrap_or(Stage::Decode),
-                    reason: header(REASON).unwrap_or_default(),
-                    origin,
-                    source_position: header(SOURCE_POSITION),
-                    key: m.key().map(|k| cut_copy(k, cut)),
-                    payload: cut_copy(payload, cut),
-                },
+                    id: m.offset(),
+                    created_ms: m.timestamp().to_millis().unwrap_or_default(),
+                    replayed_ms: None,
+                    letter: DeadLetter {
+                        stage: header(STAGE)
+                            .as_deref()
+                            .and_then(Stage::parse)
+                            .unwrap_or(Stage::Decode),
+                        reason: header(REASON).unwrap_or_default(),
+                        origin,
+                        source_position: header(SOURCE_POSITION),
+                        key: m.key().map(|k| cut_copy(k, cut)),
+                        payload: cut_copy(payload, cut),
+                    },
                 },
             });
         }
