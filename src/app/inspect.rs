@@ -260,7 +260,7 @@ pub async fn dlq(
 
 /// Letters read at a time by `dlq list`: with `--json` each holds its whole
 /// payload, for the table only a preview.
-const LIST_PAGE_JSON: usize = 16;
+const LIST_PAGE_JSON: usize = 4;
 const LIST_PAGE: usize = 500;
 /// Payload bytes read per letter for its line (60 characters are shown).
 const LINE_PREVIEW_BYTES: usize = 256;

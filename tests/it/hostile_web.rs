@@ -57,14 +57,21 @@ fn topic_table(conn: &rusqlite::Connection) -> String {
     format!("log_{id}")
 }
 
-/// Writes `n` messages of `bytes` each straight into the embedded log
+/// Appends `n` messages of `bytes` each straight into the embedded log
 /// (not JSON: the processor dead-letters them).
 async fn huge_messages(s: &Sandbox, n: i64, bytes: usize) {
     std::fs::create_dir_all(s.data_dir()).unwrap();
     drop(Log::open(&s.log_config()).await.unwrap());
     let conn = rusqlite::Connection::open(s.log_path()).unwrap();
     let table = topic_table(&conn);
-    for i in 0..n {
+    let next: i64 = conn
+        .query_row(
+            "SELECT next_offset FROM topics WHERE name = 'users_created'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    for i in next..next + n {
         let mut payload = vec![b'x'; bytes];
         payload[0] = b'0' + (i % 10) as u8;
         conn.execute(
@@ -80,7 +87,7 @@ async fn huge_messages(s: &Sandbox, n: i64, bytes: usize) {
     }
     conn.execute(
         "UPDATE topics SET next_offset = ?1 WHERE name = 'users_created'",
-        [n],
+        [next + n],
     )
     .unwrap();
 }
@@ -117,6 +124,17 @@ fn wait_ready(port: u16) {
 async fn serve_answers_previews_of_huge_messages_in_bounded_memory() {
     let s = Sandbox::new();
     s.config(CONFIG);
+    // 20 users stored, then given 5 MiB first names.
+    let run = s.run(&["run", "--records", "20", "--seed", "7"]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let store = rusqlite::Connection::open(s.store_path()).unwrap();
+    store
+        .execute(
+            "UPDATE created_users SET first_name = id || ?1",
+            [("n".repeat(5 << 20))],
+        )
+        .unwrap();
+    drop(store);
     huge_messages(&s, 20, 10 << 20).await;
     dead_letters(&s, 20, "too big", |_| vec![b'y'; 10 << 20]);
     // The processor's work is done before serve starts, so serve's memory is
@@ -128,10 +146,21 @@ async fn serve_answers_previews_of_huge_messages_in_bounded_memory() {
     let port = srv.port;
     let messages = get_json(port, "/api/v1/topic/messages?limit=200", &[]);
     let messages = messages["messages"].as_array().unwrap();
-    assert_eq!(messages.len(), 20);
-    for m in messages {
+    assert_eq!(messages.len(), 40);
+    for m in &messages[..20] {
         assert_eq!(m["payload_bytes"], 10 << 20, "{}", m["key"]);
         assert!(m["text"].as_str().unwrap().len() <= 4096);
+    }
+    let rows = get_json(port, "/api/v1/rows?limit=200", &[]);
+    let rows = rows["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 20);
+    for r in rows {
+        let name = r["first_name"].as_str().unwrap();
+        assert!(
+            name.ends_with('…') && name.chars().count() <= 1025,
+            "{}",
+            name.len()
+        );
     }
     let letters = get_json(port, "/api/v1/dead-letters?limit=1000&all=true", &[]);
     let letters = letters["dead_letters"].as_array().unwrap();

@@ -1,9 +1,8 @@
 //! Bounded looks at the log, for the dashboard and `dlq list`: the newest
 //! messages and the dead letters with their key and payload cut to a preview
-//! in the read itself (SQLite's `substr`, a bounded copy of a Kafka
-//! message), and the whole size alongside. A look at a log of huge messages
-//! holds at most one of them whole at a time (SQLite loads a row's value
-//! before cutting it), never a page of them.
+//! in the read itself (SQLite's incremental blob reads, which touch only the
+//! first pages of a value; a bounded copy of a Kafka message), and the whole
+//! size alongside. A look at a log of huge messages never holds one whole.
 
 use super::kafka::KafkaLog;
 use super::sqlite::SqliteLog;
@@ -81,19 +80,27 @@ async fn kafka_latest(
     log.latest_previews(limit, cut).await
 }
 
-/// `column` as bytes, cut to `?cut` bytes in SQL (text is cast, so its
-/// bytes are counted, not its characters).
-fn cut_sql(column: &str, n: usize) -> String {
-    format!("substr(CAST({column} AS BLOB), 1, ?{n})")
-}
-
-/// `column`'s size in bytes (a blob's from the record header, without
-/// reading it).
-fn len_sql(column: &str) -> String {
-    format!(
-        "CASE typeof({column}) WHEN 'blob' THEN length({column}) \
-         ELSE length(CAST({column} AS BLOB)) END"
-    )
+/// The first `cut` bytes of a text or blob value, read without loading the
+/// rest, and its whole size; `None` for a null.
+fn prefix(
+    conn: &rusqlite::Connection,
+    table: &str,
+    column: &str,
+    rowid: i64,
+    cut: usize,
+) -> rusqlite::Result<Option<(Vec<u8>, u64)>> {
+    let null: bool = conn.query_row(
+        &format!("SELECT {column} IS NULL FROM {table} WHERE rowid = ?1"),
+        [rowid],
+        |r| r.get(0),
+    )?;
+    if null {
+        return Ok(None);
+    }
+    let blob = conn.blob_open(rusqlite::MAIN_DB, table, column, rowid, true)?;
+    let mut bytes = vec![0; blob.len().min(cut)];
+    blob.read_at_exact(&mut bytes, 0)?;
+    Ok(Some((bytes, blob.len() as u64)))
 }
 
 async fn sqlite_latest(
@@ -102,28 +109,34 @@ async fn sqlite_latest(
     cut: usize,
 ) -> Result<Vec<MessagePreview>, LogError> {
     let table = log.table_name().to_owned();
-    let cut = i64::try_from(cut).unwrap_or(i64::MAX);
     embedded::blocking(log.connection(), move |conn| {
-        let mut stmt = conn.prepare(&format!(
-            "SELECT offset, ts_ms, {key}, {payload}, {bytes} FROM {table}
-             ORDER BY offset DESC LIMIT ?1",
-            key = cut_sql("key", 2),
-            payload = cut_sql("payload", 2),
-            bytes = len_sql("payload"),
-        ))?;
-        let rows = stmt.query_map([limit as i64, cut], |r| {
-            Ok(MessagePreview {
+        // One snapshot: retention deleting between the two reads changes
+        // nothing.
+        let tx = conn.transaction()?;
+        let heads: Vec<(i64, i64)> = tx
+            .prepare(&format!(
+                "SELECT offset, ts_ms FROM {table} ORDER BY offset DESC LIMIT ?1"
+            ))?
+            .query_map([limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        let mut out = Vec::with_capacity(heads.len());
+        for (offset, timestamp_ms) in heads {
+            // The offset is the rowid.
+            let key = prefix(&tx, &table, "key", offset, cut)?.map(|(k, _)| k);
+            let (payload, payload_bytes) =
+                prefix(&tx, &table, "payload", offset, cut)?.unwrap_or_default();
+            out.push(MessagePreview {
                 message: LogMessage {
                     partition: 0,
-                    offset: r.get(0)?,
-                    timestamp_ms: r.get(1)?,
-                    key: r.get(2)?,
-                    payload: r.get::<_, Option<Vec<u8>>>(3)?.unwrap_or_default(),
+                    offset,
+                    timestamp_ms,
+                    key,
+                    payload,
                 },
-                payload_bytes: r.get::<_, i64>(4)?.max(0) as u64,
-            })
-        })?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(LogError::from)
+                payload_bytes,
+            });
+        }
+        Ok(out)
     })
     .await
 }
@@ -135,53 +148,67 @@ async fn sqlite_letters(
     limit: usize,
     cut: usize,
 ) -> Result<Vec<LetterPreview>, LogError> {
-    let cut = i64::try_from(cut).unwrap_or(i64::MAX);
     embedded::blocking(log.connection(), move |conn| {
+        let tx = conn.transaction()?;
         // Two statements, so the waiting list uses its partial index.
         let filter = if include_replayed {
             ""
         } else {
             "replayed_ms IS NULL AND"
         };
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT id, created_ms, replayed_ms, stage, {reason}, topic, partition, offset,
-                    {key}, {payload}, source_position, {bytes}
-             FROM dead_letters WHERE {filter} id > ?1 ORDER BY id LIMIT ?2",
-            reason = cut_sql("reason", 3),
-            key = cut_sql("key", 3),
-            payload = cut_sql("payload", 3),
-            bytes = len_sql("payload"),
-        ))?;
-        let rows = stmt.query_map([after.unwrap_or(i64::MIN), limit as i64, cut], |r| {
-            let stage: String = r.get(3)?;
-            let topic: Option<String> = r.get(5)?;
-            let origin = match topic {
-                Some(topic) => Some(Origin {
-                    topic,
-                    partition: r.get(6)?,
-                    offset: r.get(7)?,
-                }),
-                None => None,
-            };
-            let reason: Option<Vec<u8>> = r.get(4)?;
-            Ok(LetterPreview {
+        let heads: Vec<_> = tx
+            .prepare_cached(&format!(
+                "SELECT id, created_ms, replayed_ms, stage, topic, partition, offset,
+                        source_position
+                 FROM dead_letters WHERE {filter} id > ?1 ORDER BY id LIMIT ?2"
+            ))?
+            .query_map([after.unwrap_or(i64::MIN), limit as i64], |r| {
+                let topic: Option<String> = r.get(4)?;
+                let origin = match topic {
+                    Some(topic) => Some(Origin {
+                        topic,
+                        partition: r.get(5)?,
+                        offset: r.get(6)?,
+                    }),
+                    None => None,
+                };
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, Option<i64>>(2)?,
+                    r.get::<_, String>(3)?,
+                    origin,
+                    r.get::<_, Option<String>>(7)?,
+                ))
+            })?
+            .collect::<Result<_, _>>()?;
+        let mut out = Vec::with_capacity(heads.len());
+        for (id, created_ms, replayed_ms, stage, origin, source_position) in heads {
+            // The id is the rowid.
+            let reason = prefix(&tx, "dead_letters", "reason", id, cut)?
+                .map(|(r, _)| String::from_utf8_lossy(&r).into_owned())
+                .unwrap_or_default();
+            let key = prefix(&tx, "dead_letters", "key", id, cut)?.map(|(k, _)| k);
+            let (payload, payload_bytes) =
+                prefix(&tx, "dead_letters", "payload", id, cut)?.unwrap_or_default();
+            out.push(LetterPreview {
                 letter: StoredDeadLetter {
-                    id: r.get(0)?,
-                    created_ms: r.get(1)?,
-                    replayed_ms: r.get(2)?,
+                    id,
+                    created_ms,
+                    replayed_ms,
                     letter: super::DeadLetter {
                         stage: Stage::parse(&stage).unwrap_or(Stage::Decode),
-                        reason: String::from_utf8_lossy(&reason.unwrap_or_default()).into_owned(),
+                        reason,
                         origin,
-                        source_position: r.get(10)?,
-                        key: r.get(8)?,
-                        payload: r.get::<_, Option<Vec<u8>>>(9)?.unwrap_or_default(),
+                        source_position,
+                        key,
+                        payload,
                     },
                 },
-                payload_bytes: r.get::<_, i64>(11)?.max(0) as u64,
-            })
-        })?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(LogError::from)
+                payload_bytes,
+            });
+        }
+        Ok(out)
     })
     .await
 }

@@ -389,6 +389,9 @@ pub async fn unpause(state: State, Path(name): Path<String>) -> ApiResult {
 /// Rows a look may ask for; the cache holds this many, so looks with
 /// different limits share one read.
 const ROWS_MAX: usize = 200;
+/// Characters shown per text cell; a longer one is cut (and ends in `…`)
+/// in the read, so a page of huge rows is never held whole.
+const CELL_CHARS: usize = 1024;
 
 /// The count as the sampler last saw it (a Cassandra `count(*)` is costly),
 /// the rows fresh, as JSON objects of the table's columns (`columns`, in
@@ -399,7 +402,7 @@ pub async fn rows(state: State, Query(which): Query<Which>, Query(q): Query<Limi
     let rows = w
         .sampler
         .rows
-        .get((), || sink.records(ROWS_MAX))
+        .get((), || sink.record_previews(ROWS_MAX, CELL_CHARS))
         .await
         .map_err(ApiError::internal)?;
     let n = limit(&q, 20, ROWS_MAX);
