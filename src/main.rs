@@ -27,6 +27,9 @@ fn main() -> ExitCode {
         libmimalloc_sys::mi_option_set(MI_OPTION_ARENA_EAGER_COMMIT, 0);
     }
     let cli = tributary::cli::Cli::parse();
+    if prints_and_ends(&cli.command) {
+        quiet_on_closed_pipe();
+    }
     tributary::telemetry::init(cli.verbose, cli.quiet);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -48,5 +51,41 @@ fn main() -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::from(e.exit_code())
         }
+    }
+}
+
+/// The commands that read, print and end: when the reader of their output
+/// goes away (`tributary show | head`), they end there, quietly, as Unix
+/// filters do. The others keep SIGPIPE ignored (Rust's default): a pipeline
+/// or a server must not die of a peer that went away, and sees the error.
+fn prints_and_ends(command: &tributary::cli::Command) -> bool {
+    use tributary::cli::Command;
+    match command {
+        Command::Count(_)
+        | Command::Status(_)
+        | Command::Show(_)
+        | Command::Preview(_)
+        | Command::Verify(_)
+        | Command::Dlq(_)
+        | Command::Config(_)
+        | Command::Jobs(_)
+        | Command::Export(_) => true,
+        Command::Run(_)
+        | Command::Ingest(_)
+        | Command::Process(_)
+        | Command::MockApi(_)
+        | Command::Serve(_)
+        | Command::Bench(_) => false,
+    }
+}
+
+/// SIGPIPE back to its default: a write to a closed pipe ends the process
+/// (status 141 in a shell) instead of failing (and panicking in `println!`).
+fn quiet_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: sets a signal's disposition to the default, before any thread
+    // is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }

@@ -101,9 +101,17 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
             addr.ip()
         ));
     }
-    TcpListener::bind(addr)
-        .await
-        .map_err(|e| format!("cannot listen on {addr}: {e}"))
+    TcpListener::bind(addr).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            format!(
+                "cannot listen on {addr}: port {} is in use by another program; choose \
+                 another with --port (0 picks a free one)",
+                addr.port()
+            )
+        } else {
+            format!("cannot listen on {addr}: {e}")
+        }
+    })
 }
 
 async fn latest(

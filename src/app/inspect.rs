@@ -1,18 +1,22 @@
 //! The commands that look at what the pipeline produced: `count`, `show`,
 //! `dlq list` and `dlq replay`.
 
-use std::io::IsTerminal;
+use std::io::{BufWriter, IsTerminal, Stdout, Write};
+use std::ops::ControlFlow;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use super::table::{StreamedTable, escape, row_cells, stdout_failed};
 use super::{AppResult, prepare_dirs};
 use crate::cli::{DlqCommand, EndpointArgs, ShowArgs};
 use crate::config::Config;
-use crate::pipeline::log::{Log, StoredDeadLetter};
+use crate::pipeline::log::{LetterPreview, Log};
 use crate::pipeline::processor::{self, ReplayReport};
 use crate::pipeline::shape::Shape;
-use crate::pipeline::sink::Sink;
+use crate::pipeline::sink::{EachRecord, Sink};
+
+pub(super) use super::table::{cells, table};
 
 async fn open_sink(config: &Config) -> AppResult<Sink> {
     prepare_dirs(config)?;
@@ -108,62 +112,66 @@ pub async fn status(config: Config, json: bool) -> AppResult {
     Ok(())
 }
 
+/// Rows are written as they are read: memory holds one row (and, for the
+/// table, the first rows that size its columns), however many are asked.
 pub async fn show(config: Config, args: &ShowArgs) -> AppResult {
     let sink = open_sink(&config).await?;
-    let rows = sink.records(args.limit).await.context("cannot read rows")?;
-    if args.json {
-        for row in &rows {
-            println!("{row}");
-        }
-        return Ok(());
-    }
-    let columns = sink.columns();
-    print!("{}", table(&columns, &cells(&columns, &rows)));
-    println!("\n({} rows)", rows.len());
-    Ok(())
+    let columns: Vec<String> = sink.columns().iter().map(|c| c.to_string()).collect();
+    let stdout = BufWriter::new(std::io::stdout());
+    let out = if args.json {
+        ShowOut::Json(stdout, None)
+    } else {
+        ShowOut::Table(StreamedTable::new(columns.clone(), stdout), columns, None)
+    };
+    let out = sink
+        .each_record(args.limit, out)
+        .await
+        .context("cannot read rows")?;
+    out.finish().or_else(stdout_failed)
 }
 
-/// The cells of JSON rows for a table: text as it is, null empty, other
-/// values as JSON.
-pub(super) fn cells(columns: &[&str], rows: &[serde_json::Value]) -> Vec<Vec<String>> {
-    rows.iter()
-        .map(|v| {
-            columns
-                .iter()
-                .map(|c| match &v[c] {
-                    serde_json::Value::String(s) => s.clone(),
-                    serde_json::Value::Null => String::new(),
-                    other => other.to_string(),
-                })
-                .collect()
-        })
-        .collect()
+/// Where `show` writes, and the first write that failed.
+enum ShowOut {
+    Json(BufWriter<Stdout>, Option<std::io::Error>),
+    Table(
+        StreamedTable<BufWriter<Stdout>>,
+        Vec<String>,
+        Option<std::io::Error>,
+    ),
 }
 
-/// A cqlsh-style table: a header, a rule, and ` | `-separated cells.
-pub(super) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let width = |s: &str| s.chars().count();
-    let mut widths: Vec<usize> = header.iter().map(|h| width(h)).collect();
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(width(cell));
+impl EachRecord for ShowOut {
+    fn record(&mut self, row: serde_json::Value) -> ControlFlow<()> {
+        let (written, failed) = match self {
+            ShowOut::Json(out, failed) => (writeln!(out, "{row}"), failed),
+            ShowOut::Table(table, columns, failed) => {
+                let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
+                (table.push(row_cells(&columns, &row)), failed)
+            }
+        };
+        match written {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(e) => {
+                *failed = Some(e);
+                ControlFlow::Break(())
+            }
         }
     }
-    let pad = |s: &str, w: usize| format!("{s}{}", " ".repeat(w - width(s)));
-    let mut out = String::new();
-    let head: Vec<String> = header
-        .iter()
-        .zip(&widths)
-        .map(|(h, &w)| pad(h, w))
-        .collect();
-    out.push_str(&format!(" {}\n", head.join(" | ")));
-    let rule: Vec<String> = widths.iter().map(|&w| "-".repeat(w)).collect();
-    out.push_str(&format!("-{}-\n", rule.join("-+-")));
-    for row in rows {
-        let cells: Vec<String> = row.iter().zip(&widths).map(|(c, &w)| pad(c, w)).collect();
-        out.push_str(&format!(" {}\n", cells.join(" | ")));
+}
+
+impl ShowOut {
+    fn finish(self) -> std::io::Result<()> {
+        match self {
+            ShowOut::Json(_, Some(e)) | ShowOut::Table(_, _, Some(e)) => Err(e),
+            ShowOut::Json(mut out, None) => out.flush(),
+            ShowOut::Table(table, _, None) => {
+                let rows = table.rows;
+                let mut out = table.finish()?;
+                writeln!(out, "\n({rows} rows)")?;
+                out.flush()
+            }
+        }
     }
-    out
 }
 
 pub async fn dlq(
@@ -179,21 +187,7 @@ pub async fn dlq(
         } => {
             let config = resolve(&endpoints)?;
             let log = open_log(&config).await?;
-            let letters = log
-                .dead_letters(all, None, limit)
-                .await
-                .context("cannot read dead letters")?;
-            for l in &letters {
-                if json {
-                    println!("{}", l.to_json(usize::MAX));
-                } else {
-                    println!("{}", letter_line(l));
-                }
-            }
-            if !json {
-                println!("({} dead letters)", letters.len());
-            }
-            Ok(())
+            list_letters(&log, all, limit, json).await
         }
         DlqCommand::Replay {
             ids,
@@ -264,24 +258,78 @@ pub async fn dlq(
     }
 }
 
-fn letter_line(l: &StoredDeadLetter) -> String {
+/// Letters read at a time by `dlq list`: with `--json` each holds its whole
+/// payload, for the table only a preview.
+const LIST_PAGE_JSON: usize = 4;
+const LIST_PAGE: usize = 500;
+/// Payload bytes read per letter for its line (60 characters are shown).
+const LINE_PREVIEW_BYTES: usize = 256;
+
+/// `dlq list`: page by page (the embedded log; Kafka's dead letters are
+/// read in one pass), each letter written as it comes.
+async fn list_letters(log: &Log, all: bool, limit: usize, json: bool) -> AppResult {
+    let (page, cut) = match (log, json) {
+        (Log::Kafka(_), true) => (limit, usize::MAX),
+        (Log::Kafka(_), false) => (limit, LINE_PREVIEW_BYTES),
+        (Log::Sqlite(_), true) => (LIST_PAGE_JSON, usize::MAX),
+        (Log::Sqlite(_), false) => (LIST_PAGE, LINE_PREVIEW_BYTES),
+    };
+    let mut out = BufWriter::new(std::io::stdout());
+    let mut shown = 0;
+    let mut after = None;
+    while shown < limit {
+        let n = page.min(limit - shown);
+        let letters = log
+            .dead_letter_previews(all, after, n, cut)
+            .await
+            .context("cannot read dead letters")?;
+        let Some(last) = letters.last() else { break };
+        after = Some(last.letter.id);
+        shown += letters.len();
+        for l in &letters {
+            let written = if json {
+                writeln!(out, "{}", l.to_json())
+            } else {
+                writeln!(out, "{}", letter_line(l))
+            };
+            if let Err(e) = written {
+                return stdout_failed(e);
+            }
+        }
+        if letters.len() < n {
+            break;
+        }
+    }
+    let end = if json {
+        out.flush()
+    } else {
+        writeln!(out, "({shown} dead letters)").and_then(|()| out.flush())
+    };
+    end.or_else(stdout_failed)
+}
+
+/// A letter on one line, text from the source escaped.
+fn letter_line(preview: &LetterPreview) -> String {
+    let l = &preview.letter;
     let origin = match &l.letter.origin {
-        Some(o) => format!("{}[{}]@{}", o.topic, o.partition, o.offset),
+        Some(o) => format!("{}[{}]@{}", escape(&o.topic), o.partition, o.offset),
         None => "source".to_owned(),
     };
     let payload = String::from_utf8_lossy(&l.letter.payload);
-    let preview: String = payload.chars().take(60).collect();
-    let more = if payload.chars().count() > 60 {
-        "…"
-    } else {
-        ""
-    };
+    let shown: String = payload.chars().take(60).collect();
+    let more =
+        if payload.chars().count() > 60 || preview.payload_bytes > l.letter.payload.len() as u64 {
+            "…"
+        } else {
+            ""
+        };
     format!(
-        "#{} {} {} {} | {preview}{more} ({} bytes)",
+        "#{} {} {} {} | {}{more} ({} bytes)",
         l.id,
         l.letter.stage.as_str(),
         origin,
-        l.letter.reason,
-        l.letter.payload.len()
+        escape(&l.letter.reason),
+        escape(&shown),
+        preview.payload_bytes
     )
 }

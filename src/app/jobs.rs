@@ -332,8 +332,8 @@ pub fn jobs(config: Config, cmd: JobsCommand) -> AppResult {
                 println!("no jobs: add [[jobs]] to tributary.toml");
             } else {
                 println!(
-                    "{:<20} {:<28} {:<26} {}",
-                    "JOB", "SCHEDULE", "NEXT RUN", "LAST RUN"
+                    "{:<20} {:<28} {:<26} LAST RUN",
+                    "JOB", "SCHEDULE", "NEXT RUN"
                 );
                 for (j, r) in config.jobs.iter().zip(rows) {
                     // A paused job has no next run; times are the job's own

@@ -8,6 +8,7 @@ mod inspect;
 mod jobs;
 mod preview;
 mod run;
+mod table;
 mod verify;
 
 use std::fmt;
@@ -77,8 +78,19 @@ impl From<ConfigError> for AppError {
 }
 
 impl From<anyhow::Error> for AppError {
+    /// A port in use is the user's setting to change (exit 2, as for
+    /// `mock-api --port`); anything else failed while running.
     fn from(e: anyhow::Error) -> Self {
-        AppError::Failed(e)
+        let port_in_use = e.chain().any(|cause| {
+            cause
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::AddrInUse)
+        });
+        if port_in_use {
+            AppError::Usage(format!("{e:#}"))
+        } else {
+            AppError::Failed(e)
+        }
     }
 }
 

@@ -229,7 +229,12 @@ impl Config {
             (name, _) => pipelines::select(&pipelines, name)?,
         };
         let jobs = Self::resolve_jobs(&raw.jobs, &raw.source, &pipelines, batch_size)?;
-        let web = resolve_web(&raw.web, over.listen, over.web_token)?;
+        let web = resolve_web(
+            &raw.web,
+            over.listen,
+            over.web_token,
+            (over.web_header_timeout, over.web_max_connections),
+        )?;
         let pipeline = selected.clone();
         let pipelines = match over.pipeline {
             Some(_) => vec![pipeline.clone()],

@@ -35,6 +35,10 @@ pub struct Overrides {
     pub listen: Option<String>,
     /// `TRIBUTARY_WEB_TOKEN`: kept out of files and flags.
     pub web_token: Option<String>,
+    /// `TRIBUTARY_WEB_HEADER_TIMEOUT`.
+    pub web_header_timeout: Option<String>,
+    /// `TRIBUTARY_WEB_MAX_CONNECTIONS`.
+    pub web_max_connections: Option<usize>,
 }
 
 /// Every variable [`Overrides::from_vars`] reads, with the setting it makes.
@@ -54,6 +58,8 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("TRIBUTARY_CASSANDRA_USER", "[sink.cassandra] user"),
     ("TRIBUTARY_CASSANDRA_PASSWORD", "[sink.cassandra] password"),
     ("TRIBUTARY_WEB_TOKEN", "[web] token"),
+    ("TRIBUTARY_WEB_HEADER_TIMEOUT", "[web] header_timeout"),
+    ("TRIBUTARY_WEB_MAX_CONNECTIONS", "[web] max_connections"),
 ];
 
 impl Overrides {
@@ -76,15 +82,17 @@ impl Overrides {
                     .map_err(|_| invalid(name, "is not valid UTF-8 text")),
             }
         };
-        let batch_size = match text("TRIBUTARY_BATCH_SIZE")? {
-            None => None,
-            Some(v) => Some(v.trim().parse::<usize>().map_err(|_| {
-                invalid(
-                    "TRIBUTARY_BATCH_SIZE",
-                    format!("{v:?} is not a whole number (1 to 5000)"),
-                )
-            })?),
-        };
+        let number =
+            |name: &'static str, range: &str| -> Result<Option<usize>, ConfigError> {
+                match text(name)? {
+                    None => Ok(None),
+                    Some(v) => v.trim().parse::<usize>().map(Some).map_err(|_| {
+                        invalid(name, format!("{v:?} is not a whole number ({range})"))
+                    }),
+                }
+            };
+        let batch_size = number("TRIBUTARY_BATCH_SIZE", "1 to 5000")?;
+        let web_max_connections = number("TRIBUTARY_WEB_MAX_CONNECTIONS", "1 to 65536")?;
         Ok(Overrides {
             data_dir: var("TRIBUTARY_DATA_DIR")
                 .filter(|v| !v.is_empty())
@@ -103,6 +111,8 @@ impl Overrides {
             cassandra_password: text("TRIBUTARY_CASSANDRA_PASSWORD")?,
             listen: text("TRIBUTARY_WEB_LISTEN")?,
             web_token: text("TRIBUTARY_WEB_TOKEN")?.filter(|t| !t.trim().is_empty()),
+            web_header_timeout: text("TRIBUTARY_WEB_HEADER_TIMEOUT")?,
+            web_max_connections,
         })
     }
 
@@ -124,6 +134,8 @@ impl Overrides {
             cassandra_password: flags.cassandra_password.or(self.cassandra_password),
             listen: flags.listen.or(self.listen),
             web_token: flags.web_token.or(self.web_token),
+            web_header_timeout: flags.web_header_timeout.or(self.web_header_timeout),
+            web_max_connections: flags.web_max_connections.or(self.web_max_connections),
         }
     }
 }
@@ -145,7 +157,7 @@ mod tests {
     #[test]
     fn every_listed_variable_sets_something() {
         for (name, _) in ENV_VARS {
-            let value = if *name == "TRIBUTARY_BATCH_SIZE" {
+            let value = if name.ends_with("BATCH_SIZE") || name.ends_with("CONNECTIONS") {
                 "7"
             } else {
                 "x-value-long-enough"

@@ -64,7 +64,12 @@ impl Config {
             .listen
             .map(|a| a.to_string())
             .unwrap_or_else(|| "off".into());
-        out.push_str(&format!("\n[web]\nlisten = {}\n", toml_str(&listen)));
+        out.push_str(&format!(
+            "\n[web]\nlisten = {}\nheader_timeout = {}\nmax_connections = {}\n",
+            toml_str(&listen),
+            toml_str(&humantime::format_duration(self.web.header_timeout).to_string()),
+            self.web.max_connections
+        ));
         if self.web.token.is_some() {
             out.push_str("# a token is set (TRIBUTARY_WEB_TOKEN or token_file); not shown\n");
         }

@@ -67,6 +67,12 @@ pub struct RawWeb {
     /// File holding the access token (at least 16 characters). The token
     /// itself is never written in this file.
     pub token_file: Option<PathBuf>,
+    /// How long a client may take to send a request head (and, on a
+    /// kept-alive connection, the next one), then its body. Default `10s`.
+    pub header_timeout: Option<String>,
+    /// Connections served at once; the next wait until one closes.
+    /// Default 256.
+    pub max_connections: Option<usize>,
 }
 
 /// `[[jobs]]`: one scheduled ingestion, as an Airflow DAG of the seed stack.

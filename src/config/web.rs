@@ -16,6 +16,10 @@ pub struct WebConfig {
     pub listen: Option<SocketAddr>,
     /// Required by the config when `listen` is not loopback.
     pub token: Option<Token>,
+    /// See [`RawWeb::header_timeout`].
+    pub header_timeout: std::time::Duration,
+    /// See [`RawWeb::max_connections`].
+    pub max_connections: usize,
 }
 
 /// The dashboard's access token. Its `Debug` shows no secret.
@@ -83,6 +87,7 @@ pub(super) fn resolve_web(
     raw: &RawWeb,
     listen: Option<String>,
     env_token: Option<String>,
+    (header_timeout, max_connections): (Option<String>, Option<usize>),
 ) -> Result<WebConfig, ConfigError> {
     let key = "web.listen";
     let text = listen
@@ -124,5 +129,26 @@ pub(super) fn resolve_web(
             ),
         ));
     }
-    Ok(WebConfig { listen, token })
+    let header_timeout = super::duration(
+        "web.header_timeout",
+        header_timeout.as_deref().or(raw.header_timeout.as_deref()),
+        10 * super::SECOND,
+        (std::time::Duration::from_millis(10), 10 * super::MINUTE),
+    )?;
+    let max_connections = match max_connections.or(raw.max_connections) {
+        None => 256,
+        Some(n) if (1..=65_536).contains(&n) => n,
+        Some(n) => {
+            return Err(invalid(
+                "web.max_connections",
+                format!("{n} must be between 1 and 65536"),
+            ));
+        }
+    };
+    Ok(WebConfig {
+        listen,
+        token,
+        header_timeout,
+        max_connections,
+    })
 }

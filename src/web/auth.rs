@@ -7,10 +7,15 @@
 //! 2. Cross-site: a request that changes state must be a POST carrying
 //!    `X-Tributary-Request` (a header no form can send and no cross-site
 //!    script can send without a CORS preflight, which is never granted), and
-//!    its `Origin` / `Sec-Fetch-Site`, when present, must be this site.
+//!    its `Origin` / `Sec-Fetch-Site`, when present, must be this site
+//!    (`Origin`'s scheme, host and port those of the request).
 //! 3. Token: when a token is set, everything but the page's files, the
 //!    health checks and the login needs `Authorization: Bearer <token>` or
 //!    the session cookie that `POST /api/v1/login` sets.
+//!
+//! Before them, a request that repeats a header a check reads (`Host`,
+//! `Origin`, `Authorization`, ...) is refused, so no check can be shown
+//! one copy while a proxy or handler acts on another.
 //!
 //! The token is compared in constant time and never logged or echoed.
 
@@ -140,6 +145,56 @@ fn host_is_loopback(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// Headers a check reads: a request that repeats one is refused, so no
+/// check reads one copy while something else reads another.
+const SINGLE_HEADERS: [&str; 6] = [
+    "host",
+    "origin",
+    "authorization",
+    "sec-fetch-site",
+    "x-forwarded-proto",
+    REQUEST_HEADER,
+];
+
+/// The first header of [`SINGLE_HEADERS`] that `headers` repeats.
+fn repeated(headers: &HeaderMap) -> Option<&'static str> {
+    SINGLE_HEADERS
+        .into_iter()
+        .find(|name| headers.get_all(*name).iter().nth(1).is_some())
+}
+
+/// The scheme the client used: `https` when a proxy in front says so
+/// (the first entry of `X-Forwarded-Proto` after several), else `http`.
+fn client_scheme(headers: &HeaderMap) -> &'static str {
+    let https = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"));
+    if https { "https" } else { "http" }
+}
+
+/// Whether `origin` is this site: the scheme the client used, the host
+/// and the port of the `Host` header (a missing port is the scheme's).
+fn origin_is_this_site(origin: &str, host: Option<&str>, scheme: &str) -> bool {
+    let (Ok(origin), Some(host)) = (url::Url::parse(origin), host) else {
+        return false;
+    };
+    // The Host header as the authority of a URL of the client's scheme.
+    let Ok(site) = url::Url::parse(&format!("{scheme}://{host}/")) else {
+        return false;
+    };
+    site.host_str().is_some_and(|h| !h.is_empty())
+        && site.path() == "/"
+        && site.username().is_empty()
+        && origin.scheme() == site.scheme()
+        && origin.host_str() == site.host_str()
+        && origin.port_or_known_default() == site.port_or_known_default()
+        && matches!(origin.path(), "" | "/")
+        && origin.username().is_empty()
+        && origin.query().is_none()
+}
+
 /// A state-changing request that came from this site's own page (or from a
 /// non-browser client, which sends neither `Origin` nor `Sec-Fetch-Site`).
 fn same_site(headers: &HeaderMap) -> Result<(), &'static str> {
@@ -147,10 +202,12 @@ fn same_site(headers: &HeaderMap) -> Result<(), &'static str> {
         return Err("state-changing requests need the X-Tributary-Request header");
     }
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+    if let Some(origin) = headers.get(header::ORIGIN) {
         // `null` (sandboxed frames, some redirects) is never this site.
-        let origin_host = origin.split_once("://").map(|(_, h)| h);
-        if origin_host.is_none() || origin_host != host {
+        let same = origin
+            .to_str()
+            .is_ok_and(|o| origin_is_this_site(o, host, client_scheme(headers)));
+        if !same {
             return Err("cross-site request refused");
         }
     }
@@ -166,6 +223,12 @@ fn same_site(headers: &HeaderMap) -> Result<(), &'static str> {
 pub async fn guard(state: State, request: Request, next: Next) -> Response {
     let auth = &state.auth;
     let headers = request.headers();
+    if let Some(name) = repeated(headers) {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            &format!("the {name} header may be sent once"),
+        );
+    }
     if auth.loopback && auth.token.is_none() {
         let host = headers
             .get(header::HOST)
@@ -225,11 +288,7 @@ pub async fn login(state: State, headers: HeaderMap, Json(body): Json<Login>) ->
     // Behind a TLS proxy the cookie must never travel in clear.
     // The first entry is what the client used (`https, http` after two
     // proxies).
-    let https = headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(',').next())
-        .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"));
+    let https = client_scheme(&headers) == "https";
     let cookie = format!(
         "{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{}",
         SESSION_TTL.as_secs(),
@@ -270,6 +329,42 @@ mod tests {
         assert!(!t.matches("correct horse battery staplee"));
         assert!(!t.matches(""));
         assert_eq!(format!("{t:?}"), "Token(***)");
+    }
+
+    #[test]
+    fn an_origin_is_this_site_only_with_its_scheme_host_and_port() {
+        let this = |o: &str, host: &str, scheme: &str| origin_is_this_site(o, Some(host), scheme);
+        assert!(this("http://localhost:8080", "localhost:8080", "http"));
+        assert!(this("http://LOCALHOST:8080", "localhost:8080", "http"));
+        assert!(this("http://example.org", "example.org:80", "http"));
+        assert!(this("https://example.org", "example.org", "https"));
+        assert!(this("http://[::1]:8080", "[::1]:8080", "http"));
+        // Another scheme or port on the same host is another site.
+        assert!(!this("https://localhost:8080", "localhost:8080", "http"));
+        assert!(!this("http://localhost:8081", "localhost:8080", "http"));
+        assert!(!this("http://localhost", "localhost:8080", "http"));
+        assert!(!this("http://example.org", "example.org", "https"));
+        assert!(!this(
+            "http://localhost:8080.evil",
+            "localhost:8080",
+            "http"
+        ));
+        assert!(!this("null", "localhost:8080", "http"));
+        assert!(!this("http://localhost:8080", "", "http"));
+        assert!(!this("http://localhost:8080", "localhost:8080/x", "http"));
+        assert!(!origin_is_this_site("http://localhost:8080", None, "http"));
+    }
+
+    #[test]
+    fn repeated_security_headers_are_found() {
+        let mut h = HeaderMap::new();
+        h.append(header::HOST, "localhost".parse().unwrap());
+        h.append(header::COOKIE, "a=1".parse().unwrap());
+        h.append(header::COOKIE, "b=2".parse().unwrap());
+        assert_eq!(repeated(&h), None);
+        h.append(header::ORIGIN, "http://localhost".parse().unwrap());
+        h.append(header::ORIGIN, "http://evil.example".parse().unwrap());
+        assert_eq!(repeated(&h), Some("origin"));
     }
 
     #[test]

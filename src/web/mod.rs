@@ -8,13 +8,15 @@
 //! rows from its log and store through their public methods (sampled by
 //! `sampler.rs`, so many open pages cost each pipeline one query per
 //! second), runs from the scheduler's history file. `auth.rs` owns who may
-//! call what; `api.rs` the endpoints; `assets.rs` the page, embedded in the
-//! binary.
+//! call what; `api/` the endpoints; `assets.rs` the page, embedded in the
+//! binary; `server.rs` the HTTP server and its bounds on slow clients and
+//! open connections.
 
 mod api;
 mod assets;
 mod auth;
 mod sampler;
+mod server;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -123,7 +125,20 @@ pub async fn start(
     parts: Parts,
     shutdown: CancellationToken,
 ) -> std::io::Result<WebServer> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            std::io::Error::new(
+                e.kind(),
+                format!(
+                    "port {} is in use by another program; choose another with \
+                     --listen HOST:PORT or [web] listen (port 0 picks a free one)",
+                    addr.port()
+                ),
+            )
+        } else {
+            e
+        }
+    })?;
     let addr = listener.local_addr()?;
     assert!(
         !parts.pipelines.is_empty(),
@@ -165,12 +180,12 @@ pub async fn start(
         auth: auth::Auth::new(token, addr),
         started: Instant::now(),
     });
-    let app = router(state);
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await
-    });
+    let limits = server::Limits {
+        header_timeout: state.config.web.header_timeout,
+        max_connections: state.config.web.max_connections,
+    };
+    let app = router(state, limits);
+    let task = tokio::spawn(server::serve(listener, app, limits, shutdown));
     Ok(WebServer { addr, task })
 }
 
@@ -202,7 +217,7 @@ fn routes() -> Vec<(&'static str, &'static str, MethodRouter<Arc<AppState>>)> {
     ]
 }
 
-fn router(state: Arc<AppState>) -> Router {
+fn router(state: Arc<AppState>, limits: server::Limits) -> Router {
     let page = Router::new()
         .route("/", get(assets::index))
         .route("/assets/{file}", get(assets::file));
@@ -212,6 +227,11 @@ fn router(state: Arc<AppState>) -> Router {
             router.route(path, handler)
         })
         .fallback(api::not_found)
+        .method_not_allowed_fallback(api::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            limits.header_timeout,
+            server::read_body,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::guard,

@@ -139,10 +139,10 @@ pub struct Sampler {
     probe: Mutex<Probe>,
     /// Seconds between probes of the log (and at least between row counts).
     probe_every: Duration,
-    pub latest: Fresh<(), Vec<crate::pipeline::log::LogMessage>>,
+    pub latest: Fresh<(), Vec<crate::pipeline::log::MessagePreview>>,
     /// Stored rows as JSON objects (any table).
     pub rows: Fresh<(), Vec<serde_json::Value>>,
-    pub dead_letters: Fresh<(bool, usize), Vec<crate::pipeline::log::StoredDeadLetter>>,
+    pub dead_letters: Fresh<(bool, usize), Vec<crate::pipeline::log::LetterPreview>>,
     pub waiting: Fresh<(), u64>,
 }
 

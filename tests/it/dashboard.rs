@@ -377,7 +377,12 @@ fn metrics_are_prometheus_text_and_their_totals_match_the_store() {
 fn the_example_serve_config_stays_valid() {
     let s = Sandbox::new();
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/serve.toml");
-    let out = s.run(&["--config", example, "config", "check"]);
+    // The file's own address (the sandbox's TRIBUTARY_WEB_LISTEN would win).
+    let out = s
+        .cmd(&["--config", example, "config", "check"])
+        .env_remove("TRIBUTARY_WEB_LISTEN")
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("listen = \"127.0.0.1:8080\""));
     let out = s.run(&["--config", example, "jobs", "list", "--json"]);

@@ -8,6 +8,7 @@ mod crash;
 mod dashboard;
 mod fuzz;
 mod hostile_source;
+mod hostile_web;
 mod http_source;
 mod kafka;
 mod kafka_faults;

@@ -8,6 +8,7 @@
 //! The log knows nothing of tables or rows.
 
 pub mod kafka;
+pub mod preview;
 pub mod scan;
 pub mod sqlite;
 
@@ -15,6 +16,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 pub use kafka::{KafkaCommitter, KafkaLog, KafkaLogConfig, KafkaReader};
+pub use preview::{LetterPreview, MessagePreview};
 pub use sqlite::{SqliteCommitter, SqliteLog, SqliteLogConfig, SqliteReader};
 
 /// Validated log settings: a closed set, one variant per kind of log.

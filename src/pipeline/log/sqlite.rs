@@ -315,6 +315,16 @@ impl SqliteLog {
         &self.config.topic
     }
 
+    /// The connection reads share, and the topic's table (for the bounded
+    /// looks of `log/preview.rs`).
+    pub(super) fn connection(&self) -> &Shared {
+        &self.conn
+    }
+
+    pub(super) fn table_name(&self) -> &str {
+        &self.table
+    }
+
     /// This log file's identity, drawn when the file was created.
     pub fn log_id(&self) -> &str {
         &self.log_id

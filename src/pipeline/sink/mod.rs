@@ -8,6 +8,9 @@
 pub mod cassandra;
 pub mod cassandra_table;
 pub mod sqlite;
+mod stream;
+
+pub use stream::EachRecord;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

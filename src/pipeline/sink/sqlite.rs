@@ -267,6 +267,15 @@ impl SqliteSink {
     }
 
     /// A user pipeline's table, as declared or read from the file.
+    /// The reading connection and the table (for `stream.rs`).
+    pub(super) fn reader(&self) -> &Shared {
+        &self.reader
+    }
+
+    pub(super) fn table_name(&self) -> &str {
+        &self.config.table
+    }
+
     pub fn schema(&self) -> Option<&Arc<TableSchema>> {
         self.schema.as_ref()
     }

@@ -11,7 +11,8 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::{KafkaLogConfig, LastError, REQUEST_TIMEOUT, kafka_err, rebootstrap};
-use crate::pipeline::log::{DeadLetter, LogError, Origin, Stage, StoredDeadLetter};
+use crate::pipeline::log::preview::cut_copy;
+use crate::pipeline::log::{DeadLetter, LetterPreview, LogError, Origin, Stage, StoredDeadLetter};
 
 const STAGE: &str = "tributary.stage";
 const REASON: &str = "tributary.reason";
@@ -124,6 +125,21 @@ pub async fn list(
     after: Option<i64>,
     limit: usize,
 ) -> Result<Vec<StoredDeadLetter>, LogError> {
+    Ok(previews(config, include_replayed, after, limit, usize::MAX)
+        .await?
+        .into_iter()
+        .map(|p| p.letter)
+        .collect())
+}
+
+/// As [`list`], each key and payload copied only up to `cut` bytes.
+pub async fn previews(
+    config: &KafkaLogConfig,
+    include_replayed: bool,
+    after: Option<i64>,
+    limit: usize,
+    cut: usize,
+) -> Result<Vec<LetterPreview>, LogError> {
     let consumer: BaseConsumer = config
         .client()
         .set("group.id", "tributary-dlq-reader")
@@ -176,30 +192,37 @@ pub async fn list(
                 }),
                 _ => None,
             };
-            letters.push(StoredDeadLetter {
-                id: m.offset(),
-                created_ms: m.timestamp().to_millis().unwrap_or_default(),
-                replayed_ms: None,
-                letter: DeadLetter {
-                    stage: header(STAGE)
-                        .as_deref()
-                        .and_then(Stage::parse)
-                        .unwrap_or(Stage::Decode),
-                    reason: header(REASON).unwrap_or_default(),
-                    origin,
-                    source_position: header(SOURCE_POSITION),
-                    key: m.key().map(<[u8]>::to_vec),
-                    payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+            let payload = m.payload().unwrap_or_default();
+            let payload_bytes = header(TRUNCATED_FROM)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(payload.len() as u64);
+            letters.push(LetterPreview {
+                payload_bytes,
+                letter: StoredDeadLetter {
+                    id: m.offset(),
+                    created_ms: m.timestamp().to_millis().unwrap_or_default(),
+                    replayed_ms: None,
+                    letter: DeadLetter {
+                        stage: header(STAGE)
+                            .as_deref()
+                            .and_then(Stage::parse)
+                            .unwrap_or(Stage::Decode),
+                        reason: header(REASON).unwrap_or_default(),
+                        origin,
+                        source_position: header(SOURCE_POSITION),
+                        key: m.key().map(|k| cut_copy(k, cut)),
+                        payload: cut_copy(payload, cut),
+                    },
                 },
             });
         }
-        for l in &mut letters {
+        for LetterPreview { letter: l, .. } in &mut letters {
             if replayed.contains(&l.id) {
                 // The marker's own time is not kept; the letter is simply done.
                 l.replayed_ms = Some(l.created_ms);
             }
         }
-        letters.retain(|l| include_replayed || l.replayed_ms.is_none());
+        letters.retain(|l| include_replayed || l.letter.replayed_ms.is_none());
         letters.truncate(limit);
         Ok(letters)
     })

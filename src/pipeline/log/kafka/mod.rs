@@ -355,6 +355,26 @@ impl KafkaLog {
         peek::latest(&self.config, limit).await
     }
 
+    /// As [`KafkaLog::latest`], keys and payloads cut to `cut` bytes.
+    pub async fn latest_previews(
+        &self,
+        limit: usize,
+        cut: usize,
+    ) -> Result<Vec<super::MessagePreview>, LogError> {
+        peek::previews(&self.config, limit, cut).await
+    }
+
+    /// As [`KafkaLog::dead_letters`], keys and payloads cut to `cut` bytes.
+    pub async fn dead_letter_previews(
+        &self,
+        include_replayed: bool,
+        after: Option<i64>,
+        limit: usize,
+        cut: usize,
+    ) -> Result<Vec<super::LetterPreview>, LogError> {
+        dead_letter::previews(&self.config, include_replayed, after, limit, cut).await
+    }
+
     /// Asked once a second by `serve`'s dashboard: one client per group is
     /// kept for it rather than a new connection each time.
     pub async fn lag(&self, group: &str) -> Result<Vec<PartitionLag>, LogError> {

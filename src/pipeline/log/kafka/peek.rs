@@ -8,13 +8,27 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::{KafkaLogConfig, REQUEST_TIMEOUT, kafka_err};
-use crate::pipeline::log::{LogError, LogMessage};
+use crate::pipeline::log::preview::cut_copy;
+use crate::pipeline::log::{LogError, LogMessage, MessagePreview};
 
 /// How long a peek may wait for the messages it asked for.
 const PEEK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Up to `limit` of the newest messages over all partitions, newest first.
 pub async fn latest(config: &KafkaLogConfig, limit: usize) -> Result<Vec<LogMessage>, LogError> {
+    Ok(previews(config, limit, usize::MAX)
+        .await?
+        .into_iter()
+        .map(|p| p.message)
+        .collect())
+}
+
+/// As [`latest`], each key and payload copied only up to `cut` bytes.
+pub async fn previews(
+    config: &KafkaLogConfig,
+    limit: usize,
+    cut: usize,
+) -> Result<Vec<MessagePreview>, LogError> {
     let mut client = config.client();
     // A group id is required by librdkafka; nothing is ever committed to it.
     client
@@ -60,15 +74,20 @@ pub async fn latest(config: &KafkaLogConfig, limit: usize) -> Result<Vec<LogMess
             {
                 wanted.swap_remove(i);
             }
-            out.push(LogMessage {
-                partition: m.partition(),
-                offset: m.offset(),
-                timestamp_ms: m.timestamp().to_millis().unwrap_or(0),
-                key: m.key().map(<[u8]>::to_vec),
-                payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+            let payload = m.payload().unwrap_or_default();
+            out.push(MessagePreview {
+                message: LogMessage {
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    timestamp_ms: m.timestamp().to_millis().unwrap_or(0),
+                    key: m.key().map(|k| cut_copy(k, cut)),
+                    payload: cut_copy(payload, cut),
+                },
+                payload_bytes: payload.len() as u64,
             });
         }
         out.sort_by(|a, b| {
+            let (a, b) = (&a.message, &b.message);
             (b.timestamp_ms, b.offset, b.partition).cmp(&(a.timestamp_ms, a.offset, a.partition))
         });
         out.truncate(limit);

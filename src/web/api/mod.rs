@@ -3,9 +3,12 @@
 //! counters) or its sampler's cache; nothing here holds pipeline state.
 //! A pipeline's views take it as `?pipeline=NAME` (default: the first
 //! pipeline, so the URLs of a one-pipeline `serve` stay as they were).
-//! Shapes are those of `docs/openapi.yaml`.
+//! Shapes are those of `docs/openapi.yaml`. The views of the log (its
+//! messages and dead letters) and the replay are in `log.rs`.
 
-use std::collections::HashSet;
+mod log;
+
+pub use log::{dead_letters, messages, replay, topic};
 
 use axum::Json;
 use axum::extract::{Path, Query};
@@ -15,13 +18,11 @@ use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::sampler::LATEST_MAX;
 use super::{State, Watched};
 use crate::config::redact;
 use crate::pipeline::ingest::IngestPlan;
-use crate::pipeline::log::{Log, LogMessage};
-use crate::pipeline::processor;
-use crate::pipeline::shape::{Dataset, Shape};
+use crate::pipeline::log::Log;
+use crate::pipeline::shape::Dataset;
 use crate::pipeline::sink::Sink;
 use crate::pipeline::source::SourceConfig;
 use crate::pipeline::stats::Counter;
@@ -31,14 +32,11 @@ use crate::scheduler::history::now_ms;
 use crate::scheduler::{History, JobConfig, RunState};
 use crate::telemetry::prometheus;
 
-/// Payload bytes shown per message or dead letter.
-const PREVIEW_BYTES: usize = 4096;
-
 /// An error as the API says it: a status and `{"error": "..."}`.
-pub struct ApiError(StatusCode, String);
+pub struct ApiError(pub(super) StatusCode, pub(super) String);
 
 impl ApiError {
-    fn internal(e: impl std::fmt::Display) -> ApiError {
+    pub(super) fn internal(e: impl std::fmt::Display) -> ApiError {
         ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
     }
 }
@@ -49,16 +47,16 @@ impl IntoResponse for ApiError {
     }
 }
 
-type ApiResult = Result<Json<Value>, ApiError>;
+pub(super) type ApiResult = Result<Json<Value>, ApiError>;
 
 #[derive(Deserialize)]
 pub struct Limit {
     limit: Option<usize>,
-    all: Option<bool>,
+    pub(super) all: Option<bool>,
     seconds: Option<usize>,
 }
 
-fn limit(q: &Limit, default: usize, max: usize) -> usize {
+pub(super) fn limit(q: &Limit, default: usize, max: usize) -> usize {
     q.limit.unwrap_or(default).clamp(1, max)
 }
 
@@ -69,7 +67,7 @@ pub struct Which {
 }
 
 /// The pipeline `which` names (404 if none has that name), or the first.
-fn pipeline<'a>(state: &'a State, which: &Which) -> Result<&'a Watched, ApiError> {
+pub(super) fn pipeline<'a>(state: &'a State, which: &Which) -> Result<&'a Watched, ApiError> {
     let Some(name) = &which.pipeline else {
         return Ok(&state.pipelines[0]);
     };
@@ -388,80 +386,12 @@ pub async fn unpause(state: State, Path(name): Path<String>) -> ApiResult {
     set_paused(state, name, false).await
 }
 
-/// Offsets as the sampler last saw them: a page polling this never opens
-/// a Kafka client of its own.
-pub async fn topic(state: State, Query(which): Query<Which>) -> ApiResult {
-    let w = pipeline(&state, &which)?;
-    let p = &w.parts;
-    let lag = w.sampler.probe().lag;
-    let total: i64 = lag.iter().map(|l| l.lag()).sum();
-    let partitions: Vec<Value> = lag
-        .iter()
-        .map(|l| {
-            json!({
-                "partition": l.partition,
-                "committed": l.committed,
-                "end": l.end,
-                "lag": l.lag(),
-            })
-        })
-        .collect();
-    Ok(Json(json!({
-        "pipeline": p.name(),
-        "topic": p.log.topic(),
-        "group": p.config.group,
-        "lag": total,
-        "partitions": partitions,
-    })))
-}
-
-/// The payload as JSON when it is, else as (lossy, cut) text.
-fn payload_fields(payload: &[u8]) -> (Value, Value) {
-    match serde_json::from_slice::<Value>(payload) {
-        Ok(v) if payload.len() <= PREVIEW_BYTES * 16 => (v, Value::Null),
-        _ => (Value::Null, Value::String(preview(payload))),
-    }
-}
-
-fn preview(payload: &[u8]) -> String {
-    let cut = &payload[..payload.len().min(PREVIEW_BYTES)];
-    String::from_utf8_lossy(cut).into_owned()
-}
-
-fn message_json(m: &LogMessage) -> Value {
-    let (json, text) = payload_fields(&m.payload);
-    json!({
-        "partition": m.partition,
-        "offset": m.offset,
-        "timestamp_ms": m.timestamp_ms,
-        "key": m.key.as_ref().map(|k| String::from_utf8_lossy(k).into_owned()),
-        "payload_bytes": m.payload.len(),
-        "json": json,
-        "text": text,
-    })
-}
-
-pub async fn messages(
-    state: State,
-    Query(which): Query<Which>,
-    Query(q): Query<Limit>,
-) -> ApiResult {
-    let w = pipeline(&state, &which)?;
-    let log = &w.parts.log;
-    let messages = w
-        .sampler
-        .latest
-        .get((), || log.latest(LATEST_MAX))
-        .await
-        .map_err(ApiError::internal)?;
-    let n = limit(&q, 20, LATEST_MAX);
-    let messages: Vec<Value> = messages.iter().take(n).map(message_json).collect();
-    Ok(Json(json!({ "messages": messages })))
-}
-
 /// Rows a look may ask for; the cache holds this many, so looks with
 /// different limits share one read.
 const ROWS_MAX: usize = 200;
+/// Characters shown per text cell; a longer one is cut (and ends in `…`)
+/// in the read, so a page of huge rows is never held whole.
+const CELL_CHARS: usize = 1024;
 
 /// The count as the sampler last saw it (a Cassandra `count(*)` is costly),
 /// the rows fresh, as JSON objects of the table's columns (`columns`, in
@@ -472,7 +402,7 @@ pub async fn rows(state: State, Query(which): Query<Which>, Query(q): Query<Limi
     let rows = w
         .sampler
         .rows
-        .get((), || sink.records(ROWS_MAX))
+        .get((), || sink.record_previews(ROWS_MAX, CELL_CHARS))
         .await
         .map_err(ApiError::internal)?;
     let n = limit(&q, 20, ROWS_MAX);
@@ -485,133 +415,6 @@ pub async fn rows(state: State, Query(which): Query<Which>, Query(q): Query<Limi
         "columns": columns,
         "rows": &rows[..n.min(rows.len())],
     })))
-}
-
-pub async fn dead_letters(
-    state: State,
-    Query(which): Query<Which>,
-    Query(q): Query<Limit>,
-) -> ApiResult {
-    let w = pipeline(&state, &which)?;
-    let log = &w.parts.log;
-    let key = (q.all.unwrap_or(false), limit(&q, 50, 1000));
-    let letters = w
-        .sampler
-        .dead_letters
-        .get(key, || log.dead_letters(key.0, None, key.1))
-        .await
-        .map_err(ApiError::internal)?;
-    // On Kafka a count reads the whole DLQ topic: the sampler's (every
-    // 25 s, and after a replay) is enough. On SQLite it is one indexed query.
-    let waiting = match log {
-        Log::Kafka(_) => w.sampler.probe().dead_letters_waiting,
-        Log::Sqlite(_) => Some(
-            w.sampler
-                .waiting
-                .get((), || log.dead_letters_waiting(None))
-                .await
-                .map_err(ApiError::internal)?,
-        ),
-    };
-    Ok(Json(json!({
-        "waiting": waiting,
-        "dead_letters": letters.iter().map(|l| l.to_json(PREVIEW_BYTES)).collect::<Vec<_>>(),
-    })))
-}
-
-/// Letters replayed by one call at most; the answer says how many remain.
-const REPLAY_MAX: usize = processor::REPLAY_PAGE;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ReplayBody {
-    #[serde(default)]
-    ids: Vec<i64>,
-    #[serde(default)]
-    all: bool,
-    /// With `all`: start after this id (the `next_after` of the last call).
-    after: Option<i64>,
-}
-
-/// `{"ids": [...]}` replays those; `{"all": true}` the oldest
-/// [`REPLAY_MAX`] waiting letters, and `{"all": true, "after": id}` the
-/// next ones, so a client walks the queue with `next_after` even when
-/// letters keep failing. The body is read as JSON whatever its content
-/// type, and an empty or unclear one replays nothing.
-pub async fn replay(
-    state: State,
-    Query(which): Query<Which>,
-    body: axum::body::Bytes,
-) -> Result<Response, ApiError> {
-    let w = pipeline(&state, &which)?;
-    let request: ReplayBody = serde_json::from_slice(&body).map_err(|e| {
-        ApiError(
-            StatusCode::BAD_REQUEST,
-            format!(r#"the body must be {{"ids": [..]}} or {{"all": true}}: {e}"#),
-        )
-    })?;
-    if request.ids.is_empty() != request.all || (request.after.is_some() && !request.all) {
-        return Err(ApiError(
-            StatusCode::BAD_REQUEST,
-            r#"give either "ids" or "all": true (with "after" to go on)"#.into(),
-        ));
-    }
-    let Ok(_one_at_a_time) = w.replaying.try_lock() else {
-        return Err(ApiError(
-            StatusCode::CONFLICT,
-            format!("a replay of pipeline {} is already running", w.parts.name()),
-        ));
-    };
-    let p = &w.parts;
-    if request.ids.len() > REPLAY_MAX {
-        return Err(ApiError(
-            StatusCode::BAD_REQUEST,
-            format!("at most {REPLAY_MAX} ids a call"),
-        ));
-    }
-    let max_bytes = state.config.processor.max_message_bytes;
-    let shape: Option<&std::sync::Arc<Shape>> = p.shape.as_ref();
-    let outcome = if request.all {
-        processor::replay_page(&p.log, &p.sink, shape, request.after, max_bytes)
-            .await
-            .map(|(report, last)| (report, last, 0))
-    } else {
-        let wanted: HashSet<i64> = request.ids.iter().copied().collect();
-        let letters = p
-            .log
-            .dead_letters_by_id(wanted.iter().copied().collect())
-            .await
-            .map_err(ApiError::internal)?;
-        let not_found = wanted.len() - letters.len();
-        processor::replay(&p.log, &p.sink, shape, letters, max_bytes)
-            .await
-            .map(|report| (report, None, not_found))
-    };
-    // Whatever happened, the next look must see it.
-    w.sampler.dead_letters.clear().await;
-    w.sampler.waiting.clear().await;
-    w.sampler.rows.clear().await;
-    if let Ok(n) = p.log.dead_letters_waiting(None).await {
-        w.sampler.set_dead_letters_waiting(n);
-    }
-    let (report, next_after, not_found) = outcome.map_err(ApiError::internal)?;
-    // How many wait beyond this page (for `ids`, the caller chose).
-    let remaining = if request.all {
-        p.log
-            .dead_letters_waiting(next_after.or(request.after))
-            .await
-            .map_err(ApiError::internal)?
-    } else {
-        0
-    };
-    Ok(Json(json!({
-        "replayed": report.replayed,
-        "still_failing": report.still_failing,
-        "remaining": remaining,
-        "not_found": not_found,
-        "next_after": next_after,
-    }))
-    .into_response())
 }
 
 pub async fn config(state: State) -> Json<Value> {
@@ -661,4 +464,11 @@ pub async fn readyz(state: State) -> Response {
 
 pub async fn not_found() -> ApiError {
     ApiError(StatusCode::NOT_FOUND, "no such route".into())
+}
+
+pub async fn method_not_allowed() -> ApiError {
+    ApiError(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "this route does not answer this method (see the Allow header)".into(),
+    )
 }
