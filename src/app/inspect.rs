@@ -8,17 +8,40 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::table::{StreamedTable, escape, row_cells, stdout_failed};
-use super::{AppResult, prepare_dirs};
+use super::{AppError, AppResult, prepare_dirs};
 use crate::cli::{DlqCommand, EndpointArgs, ShowArgs};
 use crate::config::Config;
-use crate::pipeline::log::{LetterPreview, Log};
+use crate::pipeline::log::{LetterPreview, Log, LogConfig};
 use crate::pipeline::processor::{self, ReplayReport};
 use crate::pipeline::shape::Shape;
-use crate::pipeline::sink::{EachRecord, Sink};
+use crate::pipeline::sink::{EachRecord, Sink, SinkConfig};
 
 pub(super) use super::table::{cells, table};
 
+/// These commands look at what a pipeline produced: on the embedded
+/// default, neither a log nor a store file means nothing was produced,
+/// which is said (and nothing is created).
+fn produced(config: &Config) -> AppResult {
+    let (LogConfig::Sqlite(l), SinkConfig::Sqlite(s)) =
+        (&config.pipeline.log, &config.pipeline.sink)
+    else {
+        return Ok(());
+    };
+    if l.path.exists() || s.path.exists() {
+        return Ok(());
+    }
+    let dir = l.path.parent().unwrap_or(&l.path);
+    Err(AppError::Failed(anyhow::anyhow!(
+        "no data in {} (no {} and no {}): run `tributary run` first, or give the \
+         --data-dir, --log or --sink of an earlier run",
+        dir.display(),
+        l.path.display(),
+        s.path.display()
+    )))
+}
+
 async fn open_sink(config: &Config) -> AppResult<Sink> {
+    produced(config)?;
     prepare_dirs(config)?;
     Ok(Sink::open(&config.pipeline.sink, &config.pipeline.dataset)
         .await
@@ -26,6 +49,7 @@ async fn open_sink(config: &Config) -> AppResult<Sink> {
 }
 
 async fn open_log(config: &Config) -> AppResult<Log> {
+    produced(config)?;
     prepare_dirs(config)?;
     Ok(Log::open(&config.pipeline.log)
         .await
@@ -201,6 +225,7 @@ pub async fn dlq(
             let shape = Shape::of(&config.pipeline.dataset, sink.schema());
             let shape = shape.as_ref();
             let mut report = ReplayReport::default();
+            let mut not_found: Vec<i64> = Vec::new();
             if ids.is_empty() {
                 // Page by page, so memory holds one page however long the
                 // queue; letters that still fail stay behind the cursor.
@@ -237,6 +262,11 @@ pub async fn dlq(
                         .dead_letters_by_id(chunk.to_vec())
                         .await
                         .context("cannot read dead letters")?;
+                    not_found.extend(
+                        chunk
+                            .iter()
+                            .filter(|id| !letters.iter().any(|l| l.id == **id)),
+                    );
                     report += processor::replay(&log, &sink, shape, letters, max_bytes)
                         .await
                         .context("replay failed")?;
@@ -252,6 +282,13 @@ pub async fn dlq(
                     "replayed {} dead letters into the store; {} still failing (see tributary dlq list)",
                     report.replayed, report.still_failing
                 );
+            }
+            if !not_found.is_empty() {
+                let ids: Vec<String> = not_found.iter().map(i64::to_string).collect();
+                return Err(AppError::Failed(anyhow::anyhow!(
+                    "no dead letter with id {} (tributary dlq list --all shows every id)",
+                    ids.join(", ")
+                )));
             }
             Ok(())
         }

@@ -499,3 +499,27 @@ fn log_lines_carry_no_colour_codes_when_stderr_is_not_a_terminal() {
     assert!(err.contains("INFO"), "there are log lines to check: {err}");
     assert!(!err.contains('\u{1b}'), "escape codes in {err:?}");
 }
+
+#[test]
+fn looking_at_a_data_dir_with_nothing_in_it_says_so_and_creates_nothing() {
+    let s = Sandbox::new();
+    for command in [&["count"][..], &["show"], &["status"], &["dlq", "list"]] {
+        let out = s.run(command);
+        assert_eq!(out.status.code(), Some(1), "{command:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("no data in") && stderr(&out).contains("tributary run"),
+            "{command:?}: {}",
+            stderr(&out)
+        );
+        assert!(!s.data_dir().exists(), "{command:?} created the data dir");
+    }
+    // An id that names no dead letter is named back, with exit 1.
+    s.run_json(&["run", "--records", "10", "--seed", "ids", "--json"]);
+    let out = s.run(&["dlq", "replay", "--id", "99", "--id", "98"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no dead letter with id 99, 98"),
+        "{}",
+        stderr(&out)
+    );
+}
