@@ -21,7 +21,6 @@ use crate::pipeline::embedded::file_id;
 use crate::pipeline::shape::Shape;
 use crate::pipeline::stats::Stats;
 use crate::scheduler::history::HistoryError;
-use crate::scheduler::history::now_ms;
 use crate::scheduler::{History, JobConfig, RunState, SERVE_BUSY_TIMEOUT, Scheduler, Target};
 use crate::{telemetry, web};
 
@@ -358,9 +357,7 @@ pub fn jobs(config: Config, cmd: JobsCommand) -> AppResult {
         }
         JobsCommand::Trigger { name } => {
             find(&config, &name)?;
-            let id = history
-                .add(&name, now_ms(), RunState::Queued)
-                .context("cannot queue the run")?;
+            let id = history.trigger(&name).context("cannot queue the run")?;
             println!("queued run #{id} of {name}; a running `tributary serve` starts it");
         }
         JobsCommand::Pause { name } => {

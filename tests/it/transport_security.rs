@@ -11,7 +11,7 @@ use std::io::Read;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{Sandbox, infra, missing, unique};
+use crate::support::{Sandbox, infra, missing, skipped, unique};
 
 /// Records each end-to-end test moves.
 const N: u64 = 2_000;
@@ -34,7 +34,24 @@ struct SecureKafka {
     other_ca: String,
 }
 
+/// These tests need servers restarted with TLS, so they run in their own
+/// step, when asked (`TRIBUTARY_TEST_TRANSPORT=1`).
+fn asked(test: &str) -> bool {
+    let asked = std::env::var("TRIBUTARY_TEST_TRANSPORT").is_ok_and(|v| v == "1");
+    if !asked {
+        skipped(
+            test,
+            "needs TRIBUTARY_TEST_TRANSPORT=1 and servers started with \
+             `scripts/infra up all --secure --tls`",
+        );
+    }
+    asked
+}
+
 fn secure_kafka(test: &str) -> Option<SecureKafka> {
+    if !asked(test) {
+        return None;
+    }
     let found = (|| {
         let file = var("TRIBUTARY_TEST_KAFKA_SASL_PASSWORD_FILE")?;
         Some(SecureKafka {
@@ -64,6 +81,9 @@ struct TlsCassandra {
 }
 
 fn tls_cassandra(test: &str) -> Option<TlsCassandra> {
+    if !asked(test) {
+        return None;
+    }
     let found = (|| {
         Some(TlsCassandra {
             node: var("TRIBUTARY_TEST_CASSANDRA_TLS")?,

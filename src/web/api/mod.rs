@@ -28,8 +28,7 @@ use crate::pipeline::source::SourceConfig;
 use crate::pipeline::stats::Counter;
 use crate::pipeline::table::UnknownFields;
 use crate::scheduler::history::HistoryError;
-use crate::scheduler::history::now_ms;
-use crate::scheduler::{History, JobConfig, RunState};
+use crate::scheduler::{History, JobConfig};
 use crate::telemetry::prometheus;
 
 /// An error as the API says it: a status and `{"error": "..."}`.
@@ -367,7 +366,7 @@ pub async fn runs(state: State, Path(name): Path<String>, Query(q): Query<Limit>
 
 pub async fn trigger(state: State, Path(name): Path<String>) -> Result<Response, ApiError> {
     find(&state, &name)?;
-    let id = history(&state, move |h| h.add(&name, now_ms(), RunState::Queued)).await?;
+    let id = history(&state, move |h| h.trigger(&name)).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "run_id": id }))).into_response())
 }
 
