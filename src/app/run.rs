@@ -141,11 +141,15 @@ pub async fn run(config: Config, args: &RunArgs, shutdown: CancellationToken) ->
     let stats = Arc::new(Stats::default());
     let plan = plan(args, &config);
     let job = open_job(&config, stats.clone(), shutdown).await?;
+    let log = job.log.clone();
     let feed = feed(&config, Some(&job.sink)).await?;
     let progress = Progress::start(expected(plan), stats.clone(), |s| s.get(Counter::Read));
     let result = pipeline::run(feed, plan, job).await;
     progress.finish();
     let summary = stats.summary();
+    if result.is_ok() && stopped.is_cancelled() {
+        left_in_the_log(&log, &config.pipeline.group).await;
+    }
     // The books are checked only for a run that went to the end: one
     // stopped by Ctrl-C leaves the rest in the log, by design.
     let (imbalance, books) = match &result {
@@ -178,6 +182,19 @@ pub async fn run(config: Config, args: &RunArgs, shutdown: CancellationToken) ->
         .into());
     }
     Ok(())
+}
+
+/// After a stop: what the log still holds for the processor, and how to
+/// store it.
+async fn left_in_the_log(log: &Log, group: &str) {
+    match log.backlog(group).await {
+        Ok(0) => {}
+        Ok(n) => eprintln!(
+            "stopped: {n} records are still in the log, not yet stored; `tributary process` \
+             (with this run's --config, --data-dir, --log and --sink) stores them"
+        ),
+        Err(e) => tracing::warn!("cannot read what the log still holds: {e}"),
+    }
 }
 
 /// Records lost to retention fail the command, after the summary said so.

@@ -523,3 +523,50 @@ fn looking_at_a_data_dir_with_nothing_in_it_says_so_and_creates_nothing() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_stopped_run_says_what_is_left_in_the_log_and_how_to_store_it() {
+    let s = Sandbox::new();
+    let mut child = s
+        .cmd(&[
+            "run",
+            "--records",
+            "5000000",
+            "--seed",
+            "left",
+            "--batch-size",
+            "500",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Ready once rows are being stored; then ask it to stop mid-way.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while crate::support::rows_now(&s.store_path()) < 1000 {
+        assert!(Instant::now() < deadline, "nothing stored");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    crate::support::terminate(&child);
+    let code = child.wait().unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(code.code(), Some(0), "{err}");
+    // What it says is left is exactly what the next `process` stores.
+    let left: u64 = err
+        .split("stopped: ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .map(|n| n.parse().unwrap())
+        .unwrap_or(0);
+    if left > 0 {
+        assert!(err.contains("`tributary process`"), "{err}");
+    }
+    let after = s.run_json(&["process", "--json"]);
+    assert_eq!(after["read"], left, "{err}");
+}
