@@ -5,7 +5,7 @@ use std::io::{BufWriter, IsTerminal, Stdout, Write};
 use std::ops::ControlFlow;
 
 use anyhow::Context;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 
 use super::table::{StreamedTable, escape, row_cells, stdout_failed};
 use super::{AppError, AppResult, prepare_dirs};
@@ -234,12 +234,9 @@ pub async fn dlq(
                     .await
                     .context("cannot count dead letters")?;
                 let bar = (!json && std::io::stderr().is_terminal()).then(|| {
-                    ProgressBar::new(waiting).with_style(
-                        ProgressStyle::with_template(
-                            "{spinner} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} letters ({per_sec})",
-                        )
-                        .expect("valid template"),
-                    )
+                    ProgressBar::new(waiting).with_style(super::table::bar_style(
+                        "{spinner} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} letters ({rate})",
+                    ))
                 });
                 let mut after = None;
                 loop {

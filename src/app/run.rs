@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use tokio_util::sync::CancellationToken;
 
 use super::{AppResult, announce_seed, prepare_dirs};
@@ -302,19 +302,13 @@ impl Progress {
             };
         }
         let bar = if total > 0 {
-            ProgressBar::new(total).with_style(
-                ProgressStyle::with_template(
-                    "{spinner} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} ({per_sec}, eta {eta})",
-                )
-                .expect("valid template"),
-            )
+            ProgressBar::new(total).with_style(super::table::bar_style(
+                "{spinner} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} ({rate}, eta {eta})",
+            ))
         } else {
-            ProgressBar::new_spinner().with_style(
-                ProgressStyle::with_template(
-                    "{spinner} [{elapsed_precise}] {human_pos} records ({per_sec})",
-                )
-                .expect("valid template"),
-            )
+            ProgressBar::new_spinner().with_style(super::table::bar_style(
+                "{spinner} [{elapsed_precise}] {human_pos} records ({rate})",
+            ))
         };
         let b = bar.clone();
         let ticker = tokio::spawn(async move {

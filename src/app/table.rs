@@ -200,3 +200,16 @@ mod tests {
         assert!(out.lines().nth(2 + 1500).unwrap().starts_with(" 1500 | "));
     }
 }
+
+/// A progress bar's style: `template` may use `{rate}`, records a second as
+/// a whole number with separators (`12,226/s`).
+pub(super) fn bar_style(template: &str) -> indicatif::ProgressStyle {
+    indicatif::ProgressStyle::with_template(template)
+        .expect("valid template")
+        .with_key(
+            "rate",
+            |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{}/s", indicatif::HumanCount(state.per_sec() as u64));
+            },
+        )
+}
