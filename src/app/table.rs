@@ -161,6 +161,19 @@ pub fn stdout_failed(e: io::Error) -> super::AppResult {
     Err(anyhow::anyhow!("cannot write the output: {e}").into())
 }
 
+/// A progress bar's style: `template` may use `{rate}`, records a second as
+/// a whole number with separators (`12,226/s`).
+pub(super) fn bar_style(template: &str) -> indicatif::ProgressStyle {
+    indicatif::ProgressStyle::with_template(template)
+        .expect("valid template")
+        .with_key(
+            "rate",
+            |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{}/s", indicatif::HumanCount(state.per_sec() as u64));
+            },
+        )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,17 +212,4 @@ mod tests {
         // Sized by the first rows: a later, wider cell widens its line only.
         assert!(out.lines().nth(2 + 1500).unwrap().starts_with(" 1500 | "));
     }
-}
-
-/// A progress bar's style: `template` may use `{rate}`, records a second as
-/// a whole number with separators (`12,226/s`).
-pub(super) fn bar_style(template: &str) -> indicatif::ProgressStyle {
-    indicatif::ProgressStyle::with_template(template)
-        .expect("valid template")
-        .with_key(
-            "rate",
-            |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
-                let _ = write!(w, "{}/s", indicatif::HumanCount(state.per_sec() as u64));
-            },
-        )
 }
