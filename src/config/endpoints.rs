@@ -265,6 +265,17 @@ pub(super) fn resolve_log(
             .or(url_topic.as_deref())
             .unwrap_or(place.topic_default),
     )?;
+    if kafka_brokers.is_some()
+        && place.use_url_topic
+        && url_topic.is_none()
+        && place.topic_over.is_none()
+    {
+        tracing::info!(
+            topic,
+            "the log URL {log_url} names no topic: using {topic} (write \
+             kafka://HOST:PORT/TOPIC to choose one)"
+        );
+    }
     let retention_age = duration(
         "log.retention_age",
         raw.retention_age.as_deref(),

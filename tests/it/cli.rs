@@ -570,3 +570,19 @@ fn a_stopped_run_says_what_is_left_in_the_log_and_how_to_store_it() {
     let after = s.run_json(&["process", "--json"]);
     assert_eq!(after["read"], left, "{err}");
 }
+
+#[test]
+fn a_kafka_url_without_a_topic_says_which_topic_it_uses() {
+    let s = Sandbox::new();
+    let out = s
+        .cmd(&["config", "check", "--log", "kafka://127.0.0.1:9"])
+        .env("RUST_LOG", "tributary=info")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let first = stderr(&out).lines().next().unwrap_or_default().to_owned();
+    assert!(
+        first.contains("names no topic: using users_created"),
+        "the first log line: {first}"
+    );
+}
