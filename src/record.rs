@@ -399,7 +399,13 @@ impl Row {
                 limit: max_bytes,
             });
         }
-        let row: Row = serde_json::from_slice(bytes).map_err(RecordError::from_json)?;
+        let row: Row = serde_json::from_slice(bytes).map_err(|e| {
+            let error = RecordError::from_json(e);
+            match error {
+                RecordError::Shape(_) => field_at_fault(bytes).unwrap_or(error),
+                other => other,
+            }
+        })?;
         row.validate()?;
         Ok(row)
     }
@@ -434,9 +440,76 @@ impl Row {
     }
 }
 
+/// Which of a row's fields made valid JSON the wrong shape, by name (serde's
+/// own message gives only a line and column): the first one missing, null
+/// or of another type than text.
+fn field_at_fault(bytes: &[u8]) -> Option<RecordError> {
+    let value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    let Some(object) = value.as_object() else {
+        let kind = json_kind(&value);
+        return Some(RecordError::Shape(format!(
+            "a row is a JSON object, not {kind}"
+        )));
+    };
+    ROW_COLUMNS
+        .iter()
+        .find_map(|field| match object.get(*field) {
+            None => Some(RecordError::Shape(format!("missing field {field}"))),
+            Some(serde_json::Value::String(_)) => None,
+            // The seeds' postcode may be a number (see `Row::post_code`).
+            Some(serde_json::Value::Number(_)) if *field == "post_code" => None,
+            Some(other) => Some(RecordError::Shape(format!(
+                "field {field} is {}, not text",
+                json_kind(other)
+            ))),
+        })
+}
+
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "text",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_row_of_the_wrong_shape_names_its_field() {
+        let row = Row::from_json(
+            br#"{"id":"7a0eed16-9430-4d68-901f-c0d4c1c3bf00","first_name":"a","last_name":"b",
+                "gender":"f","address":"x","post_code":12345,"email":"e","username":"u",
+                "dob":"d","registered_date":"r","phone":"p","picture":"q"}"#,
+            usize::MAX,
+        )
+        .expect("a numeric postcode is the seeds' own");
+        let mut value: serde_json::Value = serde_json::from_slice(&row.to_json()).unwrap();
+        value["post_code"] = 12345.into();
+        value["phone"] = serde_json::Value::Null;
+        let err = Row::from_json(&serde_json::to_vec(&value).unwrap(), usize::MAX).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "wrong shape: field phone is null, not text"
+        );
+        value["phone"] = "p".into();
+        value["email"] = 42.into();
+        let err = Row::from_json(&serde_json::to_vec(&value).unwrap(), usize::MAX).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "wrong shape: field email is a number, not text"
+        );
+        let err = Row::from_json(b"[1]", usize::MAX).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "wrong shape: a row is a JSON object, not an array"
+        );
+    }
 
     pub(super) const USER_1_4: &str = r#"{
       "gender": "female",
@@ -690,7 +763,7 @@ mod tests {
         let mut v: serde_json::Value = serde_json::from_slice(&row.to_json()).unwrap();
         v.as_object_mut().unwrap().remove("phone");
         let err = Row::from_json(v.to_string().as_bytes(), 1 << 20).unwrap_err();
-        assert!(err.to_string().contains("missing field `phone`"), "{err}");
+        assert_eq!(err.to_string(), "wrong shape: missing field phone");
     }
 
     #[test]
