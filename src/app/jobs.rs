@@ -405,6 +405,12 @@ pub fn jobs(config: Config, cmd: JobsCommand) -> AppResult {
                     .map_err(|e| AppError::Usage(format!("{s:?} is not an RFC 3339 time: {e}")))
             };
             let (from, to) = (parse(&from)?, parse(&to)?);
+            if from >= to {
+                return Err(AppError::Usage(format!(
+                    "--from {from} is not before --to {to}: a backfill queues the slots after \
+                     --from up to --to"
+                )));
+            }
             // Counted before anything is queued, and never past the cap: a
             // year of `@every 10ms` is three billion slots.
             let n = job

@@ -40,17 +40,36 @@ pub fn escape(s: &str) -> std::borrow::Cow<'_, str> {
     out.into()
 }
 
-/// The cells of a JSON row for a table: text as it is (escaped), null
-/// empty, other values as JSON.
+/// The longest cell a table prints, in characters, as the dashboard cuts
+/// its cells: a longer one ends in `…` (`--json` prints every value whole).
+const CELL_CHARS: usize = 1024;
+
+/// The cells of a JSON row for a table: text as it is (escaped, cut to
+/// [`CELL_CHARS`]), null empty, other values as JSON.
 pub fn row_cells(columns: &[&str], v: &serde_json::Value) -> Vec<String> {
     columns
         .iter()
-        .map(|c| match &v[c] {
-            serde_json::Value::String(s) => escape(s).into_owned(),
-            serde_json::Value::Null => String::new(),
-            other => escape(&other.to_string()).into_owned(),
+        .map(|c| {
+            let cell = match &v[c] {
+                serde_json::Value::String(s) => escape(s).into_owned(),
+                serde_json::Value::Null => String::new(),
+                other => escape(&other.to_string()).into_owned(),
+            };
+            cut(cell)
         })
         .collect()
+}
+
+fn cut(cell: String) -> String {
+    match cell.char_indices().nth(CELL_CHARS) {
+        None => cell,
+        Some((at, _)) => {
+            let mut cell = cell;
+            cell.truncate(at);
+            cell.push('…');
+            cell
+        }
+    }
 }
 
 /// The cells of JSON rows for a table (see [`row_cells`]).
@@ -177,6 +196,15 @@ pub(super) fn bar_style(template: &str) -> indicatif::ProgressStyle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_cell_is_cut_and_says_so() {
+        let row = serde_json::json!({"a": "x".repeat(5000), "b": "short"});
+        let cells = row_cells(&["a", "b"], &row);
+        assert_eq!(cells[0].chars().count(), CELL_CHARS + 1);
+        assert!(cells[0].ends_with('…'));
+        assert_eq!(cells[1], "short");
+    }
 
     #[test]
     fn control_characters_from_a_source_are_escaped() {

@@ -196,10 +196,13 @@ impl Config {
             .processor
             .max_message_bytes
             .unwrap_or(crate::pipeline::processor::DEFAULT_MAX_MESSAGE_BYTES);
-        if max_message_bytes < 1024 {
+        // At most 16 MiB: every message is held a few times over on its way
+        // (decoded, written, previewed), so a larger limit is a memory limit
+        // given away.
+        if !(1024..=16 << 20).contains(&max_message_bytes) {
             return Err(invalid(
                 "processor.max_message_bytes",
-                format!("{max_message_bytes} is below 1024 bytes"),
+                format!("{max_message_bytes} must be between 1024 and 16777216 bytes (16 MiB)"),
             ));
         }
 

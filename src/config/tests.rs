@@ -110,6 +110,10 @@ fn gen_url_carries_seed_and_nat() {
 fn bad_values_name_their_key() {
     let cases = [
         ("[processor]\nbatch_size = 0\n", "processor.batch_size"),
+        (
+            "[processor]\nmax_message_bytes = 1000000000000\n",
+            "processor.max_message_bytes",
+        ),
         ("[processor]\nbatch_size = 9000\n", "processor.batch_size"),
         ("[source]\nurl = \"ftp://x/\"\n", "source.url"),
         ("[source]\nnat = [\"XX\"]\n", "source.nat"),

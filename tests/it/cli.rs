@@ -428,6 +428,22 @@ fn a_backfill_is_capped_before_anything_is_queued() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("queued 100 run(s)"));
     assert_eq!(queued(), 100);
+    // A range given the wrong way round is a usage error, not "queued 0".
+    let out = s.run(&[
+        "jobs",
+        "backfill",
+        "fast",
+        "--from",
+        "2025-01-02T00:00:00Z",
+        "--to",
+        "2025-01-01T00:00:00Z",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is not before --to"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

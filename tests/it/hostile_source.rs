@@ -162,12 +162,12 @@ fn an_answer_over_the_page_cap_is_cut_there_in_every_framing() {
         let s = Sandbox::new();
         s.config(TWO_ATTEMPTS);
         let api = Hostile::start(move |_, _, conn| padded_page(conn, framing));
-        // Pages of 5,000 users: the largest cap, 64 MiB.
+        // Pages of 5,000 users: the largest cap, 32 MiB.
         let (out, sum) = run(&s, &api, 5000, 5000);
         assert_failed_naming(
             &out,
             &api,
-            &["gave up after 2 attempts", "larger than the 64 MiB cap"],
+            &["gave up after 2 attempts", "larger than the 32 MiB cap"],
         );
         assert_bounded(&sum);
         assert_eq!(api.seen().len(), 2, "{framing}: retried once");
@@ -176,7 +176,7 @@ fn an_answer_over_the_page_cap_is_cut_there_in_every_framing() {
     let s = Sandbox::new();
     s.config(TWO_ATTEMPTS);
     let api = Hostile::start(|_, _, conn| padded_page(conn, "endless"));
-    let (out, _) = run(&s, &api, 100, 100);
+    let (out, _) = run(&s, &api, 200, 200);
     assert_failed_naming(&out, &api, &["larger than the 1600 KiB cap"]);
 }
 

@@ -16,6 +16,12 @@ use super::json_page::JsonPage;
 /// The default limit of one record: the same as an HTTP body's.
 pub const DEFAULT_MAX_RECORD_BYTES: usize = super::retry::MAX_BODY_BYTES;
 
+/// An NDJSON page ends at `page_size` records or once its lines hold this
+/// many bytes, whichever comes first: a page is held a few times over
+/// (parsed, shaped, logged) while the next is read, so pages of large
+/// records stay small in memory.
+const PAGE_BYTES: usize = 8 << 20;
+
 /// Bytes of an over-long NDJSON line kept in its rejected record: enough to
 /// recognise it, without copying a runaway line into the dead letters.
 const KEPT_OF_LONG_LINE: usize = 4 << 10;
@@ -245,7 +251,8 @@ impl FileSource {
         };
         let mut page = JsonPage::new(self.pages + 1, String::new());
         let mut first = None;
-        while page.received() < self.page_size {
+        let mut bytes = 0usize;
+        while page.received() < self.page_size && bytes < PAGE_BYTES {
             buf.clear();
             let read = read_line(input, buf, self.max_record_bytes).map_err(|source| {
                 FileSourceError::Io {
@@ -265,6 +272,7 @@ impl FileSource {
                 continue;
             }
             first.get_or_insert(*line);
+            bytes += buf.len();
             let at = format!("{}#line={line}", self.name);
             if too_long {
                 buf.truncate(KEPT_OF_LONG_LINE);

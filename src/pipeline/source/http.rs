@@ -14,14 +14,15 @@ use crate::record::{PageError, decode_page_of};
 
 /// Bytes of answer allowed per user asked for: a user in format 1.4 is about
 /// 1.2 KiB, so this is room to spare, and a page of 100 users may not be
-/// 64 MiB.
-const BYTES_PER_USER: usize = 16 << 10;
+/// 32 MiB. A page is parsed and split while the next is fetched, so memory
+/// is a few times the page: the cap keeps that well under 256 MiB.
+const BYTES_PER_USER: usize = 8 << 10;
 
 /// The least any page may be: room for an API's quirks on small pages.
 const MIN_PAGE_BYTES: usize = 1 << 20;
 
-/// The largest answer accepted for a page of `results` users: 16 KiB a user,
-/// at least 1 MiB, at most [`retry::MAX_BODY_BYTES`] (64 MiB).
+/// The largest answer accepted for a page of `results` users: 8 KiB a user,
+/// at least 1 MiB, at most [`retry::MAX_BODY_BYTES`] (32 MiB).
 pub(super) fn page_cap(results: u64) -> usize {
     usize::try_from(results)
         .unwrap_or(usize::MAX)
@@ -225,9 +226,9 @@ mod tests {
     #[test]
     fn the_page_cap_follows_the_page_size() {
         assert_eq!(page_cap(1), 1 << 20);
-        assert_eq!(page_cap(1000), 1000 * (16 << 10));
-        assert_eq!(page_cap(5000), 64 << 20);
-        assert_eq!(page_cap(u64::MAX), 64 << 20);
+        assert_eq!(page_cap(1000), 1000 * (8 << 10));
+        assert_eq!(page_cap(5000), 32 << 20);
+        assert_eq!(page_cap(u64::MAX), 32 << 20);
     }
 
     #[test]

@@ -14,12 +14,13 @@ use url::Url;
 use super::SourceError;
 
 /// A response body larger than this is refused: 5,000 users in format 1.4 are
-/// about 6 MiB, so this leaves room without letting a broken server fill memory.
+/// about 6 MiB, so this leaves room without letting a broken server fill
+/// memory (a page is held a few times over while it is parsed and split).
 /// The cap counts the bytes as they arrive, whatever the framing
 /// (`Content-Length`, chunked, or until the connection closes); the client
 /// asks for no compression and decompresses nothing, so these are the bytes
 /// that are parsed.
-pub(super) const MAX_BODY_BYTES: usize = 64 << 20;
+pub(super) const MAX_BODY_BYTES: usize = 32 << 20;
 
 /// How much of a refused answer's body is read for the error message: enough
 /// to see the server's words, not enough for a broken server to fill memory.

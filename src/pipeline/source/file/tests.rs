@@ -304,3 +304,21 @@ fn a_fifo_or_a_directory_is_refused_at_once_not_waited_on() {
     };
     assert!(err.to_string().contains("a directory"), "{err}");
 }
+
+#[test]
+fn an_ndjson_page_of_large_records_ends_at_its_byte_budget() {
+    // 20 records of 1 MiB: 1,000 a page by count, but a page ends once its
+    // lines hold 8 MiB.
+    let mut content = Vec::new();
+    for id in 0..20 {
+        content.extend(format!("{{\"id\":{id},\"note\":\"{}\"}}\n", "n".repeat(1 << 20)).bytes());
+    }
+    let file = write(&content);
+    let mut source = open(&file, 1000);
+    let pages = drain(&mut source);
+    assert_eq!(
+        pages.iter().map(|p| p.records.len()).collect::<Vec<_>>(),
+        [8, 8, 4]
+    );
+    assert_eq!(ids(&pages), (0..20).collect::<Vec<u64>>());
+}
