@@ -386,6 +386,34 @@ fn a_file_of_the_wrong_kind_is_refused_when_opened_before_anything_is_logged() {
         stderr(&out)
     );
     assert_eq!(logged(), before, "nothing was logged by the refused runs");
+    // Another application's database as the store: refused, left as it was.
+    let theirs = s.dir.path().join("app.db");
+    rusqlite::Connection::open(&theirs)
+        .unwrap()
+        .execute_batch("CREATE TABLE users (name); INSERT INTO users VALUES ('precious');")
+        .unwrap();
+    let theirs_url = format!("sqlite:{}", theirs.display());
+    for args in [
+        &["count", "--sink", &theirs_url][..],
+        &["process", "--sink", &theirs_url],
+    ] {
+        let out = s.run(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("holds tables (users) and no table created_users"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+    let tables: i64 = rusqlite::Connection::open(&theirs)
+        .unwrap()
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(tables, 1, "nothing created in someone else's database");
 }
 
 #[test]
