@@ -115,10 +115,7 @@ pub fn claim(conn: &Connection, role: Role) -> Result<(), String> {
 /// Marks the file as `role`'s once it serves as one (a store: once its
 /// table opened, so a refused open leaves the user's file as it was).
 pub fn mark_role(conn: &Connection, role: Role) -> Result<(), String> {
-    let sql = |e: rusqlite::Error| e.to_string();
-    let id: i32 = conn
-        .query_row("PRAGMA application_id", [], |r| r.get(0))
-        .map_err(sql)?;
+    let id = application_id(conn)?;
     if id != 0 {
         // Ours already, or a database of the user's own that keeps its
         // header (check_role refused any other for a log).
@@ -132,7 +129,7 @@ pub fn mark_role(conn: &Connection, role: Role) -> Result<(), String> {
         "PRAGMA application_id = {};{version}",
         role.application_id()
     ))
-    .map_err(sql)
+    .map_err(|e| e.to_string())
 }
 
 /// Whether the file can serve as `role`. A store may live in a database of
@@ -140,9 +137,7 @@ pub fn mark_role(conn: &Connection, role: Role) -> Result<(), String> {
 /// refused there.
 pub fn check_role(conn: &Connection, role: Role) -> Result<(), String> {
     let sql = |e: rusqlite::Error| e.to_string();
-    let id: i32 = conn
-        .query_row("PRAGMA application_id", [], |r| r.get(0))
-        .map_err(sql)?;
+    let id = application_id(conn)?;
     let is_log = |c: &Connection| -> rusqlite::Result<bool> {
         c.query_row(
             "SELECT count(*) FROM pragma_table_info('topics') WHERE name = 'next_offset'",
@@ -166,23 +161,9 @@ pub fn check_role(conn: &Connection, role: Role) -> Result<(), String> {
     match role {
         Role::Log => {
             if id == 0 {
-                let tables: Vec<String> = conn
-                    .prepare(
-                        "SELECT name FROM sqlite_master WHERE type = 'table' \
-                         AND name NOT LIKE 'sqlite_%' ORDER BY name",
-                    )
-                    .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
-                    .map_err(sql)?;
+                let tables = table_names(conn)?;
                 if !tables.is_empty() && !is_log(conn).map_err(sql)? {
-                    let mut shown = tables
-                        .iter()
-                        .take(5)
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join(", ");
-                    if tables.len() > 5 {
-                        shown.push_str(", …");
-                    }
+                    let shown = some_names(&tables);
                     return Err(format!(
                         "this file holds tables ({shown}) and is not a tributary log: \
                          give the log a file of its own"
@@ -207,6 +188,36 @@ pub fn check_role(conn: &Connection, role: Role) -> Result<(), String> {
         Role::Store => {}
     }
     Ok(())
+}
+
+/// The file's `PRAGMA application_id` (0: none written).
+pub fn application_id(conn: &Connection) -> Result<i32, String> {
+    conn.query_row("PRAGMA application_id", [], |r| r.get(0))
+        .map_err(|e| e.to_string())
+}
+
+/// The names of the file's own tables, sorted.
+pub fn table_names(conn: &Connection) -> Result<Vec<String>, String> {
+    conn.prepare(
+        "SELECT name FROM sqlite_master WHERE type = 'table' \
+         AND name NOT LIKE 'sqlite_%' ORDER BY name",
+    )
+    .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+    .map_err(|e| e.to_string())
+}
+
+/// Up to five table names for a message, `…` for the rest.
+pub fn some_names(tables: &[String]) -> String {
+    let mut shown = tables
+        .iter()
+        .take(5)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if tables.len() > 5 {
+        shown.push_str(", …");
+    }
+    shown
 }
 
 pub fn is_busy(e: &rusqlite::Error) -> bool {

@@ -247,32 +247,49 @@ fn unusable_data_dir_exits_1_and_names_it() {
     );
 }
 
-#[test]
-fn sigterm_drains_commits_and_exits_0() {
-    let s = Sandbox::new();
-    s.run_json(&["ingest", "--records", "2000", "--seed", "term", "--json"]);
+/// Runs `tributary ARGS`, and once the store holds `rows`, sends SIGTERM;
+/// its exit code, stdout and stderr.
+fn stopped_once_stored(s: &Sandbox, args: &[&str], rows: u64) -> (Option<i32>, String, String) {
     let mut child = s
-        .cmd(&["process", "--follow", "--batch-size", "100"])
+        .cmd(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Ready once it has stored everything there is; then ask it to stop.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while crate::support::rows_now(&s.store_path()) < 2000 {
-        assert!(Instant::now() < deadline, "processor never caught up");
+    while crate::support::rows_now(&s.store_path()) < rows {
+        assert!(
+            Instant::now() < deadline,
+            "{args:?} never stored {rows} rows"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     crate::support::terminate(&child);
     let code = child.wait().unwrap();
-    let mut out = String::new();
+    let (mut out, mut err) = (String::new(), String::new());
     child
         .stdout
         .take()
         .unwrap()
         .read_to_string(&mut out)
         .unwrap();
-    assert_eq!(code.code(), Some(0), "{out}");
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    (code.code(), out, err)
+}
+
+#[test]
+fn sigterm_drains_commits_and_exits_0() {
+    let s = Sandbox::new();
+    s.run_json(&["ingest", "--records", "2000", "--seed", "term", "--json"]);
+    // Ready once it has stored everything there is; then ask it to stop.
+    let (code, out, _) =
+        stopped_once_stored(&s, &["process", "--follow", "--batch-size", "100"], 2000);
+    assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("tributary process: done"), "{out}");
     assert!(out.contains("stored               2000"), "{out}");
     // Its offsets were committed: nothing is left to read.
@@ -571,36 +588,18 @@ fn looking_at_a_data_dir_with_nothing_in_it_says_so_and_creates_nothing() {
 #[test]
 fn a_stopped_run_says_what_is_left_in_the_log_and_how_to_store_it() {
     let s = Sandbox::new();
-    let mut child = s
-        .cmd(&[
-            "run",
-            "--records",
-            "5000000",
-            "--seed",
-            "left",
-            "--batch-size",
-            "500",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
     // Ready once rows are being stored; then ask it to stop mid-way.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while crate::support::rows_now(&s.store_path()) < 1000 {
-        assert!(Instant::now() < deadline, "nothing stored");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    crate::support::terminate(&child);
-    let code = child.wait().unwrap();
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    assert_eq!(code.code(), Some(0), "{err}");
+    let args = [
+        "run",
+        "--records",
+        "5000000",
+        "--seed",
+        "left",
+        "--batch-size",
+        "500",
+    ];
+    let (code, _, err) = stopped_once_stored(&s, &args, 1000);
+    assert_eq!(code, Some(0), "{err}");
     // What it says is left is exactly what the next `process` stores.
     let left: u64 = err
         .split("stopped: ")

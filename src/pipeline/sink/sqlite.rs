@@ -90,31 +90,16 @@ fn open_users_table(conn: &rusqlite::Connection, table: &str) -> Result<bool, St
 /// named, is another application's: nothing is created in it. A store of
 /// the user's own database is one where the table named is there already.
 fn not_someone_elses(conn: &rusqlite::Connection, table: &str) -> Result<(), String> {
-    let sql = |e: rusqlite::Error| e.to_string();
-    let id: i32 = conn
-        .query_row("PRAGMA application_id", [], |r| r.get(0))
-        .map_err(sql)?;
-    if id != 0 {
+    if embedded::application_id(conn)? != 0 {
         return Ok(());
     }
-    let tables: Vec<String> = conn
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
-        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
-        .map_err(sql)?;
+    let tables = embedded::table_names(conn)?;
     let ours =
         |t: &String| t.eq_ignore_ascii_case(table) || t.eq_ignore_ascii_case(POSITIONS_TABLE);
     if tables.is_empty() || tables.iter().any(ours) {
         return Ok(());
     }
-    let mut shown = tables
-        .iter()
-        .take(5)
-        .cloned()
-        .collect::<Vec<_>>()
-        .join(", ");
-    if tables.len() > 5 {
-        shown.push_str(", …");
-    }
+    let shown = embedded::some_names(&tables);
     Err(format!(
         "this file holds tables ({shown}) and no table {table}: it belongs to another \
          application; give the store a file of its own (nothing was created in it)"
