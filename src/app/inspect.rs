@@ -337,7 +337,19 @@ async fn list_letters(log: &Log, all: bool, limit: usize, json: bool) -> AppResu
     let end = if json {
         out.flush()
     } else {
-        writeln!(out, "({shown} dead letters)").and_then(|()| out.flush())
+        // The footer says how many there are, not only how many were shown.
+        let waiting = if all {
+            None
+        } else {
+            log.dead_letters_waiting(None).await.ok()
+        };
+        let footer = match waiting {
+            Some(w) if w as usize > shown => {
+                format!("({shown} of {w} waiting dead letters shown; --limit N for more)")
+            }
+            _ => format!("({shown} dead letters)"),
+        };
+        writeln!(out, "{footer}").and_then(|()| out.flush())
     };
     end.or_else(stdout_failed)
 }

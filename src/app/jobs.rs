@@ -424,12 +424,25 @@ pub fn jobs(config: Config, cmd: JobsCommand) -> AppResult {
                      a backfill queues at most {MAX_BACKFILL} runs: narrow --from/--to"
                 )));
             }
+            // A slot that already has a run (an earlier backfill, or the
+            // schedule's own) is not queued twice.
+            let mut queued = 0;
             for slot in job.schedule.slots_between(from, to) {
+                if history
+                    .has_run(&name, slot.timestamp_millis())
+                    .context("cannot read the run history")?
+                {
+                    continue;
+                }
                 history
                     .add(&name, slot.timestamp_millis(), RunState::Queued)
                     .context("cannot queue a run")?;
+                queued += 1;
             }
-            println!("queued {n} run(s) of {name}, one per slot");
+            println!(
+                "queued {queued} run(s) of {name}, one per slot ({} of the {n} slots had a run)",
+                n - queued
+            );
         }
     }
     Ok(())

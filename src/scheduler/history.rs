@@ -150,7 +150,8 @@ impl History {
                 ticks_skipped INTEGER NOT NULL DEFAULT 0,
                 error TEXT
              );
-             CREATE INDEX IF NOT EXISTS runs_by_job ON runs (job, id);",
+             CREATE INDEX IF NOT EXISTS runs_by_job ON runs (job, id);
+             CREATE INDEX IF NOT EXISTS runs_by_slot ON runs (job, scheduled_ms);",
         )?;
         Ok(History {
             conn: Arc::new(std::sync::Mutex::new(conn)),
@@ -219,6 +220,17 @@ impl History {
                 params![job, scheduled_ms, state.as_str()],
             )?;
             Ok(c.last_insert_rowid())
+        })
+    }
+
+    /// Whether `job` has a run (in any state) for the slot `scheduled_ms`.
+    pub fn has_run(&self, job: &str, scheduled_ms: i64) -> Result<bool, HistoryError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT EXISTS (SELECT 1 FROM runs WHERE job = ?1 AND scheduled_ms = ?2)",
+                params![job, scheduled_ms],
+                |r| r.get(0),
+            )
         })
     }
 

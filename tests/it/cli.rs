@@ -473,6 +473,23 @@ fn a_backfill_is_capped_before_anything_is_queued() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("queued 100 run(s)"));
     assert_eq!(queued(), 100);
+    // The same backfill again queues nothing new.
+    let out = s.run(&[
+        "jobs",
+        "backfill",
+        "fast",
+        "--from",
+        "2025-01-01T00:00:00Z",
+        "--to",
+        "2025-01-01T00:01:40Z",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("queued 0 run(s)"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(queued(), 100);
     // A range given the wrong way round is a usage error, not "queued 0".
     let out = s.run(&[
         "jobs",

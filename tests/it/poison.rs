@@ -102,6 +102,13 @@ async fn every_bad_message_is_a_dead_letter_and_every_good_one_is_stored() {
         String::from_utf8_lossy(&out.stdout).lines().count(),
         bad.len()
     );
+    // The table's footer says how many wait, not only how many it showed.
+    let out = s.run(&["dlq", "list", "--limit", "3"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("(3 of {} waiting dead letters shown", bad.len())),
+        "{text}"
+    );
 }
 
 #[tokio::test]
