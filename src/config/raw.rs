@@ -288,8 +288,10 @@ pub struct RawProcessor {
     /// Records per source request (at most 5000), per log append and per
     /// sink write. Default `1000`.
     pub batch_size: Option<usize>,
-    /// Messages larger than this become dead letters unparsed, in bytes.
-    /// Default 262144 (256 KiB; a seed record is about 500 bytes).
+    /// The largest message, in bytes: a larger record becomes a dead letter
+    /// at ingestion (with its first 4 KiB) instead of entering the log, and
+    /// a larger message already in a log is a dead letter unparsed. Default
+    /// 262144 (256 KiB; a seed record is about 500 bytes); 1 KiB to 16 MiB.
     pub max_message_bytes: Option<usize>,
     /// How long `run` and `process` (without `--follow`) wait for a store
     /// that is down or full before they give up and fail, e.g. `10m`; nothing
@@ -384,7 +386,9 @@ pub struct RawPipelineSource {
     /// Stop after this many pages.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_pages: Option<u64>,
-    /// A file's longest record, in bytes. Default 1 MiB.
+    /// A file's longest record (line or array element), in bytes; a longer
+    /// one is a dead letter with its first bytes. Default 32 MiB. An NDJSON
+    /// page ends at `page_size` records or 8 MiB of lines.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_record_bytes: Option<usize>,
     /// Time to establish a connection. Default `5s`.
