@@ -310,6 +310,7 @@ impl Progress {
                 "{spinner} [{elapsed_precise}] {human_pos} records ({rate})",
             ))
         };
+        crate::telemetry::drawing(Some(bar.clone()));
         let b = bar.clone();
         let ticker = tokio::spawn(async move {
             let mut every = tokio::time::interval(Duration::from_millis(100));
@@ -329,6 +330,7 @@ impl Progress {
             t.abort();
         }
         if let Some(b) = self.bar {
+            crate::telemetry::drawing(None);
             b.finish_and_clear();
         }
     }
