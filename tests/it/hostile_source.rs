@@ -5,16 +5,16 @@
 //! and pages that hold nothing for ever. Each ends in bounded memory and a
 //! clear outcome: a dead letter, or exit 1 naming the URL.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::process::Output;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use tributary::pipeline::source::Generator;
 
 use crate::support::hostile::{Hostile, chunk, head, stream};
-use crate::support::{Sandbox, stderr};
+use crate::support::{Sandbox, run_within, stderr};
 
 /// Two attempts a page, quick backoff: failures show in a second or two.
 const TWO_ATTEMPTS: &str =
@@ -26,46 +26,6 @@ const RSS_LIMIT: u64 = 256 << 20;
 /// More than any page may be: the servers below offer this much (they stop
 /// when the client goes).
 const HUGE: usize = 300 << 20;
-
-/// Runs `tributary ARGS`, killing it (and failing) if it takes longer than
-/// `limit`: a source that hangs must fail this test, not stall the suite.
-fn run_within(s: &Sandbox, args: &[&str], limit: Duration) -> Output {
-    let mut child = s
-        .cmd(args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("tributary starts");
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut b = Vec::new();
-        let _ = out.read_to_end(&mut b);
-        b
-    });
-    let err = std::thread::spawn(move || {
-        let mut b = Vec::new();
-        let _ = err.read_to_end(&mut b);
-        b
-    });
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{args:?} still running after {limit:?}: the source hangs");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    Output {
-        status,
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
-    }
-}
 
 /// The `--json` summary a run prints, even when it fails.
 fn summary(out: &Output) -> Value {

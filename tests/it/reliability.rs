@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use crate::support::{MockApi, Sandbox, distinct_ids, missing, stderr, verified};
+use crate::support::{MockApi, Sandbox, distinct_ids, missing, run_within, stderr, verified};
 
 /// The JSON summary a command printed last on stdout, whatever its exit.
 fn summary(out: &Output) -> serde_json::Value {
@@ -17,32 +17,6 @@ fn summary(out: &Output) -> serde_json::Value {
         .last()
         .unwrap_or_else(|| panic!("no summary; stderr: {}", stderr(out)));
     serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {stdout}"))
-}
-
-/// Runs a command that must end by itself within `limit` (a hang is the
-/// failure these tests look for).
-fn run_within(s: &Sandbox, args: &[&str], limit: Duration) -> Output {
-    let mut child = s
-        .cmd(args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + limit;
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "{args:?} still running after {limit:?} (hung); stderr: {}",
-                stderr(&out)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn remove_db(path: &Path) {

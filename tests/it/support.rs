@@ -6,6 +6,7 @@ pub mod json_api;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 pub struct Sandbox {
     pub dir: tempfile::TempDir,
@@ -279,4 +280,46 @@ pub fn verified(s: &Sandbox, args: &[&str]) -> serde_json::Value {
         stderr(&out)
     );
     report
+}
+
+/// `tributary ARGS`, which must end within `limit` (a hang fails the test,
+/// naming the command and what it printed). Its output is read while it
+/// runs, so a command that prints a lot cannot block on a full pipe.
+pub fn run_within(s: &Sandbox, args: &[&str], limit: Duration) -> Output {
+    let mut child = s
+        .cmd(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tributary starts");
+    let drain = |mut pipe: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut b = Vec::new();
+            let _ = pipe.read_to_end(&mut b);
+            b
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            let err = err.join().unwrap();
+            panic!(
+                "{args:?} still running after {limit:?} (hung); stderr: {}",
+                String::from_utf8_lossy(&err)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
 }

@@ -106,6 +106,21 @@ fn not_someone_elses(conn: &rusqlite::Connection, table: &str) -> Result<(), Str
     ))
 }
 
+/// A user table's row as SQLite returns it (columns in `schema`'s order),
+/// made back into typed cells.
+pub(super) fn typed_row(schema: &TableSchema, r: &rusqlite::Row<'_>) -> rusqlite::Result<TypedRow> {
+    schema
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            Cell::from_sqlite(c.ty, r.get_ref(i)?).map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
+            })
+        })
+        .collect()
+}
+
 /// Whether the table is there, its name compared as SQLite compares names:
 /// without case (`Orders` is the table `orders`).
 fn table_exists(conn: &rusqlite::Connection, table: &str) -> rusqlite::Result<bool> {
@@ -485,22 +500,7 @@ impl SqliteSink {
             let mut stmt = conn.prepare(&format!(
                 "SELECT {columns} FROM {table} ORDER BY rowid DESC LIMIT ?1"
             ))?;
-            let rows = stmt.query_map([limit as i64], |r| {
-                schema
-                    .columns
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| {
-                        Cell::from_sqlite(c.ty, r.get_ref(i)?).map_err(|e| {
-                            rusqlite::Error::FromSqlConversionFailure(
-                                i,
-                                rusqlite::types::Type::Text,
-                                e.into(),
-                            )
-                        })
-                    })
-                    .collect::<Result<TypedRow, _>>()
-            })?;
+            let rows = stmt.query_map([limit as i64], |r| typed_row(&schema, r))?;
             rows.collect::<Result<Vec<_>, _>>().map_err(SinkError::from)
         })
         .await

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::{Sink, SinkError, SqliteSink};
 use crate::pipeline::embedded;
-use crate::pipeline::table::{Cell, ColumnType};
+use crate::pipeline::table::ColumnType;
 use crate::record::ROW_COLUMNS;
 
 /// Takes the rows of [`Sink::each_record`] one at a time (on a blocking
@@ -133,20 +133,7 @@ async fn sqlite_each<F: EachRecord>(
                     Value::Object(object)
                 }
                 Some(schema) => {
-                    let row = schema
-                        .columns
-                        .iter()
-                        .enumerate()
-                        .map(|(i, c)| {
-                            Cell::from_sqlite(c.ty, r.get_ref(i)?).map_err(|e| {
-                                rusqlite::Error::FromSqlConversionFailure(
-                                    i,
-                                    rusqlite::types::Type::Text,
-                                    e.into(),
-                                )
-                            })
-                        })
-                        .collect::<Result<Vec<Cell>, _>>()?;
+                    let row = super::sqlite::typed_row(schema, r)?;
                     serde_json::from_slice(&crate::pipeline::table::encode(schema, &row))
                         .expect("an encoded row is JSON")
                 }
