@@ -31,25 +31,14 @@ use super::api::ApiError;
 /// (the API's bodies are a token or a list of ids).
 pub const MAX_BODY: usize = 1 << 20;
 
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-const MAX_CONNECTIONS: usize = 256;
-
-/// How long a client may take, and how many may be connected.
+/// How long a client may take, and how many may be connected (`[web]`
+/// `header_timeout` and `max_connections`, defaults in `config/web.rs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// To send a request head (and, on a kept-alive connection, the next
     /// one), and then its body.
     pub header_timeout: Duration,
     pub max_connections: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Limits {
-        Limits {
-            header_timeout: HEADER_TIMEOUT,
-            max_connections: MAX_CONNECTIONS,
-        }
-    }
 }
 
 /// Serves `app` on `listener` until `shutdown`, then lets the open

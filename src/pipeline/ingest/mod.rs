@@ -375,9 +375,6 @@ pub(crate) fn over_cap(
     max: usize,
     position: impl Fn(&[u8]) -> String,
 ) -> Vec<DeadLetter> {
-    if records.iter().all(|r| r.payload.len() <= max) {
-        return Vec::new();
-    }
     let mut letters = Vec::new();
     records.retain_mut(|r| {
         if r.payload.len() <= max {
