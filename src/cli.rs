@@ -211,7 +211,20 @@ pub struct PreviewArgs {
     pub endpoints: EndpointArgs,
 }
 
+const SHOW_AFTER_HELP: &str = "\
+Examples:
+  tributary show                     10 rows, each line fitting the terminal
+  tributary show --limit 50 --wide   every cell in full (up to 1024 characters)
+  tributary show --json | jq .email  one JSON object per row, values whole
+  COLUMNS=120 tributary show         fit 120 columns
+
+Width: on a terminal, cells longer than their column are cut with `…` so
+that every line fits its width (COLUMNS when set, else the terminal's).
+When stdout is not a terminal (a pipe, a file) and COLUMNS is not set,
+cells are printed in full, as with --wide.";
+
 #[derive(Debug, Clone, Args)]
+#[command(after_help = SHOW_AFTER_HELP)]
 pub struct ShowArgs {
     /// Rows to show.
     #[arg(long, default_value_t = 10)]
@@ -219,6 +232,9 @@ pub struct ShowArgs {
     /// One JSON object per line instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Every cell in full (up to 1024 characters), however wide the lines.
+    #[arg(long, conflicts_with = "json")]
+    pub wide: bool,
     #[command(flatten)]
     pub endpoints: EndpointArgs,
 }

@@ -145,7 +145,13 @@ pub async fn show(config: Config, args: &ShowArgs) -> AppResult {
     let out = if args.json {
         ShowOut::Json(stdout, None)
     } else {
-        ShowOut::Table(StreamedTable::new(columns.clone(), stdout), columns, None)
+        let fit = if args.wide {
+            None
+        } else {
+            super::table::terminal_columns()
+        };
+        let table = StreamedTable::new(columns.clone(), stdout).fitting(fit);
+        ShowOut::Table(table, columns, None)
     };
     let out = sink
         .each_record(args.limit, out)
