@@ -295,17 +295,64 @@ pub struct VerifyArgs {
     pub endpoints: EndpointArgs,
 }
 
+const DLQ_LIST_AFTER_HELP: &str = "\
+Examples:
+  tributary dlq list                     the waiting letters (what a replay takes)
+  tributary dlq list --all               every letter, replayed and discarded too
+  tributary dlq list --discarded         only the discarded ones, with when and why
+  tributary dlq list --json | jq .reason";
+
+const DLQ_DISCARD_AFTER_HELP: &str = "\
+Examples:
+  tributary dlq discard --id 12 --id 13 --reason \"test records\"
+  tributary dlq discard --all --reason \"upstream sent v0 records, fixed in v2\"
+  tributary dlq list --discarded          what was discarded, when and why
+
+A discarded letter is kept for audit, marked with the time and the reason:
+it no longer counts as waiting, `dlq replay` never takes it (asked for by id,
+it names it and exits 1), and `dlq list` shows it with --discarded or --all.
+--all needs --reason; with --id a reason is optional but recommended.
+An id that names no dead letter, or one already replayed, is named and the
+command exits 1 (the others are discarded); an id discarded before is left
+as it was.
+
+On the embedded log the first discard raises the file's log schema, so an
+older tributary refuses the file rather than replay discarded letters.";
+
 #[derive(Debug, Subcommand)]
 pub enum DlqCommand {
-    /// List dead letters (not yet replayed, unless --all).
+    /// List dead letters (the waiting ones, unless --all or --discarded).
+    #[command(after_help = DLQ_LIST_AFTER_HELP)]
     List {
-        /// Include replayed ones.
-        #[arg(long)]
+        /// Every letter: replayed and discarded ones too.
+        #[arg(long, conflicts_with = "discarded")]
         all: bool,
+        /// Only discarded letters, with when and why.
+        #[arg(long)]
+        discarded: bool,
         /// At most this many.
         #[arg(long, default_value_t = 100)]
         limit: usize,
         /// One JSON object per line (payload as text and base64-free UTF-8 where it is).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        endpoints: EndpointArgs,
+    },
+    /// Set dead letters aside for good: kept for audit with a reason, never
+    /// replayed, not counted as waiting.
+    #[command(after_help = DLQ_DISCARD_AFTER_HELP)]
+    Discard {
+        /// These letters (repeat for more).
+        #[arg(long = "id", value_name = "ID", required_unless_present = "all")]
+        ids: Vec<i64>,
+        /// Every waiting letter (needs --reason).
+        #[arg(long, conflicts_with = "ids", requires = "reason")]
+        all: bool,
+        /// Why, kept with each letter.
+        #[arg(long, value_name = "TEXT", value_parser = parse_reason)]
+        reason: Option<String>,
+        /// Print the outcome as JSON.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -504,6 +551,18 @@ fn parse_count(s: &str) -> Result<u64, String> {
             "{s:?} is not a whole number: give a count of records from 1 up (e.g. 1000)"
         )),
     }
+}
+
+/// A discard's reason: some text, kept to 1000 characters.
+fn parse_reason(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err("give a reason, e.g. --reason \"test records\"".into());
+    }
+    if s.chars().count() > 1000 {
+        return Err("at most 1000 characters".into());
+    }
+    Ok(s.to_owned())
 }
 
 fn parse_rate(s: &str) -> Result<f64, String> {

@@ -207,6 +207,7 @@ fn routes() -> Vec<(&'static str, &'static str, MethodRouter<Arc<AppState>>)> {
         ("get", "/api/v1/rows", get(api::rows)),
         ("get", "/api/v1/dead-letters", get(api::dead_letters)),
         ("post", "/api/v1/dead-letters/replay", post(api::replay)),
+        ("post", "/api/v1/dead-letters/discard", post(api::discard)),
         ("get", "/api/v1/config", get(api::config)),
         ("post", "/api/v1/login", post(auth::login)),
         ("post", "/api/v1/logout", post(auth::logout)),

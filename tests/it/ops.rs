@@ -2,7 +2,7 @@
 //! terminal, dead letters discarded (CLI and API), backfills confirmed,
 //! queued runs cancelled, a job's run history paged and one run's events.
 
-
+mod dlq;
 mod show;
 
 use crate::support::Sandbox;
@@ -23,17 +23,23 @@ pub fn ok(s: &Sandbox, args: &[&str]) -> String {
 /// text key `id` and a text `note`; records marked `"bad": true` are
 /// refused by the transform (dead letters of stage `transform`).
 pub fn notes_pipeline(s: &Sandbox, records: &str) {
+    notes_pipeline_on(s, records, "");
+}
+
+/// As [`notes_pipeline`], `extra` in the pipeline's entry (a `log`).
+pub fn notes_pipeline_on(s: &Sandbox, records: &str, extra: &str) {
     std::fs::write(s.dir.path().join("p.ndjson"), records).unwrap();
-    s.config(
+    s.config(&format!(
         r#"
 [[pipelines]]
 name = "p"
-source = { file = "p.ndjson" }
+source = {{ file = "p.ndjson" }}
+{extra}
 transform = '''
-if .bad == true { abort "refused as bad" }
+if .bad == true {{ abort "refused as bad" }}
 del(.bad)
 '''
-table = { key = ["id"], columns = { id = "text", note = "text", who = "text" } }
-"#,
-    );
+table = {{ key = ["id"], columns = {{ id = "text", note = "text", who = "text" }} }}
+"#
+    ));
 }

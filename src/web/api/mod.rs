@@ -4,10 +4,13 @@
 //! A pipeline's views take it as `?pipeline=NAME` (default: the first
 //! pipeline, so the URLs of a one-pipeline `serve` stay as they were).
 //! Shapes are those of `docs/openapi.yaml`. The views of the log (its
-//! messages and dead letters) and the replay are in `log.rs`.
+//! messages and dead letters) and the replay are in `log.rs`; the
+//! operator's other actions (discard, cancel) in `actions.rs`.
 
+mod actions;
 mod log;
 
+pub use actions::discard;
 pub use log::{dead_letters, messages, replay, topic};
 
 use axum::Json;
