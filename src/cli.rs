@@ -8,6 +8,9 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::Overrides;
 
+mod help;
+use help::*;
+
 const ABOUT: &str = "Random User API → durable log → store, in one binary.";
 
 const LONG_ABOUT: &str = "\
@@ -77,7 +80,7 @@ pub enum Command {
     /// dir (DATA_DIR/serve.lock); exits 1 if the scheduler or the processor
     /// stops with an error.
     Serve(ServeArgs),
-    /// Scheduled jobs: list, trigger, pause, unpause, runs, backfill.
+    /// Scheduled jobs: list, trigger, pause, unpause, runs, backfill, cancel.
     #[command(subcommand)]
     Jobs(JobsCommand),
     /// Write files for other tools (an Airflow DAG that runs tributary).
@@ -211,18 +214,6 @@ pub struct PreviewArgs {
     pub endpoints: EndpointArgs,
 }
 
-const SHOW_AFTER_HELP: &str = "\
-Examples:
-  tributary show                     10 rows, each line fitting the terminal
-  tributary show --limit 50 --wide   every cell in full (up to 1024 characters)
-  tributary show --json | jq .email  one JSON object per row, values whole
-  COLUMNS=120 tributary show         fit 120 columns
-
-Width: on a terminal, cells longer than their column are cut with `…` so
-that every line fits its width (COLUMNS when set, else the terminal's).
-When stdout is not a terminal (a pipe, a file) and COLUMNS is not set,
-cells are printed in full, as with --wide.";
-
 #[derive(Debug, Clone, Args)]
 #[command(after_help = SHOW_AFTER_HELP)]
 pub struct ShowArgs {
@@ -294,30 +285,6 @@ pub struct VerifyArgs {
     #[command(flatten)]
     pub endpoints: EndpointArgs,
 }
-
-const DLQ_LIST_AFTER_HELP: &str = "\
-Examples:
-  tributary dlq list                     the waiting letters (what a replay takes)
-  tributary dlq list --all               every letter, replayed and discarded too
-  tributary dlq list --discarded         only the discarded ones, with when and why
-  tributary dlq list --json | jq .reason";
-
-const DLQ_DISCARD_AFTER_HELP: &str = "\
-Examples:
-  tributary dlq discard --id 12 --id 13 --reason \"test records\"
-  tributary dlq discard --all --reason \"upstream sent v0 records, fixed in v2\"
-  tributary dlq list --discarded          what was discarded, when and why
-
-A discarded letter is kept for audit, marked with the time and the reason:
-it no longer counts as waiting, `dlq replay` never takes it (asked for by id,
-it names it and exits 1), and `dlq list` shows it with --discarded or --all.
---all needs --reason; with --id a reason is optional but recommended.
-An id that names no dead letter, or one already replayed, is named and the
-command exits 1 (the others are discarded); an id discarded before is left
-as it was.
-
-On the embedded log the first discard raises the file's log schema, so an
-older tributary refuses the file rather than replay discarded letters.";
 
 #[derive(Debug, Subcommand)]
 pub enum DlqCommand {
@@ -398,15 +365,26 @@ pub enum JobsCommand {
     Pause { name: String },
     /// Start runs of this job again.
     Unpause { name: String },
-    /// A job's recent runs, newest first.
+    /// A job's recent runs, newest first; one run with what it did (--run).
+    #[command(after_help = JOBS_RUNS_AFTER_HELP)]
     Runs {
         name: String,
-        #[arg(long, default_value_t = 20)]
-        limit: usize,
+        /// Runs to show (1-1000).
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=1000))]
+        limit: u64,
+        /// Only runs older than this run id (the next page: the id printed
+        /// after "older runs:").
+        #[arg(long, value_name = "RUN", conflicts_with = "run")]
+        before: Option<i64>,
+        /// This run, with its lines: queued, attempts started and failed
+        /// (with their errors), counts, the outcome.
+        #[arg(long, value_name = "RUN")]
+        run: Option<i64>,
         #[arg(long)]
         json: bool,
     },
     /// Queue a run for every slot of the schedule in (FROM, TO].
+    #[command(after_help = JOBS_BACKFILL_AFTER_HELP)]
     Backfill {
         name: String,
         /// RFC 3339, e.g. 2026-11-01T00:00:00Z.
@@ -414,6 +392,21 @@ pub enum JobsCommand {
         from: String,
         #[arg(long)]
         to: String,
+        /// Queue more than 100 runs without asking.
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+    /// Cancel queued runs (a backfill too large, a trigger by mistake): they
+    /// show as cancelled and never start, even after `serve` restarts.
+    #[command(after_help = JOBS_CANCEL_AFTER_HELP)]
+    Cancel {
+        name: String,
+        /// This queued run.
+        #[arg(long, value_name = "RUN", required_unless_present = "queued")]
+        run: Option<i64>,
+        /// Every queued run of the job.
+        #[arg(long, conflicts_with = "run")]
+        queued: bool,
     },
 }
 

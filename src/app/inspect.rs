@@ -322,7 +322,7 @@ pub async fn dlq(
                 let mut problems = Vec::new();
                 if !not_found.is_empty() {
                     problems.push(format!(
-                        "no waiting dead letter with id {} (tributary dlq list --all shows every id)",
+                        "no dead letter with id {} (tributary dlq list --all shows every id)",
                         id_list(&not_found)
                     ));
                 }

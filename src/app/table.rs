@@ -133,10 +133,10 @@ fn columns_from(
     is_tty: bool,
     tty: impl FnOnce() -> Option<usize>,
 ) -> Option<usize> {
-    if let Some(n) = env.and_then(|v| v.trim().parse::<usize>().ok()) {
-        if n > 0 {
-            return Some(n);
-        }
+    if let Some(n) = env.and_then(|v| v.trim().parse::<usize>().ok())
+        && n > 0
+    {
+        return Some(n);
     }
     is_tty.then(|| tty().unwrap_or(80))
 }

@@ -199,6 +199,8 @@ fn routes() -> Vec<(&'static str, &'static str, MethodRouter<Arc<AppState>>)> {
         ("get", "/api/v1/throughput", get(api::throughput)),
         ("get", "/api/v1/jobs", get(api::jobs)),
         ("get", "/api/v1/jobs/{name}/runs", get(api::runs)),
+        ("get", "/api/v1/jobs/{name}/runs/{run}", get(api::run)),
+        ("post", "/api/v1/jobs/{name}/cancel", post(api::cancel)),
         ("post", "/api/v1/jobs/{name}/trigger", post(api::trigger)),
         ("post", "/api/v1/jobs/{name}/pause", post(api::pause)),
         ("post", "/api/v1/jobs/{name}/unpause", post(api::unpause)),

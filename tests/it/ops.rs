@@ -3,6 +3,7 @@
 //! queued runs cancelled, a job's run history paged and one run's events.
 
 mod dlq;
+mod jobs;
 mod show;
 
 use crate::support::Sandbox;

@@ -4,13 +4,15 @@
 //! (`web/auth.rs`).
 
 use axum::Json;
-use axum::extract::Query;
+use axum::extract::{Path, Query};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
 
 use super::{ApiError, ApiResult, Which, pipeline};
 use crate::pipeline::log::discard::Discard;
+use crate::scheduler::RunState;
+use crate::scheduler::history::Cancelled;
 use crate::web::State;
 
 /// Ids one discard call takes at most (as a replay).
@@ -81,4 +83,60 @@ pub async fn discard(
         "already_replayed": outcome.already_replayed,
         "already_discarded": outcome.already_discarded,
     })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CancelBody {
+    run: Option<i64>,
+    #[serde(default)]
+    queued: bool,
+}
+
+/// `{"run": N}` cancels that queued run (404 if the job has no such run,
+/// 409 if it is not queued: a running run is not stopped);
+/// `{"queued": true}` every queued run of the job. Cancelled runs never
+/// start, even after a restart.
+pub async fn cancel(state: State, Path(name): Path<String>, body: axum::body::Bytes) -> ApiResult {
+    super::find(&state, &name)?;
+    let request: CancelBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            format!(r#"the body must be {{"run": N}} or {{"queued": true}}: {e}"#),
+        )
+    })?;
+    const WHY: &str = "cancelled before it started (API)";
+    let job = name.clone();
+    let cancelled = match (request.run, request.queued) {
+        (Some(id), false) => {
+            match super::history(&state, move |h| h.cancel_run(&job, id, WHY)).await? {
+                Cancelled::Runs(n) => n,
+                Cancelled::NotFound => {
+                    return Err(ApiError(
+                        StatusCode::NOT_FOUND,
+                        format!("no run {id} of job {name}"),
+                    ));
+                }
+                Cancelled::NotQueued(s) => {
+                    let why = if s == RunState::Running {
+                        "it is running; only queued runs are cancelled".to_owned()
+                    } else {
+                        format!("it is {}, not queued", s.as_str())
+                    };
+                    return Err(ApiError(
+                        StatusCode::CONFLICT,
+                        format!("run {id} of job {name} cannot be cancelled: {why}"),
+                    ));
+                }
+            }
+        }
+        (None, true) => super::history(&state, move |h| h.cancel_queued(&job, WHY)).await?,
+        _ => {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                r#"give either "run": N or "queued": true"#.into(),
+            ));
+        }
+    };
+    Ok(Json(json!({ "cancelled": cancelled })))
 }
