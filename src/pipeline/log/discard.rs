@@ -133,15 +133,20 @@ impl Log {
         let wanted: std::collections::HashSet<i64> = ids.iter().copied().collect();
         let mut found = Vec::new();
         let mut after = None;
-        // Discarded letters are few next to waiting ones; page through them.
+        // Page by page on the embedded log; Kafka's topic is read whole
+        // anyway, so in one pass.
+        let page_size = match self {
+            Log::Sqlite(_) => 1000,
+            Log::Kafka(_) => usize::MAX >> 1,
+        };
         loop {
             let page = self
-                .dead_letters_in(Letters::Discarded, after, 1000)
+                .dead_letters_in(Letters::Discarded, after, page_size)
                 .await?;
             let Some(last) = page.last() else { break };
             after = Some(last.id);
             found.extend(page.iter().map(|l| l.id).filter(|id| wanted.contains(id)));
-            if page.len() < 1000 || matches!(self, Log::Kafka(_)) {
+            if page.len() < page_size {
                 break;
             }
         }
