@@ -36,6 +36,9 @@ Examples:
   tributary mock-api --port 5080 &           a local Random User API
   tributary run --source http://127.0.0.1:5080/api/ --records 5000
   tributary dlq list                         records that could not be stored, and why
+  tributary dlq discard --id 7 --reason \"test\"   set a dead letter aside for good, kept for audit
+  tributary jobs runs random_users --run 12  what run #12 did, line by line
+  tributary jobs cancel random_users --queued  take back queued runs before they start
   tributary status                           log lag per partition, rows, dead letters
   tributary verify                           is every record of the log in the store?
 
