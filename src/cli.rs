@@ -113,6 +113,10 @@ pub enum Command {
     Config(ConfigCommand),
     /// Measure throughput against ceilings measured in the same run.
     Bench(BenchArgs),
+    /// Ask a running `serve` whether it is ready (GET /readyz on its
+    /// dashboard address): exit 0 when it is, 1 when it is not or does not
+    /// answer. A container's health check, with nothing else in the image.
+    Healthcheck(HealthcheckArgs),
 }
 
 /// Where the pipeline reads and writes.
@@ -179,6 +183,22 @@ pub struct ProcessArgs {
     pub json: bool,
     #[command(flatten)]
     pub endpoints: EndpointArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct HealthcheckArgs {
+    /// The address `serve` listens on [default: its `--listen`, i.e. [web]
+    /// listen or TRIBUTARY_WEB_LISTEN]; an unspecified address such as
+    /// 0.0.0.0:8080 is asked on loopback.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Ask only whether it is alive (/healthz), not whether its log, store
+    /// and scheduler answer (/readyz).
+    #[arg(long)]
+    pub live: bool,
+    /// Give up after this long.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub timeout: std::time::Duration,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -4,6 +4,7 @@
 
 mod bench;
 mod export;
+mod health;
 mod inspect;
 mod jobs;
 mod preview;
@@ -175,6 +176,15 @@ pub async fn main(cli: Cli) -> AppResult {
             Ok(())
         }
         Command::Bench(args) => bench::bench(&args).await,
+        Command::Healthcheck(args) => {
+            let config = resolve(Overrides {
+                data_dir: data_dir.clone(),
+                listen: args.listen.clone(),
+                every_pipeline: true,
+                ..Overrides::default()
+            })?;
+            health::healthcheck(&config, &args).await
+        }
     }
 }
 
