@@ -219,9 +219,9 @@ function renderStatus(s) {
   ]);
   renderStage('processor', s.processor, s.processor.group && `group ${s.processor.group}`, []);
   renderStage('store', s.store, s.store.describe || s.store.kind, [
-    ['rows', fmtInt(s.store.rows), 'big', 'store-rows'],
+    ['rows', fmtInt(s.store.rows), 'big', 'store-rows', 'rows in the store, counted every second or so'],
     ['unchanged', fmtInt(s.store.unchanged)],
-  ]);
+  ], 'written');
   // The store's row count, wherever the page shows it: one number, from one answer.
   for (const e of document.querySelectorAll('[data-store-rows]')) e.textContent = fmtInt(s.store.rows);
   const arrow = $('[data-arrow="log-processor"]');
@@ -230,13 +230,15 @@ function renderStatus(s) {
 }
 
 // fields: [label, value, class, id] rows shown after rate/total/errors.
-function renderStage(name, stage, sub, extra) {
+// The store's total is what serve wrote, not its row count: `totalLabel` says so.
+function renderStage(name, stage, sub, extra, totalLabel = 'total') {
   const box = $(`#pipeline [data-stage="${name}"]`);
   $('[data-field="sub"]', box).textContent = sub || '';
   $('[data-field="sub"]', box).title = sub || '';
   const fields = [
     ['rate', fmtRate(stage.rate), 'big'],
-    ['total', fmtInt(stage.total), null, null, 'since serve started'],
+    [totalLabel, fmtInt(stage.total), null, null, totalLabel === 'total' ? 'since serve started'
+      : 'rows written since serve started, new or changed (a row written again counts again)'],
     ['errors', fmtInt(stage.errors), stage.errors > 0 ? 'bad' : ''],
   ];
   if (stage.retries != null) fields.push(['retries', fmtInt(stage.retries), stage.retries > 0 ? 'warn' : '']);
