@@ -101,7 +101,7 @@ async fn sqlite_browse(log: &SqliteLog, b: Browse) -> Result<Browsed, BrowseErro
         let limit = b.limit as i64;
         let scan = b.scan_max.max(1) as i64;
         // The offsets wanted, and the window a key search covered.
-        let (forward, heads, window): (bool, Vec<(i64, i64)>, Option<(i64, i64)>) = match b.seek {
+        let (forward, heads, window): (bool, Vec<Head>, Option<(i64, i64)>) = match b.seek {
             Seek::Latest | Seek::Before(_) => {
                 let before = match b.seek {
                     Seek::Before(o) => o.min(end),
@@ -219,11 +219,14 @@ async fn sqlite_browse(log: &SqliteLog, b: Browse) -> Result<Browsed, BrowseErro
     Ok(found)
 }
 
+/// A message's offset and timestamp.
+type Head = (i64, i64);
+
 fn query(
     tx: &rusqlite::Transaction<'_>,
     sql: &str,
     params: impl rusqlite::Params,
-) -> rusqlite::Result<Vec<(i64, i64)>> {
+) -> rusqlite::Result<Vec<Head>> {
     tx.prepare(sql)?
         .query_map(params, |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect()
