@@ -226,6 +226,24 @@ async function lookUpRow(page) {
   return { looked_up_id: wanted };
 }
 
+// A browser whose clock runs 90 s ahead of the server's: the next run must
+// still read "in …" (or "due now"), the runs that ended "… ago".
+async function skewedClock(browser, url) {
+  const page = await browser.newPage();
+  try {
+    await page.clock.setSystemTime(Date.now() + 90_000);
+    await page.goto(url, { waitUntil: 'load', timeout: WAIT_MS });
+    const next = page.locator('tr[data-job] td[data-label="next run"] time').first();
+    await step('the next run shown with a skewed clock', () => next.waitFor({ state: 'visible', timeout: WAIT_MS }));
+    await step('a run shown with a skewed clock', () => page.locator('tr[data-job] .run time').first()
+      .waitFor({ state: 'visible', timeout: WAIT_MS }));
+    const runs = await texts(page, 'tr[data-job] .run:not([data-run-state="queued"]) time');
+    return { skewed_next_run: await next.textContent(), skewed_runs: runs };
+  } finally {
+    await page.close();
+  }
+}
+
 // The store's row count reads the same wherever the page shows it.
 async function oneRowCount(page) {
   const counts = await page.$$eval('#store-rows, [data-store-rows]', (es) => es.map((e) => e.textContent));
@@ -326,6 +344,7 @@ async function main() {
     const browsed = await browseMessages(page);
     const looked = await lookUpRow(page);
     const rowCount = await oneRowCount(page);
+    const skewed = opts.token == null ? await skewedClock(browser, opts.url) : {};
     const table = opts['table-pipeline'] == null ? {}
       : await tablePipeline(page, opts['table-pipeline'], opts['table-job'], chosen.pipelines[0]);
     if (await page.locator('#banner').isVisible()) throw new Error('the "disconnected" banner is shown');
@@ -335,7 +354,7 @@ async function main() {
     await page.screenshot({ path: opts.screenshot, fullPage: true });
     console.log(JSON.stringify({
       ok: true, url: opts.url, first_store_rows: rows.first, last_store_rows: rows.last, rows_count: rows.table,
-      ...run, ...chosen, ...table, ...browsed, ...looked, row_count: rowCount, screenshot: opts.screenshot,
+      ...run, ...chosen, ...table, ...browsed, ...looked, row_count: rowCount, ...skewed, screenshot: opts.screenshot,
       widths_checked: WIDTHS,
     }));
     return 0;

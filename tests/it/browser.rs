@@ -6,7 +6,8 @@
 //! transform as text, and its rows once its job ran. A key search on the
 //! topic must list only that key's messages, a seek to offset 0 must start
 //! there and page on, a row lookup must show the one row, and the store's
-//! row count must read the same everywhere. Every view is laid out at
+//! row count must read the same everywhere; with the browser's clock 90 s
+//! ahead of the server's, the next run must still read "in …". Every view is laid out at
 //! 420 px and 1400 px wide and must fit (nothing sticks out sideways but
 //! inside a box that scrolls on purpose; every button within reach). Needs
 //! TRIBUTARY_TEST_BROWSER=1 and `npm ci --prefix tests/browser` (`.ci/run`
@@ -160,6 +161,16 @@ fn the_page_shows_rows_rising_and_a_click_triggers_a_run() {
         seen["row_count"].as_str().is_some_and(|c| c != "–"),
         "{seen}"
     );
+    // With the browser's clock 90 s ahead of the server's, the next run is
+    // still to come and the runs that ended are past.
+    let next = seen["skewed_next_run"].as_str().unwrap();
+    assert!(next.starts_with("in ") || next == "due now", "{seen}");
+    let runs = seen["skewed_runs"].as_array().unwrap();
+    assert!(!runs.is_empty(), "{seen}");
+    for run in runs {
+        let t = run.as_str().unwrap();
+        assert!(t.ends_with(" ago") || t == "just now", "{seen}");
+    }
     // One pipeline: nothing to pick.
     assert_eq!(seen["selector_shown"], false, "{seen}");
     assert_eq!(seen["pipelines"], serde_json::json!(["randomuser"]));
