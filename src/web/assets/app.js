@@ -3,8 +3,9 @@
 // each view with DOM methods only. Data is never parsed as HTML. Every view
 // but the config shows one pipeline, the one picked in the selector (shown
 // when serve runs more than one) and kept in the address as #pipeline=NAME.
-// The topic's messages and the table's rows are in browse.js, loaded after
-// this file and sharing its scope.
+// The jobs are in jobs.js, the dead letters in letters.js, the topic's
+// messages and the table's rows in browse.js: loaded after this file, in
+// that order, sharing its scope.
 
 const $ = (selector, root = document) => root.querySelector(selector);
 const SVG_NS = 'http://www.w3.org/2000/svg';
@@ -339,139 +340,6 @@ function swatch(colour) {
   const box = el('i');
   box.style.background = colour;
   return box;
-}
-
-// ---------------------------------------------------------------- jobs
-
-async function refreshJobs() {
-  renderJobs(await api(of('/api/v1/jobs')));
-}
-
-function renderJobs(data) {
-  const body = $('#jobs-body');
-  const names = new Set(data.jobs.map((job) => job.name));
-  for (const [name, row] of state.jobRows) {
-    if (!names.has(name)) { row.tr.remove(); state.jobRows.delete(name); }
-  }
-  data.jobs.forEach((job, i) => {
-    let row = state.jobRows.get(job.name);
-    if (!row) { row = makeJobRow(job.name); state.jobRows.set(job.name, row); }
-    updateJobRow(row, job);
-    if (body.children[i] !== row.tr) body.insertBefore(row.tr, body.children[i] || null);
-  });
-  if (!data.jobs.length) body.replaceChildren(el('tr', {}, el('td', { colspan: 6, class: 'empty' }, 'no jobs feed this pipeline')));
-}
-
-// Rows and buttons are kept across refreshes, so a click is never lost to a redraw.
-function makeJobRow(name) {
-  const cells = { name: el('td', {}, el('b', {}, name)), schedule: el('td', { 'data-label': 'schedule' }),
-    next: el('td', { class: 'mono', 'data-label': 'next run' }), state: el('td', { 'data-label': 'state' }),
-    runs: el('td', { class: 'runs', 'data-label': 'recent runs' }) };
-  const trigger = el('button', { type: 'button', 'data-action': 'trigger' }, 'Trigger');
-  const pause = el('button', { type: 'button', 'data-action': 'pause' }, 'Pause');
-  trigger.addEventListener('click', () => jobAction(name, 'trigger', trigger));
-  pause.addEventListener('click', () => jobAction(name, pause.dataset.action, pause));
-  const tr = el('tr', { 'data-job': name }, Object.values(cells), el('td', { class: 'actions' }, trigger, pause));
-  return { tr, cells, pause, runsKey: '' };
-}
-
-function updateJobRow(row, job) {
-  const { cells } = row;
-  cells.schedule.replaceChildren(el('span', { class: 'mono nowrap' }, job.schedule),
-    ...(job.burst ? [el('small', { class: 'sub' }, `burst ${job.burst}`)] : []));
-  const next = job.paused || !job.next_run ? null : Date.parse(job.next_run);
-  if (String(next) !== cells.next.dataset.next) {
-    cells.next.dataset.next = String(next);
-    cells.next.replaceChildren(relTime(next, 'future'));
-  }
-  cells.state.replaceChildren(
-    el('span', { class: `badge ${job.paused ? 'paused' : 'active'}` }, job.paused ? 'paused' : 'active'),
-    ...(job.running ? [el('span', { class: 'badge running' }, 'running')] : []));
-  row.pause.dataset.action = job.paused ? 'unpause' : 'pause';
-  row.pause.textContent = job.paused ? 'Unpause' : 'Pause';
-  const runsKey = JSON.stringify(job.recent_runs);
-  if (runsKey !== row.runsKey) {
-    row.runsKey = runsKey;
-    cells.runs.replaceChildren(...job.recent_runs.map(runBadge));
-    if (!job.recent_runs.length) cells.runs.append(el('span', { class: 'sub' }, 'no runs yet'));
-  }
-}
-
-function runBadge(run) {
-  const started = run.started_ms ?? run.scheduled_ms;
-  const title = [`run #${run.id} ${run.state}`, `scheduled ${fmtAt(run.scheduled_ms)}`,
-    run.ended_ms != null ? `ended ${fmtAt(run.ended_ms)}` : null, `attempts ${run.attempts}`,
-    run.failed ? `failed ${run.failed}` : null, run.ticks_skipped ? `ticks skipped ${run.ticks_skipped}` : null,
-    run.error].filter(Boolean).join('\n');
-  return el('div', { class: 'run', 'data-run-id': run.id, 'data-run-state': run.state, title },
-    el('span', { class: `badge state-${run.state}` }, run.state),
-    el('span', { class: 'mono' }, `#${run.id}`),
-    el('span', { class: 'mono', title: 'fetched / logged' }, `${fmtInt(run.fetched)} / ${fmtInt(run.logged)}`),
-    relTime(started, run.state === 'queued' ? 'future' : 'past', { class: 'mono sub' }));
-}
-
-async function jobAction(name, action, button) {
-  const gen = state.gen;
-  button.disabled = true;
-  try {
-    const res = await post(`/api/v1/jobs/${encodeURIComponent(name)}/${action}`);
-    toast(action === 'trigger' ? `queued run #${res.run_id}` : `${name}: ${res.paused ? 'paused' : 'active'}`);
-    await refreshJobs();
-  } catch (err) {
-    handleError(err, gen);
-  } finally {
-    button.disabled = false;
-  }
-}
-
-// ---------------------------------------------------------------- dead letters
-
-async function refreshDeadLetters() {
-  const data = await api(of('/api/v1/dead-letters'));
-  if (changed('dead-letters', data)) renderDeadLetters(data);
-}
-
-function renderDeadLetters(data) {
-  setText('#dl-waiting', fmtInt(data.waiting));
-  $('#replay-all').disabled = data.waiting === 0;
-  const rows = data.dead_letters.map((d) => {
-    const origin = d.topic != null ? `${d.topic}[${d.partition}]@${d.offset}` : 'source';
-    const button = el('button', { type: 'button', 'data-action': 'replay' }, 'Replay');
-    button.addEventListener('click', () => replay([d.id], button));
-    return el('tr', { 'data-dl-id': d.id, title: `created ${fmtAt(d.created_ms)}` },
-      el('td', { class: 'mono', 'data-label': 'id' }, d.id), el('td', {}, el('span', { class: 'badge' }, d.stage)),
-      el('td', { class: 'reason' }, d.reason), el('td', { class: 'mono', 'data-label': 'origin' }, origin),
-      el('td', { class: 'mono payload', title: d.payload.slice(0, 1000) }, preview(d.payload)),
-      el('td', { class: 'actions' }, button));
-  });
-  $('#dl-body').replaceChildren(...(rows.length ? rows : [el('tr', {}, el('td', { colspan: 6, class: 'empty' }, 'none waiting'))]));
-}
-
-// Replays the given ids, or every waiting letter a page (1000) at a time,
-// walking on with `next_after` so letters that keep failing do not block
-// the ones behind them.
-async function replay(ids, button) {
-  const gen = state.gen;
-  button.disabled = true;
-  try {
-    const total = { replayed: 0, still_failing: 0 };
-    let body = ids ? { ids } : { all: true };
-    for (;;) {
-      const res = await post(of('/api/v1/dead-letters/replay'), body);
-      total.replayed += res.replayed;
-      total.still_failing += res.still_failing;
-      const more = res.remaining > 0 ? `, ${fmtInt(res.remaining)} more to replay` : '';
-      setText('#dl-result', `replayed ${fmtInt(total.replayed)}, still failing ${fmtInt(total.still_failing)}${more}`);
-      if (ids || res.remaining === 0 || res.next_after == null || gen !== state.gen) break;
-      body = { all: true, after: res.next_after };
-    }
-    toast(`replayed ${total.replayed}, still failing ${total.still_failing}`, total.still_failing > 0);
-    await Promise.all([refreshDeadLetters(), refreshRows()]);
-  } catch (err) {
-    handleError(err, gen);
-  } finally {
-    button.disabled = false;
-  }
 }
 
 // ---------------------------------------------------------------- config
