@@ -55,6 +55,7 @@ async function step(name, fn) {
 
 async function login(page, token) {
   await step('login form shown', () => page.locator('#login').waitFor({ state: 'visible', timeout: WAIT_MS }));
+  await checkWidths(page, 'the login form');
   await page.fill('#token', token);
   await page.locator('#login [type="submit"]').click();
   // Either the dashboard appears or the form says why not (e.g. "wrong token").
@@ -182,8 +183,11 @@ async function saveWidths(page, dir) {
 async function browseMessages(page) {
   const key = page.locator('#messages [data-key]').first();
   await step('a message with a key listed', () => key.waitFor({ state: 'visible', timeout: WAIT_MS }));
-  const wanted = await key.getAttribute('data-key');
+  // New messages may push the list down under the click: the key searched is
+  // the one the click put in the search box.
   await key.click();
+  const wanted = await page.locator('#msg-key').inputValue();
+  if (!wanted) throw new Error('a click on a key did not fill the search box');
   await step(`the search for key ${wanted} ends`, () => page.waitForFunction(
     () => /key searched/.test(document.querySelector('#msg-status')?.textContent ?? ''), null, { timeout: WAIT_MS }));
   const keys = await page.$$eval('#messages .msg [data-key]', (es) => es.map((e) => e.dataset.key));
@@ -202,6 +206,19 @@ async function browseMessages(page) {
       && document.querySelectorAll('#messages .msg')[20].dataset.offset === '20', null, { timeout: WAIT_MS });
   });
   await checkWidths(page, 'messages from an offset');
+  // From the time of offset 5 (to the second, in the browser's time zone):
+  // offset 5 or one before it written in the same second comes first.
+  const at = await page.$eval('#messages .msg[data-offset="5"] .sub', (e) => e.textContent.split(' · ')[1]);
+  await page.selectOption('#msg-mode', 'time');
+  await page.locator('#msg-time').fill(at.replace(' ', 'T'));
+  await page.locator('#msg-form [type="submit"]').click();
+  await step(`messages from ${at}`, () => page.waitForFunction(
+    () => /oldest first/.test(document.querySelector('#msg-status')?.textContent ?? '')
+      && Number(document.querySelector('#messages .msg')?.dataset.offset) <= 5
+      && document.querySelector('#messages .msg .sub')?.textContent.includes(' · '), null, { timeout: WAIT_MS }));
+  const fromTime = await page.$eval('#messages .msg .sub', (e) => e.textContent.split(' · ')[1]);
+  if (fromTime < at) throw new Error(`the seek to ${at} shows a message of ${fromTime} first`);
+  await checkWidths(page, 'messages from a time');
   await page.locator('#msg-live').click();
   await step('back to the live messages', () => page.waitForFunction(
     () => document.querySelector('#msg-status').textContent === ''
@@ -213,8 +230,9 @@ async function browseMessages(page) {
 async function lookUpRow(page) {
   const id = page.locator('#rows td[data-key]').first();
   await step('a row with an id listed', () => id.waitFor({ state: 'visible', timeout: WAIT_MS }));
-  const wanted = await id.getAttribute('data-key');
   await id.click();
+  const wanted = await page.locator('#row-key').inputValue();
+  if (!wanted) throw new Error('a click on an id did not fill the lookup');
   await step(`the row of ${wanted} found`, () => page.waitForFunction(
     (k) => /1 row with key/.test(document.querySelector('#row-status')?.textContent ?? '')
       && document.querySelectorAll('#rows tr').length === 1
