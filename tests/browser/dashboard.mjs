@@ -304,6 +304,9 @@ async function tablePipeline(page, name, jobName, first) {
     + (window.pwned ? 1 : 0));
   if (injected) throw new Error('markup from the config or the rows was parsed as HTML');
   const counts = { table_rows_count: await readCount(page, '#rows-count'), table_store_rows: await readCount(page, '#store-rows') };
+  await step(`${name}: a dead letter listed`, () => page.locator('#dl-body tr[data-dl-id]').first()
+    .waitFor({ state: 'visible', timeout: WAIT_MS }));
+  counts.table_dead_letters = await page.locator('#dl-body tr[data-dl-id]').count();
   await checkWidths(page, `pipeline ${name}`);
   const lookup = await findByKey(page);
   await page.screenshot({ path: tablePath(opts.screenshot), fullPage: true });

@@ -35,8 +35,9 @@ burst = { duration = "1500ms", interval = "250ms", records = 5 }
 "#;
 
 /// Two pipelines: the users, bursting as above, and orders read from a
-/// file into a typed table when their job is triggered. The transform and
-/// the orders carry markup that must stay text.
+/// file into a typed table when their job is triggered (the third order's
+/// total is not a number: a dead letter). The transform and the orders
+/// carry markup that must stay text.
 const TWO_PIPELINES: &str = r#"
 [[pipelines]]
 name = "users"
@@ -66,6 +67,7 @@ schedule = "0 0 1 1 *"
 
 const ORDERS: &str = r#"{"order_id": 1, "shop": "<b data-pwned>north</b>", "total": 2.5, "tags": ["a", "b"]}
 {"order_id": 2, "shop": "south", "total": 4, "tags": []}
+{"order_id": 3, "shop": "west", "total": "a lot, with a reason long enough to wrap on a phone's screen", "tags": []}
 "#;
 
 fn browser_enabled(test: &str) -> bool {
@@ -248,6 +250,7 @@ fn the_selector_shows_each_pipeline_its_schema_and_transform_as_text() {
         serde_json::json!(["shop", "id", "total", "tags"])
     );
     assert_eq!(seen["table_rows_count"], 2, "{seen}");
+    assert_eq!(seen["table_dead_letters"], 1, "{seen}");
     // The rows of the first row's shop, and only those.
     let shop = seen["lookup_key"].as_str().unwrap();
     let found = seen["lookup_rows"].as_array().unwrap();

@@ -193,10 +193,14 @@ function renderRows(data) {
   }
   const text = (v) => (v == null ? '' : typeof v === 'string' ? v : JSON.stringify(v));
   const short = (col, v) => (!users ? v : col === 'id' ? v.slice(0, 8) : /^\d{4}-\d\d-\d\dT/.test(v) ? v.slice(0, 10) : v);
+  // The column a click looks rows up by: the users' id, a table's one
+  // partition-key column.
+  const partition = shown()?.table?.partition_key ?? [];
+  const keyColumn = users ? 'id' : partition.length === 1 ? partition[0] : null;
   const cell = (row, col) => el('td', {
     title: text(row[col]),
-    class: col === 'id' ? 'mono key' : null,
-    'data-key': users && col === 'id' ? text(row[col]) : null,
+    class: [users && col === 'id' ? 'mono' : null, col === keyColumn ? 'key' : null].filter(Boolean).join(' ') || null,
+    'data-key': col === keyColumn ? text(row[col]) : null,
   }, short(col, text(row[col])));
   const rows = data.rows.map((row) => el('tr', {}, columns.map(([col]) => cell(row, col))));
   const none = data.key != null ? `no row with key ${data.key}` : 'no rows yet';
@@ -232,7 +236,7 @@ function showNewestRows() {
   refreshRows().catch((err) => handleError(err));
 }
 
-// A click on a user's id looks up the row by it.
+// A click on a user's id (a table's partition key) looks its rows up.
 function onRowClick(event) {
   const key = event.target.closest('[data-key]')?.dataset.key;
   if (!key) return;
