@@ -177,6 +177,24 @@ async function saveWidths(page, dir) {
 
 // ---------------------------------------------------------------- browsing
 
+// Opens the job's run history: every run the row lists is there, the run
+// just triggered among them, newest first.
+async function runHistory(page, job, runId) {
+  const sel = `tr[data-job=${JSON.stringify(job)}]`;
+  await page.locator(`${sel} button[data-action="history"]`).click();
+  await step(`the history of ${job} shows run #${runId}`, () => page.waitForFunction(
+    (id) => !document.querySelector('#history').hidden
+      && document.querySelector(`#history-body tr[data-run-id="${id}"]`), runId, { timeout: WAIT_MS }));
+  const ids = await page.$$eval('#history-body tr[data-run-id]', (trs) => trs.map((tr) => Number(tr.dataset.runId)));
+  const listed = await page.$$eval(`${sel} [data-run-id]`, (es) => es.map((e) => Number(e.dataset.runId)));
+  if (listed.some((id) => !ids.includes(id))) throw new Error(`the history ${JSON.stringify(ids)} misses runs of the row ${JSON.stringify(listed)}`);
+  if (ids.some((id, i) => i > 0 && id >= ids[i - 1])) throw new Error(`the history is not newest first: ${JSON.stringify(ids)}`);
+  await checkWidths(page, 'a job\'s run history');
+  await page.locator('#history-close').click();
+  await step('the history closed', () => page.locator('#history').waitFor({ state: 'hidden', timeout: WAIT_MS }));
+  return { history_runs: ids.length };
+}
+
 // Clicks the newest message's key: the search must list only that key's
 // messages and say it searched the whole partition. Then seeks to offset 0
 // and pages on with "More"; then back to the live view.
@@ -361,6 +379,7 @@ async function main() {
     const rows = await watchRowsRise(page);
     const run = await triggerRun(page, opts.job);
     await checkWidths(page, 'the dashboard');
+    const history = await runHistory(page, run.job, run.new_run_id);
     if (opts['widths-dir'] != null) await saveWidths(page, opts['widths-dir']);
     const browsed = await browseMessages(page);
     const looked = await lookUpRow(page);
@@ -375,7 +394,7 @@ async function main() {
     await page.screenshot({ path: opts.screenshot, fullPage: true });
     console.log(JSON.stringify({
       ok: true, url: opts.url, first_store_rows: rows.first, last_store_rows: rows.last, rows_count: rows.table,
-      ...run, ...chosen, ...table, ...browsed, ...looked, row_count: rowCount, ...skewed, screenshot: opts.screenshot,
+      ...run, ...chosen, ...table, ...browsed, ...looked, row_count: rowCount, ...skewed, ...history, screenshot: opts.screenshot,
       widths_checked: WIDTHS,
     }));
     return 0;

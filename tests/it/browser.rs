@@ -152,6 +152,8 @@ fn the_page_shows_rows_rising_and_a_click_triggers_a_run() {
         let width = u32::from_be_bytes(png[16..20].try_into().unwrap());
         assert_eq!(width, w);
     }
+    // The job's history lists its runs, the new one too.
+    assert!(seen["history_runs"].as_u64() >= Some(2), "{seen}");
     // The key search found the key's messages; the lookup its row.
     assert!(seen["found_with_key"].as_u64() >= Some(1), "{seen}");
     assert_eq!(

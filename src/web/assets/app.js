@@ -393,6 +393,7 @@ function showPipeline() {
   for (const id of ['#partitions', '#messages', '#rows', '#rows-head', '#dl-body', '#jobs-body']) $(id).replaceChildren();
   for (const id of ['#topic-name', '#rows-count', '#rows-store', '#dl-waiting', '#dl-result']) setText(id, '');
   resetBrowse();
+  closeRuns();
   renderDefinition(shown());
   setText('#jobs-pipeline', state.pipelines.length > 1 ? `feeding ${state.pipeline}` : '');
   poll(1000, async () => renderStatus(await api(of('/api/v1/status'))));
@@ -451,6 +452,7 @@ document.addEventListener('DOMContentLoaded', () => {
   $('#logout').addEventListener('click', onLogout);
   $('#replay-all').addEventListener('click', (event) => replay(null, event.currentTarget));
   $('#pipeline-select').addEventListener('change', onSelectPipeline);
+  wireJobs();
   wireBrowse();
   setInterval(tickTimes, 1000);
   start();

@@ -1,12 +1,13 @@
 'use strict';
 // The jobs feeding the pipeline shown: schedule, next run, state, recent
-// runs, and the buttons that trigger, pause and unpause them. Loaded after
-// app.js, whose helpers it uses.
+// runs, and the buttons that trigger, pause and unpause them; a job's whole
+// run history, a page at a time. Loaded after app.js, whose helpers it uses.
 
 // ---------------------------------------------------------------- jobs
 
 async function refreshJobs() {
   renderJobs(await api(of('/api/v1/jobs')));
+  if (runsView.job != null && runsView.pages === 1) await loadRuns(false);
 }
 
 function renderJobs(data) {
@@ -31,9 +32,11 @@ function makeJobRow(name) {
     runs: el('td', { class: 'runs', 'data-label': 'recent runs' }) };
   const trigger = el('button', { type: 'button', 'data-action': 'trigger' }, 'Trigger');
   const pause = el('button', { type: 'button', 'data-action': 'pause' }, 'Pause');
+  const runs = el('button', { type: 'button', 'data-action': 'history' }, 'History');
   trigger.addEventListener('click', () => jobAction(name, 'trigger', trigger));
   pause.addEventListener('click', () => jobAction(name, pause.dataset.action, pause));
-  const tr = el('tr', { 'data-job': name }, Object.values(cells), el('td', { class: 'actions' }, trigger, pause));
+  runs.addEventListener('click', () => openRuns(name).catch((err) => handleError(err)));
+  const tr = el('tr', { 'data-job': name }, Object.values(cells), el('td', { class: 'actions' }, trigger, pause, runs));
   return { tr, cells, pause, runsKey: '' };
 }
 
@@ -84,4 +87,79 @@ async function jobAction(name, action, button) {
   } finally {
     button.disabled = false;
   }
+}
+
+// ---------------------------------------------------------------- run history
+
+const runsView = {
+  job: null, // the job whose runs are shown (null: none)
+  next: null, // where the next page starts (the answer's next_before)
+  pages: 0, // pages shown; the first is kept fresh while it is the only one
+};
+
+const RUNS_PAGE = 20;
+
+async function openRuns(name) {
+  Object.assign(runsView, { job: name, next: null, pages: 0 });
+  state.seen.delete('history');
+  setText('#history-job', name);
+  setText('#history-note', '');
+  $('#history-body').replaceChildren();
+  $('#history').hidden = false;
+  await loadRuns(false);
+  $('#history').scrollIntoView({ block: 'nearest' });
+}
+
+function closeRuns() {
+  Object.assign(runsView, { job: null, next: null, pages: 0 });
+  $('#history').hidden = true;
+  $('#history-body').replaceChildren();
+}
+
+// The first page again (`more` false), or the page after the last shown.
+async function loadRuns(more) {
+  const name = runsView.job;
+  const gen = state.gen;
+  const query = new URLSearchParams({ limit: String(RUNS_PAGE) });
+  if (more && runsView.next != null) query.set('before', String(runsView.next));
+  const data = await api(`/api/v1/jobs/${encodeURIComponent(name)}/runs?${query}`);
+  if (gen !== state.gen || name !== runsView.job) return;
+  if (!more && !changed('history', data) && runsView.pages) return;
+  const rows = data.runs.map(runRow);
+  if (more) $('#history-body').append(...rows);
+  else $('#history-body').replaceChildren(...(rows.length ? rows
+    : [el('tr', {}, el('td', { colspan: 9, class: 'empty' }, 'no runs yet'))]));
+  runsView.pages = more ? runsView.pages + 1 : 1;
+  runsView.next = data.next_before ?? null;
+  $('#history-more').hidden = runsView.next == null;
+  const shownNow = $('#history-body').querySelectorAll('tr[data-run-id]').length;
+  setText('#history-note', `${fmtInt(shownNow)} run${shownNow === 1 ? '' : 's'}, newest first${runsView.next == null ? ', all' : ''}`);
+}
+
+function fmtTook(ms) {
+  if (ms == null || ms < 0) return '–';
+  return ms < 60000 ? `${(ms / 1000).toFixed(1)}s` : fmtDuration(ms / 1000);
+}
+
+function runRow(run) {
+  const took = run.started_ms != null && run.ended_ms != null ? run.ended_ms - run.started_ms : null;
+  return el('tr', { 'data-run-id': run.id, 'data-run-state': run.state },
+    el('td', { class: 'mono' }, `#${run.id}`),
+    el('td', {}, el('span', { class: `badge state-${run.state}` }, run.state)),
+    el('td', { class: 'mono', 'data-label': 'scheduled' }, fmtAt(run.scheduled_ms)),
+    el('td', { class: 'mono', 'data-label': 'started' }, fmtAt(run.started_ms)),
+    el('td', { class: 'mono', 'data-label': 'ended' }, fmtAt(run.ended_ms)),
+    el('td', { class: 'num', 'data-label': 'took' }, fmtTook(took)),
+    el('td', { class: 'num', 'data-label': 'attempts' }, fmtInt(run.attempts)),
+    el('td', { class: 'num', 'data-label': 'fetched / logged' }, `${fmtInt(run.fetched)} / ${fmtInt(run.logged)}`),
+    el('td', { class: 'reason', 'data-label': 'error' }, run.error ?? ''));
+}
+
+function wireJobs() {
+  $('#history-close').addEventListener('click', closeRuns);
+  $('#history-more').addEventListener('click', (event) => {
+    const button = event.currentTarget;
+    button.disabled = true;
+    loadRuns(true).catch((err) => handleError(err)).finally(() => { button.disabled = false; });
+  });
 }
