@@ -8,6 +8,7 @@ mod inspect;
 mod jobs;
 mod preview;
 mod run;
+mod runs;
 mod table;
 mod verify;
 

@@ -98,10 +98,15 @@ fn describe() {
         Unit::Count,
         "Dead letters stored, by the stage that gave up (source, decode, sink)."
     );
+    describe_counter!(
+        "tributary_log_dead_letters_discarded_total",
+        Unit::Count,
+        "Dead letters an operator discarded (kept for audit, never replayed)."
+    );
     describe_gauge!(
         "tributary_log_dead_letters_waiting",
         Unit::Count,
-        "Dead letters not yet replayed, by pipeline (sampled)."
+        "Dead letters neither replayed nor discarded, by pipeline (sampled)."
     );
     describe_gauge!(
         "tributary_log_lag_messages",

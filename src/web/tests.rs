@@ -1104,3 +1104,4 @@ fn every_route_is_in_the_openapi_file() {
 }
 
 mod browse;
+mod ops;

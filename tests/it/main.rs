@@ -13,6 +13,7 @@ mod hostile_web;
 mod http_source;
 mod kafka;
 mod kafka_faults;
+mod ops;
 mod pipelines;
 mod pipelines_hostile;
 mod poison;

@@ -8,6 +8,7 @@
 //! The log knows nothing of tables or rows.
 
 pub mod browse;
+pub mod discard;
 pub mod kafka;
 pub mod preview;
 pub mod scan;
@@ -16,6 +17,7 @@ pub mod sqlite;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+pub use discard::{DiscardOutcome, Discarded, Letters};
 pub use kafka::{KafkaCommitter, KafkaLog, KafkaLogConfig, KafkaReader};
 pub use preview::{LetterPreview, MessagePreview};
 pub use sqlite::{SqliteCommitter, SqliteLog, SqliteLogConfig, SqliteReader};
@@ -283,6 +285,9 @@ pub struct StoredDeadLetter {
     pub id: i64,
     pub created_ms: i64,
     pub replayed_ms: Option<i64>,
+    /// Set aside by an operator (`dlq discard`): kept for audit, never
+    /// replayed, not waiting.
+    pub discarded: Option<Discarded>,
     pub letter: DeadLetter,
 }
 
@@ -297,6 +302,10 @@ impl StoredDeadLetter {
             "id": self.id,
             "created_ms": self.created_ms,
             "replayed_ms": self.replayed_ms,
+            "discarded": self.discarded.as_ref().map(|d| serde_json::json!({
+                "at_ms": d.at_ms,
+                "reason": d.reason,
+            })),
             "stage": self.letter.stage.as_str(),
             "reason": self.letter.reason,
             "topic": origin.map(|o| o.topic.clone()),
@@ -435,22 +444,28 @@ impl Log {
         Ok(())
     }
 
-    /// Dead letters, oldest first, at most `limit`; replayed ones only if
-    /// asked; only ids above `after` when given (a cursor for paging).
+    /// Dead letters, oldest first, at most `limit`: the waiting ones, or
+    /// every one (replayed and discarded too) with `include_replayed`; only
+    /// ids above `after` when given (a cursor for paging).
     pub async fn dead_letters(
         &self,
         include_replayed: bool,
         after: Option<i64>,
         limit: usize,
     ) -> Result<Vec<StoredDeadLetter>, LogError> {
+        let which = if include_replayed {
+            Letters::All
+        } else {
+            Letters::Waiting
+        };
         match self {
-            Log::Sqlite(l) => l.dead_letters(include_replayed, after, limit).await,
-            Log::Kafka(l) => l.dead_letters(include_replayed, after, limit).await,
+            Log::Sqlite(l) => l.dead_letters(which, after, limit).await,
+            Log::Kafka(l) => l.dead_letters(which, after, limit).await,
         }
     }
 
-    /// The waiting letters among `ids`, oldest first; unknown or replayed
-    /// ids are left out.
+    /// The waiting letters among `ids`, oldest first; unknown, replayed and
+    /// discarded ids are left out.
     pub async fn dead_letters_by_id(
         &self,
         ids: Vec<i64>,
