@@ -327,6 +327,7 @@ async function tablePipeline(page, name, jobName, first) {
   counts.table_dead_letters = await page.locator('#dl-body tr[data-dl-id]').count();
   await checkWidths(page, `pipeline ${name}`);
   const lookup = await findByKey(page);
+  counts.discarded = await discardLetter(page);
   await page.screenshot({ path: tablePath(opts.screenshot), fullPage: true });
   // Back to the first: its views come back, the table's are gone.
   await select.selectOption(first);
@@ -337,6 +338,21 @@ async function tablePipeline(page, name, jobName, first) {
   return {
     table_pipeline: name, schema, transform, jobs, run, row_headers: headers, rows, ...counts, ...lookup,
   };
+}
+
+// Discards the first waiting letter with a reason: it leaves the list, the
+// counts say so.
+async function discardLetter(page) {
+  const letter = page.locator('#dl-body tr[data-dl-id]').first();
+  const id = await letter.getAttribute('data-dl-id');
+  await page.locator('#dl-reason').fill('a test order');
+  await letter.locator('button[data-action="discard"]').click();
+  await step(`letter ${id} discarded`, () => page.waitForFunction(
+    (i) => !document.querySelector(`#dl-body tr[data-dl-id="${i}"]`)
+      && document.querySelector('#dl-waiting').textContent === '0'
+      && document.querySelector('#dl-discarded').textContent === '1'
+      && /discarded 1/.test(document.querySelector('#dl-result').textContent), id, { timeout: WAIT_MS }));
+  return Number(id);
 }
 
 // Types the first row's partition key into the lookup: the rows of that key.

@@ -253,6 +253,8 @@ fn the_selector_shows_each_pipeline_its_schema_and_transform_as_text() {
     );
     assert_eq!(seen["table_rows_count"], 2, "{seen}");
     assert_eq!(seen["table_dead_letters"], 1, "{seen}");
+    // Discarded from the page: gone from the waiting list, counted.
+    assert!(seen["discarded"].as_i64() > Some(0), "{seen}");
     // The rows of the first row's shop, and only those.
     let shop = seen["lookup_key"].as_str().unwrap();
     let found = seen["lookup_rows"].as_array().unwrap();

@@ -391,7 +391,7 @@ function showPipeline() {
   state.jobRows.clear();
   state.rowColumns = '';
   for (const id of ['#partitions', '#messages', '#rows', '#rows-head', '#dl-body', '#jobs-body']) $(id).replaceChildren();
-  for (const id of ['#topic-name', '#rows-count', '#rows-store', '#dl-waiting', '#dl-result']) setText(id, '');
+  for (const id of ['#topic-name', '#rows-count', '#rows-store', '#dl-waiting', '#dl-discarded', '#dl-result']) setText(id, '');
   resetBrowse();
   closeRuns();
   renderDefinition(shown());
@@ -451,6 +451,8 @@ document.addEventListener('DOMContentLoaded', () => {
   $('#login').addEventListener('submit', onLogin);
   $('#logout').addEventListener('click', onLogout);
   $('#replay-all').addEventListener('click', (event) => replay(null, event.currentTarget));
+  $('#discard-all').addEventListener('click', (event) => discard(null, event.currentTarget));
+  $('#dl-form').addEventListener('submit', (event) => event.preventDefault());
   $('#pipeline-select').addEventListener('change', onSelectPipeline);
   wireJobs();
   wireBrowse();
