@@ -195,6 +195,40 @@ async function runHistory(page, job, runId) {
   return { history_runs: ids.length };
 }
 
+// Pauses the job, so a trigger stays queued; opens the queued run's lines
+// in the history and cancels it there; unpauses.
+async function cancelQueued(page, job) {
+  const sel = `tr[data-job=${JSON.stringify(job)}]`;
+  await page.locator(`${sel} button[data-action="pause"]`).click();
+  await step(`${job} paused and idle`, () => page.waitForFunction(
+    (s) => document.querySelector(`${s} button[data-action="unpause"]`)
+      && !document.querySelector(`${s} .badge.running`), sel, { timeout: WAIT_MS }));
+  const run = await triggerRun(page, job);
+  const id = run.new_run_id;
+  if (run.new_run_state !== 'queued') throw new Error(`run #${id} of a paused job is ${run.new_run_state}`);
+  await step(`${job}: "Cancel queued" offered`, () => page.locator(`${sel} button[data-action="cancel-queued"]`)
+    .waitFor({ state: 'visible', timeout: WAIT_MS }));
+  await page.locator(`${sel} button[data-action="history"]`).click();
+  const row = `#history-body tr[data-run-id="${id}"]`;
+  await step(`run #${id} queued in the history`, () => page.locator(`${row}[data-run-state="queued"]`)
+    .waitFor({ state: 'visible', timeout: WAIT_MS }));
+  await page.locator(`${row} button[data-action="run-lines"]`).click();
+  const lines = `#history-body tr[data-lines-of="${id}"] li`;
+  await step(`run #${id}'s lines`, () => page.locator(lines).first().waitFor({ state: 'visible', timeout: WAIT_MS }));
+  const texts_ = await page.$$eval(lines, (lis) => lis.map((li) => li.textContent));
+  await checkWidths(page, 'a run\'s lines');
+  await page.locator(`${row} button[data-action="cancel"]`).click();
+  await step(`run #${id} cancelled`, () => page.locator(`#history-body tr[data-run-id="${id}"][data-run-state="cancelled"]`)
+    .waitFor({ state: 'visible', timeout: WAIT_MS }));
+  await step(`${job}: "Cancel queued" gone`, () => page.locator(`${sel} button[data-action="cancel-queued"]`)
+    .waitFor({ state: 'hidden', timeout: WAIT_MS }));
+  await page.locator('#history-close').click();
+  await page.locator(`${sel} button[data-action="unpause"]`).click();
+  await step(`${job} unpaused`, () => page.locator(`${sel} button[data-action="pause"]`)
+    .waitFor({ state: 'visible', timeout: WAIT_MS }));
+  return { cancelled_run: id, run_lines: texts_ };
+}
+
 // Clicks the newest message's key: the search must list only that key's
 // messages and say it searched the whole partition. Then seeks to offset 0
 // and pages on with "More"; then back to the live view.
@@ -401,6 +435,7 @@ async function main() {
     const looked = await lookUpRow(page);
     const rowCount = await oneRowCount(page);
     const skewed = opts.token == null ? await skewedClock(browser, opts.url) : {};
+    const cancelled = await cancelQueued(page, run.job);
     const table = opts['table-pipeline'] == null ? {}
       : await tablePipeline(page, opts['table-pipeline'], opts['table-job'], chosen.pipelines[0]);
     if (await page.locator('#banner').isVisible()) throw new Error('the "disconnected" banner is shown');
@@ -410,7 +445,7 @@ async function main() {
     await page.screenshot({ path: opts.screenshot, fullPage: true });
     console.log(JSON.stringify({
       ok: true, url: opts.url, first_store_rows: rows.first, last_store_rows: rows.last, rows_count: rows.table,
-      ...run, ...chosen, ...table, ...browsed, ...looked, row_count: rowCount, ...skewed, ...history, screenshot: opts.screenshot,
+      ...run, ...chosen, ...table, ...browsed, ...looked, row_count: rowCount, ...skewed, ...history, ...cancelled, screenshot: opts.screenshot,
       widths_checked: WIDTHS,
     }));
     return 0;

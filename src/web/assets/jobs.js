@@ -1,7 +1,8 @@
 'use strict';
 // The jobs feeding the pipeline shown: schedule, next run, state, recent
 // runs, and the buttons that trigger, pause and unpause them; a job's whole
-// run history, a page at a time. Loaded after app.js, whose helpers it uses.
+// run history, a page at a time, each run's lines on a click, and the
+// cancelling of queued runs. Loaded after app.js, whose helpers it uses.
 
 // ---------------------------------------------------------------- jobs
 
@@ -33,11 +34,13 @@ function makeJobRow(name) {
   const trigger = el('button', { type: 'button', 'data-action': 'trigger' }, 'Trigger');
   const pause = el('button', { type: 'button', 'data-action': 'pause' }, 'Pause');
   const runs = el('button', { type: 'button', 'data-action': 'history' }, 'History');
+  const cancel = el('button', { type: 'button', 'data-action': 'cancel-queued', hidden: true }, 'Cancel queued');
+  cancel.addEventListener('click', () => cancelRuns(name, { queued: true }, cancel));
   trigger.addEventListener('click', () => jobAction(name, 'trigger', trigger));
   pause.addEventListener('click', () => jobAction(name, pause.dataset.action, pause));
   runs.addEventListener('click', () => openRuns(name).catch((err) => handleError(err)));
-  const tr = el('tr', { 'data-job': name }, Object.values(cells), el('td', { class: 'actions' }, trigger, pause, runs));
-  return { tr, cells, pause, runsKey: '' };
+  const tr = el('tr', { 'data-job': name }, Object.values(cells), el('td', { class: 'actions' }, trigger, pause, runs, cancel));
+  return { tr, cells, pause, cancel, runsKey: '' };
 }
 
 function updateJobRow(row, job) {
@@ -54,6 +57,7 @@ function updateJobRow(row, job) {
     ...(job.running ? [el('span', { class: 'badge running' }, 'running')] : []));
   row.pause.dataset.action = job.paused ? 'unpause' : 'pause';
   row.pause.textContent = job.paused ? 'Unpause' : 'Pause';
+  row.cancel.hidden = !job.recent_runs.some((r) => r.state === 'queued');
   const runsKey = JSON.stringify(job.recent_runs);
   if (runsKey !== row.runsKey) {
     row.runsKey = runsKey;
@@ -128,7 +132,7 @@ async function loadRuns(more) {
   const rows = data.runs.map(runRow);
   if (more) $('#history-body').append(...rows);
   else $('#history-body').replaceChildren(...(rows.length ? rows
-    : [el('tr', {}, el('td', { colspan: 9, class: 'empty' }, 'no runs yet'))]));
+    : [el('tr', {}, el('td', { colspan: 10, class: 'empty' }, 'no runs yet'))]));
   runsView.pages = more ? runsView.pages + 1 : 1;
   runsView.next = data.next_before ?? null;
   $('#history-more').hidden = runsView.next == null;
@@ -143,8 +147,13 @@ function fmtTook(ms) {
 
 function runRow(run) {
   const took = run.started_ms != null && run.ended_ms != null ? run.ended_ms - run.started_ms : null;
+  const open = el('button', { type: 'button', class: 'link mono', 'data-action': 'run-lines', 'aria-expanded': 'false',
+    title: 'its lines' }, `#${run.id}`);
+  open.addEventListener('click', () => toggleRunLines(run.id, open).catch((err) => handleError(err)));
+  const cancel = run.state === 'queued' ? el('button', { type: 'button', 'data-action': 'cancel' }, 'Cancel') : null;
+  cancel?.addEventListener('click', () => cancelRuns(runsView.job, { run: run.id }, cancel));
   return el('tr', { 'data-run-id': run.id, 'data-run-state': run.state },
-    el('td', { class: 'mono' }, `#${run.id}`),
+    el('td', {}, open),
     el('td', {}, el('span', { class: `badge state-${run.state}` }, run.state)),
     el('td', { class: 'mono', 'data-label': 'scheduled' }, fmtAt(run.scheduled_ms)),
     el('td', { class: 'mono', 'data-label': 'started' }, fmtAt(run.started_ms)),
@@ -152,7 +161,44 @@ function runRow(run) {
     el('td', { class: 'num', 'data-label': 'took' }, fmtTook(took)),
     el('td', { class: 'num', 'data-label': 'attempts' }, fmtInt(run.attempts)),
     el('td', { class: 'num', 'data-label': 'fetched / logged' }, `${fmtInt(run.fetched)} / ${fmtInt(run.logged)}`),
-    el('td', { class: 'reason', 'data-label': 'error' }, run.error ?? ''));
+    el('td', { class: 'reason', 'data-label': 'error' }, run.error ?? ''),
+    el('td', { class: 'actions' }, cancel));
+}
+
+// A run's lines (queued, attempts, errors, counts, outcome) in a row below
+// it; a second click folds them away.
+async function toggleRunLines(id, button) {
+  const tr = button.closest('tr');
+  const open = tr.nextElementSibling?.dataset.linesOf === String(id);
+  if (open) {
+    tr.nextElementSibling.remove();
+    button.setAttribute('aria-expanded', 'false');
+    return;
+  }
+  const name = runsView.job;
+  const run = await api(`/api/v1/jobs/${encodeURIComponent(name)}/runs/${id}`);
+  if (name !== runsView.job || !tr.isConnected) return;
+  const lines = (run.events ?? []).map((e) => el('li', {}, el('span', { class: 'mono sub' }, fmtAt(e.at_ms)), ' ', e.text));
+  tr.after(el('tr', { class: 'run-lines', 'data-lines-of': id }, el('td', { colspan: 10 },
+    lines.length ? el('ol', { class: 'events' }, lines) : el('p', { class: 'empty' }, 'no lines kept for this run'))));
+  button.setAttribute('aria-expanded', 'true');
+}
+
+// Cancels one queued run ({run: id}) or every queued run of the job
+// ({queued: true}); a running run is not stopped.
+async function cancelRuns(name, body, button) {
+  const gen = state.gen;
+  button.disabled = true;
+  try {
+    const res = await post(`/api/v1/jobs/${encodeURIComponent(name)}/cancel`, body);
+    toast(`${name}: cancelled ${fmtInt(res.cancelled)} queued run${res.cancelled === 1 ? '' : 's'}`);
+    await refreshJobs();
+    if (runsView.job === name) { state.seen.delete('history'); await loadRuns(false); }
+  } catch (err) {
+    handleError(err, gen);
+  } finally {
+    button.disabled = false;
+  }
 }
 
 function wireJobs() {
