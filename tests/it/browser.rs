@@ -156,7 +156,10 @@ fn the_page_shows_rows_rising_and_a_click_triggers_a_run() {
     assert!(seen["history_runs"].as_u64() >= Some(2), "{seen}");
     // A run triggered while the job was paused stayed queued, showed its
     // lines and was cancelled from the history.
-    assert!(seen["cancelled_run"].as_i64() > seen["new_run_id"].as_i64(), "{seen}");
+    assert!(
+        seen["cancelled_run"].as_i64() > seen["new_run_id"].as_i64(),
+        "{seen}"
+    );
     let lines = seen["run_lines"].as_array().unwrap();
     assert!(
         lines.iter().any(|l| l.as_str().unwrap().contains("queued")),
