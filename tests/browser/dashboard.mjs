@@ -181,14 +181,31 @@ async function saveWidths(page, dir) {
 // just triggered among them, newest first.
 async function runHistory(page, job, runId) {
   const sel = `tr[data-job=${JSON.stringify(job)}]`;
+  // Pages of 2 runs (the page asks for 20): "Older runs" walks them all.
+  const pages = (route) => route.continue({ url: route.request().url().replace('limit=20', 'limit=2') });
+  await page.route('**/api/v1/jobs/*/runs?*', pages);
   await page.locator(`${sel} button[data-action="history"]`).click();
+  await step(`the history of ${job} opens with a page of 2`, () => page.waitForFunction(
+    () => !document.querySelector('#history').hidden
+      && document.querySelectorAll('#history-body tr[data-run-id]').length === 2, null, { timeout: WAIT_MS }));
+  for (let i = 0; i < 50 && await page.locator('#history-more').isVisible(); i++) {
+    const before = await page.locator('#history-body tr[data-run-id]').count();
+    await page.locator('#history-more').click();
+    await step('an older page', () => page.waitForFunction(
+      (n) => document.querySelectorAll('#history-body tr[data-run-id]').length > n
+        || document.querySelector('#history-more').hidden, before, { timeout: WAIT_MS }));
+  }
+  await page.unroute('**/api/v1/jobs/*/runs?*', pages);
   await step(`the history of ${job} shows run #${runId}`, () => page.waitForFunction(
-    (id) => !document.querySelector('#history').hidden
-      && document.querySelector(`#history-body tr[data-run-id="${id}"]`), runId, { timeout: WAIT_MS }));
+    (id) => document.querySelector(`#history-body tr[data-run-id="${id}"]`), runId, { timeout: WAIT_MS }));
   const ids = await page.$$eval('#history-body tr[data-run-id]', (trs) => trs.map((tr) => Number(tr.dataset.runId)));
   const listed = await page.$$eval(`${sel} [data-run-id]`, (es) => es.map((e) => Number(e.dataset.runId)));
   if (listed.some((id) => !ids.includes(id))) throw new Error(`the history ${JSON.stringify(ids)} misses runs of the row ${JSON.stringify(listed)}`);
   if (ids.some((id, i) => i > 0 && id >= ids[i - 1])) throw new Error(`the history is not newest first: ${JSON.stringify(ids)}`);
+  const all = await page.evaluate(async (name) => (await (await fetch(`/api/v1/jobs/${name}/runs?limit=500`)).json()).runs
+    .map((r) => r.id), job);
+  const missing = all.filter((id) => id <= Math.max(...ids) && !ids.includes(id));
+  if (missing.length) throw new Error(`paging missed runs ${JSON.stringify(missing)} of ${JSON.stringify(ids)}`);
   await checkWidths(page, 'a job\'s run history');
   await page.locator('#history-close').click();
   await step('the history closed', () => page.locator('#history').waitFor({ state: 'hidden', timeout: WAIT_MS }));
