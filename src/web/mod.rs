@@ -100,7 +100,13 @@ struct Watched {
     /// Held while a replay of this pipeline's dead letters runs: one at a
     /// time.
     replaying: tokio::sync::Mutex<()>,
+    /// Looks at the log by offset, time or key (read fresh, not shared):
+    /// a few at a time.
+    browsing: tokio::sync::Semaphore,
 }
+
+/// Looks at one pipeline's log by offset, time or key at once; more wait.
+const BROWSING: usize = 2;
 
 type State = axum::extract::State<Arc<AppState>>;
 
@@ -151,6 +157,7 @@ pub async fn start(
             sampler: Arc::new(Sampler::new(p.name(), &p.log, &p.sink)),
             parts: p,
             replaying: tokio::sync::Mutex::new(()),
+            browsing: tokio::sync::Semaphore::new(BROWSING),
         })
         .collect();
     sampler::spawn(

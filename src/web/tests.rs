@@ -639,6 +639,7 @@ async fn the_page_and_its_files_are_served_with_a_strict_policy() {
     for (path, kind) in [
         ("/", "text/html"),
         ("/assets/app.js", "text/javascript"),
+        ("/assets/browse.js", "text/javascript"),
         ("/assets/app.css", "text/css"),
     ] {
         let r = h
@@ -653,6 +654,18 @@ async fn the_page_and_its_files_are_served_with_a_strict_policy() {
         let csp = r.headers()["content-security-policy"].to_str().unwrap();
         assert!(csp.contains("script-src 'self'"), "{csp}");
         assert!(!r.text().await.unwrap().is_empty());
+    }
+    // Every file the page loads is served.
+    let page = include_str!("assets/index.html");
+    for part in page.split("=\"/assets/").skip(1) {
+        let name = &part[..part.find('"').unwrap()];
+        let r = h
+            .client
+            .get(format!("{}/assets/{name}", h.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{name}");
     }
     let r = h
         .client
@@ -1090,4 +1103,5 @@ fn every_route_is_in_the_openapi_file() {
     }
 }
 
+mod browse;
 mod ops;

@@ -1,12 +1,19 @@
 #!/usr/bin/env node
 // Real-browser test of the tributary dashboard: headless Chromium watches the
-// store's row count rise live, triggers a job run and waits for it to appear.
+// store's row count rise live, triggers a job run and waits for it to appear,
+// searches the topic by a message's key, seeks to an offset and looks a row
+// up by its id. Every view is laid out at 420 px and 1400 px wide and must
+// fit: no element sticks out of the window except inside a box that scrolls
+// on purpose, and every button is within reach.
 // With --table-pipeline it then picks that pipeline in the selector, reads
 // its table's schema and its transform as shown, triggers --table-job and
 // waits for the typed rows.
 //
 //   node tests/browser/dashboard.mjs --url http://127.0.0.1:PORT/ --screenshot PATH [--token TOKEN] [--job NAME]
-//     [--table-pipeline NAME --table-job NAME]
+//     [--table-pipeline NAME --table-job NAME] [--widths-dir DIR]
+//
+// With --widths-dir, the live page is saved there as dashboard-420.png and
+// dashboard-1400.png.
 //
 // Prints one JSON line and exits 0 on success; on failure prints why, saves
 // PATH with a "-failure" suffix and exits 1.
@@ -21,7 +28,7 @@ function options() {
   const { values } = parseArgs({
     options: {
       url: { type: 'string' }, screenshot: { type: 'string' }, token: { type: 'string' }, job: { type: 'string' },
-      'table-pipeline': { type: 'string' }, 'table-job': { type: 'string' },
+      'table-pipeline': { type: 'string' }, 'table-job': { type: 'string' }, 'widths-dir': { type: 'string' },
     },
   });
   if (!values.url || !values.screenshot || (values['table-pipeline'] == null) !== (values['table-job'] == null)) {
@@ -48,6 +55,7 @@ async function step(name, fn) {
 
 async function login(page, token) {
   await step('login form shown', () => page.locator('#login').waitFor({ state: 'visible', timeout: WAIT_MS }));
+  await checkWidths(page, 'the login form');
   await page.fill('#token', token);
   await page.locator('#login [type="submit"]').click();
   // Either the dashboard appears or the form says why not (e.g. "wrong token").
@@ -109,6 +117,227 @@ async function selector(page) {
   };
 }
 
+// ---------------------------------------------------------------- layout
+
+const WIDTHS = [420, 1400];
+const layoutProblems = [];
+
+// What sticks out of the window at this width: the page scrolling sideways,
+// any element past its right edge (except inside a box that scrolls or clips
+// on purpose), any button out of reach, and a due time that reads "ago".
+function overflows() {
+  const w = window.innerWidth;
+  const out = [];
+  const doc = document.documentElement;
+  if (doc.scrollWidth > w) out.push(`the page is ${doc.scrollWidth} px wide`);
+  const clipped = (e) => {
+    for (let p = e.parentElement; p && p !== document.body; p = p.parentElement) {
+      if (['auto', 'scroll', 'hidden'].includes(getComputedStyle(p).overflowX)) return true;
+    }
+    return false;
+  };
+  const name = (e) => `${e.tagName.toLowerCase()}${e.id ? `#${e.id}` : ''}${e.className && typeof e.className === 'string' ? `.${e.className.trim().replace(/\s+/g, '.')}` : ''}`
+    + ` "${(e.textContent || '').trim().slice(0, 30)}"`;
+  for (const e of document.querySelectorAll('body *')) {
+    const r = e.getBoundingClientRect();
+    if (r.width === 0 && r.height === 0) continue; // not shown
+    const out_ = r.right > w + 1 || r.left < -1;
+    if (!out_) continue;
+    if (e.tagName === 'BUTTON' || !clipped(e)) out.push(`${name(e)}: ${Math.round(r.left)}..${Math.round(r.right)} of ${w} (in ${e.parentElement ? name(e.parentElement).slice(0, 40) : ""} ${Math.round(e.parentElement?.getBoundingClientRect().width ?? 0)} px)`);
+  }
+  for (const t of document.querySelectorAll('[data-rel="future"]')) {
+    if (/ago/.test(t.textContent)) out.push(`a due time reads "${t.textContent}"`);
+  }
+  return out.slice(0, 12);
+}
+
+// Lays the page out at each width and records what does not fit.
+async function checkWidths(page, view) {
+  // What a click would unfold is checked unfolded.
+  const closed = await page.evaluate(() => [...document.querySelectorAll('details:not([open])')]
+    .map((d) => { d.open = true; return d.id; }));
+  for (const width of WIDTHS) {
+    await page.setViewportSize({ width, height: 900 });
+    await page.evaluate(() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done))));
+    const bad = await page.evaluate(overflows);
+    for (const b of bad) layoutProblems.push(`${view} at ${width} px: ${b}`);
+  }
+  await page.evaluate((ids) => ids.forEach((id) => { if (id) document.getElementById(id).open = false; }), closed);
+  await page.setViewportSize({ width: 1280, height: 800 });
+}
+
+async function saveWidths(page, dir) {
+  for (const width of WIDTHS) {
+    await page.setViewportSize({ width, height: 900 });
+    await page.evaluate(() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done))));
+    await page.screenshot({ path: `${dir}/dashboard-${width}.png`, fullPage: true });
+  }
+  await page.setViewportSize({ width: 1280, height: 800 });
+}
+
+// ---------------------------------------------------------------- browsing
+
+// Opens the job's run history: every run the row lists is there, the run
+// just triggered among them, newest first.
+async function runHistory(page, job, runId) {
+  const sel = `tr[data-job=${JSON.stringify(job)}]`;
+  // Pages of 2 runs (the page asks for 20): "Older runs" walks them all.
+  const pages = (route) => route.continue({ url: route.request().url().replace('limit=20', 'limit=2') });
+  await page.route('**/api/v1/jobs/*/runs?*', pages);
+  await page.locator(`${sel} button[data-action="history"]`).click();
+  await step(`the history of ${job} opens with a page of 2`, () => page.waitForFunction(
+    () => !document.querySelector('#history').hidden
+      && document.querySelectorAll('#history-body tr[data-run-id]').length === 2, null, { timeout: WAIT_MS }));
+  for (let i = 0; i < 50 && await page.locator('#history-more').isVisible(); i++) {
+    const before = await page.locator('#history-body tr[data-run-id]').count();
+    await page.locator('#history-more').click();
+    await step('an older page', () => page.waitForFunction(
+      (n) => document.querySelectorAll('#history-body tr[data-run-id]').length > n
+        || document.querySelector('#history-more').hidden, before, { timeout: WAIT_MS }));
+  }
+  await page.unroute('**/api/v1/jobs/*/runs?*', pages);
+  await step(`the history of ${job} shows run #${runId}`, () => page.waitForFunction(
+    (id) => document.querySelector(`#history-body tr[data-run-id="${id}"]`), runId, { timeout: WAIT_MS }));
+  const ids = await page.$$eval('#history-body tr[data-run-id]', (trs) => trs.map((tr) => Number(tr.dataset.runId)));
+  const listed = await page.$$eval(`${sel} [data-run-id]`, (es) => es.map((e) => Number(e.dataset.runId)));
+  if (listed.some((id) => !ids.includes(id))) throw new Error(`the history ${JSON.stringify(ids)} misses runs of the row ${JSON.stringify(listed)}`);
+  if (ids.some((id, i) => i > 0 && id >= ids[i - 1])) throw new Error(`the history is not newest first: ${JSON.stringify(ids)}`);
+  const all = await page.evaluate(async (name) => (await (await fetch(`/api/v1/jobs/${name}/runs?limit=500`)).json()).runs
+    .map((r) => r.id), job);
+  const missing = all.filter((id) => id <= Math.max(...ids) && !ids.includes(id));
+  if (missing.length) throw new Error(`paging missed runs ${JSON.stringify(missing)} of ${JSON.stringify(ids)}`);
+  await checkWidths(page, 'a job\'s run history');
+  await page.locator('#history-close').click();
+  await step('the history closed', () => page.locator('#history').waitFor({ state: 'hidden', timeout: WAIT_MS }));
+  return { history_runs: ids.length };
+}
+
+// Pauses the job, so a trigger stays queued; opens the queued run's lines
+// in the history and cancels it there; unpauses.
+async function cancelQueued(page, job) {
+  const sel = `tr[data-job=${JSON.stringify(job)}]`;
+  await page.locator(`${sel} button[data-action="pause"]`).click();
+  await step(`${job} paused and idle`, () => page.waitForFunction(
+    (s) => document.querySelector(`${s} button[data-action="unpause"]`)
+      && !document.querySelector(`${s} .badge.running`), sel, { timeout: WAIT_MS }));
+  const run = await triggerRun(page, job);
+  const id = run.new_run_id;
+  if (run.new_run_state !== 'queued') throw new Error(`run #${id} of a paused job is ${run.new_run_state}`);
+  await step(`${job}: "Cancel queued" offered`, () => page.locator(`${sel} button[data-action="cancel-queued"]`)
+    .waitFor({ state: 'visible', timeout: WAIT_MS }));
+  await page.locator(`${sel} button[data-action="history"]`).click();
+  const row = `#history-body tr[data-run-id="${id}"]`;
+  await step(`run #${id} queued in the history`, () => page.locator(`${row}[data-run-state="queued"]`)
+    .waitFor({ state: 'visible', timeout: WAIT_MS }));
+  await page.locator(`${row} button[data-action="run-lines"]`).click();
+  const lines = `#history-body tr[data-lines-of="${id}"] li`;
+  await step(`run #${id}'s lines`, () => page.locator(lines).first().waitFor({ state: 'visible', timeout: WAIT_MS }));
+  const texts_ = await page.$$eval(lines, (lis) => lis.map((li) => li.textContent));
+  await checkWidths(page, 'a run\'s lines');
+  await page.locator(`${row} button[data-action="cancel"]`).click();
+  await step(`run #${id} cancelled`, () => page.locator(`#history-body tr[data-run-id="${id}"][data-run-state="cancelled"]`)
+    .waitFor({ state: 'visible', timeout: WAIT_MS }));
+  await step(`${job}: "Cancel queued" gone`, () => page.locator(`${sel} button[data-action="cancel-queued"]`)
+    .waitFor({ state: 'hidden', timeout: WAIT_MS }));
+  await page.locator('#history-close').click();
+  await page.locator(`${sel} button[data-action="unpause"]`).click();
+  await step(`${job} unpaused`, () => page.locator(`${sel} button[data-action="pause"]`)
+    .waitFor({ state: 'visible', timeout: WAIT_MS }));
+  return { cancelled_run: id, run_lines: texts_ };
+}
+
+// Clicks the newest message's key: the search must list only that key's
+// messages and say it searched the whole partition. Then seeks to offset 0
+// and pages on with "More"; then back to the live view.
+async function browseMessages(page) {
+  const key = page.locator('#messages [data-key]').first();
+  await step('a message with a key listed', () => key.waitFor({ state: 'visible', timeout: WAIT_MS }));
+  // New messages may push the list down under the click: the key searched is
+  // the one the click put in the search box.
+  await key.click();
+  const wanted = await page.locator('#msg-key').inputValue();
+  if (!wanted) throw new Error('a click on a key did not fill the search box');
+  await step(`the search for key ${wanted} ends`, () => page.waitForFunction(
+    () => /key searched/.test(document.querySelector('#msg-status')?.textContent ?? ''), null, { timeout: WAIT_MS }));
+  const keys = await page.$$eval('#messages .msg [data-key]', (es) => es.map((e) => e.dataset.key));
+  if (!keys.length || keys.some((k) => k !== wanted)) throw new Error(`the key search for ${wanted} listed ${JSON.stringify(keys)}`);
+  await checkWidths(page, 'a key search');
+  await page.locator('#msg-key').fill('');
+  await page.selectOption('#msg-mode', 'offset');
+  await page.locator('#msg-offset').fill('0');
+  await page.locator('#msg-form [type="submit"]').click();
+  await step('offset 0 shown first', () => page.waitForFunction(
+    () => document.querySelector('#messages .msg')?.dataset.offset === '0'
+      && document.querySelectorAll('#messages .msg').length === 20, null, { timeout: WAIT_MS }));
+  await step('"More" pages on', async () => {
+    await page.locator('#msg-more').click();
+    await page.waitForFunction(() => document.querySelectorAll('#messages .msg').length > 20
+      && document.querySelectorAll('#messages .msg')[20].dataset.offset === '20', null, { timeout: WAIT_MS });
+  });
+  await checkWidths(page, 'messages from an offset');
+  // From the time of offset 5 (to the second, in the browser's time zone):
+  // offset 5 or one before it written in the same second comes first.
+  const at = await page.$eval('#messages .msg[data-offset="5"] .sub', (e) => e.textContent.split(' · ')[1]);
+  await page.selectOption('#msg-mode', 'time');
+  await page.locator('#msg-time').fill(at.replace(' ', 'T'));
+  await page.locator('#msg-form [type="submit"]').click();
+  await step(`messages from ${at}`, () => page.waitForFunction(
+    () => /oldest first/.test(document.querySelector('#msg-status')?.textContent ?? '')
+      && Number(document.querySelector('#messages .msg')?.dataset.offset) <= 5
+      && document.querySelector('#messages .msg .sub')?.textContent.includes(' · '), null, { timeout: WAIT_MS }));
+  const fromTime = await page.$eval('#messages .msg .sub', (e) => e.textContent.split(' · ')[1]);
+  if (fromTime < at) throw new Error(`the seek to ${at} shows a message of ${fromTime} first`);
+  await checkWidths(page, 'messages from a time');
+  await page.locator('#msg-live').click();
+  await step('back to the live messages', () => page.waitForFunction(
+    () => document.querySelector('#msg-status').textContent === ''
+      && document.querySelector('#messages .msg')?.dataset.offset !== '0', null, { timeout: WAIT_MS }));
+  return { searched_key: wanted, found_with_key: keys.length };
+}
+
+// Clicks a user's id in the table: the lookup must show that one row.
+async function lookUpRow(page) {
+  const id = page.locator('#rows td[data-key]').first();
+  await step('a row with an id listed', () => id.waitFor({ state: 'visible', timeout: WAIT_MS }));
+  await id.click();
+  const wanted = await page.locator('#row-key').inputValue();
+  if (!wanted) throw new Error('a click on an id did not fill the lookup');
+  await step(`the row of ${wanted} found`, () => page.waitForFunction(
+    (k) => /1 row with key/.test(document.querySelector('#row-status')?.textContent ?? '')
+      && document.querySelectorAll('#rows tr').length === 1
+      && document.querySelector('#rows td[data-key]')?.dataset.key === k, wanted, { timeout: WAIT_MS }));
+  await checkWidths(page, 'a row lookup');
+  await page.locator('#row-clear').click();
+  await step('back to the newest rows', () => page.waitForFunction(
+    () => document.querySelectorAll('#rows tr').length > 1, null, { timeout: WAIT_MS }));
+  return { looked_up_id: wanted };
+}
+
+// A browser whose clock runs 90 s ahead of the server's: the next run must
+// still read "in …" (or "due now"), the runs that ended "… ago".
+async function skewedClock(browser, url) {
+  const page = await browser.newPage();
+  try {
+    await page.clock.setSystemTime(Date.now() + 90_000);
+    await page.goto(url, { waitUntil: 'load', timeout: WAIT_MS });
+    const next = page.locator('tr[data-job] td[data-label="next run"] time').first();
+    await step('the next run shown with a skewed clock', () => next.waitFor({ state: 'visible', timeout: WAIT_MS }));
+    await step('a run shown with a skewed clock', () => page.locator('tr[data-job] .run time').first()
+      .waitFor({ state: 'visible', timeout: WAIT_MS }));
+    const runs = await texts(page, 'tr[data-job] .run:not([data-run-state="queued"]) time');
+    return { skewed_next_run: await next.textContent(), skewed_runs: runs };
+  } finally {
+    await page.close();
+  }
+}
+
+// The store's row count reads the same wherever the page shows it.
+async function oneRowCount(page) {
+  const counts = await page.$$eval('#store-rows, [data-store-rows]', (es) => es.map((e) => e.textContent));
+  if (counts.length < 2 || new Set(counts).size !== 1) throw new Error(`the row counts differ: ${JSON.stringify(counts)}`);
+  return counts[0];
+}
+
 const texts = (page, selector) => page.$$eval(selector, (es) => es.map((e) => e.textContent));
 
 // Picks the table pipeline, reads its definition as the page shows it, runs
@@ -144,6 +373,12 @@ async function tablePipeline(page, name, jobName, first) {
     + (window.pwned ? 1 : 0));
   if (injected) throw new Error('markup from the config or the rows was parsed as HTML');
   const counts = { table_rows_count: await readCount(page, '#rows-count'), table_store_rows: await readCount(page, '#store-rows') };
+  await step(`${name}: a dead letter listed`, () => page.locator('#dl-body tr[data-dl-id]').first()
+    .waitFor({ state: 'visible', timeout: WAIT_MS }));
+  counts.table_dead_letters = await page.locator('#dl-body tr[data-dl-id]').count();
+  await checkWidths(page, `pipeline ${name}`);
+  const lookup = await findByKey(page);
+  counts.discarded = await discardLetter(page);
   await page.screenshot({ path: tablePath(opts.screenshot), fullPage: true });
   // Back to the first: its views come back, the table's are gone.
   await select.selectOption(first);
@@ -152,8 +387,36 @@ async function tablePipeline(page, name, jobName, first) {
       && document.querySelector('#rows-head th:nth-child(2)')?.textContent === 'first name'
       && document.querySelector('#schema').hidden, first, { timeout: WAIT_MS }));
   return {
-    table_pipeline: name, schema, transform, jobs, run, row_headers: headers, rows, ...counts,
+    table_pipeline: name, schema, transform, jobs, run, row_headers: headers, rows, ...counts, ...lookup,
   };
+}
+
+// Discards the first waiting letter with a reason: it leaves the list, the
+// counts say so.
+async function discardLetter(page) {
+  const letter = page.locator('#dl-body tr[data-dl-id]').first();
+  const id = await letter.getAttribute('data-dl-id');
+  await page.locator('#dl-reason').fill('a test order');
+  await letter.locator('button[data-action="discard"]').click();
+  await step(`letter ${id} discarded`, () => page.waitForFunction(
+    (i) => !document.querySelector(`#dl-body tr[data-dl-id="${i}"]`)
+      && document.querySelector('#dl-waiting').textContent === '0'
+      && document.querySelector('#dl-discarded').textContent === '1'
+      && /discarded 1/.test(document.querySelector('#dl-result').textContent), id, { timeout: WAIT_MS }));
+  return Number(id);
+}
+
+// Types the first row's partition key into the lookup: the rows of that key.
+async function findByKey(page) {
+  const key = await page.$eval('#rows tr td', (td) => td.textContent);
+  await page.locator('#row-key').fill(key);
+  await page.locator('#row-form [type="submit"]').click();
+  await step(`rows of key ${key}`, () => page.waitForFunction(
+    () => /with key/.test(document.querySelector('#row-status')?.textContent ?? ''), null, { timeout: WAIT_MS }));
+  const found = await page.$$eval('#rows tr', (trs) => trs.map((tr) => [...tr.cells].map((td) => td.textContent)));
+  await checkWidths(page, 'a typed row lookup');
+  await page.locator('#row-clear').click();
+  return { lookup_key: key, lookup_rows: found };
 }
 
 const tablePath = (path) => (/\.png$/i.test(path) ? path.replace(/\.png$/i, '-table.png') : `${path}-table.png`);
@@ -182,15 +445,25 @@ async function main() {
     const chosen = await selector(page);
     const rows = await watchRowsRise(page);
     const run = await triggerRun(page, opts.job);
+    await checkWidths(page, 'the dashboard');
+    const history = await runHistory(page, run.job, run.new_run_id);
+    if (opts['widths-dir'] != null) await saveWidths(page, opts['widths-dir']);
+    const browsed = await browseMessages(page);
+    const looked = await lookUpRow(page);
+    const rowCount = await oneRowCount(page);
+    const skewed = opts.token == null ? await skewedClock(browser, opts.url) : {};
+    const cancelled = await cancelQueued(page, run.job);
     const table = opts['table-pipeline'] == null ? {}
       : await tablePipeline(page, opts['table-pipeline'], opts['table-job'], chosen.pipelines[0]);
     if (await page.locator('#banner').isVisible()) throw new Error('the "disconnected" banner is shown');
     if (!(await page.evaluate(() => window.tributaryNoReload))) throw new Error('the page reloaded');
     if (problems.length) throw new Error(`the page reported ${problems.length} error(s)`);
+    if (layoutProblems.length) throw new Error(`the layout does not fit:\n  ${layoutProblems.join('\n  ')}`);
     await page.screenshot({ path: opts.screenshot, fullPage: true });
     console.log(JSON.stringify({
       ok: true, url: opts.url, first_store_rows: rows.first, last_store_rows: rows.last, rows_count: rows.table,
-      ...run, ...chosen, ...table, screenshot: opts.screenshot,
+      ...run, ...chosen, ...table, ...browsed, ...looked, row_count: rowCount, ...skewed, ...history, ...cancelled, screenshot: opts.screenshot,
+      widths_checked: WIDTHS,
     }));
     return 0;
   } catch (err) {

@@ -3,9 +3,21 @@
 //! `serve`. The page must show the row count rising live and a click on
 //! "Trigger" must make a new run appear; with two pipelines, the selector
 //! must switch every view to the other one, show its table's schema and its
-//! transform as text, and its rows once its job ran. Needs
+//! transform as text, and its rows once its job ran. A key search on the
+//! topic must list only that key's messages, a seek to offset 0 must start
+//! there and page on, a row lookup must show the one row, and the store's
+//! row count must read the same everywhere; with the browser's clock 90 s
+//! ahead of the server's, the next run must still read "in …". Every view is laid out at
+//! 420 px and 1400 px wide and must fit (nothing sticks out sideways but
+//! inside a box that scrolls on purpose; every button within reach). Needs
 //! TRIBUTARY_TEST_BROWSER=1 and `npm ci --prefix tests/browser` (`.ci/run`
 //! installs both); skips loudly otherwise.
+//!
+//! Screenshots go to TRIBUTARY_SCREENSHOT_DIR (default: the target's temp
+//! dir); the live page at both widths, `dashboard-420.png` and
+//! `dashboard-1400.png`, to TRIBUTARY_SCREENSHOTS_DIR when set (the
+//! documentation's copies: `TRIBUTARY_SCREENSHOTS_DIR=docs`), else beside
+//! the others.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -23,8 +35,9 @@ burst = { duration = "1500ms", interval = "250ms", records = 5 }
 "#;
 
 /// Two pipelines: the users, bursting as above, and orders read from a
-/// file into a typed table when their job is triggered. The transform and
-/// the orders carry markup that must stay text.
+/// file into a typed table when their job is triggered (the third order's
+/// total is not a number: a dead letter). The transform and the orders
+/// carry markup that must stay text.
 const TWO_PIPELINES: &str = r#"
 [[pipelines]]
 name = "users"
@@ -54,6 +67,7 @@ schedule = "0 0 1 1 *"
 
 const ORDERS: &str = r#"{"order_id": 1, "shop": "<b data-pwned>north</b>", "total": 2.5, "tags": ["a", "b"]}
 {"order_id": 2, "shop": "south", "total": 4, "tags": []}
+{"order_id": 3, "shop": "west", "total": "a lot, with a reason long enough to wrap on a phone's screen", "tags": []}
 "#;
 
 fn browser_enabled(test: &str) -> bool {
@@ -74,6 +88,16 @@ fn screenshot(name: &str) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")));
     std::fs::create_dir_all(&dir).unwrap();
     dir.join(name)
+}
+
+/// Where the live page at both widths goes: TRIBUTARY_SCREENSHOTS_DIR, or
+/// beside the other screenshots.
+fn widths_dir() -> PathBuf {
+    let dir = std::env::var_os("TRIBUTARY_SCREENSHOTS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| screenshot("x").with_file_name(""));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
 
 fn drive(port: u16, shot: &PathBuf, token: Option<&str>, extra: &[&str]) -> String {
@@ -107,8 +131,61 @@ fn the_page_shows_rows_rising_and_a_click_triggers_a_run() {
     let mut serve = serve(&s, &[], &[]);
     let shot = screenshot("dashboard.png");
     let _ = std::fs::remove_file(&shot);
-    let seen = report(&drive(serve.port, &shot, None, &[]));
+    let widths = widths_dir();
+    let at = |w: u32| widths.join(format!("dashboard-{w}.png"));
+    for w in [420, 1400] {
+        let _ = std::fs::remove_file(at(w));
+    }
+    let seen = report(&drive(
+        serve.port,
+        &shot,
+        None,
+        &["--widths-dir", widths.to_str().unwrap()],
+    ));
     assert_eq!(seen["ok"], true, "{seen}");
+    // Laid out at both widths without sticking out (the script fails if not).
+    assert_eq!(seen["widths_checked"], serde_json::json!([420, 1400]));
+    for w in [420, 1400] {
+        let png = std::fs::read(at(w)).expect("a screenshot at each width");
+        assert!(png.starts_with(b"\x89PNG"), "{w}");
+        // The PNG's width, from its header, is the window's.
+        let width = u32::from_be_bytes(png[16..20].try_into().unwrap());
+        assert_eq!(width, w);
+    }
+    // The job's history lists its runs, the new one too.
+    assert!(seen["history_runs"].as_u64() >= Some(2), "{seen}");
+    // A run triggered while the job was paused stayed queued, showed its
+    // lines and was cancelled from the history.
+    assert!(
+        seen["cancelled_run"].as_i64() > seen["new_run_id"].as_i64(),
+        "{seen}"
+    );
+    let lines = seen["run_lines"].as_array().unwrap();
+    assert!(
+        lines.iter().any(|l| l.as_str().unwrap().contains("queued")),
+        "{seen}"
+    );
+    // The key search found the key's messages; the lookup its row.
+    assert!(seen["found_with_key"].as_u64() >= Some(1), "{seen}");
+    assert_eq!(
+        seen["looked_up_id"].as_str().map(str::len),
+        Some(36),
+        "{seen}"
+    );
+    assert!(
+        seen["row_count"].as_str().is_some_and(|c| c != "–"),
+        "{seen}"
+    );
+    // With the browser's clock 90 s ahead of the server's, the next run is
+    // still to come and the runs that ended are past.
+    let next = seen["skewed_next_run"].as_str().unwrap();
+    assert!(next.starts_with("in ") || next == "due now", "{seen}");
+    let runs = seen["skewed_runs"].as_array().unwrap();
+    assert!(!runs.is_empty(), "{seen}");
+    for run in runs {
+        let t = run.as_str().unwrap();
+        assert!(t.ends_with(" ago") || t == "just now", "{seen}");
+    }
     // One pipeline: nothing to pick.
     assert_eq!(seen["selector_shown"], false, "{seen}");
     assert_eq!(seen["pipelines"], serde_json::json!(["randomuser"]));
@@ -186,6 +263,14 @@ fn the_selector_shows_each_pipeline_its_schema_and_transform_as_text() {
         serde_json::json!(["shop", "id", "total", "tags"])
     );
     assert_eq!(seen["table_rows_count"], 2, "{seen}");
+    assert_eq!(seen["table_dead_letters"], 1, "{seen}");
+    // Discarded from the page: gone from the waiting list, counted.
+    assert!(seen["discarded"].as_i64() > Some(0), "{seen}");
+    // The rows of the first row's shop, and only those.
+    let shop = seen["lookup_key"].as_str().unwrap();
+    let found = seen["lookup_rows"].as_array().unwrap();
+    assert_eq!(found.len(), 1, "{seen}");
+    assert_eq!(found[0][0], shop, "{seen}");
     assert_eq!(seen["table_store_rows"], 2, "{seen}");
     let rows = seen["rows"].as_array().unwrap();
     assert!(

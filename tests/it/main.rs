@@ -6,6 +6,7 @@ mod cassandra;
 mod cli;
 mod crash;
 mod dashboard;
+mod dashboard_browse;
 mod deploy;
 mod fuzz;
 mod hostile_source;

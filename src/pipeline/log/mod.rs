@@ -7,6 +7,7 @@
 //! worst the last uncommitted batch is read again (the sink is idempotent).
 //! The log knows nothing of tables or rows.
 
+pub mod browse;
 pub mod discard;
 pub mod kafka;
 pub mod preview;

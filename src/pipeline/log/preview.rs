@@ -79,7 +79,7 @@ async fn kafka_latest(
 
 /// The first `cut` bytes of a text or blob value, read without loading the
 /// rest, and its whole size; `None` for a null.
-fn prefix(
+pub(super) fn prefix(
     conn: &rusqlite::Connection,
     table: &str,
     column: &str,

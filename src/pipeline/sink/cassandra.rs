@@ -16,7 +16,8 @@ use scylla::statement::Consistency;
 use scylla::statement::prepared::PreparedStatement;
 use uuid::Uuid;
 
-use super::{SinkError, WriteAck};
+use super::{KeyFilter, SinkError, WriteAck};
+use crate::pipeline::table::Cell;
 use crate::record::{ROW_COLUMNS, Row};
 
 /// Validated settings of the Cassandra store.
@@ -268,19 +269,40 @@ pub(super) async fn select_rows(
     keyspace: &str,
     table: &str,
     columns: &[impl AsRef<str>],
+    filter: &KeyFilter,
     limit: usize,
 ) -> Result<QueryRowsResult, SinkError> {
     let columns: Vec<&str> = columns.iter().map(AsRef::as_ref).collect();
-    session
-        .query_unpaged(
-            format!(
-                "SELECT {} FROM {keyspace}.{table} LIMIT {}",
-                columns.join(", "),
-                limit.min(i32::MAX as usize)
-            ),
-            (),
-        )
-        .await
+    let limit = limit.min(i32::MAX as usize);
+    let result = if filter.is_empty() {
+        session
+            .query_unpaged(
+                format!(
+                    "SELECT {} FROM {keyspace}.{table} LIMIT {limit}",
+                    columns.join(", ")
+                ),
+                (),
+            )
+            .await
+    } else {
+        // Key columns only, each `= ?`: a read of one partition.
+        let wanted: Vec<String> = filter
+            .iter()
+            .map(|(name, _)| format!("\"{name}\" = ?"))
+            .collect();
+        let values: Vec<Cell> = filter.iter().map(|(_, cell)| cell.clone()).collect();
+        session
+            .query_unpaged(
+                format!(
+                    "SELECT {} FROM {keyspace}.{table} WHERE {} LIMIT {limit}",
+                    columns.join(", "),
+                    wanted.join(" AND ")
+                ),
+                values,
+            )
+            .await
+    };
+    result
         .map_err(|e| fatal("cannot read rows", e))?
         .into_rows_result()
         .map_err(|e| fatal("cannot read rows", e))
@@ -372,6 +394,15 @@ impl CassandraSink {
     }
 
     pub async fn rows(&self, limit: usize) -> Result<Vec<Row>, SinkError> {
+        self.rows_where(&KeyFilter::new(), limit).await
+    }
+
+    /// As [`CassandraSink::rows`], only those whose key columns are `filter`'s.
+    pub async fn rows_where(
+        &self,
+        filter: &KeyFilter,
+        limit: usize,
+    ) -> Result<Vec<Row>, SinkError> {
         type Cells = (
             Uuid,
             String,
@@ -391,6 +422,7 @@ impl CassandraSink {
             &self.config.keyspace,
             &self.config.table,
             &ROW_COLUMNS,
+            filter,
             limit,
         )
         .await?;

@@ -18,7 +18,7 @@ use super::cassandra::{
     CassandraSinkConfig, connect, count_rows, create_keyspace, fatal, prepare_insert, select_rows,
     write_all,
 };
-use super::{SinkError, WriteAck};
+use super::{KeyFilter, SinkError, WriteAck};
 use crate::pipeline::table::{Cell, CqlColumnRow, TableSchema, TypedRow};
 
 /// Cheap to clone: clones share the session and the prepared statement.
@@ -231,6 +231,16 @@ impl CassandraTableSink {
 
     /// Up to `limit` rows, cells in schema column order, in token order.
     pub async fn rows(&self, limit: usize) -> Result<Vec<TypedRow>, SinkError> {
+        self.rows_where(&KeyFilter::new(), limit).await
+    }
+
+    /// As [`CassandraTableSink::rows`], only those whose key columns are
+    /// `filter`'s.
+    pub async fn rows_where(
+        &self,
+        filter: &KeyFilter,
+        limit: usize,
+    ) -> Result<Vec<TypedRow>, SinkError> {
         if limit == 0 {
             return Ok(Vec::new());
         }
@@ -245,6 +255,7 @@ impl CassandraTableSink {
             &self.config.keyspace,
             &self.config.table,
             &columns,
+            filter,
             limit,
         )
         .await?;

@@ -10,7 +10,7 @@ pub mod cassandra_table;
 pub mod sqlite;
 mod stream;
 
-pub use stream::EachRecord;
+pub use stream::{EachRecord, KeyFilter};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

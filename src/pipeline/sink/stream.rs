@@ -2,7 +2,8 @@
 //! are read and passed on row by row, so memory holds one row however many
 //! are asked for. A Cassandra store's rows are read as [`Sink::records`]
 //! reads them, then handed out. [`Sink::record_previews`] is the
-//! dashboard's look: text cells cut in the read.
+//! dashboard's look: text cells cut in the read; [`Sink::record_lookup`]
+//! the rows of one key (a read of the key's columns, never a scan).
 
 use std::ops::ControlFlow;
 
@@ -10,8 +11,12 @@ use serde_json::Value;
 
 use super::{Sink, SinkError, SqliteSink};
 use crate::pipeline::embedded;
-use crate::pipeline::table::ColumnType;
+use crate::pipeline::table::{Cell, ColumnType, value_cell};
 use crate::record::ROW_COLUMNS;
+
+/// Key columns and the value each must have: a whole primary key, or its
+/// partition key and the first of its clustering columns.
+pub type KeyFilter = Vec<(String, Cell)>;
 
 /// Takes the rows of [`Sink::each_record`] one at a time (on a blocking
 /// thread, for the embedded store).
@@ -25,7 +30,8 @@ impl Sink {
     /// gives them, each passed to `f` as it is read, until `f` breaks.
     /// Returns `f` (with whatever it gathered).
     pub async fn each_record<F: EachRecord>(&self, limit: usize, f: F) -> Result<F, SinkError> {
-        self.each_record_cut(limit, None, f).await
+        self.each_record_cut(limit, None, &KeyFilter::new(), f)
+            .await
     }
 
     /// Up to `limit` stored rows as [`Sink::records`] gives them, each text
@@ -33,6 +39,17 @@ impl Sink {
     /// (on the embedded store in the read, so a page of huge rows is never
     /// held whole).
     pub async fn record_previews(&self, limit: usize, cut: usize) -> Result<Vec<Value>, SinkError> {
+        self.record_lookup(&KeyFilter::new(), limit, cut).await
+    }
+
+    /// As [`Sink::record_previews`], only the rows whose key columns hold
+    /// `filter`'s values (every row for an empty filter).
+    pub async fn record_lookup(
+        &self,
+        filter: &KeyFilter,
+        limit: usize,
+        cut: usize,
+    ) -> Result<Vec<Value>, SinkError> {
         struct Gather(Vec<Value>);
         impl EachRecord for Gather {
             fn record(&mut self, row: Value) -> ControlFlow<()> {
@@ -41,7 +58,7 @@ impl Sink {
             }
         }
         let Gather(mut rows) = self
-            .each_record_cut(limit, Some(cut), Gather(Vec::new()))
+            .each_record_cut(limit, Some(cut), filter, Gather(Vec::new()))
             .await?;
         for row in &mut rows {
             if let Value::Object(cells) = row {
@@ -63,12 +80,30 @@ impl Sink {
         &self,
         limit: usize,
         cut: Option<usize>,
+        filter: &KeyFilter,
         mut f: F,
     ) -> Result<F, SinkError> {
-        match self {
-            Sink::Sqlite(s) => sqlite_each(s, limit, cut, f).await,
-            Sink::Cassandra(_) | Sink::CassandraTable(_) => {
-                for record in self.records(limit).await? {
+        let records = match self {
+            Sink::Sqlite(s) => return sqlite_each(s, limit, cut, filter.clone(), f).await,
+            Sink::Cassandra(s) if !filter.is_empty() => {
+                super::users_json(s.rows_where(filter, limit).await?)
+            }
+            Sink::CassandraTable(s) if !filter.is_empty() => {
+                let schema = s.schema();
+                s.rows_where(filter, limit)
+                    .await?
+                    .iter()
+                    .map(|row| {
+                        serde_json::from_slice(&crate::pipeline::table::encode(schema, row))
+                            .expect("an encoded row is JSON")
+                    })
+                    .collect()
+            }
+            Sink::Cassandra(_) | Sink::CassandraTable(_) => self.records(limit).await?,
+        };
+        {
+            {
+                for record in records {
                     if f.record(record).is_break() {
                         break;
                     }
@@ -97,6 +132,7 @@ async fn sqlite_each<F: EachRecord>(
     sink: &SqliteSink,
     limit: usize,
     cut: Option<usize>,
+    filter: KeyFilter,
     mut f: F,
 ) -> Result<F, SinkError> {
     let table = sink.table_name().to_owned();
@@ -117,11 +153,19 @@ async fn sqlite_each<F: EachRecord>(
                 .collect(),
             None => ROW_COLUMNS.iter().map(|c| text_column(c, cut)).collect(),
         };
+        // Key columns, each `= ?`: the primary key's index answers.
+        let wanted: String = filter
+            .iter()
+            .enumerate()
+            .map(|(i, (name, _))| format!("\"{name}\" = ?{} AND ", i + 2))
+            .collect();
         let mut stmt = conn.prepare(&format!(
-            "SELECT {} FROM {table} ORDER BY rowid DESC LIMIT ?1",
+            "SELECT {} FROM {table} WHERE {wanted} 1 ORDER BY rowid DESC LIMIT ?1",
             columns.join(", ")
         ))?;
-        let mut rows = stmt.query([limit])?;
+        let mut params: Vec<&dyn rusqlite::ToSql> = vec![&limit];
+        params.extend(filter.iter().map(|(_, cell)| cell as &dyn rusqlite::ToSql));
+        let mut rows = stmt.query(params.as_slice())?;
         while let Some(r) = rows.next()? {
             let record = match &schema {
                 // The seed table: text columns, as the row's JSON has them.
@@ -145,4 +189,75 @@ async fn sqlite_each<F: EachRecord>(
         Ok(f)
     })
     .await
+}
+
+impl Sink {
+    /// `key` as the filter of a lookup. The seed table's key is its `id`
+    /// (a uuid); a user table's is the value of its one partition-key
+    /// column, or a JSON object of key columns: every partition-key column
+    /// and, optionally, its first clustering columns in order. Values are
+    /// checked against their columns' types as a record's are.
+    pub fn key_filter(&self, key: &str) -> Result<KeyFilter, String> {
+        let Some(schema) = self.schema() else {
+            let id = uuid::Uuid::parse_str(key.trim())
+                .map_err(|e| format!("the users' key is their id, a uuid: {e}"))?;
+            return Ok(vec![("id".into(), Cell::Uuid(id))]);
+        };
+        let typed = |name: &str, v: &Value| {
+            let ty = schema.column(name).expect("a key column is a column").ty;
+            value_cell(name, ty, v).map_err(|e| e.to_string())
+        };
+        let example = || {
+            let names: Vec<String> = schema
+                .partition_key
+                .iter()
+                .map(|k| format!("\"{k}\": …"))
+                .collect();
+            format!("{{{}}}", names.join(", "))
+        };
+        let mut given: serde_json::Map<String, Value> = if key.trim_start().starts_with('{') {
+            serde_json::from_str(key)
+                .map_err(|e| format!("the key is not a JSON object ({e}); e.g. {}", example()))?
+        } else {
+            match schema.partition_key.as_slice() {
+                [one] => {
+                    let ty = schema.column(one).expect("a key column is a column").ty;
+                    let v = match ty {
+                        ColumnType::Text => Value::String(key.to_owned()),
+                        _ => serde_json::from_str(key).unwrap_or(Value::String(key.to_owned())),
+                    };
+                    [(one.clone(), v)].into_iter().collect()
+                }
+                _ => {
+                    return Err(format!(
+                        "the partition key has {} columns: give the key as {}",
+                        schema.partition_key.len(),
+                        example()
+                    ));
+                }
+            }
+        };
+        let mut filter = Vec::new();
+        for name in &schema.partition_key {
+            let v = given.remove(name).ok_or_else(|| {
+                format!("the key needs every partition-key column: {}", example())
+            })?;
+            filter.push((name.clone(), typed(name, &v)?));
+        }
+        for name in &schema.clustering_key {
+            let Some(v) = given.remove(name) else { break };
+            filter.push((name.clone(), typed(name, &v)?));
+        }
+        if let Some(name) = given.keys().next() {
+            return Err(if schema.is_key(name) {
+                format!("clustering columns are given in order: {name} without the ones before it")
+            } else {
+                format!("{name} is not a column of the primary key")
+            });
+        }
+        if filter.iter().any(|(_, c)| *c == Cell::Null) {
+            return Err("a key column is never null".into());
+        }
+        Ok(filter)
+    }
 }

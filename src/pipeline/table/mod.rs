@@ -12,6 +12,6 @@ pub mod check;
 pub mod codec;
 pub mod schema;
 
-pub use check::{Cell, CheckError, TypedRow, UnknownFields, check, decimal_parts};
+pub use check::{Cell, CheckError, TypedRow, UnknownFields, check, decimal_parts, value_cell};
 pub use codec::{decode, encode, key};
 pub use schema::{Column, ColumnType, CqlColumnRow, SchemaError, SqliteColumnRow, TableSchema};

@@ -1,5 +1,5 @@
-//! The views of a pipeline's log: its offsets, its newest messages and its
-//! dead letters (previews cut in the read: `log::preview`), and the replay
+//! The views of a pipeline's log: its offsets, its messages (the newest,
+//! or a look by partition, offset, time and key) and its dead letters (previews cut in the read: `log::preview`), and the replay
 //! of dead letters.
 
 use std::collections::HashSet;
@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ApiError, ApiResult, Limit, Which, limit, pipeline};
+use crate::pipeline::log::browse::{Browse, BrowseError, Seek};
 use crate::pipeline::log::{Letters, Log, MessagePreview};
 use crate::pipeline::processor;
 use crate::pipeline::shape::Shape;
@@ -80,22 +81,138 @@ fn message_json(p: &MessagePreview) -> Value {
     })
 }
 
+/// Messages a key search looks at, at most, per request; the answer says
+/// where the next request goes on.
+pub const SCAN_MAX: usize = 10_000;
+
+/// `GET /api/v1/topic/messages`: where to look (all optional).
+#[derive(Deserialize)]
+pub struct Look {
+    partition: Option<i32>,
+    /// At and after this offset, oldest first.
+    offset: Option<i64>,
+    /// Before this offset, newest first (the `next` of a look back).
+    before: Option<i64>,
+    /// At and after this time: ms since the epoch or RFC 3339.
+    time: Option<String>,
+    /// Only messages with exactly this key.
+    key: Option<String>,
+}
+
+impl Look {
+    fn is_plain(&self) -> bool {
+        self.partition.is_none()
+            && self.offset.is_none()
+            && self.before.is_none()
+            && self.time.is_none()
+            && self.key.is_none()
+    }
+
+    fn seek(&self) -> Result<Seek, ApiError> {
+        let bad = |m: String| ApiError(StatusCode::BAD_REQUEST, m);
+        let given = [
+            self.offset.is_some(),
+            self.before.is_some(),
+            self.time.is_some(),
+        ];
+        if given.iter().filter(|g| **g).count() > 1 {
+            return Err(bad("give one of offset, before and time".into()));
+        }
+        if let Some(o) = self.offset.or(self.before).filter(|o| *o < 0) {
+            return Err(bad(format!("an offset is 0 or more, not {o}")));
+        }
+        Ok(match (self.offset, self.before, &self.time) {
+            (Some(o), _, _) => Seek::Offset(o),
+            (_, Some(o), _) => Seek::Before(o),
+            (_, _, Some(t)) => Seek::Time(parse_time(t).ok_or_else(|| {
+                bad(format!(
+                    "time {t:?} is neither milliseconds since 1970 nor an RFC 3339 time \
+                     (2026-01-31T12:00:00Z)"
+                ))
+            })?),
+            _ => Seek::Latest,
+        })
+    }
+}
+
+/// Milliseconds since the epoch, or an RFC 3339 time.
+fn parse_time(t: &str) -> Option<i64> {
+    let t = t.trim();
+    t.parse::<i64>().ok().or_else(|| {
+        chrono::DateTime::parse_from_rfc3339(t)
+            .ok()
+            .map(|d| d.timestamp_millis())
+    })
+}
+
+/// With no look given, the newest messages over every partition (shared by
+/// every open page for a moment); otherwise the look asked for, read fresh,
+/// a few at a time per pipeline.
 pub async fn messages(
     state: State,
     Query(which): Query<Which>,
     Query(q): Query<Limit>,
+    Query(look): Query<Look>,
 ) -> ApiResult {
     let w = pipeline(&state, &which)?;
     let log = &w.parts.log;
-    let messages = w
-        .sampler
-        .latest
-        .get((), || log.latest_previews(LATEST_MAX, JSON_MAX))
-        .await
-        .map_err(ApiError::internal)?;
     let n = limit(&q, 20, LATEST_MAX);
-    let messages: Vec<Value> = messages.iter().take(n).map(message_json).collect();
-    Ok(Json(json!({ "messages": messages })))
+    if look.is_plain() {
+        let messages = w
+            .sampler
+            .latest
+            .get((), || log.latest_previews(LATEST_MAX, JSON_MAX))
+            .await
+            .map_err(ApiError::internal)?;
+        let messages: Vec<Value> = messages.iter().take(n).map(message_json).collect();
+        return Ok(Json(json!({
+            "messages": messages,
+            "order": "newest_first",
+            "next": null,
+            "search": null,
+        })));
+    }
+    let seek = look.seek()?;
+    if look.key.as_ref().is_some_and(|k| k.len() > PREVIEW_BYTES) {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("a key is at most {PREVIEW_BYTES} bytes"),
+        ));
+    }
+    let _turn = w.browsing.acquire().await.expect("never closed");
+    let found = log
+        .browse(Browse {
+            partition: look.partition,
+            seek,
+            key: look.key.as_ref().map(|k| k.as_bytes().to_vec()),
+            limit: n,
+            cut: JSON_MAX,
+            scan_max: SCAN_MAX,
+        })
+        .await
+        .map_err(|e| match e {
+            BrowseError::Request(m) => ApiError(StatusCode::BAD_REQUEST, m),
+            e => ApiError::internal(e),
+        })?;
+    let next = match found.next {
+        Some(Seek::Offset(o)) => json!({ "offset": o }),
+        Some(Seek::Before(o)) => json!({ "before": o }),
+        _ => Value::Null,
+    };
+    let search = look.key.as_ref().map(|k| {
+        json!({
+            "key": k,
+            "scanned": found.scanned,
+            "scan_max": SCAN_MAX,
+            "complete": found.complete,
+        })
+    });
+    Ok(Json(json!({
+        "messages": found.messages.iter().map(message_json).collect::<Vec<_>>(),
+        "order": if found.forward { "oldest_first" } else { "newest_first" },
+        "next": next,
+        "search": search,
+    })))
 }
 
 /// `?discarded=true`: only the discarded letters.

@@ -8,7 +8,7 @@
 //! operator's other actions (discard, cancel) in `actions.rs`.
 
 mod actions;
-mod log;
+pub(super) mod log;
 
 pub use actions::{cancel, discard};
 pub use log::{dead_letters, messages, replay, topic};
@@ -426,27 +426,64 @@ const ROWS_MAX: usize = 200;
 /// in the read, so a page of huge rows is never held whole.
 const CELL_CHARS: usize = 1024;
 
+/// `?key=`: the rows of one key instead of the newest.
+#[derive(Deserialize)]
+pub struct RowKey {
+    key: Option<String>,
+}
+
 /// The count as the sampler last saw it (a Cassandra `count(*)` is costly),
 /// the rows fresh, as JSON objects of the table's columns (`columns`, in
-/// table order).
-pub async fn rows(state: State, Query(which): Query<Which>, Query(q): Query<Limit>) -> ApiResult {
+/// table order). With `?key=`, the rows of that key (the users' `id`, a
+/// user table's partition key or a JSON object of key columns), read by
+/// the key, never by a scan.
+pub async fn rows(
+    state: State,
+    Query(which): Query<Which>,
+    Query(q): Query<Limit>,
+    Query(by): Query<RowKey>,
+) -> ApiResult {
     let w = pipeline(&state, &which)?;
     let sink = &w.parts.sink;
-    let rows = w
-        .sampler
-        .rows
-        .get((), || sink.record_previews(ROWS_MAX, CELL_CHARS))
-        .await
-        .map_err(ApiError::internal)?;
     let n = limit(&q, 20, ROWS_MAX);
     let count = w.sampler.probe().rows;
     let columns = sink.columns();
+    let key = by
+        .key
+        .as_deref()
+        .map(|k| k.trim())
+        .filter(|k| !k.is_empty());
+    let rows = match key {
+        None => {
+            let rows = w
+                .sampler
+                .rows
+                .get((), || sink.record_previews(ROWS_MAX, CELL_CHARS))
+                .await
+                .map_err(ApiError::internal)?;
+            rows[..n.min(rows.len())].to_vec()
+        }
+        Some(key) => {
+            let filter = sink
+                .key_filter(key)
+                .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))?;
+            sink.record_lookup(&filter, n, CELL_CHARS)
+                .await
+                .map_err(ApiError::internal)?
+        }
+    };
+    let key_columns: Vec<&str> = match sink.schema() {
+        Some(schema) => schema.primary_key().collect(),
+        None => vec!["id"],
+    };
     Ok(Json(json!({
         "pipeline": w.parts.name(),
         "count": count,
         "store": sink.describe(),
         "columns": columns,
-        "rows": &rows[..n.min(rows.len())],
+        "key_columns": key_columns,
+        "key": key,
+        "rows": rows,
     })))
 }
 

@@ -3,6 +3,9 @@
 // each view with DOM methods only. Data is never parsed as HTML. Every view
 // but the config shows one pipeline, the one picked in the selector (shown
 // when serve runs more than one) and kept in the address as #pipeline=NAME.
+// The jobs are in jobs.js, the dead letters in letters.js, the topic's
+// messages and the table's rows in browse.js: loaded after this file, in
+// that order, sharing its scope.
 
 const $ = (selector, root = document) => root.querySelector(selector);
 const SVG_NS = 'http://www.w3.org/2000/svg';
@@ -26,6 +29,7 @@ const state = {
   pipelines: [], // GET /api/v1/pipelines, in config order
   pipeline: null, // the name of the one shown
   rowColumns: '', // the columns the rows table is drawn with
+  skew: 0, // the server's clock minus the browser's, in ms (from the Date header)
 };
 
 // ---------------------------------------------------------------- formatting
@@ -34,8 +38,16 @@ const INT = new Intl.NumberFormat('en-US');
 const RATE = new Intl.NumberFormat('en-US', { minimumFractionDigits: 1, maximumFractionDigits: 1 });
 const fmtInt = (n) => (n == null ? '–' : INT.format(n));
 const fmtRate = (n) => (n == null ? '–' : `${RATE.format(n)}/s`);
-const fmtTime = (ms) => (ms == null ? '–' : new Date(ms).toLocaleTimeString('en-GB'));
-const fmtStamp = (ms) => (ms == null ? '' : new Date(ms).toLocaleString('en-GB'));
+const pad = (n) => String(n).padStart(2, '0');
+
+// Every absolute time on the page reads one way, in the browser's time zone:
+// 2026-01-31 12:00:05.
+function fmtAt(ms) {
+  if (ms == null || Number.isNaN(ms)) return '–';
+  const d = new Date(ms);
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} `
+    + `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+}
 
 function fmtDuration(secs) {
   const s = Math.floor(secs);
@@ -46,12 +58,31 @@ function fmtDuration(secs) {
   return `${s}s`;
 }
 
-function fmtRelative(iso) {
-  if (!iso) return '–';
-  const secs = Math.round((Date.parse(iso) - Date.now()) / 1000);
-  if (Number.isNaN(secs)) return iso;
-  if (Math.abs(secs) < 1) return 'now';
-  return secs > 0 ? `in ${fmtDuration(secs)}` : `${fmtDuration(-secs)} ago`;
+// Relative times count from the server's clock, so a browser whose clock is
+// off still says "in 2s" of a run due in 2 s. 'future' is when something is
+// due ("in 5s", then "due now", never "ago"); 'past' when something happened
+// ("5s ago", or "just now", never "in").
+const serverNow = () => Date.now() + state.skew;
+
+function fmtRelative(ms, mode = 'past') {
+  if (ms == null || Number.isNaN(ms)) return '–';
+  const secs = Math.round((ms - serverNow()) / 1000);
+  if (mode === 'future') return secs >= 1 ? `in ${fmtDuration(secs)}` : 'due now';
+  return secs <= -1 ? `${fmtDuration(-secs)} ago` : 'just now';
+}
+
+// A relative time kept current by tickTimes, the absolute one as its title.
+function relTime(ms, mode, attrs = {}) {
+  if (ms == null) return el('span', attrs, '–');
+  return el('time', { ...attrs, datetime: new Date(ms).toISOString(), title: fmtAt(ms), 'data-at': ms, 'data-rel': mode },
+    fmtRelative(ms, mode));
+}
+
+function tickTimes() {
+  for (const t of document.querySelectorAll('[data-at]')) {
+    const text = fmtRelative(Number(t.dataset.at), t.dataset.rel);
+    if (t.textContent !== text) t.textContent = text;
+  }
 }
 
 function niceMax(v) {
@@ -127,6 +158,7 @@ async function api(path, { method = 'GET', body } = {}) {
     throw new NetError(err.message);
   }
   setConnected(true);
+  noteServerClock(res.headers.get('Date'));
   if (res.status === 401) throw new AuthError('not logged in');
   if (res.status === 204) return null;
   const data = await res.json().catch(() => null);
@@ -135,6 +167,15 @@ async function api(path, { method = 'GET', body } = {}) {
 }
 
 const post = (path, body) => api(path, { method: 'POST', body });
+
+// The Date header is whole seconds: the server's clock is within a second
+// after it. The skew moves only when it is off by more than that.
+function noteServerClock(header) {
+  const at = Date.parse(header ?? '');
+  if (Number.isNaN(at)) return;
+  const skew = at + 500 - Date.now();
+  if (Math.abs(skew - state.skew) > 1000) state.skew = skew;
+}
 
 // A view of the pipeline shown: `path` with its name as ?pipeline=.
 function of(path) {
@@ -179,28 +220,32 @@ function renderStatus(s) {
   ]);
   renderStage('processor', s.processor, s.processor.group && `group ${s.processor.group}`, []);
   renderStage('store', s.store, s.store.describe || s.store.kind, [
-    ['rows', fmtInt(s.store.rows), 'big', 'store-rows'],
+    ['rows', fmtInt(s.store.rows), 'big', 'store-rows', 'rows in the store, counted every second or so'],
     ['unchanged', fmtInt(s.store.unchanged)],
-  ]);
+  ], 'written');
+  // The store's row count, wherever the page shows it: one number, from one answer.
+  for (const e of document.querySelectorAll('[data-store-rows]')) e.textContent = fmtInt(s.store.rows);
   const arrow = $('[data-arrow="log-processor"]');
   arrow.classList.toggle('lagging', s.log.lag > 0);
   setText('#arrow-lag', `lag ${fmtInt(s.log.lag)}`);
 }
 
 // fields: [label, value, class, id] rows shown after rate/total/errors.
-function renderStage(name, stage, sub, extra) {
+// The store's total is what serve wrote, not its row count: `totalLabel` says so.
+function renderStage(name, stage, sub, extra, totalLabel = 'total') {
   const box = $(`#pipeline [data-stage="${name}"]`);
   $('[data-field="sub"]', box).textContent = sub || '';
   $('[data-field="sub"]', box).title = sub || '';
   const fields = [
     ['rate', fmtRate(stage.rate), 'big'],
-    ['total', fmtInt(stage.total)],
+    [totalLabel, fmtInt(stage.total), null, null, totalLabel === 'total' ? 'since serve started'
+      : 'rows written since serve started, new or changed (a row written again counts again)'],
     ['errors', fmtInt(stage.errors), stage.errors > 0 ? 'bad' : ''],
   ];
   if (stage.retries != null) fields.push(['retries', fmtInt(stage.retries), stage.retries > 0 ? 'warn' : '']);
-  $('dl', box).replaceChildren(...[...fields, ...extra].flatMap(([label, value, cls, id]) => [
-    el('dt', {}, label),
-    el('dd', { 'data-field': label, class: cls || null, id }, value),
+  $('dl', box).replaceChildren(...[...fields, ...extra].flatMap(([label, value, cls, id, title]) => [
+    el('dt', { title }, label),
+    el('dd', { 'data-field': label, class: cls || null, id, title }, value),
   ]));
 }
 
@@ -297,187 +342,6 @@ function swatch(colour) {
   return box;
 }
 
-// ---------------------------------------------------------------- jobs
-
-async function refreshJobs() {
-  renderJobs(await api(of('/api/v1/jobs')));
-}
-
-function renderJobs(data) {
-  const body = $('#jobs-body');
-  const names = new Set(data.jobs.map((job) => job.name));
-  for (const [name, row] of state.jobRows) {
-    if (!names.has(name)) { row.tr.remove(); state.jobRows.delete(name); }
-  }
-  data.jobs.forEach((job, i) => {
-    let row = state.jobRows.get(job.name);
-    if (!row) { row = makeJobRow(job.name); state.jobRows.set(job.name, row); }
-    updateJobRow(row, job);
-    if (body.children[i] !== row.tr) body.insertBefore(row.tr, body.children[i] || null);
-  });
-  if (!data.jobs.length) body.replaceChildren(el('tr', {}, el('td', { colspan: 6, class: 'empty' }, 'no jobs feed this pipeline')));
-}
-
-// Rows and buttons are kept across refreshes, so a click is never lost to a redraw.
-function makeJobRow(name) {
-  const cells = { name: el('td', {}, el('b', {}, name)), schedule: el('td'), next: el('td', { class: 'mono' }),
-    state: el('td'), runs: el('td', { class: 'runs' }) };
-  const trigger = el('button', { type: 'button', 'data-action': 'trigger' }, 'Trigger');
-  const pause = el('button', { type: 'button', 'data-action': 'pause' }, 'Pause');
-  trigger.addEventListener('click', () => jobAction(name, 'trigger', trigger));
-  pause.addEventListener('click', () => jobAction(name, pause.dataset.action, pause));
-  const tr = el('tr', { 'data-job': name }, Object.values(cells), el('td', { class: 'actions' }, trigger, pause));
-  return { tr, cells, pause, runsKey: '' };
-}
-
-function updateJobRow(row, job) {
-  const { cells } = row;
-  cells.schedule.replaceChildren(el('span', { class: 'mono nowrap' }, job.schedule),
-    ...(job.burst ? [el('small', { class: 'sub' }, `burst ${job.burst}`)] : []));
-  cells.next.textContent = job.paused ? '–' : fmtRelative(job.next_run);
-  cells.next.title = job.next_run || '';
-  cells.state.replaceChildren(
-    el('span', { class: `badge ${job.paused ? 'paused' : 'active'}` }, job.paused ? 'paused' : 'active'),
-    ...(job.running ? [el('span', { class: 'badge running' }, 'running')] : []));
-  row.pause.dataset.action = job.paused ? 'unpause' : 'pause';
-  row.pause.textContent = job.paused ? 'Unpause' : 'Pause';
-  const runsKey = JSON.stringify(job.recent_runs);
-  if (runsKey !== row.runsKey) {
-    row.runsKey = runsKey;
-    cells.runs.replaceChildren(...job.recent_runs.map(runBadge));
-    if (!job.recent_runs.length) cells.runs.append(el('span', { class: 'sub' }, 'no runs yet'));
-  }
-}
-
-function runBadge(run) {
-  const started = run.started_ms ?? run.scheduled_ms;
-  const title = [`run #${run.id} ${run.state}`, `scheduled ${fmtStamp(run.scheduled_ms)}`,
-    run.ended_ms != null ? `ended ${fmtStamp(run.ended_ms)}` : null, `attempts ${run.attempts}`,
-    run.failed ? `failed ${run.failed}` : null, run.ticks_skipped ? `ticks skipped ${run.ticks_skipped}` : null,
-    run.error].filter(Boolean).join('\n');
-  return el('div', { class: 'run', 'data-run-id': run.id, 'data-run-state': run.state, title },
-    el('span', { class: `badge state-${run.state}` }, run.state),
-    el('span', { class: 'mono' }, `#${run.id}`),
-    el('span', { class: 'mono', title: 'fetched / logged' }, `${fmtInt(run.fetched)} / ${fmtInt(run.logged)}`),
-    el('span', { class: 'mono sub' }, fmtTime(started)));
-}
-
-async function jobAction(name, action, button) {
-  const gen = state.gen;
-  button.disabled = true;
-  try {
-    const res = await post(`/api/v1/jobs/${encodeURIComponent(name)}/${action}`);
-    toast(action === 'trigger' ? `queued run #${res.run_id}` : `${name}: ${res.paused ? 'paused' : 'active'}`);
-    await refreshJobs();
-  } catch (err) {
-    handleError(err, gen);
-  } finally {
-    button.disabled = false;
-  }
-}
-
-// ---------------------------------------------------------------- topic
-
-async function refreshTopic() {
-  const [topic, messages] = await Promise.all([api(of('/api/v1/topic')), api(of('/api/v1/topic/messages?limit=10'))]);
-  renderTopic(topic);
-  if (changed('messages', messages)) renderMessages(messages);
-}
-
-function renderTopic(t) {
-  setText('#topic-name', `${t.topic} · group ${t.group} · lag ${fmtInt(t.lag)}`);
-  $('#partitions').replaceChildren(...t.partitions.map((p) => el('tr', {},
-    el('td', { class: 'mono' }, p.partition), el('td', { class: 'num' }, fmtInt(p.committed)),
-    el('td', { class: 'num' }, fmtInt(p.end)), el('td', { class: p.lag > 0 ? 'num warn' : 'num' }, fmtInt(p.lag)))));
-}
-
-function renderMessages(data) {
-  const list = data.messages.map((m) => {
-    const body = m.json != null ? JSON.stringify(m.json, null, 2) : (m.text ?? '');
-    const meta = [`p${m.partition} @ ${fmtInt(m.offset)}`, fmtStamp(m.timestamp_ms),
-      m.key != null ? `key ${m.key}` : null, `${fmtInt(m.payload_bytes)} B`].filter(Boolean).join(' · ');
-    return el('div', { class: 'msg' }, el('div', { class: 'sub mono' }, meta), el('pre', {}, body));
-  });
-  $('#messages').replaceChildren(...(list.length ? list : [el('p', { class: 'empty' }, 'no messages yet')]));
-}
-
-// ---------------------------------------------------------------- table
-
-async function refreshRows() {
-  const data = await api(of('/api/v1/rows?limit=10'));
-  if (changed('rows', data)) renderRows(data);
-}
-
-// The users' table shows the seed table's main columns, shortened; a typed
-// table every column, a cell that is not text as JSON.
-function renderRows(data) {
-  setText('#rows-count', fmtInt(data.count));
-  setText('#rows-store', data.store || '');
-  const users = shown()?.kind !== 'table';
-  const columns = users ? USER_COLUMNS : data.columns.map((c) => [c, c]);
-  const key = JSON.stringify(columns);
-  if (key !== state.rowColumns) {
-    state.rowColumns = key;
-    $('#rows-head').replaceChildren(...columns.map(([col, label]) => el('th', { scope: 'col', class: users ? null : 'mono' }, label)));
-  }
-  const text = (v) => (v == null ? '' : typeof v === 'string' ? v : JSON.stringify(v));
-  const short = (col, v) => (!users ? v : col === 'id' ? v.slice(0, 8) : /^\d{4}-\d\d-\d\dT/.test(v) ? v.slice(0, 10) : v);
-  const cell = (row, col) => el('td', { title: text(row[col]), class: col === 'id' ? 'mono' : null }, short(col, text(row[col])));
-  const rows = data.rows.map((row) => el('tr', {}, columns.map(([col]) => cell(row, col))));
-  $('#rows').replaceChildren(...(rows.length ? rows
-    : [el('tr', {}, el('td', { colspan: columns.length, class: 'empty' }, 'no rows yet'))]));
-}
-
-// ---------------------------------------------------------------- dead letters
-
-async function refreshDeadLetters() {
-  const data = await api(of('/api/v1/dead-letters'));
-  if (changed('dead-letters', data)) renderDeadLetters(data);
-}
-
-function renderDeadLetters(data) {
-  setText('#dl-waiting', fmtInt(data.waiting));
-  $('#replay-all').disabled = data.waiting === 0;
-  const rows = data.dead_letters.map((d) => {
-    const origin = d.topic != null ? `${d.topic}[${d.partition}]@${d.offset}` : 'source';
-    const button = el('button', { type: 'button', 'data-action': 'replay' }, 'Replay');
-    button.addEventListener('click', () => replay([d.id], button));
-    return el('tr', { 'data-dl-id': d.id, title: `created ${fmtStamp(d.created_ms)}` },
-      el('td', { class: 'mono' }, d.id), el('td', {}, el('span', { class: 'badge' }, d.stage)),
-      el('td', { class: 'reason' }, d.reason), el('td', { class: 'mono' }, origin),
-      el('td', { class: 'mono payload', title: d.payload.slice(0, 1000) }, preview(d.payload)),
-      el('td', {}, button));
-  });
-  $('#dl-body').replaceChildren(...(rows.length ? rows : [el('tr', {}, el('td', { colspan: 6, class: 'empty' }, 'none waiting'))]));
-}
-
-// Replays the given ids, or every waiting letter a page (1000) at a time,
-// walking on with `next_after` so letters that keep failing do not block
-// the ones behind them.
-async function replay(ids, button) {
-  const gen = state.gen;
-  button.disabled = true;
-  try {
-    const total = { replayed: 0, still_failing: 0 };
-    let body = ids ? { ids } : { all: true };
-    for (;;) {
-      const res = await post(of('/api/v1/dead-letters/replay'), body);
-      total.replayed += res.replayed;
-      total.still_failing += res.still_failing;
-      const more = res.remaining > 0 ? `, ${fmtInt(res.remaining)} more to replay` : '';
-      setText('#dl-result', `replayed ${fmtInt(total.replayed)}, still failing ${fmtInt(total.still_failing)}${more}`);
-      if (ids || res.remaining === 0 || res.next_after == null || gen !== state.gen) break;
-      body = { all: true, after: res.next_after };
-    }
-    toast(`replayed ${total.replayed}, still failing ${total.still_failing}`, total.still_failing > 0);
-    await Promise.all([refreshDeadLetters(), refreshRows()]);
-  } catch (err) {
-    handleError(err, gen);
-  } finally {
-    button.disabled = false;
-  }
-}
-
 // ---------------------------------------------------------------- config
 
 async function loadConfig() {
@@ -527,7 +391,9 @@ function showPipeline() {
   state.jobRows.clear();
   state.rowColumns = '';
   for (const id of ['#partitions', '#messages', '#rows', '#rows-head', '#dl-body', '#jobs-body']) $(id).replaceChildren();
-  for (const id of ['#topic-name', '#rows-count', '#rows-store', '#dl-waiting', '#dl-result']) setText(id, '');
+  for (const id of ['#topic-name', '#rows-count', '#rows-store', '#dl-waiting', '#dl-discarded', '#dl-result']) setText(id, '');
+  resetBrowse();
+  closeRuns();
   renderDefinition(shown());
   setText('#jobs-pipeline', state.pipelines.length > 1 ? `feeding ${state.pipeline}` : '');
   poll(1000, async () => renderStatus(await api(of('/api/v1/status'))));
@@ -585,6 +451,11 @@ document.addEventListener('DOMContentLoaded', () => {
   $('#login').addEventListener('submit', onLogin);
   $('#logout').addEventListener('click', onLogout);
   $('#replay-all').addEventListener('click', (event) => replay(null, event.currentTarget));
+  $('#discard-all').addEventListener('click', (event) => discard(null, event.currentTarget));
+  $('#dl-form').addEventListener('submit', (event) => event.preventDefault());
   $('#pipeline-select').addEventListener('change', onSelectPipeline);
+  wireJobs();
+  wireBrowse();
+  setInterval(tickTimes, 1000);
   start();
 });

@@ -5,6 +5,7 @@
 //! letters on `<topic>.dlq` in `dead_letter.rs`, a look at the newest
 //! messages in `peek.rs`, a read of the whole topic in `scan.rs`.
 
+mod browse;
 mod dead_letter;
 mod identity;
 mod peek;
