@@ -11,6 +11,8 @@ pub mod kafka;
 pub mod preview;
 pub mod scan;
 pub mod sqlite;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
