@@ -293,7 +293,7 @@ async fn drive<B: Batches, T: Target>(
                 config.max_message_bytes,
                 stage.target.schema().map(|s| &**s),
             );
-            metrics::histogram!("tributary_processor_decode_duration_seconds")
+            metrics::histogram!(crate::telemetry::metrics::PROCESSOR_DECODE_DURATION.name)
                 .record(decoding.elapsed().as_secs_f64());
             decoded
         } else if lost > 0 {
@@ -470,7 +470,8 @@ impl<T: Target> WriteStage<T> {
         self.target.commit(&checkpoint).await?;
         // How long each message waited between the log and the store's ack.
         let now_ms = super::log::now_ms();
-        let latency = metrics::histogram!("tributary_processor_end_to_end_latency_seconds");
+        let latency =
+            metrics::histogram!(crate::telemetry::metrics::PROCESSOR_END_TO_END_LATENCY.name);
         for m in &messages {
             if m.timestamp_ms > 0 {
                 latency.record((now_ms - m.timestamp_ms).max(0) as f64 / 1e3);

@@ -107,7 +107,7 @@ impl OffsetReset {
             policy = self.as_str(),
             "{why}; the group's position was reset"
         );
-        metrics::counter!("tributary_log_offset_resets_total").increment(1);
+        metrics::counter!(crate::telemetry::metrics::LOG_OFFSET_RESETS.name).increment(1);
         Ok(to)
     }
 }
@@ -394,7 +394,7 @@ impl Log {
             Log::Sqlite(l) => l.append(records).await,
             Log::Kafka(l) => l.append(records).await,
         };
-        metrics::histogram!("tributary_log_append_duration_seconds")
+        metrics::histogram!(crate::telemetry::metrics::LOG_APPEND_DURATION.name)
             .record(started.elapsed().as_secs_f64());
         appended
     }
@@ -429,7 +429,7 @@ impl Log {
             .zip(by_stage)
         {
             if n > 0 {
-                metrics::counter!("tributary_log_dead_letters_total", "stage" => stage.as_str())
+                metrics::counter!(crate::telemetry::metrics::LOG_DEAD_LETTERS.name, "stage" => stage.as_str())
                     .increment(n);
             }
         }
