@@ -2,7 +2,6 @@
 //! for a command, opens what it needs, installs the shutdown signal and maps
 //! failures to the two kinds of exit (runtime 1, usage/config 2).
 
-mod bench;
 mod export;
 mod inspect;
 mod jobs;
@@ -173,7 +172,7 @@ pub async fn main(cli: Cli) -> AppResult {
             print!("{}", config.to_toml());
             Ok(())
         }
-        Command::Bench(args) => bench::bench(&args).await,
+        Command::Bench(args) => Ok(crate::devtools::bench::bench(&args).await?),
     }
 }
 

@@ -62,7 +62,7 @@ fn column_type(column: &str) -> &'static str {
 
 /// The bind values of the prepared INSERT, in [`ROW_COLUMNS`] order; the id
 /// is bound as a value so the driver can route by token.
-pub type InsertValues<'a> = (
+pub(crate) type InsertValues<'a> = (
     Uuid,
     &'a str,
     &'a str,
@@ -77,7 +77,9 @@ pub type InsertValues<'a> = (
     &'a str,
 );
 
-pub fn insert_values(r: &Row) -> InsertValues<'_> {
+/// A row's bind values; visible in the crate for `tributary bench`, whose
+/// raw driver loop binds exactly what the sink binds.
+pub(crate) fn insert_values(r: &Row) -> InsertValues<'_> {
     (
         r.id,
         &r.first_name,
