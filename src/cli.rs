@@ -8,6 +8,9 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::Overrides;
 
+mod help;
+use help::*;
+
 const ABOUT: &str = "Random User API → durable log → store, in one binary.";
 
 const LONG_ABOUT: &str = "\
@@ -33,6 +36,9 @@ Examples:
   tributary mock-api --port 5080 &           a local Random User API
   tributary run --source http://127.0.0.1:5080/api/ --records 5000
   tributary dlq list                         records that could not be stored, and why
+  tributary dlq discard --id 7 --reason \"test\"   set a dead letter aside for good, kept for audit
+  tributary jobs runs random_users --run 12  what run #12 did, line by line
+  tributary jobs cancel random_users --queued  take back queued runs before they start
   tributary status                           log lag per partition, rows, dead letters
   tributary verify                           is every record of the log in the store?
 
@@ -77,7 +83,7 @@ pub enum Command {
     /// dir (DATA_DIR/serve.lock); exits 1 if the scheduler or the processor
     /// stops with an error.
     Serve(ServeArgs),
-    /// Scheduled jobs: list, trigger, pause, unpause, runs, backfill.
+    /// Scheduled jobs: list, trigger, pause, unpause, runs, backfill, cancel.
     #[command(subcommand)]
     Jobs(JobsCommand),
     /// Write files for other tools (an Airflow DAG that runs tributary).
@@ -107,6 +113,10 @@ pub enum Command {
     Config(ConfigCommand),
     /// Measure throughput against ceilings measured in the same run.
     Bench(BenchArgs),
+    /// Ask a running `serve` whether it is ready (GET /readyz on its
+    /// dashboard address): exit 0 when it is, 1 when it is not or does not
+    /// answer. A container's health check, with nothing else in the image.
+    Healthcheck(HealthcheckArgs),
 }
 
 /// Where the pipeline reads and writes.
@@ -176,6 +186,22 @@ pub struct ProcessArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+pub struct HealthcheckArgs {
+    /// The address `serve` listens on [default: its `--listen`, i.e. [web]
+    /// listen or TRIBUTARY_WEB_LISTEN]; an unspecified address such as
+    /// 0.0.0.0:8080 is asked on loopback.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Ask only whether it is alive (/healthz), not whether its log, store
+    /// and scheduler answer (/readyz).
+    #[arg(long)]
+    pub live: bool,
+    /// Give up after this long.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub timeout: std::time::Duration,
+}
+
+#[derive(Debug, Clone, Args)]
 pub struct StoreArgs {
     #[command(flatten)]
     pub endpoints: EndpointArgs,
@@ -212,6 +238,7 @@ pub struct PreviewArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+#[command(after_help = SHOW_AFTER_HELP)]
 pub struct ShowArgs {
     /// Rows to show.
     #[arg(long, default_value_t = 10)]
@@ -219,6 +246,9 @@ pub struct ShowArgs {
     /// One JSON object per line instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Every cell in full (up to 1024 characters), however wide the lines.
+    #[arg(long, conflicts_with = "json")]
+    pub wide: bool,
     #[command(flatten)]
     pub endpoints: EndpointArgs,
 }
@@ -281,15 +311,38 @@ pub struct VerifyArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum DlqCommand {
-    /// List dead letters (not yet replayed, unless --all).
+    /// List dead letters (the waiting ones, unless --all or --discarded).
+    #[command(after_help = DLQ_LIST_AFTER_HELP)]
     List {
-        /// Include replayed ones.
-        #[arg(long)]
+        /// Every letter: replayed and discarded ones too.
+        #[arg(long, conflicts_with = "discarded")]
         all: bool,
+        /// Only discarded letters, with when and why.
+        #[arg(long)]
+        discarded: bool,
         /// At most this many.
         #[arg(long, default_value_t = 100)]
         limit: usize,
         /// One JSON object per line (payload as text and base64-free UTF-8 where it is).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        endpoints: EndpointArgs,
+    },
+    /// Set dead letters aside for good: kept for audit with a reason, never
+    /// replayed, not counted as waiting.
+    #[command(after_help = DLQ_DISCARD_AFTER_HELP)]
+    Discard {
+        /// These letters (repeat for more).
+        #[arg(long = "id", value_name = "ID", required_unless_present = "all")]
+        ids: Vec<i64>,
+        /// Every waiting letter (needs --reason).
+        #[arg(long, conflicts_with = "ids", requires = "reason")]
+        all: bool,
+        /// Why, kept with each letter.
+        #[arg(long, value_name = "TEXT", value_parser = parse_reason)]
+        reason: Option<String>,
+        /// Print the outcome as JSON.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -335,15 +388,26 @@ pub enum JobsCommand {
     Pause { name: String },
     /// Start runs of this job again.
     Unpause { name: String },
-    /// A job's recent runs, newest first.
+    /// A job's recent runs, newest first; one run with what it did (--run).
+    #[command(after_help = JOBS_RUNS_AFTER_HELP)]
     Runs {
         name: String,
-        #[arg(long, default_value_t = 20)]
-        limit: usize,
+        /// Runs to show (1-1000).
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=1000))]
+        limit: u64,
+        /// Only runs older than this run id (the next page: the id printed
+        /// after "older runs:").
+        #[arg(long, value_name = "RUN", conflicts_with = "run")]
+        before: Option<i64>,
+        /// This run, with its lines: queued, attempts started and failed
+        /// (with their errors), counts, the outcome.
+        #[arg(long, value_name = "RUN")]
+        run: Option<i64>,
         #[arg(long)]
         json: bool,
     },
     /// Queue a run for every slot of the schedule in (FROM, TO].
+    #[command(after_help = JOBS_BACKFILL_AFTER_HELP)]
     Backfill {
         name: String,
         /// RFC 3339, e.g. 2026-11-01T00:00:00Z.
@@ -351,6 +415,21 @@ pub enum JobsCommand {
         from: String,
         #[arg(long)]
         to: String,
+        /// Queue more than 100 runs without asking.
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+    /// Cancel queued runs (a backfill too large, a trigger by mistake): they
+    /// show as cancelled and never start, even after `serve` restarts.
+    #[command(after_help = JOBS_CANCEL_AFTER_HELP)]
+    Cancel {
+        name: String,
+        /// This queued run.
+        #[arg(long, value_name = "RUN", required_unless_present = "queued")]
+        run: Option<i64>,
+        /// Every queued run of the job.
+        #[arg(long, conflicts_with = "run")]
+        queued: bool,
     },
 }
 
@@ -488,6 +567,18 @@ fn parse_count(s: &str) -> Result<u64, String> {
             "{s:?} is not a whole number: give a count of records from 1 up (e.g. 1000)"
         )),
     }
+}
+
+/// A discard's reason: some text, kept to 1000 characters.
+fn parse_reason(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err("give a reason, e.g. --reason \"test records\"".into());
+    }
+    if s.chars().count() > 1000 {
+        return Err("at most 1000 characters".into());
+    }
+    Ok(s.to_owned())
 }
 
 fn parse_rate(s: &str) -> Result<f64, String> {

@@ -69,7 +69,8 @@ fn prints_and_ends(command: &tributary::cli::Command) -> bool {
         | Command::Dlq(_)
         | Command::Config(_)
         | Command::Jobs(_)
-        | Command::Export(_) => true,
+        | Command::Export(_)
+        | Command::Healthcheck(_) => true,
         Command::Run(_)
         | Command::Ingest(_)
         | Command::Process(_)

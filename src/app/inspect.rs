@@ -1,5 +1,5 @@
 //! The commands that look at what the pipeline produced: `count`, `show`,
-//! `dlq list` and `dlq replay`.
+//! `dlq list`, `dlq replay` and `dlq discard`.
 
 use std::io::{BufWriter, IsTerminal, Stdout, Write};
 use std::ops::ControlFlow;
@@ -11,7 +11,8 @@ use super::table::{StreamedTable, escape, row_cells, stdout_failed};
 use super::{AppError, AppResult, prepare_dirs};
 use crate::cli::{DlqCommand, EndpointArgs, ShowArgs};
 use crate::config::Config;
-use crate::pipeline::log::{LetterPreview, Log, LogConfig};
+use crate::pipeline::log::discard::Discard;
+use crate::pipeline::log::{DiscardOutcome, LetterPreview, Letters, Log, LogConfig};
 use crate::pipeline::processor::{self, ReplayReport};
 use crate::pipeline::shape::Shape;
 use crate::pipeline::sink::{EachRecord, Sink, SinkConfig};
@@ -145,7 +146,13 @@ pub async fn show(config: Config, args: &ShowArgs) -> AppResult {
     let out = if args.json {
         ShowOut::Json(stdout, None)
     } else {
-        ShowOut::Table(StreamedTable::new(columns.clone(), stdout), columns, None)
+        let fit = if args.wide {
+            None
+        } else {
+            super::table::terminal_columns()
+        };
+        let table = StreamedTable::new(columns.clone(), stdout).fitting(fit);
+        ShowOut::Table(table, columns, None)
     };
     let out = sink
         .each_record(args.limit, out)
@@ -205,13 +212,39 @@ pub async fn dlq(
     match cmd {
         DlqCommand::List {
             all,
+            discarded,
             limit,
             json,
             endpoints,
         } => {
             let config = resolve(&endpoints)?;
             let log = open_log(&config).await?;
-            list_letters(&log, all, limit, json).await
+            let which = match (all, discarded) {
+                (true, _) => Letters::All,
+                (_, true) => Letters::Discarded,
+                _ => Letters::Waiting,
+            };
+            list_letters(&log, which, limit, json).await
+        }
+        DlqCommand::Discard {
+            ids,
+            all,
+            reason,
+            json,
+            endpoints,
+        } => {
+            let config = resolve(&endpoints)?;
+            let log = open_log(&config).await?;
+            let what = if all {
+                Discard::AllWaiting
+            } else {
+                Discard::Ids(ids)
+            };
+            let outcome = log
+                .discard_dead_letters(what, reason)
+                .await
+                .context("cannot discard dead letters")?;
+            discarded(&outcome, json)
         }
         DlqCommand::Replay {
             ids,
@@ -281,14 +314,78 @@ pub async fn dlq(
                 );
             }
             if !not_found.is_empty() {
-                let ids: Vec<String> = not_found.iter().map(i64::to_string).collect();
-                return Err(AppError::Failed(anyhow::anyhow!(
-                    "no dead letter with id {} (tributary dlq list --all shows every id)",
-                    ids.join(", ")
-                )));
+                let discarded = log
+                    .discarded_among(not_found.clone())
+                    .await
+                    .context("cannot read dead letters")?;
+                not_found.retain(|id| !discarded.contains(id));
+                let mut problems = Vec::new();
+                if !not_found.is_empty() {
+                    problems.push(format!(
+                        "no dead letter with id {} (tributary dlq list --all shows every id)",
+                        id_list(&not_found)
+                    ));
+                }
+                if !discarded.is_empty() {
+                    problems.push(format!(
+                        "dead letter {} discarded, not replayed (tributary dlq list --discarded)",
+                        if discarded.len() == 1 {
+                            format!("{} is", discarded[0])
+                        } else {
+                            format!("{} are", id_list(&discarded))
+                        }
+                    ));
+                }
+                return Err(AppError::Failed(anyhow::anyhow!("{}", problems.join("; "))));
             }
             Ok(())
         }
+    }
+}
+
+fn id_list(ids: &[i64]) -> String {
+    ids.iter()
+        .map(i64::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// What `dlq discard` did; exit 1 when an id named no waiting letter.
+fn discarded(outcome: &DiscardOutcome, json: bool) -> AppResult {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string(outcome).expect("outcome serialises")
+        );
+    } else {
+        println!(
+            "discarded {} dead letters (kept for audit: tributary dlq list --discarded)",
+            outcome.discarded
+        );
+        if !outcome.already_discarded.is_empty() {
+            println!(
+                "already discarded, left as they were: {}",
+                id_list(&outcome.already_discarded)
+            );
+        }
+    }
+    let mut problems = Vec::new();
+    if !outcome.not_found.is_empty() {
+        problems.push(format!(
+            "no dead letter with id {} (tributary dlq list --all shows every id)",
+            id_list(&outcome.not_found)
+        ));
+    }
+    if !outcome.already_replayed.is_empty() {
+        problems.push(format!(
+            "dead letter {} replayed already, nothing to discard",
+            id_list(&outcome.already_replayed)
+        ));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(AppError::Failed(anyhow::anyhow!("{}", problems.join("; "))))
     }
 }
 
@@ -301,7 +398,7 @@ const LINE_PREVIEW_BYTES: usize = 256;
 
 /// `dlq list`: page by page (the embedded log; Kafka's dead letters are
 /// read in one pass), each letter written as it comes.
-async fn list_letters(log: &Log, all: bool, limit: usize, json: bool) -> AppResult {
+async fn list_letters(log: &Log, which: Letters, limit: usize, json: bool) -> AppResult {
     let (page, cut) = match (log, json) {
         (Log::Kafka(_), true) => (limit, usize::MAX),
         (Log::Kafka(_), false) => (limit, LINE_PREVIEW_BYTES),
@@ -314,7 +411,7 @@ async fn list_letters(log: &Log, all: bool, limit: usize, json: bool) -> AppResu
     while shown < limit {
         let n = page.min(limit - shown);
         let letters = log
-            .dead_letter_previews(all, after, n, cut)
+            .dead_letter_previews(which, after, n, cut)
             .await
             .context("cannot read dead letters")?;
         let Some(last) = letters.last() else { break };
@@ -338,10 +435,10 @@ async fn list_letters(log: &Log, all: bool, limit: usize, json: bool) -> AppResu
         out.flush()
     } else {
         // The footer says how many there are, not only how many were shown.
-        let waiting = if all {
-            None
-        } else {
+        let waiting = if which == Letters::Waiting {
             log.dead_letters_waiting(None).await.ok()
+        } else {
+            None
         };
         let footer = match waiting {
             Some(w) if w as usize > shown => {
@@ -369,8 +466,20 @@ fn letter_line(preview: &LetterPreview) -> String {
         } else {
             ""
         };
+    let state = match (&l.discarded, l.replayed_ms) {
+        (Some(d), _) => format!(
+            " [discarded {}: {}]",
+            when(d.at_ms),
+            d.reason
+                .as_deref()
+                .map(escape)
+                .unwrap_or("no reason given".into())
+        ),
+        (None, Some(at)) => format!(" [replayed {}]", when(at)),
+        (None, None) => String::new(),
+    };
     format!(
-        "#{} {} {} {} | {}{more} ({} bytes)",
+        "#{} {} {} {} | {}{more} ({} bytes){state}",
         l.id,
         l.letter.stage.as_str(),
         origin,
@@ -378,4 +487,11 @@ fn letter_line(preview: &LetterPreview) -> String {
         escape(&shown),
         preview.payload_bytes
     )
+}
+
+/// A time in milliseconds since the epoch as UTC, to the second.
+fn when(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_else(|| ms.to_string())
 }

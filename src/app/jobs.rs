@@ -21,7 +21,7 @@ use crate::pipeline::embedded::file_id;
 use crate::pipeline::shape::Shape;
 use crate::pipeline::stats::Stats;
 use crate::scheduler::history::HistoryError;
-use crate::scheduler::{History, JobConfig, RunState, SERVE_BUSY_TIMEOUT, Scheduler, Target};
+use crate::scheduler::{History, JobConfig, SERVE_BUSY_TIMEOUT, Scheduler, Target};
 use crate::{telemetry, web};
 
 fn data_dir(config: &Config) -> AppResult {
@@ -299,7 +299,7 @@ fn scheduler_result(
     }
 }
 
-fn fmt_ms(ms: Option<i64>) -> String {
+pub(super) fn fmt_ms(ms: Option<i64>) -> String {
     ms.and_then(DateTime::<Utc>::from_timestamp_millis)
         .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
         .unwrap_or_else(|| "-".into())
@@ -370,83 +370,22 @@ pub fn jobs(config: Config, cmd: JobsCommand) -> AppResult {
             history.set_paused(&name, false).context("cannot unpause")?;
             println!("{name} unpaused");
         }
-        JobsCommand::Runs { name, limit, json } => {
-            find(&config, &name)?;
-            let runs = history.runs(&name, limit).context("cannot read runs")?;
-            if json {
-                println!("{}", serde_json::to_string(&runs).expect("runs serialise"));
-            } else {
-                for r in &runs {
-                    println!(
-                        "#{:<5} {:<11} scheduled {} started {} ended {} attempts {} fetched {} logged {} failed {} skipped ticks {}{}",
-                        r.id,
-                        r.state.as_str(),
-                        fmt_ms(Some(r.scheduled_ms)),
-                        fmt_ms(r.started_ms),
-                        fmt_ms(r.ended_ms),
-                        r.attempts,
-                        r.counts.fetched,
-                        r.counts.logged,
-                        r.counts.failed,
-                        r.counts.ticks_skipped,
-                        r.error
-                            .as_ref()
-                            .map(|e| format!(" error: {e}"))
-                            .unwrap_or_default()
-                    );
-                }
-            }
-        }
-        JobsCommand::Backfill { name, from, to } => {
-            let job = find(&config, &name)?;
-            let parse = |s: &str| {
-                DateTime::parse_from_rfc3339(s)
-                    .map(|t| t.with_timezone(&Utc))
-                    .map_err(|e| AppError::Usage(format!("{s:?} is not an RFC 3339 time: {e}")))
-            };
-            let (from, to) = (parse(&from)?, parse(&to)?);
-            if from >= to {
-                return Err(AppError::Usage(format!(
-                    "--from {from} is not before --to {to}: a backfill queues the slots after \
-                     --from up to --to"
-                )));
-            }
-            // Counted before anything is queued, and never past the cap: a
-            // year of `@every 10ms` is three billion slots.
-            let n = job
-                .schedule
-                .slots_between(from, to)
-                .take(MAX_BACKFILL + 1)
-                .count();
-            if n > MAX_BACKFILL {
-                return Err(AppError::Usage(format!(
-                    "{name}: more than {MAX_BACKFILL} slots between {from} and {to}; \
-                     a backfill queues at most {MAX_BACKFILL} runs: narrow --from/--to"
-                )));
-            }
-            // A slot that already has a run (an earlier backfill, or the
-            // schedule's own) is not queued twice.
-            let mut queued = 0;
-            for slot in job.schedule.slots_between(from, to) {
-                if history
-                    .has_run(&name, slot.timestamp_millis())
-                    .context("cannot read the run history")?
-                {
-                    continue;
-                }
-                history
-                    .add(&name, slot.timestamp_millis(), RunState::Queued)
-                    .context("cannot queue a run")?;
-                queued += 1;
-            }
-            println!(
-                "queued {queued} run(s) of {name}, one per slot ({} of the {n} slots had a run)",
-                n - queued
-            );
+        JobsCommand::Runs {
+            name,
+            limit,
+            before,
+            run,
+            json,
+        } => super::runs::runs(&config, &history, &name, limit, before, run, json)?,
+        JobsCommand::Backfill {
+            name,
+            from,
+            to,
+            yes,
+        } => super::runs::backfill(&config, &history, &name, &from, &to, yes)?,
+        JobsCommand::Cancel { name, run, queued } => {
+            super::runs::cancel(&config, &history, &name, run, queued)?
         }
     }
     Ok(())
 }
-
-/// The most runs one `jobs backfill` queues.
-const MAX_BACKFILL: usize = 10_000;

@@ -3,10 +3,12 @@
 //! failures to the two kinds of exit (runtime 1, usage/config 2).
 
 mod export;
+mod health;
 mod inspect;
 mod jobs;
 mod preview;
 mod run;
+mod runs;
 mod table;
 mod verify;
 
@@ -173,6 +175,15 @@ pub async fn main(cli: Cli) -> AppResult {
             Ok(())
         }
         Command::Bench(args) => Ok(crate::devtools::bench::bench(&args).await?),
+        Command::Healthcheck(args) => {
+            let config = resolve(Overrides {
+                data_dir: data_dir.clone(),
+                listen: args.listen.clone(),
+                every_pipeline: true,
+                ..Overrides::default()
+            })?;
+            health::healthcheck(&config, &args).await
+        }
     }
 }
 

@@ -116,31 +116,152 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// The width in characters a table's lines must fit, like `kubectl get`
+/// and `ls`: `COLUMNS` when it is set to a number, else the terminal's
+/// width when stdout is one (80 when it cannot be read); `None`, every
+/// cell in full, when stdout is not a terminal (a pipe, a file).
+pub fn terminal_columns() -> Option<usize> {
+    columns_from(
+        std::env::var("COLUMNS").ok().as_deref(),
+        io::IsTerminal::is_terminal(&io::stdout()),
+        tty_columns,
+    )
+}
+
+fn columns_from(
+    env: Option<&str>,
+    is_tty: bool,
+    tty: impl FnOnce() -> Option<usize>,
+) -> Option<usize> {
+    if let Some(n) = env.and_then(|v| v.trim().parse::<usize>().ok())
+        && n > 0
+    {
+        return Some(n);
+    }
+    is_tty.then(|| tty().unwrap_or(80))
+}
+
+/// The width of the terminal on stdout, as the kernel knows it.
+fn tty_columns() -> Option<usize> {
+    // SAFETY: TIOCGWINSZ writes one `winsize` into the struct it is given,
+    // which lives for the call.
+    let mut size: libc::winsize = unsafe { std::mem::zeroed() };
+    let ok = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) } == 0;
+    (ok && size.ws_col > 0).then_some(usize::from(size.ws_col))
+}
+
+/// Column widths narrowed so that a table's longest line (its rule: two
+/// characters more than the cells and ` | ` separators) fits `columns`:
+/// the widest columns are cut first, to a common width, and narrow ones
+/// stay whole. A column keeps at least one character (its `…`), so a table
+/// of more columns than the width can hold still overflows.
+pub fn fit(widths: &[usize], columns: usize) -> Vec<usize> {
+    let n = widths.len();
+    if n == 0 {
+        return Vec::new();
+    }
+    let room = columns.saturating_sub(3 * (n - 1) + 2);
+    if widths.iter().sum::<usize>() <= room {
+        return widths.to_vec();
+    }
+    // The largest common cap that fits.
+    let total = |cap: usize| widths.iter().map(|&w| w.min(cap)).sum::<usize>();
+    let (mut lo, mut hi) = (1, widths.iter().copied().max().unwrap_or(1));
+    while lo < hi {
+        let mid = (lo + hi).div_ceil(2);
+        if total(mid) <= room {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    let cap = lo;
+    let mut fitted: Vec<usize> = widths.iter().map(|&w| w.min(cap)).collect();
+    // Share what the common cap leaves over with the first cut columns.
+    let mut spare = room.saturating_sub(total(cap));
+    for (f, &w) in fitted.iter_mut().zip(widths) {
+        if spare == 0 {
+            break;
+        }
+        if w > *f {
+            let more = (w - *f).min(spare);
+            *f += more;
+            spare -= more;
+        }
+    }
+    fitted
+}
+
+/// `cell` cut to `width` characters, its last one `…` when anything was cut.
+pub fn clip(cell: &str, width: usize) -> std::borrow::Cow<'_, str> {
+    match cell.char_indices().nth(width) {
+        None => cell.into(),
+        Some(_) => {
+            let keep: String = cell.chars().take(width.saturating_sub(1)).collect();
+            format!("{keep}…").into()
+        }
+    }
+}
+
 /// A table written as its rows come: the first [`WIDTH_ROWS`] are held to
-/// size the columns, the rest written at once.
+/// size the columns, the rest written at once. With a width to fit
+/// ([`StreamedTable::fitting`]), cells longer than their column are cut.
 pub struct StreamedTable<W: Write> {
     header: Vec<String>,
     out: W,
     held: Vec<Vec<String>>,
     widths: Option<Vec<usize>>,
+    columns: Option<usize>,
     pub rows: u64,
 }
 
 impl<W: Write> StreamedTable<W> {
+    /// Every cell in full: a wider cell widens its column (or, past the
+    /// first rows, its line).
     pub fn new(header: Vec<String>, out: W) -> Self {
         StreamedTable {
             header,
             out,
             held: Vec::new(),
             widths: None,
+            columns: None,
             rows: 0,
         }
+    }
+
+    /// Lines fit `columns` characters when given (see [`fit`]).
+    pub fn fitting(mut self, columns: Option<usize>) -> Self {
+        self.columns = columns;
+        self
+    }
+
+    fn clipped(&self, row: Vec<String>, widths: &[usize]) -> Vec<String> {
+        if self.columns.is_none() {
+            return row;
+        }
+        row.into_iter()
+            .zip(widths)
+            .map(|(c, &w)| match clip(&c, w) {
+                std::borrow::Cow::Borrowed(_) => c,
+                std::borrow::Cow::Owned(cut) => cut,
+            })
+            .collect()
     }
 
     pub fn push(&mut self, row: Vec<String>) -> io::Result<()> {
         self.rows += 1;
         match &self.widths {
-            Some(w) => self.out.write_all(line(&row, w).as_bytes()),
+            Some(w) => {
+                let Some(columns) = self.columns else {
+                    return self.out.write_all(line(&row, w).as_bytes());
+                };
+                // A wider cell widens its line while the line still fits;
+                // past that the row is fitted on its own.
+                let wider: Vec<usize> = w.iter().zip(&row).map(|(&w, c)| w.max(width(c))).collect();
+                let w = fit(&wider, columns);
+                let row = self.clipped(row, &w);
+                self.out.write_all(line(&row, &w).as_bytes())
+            }
             None => {
                 self.held.push(row);
                 if self.held.len() >= WIDTH_ROWS {
@@ -153,9 +274,15 @@ impl<W: Write> StreamedTable<W> {
 
     fn release(&mut self) -> io::Result<()> {
         let header: Vec<&str> = self.header.iter().map(String::as_str).collect();
-        let w = widths(&header, &self.held);
-        self.out.write_all(head(&header, &w).as_bytes())?;
+        let mut w = widths(&header, &self.held);
+        if let Some(columns) = self.columns {
+            w = fit(&w, columns);
+        }
+        let names = self.clipped(self.header.clone(), &w);
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        self.out.write_all(head(&names, &w).as_bytes())?;
         for row in std::mem::take(&mut self.held) {
+            let row = self.clipped(row, &w);
             self.out.write_all(line(&row, &w).as_bytes())?;
         }
         self.widths = Some(w);
@@ -196,6 +323,51 @@ pub(super) fn bar_style(template: &str) -> indicatif::ProgressStyle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fitted_table_has_no_line_wider_than_the_terminal() {
+        let header = ["id", "name", "email", "about"].map(String::from).to_vec();
+        let mut t = StreamedTable::new(header, Vec::new()).fitting(Some(80));
+        for i in 0..1500 {
+            t.push(vec![
+                i.to_string(),
+                "Ann".into(),
+                "x".repeat(40 + i % 3),
+                "é".repeat(200),
+            ])
+            .unwrap();
+        }
+        let out = String::from_utf8(t.finish().unwrap()).unwrap();
+        assert!(out.lines().all(|l| l.chars().count() <= 80), "{out}");
+        assert_eq!(out.lines().map(|l| l.chars().count()).max(), Some(80));
+        let first = out.lines().nth(2).unwrap();
+        assert!(first.starts_with(" 0   | Ann  | "), "{first}");
+        assert!(first.contains('…'), "{first}");
+        // A later, wider id widens its line, which still fits.
+        let later = out.lines().nth(2 + 1400).unwrap();
+        assert!(later.starts_with(" 1400 | Ann  | "), "{later}");
+        assert!(later.chars().count() <= 80, "{later}");
+    }
+
+    #[test]
+    fn fit_cuts_the_widest_columns_first() {
+        assert_eq!(fit(&[2, 3], 80), [2, 3]);
+        // 3 columns: 2 separators (6) and the rule's 2 leave 22.
+        assert_eq!(fit(&[2, 50, 50], 30), [2, 10, 10]);
+        assert_eq!(fit(&[2, 50, 9], 30), [2, 11, 9]);
+        assert_eq!(fit(&[5, 5, 5], 4), [1, 1, 1]);
+        assert_eq!(clip("abcdef", 4), "abc…");
+        assert_eq!(clip("abcd", 4), "abcd");
+    }
+
+    #[test]
+    fn columns_come_from_the_environment_then_the_terminal() {
+        assert_eq!(columns_from(Some("100"), false, || None), Some(100));
+        assert_eq!(columns_from(Some("junk"), false, || Some(120)), None);
+        assert_eq!(columns_from(None, true, || Some(120)), Some(120));
+        assert_eq!(columns_from(None, true, || None), Some(80));
+        assert_eq!(columns_from(Some("0"), true, || None), Some(80));
+    }
 
     #[test]
     fn a_long_cell_is_cut_and_says_so() {

@@ -103,7 +103,23 @@ impl Role {
 
 /// The highest log schema this build knows: a log written by a newer
 /// tributary is refused rather than misread.
-const LOG_SCHEMA: i32 = 1;
+const LOG_SCHEMA: i32 = LOG_SCHEMA_DISCARDS;
+/// The schema a new log starts with, which every earlier build reads.
+const LOG_SCHEMA_FIRST: i32 = 1;
+/// A log holding discarded dead letters (`log/discard.rs`): an earlier
+/// build would take them for waiting ones and replay them. A file is raised
+/// to it at its first discard, so until then older builds still open it.
+pub const LOG_SCHEMA_DISCARDS: i32 = 2;
+
+/// Raises the log's schema to `version` (never lowers it), in the caller's
+/// transaction.
+pub fn raise_log_schema(conn: &Connection, version: i32) -> rusqlite::Result<()> {
+    let now: i32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if now < version {
+        conn.execute_batch(&format!("PRAGMA user_version = {version}"))?;
+    }
+    Ok(())
+}
 
 /// Checks that the file `conn` opened can serve as `role`, and marks a new
 /// (or unmarked earlier tributary) file as such.
@@ -122,7 +138,7 @@ pub fn mark_role(conn: &Connection, role: Role) -> Result<(), String> {
         return Ok(());
     }
     let version = match role {
-        Role::Log => format!("PRAGMA user_version = {LOG_SCHEMA};"),
+        Role::Log => format!("PRAGMA user_version = {LOG_SCHEMA_FIRST};"),
         Role::Store => String::new(),
     };
     conn.execute_batch(&format!(

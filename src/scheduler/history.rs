@@ -1,7 +1,13 @@
 //! Run history and job state, persisted in `<data_dir>/scheduler.db`: every
-//! run (queued, running, success, failed, skipped, interrupted) with its
-//! times, counts and error, and which jobs are paused. The `jobs` commands
-//! and `serve` share it, so they work with or without a running `serve`.
+//! run (queued, running, success, failed, skipped, interrupted, cancelled)
+//! with its times, counts and error, and which jobs are paused. The `jobs`
+//! commands and `serve` share it, so they work with or without a running
+//! `serve`. Each run's story (its lines), pages of runs and cancelling are
+//! in `history/events.rs`.
+
+mod events;
+
+pub use events::{Cancelled, MAX_EVENT_CHARS, MAX_EVENTS, RunEvent, RunsPage};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -49,6 +55,8 @@ pub enum RunState {
     Failed,
     Skipped,
     Interrupted,
+    /// Cancelled while queued (`jobs cancel`): never started.
+    Cancelled,
 }
 
 impl RunState {
@@ -60,6 +68,7 @@ impl RunState {
             RunState::Failed => "failed",
             RunState::Skipped => "skipped",
             RunState::Interrupted => "interrupted",
+            RunState::Cancelled => "cancelled",
         }
     }
 
@@ -70,6 +79,7 @@ impl RunState {
             "success" => RunState::Success,
             "failed" => RunState::Failed,
             "skipped" => RunState::Skipped,
+            "cancelled" => RunState::Cancelled,
             _ => RunState::Interrupted,
         }
     }
@@ -153,6 +163,7 @@ impl History {
              CREATE INDEX IF NOT EXISTS runs_by_job ON runs (job, id);
              CREATE INDEX IF NOT EXISTS runs_by_slot ON runs (job, scheduled_ms);",
         )?;
+        events::migrate(&conn)?;
         Ok(History {
             conn: Arc::new(std::sync::Mutex::new(conn)),
             path: path.to_owned(),
@@ -200,11 +211,21 @@ impl History {
                 params![run.id, now_ms()],
             )?;
             let retry = match attempts_allowed(&run.job) {
-                Some(allowed) if run.attempts < allowed => {
-                    Some(queue_retry(&tx, &run.job, run.scheduled_ms, run.attempts)?)
-                }
+                Some(allowed) if run.attempts < allowed => Some(queue_retry(
+                    &tx,
+                    run.id,
+                    &run.job,
+                    run.scheduled_ms,
+                    run.attempts,
+                )?),
                 _ => None,
             };
+            events::add_event(
+                &tx,
+                run.id,
+                "interrupted: the process stopped during the run (found at the next start)",
+                true,
+            )?;
             run.state = RunState::Interrupted;
             out.push(Interrupted { run, retry });
         }
@@ -212,14 +233,36 @@ impl History {
         Ok(out)
     }
 
-    /// Records a run in `state` (queued or skipped) and returns its id.
+    /// Records a run in `state` (queued, skipped, or running: a slot the
+    /// scheduler starts at once) and returns its id.
     pub fn add(&self, job: &str, scheduled_ms: i64, state: RunState) -> Result<i64, HistoryError> {
         self.with(|c| {
-            c.execute(
+            let tx = c.unchecked_transaction()?;
+            tx.execute(
                 "INSERT INTO runs (job, scheduled_ms, state) VALUES (?1, ?2, ?3)",
                 params![job, scheduled_ms, state.as_str()],
             )?;
-            Ok(c.last_insert_rowid())
+            let id = tx.last_insert_rowid();
+            let line = match state {
+                RunState::Skipped => "skipped: the previous run was still active",
+                RunState::Running => "due: started by the schedule",
+                _ => "queued",
+            };
+            events::add_event(&tx, id, line, false)?;
+            tx.commit()?;
+            Ok(id)
+        })
+    }
+
+    /// Takes queued run `id` for the scheduler to start (`running`): false
+    /// when it is not queued any more (cancelled meanwhile).
+    pub fn take(&self, id: i64) -> Result<bool, HistoryError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE runs SET state = 'running' WHERE id = ?1 AND state = 'queued'",
+                [id],
+            )
+            .map(|n| n == 1)
         })
     }
 
@@ -240,25 +283,54 @@ impl History {
     /// would fetch the same records.
     pub fn trigger(&self, job: &str) -> Result<i64, HistoryError> {
         self.with(|c| {
-            c.execute(
+            let tx = c.unchecked_transaction()?;
+            tx.execute(
                 "INSERT INTO runs (job, scheduled_ms, state)
                  SELECT ?1, max(?2, coalesce((SELECT max(scheduled_ms) + 1 FROM runs
                                              WHERE job = ?1), 0)), 'queued'",
                 params![job, now_ms()],
             )?;
-            Ok(c.last_insert_rowid())
+            let id = tx.last_insert_rowid();
+            events::add_event(&tx, id, "queued by a trigger", false)?;
+            tx.commit()?;
+            Ok(id)
         })
     }
 
     pub fn start(&self, id: i64, attempt: u32) -> Result<(), HistoryError> {
+        self.start_attempt(id, attempt, None).map(|_| ())
+    }
+
+    /// Records attempt `attempt` starting (and, for a retry, how the one
+    /// before failed). False, and nothing written, when the run is neither
+    /// queued nor running (cancelled, or ended).
+    pub fn start_attempt(
+        &self,
+        id: i64,
+        attempt: u32,
+        previous_error: Option<&str>,
+    ) -> Result<bool, HistoryError> {
         self.with(|c| {
-            c.execute(
+            let tx = c.unchecked_transaction()?;
+            let changed = tx.execute(
                 "UPDATE runs SET state = 'running', attempts = ?2,
                     started_ms = coalesce(started_ms, ?3)
-                 WHERE id = ?1",
+                 WHERE id = ?1 AND state IN ('queued', 'running')",
                 params![id, attempt, now_ms()],
-            )
-            .map(|_| ())
+            )?;
+            if changed == 0 {
+                return Ok(false);
+            }
+            if let Some(e) = previous_error {
+                let line = format!(
+                    "attempt {} failed: {e}; retrying",
+                    attempt.saturating_sub(1)
+                );
+                events::add_event(&tx, id, &line, false)?;
+            }
+            events::add_event(&tx, id, &format!("attempt {attempt} started"), false)?;
+            tx.commit()?;
+            Ok(true)
         })
     }
 
@@ -269,7 +341,11 @@ impl History {
         counts: &RunCounts,
         error: Option<&str>,
     ) -> Result<(), HistoryError> {
-        self.with(|c| finish_on(c, id, state, counts, error))
+        self.with(|c| {
+            let tx = c.unchecked_transaction()?;
+            finish_on(&tx, id, state, counts, error)?;
+            tx.commit()
+        })
     }
 
     /// Ends a run as `interrupted` (stopped by a shutdown) and, when
@@ -299,7 +375,7 @@ impl History {
                     [id],
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )?;
-                Some(queue_retry(&tx, &job, scheduled_ms, attempts)?)
+                Some(queue_retry(&tx, id, &job, scheduled_ms, attempts)?)
             }
             None => None,
         };
@@ -340,7 +416,8 @@ impl History {
             .pop())
     }
 
-    /// The most recent runs of `job`, newest first.
+    /// The most recent runs of `job`, newest first (pages:
+    /// [`History::runs_page`]).
     pub fn runs(&self, job: &str, limit: usize) -> Result<Vec<RunRecord>, HistoryError> {
         self.runs_where(job, &format!("ORDER BY id DESC LIMIT {limit}"))
     }
@@ -391,6 +468,16 @@ fn finish_on(
     counts: &RunCounts,
     error: Option<&str>,
 ) -> rusqlite::Result<()> {
+    let counted = format!(
+        "fetched {}, appended {}, dead-lettered {}, ticks skipped {}",
+        counts.fetched, counts.logged, counts.failed, counts.ticks_skipped
+    );
+    events::add_event(c, id, &counted, true)?;
+    let ended = match error {
+        Some(e) => format!("ended: {}: {e}", state.as_str()),
+        None => format!("ended: {}", state.as_str()),
+    };
+    events::add_event(c, id, &ended, true)?;
     c.execute(
         "UPDATE runs SET state = ?2, ended_ms = ?3, fetched = ?4, logged = ?5,
             failed = ?6, ticks_skipped = ?7, error = ?8
@@ -413,6 +500,7 @@ fn finish_on(
 /// from there (a queued run's `attempts` are those spent before it).
 fn queue_retry(
     c: &rusqlite::Connection,
+    of: i64,
     job: &str,
     scheduled_ms: i64,
     attempts: u32,
@@ -421,7 +509,10 @@ fn queue_retry(
         "INSERT INTO runs (job, scheduled_ms, state, attempts) VALUES (?1, ?2, 'queued', ?3)",
         params![job, scheduled_ms, attempts],
     )?;
-    Ok(c.last_insert_rowid())
+    let id = c.last_insert_rowid();
+    let line = format!("queued again: run {of} was interrupted after {attempts} attempt(s)");
+    events::add_event(c, id, &line, false)?;
+    Ok(id)
 }
 
 fn runs_matching(
@@ -457,171 +548,4 @@ fn runs_matching(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn history() -> (tempfile::TempDir, History) {
-        let dir = tempfile::tempdir().unwrap();
-        let h = History::open(&dir.path().join("scheduler.db")).unwrap();
-        (dir, h)
-    }
-
-    #[test]
-    fn a_run_goes_from_queued_to_success_with_its_counts() {
-        let (_d, h) = history();
-        let id = h.add("random_users", 1000, RunState::Queued).unwrap();
-        assert_eq!(h.next_queued("random_users").unwrap().unwrap().id, id);
-        h.start(id, 1).unwrap();
-        let counts = RunCounts {
-            fetched: 120,
-            logged: 120,
-            failed: 0,
-            ticks_skipped: 0,
-        };
-        h.finish(id, RunState::Success, &counts, None).unwrap();
-        let runs = h.runs("random_users", 10).unwrap();
-        assert_eq!(runs.len(), 1);
-        assert_eq!(runs[0].state, RunState::Success);
-        assert_eq!(runs[0].counts, counts);
-        assert!(runs[0].started_ms.is_some() && runs[0].ended_ms.is_some());
-        assert!(h.next_queued("random_users").unwrap().is_none());
-        assert_eq!(h.last_scheduled("random_users").unwrap(), Some(1000));
-    }
-
-    #[test]
-    fn a_run_left_running_by_a_crash_is_interrupted_at_the_next_start() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("scheduler.db");
-        {
-            let h = History::open(&path).unwrap();
-            let id = h.add("j", 1, RunState::Queued).unwrap();
-            h.start(id, 1).unwrap();
-        } // the process "dies" here
-        let h = History::open(&path).unwrap();
-        let recovered = h.recover(|_| Some(1)).unwrap();
-        assert_eq!(recovered.len(), 1);
-        assert_eq!(recovered[0].retry, None, "its one attempt is spent");
-        let run = &h.runs("j", 1).unwrap()[0];
-        assert_eq!(run.state, RunState::Interrupted);
-        assert!(run.error.as_deref().unwrap().contains("stopped"));
-        // Done once: the next start finds nothing left running.
-        assert!(h.recover(|_| Some(1)).unwrap().is_empty());
-    }
-
-    #[test]
-    fn triggers_in_one_millisecond_get_slots_of_their_own() {
-        let dir = tempfile::tempdir().unwrap();
-        let h = History::open(&dir.path().join("scheduler.db")).unwrap();
-        let ids: Vec<i64> = (0..50).map(|_| h.trigger("j").unwrap()).collect();
-        let runs = h.runs("j", 100).unwrap();
-        let mut slots: Vec<i64> = runs.iter().map(|r| r.scheduled_ms).collect();
-        slots.sort_unstable();
-        slots.dedup();
-        assert_eq!(slots.len(), ids.len(), "every trigger has its own slot");
-    }
-
-    #[test]
-    fn an_interrupted_run_with_attempts_left_is_queued_again_with_its_attempts() {
-        let (_d, h) = history();
-        let a = h.add("a", 10, RunState::Queued).unwrap();
-        h.start(a, 1).unwrap();
-        let b = h.add("b", 20, RunState::Queued).unwrap();
-        h.start(b, 1).unwrap();
-        h.start(b, 2).unwrap(); // b's second attempt is under way
-        let gone = h.add("gone", 30, RunState::Queued).unwrap();
-        h.start(gone, 1).unwrap();
-        let allowed = |job: &str| match job {
-            "a" => Some(3),
-            "b" => Some(2),
-            _ => None, // no longer configured
-        };
-        let recovered = h.recover(allowed).unwrap();
-        let retries: Vec<_> = recovered
-            .iter()
-            .map(|i| (i.run.id, i.retry.is_some()))
-            .collect();
-        assert_eq!(retries, [(a, true), (b, false), (gone, false)]);
-        let queued = h.next_queued("a").unwrap().unwrap();
-        assert_eq!(Some(queued.id), recovered[0].retry);
-        assert_eq!((queued.scheduled_ms, queued.attempts), (10, 1));
-        assert!(h.next_queued("b").unwrap().is_none());
-        assert!(h.next_queued("gone").unwrap().is_none());
-        // The slot counts as run, so the schedule does not run it again.
-        assert_eq!(h.last_scheduled("a").unwrap(), Some(10));
-    }
-
-    #[test]
-    fn a_run_interrupted_by_a_shutdown_may_be_queued_again() {
-        let (_d, h) = history();
-        let id = h.add("j", 5, RunState::Queued).unwrap();
-        h.start(id, 2).unwrap();
-        let counts = RunCounts {
-            logged: 3,
-            ..RunCounts::default()
-        };
-        let retry = h
-            .interrupt(id, &counts, "stopped by shutdown", Some(2))
-            .unwrap();
-        let runs = h.runs("j", 10).unwrap();
-        assert_eq!(runs[1].state, RunState::Interrupted);
-        assert_eq!(runs[1].counts, counts);
-        assert_eq!(Some(runs[0].id), retry);
-        assert_eq!(
-            (runs[0].state, runs[0].scheduled_ms, runs[0].attempts),
-            (RunState::Queued, 5, 2)
-        );
-        let other = h.add("j", 6, RunState::Queued).unwrap();
-        h.start(other, 1).unwrap();
-        assert_eq!(h.interrupt(other, &counts, "stopped", None).unwrap(), None);
-        // A run no longer running (recovered by another process, which
-        // queued its retry) is not queued twice.
-        assert_eq!(
-            h.interrupt(other, &counts, "stopped", Some(1)).unwrap(),
-            None
-        );
-    }
-
-    #[test]
-    fn busy_is_reported_as_such_after_the_busy_timeout() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("scheduler.db");
-        let h = History::open_with(&path, Duration::from_millis(100)).unwrap();
-        let other = rusqlite::Connection::open(&path).unwrap();
-        other.execute_batch("BEGIN IMMEDIATE").unwrap();
-        let started = std::time::Instant::now();
-        let e = h.add("j", 1, RunState::Queued).unwrap_err();
-        assert!(e.is_busy(), "{e}");
-        assert!(started.elapsed() < Duration::from_secs(5));
-        // Reads go on: WAL readers do not wait for writers.
-        assert!(h.runs("j", 1).unwrap().is_empty());
-        other.execute_batch("COMMIT").unwrap();
-        h.add("j", 1, RunState::Queued).unwrap();
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn a_deleted_or_replaced_file_is_noticed() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("scheduler.db");
-        let h = History::open(&path).unwrap();
-        h.check_file().unwrap();
-        std::fs::remove_file(&path).unwrap();
-        let e = h.check_file().unwrap_err();
-        assert!(!e.is_busy());
-        assert!(e.to_string().contains("scheduler.db"), "{e}");
-        History::open(&path).unwrap(); // a new file at the same path
-        assert!(h.check_file().is_err());
-    }
-
-    #[test]
-    fn pause_persists() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("scheduler.db");
-        History::open(&path).unwrap().set_paused("j", true).unwrap();
-        let h = History::open(&path).unwrap();
-        assert!(h.is_paused("j").unwrap());
-        h.set_paused("j", false).unwrap();
-        assert!(!h.is_paused("j").unwrap());
-        assert!(!h.is_paused("never-seen").unwrap());
-    }
-}
+mod tests;

@@ -147,14 +147,19 @@ fn decide(
         }
         return Ok(Decision::Wait);
     }
+    // A run is taken (made `running`) by the same call that decides to
+    // start it: a `jobs cancel` after this finds it running, not queued,
+    // and one before it leaves nothing to take.
     Ok(match h.next_queued(job)? {
-        Some(queued) => Decision::Start {
+        Some(queued) if h.take(queued.id)? => Decision::Start {
             id: queued.id,
             scheduled_ms: queued.scheduled_ms,
             attempts_before: queued.attempts,
         },
+        // Cancelled between the look and the take: the next tick looks again.
+        Some(_) => Decision::Wait,
         None if slot_passed => Decision::Start {
-            id: h.add(job, due_ms, RunState::Queued)?,
+            id: h.add(job, due_ms, RunState::Running)?,
             scheduled_ms: due_ms,
             attempts_before: 0,
         },
@@ -490,7 +495,7 @@ impl Run {
             job.retry,
             first,
             &self.stop,
-            |attempt| {
+            |attempt, failed| {
                 let this = &self;
                 async move {
                     let recorded = call(
@@ -498,11 +503,16 @@ impl Run {
                         &this.health,
                         "record a run's start",
                         this.stop.cancelled(),
-                        move |h| h.start(id, attempt),
+                        move |h| h.start_attempt(id, attempt, failed.as_deref()),
                     )
                     .await;
-                    if let Err(e) = recorded {
-                        this.fatal(e);
+                    match recorded {
+                        Ok(Some(false)) => warn!(
+                            job = %this.job.name, run = id,
+                            "the run is no longer queued or running in the history"
+                        ),
+                        Ok(_) => {}
+                        Err(e) => this.fatal(e),
                     }
                 }
             },

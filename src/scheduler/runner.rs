@@ -29,8 +29,9 @@ pub struct Outcome<T> {
 /// Runs `attempt(n)` (n from `first`, 1 for a new run) until it succeeds or
 /// the retries are spent: attempt `retries + 1` is the last, so a run that
 /// goes on from an interrupted one (first > 1) has the attempts left.
-/// `on_attempt(n)` is awaited before each attempt starts (outside its
-/// timeout). `stop` cuts a retry delay short: the last error is returned
+/// `on_attempt(n, error)` is awaited before each attempt starts (outside
+/// its timeout), with the error of the attempt it retries (`None` for the
+/// first). `stop` cuts a retry delay short: the last error is returned
 /// and no further attempt made (an attempt itself watches for `stop`).
 pub async fn run_with_retries<T, F, Fut, A, AFut>(
     policy: RetryPolicy,
@@ -42,13 +43,14 @@ pub async fn run_with_retries<T, F, Fut, A, AFut>(
 where
     F: FnMut(u32) -> Fut,
     Fut: Future<Output = Result<T, String>>,
-    A: FnMut(u32) -> AFut,
+    A: FnMut(u32, Option<String>) -> AFut,
     AFut: Future<Output = ()>,
 {
     let mut n = first.max(1) - 1;
+    let mut failed: Option<String> = None;
     loop {
         n += 1;
-        on_attempt(n).await;
+        on_attempt(n, failed.take()).await;
         let result = match policy.timeout {
             Some(t) => match tokio::time::timeout(t, attempt(n)).await {
                 Ok(r) => r,
@@ -74,6 +76,7 @@ where
                     }
                     _ = tokio::time::sleep(policy.retry_delay) => {}
                 }
+                failed = Some(e);
             }
             Err(e) => {
                 return Outcome {
@@ -94,6 +97,7 @@ mod tests {
     async fn retries_the_configured_number_of_times_with_the_delay() {
         let started = Instant::now();
         let mut starts = Vec::new();
+        let mut retried = Vec::new();
         let policy = RetryPolicy {
             retries: 3,
             retry_delay: Duration::from_secs(30),
@@ -103,8 +107,9 @@ mod tests {
             policy,
             1,
             &CancellationToken::new(),
-            |_| {
+            |_, failed| {
                 starts.push(started.elapsed());
+                retried.push(failed);
                 std::future::ready(())
             },
             |n| async move { Err(format!("attempt {n} failed")) },
@@ -114,6 +119,16 @@ mod tests {
         assert_eq!(out.result, Err("attempt 4 failed".into()));
         let secs: Vec<u64> = starts.iter().map(|d| d.as_secs()).collect();
         assert_eq!(secs, [0, 30, 60, 90]);
+        // Each retry is told how the attempt before it failed.
+        assert_eq!(
+            retried,
+            [
+                None,
+                Some("attempt 1 failed".into()),
+                Some("attempt 2 failed".into()),
+                Some("attempt 3 failed".into())
+            ]
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -128,7 +143,7 @@ mod tests {
             policy,
             2,
             &CancellationToken::new(),
-            |n| {
+            |n, _| {
                 seen.push(n);
                 std::future::ready(())
             },
@@ -159,7 +174,7 @@ mod tests {
             policy,
             1,
             &stop,
-            |_| std::future::ready(()),
+            |_, _| std::future::ready(()),
             |n| async move { Err(format!("attempt {n} failed")) },
         )
         .await;
@@ -180,7 +195,7 @@ mod tests {
             policy,
             1,
             &CancellationToken::new(),
-            |_| std::future::ready(()),
+            |_, _| std::future::ready(()),
             |n| async move {
                 if n < 3 {
                     Err("not yet".to_string())
@@ -210,7 +225,7 @@ mod tests {
             policy,
             1,
             &CancellationToken::new(),
-            |_| std::future::ready(()),
+            |_, _| std::future::ready(()),
             |_| async {
                 tokio::time::sleep(Duration::from_secs(60)).await;
                 Ok(())

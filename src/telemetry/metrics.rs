@@ -117,10 +117,15 @@ pub const LOG_DEAD_LETTERS: Metric = counter(
     &["stage"],
     "Dead letters stored, by the stage that gave up (source, transform, decode, sink).",
 );
+pub const LOG_DEAD_LETTERS_DISCARDED: Metric = counter(
+    "tributary_log_dead_letters_discarded_total",
+    &[],
+    "Dead letters an operator discarded (kept for audit, never replayed).",
+);
 pub const LOG_DEAD_LETTERS_WAITING: Metric = gauge(
     "tributary_log_dead_letters_waiting",
     PIPELINE,
-    "Dead letters not yet replayed, by pipeline (sampled).",
+    "Dead letters neither replayed nor discarded, by pipeline (sampled).",
 );
 pub const LOG_LAG_MESSAGES: Metric = gauge(
     "tributary_log_lag_messages",
@@ -206,6 +211,7 @@ pub const ALL: &[Metric] = &[
     LOG_APPENDED_RECORDS,
     LOG_APPEND_DURATION,
     LOG_DEAD_LETTERS,
+    LOG_DEAD_LETTERS_DISCARDED,
     LOG_DEAD_LETTERS_WAITING,
     LOG_LAG_MESSAGES,
     LOG_LOST_MESSAGES,

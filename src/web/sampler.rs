@@ -19,7 +19,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use crate::pipeline::log::{Log, PartitionLag};
+use crate::pipeline::log::{Letters, Log, PartitionLag};
 use crate::pipeline::sink::Sink;
 use crate::pipeline::stats::{Counter, Stats};
 
@@ -142,8 +142,9 @@ pub struct Sampler {
     pub latest: Fresh<(), Vec<crate::pipeline::log::MessagePreview>>,
     /// Stored rows as JSON objects (any table).
     pub rows: Fresh<(), Vec<serde_json::Value>>,
-    pub dead_letters: Fresh<(bool, usize), Vec<crate::pipeline::log::LetterPreview>>,
+    pub dead_letters: Fresh<(Letters, usize), Vec<crate::pipeline::log::LetterPreview>>,
     pub waiting: Fresh<(), u64>,
+    pub discarded: Fresh<(), u64>,
 }
 
 impl Sampler {
@@ -159,6 +160,7 @@ impl Sampler {
             rows: Fresh::new(),
             dead_letters: Fresh::new(),
             waiting: Fresh::new(),
+            discarded: Fresh::new(),
         }
     }
 

@@ -1089,3 +1089,5 @@ fn every_route_is_in_the_openapi_file() {
         }
     }
 }
+
+mod ops;

@@ -1,6 +1,8 @@
 //! Dead letters: the stage that gave up on a record, where it came from,
 //! its bytes as they arrived, and how a stored letter is shown.
 
+use super::Discarded;
+
 /// The pipeline stage that gave up on a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
@@ -75,6 +77,9 @@ pub struct StoredDeadLetter {
     pub id: i64,
     pub created_ms: i64,
     pub replayed_ms: Option<i64>,
+    /// Set aside by an operator (`dlq discard`): kept for audit, never
+    /// replayed, not waiting.
+    pub discarded: Option<Discarded>,
     pub letter: DeadLetter,
 }
 
@@ -89,6 +94,10 @@ impl StoredDeadLetter {
             "id": self.id,
             "created_ms": self.created_ms,
             "replayed_ms": self.replayed_ms,
+            "discarded": self.discarded.as_ref().map(|d| serde_json::json!({
+                "at_ms": d.at_ms,
+                "reason": d.reason,
+            })),
             "stage": self.letter.stage.as_str(),
             "reason": self.letter.reason,
             "topic": origin.map(|o| o.topic.clone()),

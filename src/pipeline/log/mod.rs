@@ -8,6 +8,7 @@
 //! The log knows nothing of tables or rows.
 //! `letters.rs` holds the dead letters' types.
 
+pub mod discard;
 pub mod kafka;
 mod letters;
 pub mod preview;
@@ -19,6 +20,7 @@ mod tests;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+pub use discard::{DiscardOutcome, Discarded, Letters};
 pub use kafka::{KafkaCommitter, KafkaLog, KafkaLogConfig, KafkaReader};
 pub use letters::{DeadLetter, Origin, Stage, StoredDeadLetter, fingerprint};
 pub use preview::{LetterPreview, MessagePreview};
@@ -338,22 +340,28 @@ impl Log {
         Ok(())
     }
 
-    /// Dead letters, oldest first, at most `limit`; replayed ones only if
-    /// asked; only ids above `after` when given (a cursor for paging).
+    /// Dead letters, oldest first, at most `limit`: the waiting ones, or
+    /// every one (replayed and discarded too) with `include_replayed`; only
+    /// ids above `after` when given (a cursor for paging).
     pub async fn dead_letters(
         &self,
         include_replayed: bool,
         after: Option<i64>,
         limit: usize,
     ) -> Result<Vec<StoredDeadLetter>, LogError> {
+        let which = if include_replayed {
+            Letters::All
+        } else {
+            Letters::Waiting
+        };
         match self {
-            Log::Sqlite(l) => l.dead_letters(include_replayed, after, limit).await,
-            Log::Kafka(l) => l.dead_letters(include_replayed, after, limit).await,
+            Log::Sqlite(l) => l.dead_letters(which, after, limit).await,
+            Log::Kafka(l) => l.dead_letters(which, after, limit).await,
         }
     }
 
-    /// The waiting letters among `ids`, oldest first; unknown or replayed
-    /// ids are left out.
+    /// The waiting letters among `ids`, oldest first; unknown, replayed and
+    /// discarded ids are left out.
     pub async fn dead_letters_by_id(
         &self,
         ids: Vec<i64>,

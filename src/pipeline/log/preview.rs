@@ -6,7 +6,7 @@
 
 use super::kafka::KafkaLog;
 use super::sqlite::SqliteLog;
-use super::{Log, LogError, LogMessage, Origin, Stage, StoredDeadLetter};
+use super::{Letters, Log, LogError, LogMessage, Origin, Stage, StoredDeadLetter};
 use crate::pipeline::embedded;
 
 /// A message with its key and payload cut to at most the preview's size.
@@ -54,20 +54,17 @@ impl Log {
         }
     }
 
-    /// As [`Log::dead_letters`], each key and payload cut to `cut` bytes.
+    /// As [`Log::dead_letters_in`], each key and payload cut to `cut` bytes.
     pub async fn dead_letter_previews(
         &self,
-        include_replayed: bool,
+        which: Letters,
         after: Option<i64>,
         limit: usize,
         cut: usize,
     ) -> Result<Vec<LetterPreview>, LogError> {
         match self {
-            Log::Sqlite(l) => sqlite_letters(l, include_replayed, after, limit, cut).await,
-            Log::Kafka(l) => {
-                l.dead_letter_previews(include_replayed, after, limit, cut)
-                    .await
-            }
+            Log::Sqlite(l) => sqlite_letters(l, which, after, limit, cut).await,
+            Log::Kafka(l) => l.dead_letter_previews(which, after, limit, cut).await,
         }
     }
 }
@@ -143,23 +140,19 @@ async fn sqlite_latest(
 
 async fn sqlite_letters(
     log: &SqliteLog,
-    include_replayed: bool,
+    which: Letters,
     after: Option<i64>,
     limit: usize,
     cut: usize,
 ) -> Result<Vec<LetterPreview>, LogError> {
     embedded::blocking(log.connection(), move |conn| {
         let tx = conn.transaction()?;
-        // Two statements, so the waiting list uses its partial index.
-        let filter = if include_replayed {
-            ""
-        } else {
-            "replayed_ms IS NULL AND"
-        };
+        // One statement each, so the waiting list uses its partial index.
+        let filter = which.sql_filter();
         let heads: Vec<_> = tx
             .prepare_cached(&format!(
                 "SELECT id, created_ms, replayed_ms, stage, topic, partition, offset,
-                        source_position
+                        source_position, discarded_ms, discard_reason
                  FROM dead_letters WHERE {filter} id > ?1 ORDER BY id LIMIT ?2"
             ))?
             .query_map([after.unwrap_or(i64::MIN), limit as i64], |r| {
@@ -179,11 +172,12 @@ async fn sqlite_letters(
                     r.get::<_, String>(3)?,
                     origin,
                     r.get::<_, Option<String>>(7)?,
+                    super::sqlite::discarded(r.get(8)?, r.get(9)?),
                 ))
             })?
             .collect::<Result<_, _>>()?;
         let mut out = Vec::with_capacity(heads.len());
-        for (id, created_ms, replayed_ms, stage, origin, source_position) in heads {
+        for (id, created_ms, replayed_ms, stage, origin, source_position, discarded) in heads {
             // The id is the rowid.
             let reason = prefix(&tx, "dead_letters", "reason", id, cut)?
                 .map(|(r, _)| String::from_utf8_lossy(&r).into_owned())
@@ -196,6 +190,7 @@ async fn sqlite_letters(
                     id,
                     created_ms,
                     replayed_ms,
+                    discarded,
                     letter: super::DeadLetter {
                         stage: Stage::parse(&stage).unwrap_or(Stage::Decode),
                         reason,
@@ -257,7 +252,10 @@ mod tests {
         }])
         .await
         .unwrap();
-        let l = log.dead_letter_previews(false, None, 10, 16).await.unwrap();
+        let l = log
+            .dead_letter_previews(Letters::Waiting, None, 10, 16)
+            .await
+            .unwrap();
         assert_eq!(l.len(), 1);
         assert_eq!(l[0].letter.letter.payload.len(), 16);
         assert_eq!(l[0].payload_bytes, 100_000);

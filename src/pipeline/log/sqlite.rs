@@ -19,8 +19,8 @@ use tokio::sync::Notify;
 use tracing::{info, warn};
 
 use super::{
-    AppendAck, Checkpoint, DeadLetter, LogError, LogMessage, LogRecord, OffsetReset, Origin,
-    PartitionLag, ResetAt, Stage, StoredDeadLetter, now_ms,
+    AppendAck, Checkpoint, DeadLetter, Discarded, Letters, LogError, LogMessage, LogRecord,
+    OffsetReset, Origin, PartitionLag, ResetAt, Stage, StoredDeadLetter, now_ms,
 };
 use crate::pipeline::embedded::{self, Shared};
 
@@ -259,6 +259,9 @@ impl SqliteLog {
             // twice (see `fingerprint`).
             add_column(&conn, "dead_letters", "source_position", "TEXT")?;
             add_column(&conn, "dead_letters", "fingerprint", "TEXT")?;
+            // Letters from before they could be discarded (`dlq discard`).
+            add_column(&conn, "dead_letters", "discarded_ms", "INTEGER")?;
+            add_column(&conn, "dead_letters", "discard_reason", "TEXT")?;
             conn.execute_batch(
                 "CREATE UNIQUE INDEX IF NOT EXISTS dead_letters_fingerprint
                     ON dead_letters (stage, fingerprint) WHERE fingerprint IS NOT NULL;",
@@ -580,7 +583,8 @@ impl SqliteLog {
     pub async fn dead_letters_waiting(&self, after: Option<i64>) -> Result<u64, LogError> {
         embedded::blocking(&self.conn, move |conn| {
             let n: i64 = conn.query_row(
-                "SELECT count(*) FROM dead_letters WHERE replayed_ms IS NULL AND id > ?1",
+                "SELECT count(*) FROM dead_letters
+                 WHERE replayed_ms IS NULL AND discarded_ms IS NULL AND id > ?1",
                 [after.unwrap_or(i64::MIN)],
                 |r| r.get(0),
             )?;
@@ -591,17 +595,13 @@ impl SqliteLog {
 
     pub async fn dead_letters(
         &self,
-        include_replayed: bool,
+        which: Letters,
         after: Option<i64>,
         limit: usize,
     ) -> Result<Vec<StoredDeadLetter>, LogError> {
         embedded::blocking(&self.conn, move |conn| {
-            // Two statements, so the waiting list uses its partial index.
-            let filter = if include_replayed {
-                ""
-            } else {
-                "replayed_ms IS NULL AND"
-            };
+            // One statement each, so the waiting list uses its partial index.
+            let filter = which.sql_filter();
             let mut stmt = conn.prepare_cached(&format!(
                 "SELECT {LETTER_COLUMNS} FROM dead_letters WHERE {filter} id > ?1
                  ORDER BY id LIMIT ?2"
@@ -624,7 +624,7 @@ impl SqliteLog {
                 let marks = vec!["?"; chunk.len()].join(", ");
                 let mut stmt = conn.prepare(&format!(
                     "SELECT {LETTER_COLUMNS} FROM dead_letters
-                     WHERE replayed_ms IS NULL AND id IN ({marks})"
+                     WHERE replayed_ms IS NULL AND discarded_ms IS NULL AND id IN ({marks})"
                 ))?;
                 let rows = stmt.query_map(rusqlite::params_from_iter(chunk), stored_letter)?;
                 for r in rows {
@@ -800,7 +800,7 @@ fn retention_cutoff(now_ms: i64, age: Duration) -> i64 {
 }
 
 const LETTER_COLUMNS: &str = "id, created_ms, replayed_ms, stage, reason, topic, partition, offset, \
-     key, payload, source_position";
+     key, payload, source_position, discarded_ms, discard_reason";
 
 /// A row of `SELECT LETTER_COLUMNS` as a dead letter.
 fn stored_letter(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredDeadLetter> {
@@ -818,6 +818,7 @@ fn stored_letter(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredDeadLetter> {
         id: r.get(0)?,
         created_ms: r.get(1)?,
         replayed_ms: r.get(2)?,
+        discarded: discarded(r.get(11)?, r.get(12)?),
         letter: DeadLetter {
             stage: Stage::parse(&stage).unwrap_or(Stage::Decode),
             reason: r.get(4)?,
@@ -827,6 +828,11 @@ fn stored_letter(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredDeadLetter> {
             payload: r.get(9)?,
         },
     })
+}
+
+/// The `discarded_ms` and `discard_reason` of a letter's row.
+pub(super) fn discarded(at_ms: Option<i64>, reason: Option<String>) -> Option<Discarded> {
+    at_ms.map(|at_ms| Discarded { at_ms, reason })
 }
 
 /// A row of `SELECT offset, ts_ms, key, payload` as a message.

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ApiError, ApiResult, Limit, Which, limit, pipeline};
-use crate::pipeline::log::{Log, MessagePreview};
+use crate::pipeline::log::{Letters, Log, MessagePreview};
 use crate::pipeline::processor;
 use crate::pipeline::shape::Shape;
 use crate::web::State;
@@ -98,14 +98,29 @@ pub async fn messages(
     Ok(Json(json!({ "messages": messages })))
 }
 
+/// `?discarded=true`: only the discarded letters.
+#[derive(Deserialize)]
+pub struct Discarded {
+    discarded: Option<bool>,
+}
+
+/// The waiting letters; `?all=true` every one, `?discarded=true` the
+/// discarded ones. Each letter's `discarded` is `{at_ms, reason}` or null;
+/// `waiting` and `discarded` count them.
 pub async fn dead_letters(
     state: State,
     Query(which): Query<Which>,
     Query(q): Query<Limit>,
+    Query(d): Query<Discarded>,
 ) -> ApiResult {
     let w = pipeline(&state, &which)?;
     let log = &w.parts.log;
-    let key = (q.all.unwrap_or(false), limit(&q, 50, 1000));
+    let letters = match (q.all.unwrap_or(false), d.discarded.unwrap_or(false)) {
+        (true, _) => Letters::All,
+        (false, true) => Letters::Discarded,
+        (false, false) => Letters::Waiting,
+    };
+    let key = (letters, limit(&q, 50, 1000));
     let letters = w
         .sampler
         .dead_letters
@@ -126,10 +141,28 @@ pub async fn dead_letters(
                 .map_err(ApiError::internal)?,
         ),
     };
+    let discarded = w
+        .sampler
+        .discarded
+        .get((), || log.dead_letters_discarded())
+        .await
+        .map_err(ApiError::internal)?;
     Ok(Json(json!({
         "waiting": waiting,
+        "discarded": discarded,
         "dead_letters": letters.iter().map(|l| l.to_json()).collect::<Vec<_>>(),
     })))
+}
+
+/// After a replay or a discard: the next look reads the letters and their
+/// counts anew.
+pub(super) async fn forget_letters(w: &crate::web::Watched) {
+    w.sampler.dead_letters.clear().await;
+    w.sampler.waiting.clear().await;
+    w.sampler.discarded.clear().await;
+    if let Ok(n) = w.parts.log.dead_letters_waiting(None).await {
+        w.sampler.set_dead_letters_waiting(n);
+    }
 }
 
 /// Letters replayed by one call at most; the answer says how many remain.
@@ -201,12 +234,8 @@ pub async fn replay(
             .map(|report| (report, None, not_found))
     };
     // Whatever happened, the next look must see it.
-    w.sampler.dead_letters.clear().await;
-    w.sampler.waiting.clear().await;
+    forget_letters(w).await;
     w.sampler.rows.clear().await;
-    if let Ok(n) = p.log.dead_letters_waiting(None).await {
-        w.sampler.set_dead_letters_waiting(n);
-    }
     let (report, next_after, not_found) = outcome.map_err(ApiError::internal)?;
     // How many wait beyond this page (for `ids`, the caller chose).
     let remaining = if request.all {

@@ -4,10 +4,13 @@
 //! A pipeline's views take it as `?pipeline=NAME` (default: the first
 //! pipeline, so the URLs of a one-pipeline `serve` stay as they were).
 //! Shapes are those of `docs/openapi.yaml`. The views of the log (its
-//! messages and dead letters) and the replay are in `log.rs`.
+//! messages and dead letters) and the replay are in `log.rs`; the
+//! operator's other actions (discard, cancel) in `actions.rs`.
 
+mod actions;
 mod log;
 
+pub use actions::{cancel, discard};
 pub use log::{dead_letters, messages, replay, topic};
 
 use axum::Json;
@@ -357,11 +360,42 @@ pub async fn jobs(state: State, Query(which): Query<Which>) -> ApiResult {
     Ok(Json(json!({ "jobs": jobs })))
 }
 
-pub async fn runs(state: State, Path(name): Path<String>, Query(q): Query<Limit>) -> ApiResult {
+/// `?before=RUN`: the page of runs older than this one.
+#[derive(Deserialize)]
+pub struct Before {
+    before: Option<i64>,
+}
+
+/// A job's runs, newest first, a page at a time: `next_before` is the
+/// `before` of the next page (null on the last).
+pub async fn runs(
+    state: State,
+    Path(name): Path<String>,
+    Query(q): Query<Limit>,
+    Query(b): Query<Before>,
+) -> ApiResult {
     find(&state, &name)?;
     let n = limit(&q, 20, 500);
-    let runs = history(&state, move |h| h.runs(&name, n)).await?;
-    Ok(Json(json!({ "runs": runs })))
+    let page = history(&state, move |h| h.runs_page(&name, n, b.before)).await?;
+    Ok(Json(
+        json!({ "runs": page.runs, "next_before": page.next_before }),
+    ))
+}
+
+/// One run with its lines (what it did, in order).
+pub async fn run(state: State, Path((name, id)): Path<(String, i64)>) -> ApiResult {
+    find(&state, &name)?;
+    let job = name.clone();
+    let found = history(&state, move |h| h.run_with_events(&job, id)).await?;
+    let Some((run, events)) = found else {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no run {id} of job {name}"),
+        ));
+    };
+    let mut v = serde_json::to_value(&run).map_err(ApiError::internal)?;
+    v["events"] = serde_json::to_value(&events).map_err(ApiError::internal)?;
+    Ok(Json(v))
 }
 
 pub async fn trigger(state: State, Path(name): Path<String>) -> Result<Response, ApiError> {

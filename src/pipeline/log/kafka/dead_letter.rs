@@ -1,9 +1,9 @@
 //! Dead letters on Kafka: `<topic>.dlq`, one partition, each letter the raw
 //! bytes with headers naming the stage, the reason and the original
-//! topic/partition/offset. A letter's id is its offset there. Replays are
-//! recorded by marker messages (the topic stays append-only).
+//! topic/partition/offset. A letter's id is its offset there. Replays and
+//! discards are recorded by marker messages (the topic stays append-only).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
@@ -11,6 +11,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::{KafkaLogConfig, LastError, REQUEST_TIMEOUT, kafka_err, rebootstrap};
+use crate::pipeline::log::discard::{Discard, DiscardOutcome, Discarded, Letters};
 use crate::pipeline::log::preview::cut_copy;
 use crate::pipeline::log::{DeadLetter, LetterPreview, LogError, Origin, Stage, StoredDeadLetter};
 
@@ -23,6 +24,9 @@ const OFFSET: &str = "tributary.offset";
 const SOURCE_POSITION: &str = "tributary.source-position";
 /// On a marker message: the id (DLQ offset) of the letter that was replayed.
 const REPLAYED: &str = "tributary.replayed-of";
+/// On a marker message: the id of the letter that was discarded, and why.
+const DISCARDED: &str = "tributary.discarded-of";
+const DISCARD_REASON: &str = "tributary.discard-reason";
 /// On a letter whose payload was cut: its original size in bytes.
 const TRUNCATED_FROM: &str = "tributary.truncated-from";
 /// Payloads are cut to this, so a letter always fits the broker's default
@@ -117,15 +121,67 @@ pub async fn settle(
     send(producer, config, None, b"", headers).await
 }
 
+/// Discards the letters `what` names: a marker each, after one read of
+/// the topic to tell waiting letters from unknown, replayed and discarded
+/// ones.
+pub async fn discard(
+    producer: &FutureProducer<LastError>,
+    config: &KafkaLogConfig,
+    what: Discard,
+    reason: Option<String>,
+) -> Result<DiscardOutcome, LogError> {
+    let letters = list(config, Letters::All, None, usize::MAX >> 1).await?;
+    let mut outcome = DiscardOutcome::default();
+    let take: Vec<i64> = match what {
+        Discard::AllWaiting => letters
+            .iter()
+            .filter(|l| l.replayed_ms.is_none() && l.discarded.is_none())
+            .map(|l| l.id)
+            .collect(),
+        Discard::Ids(mut ids) => {
+            ids.sort_unstable();
+            ids.dedup();
+            let by_id: HashMap<i64, &StoredDeadLetter> =
+                letters.iter().map(|l| (l.id, l)).collect();
+            let mut take = Vec::new();
+            for id in ids {
+                match by_id.get(&id) {
+                    None => outcome.not_found.push(id),
+                    Some(l) if l.replayed_ms.is_some() => outcome.already_replayed.push(id),
+                    Some(l) if l.discarded.is_some() => outcome.already_discarded.push(id),
+                    Some(_) => take.push(id),
+                }
+            }
+            take
+        }
+    };
+    for id in take {
+        let id_text = id.to_string();
+        let mut headers = OwnedHeaders::new().insert(Header {
+            key: DISCARDED,
+            value: Some(&id_text),
+        });
+        if let Some(r) = &reason {
+            headers = headers.insert(Header {
+                key: DISCARD_REASON,
+                value: Some(r),
+            });
+        }
+        send(producer, config, None, b"", headers).await?;
+        outcome.discarded += 1;
+    }
+    Ok(outcome)
+}
+
 /// Reads the whole DLQ partition (it is small by nature) without joining a
-/// group, and returns the letters, oldest first.
+/// group, and returns the letters `which` selects, oldest first.
 pub async fn list(
     config: &KafkaLogConfig,
-    include_replayed: bool,
+    which: Letters,
     after: Option<i64>,
     limit: usize,
 ) -> Result<Vec<StoredDeadLetter>, LogError> {
-    Ok(previews(config, include_replayed, after, limit, usize::MAX)
+    Ok(previews(config, which, after, limit, usize::MAX)
         .await?
         .into_iter()
         .map(|p| p.letter)
@@ -135,7 +191,7 @@ pub async fn list(
 /// As [`list`], each key and payload copied only up to `cut` bytes.
 pub async fn previews(
     config: &KafkaLogConfig,
-    include_replayed: bool,
+    which: Letters,
     after: Option<i64>,
     limit: usize,
     cut: usize,
@@ -159,6 +215,7 @@ pub async fn previews(
             .map_err(|e| kafka_err("cannot read the dead-letter topic", e))?;
         let mut letters = Vec::new();
         let mut replayed = HashSet::new();
+        let mut discarded: HashMap<i64, Discarded> = HashMap::new();
         let mut next = low;
         let deadline = std::time::Instant::now() + REQUEST_TIMEOUT;
         while next < high && std::time::Instant::now() < deadline {
@@ -177,6 +234,14 @@ pub async fn previews(
             };
             if let Some(id) = header(REPLAYED).and_then(|v| v.parse::<i64>().ok()) {
                 replayed.insert(id);
+                continue;
+            }
+            if let Some(id) = header(DISCARDED).and_then(|v| v.parse::<i64>().ok()) {
+                // The first discard's time and reason stand.
+                discarded.entry(id).or_insert(Discarded {
+                    at_ms: m.timestamp().to_millis().unwrap_or_default(),
+                    reason: header(DISCARD_REASON),
+                });
                 continue;
             }
             // Markers are read from the start whatever the cursor: a
@@ -202,6 +267,7 @@ pub async fn previews(
                     id: m.offset(),
                     created_ms: m.timestamp().to_millis().unwrap_or_default(),
                     replayed_ms: None,
+                    discarded: None,
                     letter: DeadLetter {
                         stage: header(STAGE)
                             .as_deref()
@@ -221,8 +287,11 @@ pub async fn previews(
                 // The marker's own time is not kept; the letter is simply done.
                 l.replayed_ms = Some(l.created_ms);
             }
+            l.discarded = discarded.remove(&l.id);
         }
-        letters.retain(|l| include_replayed || l.letter.replayed_ms.is_none());
+        letters.retain(|l| {
+            which.selects(l.letter.replayed_ms.is_some(), l.letter.discarded.is_some())
+        });
         letters.truncate(limit);
         Ok(letters)
     })

@@ -316,11 +316,20 @@ impl KafkaLog {
 
     pub async fn dead_letters(
         &self,
-        include_replayed: bool,
+        which: super::Letters,
         after: Option<i64>,
         limit: usize,
     ) -> Result<Vec<StoredDeadLetter>, LogError> {
-        dead_letter::list(&self.config, include_replayed, after, limit).await
+        dead_letter::list(&self.config, which, after, limit).await
+    }
+
+    /// Discards letters by marker messages (see `dead_letter.rs`).
+    pub async fn discard_dead_letters(
+        &self,
+        what: super::discard::Discard,
+        reason: Option<String>,
+    ) -> Result<super::DiscardOutcome, LogError> {
+        dead_letter::discard(&self.producer, &self.config, what, reason).await
     }
 
     pub async fn settle_dead_letter(
@@ -335,7 +344,7 @@ impl KafkaLog {
     /// [`DEAD_LETTERS_COUNTED`]).
     pub async fn dead_letters_waiting(&self, after: Option<i64>) -> Result<u64, LogError> {
         let waiting = self
-            .dead_letters(false, after, DEAD_LETTERS_COUNTED)
+            .dead_letters(super::Letters::Waiting, after, DEAD_LETTERS_COUNTED)
             .await?;
         Ok(waiting.len() as u64)
     }
@@ -346,7 +355,9 @@ impl KafkaLog {
         ids: Vec<i64>,
     ) -> Result<Vec<StoredDeadLetter>, LogError> {
         let wanted: std::collections::HashSet<i64> = ids.into_iter().collect();
-        let mut letters = self.dead_letters(false, None, usize::MAX >> 1).await?;
+        let mut letters = self
+            .dead_letters(super::Letters::Waiting, None, usize::MAX >> 1)
+            .await?;
         letters.retain(|l| wanted.contains(&l.id));
         Ok(letters)
     }
@@ -367,12 +378,12 @@ impl KafkaLog {
     /// As [`KafkaLog::dead_letters`], keys and payloads cut to `cut` bytes.
     pub async fn dead_letter_previews(
         &self,
-        include_replayed: bool,
+        which: super::Letters,
         after: Option<i64>,
         limit: usize,
         cut: usize,
     ) -> Result<Vec<super::LetterPreview>, LogError> {
-        dead_letter::previews(&self.config, include_replayed, after, limit, cut).await
+        dead_letter::previews(&self.config, which, after, limit, cut).await
     }
 
     /// Asked once a second by `serve`'s dashboard: one client per group is
