@@ -20,7 +20,7 @@
 pub mod app;
 pub mod cli;
 pub mod config;
-pub mod mock_api;
+pub mod devtools;
 pub mod pipeline;
 pub mod record;
 pub mod scheduler;

@@ -2,7 +2,6 @@
 //! for a command, opens what it needs, installs the shutdown signal and maps
 //! failures to the two kinds of exit (runtime 1, usage/config 2).
 
-mod bench;
 mod export;
 mod health;
 mod inspect;
@@ -175,7 +174,7 @@ pub async fn main(cli: Cli) -> AppResult {
             print!("{}", config.to_toml());
             Ok(())
         }
-        Command::Bench(args) => bench::bench(&args).await,
+        Command::Bench(args) => Ok(crate::devtools::bench::bench(&args).await?),
         Command::Healthcheck(args) => {
             let config = resolve(Overrides {
                 data_dir: data_dir.clone(),

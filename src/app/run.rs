@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::{AppResult, announce_seed, prepare_dirs};
 use crate::cli::{MockApiArgs, ProcessArgs, RunArgs};
 use crate::config::{Config, Overrides, PipelineConfig};
-use crate::mock_api::{self, Faults, Served};
+use crate::devtools::mock_api::{self, Faults, Served};
 use crate::pipeline::ingest::{Feed, IngestPlan};
 use crate::pipeline::log::Log;
 use crate::pipeline::shape::{Dataset, Shape};

@@ -1,6 +1,16 @@
 //! Processing: log batch → decode and validate → sink → dead letters →
 //! commit. Owns the delivery guarantee (see [`Processor::handle`]) and the
-//! retry of sink outages; owns no storage of its own.
+//! retry of sink outages; owns no storage of its own. `replay.rs` runs dead
+//! letters through decoding and the sink again; `seam.rs` the two traits
+//! (`Batches`, `Target`) the processor reads and writes through, which the
+//! unit tests (`tests.rs`) fill with fakes.
+
+mod replay;
+mod seam;
+#[cfg(test)]
+mod tests;
+
+pub use replay::{REPLAY_PAGE, ReplayReport, replay, replay_page};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -8,15 +18,12 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, warn};
 
-use super::log::{
-    Checkpoint, DeadLetter, Log, LogCommitter, LogError, LogMessage, LogReader, LogRecord, Origin,
-    Stage, StoredDeadLetter,
-};
-use super::shape::Shape;
+use self::seam::{Batches, Parts, Target};
+use super::log::{Checkpoint, DeadLetter, Log, LogError, LogMessage, LogReader, Origin, Stage};
 use super::sink::{Rows, Sink, SinkError, WriteAck};
 use super::stats::{Counter, Stats};
 use super::table::{self, TableSchema, TypedRow, UnknownFields};
-use crate::record::{ApiUser, Row};
+use crate::record::Row;
 
 /// The largest message the processor decodes and ingestion logs, unless
 /// `processor.max_message_bytes` says otherwise.
@@ -74,7 +81,7 @@ pub enum ProcessError {
 
 pub struct Processor {
     reader: LogReader,
-    stage: WriteStage,
+    stage: WriteStage<Parts>,
     config: ProcessorConfig,
     /// Cancelled when waiting out a store outage is no longer worth it (in
     /// `run`, once ingestion has failed for good).
@@ -96,10 +103,9 @@ struct Decoded {
 /// The second half of the processor: sink → dead letters → commit. Runs as
 /// its own task for batch k while the first half reads and decodes k+1.
 #[derive(Clone)]
-struct WriteStage {
-    log: Log,
-    sink: Sink,
-    committer: LogCommitter,
+struct WriteStage<T> {
+    /// The log's dead letters, the store and the group's commit.
+    target: T,
     stats: Arc<Stats>,
     /// Set when the store keeps the reader's position with its rows: the
     /// name it files the position under (see [`LogReader::scope`]).
@@ -122,9 +128,11 @@ impl Processor {
         Processor {
             reader,
             stage: WriteStage {
-                log,
-                sink,
-                committer,
+                target: Parts {
+                    log,
+                    sink,
+                    committer,
+                },
                 stats,
                 scope: None,
                 outage_limit: None,
@@ -169,7 +177,7 @@ impl Processor {
         let Some(scope) = self.reader.scope() else {
             return Ok(());
         };
-        if !self.stage.sink.keeps_positions() {
+        if !self.stage.target.sink.keeps_positions() {
             return Ok(());
         }
         let from_log = self.reader.checkpoint();
@@ -184,13 +192,12 @@ impl Processor {
                 .iter()
                 .map(|(&p, &o)| (p, (o, None)))
                 .collect();
-            self.stage
-                .sink
-                .write_at(Rows::none(self.stage.sink.schema()), &scope, &position)
+            let sink = &self.stage.target.sink;
+            sink.write_at(Rows::none(sink.schema()), &scope, &position)
                 .await?;
             return Ok(());
         }
-        let Some(position) = self.stage.sink.position(&scope).await? else {
+        let Some(position) = self.stage.target.sink.position(&scope).await? else {
             if from_log.next.values().any(|&o| o > 0) {
                 warn!(
                     log = ?from_log.next,
@@ -244,92 +251,105 @@ impl Processor {
             Until::Shutdown => None,
             Until::Drained | Until::DrainedAfter(_) => Some(self.config.max_outage),
         };
-        let mut writing: Option<tokio::task::JoinHandle<Result<bool, ProcessError>>> = None;
-        let result = loop {
-            // Read before checking the ingest flag, so the last append before
-            // the flag was raised is never missed.
-            let ingest_finished = match &until {
-                Until::DrainedAfter(done) => done.is_cancelled(),
-                _ => false,
-            };
-            let batch = tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => break Ok(()),
-                batch = self.reader.poll(self.config.batch_size, POLL_WAIT) => batch,
-            };
-            let batch = match batch {
-                Ok(b) => b,
-                Err(e) => break Err(e.into()),
-            };
-            let lost = self.reader.take_lost();
-            self.stage.stats.add(Counter::LostToRetention, lost);
-            let decoded = if !batch.is_empty() {
-                self.stage.stats.add(Counter::Read, batch.len() as u64);
-                let decoding = Instant::now();
-                let decoded = decode(
-                    batch,
-                    self.stage.log.topic(),
-                    self.config.max_message_bytes,
-                    self.stage.sink.schema().map(|s| &**s),
-                );
-                metrics::histogram!("tributary_processor_decode_duration_seconds")
-                    .record(decoding.elapsed().as_secs_f64());
-                decoded
-            } else if lost > 0 {
-                // The position moved past messages retention dropped, with
-                // nothing to write: it is committed like an empty batch, so
-                // the loss is counted once, not again at every start.
-                Decoded {
-                    messages: Vec::new(),
-                    rows: Rows::none(self.stage.sink.schema()),
-                    row_messages: Vec::new(),
-                    letters: Vec::new(),
-                    checkpoint: self.reader.checkpoint(),
-                }
-            } else {
-                let stop = match &until {
-                    Until::Drained => self.reader.caught_up().await,
-                    Until::DrainedAfter(_) => {
-                        if ingest_finished {
-                            self.reader.caught_up().await
-                        } else {
-                            Ok(false)
-                        }
-                    }
-                    Until::Shutdown => Ok(false),
-                };
-                match stop {
-                    Ok(true) => break Ok(()),
-                    Ok(false) => continue,
-                    Err(e) => break Err(e.into()),
-                }
-            };
-            if let Some(previous) = writing.take() {
-                match previous.await.expect("write stage panicked") {
-                    Ok(true) => {}
-                    Ok(false) => break Ok(()),
-                    Err(e) => break Err(e),
-                }
-            }
-            let stage = self.stage.clone();
-            let shutdown = shutdown.clone();
-            writing = Some(tokio::spawn(
-                async move { stage.handle(decoded, &shutdown).await }.in_current_span(),
-            ));
-        };
-        // The batch in flight is finished (or, if the sink is down at
-        // shutdown, abandoned uncommitted) before returning; then the last
-        // commit is made durable.
-        if let Some(last) = writing {
-            let finished = last.await.expect("write stage panicked");
-            result?;
-            finished?;
-        } else {
-            result?;
-        }
-        self.stage.committer.flush().await?;
-        Ok(())
+        drive(&mut self.reader, self.stage, self.config, until, shutdown).await
     }
+}
+
+/// The processor's loop over batches, through its seams (see
+/// [`Processor::run`]): batch k+1 is read and decoded while batch k is
+/// written, and handed to the write stage only once k is committed.
+async fn drive<B: Batches, T: Target>(
+    reader: &mut B,
+    stage: WriteStage<T>,
+    config: ProcessorConfig,
+    until: Until,
+    shutdown: CancellationToken,
+) -> Result<(), ProcessError> {
+    let mut writing: Option<tokio::task::JoinHandle<Result<bool, ProcessError>>> = None;
+    let result = loop {
+        // Read before checking the ingest flag, so the last append before
+        // the flag was raised is never missed.
+        let ingest_finished = match &until {
+            Until::DrainedAfter(done) => done.is_cancelled(),
+            _ => false,
+        };
+        let batch = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break Ok(()),
+            batch = reader.poll(config.batch_size, POLL_WAIT) => batch,
+        };
+        let batch = match batch {
+            Ok(b) => b,
+            Err(e) => break Err(e.into()),
+        };
+        let lost = reader.take_lost();
+        stage.stats.add(Counter::LostToRetention, lost);
+        let decoded = if !batch.is_empty() {
+            stage.stats.add(Counter::Read, batch.len() as u64);
+            let decoding = Instant::now();
+            let decoded = decode(
+                batch,
+                stage.target.topic(),
+                config.max_message_bytes,
+                stage.target.schema().map(|s| &**s),
+            );
+            metrics::histogram!(crate::telemetry::metrics::PROCESSOR_DECODE_DURATION.name)
+                .record(decoding.elapsed().as_secs_f64());
+            decoded
+        } else if lost > 0 {
+            // The position moved past messages retention dropped, with
+            // nothing to write: it is committed like an empty batch, so
+            // the loss is counted once, not again at every start.
+            Decoded {
+                messages: Vec::new(),
+                rows: Rows::none(stage.target.schema()),
+                row_messages: Vec::new(),
+                letters: Vec::new(),
+                checkpoint: reader.checkpoint(),
+            }
+        } else {
+            let stop = match &until {
+                Until::Drained => reader.caught_up().await,
+                Until::DrainedAfter(_) => {
+                    if ingest_finished {
+                        reader.caught_up().await
+                    } else {
+                        Ok(false)
+                    }
+                }
+                Until::Shutdown => Ok(false),
+            };
+            match stop {
+                Ok(true) => break Ok(()),
+                Ok(false) => continue,
+                Err(e) => break Err(e.into()),
+            }
+        };
+        if let Some(previous) = writing.take() {
+            match previous.await.expect("write stage panicked") {
+                Ok(true) => {}
+                Ok(false) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        }
+        let stage = stage.clone();
+        let shutdown = shutdown.clone();
+        writing = Some(tokio::spawn(
+            async move { stage.handle(decoded, &shutdown).await }.in_current_span(),
+        ));
+    };
+    // The batch in flight is finished (or, if the sink is down at
+    // shutdown, abandoned uncommitted) before returning; then the last
+    // commit is made durable.
+    if let Some(last) = writing {
+        let finished = last.await.expect("write stage panicked");
+        result?;
+        finished?;
+    } else {
+        result?;
+    }
+    stage.target.flush().await?;
+    Ok(())
 }
 
 /// Decodes and validates a batch, by the store's table (the seed table's
@@ -396,7 +416,7 @@ fn decode_typed(schema: &TableSchema, payload: &[u8], max: usize) -> Result<Type
     table::decode(schema, payload, max, UnknownFields::Reject).map_err(|e| e.to_string())
 }
 
-impl WriteStage {
+impl<T: Target> WriteStage<T> {
     /// Writes one decoded batch and commits it. Returns `false` if shutdown
     /// came while the sink was down: the batch was then neither stored nor
     /// committed, and stays in the log for the next start.
@@ -418,7 +438,7 @@ impl WriteStage {
         // batch may still be missing. (Stored twice on a replay, they are
         // kept once: letters are keyed by their origin.)
         let n_undecoded = letters.len() as u64;
-        self.log.dead_letter(letters).await?;
+        self.target.dead_letter(letters).await?;
         self.stats.add(Counter::DeadLettered, n_undecoded);
         self.stats.add(Counter::DecodeFailed, n_undecoded);
         let Some(ack) = self.write_until_acked(rows, &checkpoint, shutdown).await? else {
@@ -428,7 +448,7 @@ impl WriteStage {
         // point (a commit refused) does not hide rows that were written.
         self.stats.add(Counter::Stored, ack.written);
         self.stats.add(Counter::Unchanged, ack.unchanged);
-        let topic = self.log.topic();
+        let topic = self.target.topic();
         let rejected: Vec<DeadLetter> = ack
             .rejected
             .iter()
@@ -442,15 +462,16 @@ impl WriteStage {
             })
             .collect();
         let n_rejected = rejected.len() as u64;
-        self.log.dead_letter(rejected).await?;
+        self.target.dead_letter(rejected).await?;
         // Architecture invariant: offsets are committed only here, after the
         // sink acknowledged every row of this batch and the dead letters of
         // the rest are stored. A crash before this line replays the batch;
         // the sink's upserts make the replay change nothing.
-        self.committer.commit(&checkpoint).await?;
+        self.target.commit(&checkpoint).await?;
         // How long each message waited between the log and the store's ack.
         let now_ms = super::log::now_ms();
-        let latency = metrics::histogram!("tributary_processor_end_to_end_latency_seconds");
+        let latency =
+            metrics::histogram!(crate::telemetry::metrics::PROCESSOR_END_TO_END_LATENCY.name);
         for m in &messages {
             if m.timestamp_ms > 0 {
                 latency.record((now_ms - m.timestamp_ms).max(0) as f64 / 1e3);
@@ -482,9 +503,9 @@ impl WriteStage {
                         .iter()
                         .map(|(&p, &o)| (p, (o, checkpoint.marks.get(&p).cloned())))
                         .collect();
-                    self.sink.write_at(rows.clone(), scope, &position).await
+                    self.target.write_at(rows.clone(), scope, &position).await
                 }
-                None => self.sink.write(rows.clone()).await,
+                None => self.target.write(rows.clone()).await,
             };
             match written {
                 Ok(ack) => {
@@ -546,144 +567,5 @@ fn dead_letter(stage: Stage, reason: String, topic: &str, m: &LogMessage) -> Dea
         source_position: None,
         key: m.key.clone(),
         payload: m.payload.clone(),
-    }
-}
-
-/// The outcome of replaying dead letters.
-#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct ReplayReport {
-    /// Letters now stored in the sink (and marked replayed).
-    pub replayed: u64,
-    /// Letters that still fail, kept with their new reason.
-    pub still_failing: u64,
-}
-
-impl std::ops::AddAssign for ReplayReport {
-    fn add_assign(&mut self, other: ReplayReport) {
-        self.replayed += other.replayed;
-        self.still_failing += other.still_failing;
-    }
-}
-
-/// Waiting letters replayed per page: one API call, one step of
-/// `dlq replay`. Memory holds one page.
-pub const REPLAY_PAGE: usize = 1000;
-
-/// Replays the oldest [`REPLAY_PAGE`] waiting letters with an id above
-/// `after`. Returns what happened and the last id of the page, the cursor
-/// for the next one (`None` when nothing waits there). Letters that still
-/// fail stay behind the cursor, so paging on reaches the rest.
-pub async fn replay_page(
-    log: &Log,
-    sink: &Sink,
-    shape: Option<&Arc<Shape>>,
-    after: Option<i64>,
-    max_message_bytes: usize,
-) -> Result<(ReplayReport, Option<i64>), ProcessError> {
-    let letters = log.dead_letters(false, after, REPLAY_PAGE).await?;
-    let last = letters.last().map(|l| l.id);
-    let report = replay(log, sink, shape, letters, max_message_bytes).await?;
-    Ok((report, last))
-}
-
-/// Runs dead letters through decoding and the sink again, after a fix.
-/// A letter from the source stage holds an API user; one from the transform
-/// stage the source record, run through the pipeline's transform and table
-/// as they are now; the others hold a log message. Each is settled one by
-/// one: stored → marked replayed; failing → kept with the new reason.
-///
-/// A record of the source or transform stage never reached the log: once
-/// stored, its message is appended to the log too, so a store refilled
-/// from the log holds it as well. (Letters of the later stages are log
-/// messages already.)
-pub async fn replay(
-    log: &Log,
-    sink: &Sink,
-    shape: Option<&Arc<Shape>>,
-    letters: Vec<StoredDeadLetter>,
-    max_message_bytes: usize,
-) -> Result<ReplayReport, ProcessError> {
-    let mut report = ReplayReport::default();
-    let mut shaper = match shape {
-        Some(shape) => Some(
-            shape
-                .shaper()
-                .map_err(|e| ProcessError::Replay(e.to_string()))?,
-        ),
-        None => None,
-    };
-    for stored in letters {
-        let rows = decode_letter(
-            &stored.letter,
-            sink.schema().map(|s| &**s),
-            shaper.as_mut(),
-            max_message_bytes,
-        );
-        let outcome = match rows {
-            Ok((rows, message)) => {
-                let ack = sink.write(rows).await?;
-                match ack.rejected.into_iter().next() {
-                    Some((_, reason)) => Err(reason),
-                    None => {
-                        if let Some(message) = message {
-                            log.append(vec![message]).await?;
-                        }
-                        Ok(())
-                    }
-                }
-            }
-            Err(e) => Err(e),
-        };
-        match &outcome {
-            Ok(()) => report.replayed += 1,
-            Err(_) => report.still_failing += 1,
-        }
-        log.settle_dead_letter(stored.id, outcome).await?;
-    }
-    Ok(report)
-}
-
-/// The rows of a letter, and the log message to append once they are
-/// stored when the letter's record never reached the log.
-fn decode_letter(
-    letter: &DeadLetter,
-    schema: Option<&TableSchema>,
-    shaper: Option<&mut super::shape::Shaper>,
-    max_message_bytes: usize,
-) -> Result<(Rows, Option<LogRecord>), String> {
-    match (letter.stage, schema) {
-        (Stage::Source, None) => {
-            let user: ApiUser =
-                serde_json::from_slice(&letter.payload).map_err(|e| format!("shape: {e}"))?;
-            let row = user.to_row().map_err(|e| e.to_string())?;
-            let message = LogRecord {
-                key: Some(row.key()),
-                payload: row.to_json(),
-            };
-            Ok((Rows::Users(Arc::from(vec![row])), Some(message)))
-        }
-        (Stage::Decode | Stage::Sink, None) => {
-            let row =
-                Row::from_json(&letter.payload, max_message_bytes).map_err(|e| e.to_string())?;
-            Ok((Rows::Users(Arc::from(vec![row])), None))
-        }
-        (Stage::Source | Stage::Transform, Some(_)) => {
-            let shaper = shaper.ok_or("this pipeline has no table to shape records for")?;
-            let record: serde_json::Value = serde_json::from_slice(&letter.payload)
-                .map_err(|e| format!("malformed json: {e}"))?;
-            let shaped = shaper.shape(record).map_err(|e| e.to_string())?;
-            let message = LogRecord {
-                key: Some(shaped.key),
-                payload: shaped.payload,
-            };
-            Ok((Rows::Table(Arc::from(vec![shaped.row])), Some(message)))
-        }
-        (Stage::Decode | Stage::Sink, Some(schema)) => {
-            let row = decode_typed(schema, &letter.payload, max_message_bytes)?;
-            Ok((Rows::Table(Arc::from(vec![row])), None))
-        }
-        (Stage::Transform, None) => {
-            Err("a transform's letter, but this pipeline has no transform".into())
-        }
     }
 }

@@ -1,5 +1,5 @@
 //! What a pipeline's records are and how each becomes a row: the built-in
-//! Random User users (flattened by `record.rs` into the seed table's 12
+//! Random User users (flattened by `record/` into the seed table's 12
 //! columns), or a user pipeline's records, reshaped by its transform and
 //! checked against its typed table. Owns the per-record step of a user
 //! pipeline's ingestion ([`Shaper::shape`]): transform → type check → the

@@ -10,6 +10,11 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::telemetry::metrics::{
+    INGEST_SKIPPED_TICKS, LOG_APPENDED_RECORDS, LOG_LOST_MESSAGES, PROCESSOR_READ_RECORDS,
+    SINK_RETRIES, SINK_UNCHANGED_ROWS, SINK_WRITTEN_ROWS, SOURCE_RECORDS,
+};
+
 /// One of the counters, for [`Stats::add`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Counter {
@@ -34,14 +39,14 @@ impl Counter {
     /// labelled metric of its own (dead letters by stage, HTTP retries).
     fn metric(self) -> Option<&'static str> {
         Some(match self {
-            Counter::Fetched => "tributary_source_records_total",
-            Counter::Logged => "tributary_log_appended_records_total",
-            Counter::Read => "tributary_processor_read_records_total",
-            Counter::Stored => "tributary_sink_written_rows_total",
-            Counter::Unchanged => "tributary_sink_unchanged_rows_total",
-            Counter::SinkRetries => "tributary_sink_retries_total",
-            Counter::TicksSkipped => "tributary_ingest_skipped_ticks_total",
-            Counter::LostToRetention => "tributary_log_lost_messages_total",
+            Counter::Fetched => SOURCE_RECORDS.name,
+            Counter::Logged => LOG_APPENDED_RECORDS.name,
+            Counter::Read => PROCESSOR_READ_RECORDS.name,
+            Counter::Stored => SINK_WRITTEN_ROWS.name,
+            Counter::Unchanged => SINK_UNCHANGED_ROWS.name,
+            Counter::SinkRetries => SINK_RETRIES.name,
+            Counter::TicksSkipped => INGEST_SKIPPED_TICKS.name,
+            Counter::LostToRetention => LOG_LOST_MESSAGES.name,
             Counter::Backlog | Counter::SourceRejected => return None,
             Counter::DeadLettered
             | Counter::DecodeFailed

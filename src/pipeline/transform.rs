@@ -280,7 +280,7 @@ mod tests {
                 ("seed".to_owned(), format!("vrl-{version}")),
             ]
             .into();
-            let body = crate::mock_api::page_body(version, &q, false, 0.0);
+            let body = crate::devtools::mock_api::page_body(version, &q, false, 0.0);
             let page: serde_json::Value = serde_json::from_slice(&body).unwrap();
             for user in page["results"].as_array().unwrap() {
                 let typed: ApiUser = serde_json::from_value(user.clone()).unwrap();

@@ -1,6 +1,8 @@
 //! Log output setup: human-readable lines on stderr, fields first, level
-//! chosen by -v/-q or RUST_LOG; Prometheus metrics in `prometheus.rs`.
+//! chosen by -v/-q or RUST_LOG; every metric declared in `metrics.rs`, the
+//! Prometheus exporter in `prometheus.rs`.
 
+pub mod metrics;
 pub mod prometheus;
 
 use std::io::Write;

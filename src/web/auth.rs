@@ -262,7 +262,7 @@ pub async fn guard(state: State, request: Request, next: Next) -> Response {
         .unwrap_or_else(|| "unmatched".into());
     let response = next.run(request).await;
     metrics::counter!(
-        "tributary_web_requests_total",
+        crate::telemetry::metrics::WEB_REQUESTS.name,
         "route" => route,
         "status" => response.status().as_u16().to_string()
     )

@@ -204,7 +204,10 @@ impl Sampler {
 
     /// After a replay, so the status shows the new count at once.
     pub fn set_dead_letters_waiting(&self, n: u64) {
-        self.gauge("tributary_log_dead_letters_waiting", n as f64);
+        self.gauge(
+            crate::telemetry::metrics::LOG_DEAD_LETTERS_WAITING.name,
+            n as f64,
+        );
         self.update(|p| p.dead_letters_waiting = Some(n));
     }
 
@@ -296,7 +299,10 @@ fn spawn_probes(sampler: Arc<Sampler>, from: Arc<Sources>, shutdown: Cancellatio
             match f.log.lag(&f.group).await {
                 Ok(lag) => {
                     let total: i64 = lag.iter().map(|p| p.lag()).sum();
-                    s.gauge("tributary_log_lag_messages", total as f64);
+                    s.gauge(
+                        crate::telemetry::metrics::LOG_LAG_MESSAGES.name,
+                        total as f64,
+                    );
                     s.update(|p| {
                         p.lag = lag;
                         p.log_ok_at = Some(Instant::now());
@@ -318,7 +324,7 @@ fn spawn_probes(sampler: Arc<Sampler>, from: Arc<Sources>, shutdown: Cancellatio
             let started = Instant::now();
             match f.sink.count().await {
                 Ok(n) => {
-                    s.gauge("tributary_sink_stored_rows", n as f64);
+                    s.gauge(crate::telemetry::metrics::SINK_STORED_ROWS.name, n as f64);
                     s.update(|p| {
                         p.rows = Some(n);
                         p.store_ok_at = Some(Instant::now());
@@ -342,7 +348,7 @@ fn spawn_probes(sampler: Arc<Sampler>, from: Arc<Sources>, shutdown: Cancellatio
         every(s.probe_every * 5, &stop, || async {
             match f.log.dead_letters_waiting(None).await {
                 Ok(n) => {
-                    s.gauge("tributary_log_dead_letters_waiting", n as f64);
+                    s.gauge(crate::telemetry::metrics::LOG_DEAD_LETTERS_WAITING.name, n as f64);
                     s.update(|p| p.dead_letters_waiting = Some(n));
                 }
                 Err(e) => {

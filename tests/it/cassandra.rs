@@ -7,7 +7,7 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::support::{Sandbox, infra, skipped, stderr, unique};
+use crate::support::{Args, Sandbox, infra, skipped, stderr, unique};
 
 fn node(test: &str) -> Option<String> {
     crate::support::cassandra(test)
@@ -51,16 +51,7 @@ fn fifty_thousand_into_cassandra_exactly_once() {
     let s = Sandbox::new();
     let ks = unique("ks");
     let url = sink_url(&n, &ks);
-    let first = s.run_json(&[
-        "run",
-        "--records",
-        "50000",
-        "--seed",
-        "c",
-        "--sink",
-        &url,
-        "--json",
-    ]);
+    let first = s.summary(Args::run().records(50_000).seed("c").sink(&url));
     assert_eq!(first["stored"], 50000, "{first}");
     let count = |s: &Sandbox| {
         let out = s.run(&["count", "--sink", &url]);
@@ -72,16 +63,7 @@ fn fifty_thousand_into_cassandra_exactly_once() {
     };
     assert_eq!(count(&s), 50000);
     assert_eq!(cqlsh_count(&format!("{ks}.created_users"), &[]), 50000);
-    let again = s.run_json(&[
-        "run",
-        "--records",
-        "50000",
-        "--seed",
-        "c",
-        "--sink",
-        &url,
-        "--json",
-    ]);
+    let again = s.summary(Args::run().records(50_000).seed("c").sink(&url));
     assert_eq!(again["read"], 50000, "{again}");
     assert_eq!(count(&s), 50000);
     let out = s.run(&["show", "--limit", "3", "--sink", &url]);
@@ -103,7 +85,7 @@ fn a_table_with_other_columns_is_refused_with_the_differences() {
              CREATE TABLE {ks}.created_users (id TEXT PRIMARY KEY, first_name TEXT, age INT);"
         ),
     ]);
-    let out = s.run(&["run", "--records", "10", "--sink", &sink_url(&n, &ks)]);
+    let out = s.run(&Args::run().records(10).sink(&sink_url(&n, &ks)).strs());
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(err.contains("differs from the seed table"), "{err}");
@@ -126,16 +108,7 @@ fn processor_killed_between_kafka_and_cassandra_stores_exactly_n() {
     let name = unique("kc");
     let log = format!("kafka://{b}/{name}");
     let sink = sink_url(&n, &name);
-    s.run_json(&[
-        "ingest",
-        "--records",
-        &N.to_string(),
-        "--seed",
-        "kc",
-        "--log",
-        &log,
-        "--json",
-    ]);
+    s.summary(Args::ingest().records(N).seed("kc").log(&log));
     let mut child = s
         .cmd(&[
             "process",
@@ -160,7 +133,7 @@ fn processor_killed_between_kafka_and_cassandra_stores_exactly_n() {
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    s.run_json(&["process", "--log", &log, "--sink", &sink, "--json"]);
+    s.summary(Args::process().log(&log).sink(&sink));
     assert_eq!(cqlsh_count(&table, &[]), N);
 }
 
@@ -171,14 +144,7 @@ fn survive(n: &str, name: &str, disturb: impl FnOnce(u32)) {
     let s = Sandbox::new();
     let ks = unique(name);
     let url = sink_url(n, &ks);
-    s.run_json(&[
-        "ingest",
-        "--records",
-        &N.to_string(),
-        "--seed",
-        name,
-        "--json",
-    ]);
+    s.summary(Args::ingest().records(N).seed(name));
     let child = s
         .cmd(&["process", "--batch-size", "200", "--sink", &url, "--json"])
         .stdout(Stdio::piped())
@@ -258,9 +224,9 @@ fn auth_right_credentials_work_and_wrong_ones_fail_clearly_committing_nothing() 
     };
     let s = Sandbox::new();
     let ks = unique("auth");
-    s.run_json(&["ingest", "--records", "500", "--seed", "auth", "--json"]);
+    s.summary(Args::ingest().records(500).seed("auth"));
     let wrong = format!("cassandra://cassandra:wrong@{n}/{ks}.created_users");
-    let out = s.run(&["process", "--sink", &wrong]);
+    let out = s.run(&Args::process().sink(&wrong).strs());
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(err.contains("cannot connect to Cassandra"), "{err}");
@@ -273,7 +239,7 @@ fn auth_right_credentials_work_and_wrong_ones_fail_clearly_committing_nothing() 
         serde_json::from_slice(&s.run(&["status", "--json"]).stdout).unwrap();
     assert_eq!(status["lag"], 500, "{status}");
     let right = format!("cassandra://cassandra:cassandra@{n}/{ks}.created_users");
-    let ok = s.run_json(&["process", "--sink", &right, "--json"]);
+    let ok = s.summary(Args::process().sink(&right));
     assert_eq!(ok["stored"], 500, "{ok}");
     let report = crate::support::verified(&s, &["--sink", &right]);
     assert_eq!(report["present"], 500, "{report}");

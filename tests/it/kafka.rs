@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tributary::pipeline::log::{KafkaLogConfig, Log, LogConfig, LogRecord};
 use tributary::pipeline::source::Generator;
 
-use crate::support::{Sandbox, distinct_ids, rows_now, stderr, unique};
+use crate::support::{Args, Sandbox, distinct_ids, rows_now, stderr, unique};
 
 fn broker(test: &str) -> Option<String> {
     crate::support::kafka(test)
@@ -26,35 +26,25 @@ fn fifty_thousand_through_kafka_into_the_store_exactly_once() {
     let s = Sandbox::new();
     let topic = unique("e2e");
     let url = log_url(&b, &topic);
-    let first = s.run_json(&[
-        "run",
-        "--records",
-        "50000",
-        "--seed",
-        "k",
-        "--log",
-        &url,
-        "--group",
-        &topic,
-        "--json",
-    ]);
+    let first = s.summary(
+        Args::run()
+            .records(50_000)
+            .seed("k")
+            .log(&url)
+            .group(&topic),
+    );
     assert_eq!(first["logged"], 50000, "{first}");
     assert_eq!(first["stored"], 50000, "{first}");
     assert_eq!(s.count(), 50000);
     assert_eq!(distinct_ids(&s.store_path()), 50000);
     // The same seed again: 50,000 more messages on the topic, no new rows.
-    let again = s.run_json(&[
-        "run",
-        "--records",
-        "50000",
-        "--seed",
-        "k",
-        "--log",
-        &url,
-        "--group",
-        &topic,
-        "--json",
-    ]);
+    let again = s.summary(
+        Args::run()
+            .records(50_000)
+            .seed("k")
+            .log(&url)
+            .group(&topic),
+    );
     assert_eq!(again["duplicates_skipped"], 50000, "{again}");
     assert_eq!(s.count(), 50000);
 }
@@ -68,16 +58,7 @@ fn processor_killed_three_times_on_kafka_stores_exactly_n_and_commits_to_the_end
     let s = Sandbox::new();
     let topic = unique("crash");
     let url = log_url(&b, &topic);
-    let ingested = s.run_json(&[
-        "ingest",
-        "--records",
-        &N.to_string(),
-        "--seed",
-        "kc",
-        "--log",
-        &url,
-        "--json",
-    ]);
+    let ingested = s.summary(Args::ingest().records(N).seed("kc").log(&url));
     assert_eq!(ingested["logged"], N);
     // Kill points spread over the stream (varied by the clock, so each run
     // kills at different places).
@@ -118,16 +99,7 @@ fn processor_killed_three_times_on_kafka_stores_exactly_n_and_commits_to_the_end
         before < N,
         "finished before the last kill ({before}); raise N"
     );
-    let resumed = s.run_json(&[
-        "process",
-        "--batch-size",
-        "50",
-        "--log",
-        &url,
-        "--group",
-        &topic,
-        "--json",
-    ]);
+    let resumed = s.summary(Args::process().batch_size(50).log(&url).group(&topic));
     assert_eq!(s.count(), N, "{resumed}");
     assert_eq!(distinct_ids(&s.store_path()), N);
     assert_eq!(resumed["stored"].as_u64().unwrap(), N - before, "{resumed}");
@@ -154,27 +126,16 @@ fn two_processors_in_one_group_one_killed_the_other_finishes() {
     let s = Sandbox::new();
     let topic = unique("pair");
     let url = log_url(&b, &topic);
-    s.run_json(&[
-        "ingest",
-        "--records",
-        &N.to_string(),
-        "--seed",
-        "pair",
-        "--log",
-        &url,
-        "--json",
-    ]);
+    s.summary(Args::ingest().records(N).seed("pair").log(&url));
     let spawn = || {
-        s.cmd(&[
-            "process",
-            "--follow",
-            "--batch-size",
-            "50",
-            "--log",
-            &url,
-            "--group",
-            &topic,
-        ])
+        s.cmd(
+            &Args::process()
+                .follow()
+                .batch_size(50)
+                .log(&url)
+                .group(&topic)
+                .strs(),
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -213,13 +174,12 @@ fn unreachable_broker_and_missing_topic_fail_fast_and_clearly() {
     };
     let s = Sandbox::new();
     let started = Instant::now();
-    let out = s.run(&[
-        "ingest",
-        "--records",
-        "10",
-        "--log",
-        "kafka://127.0.0.1:1/nowhere",
-    ]);
+    let out = s.run(
+        &Args::ingest()
+            .records(10)
+            .log("kafka://127.0.0.1:1/nowhere")
+            .strs(),
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr(&out).contains("cannot reach Kafka at 127.0.0.1:1"),
@@ -234,7 +194,7 @@ fn unreachable_broker_and_missing_topic_fail_fast_and_clearly() {
     )
     .unwrap();
     let topic = unique("missing");
-    let out = s.run(&["ingest", "--records", "10", "--log", &log_url(&b, &topic)]);
+    let out = s.run(&Args::ingest().records(10).log(&log_url(&b, &topic)).strs());
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(
@@ -280,7 +240,7 @@ async fn poison_messages_on_kafka_go_to_the_dlq_topic() {
     }
     log.append(records).await.unwrap();
     let url = log_url(&b, &topic);
-    let sum = s.run_json(&["process", "--log", &url, "--group", &topic, "--json"]);
+    let sum = s.summary(Args::process().log(&url).group(&topic));
     assert_eq!(sum["stored"], 100, "{sum}");
     assert_eq!(sum["dead_lettered"], 3, "{sum}");
     let out = s.run(&["dlq", "list", "--json", "--log", &url]);
@@ -306,11 +266,11 @@ fn poison_from_a_plain_client_lands_in_the_dlq_with_reasons() {
     let s = Sandbox::new();
     let topic = unique("plain_poison");
     let url = log_url(&b, &topic);
-    s.run_json(&["process", "--log", &url, "--group", "warmup", "--json"]);
+    s.summary(Args::process().log(&url).group("warmup"));
     // 100 good seed messages and 5 poison ones (see seed_interop.py).
     assert_eq!(interop(&py, "produce", &b, &topic, 100), 100);
     assert_eq!(interop(&py, "poison", &b, &topic, 0), 5);
-    let sum = s.run_json(&["process", "--log", &url, "--group", &topic, "--json"]);
+    let sum = s.summary(Args::process().log(&url).group(&topic));
     assert_eq!(sum["stored"], 100, "{sum}");
     assert_eq!(sum["dead_lettered"], 5, "{sum}");
     let out = s.run(&["dlq", "list", "--json", "--log", &url]);
@@ -371,9 +331,9 @@ fn messages_of_the_seed_dag_are_processed() {
     let topic = unique("seed_dag");
     // Create the topic our way first (3 partitions), then write as the seed does.
     let url = log_url(&b, &topic);
-    s.run_json(&["process", "--log", &url, "--group", "warmup", "--json"]);
+    s.summary(Args::process().log(&url).group("warmup"));
     assert_eq!(interop(&py, "produce", &b, &topic, 1000), 1000);
-    let sum = s.run_json(&["process", "--log", &url, "--group", &topic, "--json"]);
+    let sum = s.summary(Args::process().log(&url).group(&topic));
     assert_eq!(sum["stored"], 1000, "{sum}");
     assert_eq!(sum["dead_lettered"], 0, "{sum}");
     let out = s.run(&["show", "--json", "--limit", "1000"]);
@@ -392,16 +352,7 @@ fn messages_written_by_tributary_read_with_the_seed_spark_schema() {
     let s = Sandbox::new();
     let topic = unique("seed_spark");
     let url = log_url(&b, &topic);
-    s.run_json(&[
-        "ingest",
-        "--records",
-        "2000",
-        "--seed",
-        "spark",
-        "--log",
-        &url,
-        "--json",
-    ]);
+    s.summary(Args::ingest().records(2000).seed("spark").log(&url));
     assert_eq!(interop(&py, "consume", &b, &topic, 2000), 2000);
 }
 
@@ -414,16 +365,7 @@ fn the_dashboard_shows_kafka_partitions_and_messages() {
     let s = Sandbox::new();
     let topic = unique("dash");
     let url = log_url(&b, &topic);
-    let ingested = s.run_json(&[
-        "ingest",
-        "--records",
-        "300",
-        "--seed",
-        "d",
-        "--log",
-        &url,
-        "--json",
-    ]);
+    let ingested = s.summary(Args::ingest().records(300).seed("d").log(&url));
     assert_eq!(ingested["logged"], 300, "{ingested}");
     let served = serve(&s, &["--log", &url, "--group", &topic], &[]);
     // The processor in serve drains the topic; the sampler sees it.
@@ -510,16 +452,7 @@ fn a_commit_that_belongs_to_an_earlier_topic_of_the_same_name_is_reset() {
     let s = Sandbox::new();
     let topic = unique("recreated");
     let url = log_url(&b, &topic);
-    let ingested = s.run_json(&[
-        "ingest",
-        "--records",
-        "900",
-        "--seed",
-        "re",
-        "--log",
-        &url,
-        "--json",
-    ]);
+    let ingested = s.summary(Args::ingest().records(900).seed("re").log(&url));
     assert_eq!(ingested["logged"], 900);
     // What a group left behind by a deleted topic looks like: offsets in the
     // middle of each partition, committed after messages that are not the
@@ -527,7 +460,7 @@ fn a_commit_that_belongs_to_an_earlier_topic_of_the_same_name_is_reset() {
     let stale = "tributary/1 ts=1600000000000 h=00000000deadbeef";
     commit_by_hand(&b, &topic, &topic, &[(0, 100), (1, 100), (2, 100)], stale);
 
-    let out = s.run(&["process", "--log", &url, "--group", &topic, "--json"]);
+    let out = s.run(&Args::process().log(&url).group(&topic).arg("--json").strs());
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("deleted and created again"),
@@ -541,6 +474,6 @@ fn a_commit_that_belongs_to_an_earlier_topic_of_the_same_name_is_reset() {
     );
 
     // A commit tributary made itself is trusted: nothing is read again.
-    let again = s.run_json(&["process", "--log", &url, "--group", &topic, "--json"]);
+    let again = s.summary(Args::process().log(&url).group(&topic));
     assert_eq!(again["read"], 0, "{again}");
 }

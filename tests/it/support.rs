@@ -61,6 +61,12 @@ impl Sandbox {
         serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {stdout}"))
     }
 
+    /// Runs `args` with `--json` and expects success; returns the JSON
+    /// summary it printed.
+    pub fn summary(&self, args: Args) -> serde_json::Value {
+        self.run_json(&args.arg("--json").strs())
+    }
+
     pub fn count(&self) -> u64 {
         let out = self.run(&["count"]);
         assert!(
@@ -321,5 +327,72 @@ pub fn run_within(s: &Sandbox, args: &[&str], limit: Duration) -> Output {
         status,
         stdout: out.join().unwrap(),
         stderr: err.join().unwrap(),
+    }
+}
+
+/// A command line by flag, for the commands that move records:
+/// `Args::run().log(&url).group(&group).sink(&sink).records(n)`.
+#[derive(Debug, Clone)]
+pub struct Args(Vec<String>);
+
+impl Args {
+    /// `tributary COMMAND`.
+    pub fn new(command: &str) -> Args {
+        Args(vec![command.to_owned()])
+    }
+
+    pub fn run() -> Args {
+        Args::new("run")
+    }
+
+    pub fn ingest() -> Args {
+        Args::new("ingest")
+    }
+
+    pub fn process() -> Args {
+        Args::new("process")
+    }
+
+    /// Any argument, as given.
+    pub fn arg(mut self, arg: impl Into<String>) -> Args {
+        self.0.push(arg.into());
+        self
+    }
+
+    fn flag(self, flag: &str, value: impl ToString) -> Args {
+        self.arg(flag).arg(value.to_string())
+    }
+
+    pub fn records(self, n: u64) -> Args {
+        self.flag("--records", n)
+    }
+
+    pub fn seed(self, seed: &str) -> Args {
+        self.flag("--seed", seed)
+    }
+
+    pub fn log(self, url: &str) -> Args {
+        self.flag("--log", url)
+    }
+
+    pub fn group(self, group: &str) -> Args {
+        self.flag("--group", group)
+    }
+
+    pub fn sink(self, url: &str) -> Args {
+        self.flag("--sink", url)
+    }
+
+    pub fn batch_size(self, n: u64) -> Args {
+        self.flag("--batch-size", n)
+    }
+
+    pub fn follow(self) -> Args {
+        self.arg("--follow")
+    }
+
+    /// The arguments, for `Sandbox::cmd`, `run` and `run_json`.
+    pub fn strs(&self) -> Vec<&str> {
+        self.0.iter().map(String::as_str).collect()
     }
 }

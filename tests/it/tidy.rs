@@ -110,8 +110,12 @@ fn the_spine_does_not_import_the_edges_and_top_level_modules_form_no_cycle() {
         edges["app"].contains("web") && edges["app"].contains("pipeline"),
         "grouped and plain imports are both seen: {edges:?}"
     );
-    // The data path knows nothing of the commands, the dashboard or the flags.
-    for edge in ["app", "web", "cli"] {
+    // The tools sit beside the product: the commands reach them, never the
+    // other way round (the cycle check below holds that).
+    assert!(edges["app"].contains("devtools"), "{edges:?}");
+    // The data path knows nothing of the commands, the dashboard, the flags
+    // or the development tools (its tests may use `mock_api`).
+    for edge in ["app", "web", "cli", "devtools"] {
         assert!(
             !edges["pipeline"].contains(edge),
             "pipeline/ imports {edge}: {:?}",

@@ -224,7 +224,7 @@ async fn walk(
         page.keep_first(remaining);
         let got = page.received() as u64;
         stats.add(Counter::Fetched, got);
-        metrics::counter!("tributary_source_rejected_records_total")
+        metrics::counter!(crate::telemetry::metrics::SOURCE_REJECTED_RECORDS.name)
             .increment(page.rejected.len() as u64);
         remaining = remaining.saturating_sub(got);
         if tx.send(page).await.is_err() {
@@ -342,7 +342,7 @@ async fn append_page(
     log.dead_letter(letters).await?;
     stats.add(Counter::DeadLettered, n_letters);
     stats.add(Counter::SourceRejected, n_letters);
-    metrics::counter!("tributary_transform_rejected_records_total")
+    metrics::counter!(crate::telemetry::metrics::TRANSFORM_REJECTED_RECORDS.name)
         .increment(n_letters - n_rejected - n_oversize);
     if !records.is_empty() {
         let ack = log.append(records).await?;

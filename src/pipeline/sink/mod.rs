@@ -286,7 +286,7 @@ async fn timed(
     let started = std::time::Instant::now();
     let written = write.await;
     let outcome = if written.is_ok() { "ok" } else { "error" };
-    metrics::histogram!("tributary_sink_write_duration_seconds", "outcome" => outcome)
+    metrics::histogram!(crate::telemetry::metrics::SINK_WRITE_DURATION.name, "outcome" => outcome)
         .record(started.elapsed().as_secs_f64());
     written
 }

@@ -117,13 +117,13 @@ impl Source {
             }),
             Source::Http(h) => h.fetch(page, results).await,
         };
-        metrics::histogram!("tributary_source_fetch_duration_seconds")
+        metrics::histogram!(crate::telemetry::metrics::SOURCE_FETCH_DURATION.name)
             .record(started.elapsed().as_secs_f64());
         let mut fetched = fetched;
         if let Ok(batch) = &mut fetched {
             batch.first = page.saturating_sub(1).saturating_mul(results);
             // Malformed users in an answer that was otherwise fine.
-            metrics::counter!("tributary_source_rejected_records_total")
+            metrics::counter!(crate::telemetry::metrics::SOURCE_REJECTED_RECORDS.name)
                 .increment(batch.rejected.len() as u64);
         }
         fetched

@@ -138,7 +138,7 @@ impl RetryPolicy {
                 .min(self.backoff_max.max(RETRY_AFTER_CAP));
             on_retry(made, delay, &failure.reason);
             retries.fetch_add(1, Ordering::Relaxed);
-            metrics::counter!("tributary_source_retries_total").increment(1);
+            metrics::counter!(crate::telemetry::metrics::SOURCE_RETRIES.name).increment(1);
             tokio::time::sleep(delay).await;
         }
     }

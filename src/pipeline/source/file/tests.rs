@@ -1,7 +1,7 @@
 //! Tests of the file source: NDJSON with bad lines, JSON arrays with hard
 //! strings and nesting, paging, streaming, and broken arrays.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 

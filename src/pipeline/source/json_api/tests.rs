@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Query, State};
@@ -15,6 +16,8 @@ use axum::routing::get;
 use serde_json::json;
 
 use super::super::json_page::RejectedRecord;
+use super::paging::{Link, parse_link_header};
+use super::secrets::parse_template;
 use super::*;
 
 const TOKEN: &str = "s3cr3t-T0KEN-9f8e7d";

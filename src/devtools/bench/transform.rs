@@ -25,7 +25,7 @@ use serde_json::value::RawValue;
 use vrl::value::Value as VrlValue;
 
 use super::{Measure, best, measure, rate};
-use crate::mock_api::page_body;
+use crate::devtools::mock_api::page_body;
 use crate::pipeline::source::MAX_RESULTS_PER_REQUEST;
 use crate::pipeline::table::{Cell, TableSchema, UnknownFields, check, encode, key};
 use crate::pipeline::transform::{Origin, Transform};

@@ -12,7 +12,9 @@
 //!   (`dashboard.rs`);
 //! - with `--latency`, log → store latency at half load (`latency.rs`).
 
+mod cassandra;
 mod dashboard;
+mod kafka;
 mod latency;
 mod pipeline;
 mod transform;
@@ -24,9 +26,8 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use super::AppResult;
+use super::mock_api::{self, Faults, Served};
 use crate::cli::BenchArgs;
-use crate::mock_api::{self, Faults, Served};
 use crate::pipeline::embedded;
 use crate::pipeline::source::{Generator, HttpConfig, HttpSource, MAX_RESULTS_PER_REQUEST};
 use crate::record::{ROW_COLUMNS, Row, decode_page};
@@ -67,23 +68,20 @@ fn rate(n: u64, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64()
 }
 
-pub async fn bench(args: &BenchArgs) -> AppResult {
+/// `tributary bench`: prints the measurements; an error is a failed run.
+pub async fn bench(args: &BenchArgs) -> anyhow::Result<()> {
     if let Some(secs) = args.ticks {
-        return tick_precision(secs).await.map_err(Into::into);
+        return tick_precision(secs).await;
     }
     if args.latency {
         let stages = latency::Stages {
             kafka: args.kafka.as_deref(),
             cassandra: args.cassandra.as_deref(),
         };
-        return latency::latency(args.records, stages)
-            .await
-            .map_err(Into::into);
+        return latency::latency(args.records, stages).await;
     }
     if let Some(chromium) = &args.dashboard {
-        return dashboard::dashboard(args.records, chromium)
-            .await
-            .map_err(Into::into);
+        return dashboard::dashboard(args.records, chromium).await;
     }
     let n = args.records.max(MAX_RESULTS_PER_REQUEST);
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
@@ -382,313 +380,6 @@ async fn http_source(n: u64) -> anyhow::Result<(Duration, Duration)> {
     stop.cancel();
     let _ = server.await;
     Ok((ours, ceiling))
-}
-
-/// The Kafka log beside Kafka's own performance tools, on the same broker
-/// and the same records (the seed stack's flat JSON, about 500 bytes).
-mod kafka {
-    use std::path::Path;
-    use std::time::{Duration, Instant};
-
-    use anyhow::{Context, bail};
-
-    use super::{Measure, end_to_end_with, measure, rate, tempdir};
-    use crate::pipeline::log::{KafkaLogConfig, Log, LogConfig, LogRecord};
-    use crate::pipeline::source::Generator;
-
-    fn config(brokers: &str, topic: &str) -> LogConfig {
-        LogConfig::Kafka(KafkaLogConfig {
-            brokers: brokers.to_owned(),
-            topic: topic.to_owned(),
-            create_topics: true,
-            partitions: 3,
-            replication_factor: None,
-            compression: "lz4".into(),
-            properties: Default::default(),
-        })
-    }
-
-    async fn tool(infra: &Path, args: &[String]) -> anyhow::Result<String> {
-        let out = tokio::process::Command::new("bash")
-            .arg(infra)
-            .args(args)
-            .output()
-            .await
-            .with_context(|| format!("cannot run {}", infra.display()))?;
-        if !out.status.success() {
-            bail!(
-                "{} {}: {}",
-                infra.display(),
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-
-    pub async fn bench(
-        brokers: &str,
-        infra: &Path,
-        n: u64,
-    ) -> anyhow::Result<(Vec<Measure>, Option<u64>)> {
-        let stamp = crate::pipeline::source::generator::random_seed();
-        let rows: Vec<LogRecord> = {
-            let g = Generator::new("bench", vec![], None);
-            (0..n)
-                .map(|k| {
-                    let row = g.user(k).to_row().expect("generated users flatten");
-                    LogRecord {
-                        key: Some(row.key()),
-                        payload: row.to_json(),
-                    }
-                })
-                .collect()
-        };
-        let avg = rows.iter().map(|r| r.payload.len()).sum::<usize>() / rows.len();
-        eprintln!("bench kafka: {n} records of {avg} bytes on average, brokers {brokers}");
-
-        // Producer: ours vs ProducerPerformance with the same payloads,
-        // acks=all, idempotence, lz4, linger 5 ms.
-        let ours_topic = format!("bench-ours-{stamp}");
-        let log = Log::open(&config(brokers, &ours_topic)).await?;
-        let t = Instant::now();
-        for chunk in rows.chunks(10_000) {
-            log.append(chunk.to_vec()).await?;
-        }
-        let ours_produce = t.elapsed();
-        let dir = tempdir()?;
-        let payloads = dir.join("payloads.txt");
-        let mut text = Vec::with_capacity(rows.len() * (avg + 1));
-        for r in &rows {
-            text.extend_from_slice(&r.payload);
-            text.push(b'\n');
-        }
-        std::fs::write(&payloads, text)?;
-        let tools_topic = format!("bench-tools-{stamp}");
-        // Same topic layout for the tool: create it through our log.
-        Log::open(&config(brokers, &tools_topic)).await?;
-        let out = tool(
-            infra,
-            &[
-                "kafka-perf-producer".into(),
-                "--topic".into(),
-                tools_topic.clone(),
-                "--num-records".into(),
-                n.to_string(),
-                "--payload-file".into(),
-                payloads.display().to_string(),
-                "--throughput".into(),
-                "-1".into(),
-                "--producer-props".into(),
-                format!("bootstrap.servers={brokers}"),
-                "acks=all".into(),
-                "enable.idempotence=true".into(),
-                "compression.type=lz4".into(),
-                "linger.ms=5".into(),
-                "batch.size=1000000".into(),
-            ],
-        )
-        .await?;
-        let tools_produce = out
-            .lines()
-            .rev()
-            .find(|l| l.contains("records/sec"))
-            .and_then(|l| {
-                let before = l.split(" records/sec").next()?;
-                before.rsplit(", ").next()?.trim().parse::<f64>().ok()
-            })
-            .with_context(|| format!("no records/sec in ProducerPerformance output: {out}"))?;
-        std::fs::remove_dir_all(&dir).ok();
-
-        // Consumer: ours (poll to a null sink) vs ConsumerPerformance, both
-        // reading the topic the tool wrote, each as a new group.
-        let reader_log = Log::open(&config(brokers, &tools_topic)).await?;
-        let mut reader = reader_log.reader(&format!("bench-ours-{stamp}")).await?;
-        // Like ConsumerPerformance's fetch.nMsg.sec: from the first message
-        // (the group join before it is reported separately).
-        let joined = Instant::now();
-        let mut read = reader.poll(5000, Duration::from_secs(60)).await?.len() as u64;
-        let t = Instant::now();
-        let join = t - joined;
-        while read < n {
-            read += reader.poll(5000, Duration::from_secs(1)).await?.len() as u64;
-            if t.elapsed() > Duration::from_secs(300) {
-                bail!("our consumer read only {read} of {n} in 300 s");
-            }
-        }
-        let ours_consume = t.elapsed();
-        eprintln!(
-            "bench kafka: our consumer joined its group in {} ms",
-            join.as_millis()
-        );
-        drop(reader);
-        let out = tool(
-            infra,
-            &[
-                "kafka-perf-consumer".into(),
-                "--bootstrap-server".into(),
-                brokers.to_owned(),
-                "--topic".into(),
-                tools_topic.clone(),
-                "--num-records".into(),
-                n.to_string(),
-                "--group".into(),
-                format!("bench-tools-{stamp}"),
-            ],
-        )
-        .await?;
-        // CSV: start.time, end.time, MB, MB.sec, nMsg, nMsg.sec,
-        // rebalance.time.ms, fetch.time.ms, fetch.MB.sec, fetch.nMsg.sec
-        let tools_consume = out
-            .lines()
-            .rev()
-            .find(|l| l.split(',').count() >= 10 && !l.contains("nMsg"))
-            .and_then(|l| l.split(',').nth(9)?.trim().parse::<f64>().ok())
-            .with_context(|| format!("no fetch.nMsg.sec in ConsumerPerformance output: {out}"))?;
-
-        // The full path through Kafka, as a user runs it.
-        let e2e_topic = format!("bench-e2e-{stamp}");
-        let url = format!("kafka://{brokers}/{e2e_topic}");
-        let (e2e, rss) = end_to_end_with(n, &["--log", &url, "--group", &e2e_topic]).await?;
-
-        Ok((
-            vec![
-                measure(
-                    "kafka producer",
-                    rate(n, ours_produce),
-                    "ProducerPerformance (same payloads)",
-                    tools_produce,
-                ),
-                measure(
-                    "kafka consumer (null sink)",
-                    rate(n, ours_consume),
-                    "ConsumerPerformance (fetch.nMsg.sec)",
-                    tools_consume,
-                ),
-                measure(
-                    "end to end via Kafka",
-                    rate(n, e2e),
-                    "ProducerPerformance (path ceiling)",
-                    tools_produce,
-                ),
-            ],
-            rss,
-        ))
-    }
-}
-
-/// The Cassandra sink beside a raw driver loop: the same `scylla` session
-/// settings, the same prepared INSERT and concurrency, the same rows.
-mod cassandra {
-    use std::collections::BTreeMap;
-    use std::sync::Arc;
-    use std::time::Instant;
-
-    use anyhow::Context;
-    use futures::StreamExt;
-    use scylla::client::session_builder::SessionBuilder;
-    use scylla::statement::Consistency;
-
-    use super::{BATCH, Measure, end_to_end_with, measure, rate};
-    use crate::pipeline::shape::Dataset;
-    use crate::pipeline::sink::cassandra::insert_values;
-    use crate::pipeline::sink::{CassandraSinkConfig, Rows, Sink, SinkConfig};
-    use crate::pipeline::source::Generator;
-    use crate::record::{ROW_COLUMNS, Row};
-
-    const CONCURRENCY: usize = 256;
-
-    pub async fn bench(
-        node: &str,
-        kafka: Option<&str>,
-        n: u64,
-    ) -> anyhow::Result<(Vec<Measure>, Option<u64>)> {
-        let stamp = crate::pipeline::source::generator::random_seed();
-        eprintln!("bench cassandra: {n} rows, concurrency {CONCURRENCY}, node {node}");
-        let g = Generator::new("bench-c", vec![], None);
-        let rows: Vec<Row> = (0..n)
-            .map(|k| g.user(k).to_row())
-            .collect::<Result<_, _>>()
-            .context("generated users flatten")?;
-        let config = |ks: &str| CassandraSinkConfig {
-            nodes: vec![node.to_owned()],
-            keyspace: ks.to_owned(),
-            table: "created_users".into(),
-            user: None,
-            password: None,
-            replication: BTreeMap::from([
-                ("class".to_owned(), "SimpleStrategy".to_owned()),
-                ("replication_factor".to_owned(), "1".to_owned()),
-            ]),
-            consistency: Consistency::LocalQuorum,
-            concurrency: CONCURRENCY,
-            tls_ca_file: None,
-        };
-
-        // The sink alone, in the processor's batches.
-        let ks_sink = format!("bench_sink_{stamp}");
-        let sink = Sink::open(&SinkConfig::Cassandra(config(&ks_sink)), &Dataset::Users).await?;
-        let t = Instant::now();
-        for chunk in rows.chunks(BATCH) {
-            sink.write(Rows::Users(Arc::from(chunk.to_vec()))).await?;
-        }
-        let sink_time = t.elapsed();
-
-        // The raw ceiling: the same insert through the driver, all rows in
-        // one stream with the same bound on requests in flight.
-        let ks_raw = format!("bench_raw_{stamp}");
-        Sink::open(&SinkConfig::Cassandra(config(&ks_raw)), &Dataset::Users).await?; // creates the table
-        let session = SessionBuilder::new().known_node(node).build().await?;
-        let mut insert = session
-            .prepare(format!(
-                "INSERT INTO {ks_raw}.created_users ({}) VALUES ({})",
-                ROW_COLUMNS.join(", "),
-                vec!["?"; ROW_COLUMNS.len()].join(", ")
-            ))
-            .await?;
-        insert.set_consistency(Consistency::LocalQuorum);
-        insert.set_is_idempotent(true);
-        let t = Instant::now();
-        let failures = futures::stream::iter(rows.iter())
-            .map(|r| {
-                let (session, insert) = (&session, &insert);
-                async move {
-                    session
-                        .execute_unpaged(insert, insert_values(r))
-                        .await
-                        .is_err()
-                }
-            })
-            .buffer_unordered(CONCURRENCY)
-            .filter(|failed| std::future::ready(*failed))
-            .count()
-            .await;
-        let raw_time = t.elapsed();
-        anyhow::ensure!(failures == 0, "{failures} raw inserts failed");
-
-        let mut out = vec![measure(
-            "cassandra sink (batches of 1000)",
-            rate(n, sink_time),
-            "raw scylla insert loop",
-            rate(n, raw_time),
-        )];
-        let mut rss = None;
-        if let Some(brokers) = kafka {
-            let name = format!("bench_path_{stamp}");
-            let log = format!("kafka://{brokers}/{name}");
-            let sink_url = format!("cassandra://{node}/{name}.created_users");
-            let (d, r) =
-                end_to_end_with(n, &["--log", &log, "--group", &name, "--sink", &sink_url]).await?;
-            rss = r;
-            out.push(measure(
-                "gen → Kafka → Cassandra (run)",
-                rate(n, d),
-                "the cassandra sink alone",
-                rate(n, sink_time),
-            ));
-        }
-        Ok((out, rss))
-    }
 }
 
 /// How late burst ticks fire (100 ms interval) while the pipeline runs at

@@ -107,9 +107,22 @@ pub(super) async fn run_job(
     let mut peak_rss: f64 = 0.0;
     loop {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        peak_rss =
-            peak_rss.max(metric(client, port, "tributary_process_resident_memory_bytes").await?);
-        if metric(client, port, "tributary_sink_written_rows_total").await? >= n as f64 {
+        peak_rss = peak_rss.max(
+            metric(
+                client,
+                port,
+                crate::telemetry::metrics::PROCESS_RESIDENT_MEMORY.name,
+            )
+            .await?,
+        );
+        if metric(
+            client,
+            port,
+            crate::telemetry::metrics::SINK_WRITTEN_ROWS.name,
+        )
+        .await?
+            >= n as f64
+        {
             return Ok((t.elapsed().as_secs_f64(), peak_rss));
         }
         if t.elapsed() > Duration::from_secs(600) {

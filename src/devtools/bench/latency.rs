@@ -13,7 +13,7 @@ use anyhow::bail;
 use super::dashboard::{metrics_text, run_job, start_serve};
 use super::{rate, tempdir};
 
-const HISTOGRAM: &str = "tributary_processor_end_to_end_latency_seconds";
+const HISTOGRAM: &str = crate::telemetry::metrics::PROCESSOR_END_TO_END_LATENCY.name;
 const BURST: Duration = Duration::from_secs(30);
 const TICK: Duration = Duration::from_millis(100);
 /// Start-up (a Kafka consumer joining its group, the first fetch) is left

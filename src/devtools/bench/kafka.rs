@@ -1,0 +1,191 @@
+//! The Kafka log beside Kafka's own performance tools, on the same broker
+//! and the same records (the seed stack's flat JSON, about 500 bytes).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use super::{Measure, end_to_end_with, measure, rate, tempdir};
+use crate::pipeline::log::{KafkaLogConfig, Log, LogConfig, LogRecord};
+use crate::pipeline::source::Generator;
+
+fn config(brokers: &str, topic: &str) -> LogConfig {
+    LogConfig::Kafka(KafkaLogConfig {
+        brokers: brokers.to_owned(),
+        topic: topic.to_owned(),
+        create_topics: true,
+        partitions: 3,
+        replication_factor: None,
+        compression: "lz4".into(),
+        properties: Default::default(),
+    })
+}
+
+async fn tool(infra: &Path, args: &[String]) -> anyhow::Result<String> {
+    let out = tokio::process::Command::new("bash")
+        .arg(infra)
+        .args(args)
+        .output()
+        .await
+        .with_context(|| format!("cannot run {}", infra.display()))?;
+    if !out.status.success() {
+        bail!(
+            "{} {}: {}",
+            infra.display(),
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+pub async fn bench(
+    brokers: &str,
+    infra: &Path,
+    n: u64,
+) -> anyhow::Result<(Vec<Measure>, Option<u64>)> {
+    let stamp = crate::pipeline::source::generator::random_seed();
+    let rows: Vec<LogRecord> = {
+        let g = Generator::new("bench", vec![], None);
+        (0..n)
+            .map(|k| {
+                let row = g.user(k).to_row().expect("generated users flatten");
+                LogRecord {
+                    key: Some(row.key()),
+                    payload: row.to_json(),
+                }
+            })
+            .collect()
+    };
+    let avg = rows.iter().map(|r| r.payload.len()).sum::<usize>() / rows.len();
+    eprintln!("bench kafka: {n} records of {avg} bytes on average, brokers {brokers}");
+
+    // Producer: ours vs ProducerPerformance with the same payloads,
+    // acks=all, idempotence, lz4, linger 5 ms.
+    let ours_topic = format!("bench-ours-{stamp}");
+    let log = Log::open(&config(brokers, &ours_topic)).await?;
+    let t = Instant::now();
+    for chunk in rows.chunks(10_000) {
+        log.append(chunk.to_vec()).await?;
+    }
+    let ours_produce = t.elapsed();
+    let dir = tempdir()?;
+    let payloads = dir.join("payloads.txt");
+    let mut text = Vec::with_capacity(rows.len() * (avg + 1));
+    for r in &rows {
+        text.extend_from_slice(&r.payload);
+        text.push(b'\n');
+    }
+    std::fs::write(&payloads, text)?;
+    let tools_topic = format!("bench-tools-{stamp}");
+    // Same topic layout for the tool: create it through our log.
+    Log::open(&config(brokers, &tools_topic)).await?;
+    let out = tool(
+        infra,
+        &[
+            "kafka-perf-producer".into(),
+            "--topic".into(),
+            tools_topic.clone(),
+            "--num-records".into(),
+            n.to_string(),
+            "--payload-file".into(),
+            payloads.display().to_string(),
+            "--throughput".into(),
+            "-1".into(),
+            "--producer-props".into(),
+            format!("bootstrap.servers={brokers}"),
+            "acks=all".into(),
+            "enable.idempotence=true".into(),
+            "compression.type=lz4".into(),
+            "linger.ms=5".into(),
+            "batch.size=1000000".into(),
+        ],
+    )
+    .await?;
+    let tools_produce = out
+        .lines()
+        .rev()
+        .find(|l| l.contains("records/sec"))
+        .and_then(|l| {
+            let before = l.split(" records/sec").next()?;
+            before.rsplit(", ").next()?.trim().parse::<f64>().ok()
+        })
+        .with_context(|| format!("no records/sec in ProducerPerformance output: {out}"))?;
+    std::fs::remove_dir_all(&dir).ok();
+
+    // Consumer: ours (poll to a null sink) vs ConsumerPerformance, both
+    // reading the topic the tool wrote, each as a new group.
+    let reader_log = Log::open(&config(brokers, &tools_topic)).await?;
+    let mut reader = reader_log.reader(&format!("bench-ours-{stamp}")).await?;
+    // Like ConsumerPerformance's fetch.nMsg.sec: from the first message
+    // (the group join before it is reported separately).
+    let joined = Instant::now();
+    let mut read = reader.poll(5000, Duration::from_secs(60)).await?.len() as u64;
+    let t = Instant::now();
+    let join = t - joined;
+    while read < n {
+        read += reader.poll(5000, Duration::from_secs(1)).await?.len() as u64;
+        if t.elapsed() > Duration::from_secs(300) {
+            bail!("our consumer read only {read} of {n} in 300 s");
+        }
+    }
+    let ours_consume = t.elapsed();
+    eprintln!(
+        "bench kafka: our consumer joined its group in {} ms",
+        join.as_millis()
+    );
+    drop(reader);
+    let out = tool(
+        infra,
+        &[
+            "kafka-perf-consumer".into(),
+            "--bootstrap-server".into(),
+            brokers.to_owned(),
+            "--topic".into(),
+            tools_topic.clone(),
+            "--num-records".into(),
+            n.to_string(),
+            "--group".into(),
+            format!("bench-tools-{stamp}"),
+        ],
+    )
+    .await?;
+    // CSV: start.time, end.time, MB, MB.sec, nMsg, nMsg.sec,
+    // rebalance.time.ms, fetch.time.ms, fetch.MB.sec, fetch.nMsg.sec
+    let tools_consume = out
+        .lines()
+        .rev()
+        .find(|l| l.split(',').count() >= 10 && !l.contains("nMsg"))
+        .and_then(|l| l.split(',').nth(9)?.trim().parse::<f64>().ok())
+        .with_context(|| format!("no fetch.nMsg.sec in ConsumerPerformance output: {out}"))?;
+
+    // The full path through Kafka, as a user runs it.
+    let e2e_topic = format!("bench-e2e-{stamp}");
+    let url = format!("kafka://{brokers}/{e2e_topic}");
+    let (e2e, rss) = end_to_end_with(n, &["--log", &url, "--group", &e2e_topic]).await?;
+
+    Ok((
+        vec![
+            measure(
+                "kafka producer",
+                rate(n, ours_produce),
+                "ProducerPerformance (same payloads)",
+                tools_produce,
+            ),
+            measure(
+                "kafka consumer (null sink)",
+                rate(n, ours_consume),
+                "ConsumerPerformance (fetch.nMsg.sec)",
+                tools_consume,
+            ),
+            measure(
+                "end to end via Kafka",
+                rate(n, e2e),
+                "ProducerPerformance (path ceiling)",
+                tools_produce,
+            ),
+        ],
+        rss,
+    ))
+}

@@ -1,0 +1,151 @@
+//! Dead-letter replay: letters run through decoding (or, for a record that
+//! never reached the log, the pipeline's transform and table as they are
+//! now) and the sink again, after a fix; each settled one by one.
+
+use std::sync::Arc;
+
+use super::{ProcessError, decode_typed};
+use crate::pipeline::log::{DeadLetter, Log, LogRecord, Stage, StoredDeadLetter};
+use crate::pipeline::shape::{Shape, Shaper};
+use crate::pipeline::sink::{Rows, Sink};
+use crate::pipeline::table::TableSchema;
+use crate::record::{ApiUser, Row};
+
+/// The outcome of replaying dead letters.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ReplayReport {
+    /// Letters now stored in the sink (and marked replayed).
+    pub replayed: u64,
+    /// Letters that still fail, kept with their new reason.
+    pub still_failing: u64,
+}
+
+impl std::ops::AddAssign for ReplayReport {
+    fn add_assign(&mut self, other: ReplayReport) {
+        self.replayed += other.replayed;
+        self.still_failing += other.still_failing;
+    }
+}
+
+/// Waiting letters replayed per page: one API call, one step of
+/// `dlq replay`. Memory holds one page.
+pub const REPLAY_PAGE: usize = 1000;
+
+/// Replays the oldest [`REPLAY_PAGE`] waiting letters with an id above
+/// `after`. Returns what happened and the last id of the page, the cursor
+/// for the next one (`None` when nothing waits there). Letters that still
+/// fail stay behind the cursor, so paging on reaches the rest.
+pub async fn replay_page(
+    log: &Log,
+    sink: &Sink,
+    shape: Option<&Arc<Shape>>,
+    after: Option<i64>,
+    max_message_bytes: usize,
+) -> Result<(ReplayReport, Option<i64>), ProcessError> {
+    let letters = log.dead_letters(false, after, REPLAY_PAGE).await?;
+    let last = letters.last().map(|l| l.id);
+    let report = replay(log, sink, shape, letters, max_message_bytes).await?;
+    Ok((report, last))
+}
+
+/// Runs dead letters through decoding and the sink again, after a fix.
+/// A letter from the source stage holds an API user; one from the transform
+/// stage the source record, run through the pipeline's transform and table
+/// as they are now; the others hold a log message. Each is settled one by
+/// one: stored → marked replayed; failing → kept with the new reason.
+///
+/// A record of the source or transform stage never reached the log: once
+/// stored, its message is appended to the log too, so a store refilled
+/// from the log holds it as well. (Letters of the later stages are log
+/// messages already.)
+pub async fn replay(
+    log: &Log,
+    sink: &Sink,
+    shape: Option<&Arc<Shape>>,
+    letters: Vec<StoredDeadLetter>,
+    max_message_bytes: usize,
+) -> Result<ReplayReport, ProcessError> {
+    let mut report = ReplayReport::default();
+    let mut shaper = match shape {
+        Some(shape) => Some(
+            shape
+                .shaper()
+                .map_err(|e| ProcessError::Replay(e.to_string()))?,
+        ),
+        None => None,
+    };
+    for stored in letters {
+        let rows = decode_letter(
+            &stored.letter,
+            sink.schema().map(|s| &**s),
+            shaper.as_mut(),
+            max_message_bytes,
+        );
+        let outcome = match rows {
+            Ok((rows, message)) => {
+                let ack = sink.write(rows).await?;
+                match ack.rejected.into_iter().next() {
+                    Some((_, reason)) => Err(reason),
+                    None => {
+                        if let Some(message) = message {
+                            log.append(vec![message]).await?;
+                        }
+                        Ok(())
+                    }
+                }
+            }
+            Err(e) => Err(e),
+        };
+        match &outcome {
+            Ok(()) => report.replayed += 1,
+            Err(_) => report.still_failing += 1,
+        }
+        log.settle_dead_letter(stored.id, outcome).await?;
+    }
+    Ok(report)
+}
+
+/// The rows of a letter, and the log message to append once they are
+/// stored when the letter's record never reached the log.
+fn decode_letter(
+    letter: &DeadLetter,
+    schema: Option<&TableSchema>,
+    shaper: Option<&mut Shaper>,
+    max_message_bytes: usize,
+) -> Result<(Rows, Option<LogRecord>), String> {
+    match (letter.stage, schema) {
+        (Stage::Source, None) => {
+            let user: ApiUser =
+                serde_json::from_slice(&letter.payload).map_err(|e| format!("shape: {e}"))?;
+            let row = user.to_row().map_err(|e| e.to_string())?;
+            let message = LogRecord {
+                key: Some(row.key()),
+                payload: row.to_json(),
+            };
+            Ok((Rows::Users(Arc::from(vec![row])), Some(message)))
+        }
+        (Stage::Decode | Stage::Sink, None) => {
+            let row =
+                Row::from_json(&letter.payload, max_message_bytes).map_err(|e| e.to_string())?;
+            Ok((Rows::Users(Arc::from(vec![row])), None))
+        }
+        (Stage::Source | Stage::Transform, Some(_)) => {
+            let shaper = shaper.ok_or("this pipeline has no table to shape records for")?;
+            let record: serde_json::Value = serde_json::from_slice(&letter.payload)
+                .map_err(|e| format!("malformed json: {e}"))?;
+            let shaped = shaper.shape(record).map_err(|e| e.to_string())?;
+            let message = LogRecord {
+                key: Some(shaped.key),
+                payload: shaped.payload,
+            };
+            Ok((Rows::Table(Arc::from(vec![shaped.row])), Some(message)))
+        }
+        (Stage::Decode | Stage::Sink, Some(schema)) => {
+            let row = decode_typed(schema, &letter.payload, max_message_bytes)?;
+            Ok((Rows::Table(Arc::from(vec![row])), None))
+        }
+        (Stage::Transform, None) => {
+            Err("a transform's letter, but this pipeline has no transform".into())
+        }
+    }
+}
