@@ -8,37 +8,78 @@ use anyhow::Context;
 
 use super::{AppError, AppResult};
 use crate::cli::HealthcheckArgs;
-use crate::config::Config;
 
-pub async fn healthcheck(config: &Config, args: &HealthcheckArgs) -> AppResult {
-    let listen = config.web.listen.ok_or_else(|| {
+/// The most of an answer's body read and printed: `/readyz` says one line.
+const BODY_BYTES: usize = 4096;
+
+pub async fn healthcheck(listen: Option<SocketAddr>, args: &HealthcheckArgs) -> AppResult {
+    let listen = listen.ok_or_else(|| {
         AppError::Usage(
             "the dashboard is off ([web] listen = \"off\"), so there is nothing to ask; \
              give the address serve listens on with --listen"
                 .into(),
         )
     })?;
+    if args.timeout.is_zero() {
+        return Err(AppError::Usage(
+            "--timeout must be more than 0 (e.g. 5s)".into(),
+        ));
+    }
     let path = if args.live { "/healthz" } else { "/readyz" };
     let url = format!("http://{}{path}", asked(listen));
     let client = reqwest::Client::builder()
         .timeout(args.timeout)
         .no_proxy()
+        // The answer of this address, not of wherever it points.
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .context("cannot build an HTTP client")?;
-    let response = client
+    let mut response = client
         .get(&url)
         .send()
         .await
         .with_context(|| format!("{url} does not answer (is `tributary serve` running?)"))?;
     let status = response.status();
-    let body = response.text().await.unwrap_or_default();
-    let body = body.trim();
+    // The whole answer, within the timeout and BODY_BYTES: serve's is one
+    // line, so a longer or endless one is not serve's.
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            Ok(None) => break,
+            Err(e) => {
+                return Err(AppError::Failed(anyhow::anyhow!(
+                    "{url}: {status}, but the answer broke off: {e}"
+                )));
+            }
+        }
+        if body.len() > BODY_BYTES {
+            return Err(AppError::Failed(anyhow::anyhow!(
+                "{url}: {status}, but the answer goes on past {BODY_BYTES} bytes: \
+                 not tributary serve's"
+            )));
+        }
+    }
+    let body = String::from_utf8_lossy(&body);
+    let body = super::table::escape(body.trim());
     if status.is_success() {
         println!("{url}: {body}");
         Ok(())
     } else {
         Err(AppError::Failed(anyhow::anyhow!("{url}: {status} {body}")))
     }
+}
+
+/// `--listen ADDR` as given, "off" as none.
+pub fn parse_listen(listen: &str) -> AppResult<Option<SocketAddr>> {
+    if listen.trim().eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    listen.trim().parse().map(Some).map_err(|_| {
+        AppError::Usage(format!(
+            "--listen {listen:?} is not an address: use HOST:PORT, e.g. 127.0.0.1:8080"
+        ))
+    })
 }
 
 /// The address to ask: an unspecified one (0.0.0.0, ::) on loopback.

@@ -176,13 +176,20 @@ pub async fn main(cli: Cli) -> AppResult {
         }
         Command::Bench(args) => Ok(crate::devtools::bench::bench(&args).await?),
         Command::Healthcheck(args) => {
-            let config = resolve(Overrides {
-                data_dir: data_dir.clone(),
-                listen: args.listen.clone(),
-                every_pipeline: true,
-                ..Overrides::default()
-            })?;
-            health::healthcheck(&config, &args).await
+            // An address given is asked as it is; else the configuration's.
+            let listen = match &args.listen {
+                Some(listen) => health::parse_listen(listen)?,
+                None => {
+                    resolve(Overrides {
+                        data_dir: data_dir.clone(),
+                        every_pipeline: true,
+                        ..Overrides::default()
+                    })?
+                    .web
+                    .listen
+                }
+            };
+            health::healthcheck(listen, &args).await
         }
     }
 }

@@ -159,6 +159,16 @@ pub fn backfill(
              --from up to --to"
         )));
     }
+    // A slot still to come is the schedule's to run, when it comes: queued
+    // now, it would run early and then count as done.
+    let now = Utc::now();
+    if to > now {
+        return Err(AppError::Usage(format!(
+            "--to {to} is in the future (now {}): a backfill queues past slots \
+             only; the schedule runs the later ones when they come",
+            now.format("%Y-%m-%dT%H:%M:%SZ")
+        )));
+    }
     // Counted before anything is queued, and never past the cap: a year of
     // `@every 10ms` is three billion slots.
     let n = job

@@ -17,7 +17,16 @@ const WIDTH_ROWS: usize = 1000;
 pub fn escape(s: &str) -> std::borrow::Cow<'_, str> {
     let hidden = |c: char| {
         c.is_control()
-            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+            || matches!(
+                c,
+                // Direction marks and embeddings, zero-width characters,
+                // line and paragraph separators: invisible or moving text.
+                '\u{061c}'
+                    | '\u{200b}'..='\u{200f}'
+                    | '\u{2028}'..='\u{202e}'
+                    | '\u{2060}'..='\u{2069}'
+                    | '\u{feff}'
+            )
     };
     if !s.chars().any(hidden) {
         return s.into();
@@ -77,8 +86,10 @@ pub fn cells(columns: &[&str], rows: &[serde_json::Value]) -> Vec<Vec<String>> {
     rows.iter().map(|v| row_cells(columns, v)).collect()
 }
 
+/// The columns a cell takes on a terminal: a CJK character or an emoji
+/// two, a combining mark none.
 fn width(s: &str) -> usize {
-    s.chars().count()
+    unicode_width::UnicodeWidthStr::width(s)
 }
 
 fn line(cells: &[String], widths: &[usize]) -> String {
@@ -193,14 +204,23 @@ pub fn fit(widths: &[usize], columns: usize) -> Vec<usize> {
 }
 
 /// `cell` cut to `width` characters, its last one `…` when anything was cut.
-pub fn clip(cell: &str, width: usize) -> std::borrow::Cow<'_, str> {
-    match cell.char_indices().nth(width) {
-        None => cell.into(),
-        Some(_) => {
-            let keep: String = cell.chars().take(width.saturating_sub(1)).collect();
-            format!("{keep}…").into()
-        }
+pub fn clip(cell: &str, columns: usize) -> std::borrow::Cow<'_, str> {
+    if width(cell) <= columns {
+        return cell.into();
     }
+    // Whole characters that fit in one column less, then the ellipsis.
+    let room = columns.saturating_sub(1);
+    let mut used = 0;
+    let mut keep = String::new();
+    for c in cell.chars() {
+        let w = unicode_width::UnicodeWidthChar::width(c).unwrap_or(0);
+        if used + w > room {
+            break;
+        }
+        used += w;
+        keep.push(c);
+    }
+    format!("{keep}…").into()
 }
 
 /// A table written as its rows come: the first [`WIDTH_ROWS`] are held to
@@ -323,6 +343,43 @@ pub(super) fn bar_style(template: &str) -> indicatif::ProgressStyle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cjk_emoji_and_combining_cells_fit_by_display_width() {
+        let header = ["id", "name", "note"].map(String::from).to_vec();
+        let mut t = StreamedTable::new(header, Vec::new()).fitting(Some(60));
+        for i in 0..3 {
+            t.push(vec![
+                i.to_string(),
+                "张伟".repeat(30),
+                format!("{}{}", "e\u{301}".repeat(20), "🙂".repeat(20)),
+            ])
+            .unwrap();
+        }
+        let out = String::from_utf8(t.finish().unwrap()).unwrap();
+        for l in out.lines() {
+            assert!(width(l) <= 60, "{} columns: {l}", width(l));
+        }
+        // The separators line up: a CJK cell cut to its column's width.
+        let bars: Vec<Vec<usize>> = out
+            .lines()
+            .skip(2)
+            .map(|l| {
+                let mut at = 0;
+                let mut cols = Vec::new();
+                for c in l.chars() {
+                    if c == '|' {
+                        cols.push(at);
+                    }
+                    at += unicode_width::UnicodeWidthChar::width(c).unwrap_or(0);
+                }
+                cols
+            })
+            .collect();
+        assert!(bars.windows(2).all(|w| w[0] == w[1]), "{out}");
+        assert_eq!(clip("张伟张伟", 4), "张…");
+        assert_eq!(escape("a\u{200b}b\u{2028}"), "a\\u{200b}b\\u{2028}");
+    }
 
     #[test]
     fn a_fitted_table_has_no_line_wider_than_the_terminal() {

@@ -365,3 +365,42 @@ fn healthcheck_asks_a_running_serve_and_fails_once_it_is_gone() {
         crate::support::stderr(&off)
     );
 }
+
+#[test]
+fn healthcheck_refuses_an_answer_that_never_ends_and_asks_unspecified_on_loopback() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut request = [0u8; 1024];
+        let _ = conn.read(&mut request);
+        let _ = conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\n");
+        // An endless body, until the client hangs up.
+        let block = [b'x'; 8192];
+        while conn.write_all(&block).is_ok() {}
+    });
+    let s = crate::support::Sandbox::new();
+    // 0.0.0.0 is asked on loopback, and needs no token to be asked.
+    let out = s.run(&[
+        "healthcheck",
+        "--listen",
+        &format!("0.0.0.0:{port}"),
+        "--timeout",
+        "20s",
+    ]);
+    server.join().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        crate::support::stderr(&out)
+    );
+    assert!(
+        crate::support::stderr(&out).contains("not tributary serve's"),
+        "{}",
+        crate::support::stderr(&out)
+    );
+    let zero = s.run(&["healthcheck", "--listen", "127.0.0.1:1", "--timeout", "0s"]);
+    assert_eq!(zero.status.code(), Some(2));
+}

@@ -15,6 +15,13 @@ use rusqlite::params;
 use super::{Log, LogError, now_ms};
 use crate::pipeline::embedded;
 
+/// Held while dead letters are replayed or discarded (see
+/// [`Log::lock_letters`]).
+#[derive(Debug)]
+pub struct LettersLock {
+    _file: Option<std::fs::File>,
+}
+
 /// Which dead letters a look selects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Letters {
@@ -83,12 +90,73 @@ impl Log {
         reason: Option<String>,
     ) -> Result<DiscardOutcome, LogError> {
         let outcome = match self {
-            Log::Sqlite(l) => sqlite_discard(l, what, reason).await?,
+            Log::Sqlite(l) => {
+                let _replays_wait = self.lock_letters().await?;
+                sqlite_discard(l, what, reason).await?
+            }
             Log::Kafka(l) => l.discard_dead_letters(what, reason).await?,
         };
         metrics::counter!("tributary_log_dead_letters_discarded_total")
             .increment(outcome.discarded);
         Ok(outcome)
+    }
+
+    /// The embedded log's dead-letter lock: a replay holds it while it
+    /// stores letters and a discard while it marks them, so no letter is
+    /// both discarded and replayed (`<log file>.letters.lock`; the lock is
+    /// the operating system's and goes with the process). Kafka's letters
+    /// need none: a replay there re-reads the markers before each letter.
+    pub async fn lock_letters(&self) -> Result<LettersLock, LogError> {
+        let Log::Sqlite(l) = self else {
+            return Ok(LettersLock { _file: None });
+        };
+        let file: Option<String> = embedded::blocking(l.connection(), |conn| {
+            Ok::<_, LogError>(conn.path().map(str::to_owned))
+        })
+        .await?;
+        let Some(file) = file.filter(|f| !f.is_empty()) else {
+            // An in-memory log: one process, its own connection's lock.
+            return Ok(LettersLock { _file: None });
+        };
+        let path = std::path::PathBuf::from(format!("{file}.letters.lock"));
+        let locked = tokio::task::spawn_blocking(move || {
+            let file = std::fs::File::options()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)?;
+            file.lock()?;
+            Ok::<_, std::io::Error>(file)
+        })
+        .await
+        .map_err(|e| LogError::FileGone(format!("dead-letter lock: {e}")))?
+        .map_err(|e| LogError::FileGone(format!("dead-letter lock: {e}")))?;
+        Ok(LettersLock {
+            _file: Some(locked),
+        })
+    }
+
+    /// Of `ids`, those no longer waiting on the embedded log (replayed or
+    /// discarded since they were read); none on Kafka.
+    pub async fn settled_among(&self, ids: Vec<i64>) -> Result<Vec<i64>, LogError> {
+        let Log::Sqlite(l) = self else {
+            return Ok(Vec::new());
+        };
+        embedded::blocking(l.connection(), move |conn| {
+            let mut stmt = conn.prepare(
+                "SELECT id FROM dead_letters WHERE id = ?1
+                 AND (replayed_ms IS NOT NULL OR discarded_ms IS NOT NULL)",
+            )?;
+            let mut settled = Vec::new();
+            for id in ids {
+                if stmt.exists([id])? {
+                    settled.push(id);
+                }
+            }
+            Ok(settled)
+        })
+        .await
     }
 
     /// Dead letters, oldest first, at most `limit`, those `which` selects,
@@ -161,7 +229,9 @@ async fn sqlite_discard(
     reason: Option<String>,
 ) -> Result<DiscardOutcome, LogError> {
     embedded::blocking(log.connection(), move |conn| {
-        let tx = conn.transaction()?;
+        // Immediate: a concurrent discard or replay waits for the write lock
+        // instead of failing on a read lock's upgrade.
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let now = now_ms();
         let mut outcome = DiscardOutcome::default();
         match what {
@@ -237,6 +307,40 @@ mod tests {
             key: None,
             payload: format!("payload {n}").into_bytes(),
         }
+    }
+
+    #[tokio::test]
+    async fn a_discard_waits_for_a_replay_and_the_replay_skips_what_was_discarded() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(&config(dir.path())).await.unwrap();
+        log.dead_letter((0..3).map(letter).collect()).await.unwrap();
+        let read: Vec<i64> = log
+            .dead_letters(false, None, 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|l| l.id)
+            .collect();
+
+        // A replay holds the lock: a discard (another handle, as another
+        // process would have) waits for it.
+        let replaying = log.lock_letters().await.unwrap();
+        let other = Log::open(&config(dir.path())).await.unwrap();
+        let ids = vec![read[1]];
+        let mut discard = tokio::spawn(async move {
+            other
+                .discard_dead_letters(Discard::Ids(ids), Some("bad batch".into()))
+                .await
+        });
+        let waited =
+            tokio::time::timeout(std::time::Duration::from_millis(300), &mut discard).await;
+        assert!(waited.is_err(), "the discard went ahead of the replay");
+        assert!(log.settled_among(read.clone()).await.unwrap().is_empty());
+        drop(replaying);
+        assert_eq!(discard.await.unwrap().unwrap().discarded, 1);
+
+        // A replay that read the letters before the discard leaves it.
+        assert_eq!(log.settled_among(read.clone()).await.unwrap(), [read[1]]);
     }
 
     #[tokio::test]

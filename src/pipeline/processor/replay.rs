@@ -66,6 +66,18 @@ pub async fn replay(
     max_message_bytes: usize,
 ) -> Result<ReplayReport, ProcessError> {
     let mut report = ReplayReport::default();
+    // No discard marks a letter while this replay stores it; letters
+    // discarded (or replayed elsewhere) since they were read are left.
+    let _discards_wait = log.lock_letters().await?;
+    let settled: std::collections::HashSet<i64> = log
+        .settled_among(letters.iter().map(|l| l.id).collect())
+        .await?
+        .into_iter()
+        .collect();
+    let letters: Vec<StoredDeadLetter> = letters
+        .into_iter()
+        .filter(|l| !settled.contains(&l.id))
+        .collect();
     let mut shaper = match shape {
         Some(shape) => Some(
             shape

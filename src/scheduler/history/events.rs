@@ -148,7 +148,10 @@ impl History {
     /// not stopped (see `jobs cancel --help`).
     pub fn cancel_run(&self, job: &str, id: i64, why: &str) -> Result<Cancelled, HistoryError> {
         self.with(|c| {
-            let tx = c.unchecked_transaction()?;
+            // Immediate: the write lock first, so a concurrent writer waits
+            // (busy timeout) instead of failing on a read lock's upgrade.
+            let tx =
+                rusqlite::Transaction::new_unchecked(c, rusqlite::TransactionBehavior::Immediate)?;
             let state: Option<String> = tx
                 .query_row(
                     "SELECT state FROM runs WHERE job = ?1 AND id = ?2",
@@ -172,7 +175,10 @@ impl History {
     /// Cancels every queued run of `job`; how many.
     pub fn cancel_queued(&self, job: &str, why: &str) -> Result<u64, HistoryError> {
         self.with(|c| {
-            let tx = c.unchecked_transaction()?;
+            // Immediate: the write lock first, so a concurrent writer waits
+            // (busy timeout) instead of failing on a read lock's upgrade.
+            let tx =
+                rusqlite::Transaction::new_unchecked(c, rusqlite::TransactionBehavior::Immediate)?;
             let ids: Vec<i64> = tx
                 .prepare("SELECT id FROM runs WHERE job = ?1 AND state = 'queued'")?
                 .query_map([job], |r| r.get(0))?

@@ -59,6 +59,24 @@ fn a_large_backfill_without_a_terminal_needs_yes() {
 }
 
 #[test]
+fn a_backfill_into_the_future_queues_nothing() {
+    let s = Sandbox::new();
+    s.config(CONFIG);
+    let out = s.run(&[
+        "jobs",
+        "backfill",
+        "users",
+        "--from",
+        "2025-01-01T00:00:00Z",
+        "--to",
+        "2999-01-01T00:00:05Z",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("in the future"), "{}", stderr(&out));
+    assert!(runs(&s, &[]).is_empty(), "nothing queued");
+}
+
+#[test]
 fn runs_come_in_pages() {
     let s = Sandbox::new();
     s.config(CONFIG);
