@@ -38,7 +38,7 @@ fn counts_of(stats: &Stats) -> RunCounts {
 /// so the labels are bounded).
 pub(super) fn count_run(job: &str, state: RunState) {
     metrics::counter!(
-        "tributary_scheduler_runs_total",
+        crate::telemetry::metrics::SCHEDULER_RUNS.name,
         "job" => job.to_owned(),
         "state" => state.as_str()
     )
