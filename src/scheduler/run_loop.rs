@@ -153,7 +153,6 @@ impl Scheduler {
         self.health.clone()
     }
 
-
     /// Runs until `shutdown`, or until the history fails in a way waiting
     /// cannot fix (the error). Running bursts stop at their next tick and
     /// are recorded as interrupted, their slots queued again for the next

@@ -68,7 +68,11 @@ pub(super) fn decide(
 
 impl Scheduler {
     /// First slot to consider for a job at start-up.
-    pub(super) fn first_due(job: &JobConfig, last: Option<i64>, now: DateTime<Utc>) -> DateTime<Utc> {
+    pub(super) fn first_due(
+        job: &JobConfig,
+        last: Option<i64>,
+        now: DateTime<Utc>,
+    ) -> DateTime<Utc> {
         let last = last.and_then(DateTime::<Utc>::from_timestamp_millis);
         match last {
             // Never ran: the next slot from now.
@@ -81,5 +85,4 @@ impl Scheduler {
             },
         }
     }
-
 }

@@ -167,6 +167,9 @@ fn stored_letter(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredDeadLetter> {
 }
 
 /// The `discarded_ms` and `discard_reason` of a letter's row.
-pub(in crate::pipeline::log) fn discarded(at_ms: Option<i64>, reason: Option<String>) -> Option<Discarded> {
+pub(in crate::pipeline::log) fn discarded(
+    at_ms: Option<i64>,
+    reason: Option<String>,
+) -> Option<Discarded> {
     at_ms.map(|at_ms| Discarded { at_ms, reason })
 }
