@@ -96,7 +96,7 @@ impl Log {
             }
             Log::Kafka(l) => l.discard_dead_letters(what, reason).await?,
         };
-        metrics::counter!("tributary_log_dead_letters_discarded_total")
+        metrics::counter!(crate::telemetry::metrics::LOG_DEAD_LETTERS_DISCARDED.name)
             .increment(outcome.discarded);
         Ok(outcome)
     }

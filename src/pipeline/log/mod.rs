@@ -494,7 +494,7 @@ impl LogReader {
     }
 
     /// Why a position kept elsewhere does not fit this log (see
-    /// `sqlite::misfit`); never on Kafka, whose readers do not seek.
+    /// `sqlite::reader::misfit`); never on Kafka, whose readers do not seek.
     pub async fn misfit(
         &self,
         partition: i32,
