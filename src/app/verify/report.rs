@@ -149,25 +149,20 @@ pub(super) fn write_text(
         };
         writeln!(out, "\n{what} ({n}{more}):")
     };
-    if c.missing > 0 && args.show > 0 {
-        heading(out, "missing ids", c.missing)?;
-        ledger.ids(IdList::Missing, Some(args.show), |i| {
-            writeln!(
-                out,
-                "  {}  partition {} offset {}",
-                i.id, i.partition, i.offset
-            )
-        })?;
-    }
-    if c.pending > 0 && args.show > 0 {
-        heading(out, "ids not processed yet", c.pending)?;
-        ledger.ids(IdList::Pending, Some(args.show), |i| {
-            writeln!(
-                out,
-                "  {}  partition {} offset {}",
-                i.id, i.partition, i.offset
-            )
-        })?;
+    for (list, what, n) in [
+        (IdList::Missing, "missing ids", c.missing),
+        (IdList::Pending, "ids not processed yet", c.pending),
+    ] {
+        if n > 0 && args.show > 0 {
+            heading(out, what, n)?;
+            ledger.ids(list, Some(args.show), |i| {
+                writeln!(
+                    out,
+                    "  {}  partition {} offset {}",
+                    i.id, i.partition, i.offset
+                )
+            })?;
+        }
     }
     if c.undecodable > 0 && args.show > 0 {
         heading(out, "messages with no id", c.undecodable)?;
