@@ -45,7 +45,13 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(tributary::app::main(cli)) {
+    let result = runtime.block_on(tributary::app::main(cli));
+    // Every command's own peak memory, for `-v`: this process's high-water
+    // mark since exec, not its parent's.
+    if let Some(bytes) = tributary::pipeline::stats::peak_rss_bytes() {
+        tracing::debug!(peak_rss_bytes = bytes, "peak memory {} MiB", bytes >> 20);
+    }
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
