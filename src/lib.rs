@@ -19,8 +19,10 @@
 
 pub mod app;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod devtools;
+pub mod embedded;
 pub mod pipeline;
 pub mod record;
 pub mod scheduler;

@@ -27,7 +27,6 @@ pub mod table;
 
 pub mod shape;
 
-pub mod embedded;
 pub mod stats;
 
 use std::sync::Arc;

@@ -469,7 +469,7 @@ impl<T: Target> WriteStage<T> {
         // the sink's upserts make the replay change nothing.
         self.target.commit(&checkpoint).await?;
         // How long each message waited between the log and the store's ack.
-        let now_ms = super::log::now_ms();
+        let now_ms = crate::clock::now_ms();
         let latency =
             metrics::histogram!(crate::telemetry::metrics::PROCESSOR_END_TO_END_LATENCY.name);
         for m in &messages {

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
-use super::history::now_ms;
+use crate::clock::now_ms;
 
 /// The scheduler's state as last reported.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -16,7 +16,7 @@ use std::time::Duration;
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
-use crate::pipeline::embedded::{self, Shared, file_id};
+use crate::embedded::{self, Shared, file_id};
 
 /// How long a call waits for another connection's write transaction before
 /// it fails as busy, for the `jobs` commands (one call and done).
@@ -129,7 +129,7 @@ pub struct History {
     file_id: Option<(u64, u64)>,
 }
 
-pub use crate::pipeline::log::now_ms;
+use crate::clock::now_ms;
 
 impl History {
     pub fn open(path: &Path) -> Result<History, HistoryError> {

@@ -30,6 +30,7 @@ use super::health::{Health, SchedulerState};
 use super::history::{History, HistoryError, RunState};
 use super::runner::RetryPolicy;
 use super::schedule::Schedule;
+use crate::clock::Clock;
 use crate::pipeline::ingest::IngestPlan;
 use crate::pipeline::log::Log;
 use crate::pipeline::processor::DEFAULT_MAX_MESSAGE_BYTES;
@@ -90,6 +91,8 @@ pub struct Scheduler {
     /// Where each pipeline's runs go, by pipeline name.
     targets: BTreeMap<String, Target>,
     health: Health,
+    /// What "now" is when slots fall due.
+    clock: Clock,
 }
 
 /// What a pipeline's runs need: its log, the shape of its records (a user
@@ -145,7 +148,14 @@ impl Scheduler {
             history,
             targets,
             health: Health::default(),
+            clock: Clock::System,
         }
+    }
+
+    /// The same scheduler, deciding which slots are due by `clock`.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The scheduler's state, for readiness and the status view.
@@ -222,7 +232,7 @@ impl Scheduler {
                 ),
             }
         }
-        let now = Utc::now();
+        let now = self.clock.now();
         let mut next: HashMap<String, DateTime<Utc>> = HashMap::new();
         for job in &self.jobs {
             let name = job.name.clone();
@@ -245,7 +255,7 @@ impl Scheduler {
                 _ = tokio::time::sleep(TICK) => {}
             }
             active.retain(|_, h| !h.is_finished());
-            let now = Utc::now();
+            let now = self.clock.now();
             for job in &self.jobs {
                 let due = next[&job.name];
                 let slot_passed = due <= now;

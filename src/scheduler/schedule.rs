@@ -5,7 +5,7 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
 
@@ -70,7 +70,7 @@ impl Schedule {
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
         match self {
             Schedule::Cron { cron, tz, .. } => cron
-                .find_next_occurrence(&tz.from_utc_datetime(&after.naive_utc()), false)
+                .find_next_occurrence(&tz.from_utc_datetime(&whole_second(after)), false)
                 .ok()
                 .map(|t| t.with_timezone(&Utc)),
             Schedule::Every(period) => {
@@ -87,7 +87,7 @@ impl Schedule {
     pub fn latest_at_or_before(&self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
         match self {
             Schedule::Cron { cron, tz, .. } => cron
-                .find_previous_occurrence(&tz.from_utc_datetime(&at.naive_utc()), true)
+                .find_previous_occurrence(&tz.from_utc_datetime(&whole_second(at)), true)
                 .ok()
                 .map(|t| t.with_timezone(&Utc)),
             Schedule::Every(period) => {
@@ -134,6 +134,14 @@ impl std::fmt::Display for Schedule {
     }
 }
 
+/// `at` without its fraction of a second. The cron search keeps the fraction
+/// of the time it starts from, and a slot is a whole second: 03:00:00, never
+/// 03:00:00.437 because the clock was read then.
+fn whole_second(at: DateTime<Utc>) -> chrono::NaiveDateTime {
+    let t = at.naive_utc();
+    t.with_nanosecond(0).unwrap_or(t)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,6 +160,21 @@ mod tests {
         assert_eq!(
             s.next_after(utc("2026-11-23T01:00:00Z")),
             Some(utc("2026-11-24T01:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn slots_are_whole_seconds_whatever_the_clock_reads() {
+        let s = Schedule::parse("0 3 * * *", None).unwrap();
+        let read = utc("2030-01-01T03:00:00.437Z");
+        assert_eq!(s.next_after(read), Some(utc("2030-01-02T03:00:00Z")));
+        assert_eq!(
+            s.latest_at_or_before(read),
+            Some(utc("2030-01-01T03:00:00Z"))
+        );
+        assert_eq!(
+            s.next_after(utc("2030-01-01T02:59:59.999Z")),
+            Some(utc("2030-01-01T03:00:00Z"))
         );
     }
 

@@ -166,7 +166,7 @@ impl Sampler {
 
     fn push(&self, stats: &Stats) {
         let sample = Sample {
-            t_ms: crate::scheduler::history::now_ms(),
+            t_ms: crate::clock::now_ms(),
             at: Instant::now(),
             fetched: stats.get(Counter::Fetched),
             logged: stats.get(Counter::Logged),

@@ -29,7 +29,7 @@ use self::report::{problems, write_json, write_text};
 use super::{AppError, AppResult};
 use crate::cli::VerifyArgs;
 use crate::config::Config;
-use crate::pipeline::embedded::file_id;
+use crate::embedded::file_id;
 use crate::pipeline::log::scan::{LogScan, PartitionRange};
 use crate::pipeline::log::{Log, LogConfig, LogMessage, PartitionLag};
 use crate::pipeline::shape::Dataset;

@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::mock_api::{self, Faults, Served};
 use crate::cli::BenchArgs;
-use crate::pipeline::embedded;
+use crate::embedded;
 use crate::pipeline::source::{Generator, HttpConfig, HttpSource, MAX_RESULTS_PER_REQUEST};
 use crate::record::{ROW_COLUMNS, Row, decode_page};
 

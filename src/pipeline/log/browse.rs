@@ -8,7 +8,7 @@
 use super::preview::prefix;
 use super::sqlite::SqliteLog;
 use super::{Log, LogError, LogMessage, MessagePreview};
-use crate::pipeline::embedded;
+use crate::embedded;
 
 /// Where a look starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,8 +12,9 @@
 
 use rusqlite::params;
 
-use super::{Log, LogError, now_ms};
-use crate::pipeline::embedded;
+use super::{Log, LogError};
+use crate::clock::now_ms;
+use crate::embedded;
 
 /// Held while dead letters are replayed or discarded (see
 /// [`Log::lock_letters`]).

@@ -127,14 +127,6 @@ pub struct ResetAt<'a> {
     pub committed: i64,
 }
 
-/// Milliseconds since the Unix epoch: the clock of message timestamps.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
-}
-
 /// A message to append: the key (the record id) and the payload (flat JSON).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogRecord {
@@ -265,7 +257,7 @@ impl LogError {
             | LogError::Kafka(_)
             | LogError::OffsetOutOfRange(_)
             | LogError::FileGone(_) => false,
-            LogError::Sqlite(e) => crate::pipeline::embedded::is_busy(e),
+            LogError::Sqlite(e) => crate::embedded::is_busy(e),
         }
     }
 }

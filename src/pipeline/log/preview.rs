@@ -7,7 +7,7 @@
 use super::kafka::KafkaLog;
 use super::sqlite::SqliteLog;
 use super::{Letters, Log, LogError, LogMessage, Origin, Stage, StoredDeadLetter};
-use crate::pipeline::embedded;
+use crate::embedded;
 
 /// A message with its key and payload cut to at most the preview's size.
 #[derive(Debug, Clone, PartialEq, Eq)]

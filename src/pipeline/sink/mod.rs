@@ -106,7 +106,7 @@ impl SinkError {
             | SinkError::Table(_)
             | SinkError::WrongRows(_) => false,
             SinkError::Cassandra { retryable, .. } => *retryable,
-            SinkError::Sqlite(e) => crate::pipeline::embedded::is_busy(e),
+            SinkError::Sqlite(e) => crate::embedded::is_busy(e),
         }
     }
 }

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::{Position, Rows, SinkError, WriteAck};
-use crate::pipeline::embedded::{self, Shared};
-use crate::pipeline::log::now_ms;
+use crate::clock::now_ms;
+use crate::embedded::{self, Shared};
 use crate::pipeline::shape::Dataset;
 use crate::pipeline::table::{Cell, SqliteColumnRow, TableSchema, TypedRow};
 use crate::record::{ROW_COLUMNS, Row};

@@ -10,7 +10,7 @@ use std::ops::ControlFlow;
 use serde_json::Value;
 
 use super::{Sink, SinkError, SqliteSink};
-use crate::pipeline::embedded;
+use crate::embedded;
 use crate::pipeline::table::{Cell, ColumnType, value_cell};
 use crate::record::ROW_COLUMNS;
 

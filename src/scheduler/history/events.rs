@@ -7,7 +7,8 @@
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
-use super::{History, HistoryError, RunRecord, RunState, now_ms, runs_matching};
+use super::{History, HistoryError, RunRecord, RunState, runs_matching};
+use crate::clock::now_ms;
 
 /// Lines kept per run, beyond which only the end's lines are written.
 pub const MAX_EVENTS: i64 = 100;

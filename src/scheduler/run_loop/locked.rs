@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, info, warn};
 
+use crate::clock::now_ms;
 use crate::scheduler::health::Health;
-use crate::scheduler::history::{History, HistoryError, now_ms};
+use crate::scheduler::history::{History, HistoryError};
 
 /// Back-off between tries of a call that found the history locked:
 /// doubling from the first to the last.

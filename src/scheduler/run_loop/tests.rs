@@ -2,8 +2,8 @@
 //! deleted history, runs interrupted by a crash or a shutdown retried.
 
 use super::*;
+use crate::clock::now_ms;
 use crate::pipeline::log::{LogConfig, SqliteLogConfig};
-use crate::scheduler::history::now_ms;
 
 async fn setup(dir: &std::path::Path) -> (History, Log) {
     let history = History::open(&dir.join("scheduler.db")).unwrap();
@@ -265,4 +265,53 @@ async fn a_run_stopped_by_shutdown_is_queued_again_when_it_has_retries_left() {
         (RunState::Queued, 9, 1),
         "{runs:?}"
     );
+}
+
+#[tokio::test]
+async fn a_daily_slot_falls_due_when_the_injected_clock_reaches_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (history, log) = setup(dir.path()).await;
+    let mut daily = job(Duration::from_millis(100));
+    daily.schedule = Schedule::parse("0 3 * * *", None).unwrap();
+    // 2030-01-01 02:59:59 UTC: years from the real clock, so a run at a
+    // 03:00 slot can only come from this clock.
+    let three_am = 1_893_466_800_000_i64;
+    let (clock, hand) = Clock::manual(three_am - 1_000);
+    let shutdown = CancellationToken::new();
+    let scheduler = Scheduler::new(
+        vec![daily],
+        history.clone(),
+        log,
+        Arc::new(Stats::default()),
+    )
+    .with_clock(clock);
+    let health = scheduler.health();
+    let running = tokio::spawn(scheduler.run(shutdown.clone()));
+    until(10, "the scheduler plans", || {
+        matches!(health.get(), SchedulerState::Running)
+    })
+    .await;
+    assert!(history.runs("random_users", 10).unwrap().is_empty());
+
+    hand.advance(Duration::from_millis(1_500));
+    until(10, "the 03:00 run", || {
+        let runs = history.runs("random_users", 10).unwrap();
+        runs.len() == 1 && runs[0].state == RunState::Success
+    })
+    .await;
+    hand.advance(Duration::from_secs(86_400));
+    until(10, "the next day's run", || {
+        let runs = history.runs("random_users", 10).unwrap();
+        runs.len() == 2 && runs.iter().all(|r| r.state == RunState::Success)
+    })
+    .await;
+    let slots: Vec<i64> = history
+        .runs("random_users", 10)
+        .unwrap()
+        .iter()
+        .map(|r| r.scheduled_ms)
+        .collect();
+    assert_eq!(slots, [three_am + 86_400_000, three_am]);
+    shutdown.cancel();
+    running.await.unwrap().unwrap();
 }

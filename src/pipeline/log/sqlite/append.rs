@@ -4,8 +4,9 @@
 use rusqlite::params;
 
 use super::{SqliteLog, map_write_err};
-use crate::pipeline::embedded;
-use crate::pipeline::log::{AppendAck, LogError, LogRecord, now_ms};
+use crate::clock::now_ms;
+use crate::embedded;
+use crate::pipeline::log::{AppendAck, LogError, LogRecord};
 
 impl SqliteLog {
     pub async fn append(&self, records: Vec<LogRecord>) -> Result<AppendAck, LogError> {

@@ -4,9 +4,10 @@
 use rusqlite::params;
 
 use super::{SqliteLog, map_write_err};
-use crate::pipeline::embedded;
+use crate::clock::now_ms;
+use crate::embedded;
 use crate::pipeline::log::{
-    DeadLetter, Discarded, Letters, LogError, Origin, Stage, StoredDeadLetter, now_ms,
+    DeadLetter, Discarded, Letters, LogError, Origin, Stage, StoredDeadLetter,
 };
 
 impl SqliteLog {

@@ -29,7 +29,7 @@ pub(super) use letters::discarded;
 pub use reader::{SqliteCommitter, SqliteReader};
 
 use super::{LogError, LogMessage, OffsetReset};
-use crate::pipeline::embedded::{self, Shared};
+use crate::embedded::{self, Shared};
 
 /// The embedded log has one partition per topic.
 const PARTITION: i32 = 0;

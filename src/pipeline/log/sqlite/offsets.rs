@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{PARTITION, SqliteLog, SqliteLogConfig, add_column};
-use crate::pipeline::embedded;
+use crate::embedded;
 use crate::pipeline::log::{LogError, PartitionLag};
 
 /// Consumer-group offsets live in a file of their own beside the log, so

@@ -11,8 +11,9 @@ use tracing::warn;
 
 use super::offsets::{Committed, committed_offset, offsets_path, open_offsets};
 use super::{PARTITION, SqliteLog, map_write_err, message, next_offset, open_conn};
-use crate::pipeline::embedded::{self, Shared};
-use crate::pipeline::log::{Checkpoint, LogError, LogMessage, ResetAt, now_ms};
+use crate::clock::now_ms;
+use crate::embedded::{self, Shared};
+use crate::pipeline::log::{Checkpoint, LogError, LogMessage, ResetAt};
 
 /// How often a reader with nothing to read looks again for messages that
 /// another process appended (appends in this process wake it at once).

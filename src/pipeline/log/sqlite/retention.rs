@@ -8,8 +8,9 @@ use rusqlite::OptionalExtension;
 use tracing::info;
 
 use super::{SqliteLog, map_write_err};
-use crate::pipeline::embedded;
-use crate::pipeline::log::{LogError, now_ms};
+use crate::clock::now_ms;
+use crate::embedded;
+use crate::pipeline::log::LogError;
 
 /// How often age-based retention runs, at most.
 const RETENTION_EVERY: Duration = Duration::from_secs(30);

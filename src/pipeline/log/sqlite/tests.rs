@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use super::retention::retention_cutoff;
 use super::*;
-use crate::pipeline::log::{Checkpoint, LogRecord, now_ms};
+use crate::clock::now_ms;
+use crate::pipeline::log::{Checkpoint, LogRecord};
 
 #[test]
 fn a_retention_age_beyond_the_clock_keeps_everything() {
