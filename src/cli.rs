@@ -352,6 +352,9 @@ pub enum DlqCommand {
         endpoints: EndpointArgs,
     },
     /// Run dead letters through decoding and the store again (after a fix).
+    ///
+    /// Exit codes: 0 every letter asked for is now in the store; 1 some still
+    /// fail (they stay waiting, with their new reason) or an id was not found.
     Replay {
         /// Only these ids [default: all not yet replayed].
         #[arg(long = "id", value_name = "ID")]

@@ -313,13 +313,21 @@ pub async fn dlq(
                     report.replayed, report.still_failing
                 );
             }
+            let mut problems = Vec::new();
+            if report.still_failing > 0 {
+                // Scripts see it: a replay that left letters behind did not
+                // finish its job.
+                problems.push(format!(
+                    "{} dead letters still fail (tributary dlq list shows why)",
+                    report.still_failing
+                ));
+            }
             if !not_found.is_empty() {
                 let discarded = log
                     .discarded_among(not_found.clone())
                     .await
                     .context("cannot read dead letters")?;
                 not_found.retain(|id| !discarded.contains(id));
-                let mut problems = Vec::new();
                 if !not_found.is_empty() {
                     problems.push(format!(
                         "no dead letter with id {} (tributary dlq list --all shows every id)",
@@ -336,9 +344,12 @@ pub async fn dlq(
                         }
                     ));
                 }
-                return Err(AppError::Failed(anyhow::anyhow!("{}", problems.join("; "))));
             }
-            Ok(())
+            if problems.is_empty() {
+                Ok(())
+            } else {
+                Err(AppError::Failed(anyhow::anyhow!("{}", problems.join("; "))))
+            }
         }
     }
 }

@@ -147,8 +147,14 @@ async fn replay_stores_fixed_letters_and_keeps_failing_ones() {
     .await
     .unwrap();
 
+    // One still fails: the report is printed, and the exit code says so.
     let out = s.run(&["dlq", "replay", "--json"]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("1 dead letters still fail"),
+        "{}",
+        stderr(&out)
+    );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["replayed"], 2);
     assert_eq!(report["still_failing"], 1);
@@ -196,7 +202,7 @@ async fn replay_pages_past_letters_that_keep_failing() {
         .unwrap();
 
     let out = s.run(&["dlq", "replay", "--json"]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["replayed"], 1300, "{report}");
     assert_eq!(report["still_failing"], 1200, "{report}");
@@ -211,7 +217,7 @@ async fn replay_pages_past_letters_that_keep_failing() {
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = s.run(&args);
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["replayed"], 0, "{report}");
     assert_eq!(report["still_failing"], 1200, "{report}");
