@@ -442,6 +442,10 @@ pub struct BenchArgs {
     /// and/or --cassandra are given.
     #[arg(long)]
     pub latency: bool,
+    /// Only measure scale-out: 1, 2, … N `process` in one group draining a
+    /// topic of 6 partitions into Cassandra (needs --kafka and --cassandra).
+    #[arg(long, value_name = "N", requires_all = ["kafka", "cassandra"], value_parser = clap::value_parser!(u32).range(1..=8))]
+    pub scale_out: Option<u32>,
     /// The script that runs Kafka's tools (see docs/infra.md).
     #[arg(long, value_name = "PATH", default_value = "scripts/infra")]
     pub infra: PathBuf,

@@ -10,13 +10,15 @@
 //! - peak RSS of the end-to-end run;
 //! - with `--dashboard`, `serve` with and without a browser on its page
 //!   (`dashboard.rs`);
-//! - with `--latency`, log → store latency at half load (`latency.rs`).
+//! - with `--latency`, log → store latency at half load (`latency.rs`);
+//! - with `--scale-out N`, processors 1…N in one group (`scale_out.rs`).
 
 mod cassandra;
 mod dashboard;
 mod kafka;
 mod latency;
 mod pipeline;
+mod scale_out;
 mod transform;
 
 use std::sync::Arc;
@@ -79,6 +81,9 @@ pub async fn bench(args: &BenchArgs) -> anyhow::Result<()> {
             cassandra: args.cassandra.as_deref(),
         };
         return latency::latency(args.records, stages).await;
+    }
+    if let (Some(max), Some(brokers), Some(node)) = (args.scale_out, &args.kafka, &args.cassandra) {
+        return scale_out::scale_out(brokers, node, args.records, max).await;
     }
     if let Some(chromium) = &args.dashboard {
         return dashboard::dashboard(args.records, chromium).await;
