@@ -199,8 +199,8 @@ pub struct HealthcheckArgs {
     /// and scheduler answer (/readyz).
     #[arg(long)]
     pub live: bool,
-    /// Give up after this long.
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
+    /// Give up after this long (1ms to 1h).
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_healthcheck_timeout)]
     pub timeout: std::time::Duration,
 }
 
@@ -475,6 +475,10 @@ fn parse_burst_duration(s: &str) -> Result<Duration, String> {
 
 fn parse_interval(s: &str) -> Result<Duration, String> {
     parse_duration_within(s, Duration::from_millis(10), Duration::from_secs(86_400))
+}
+
+fn parse_healthcheck_timeout(s: &str) -> Result<Duration, String> {
+    parse_duration_within(s, Duration::from_millis(1), Duration::from_secs(3600))
 }
 
 fn parse_latency(s: &str) -> Result<Duration, String> {

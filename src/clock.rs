@@ -1,7 +1,6 @@
-//! Wall-clock time, behind one seam. What schedules or measures by the wall
-//! clock (the scheduler's slots, the log → store latency) holds a [`Clock`],
-//! so a test can set the time instead of waiting for it. Everything else
-//! that only stamps a time asks [`now_ms`].
+//! Wall-clock time, behind one seam. What decides by the wall clock (the
+//! scheduler's slots) holds a [`Clock`], so a test can set the time instead
+//! of waiting for it. What only stamps or compares a time asks [`now_ms`].
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};

@@ -72,8 +72,6 @@ where
     .expect("sqlite task panicked")
 }
 
-/// Whether an SQLite error means another connection holds the lock (waiting
-/// and trying again can help).
 /// What a database file is to tributary, written in its header
 /// (`PRAGMA application_id`) when tributary first opens it, so a log
 /// opened as a store (or any other file opened as a log) is refused at
@@ -236,6 +234,8 @@ pub fn some_names(tables: &[String]) -> String {
     shown
 }
 
+/// Whether an SQLite error means another connection holds the lock (waiting
+/// and trying again can help).
 pub fn is_busy(e: &rusqlite::Error) -> bool {
     matches!(
         e.sqlite_error_code(),

@@ -1,5 +1,5 @@
 //! Processing: log batch → decode and validate → sink → dead letters →
-//! commit. Owns the delivery guarantee (see [`Processor::handle`]) and the
+//! commit. Owns the delivery guarantee (see `WriteStage::handle`) and the
 //! retry of sink outages; owns no storage of its own. `replay.rs` runs dead
 //! letters through decoding and the sink again; `seam.rs` the two traits
 //! (`Batches`, `Target`) the processor reads and writes through, which the

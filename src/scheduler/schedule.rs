@@ -33,6 +33,9 @@ pub enum ScheduleError {
     TimeZone(String),
 }
 
+/// The longest `@every` period: a year, leap day included.
+const MAX_EVERY: Duration = Duration::from_secs(366 * 86_400);
+
 impl Schedule {
     pub fn parse(text: &str, timezone: Option<&str>) -> Result<Schedule, ScheduleError> {
         let text = text.trim();
@@ -43,6 +46,12 @@ impl Schedule {
                 return Err(ScheduleError::Invalid(
                     text.into(),
                     "shorter than 1s".into(),
+                ));
+            }
+            if d > MAX_EVERY {
+                return Err(ScheduleError::Invalid(
+                    text.into(),
+                    "longer than 366 days (a cron expression says \"once a year\": @yearly)".into(),
                 ));
             }
             return Ok(Schedule::Every(d));
@@ -262,10 +271,13 @@ mod tests {
             "61 * * * *",
             "@every 0s",
             "@every soon",
+            "@every 367days",
+            "@every 1000000000years",
         ] {
             let err = Schedule::parse(bad, None).unwrap_err();
             assert!(matches!(err, ScheduleError::Invalid(..)), "{bad}: {err}");
         }
+        assert!(Schedule::parse("@every 366days", None).is_ok());
         assert!(matches!(
             Schedule::parse("@daily", Some("Mars/Olympus")),
             Err(ScheduleError::TimeZone(_))
