@@ -15,8 +15,8 @@
 //!
 //! Screenshots go to TRIBUTARY_SCREENSHOT_DIR (default: the target's temp
 //! dir); the live page at both widths, `dashboard-420.png` and
-//! `dashboard-1400.png`, to TRIBUTARY_SCREENSHOTS_DIR when set (the
-//! documentation's copies: `TRIBUTARY_SCREENSHOTS_DIR=docs`), else beside
+//! `dashboard-1400.png`, to TRIBUTARY_DOCS_SCREENSHOT_DIR when set (the
+//! documentation's copies: `TRIBUTARY_DOCS_SCREENSHOT_DIR=docs`), else beside
 //! the others.
 
 use std::path::PathBuf;
@@ -90,10 +90,10 @@ fn screenshot(name: &str) -> PathBuf {
     dir.join(name)
 }
 
-/// Where the live page at both widths goes: TRIBUTARY_SCREENSHOTS_DIR, or
+/// Where the live page at both widths goes: TRIBUTARY_DOCS_SCREENSHOT_DIR, or
 /// beside the other screenshots.
 fn widths_dir() -> PathBuf {
-    let dir = std::env::var_os("TRIBUTARY_SCREENSHOTS_DIR")
+    let dir = std::env::var_os("TRIBUTARY_DOCS_SCREENSHOT_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| screenshot("x").with_file_name(""));
     std::fs::create_dir_all(&dir).unwrap();
