@@ -99,7 +99,7 @@ fn config(node: &str, test: &str) -> CassandraSinkConfig {
         .as_nanos();
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     CassandraSinkConfig {
-        nodes: vec![node.to_owned()],
+        nodes: node.split(',').map(str::to_owned).collect(),
         keyspace: format!("tt_{test}_{}", nanos % 1_000_000_000_000),
         table: "t".into(),
         user: env("TRIBUTARY_TEST_CASSANDRA_USER"),
@@ -111,6 +111,7 @@ fn config(node: &str, test: &str) -> CassandraSinkConfig {
         consistency: Consistency::One,
         concurrency: 4,
         tls_ca_file: None,
+        local_datacenter: None,
     }
 }
 
