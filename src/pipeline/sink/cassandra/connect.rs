@@ -14,7 +14,9 @@ use crate::pipeline::sink::SinkError;
 
 /// A session to the configured nodes, with the configured user, password
 /// and TLS.
-pub(in crate::pipeline::sink) async fn connect(config: &CassandraSinkConfig) -> Result<Session, SinkError> {
+pub(in crate::pipeline::sink) async fn connect(
+    config: &CassandraSinkConfig,
+) -> Result<Session, SinkError> {
     let mut builder = SessionBuilder::new()
         .known_nodes(&config.nodes)
         .connection_timeout(Duration::from_secs(5));
@@ -25,7 +27,9 @@ pub(in crate::pipeline::sink) async fn connect(config: &CassandraSinkConfig) -> 
     // replicas only: LOCAL_QUORUM is counted there.
     let mut policy = DefaultPolicy::builder().token_aware(true);
     if let Some(dc) = &config.local_datacenter {
-        policy = policy.prefer_datacenter(dc.clone()).permit_dc_failover(false);
+        policy = policy
+            .prefer_datacenter(dc.clone())
+            .permit_dc_failover(false);
     }
     let profile = ExecutionProfile::builder()
         .load_balancing_policy(policy.build())
@@ -50,7 +54,9 @@ pub(in crate::pipeline::sink) async fn connect(config: &CassandraSinkConfig) -> 
 }
 
 /// A rustls client configuration trusting the CA certificates of a PEM file.
-pub(super) fn tls_config(ca_file: &std::path::Path) -> Result<Arc<rustls::ClientConfig>, SinkError> {
+pub(super) fn tls_config(
+    ca_file: &std::path::Path,
+) -> Result<Arc<rustls::ClientConfig>, SinkError> {
     use rustls_pki_types::CertificateDer;
     use rustls_pki_types::pem::PemObject;
     let context = format!("cannot use TLS CA file {}", ca_file.display());
@@ -73,4 +79,3 @@ pub(super) fn tls_config(ca_file: &std::path::Path) -> Result<Arc<rustls::Client
     .with_no_client_auth();
     Ok(Arc::new(config))
 }
-

@@ -79,7 +79,9 @@ fn too_few_replicas_is_transient_not_a_rejected_row() {
         let e = ExecutionError::LastAttemptError(RequestAttemptError::DbError(db, "x".into()));
         assert!(matches!(classify(&e), Failure::Transient(_)), "{e}");
     }
-    let invalid =
-        ExecutionError::LastAttemptError(RequestAttemptError::DbError(DbError::Invalid, "x".into()));
+    let invalid = ExecutionError::LastAttemptError(RequestAttemptError::DbError(
+        DbError::Invalid,
+        "x".into(),
+    ));
     assert!(matches!(classify(&invalid), Failure::Rejected(_)));
 }
