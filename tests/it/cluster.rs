@@ -210,8 +210,7 @@ fn cluster_two_nodes_down_pauses_the_pipeline_until_one_returns() {
         |l| l == 0,
         &mut child,
     );
-    infra(&["stop", "cassandra-2"]);
-    infra(&["stop", "cassandra-3"]);
+    infra(&["stop", "cassandra-2", "cassandra-3"]);
     // The second half arrives while only one replica is up.
     ingest(&s, &log, N / 2, "c2-during-the-outage");
     // One replica left: LOCAL_QUORUM cannot be met, so the processor waits
