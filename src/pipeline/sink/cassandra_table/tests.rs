@@ -214,6 +214,12 @@ async fn writing_a_batch_again_is_an_upsert() {
     let sink = CassandraTableSink::open(config(&n, "upsert"), Some(s))
         .await
         .unwrap();
+    // The partition key is a bound value: the driver routes each row to a
+    // replica by its token.
+    assert!(sink.insert.is_token_aware());
+    // The driver's view of the nodes: every one up.
+    let nodes = sink.nodes();
+    assert!(!nodes.is_empty() && nodes.iter().all(|n| n.up), "{nodes:?}");
     let rows: Arc<[TypedRow]> = (0..50)
         .map(|i| vec![Cell::Bigint(i), Cell::Text(format!("row {i}"))])
         .collect();
