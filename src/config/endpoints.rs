@@ -151,7 +151,14 @@ pub(super) fn cassandra_sink(
             );
         }
     }
+    // One datacenter named: it is the local one (the driver sends requests
+    // to its nodes, and LOCAL_QUORUM counts its replicas).
+    let local_datacenter = match &raw.datacenters {
+        Some(dcs) if dcs.len() == 1 => dcs.keys().next().cloned(),
+        _ => None,
+    };
     Ok(CassandraSinkConfig {
+        local_datacenter,
         nodes,
         keyspace: identifier("sink.url", keyspace)?,
         table: identifier("sink.url", table)?,

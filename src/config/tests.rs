@@ -222,6 +222,36 @@ fn cassandra_url_resolves_and_hides_the_password() {
 }
 
 #[test]
+fn one_named_datacenter_is_the_local_one_of_a_three_node_cluster() {
+    let sink = |extra: &str| {
+        let c = resolve(
+            &format!(
+                "[sink]\nurl = \"cassandra://127.0.0.1,127.0.0.2,127.0.0.3/ks.t\"\n[sink.cassandra]\n{extra}"
+            ),
+            Overrides::default(),
+        )
+        .unwrap();
+        let SinkConfig::Cassandra(s) = c.pipeline.sink else {
+            panic!("cassandra expected")
+        };
+        s
+    };
+    let s = sink("datacenters = { dc1 = 3 }\n");
+    assert_eq!(
+        s.nodes,
+        ["127.0.0.1:9042", "127.0.0.2:9042", "127.0.0.3:9042"]
+    );
+    assert_eq!(s.replication["class"], "NetworkTopologyStrategy");
+    assert_eq!(s.replication["dc1"], "3");
+    assert_eq!(s.local_datacenter.as_deref(), Some("dc1"));
+    assert_eq!(s.consistency, Consistency::LocalQuorum);
+    // two datacenters: which one is local is not guessed
+    let s = sink("datacenters = { dc1 = 3, dc2 = 3 }\n");
+    assert_eq!(s.local_datacenter, None);
+    assert_eq!(sink("").local_datacenter, None);
+}
+
+#[test]
 fn jobs_resolve_like_the_seed_dag() {
     let c = resolve(
         "[[jobs]]\nname = \"random_users\"\nschedule = \"0 1 * * *\"\nburst = { duration = \"2m\", interval = \"1s\", records = 1 }\nretries = 3\nretry_delay = \"30s\"\n",

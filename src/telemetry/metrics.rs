@@ -182,6 +182,11 @@ pub const SINK_STORED_ROWS: Metric = gauge(
     PIPELINE,
     "Rows in the pipeline's table, by pipeline (sampled).",
 );
+pub const SINK_CASSANDRA_NODES: Metric = gauge(
+    "tributary_sink_cassandra_nodes",
+    &["state"],
+    "Cassandra nodes the driver knows, by state: up (connected) or down (sampled every 2 s).",
+);
 pub const SCHEDULER_RUNS: Metric = counter(
     "tributary_scheduler_runs_total",
     &["job", "state"],
@@ -224,6 +229,7 @@ pub const ALL: &[Metric] = &[
     SINK_RETRIES,
     SINK_WRITE_DURATION,
     SINK_STORED_ROWS,
+    SINK_CASSANDRA_NODES,
     SCHEDULER_RUNS,
     WEB_REQUESTS,
     PROCESS_RESIDENT_MEMORY,

@@ -4,6 +4,7 @@
 mod browser;
 mod cassandra;
 mod cli;
+mod cluster;
 mod crash;
 mod dashboard;
 mod dashboard_browse;

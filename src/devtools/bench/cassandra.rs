@@ -32,7 +32,7 @@ pub async fn bench(
         .collect::<Result<_, _>>()
         .context("generated users flatten")?;
     let config = |ks: &str| CassandraSinkConfig {
-        nodes: vec![node.to_owned()],
+        nodes: node.split(',').map(str::to_owned).collect(),
         keyspace: ks.to_owned(),
         table: "created_users".into(),
         user: None,
@@ -44,6 +44,7 @@ pub async fn bench(
         consistency: Consistency::LocalQuorum,
         concurrency: CONCURRENCY,
         tls_ca_file: None,
+        local_datacenter: None,
     };
 
     // The sink alone, in the processor's batches.
@@ -59,7 +60,10 @@ pub async fn bench(
     // one stream with the same bound on requests in flight.
     let ks_raw = format!("bench_raw_{stamp}");
     Sink::open(&SinkConfig::Cassandra(config(&ks_raw)), &Dataset::Users).await?; // creates the table
-    let session = SessionBuilder::new().known_node(node).build().await?;
+    let session = SessionBuilder::new()
+        .known_nodes(node.split(','))
+        .build()
+        .await?;
     let mut insert = session
         .prepare(format!(
             "INSERT INTO {ks_raw}.created_users ({}) VALUES ({})",

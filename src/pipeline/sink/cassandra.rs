@@ -9,12 +9,14 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use scylla::client::session::Session;
-use scylla::client::session_builder::SessionBuilder;
 use scylla::errors::{DbError, ExecutionError, RequestAttemptError};
 use scylla::response::query_result::{QueryResult, QueryRowsResult};
 use scylla::statement::Consistency;
 use scylla::statement::prepared::PreparedStatement;
 use uuid::Uuid;
+
+pub(super) use connect::connect;
+pub use nodes::{NodeView, NodeWatch};
 
 use super::{KeyFilter, SinkError, WriteAck};
 use crate::pipeline::table::Cell;
@@ -38,6 +40,9 @@ pub struct CassandraSinkConfig {
     pub concurrency: usize,
     /// TLS to the nodes, trusting the CA certificates in this PEM file.
     pub tls_ca_file: Option<std::path::PathBuf>,
+    /// The datacenter whose nodes take the requests (`LOCAL_*` consistency
+    /// counts its replicas): the one of `datacenters` when it names one.
+    pub local_datacenter: Option<String>,
 }
 
 impl std::fmt::Debug for CassandraSinkConfig {
@@ -52,6 +57,7 @@ impl std::fmt::Debug for CassandraSinkConfig {
             .field("consistency", &self.consistency)
             .field("concurrency", &self.concurrency)
             .field("tls_ca_file", &self.tls_ca_file)
+            .field("local_datacenter", &self.local_datacenter)
             .finish()
     }
 }
@@ -102,6 +108,7 @@ pub struct CassandraSink {
     config: Arc<CassandraSinkConfig>,
     session: Arc<Session>,
     insert: PreparedStatement,
+    nodes: NodeWatch,
 }
 
 impl std::fmt::Debug for CassandraSink {
@@ -141,33 +148,6 @@ fn classify(e: &ExecutionError) -> Failure {
         ExecutionError::BadQuery(b) => Failure::Rejected(b.to_string()),
         other => Failure::Transient(other.to_string()),
     }
-}
-
-/// A session to the configured nodes, with the configured user, password
-/// and TLS.
-pub(super) async fn connect(config: &CassandraSinkConfig) -> Result<Session, SinkError> {
-    let mut builder = SessionBuilder::new()
-        .known_nodes(&config.nodes)
-        .connection_timeout(Duration::from_secs(5));
-    if let Some(user) = &config.user {
-        builder = builder.user(user, config.password.clone().unwrap_or_default());
-    }
-    if let Some(ca) = &config.tls_ca_file {
-        builder = builder.tls_context(Some(tls_config(ca)?));
-    }
-    builder.build().await.map_err(|e| {
-        let mut message = e.to_string();
-        // A TLS-only port hangs up on a plaintext client's first request.
-        if config.tls_ca_file.is_none() && message.contains("Connection broken") {
-            message.push_str(
-                " (if the server accepts TLS only, set sink.cassandra.tls_ca_file to its CA)",
-            );
-        }
-        fatal(
-            &format!("cannot connect to Cassandra at {}", config.nodes.join(",")),
-            message,
-        )
-    })
 }
 
 /// Creates the configured keyspace, with the configured replication, if it
@@ -213,6 +193,21 @@ pub(super) async fn prepare_insert<'a>(
         .await
         .map_err(|e| fatal("cannot prepare the insert", e))?;
     insert.set_consistency(config.consistency);
+    // The partition key is bound as a value, so the driver computes each
+    // row's token and sends it to a replica (token-aware routing).
+    if insert.is_token_aware() {
+        tracing::debug!(
+            keyspace = %config.keyspace,
+            table = %config.table,
+            "insert is token-aware: the partition key is bound"
+        );
+    } else {
+        tracing::warn!(
+            keyspace = %config.keyspace,
+            table = %config.table,
+            "insert is not token-aware: rows go to any node, which forwards them"
+        );
+    }
     // An upsert of the whole row: writing it twice is harmless, so the
     // driver may retry and speculate.
     insert.set_is_idempotent(true);
@@ -355,9 +350,11 @@ impl CassandraSink {
             .map_err(|e| fatal(&format!("cannot create table {sink_table}"), e))?;
         check_schema(&session, &config.keyspace, &config.table).await?;
         let insert = prepare_insert(&session, &config, ROW_COLUMNS.iter().copied()).await?;
+        let session = Arc::new(session);
         Ok(CassandraSink {
             config: Arc::new(config),
-            session: Arc::new(session),
+            nodes: NodeWatch::start(&session),
+            session,
             insert,
         })
     }
@@ -389,6 +386,17 @@ impl CassandraSink {
             }
         })
         .await
+    }
+
+    /// The nodes as the driver sees them (address, datacenter, up).
+    pub fn nodes(&self) -> Vec<NodeView> {
+        self.nodes.nodes()
+    }
+
+    /// Whether the prepared insert routes by token (its partition key is
+    /// bound as a value).
+    pub fn token_aware(&self) -> bool {
+        self.insert.is_token_aware()
     }
 
     pub async fn count(&self) -> Result<u64, SinkError> {
@@ -499,31 +507,6 @@ impl CassandraSink {
     }
 }
 
-/// A rustls client configuration trusting the CA certificates of a PEM file.
-fn tls_config(ca_file: &std::path::Path) -> Result<Arc<rustls::ClientConfig>, SinkError> {
-    use rustls_pki_types::CertificateDer;
-    use rustls_pki_types::pem::PemObject;
-    let context = format!("cannot use TLS CA file {}", ca_file.display());
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(ca_file).map_err(|e| fatal(&context, e))? {
-        let cert = cert.map_err(|e| fatal(&context, e))?;
-        roots.add(cert).map_err(|e| fatal(&context, e))?;
-    }
-    if roots.is_empty() {
-        return Err(fatal(&context, "no certificate in it"));
-    }
-    // The provider is named, not taken from the process default: more than
-    // one dependency enables a rustls provider.
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| fatal(&context, e))?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    Ok(Arc::new(config))
-}
-
 /// Fails with the list of differences when an existing table does not have
 /// the seed table's columns and types.
 async fn check_schema(session: &Session, keyspace: &str, table: &str) -> Result<(), SinkError> {
@@ -577,5 +560,7 @@ fn schema_differences(actual: &BTreeMap<String, String>) -> Vec<String> {
     out
 }
 
+mod connect;
+mod nodes;
 #[cfg(test)]
 mod tests;

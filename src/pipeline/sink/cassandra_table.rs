@@ -27,6 +27,7 @@ pub struct CassandraTableSink {
     config: Arc<CassandraSinkConfig>,
     schema: Arc<TableSchema>,
     session: Arc<Session>,
+    nodes: super::cassandra::NodeWatch,
     insert: PreparedStatement,
 }
 
@@ -152,12 +153,19 @@ impl CassandraTableSink {
         };
         let columns: Vec<String> = schema.columns.iter().map(|c| quoted(&c.name)).collect();
         let insert = prepare_insert(&session, &config, columns.iter().map(String::as_str)).await?;
+        let session = Arc::new(session);
         Ok(CassandraTableSink {
             config: Arc::new(config),
             schema: Arc::new(schema),
-            session: Arc::new(session),
+            nodes: super::cassandra::NodeWatch::start(&session),
+            session,
             insert,
         })
+    }
+
+    /// The nodes as the driver sees them (address, datacenter, up).
+    pub fn nodes(&self) -> Vec<super::cassandra::NodeView> {
+        self.nodes.nodes()
     }
 
     /// The table's schema: the declared one, or the one read from the table.

@@ -138,6 +138,16 @@ impl Sink {
         })
     }
 
+    /// The store's nodes as its driver sees them (Cassandra); `None` for
+    /// the embedded store.
+    pub fn nodes(&self) -> Option<Vec<cassandra::NodeView>> {
+        match self {
+            Sink::Sqlite(_) => None,
+            Sink::Cassandra(s) => Some(s.nodes()),
+            Sink::CassandraTable(s) => Some(s.nodes()),
+        }
+    }
+
     /// A user pipeline's table as the store has it; `None` for the seed
     /// table.
     pub fn schema(&self) -> Option<&Arc<TableSchema>> {

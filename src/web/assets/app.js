@@ -222,6 +222,7 @@ function renderStatus(s) {
   renderStage('store', s.store, s.store.describe || s.store.kind, [
     ['rows', fmtInt(s.store.rows), 'big', 'store-rows', 'rows in the store, counted every second or so'],
     ['unchanged', fmtInt(s.store.unchanged)],
+    ...storeNodes(s.store.nodes),
   ], 'written');
   // The store's row count, wherever the page shows it: one number, from one answer.
   for (const e of document.querySelectorAll('[data-store-rows]')) e.textContent = fmtInt(s.store.rows);
@@ -232,6 +233,17 @@ function renderStatus(s) {
 
 // fields: [label, value, class, id] rows shown after rate/total/errors.
 // The store's total is what serve wrote, not its row count: `totalLabel` says so.
+// A Cassandra store's nodes as its driver sees them: "3/3 up", each node in
+// the title; the down ones named in the value.
+function storeNodes(nodes) {
+  if (!nodes || nodes.length === 0) return [];
+  const down = nodes.filter((n) => !n.up);
+  const value = `${nodes.length - down.length}/${nodes.length} up`
+    + (down.length ? ` · down ${down.map((n) => n.address).join(', ')}` : '');
+  const title = nodes.map((n) => `${n.address} ${n.datacenter || '?'} ${n.up ? 'up' : 'DOWN'}`).join('\n');
+  return [['nodes', value, down.length ? 'bad' : '', 'store-nodes', title]];
+}
+
 function renderStage(name, stage, sub, extra, totalLabel = 'total') {
   const box = $(`#pipeline [data-stage="${name}"]`);
   $('[data-field="sub"]', box).textContent = sub || '';

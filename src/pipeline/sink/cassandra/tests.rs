@@ -1,5 +1,6 @@
 //! Schema differences named, TLS trust from a PEM CA, no password in `Debug`.
 
+use super::connect::tls_config;
 use super::*;
 
 #[test]
@@ -50,7 +51,37 @@ fn debug_never_shows_the_password() {
         consistency: Consistency::LocalQuorum,
         concurrency: 8,
         tls_ca_file: None,
+        local_datacenter: None,
     };
     let shown = format!("{c:?}");
     assert!(!shown.contains("s3cret"), "{shown}");
+}
+
+/// With too few replicas alive for the consistency level, or a replica
+/// that did not answer in time, a write must wait and be tried again (the
+/// processor pauses), never refuse the row as a dead letter.
+#[test]
+fn too_few_replicas_is_transient_not_a_rejected_row() {
+    for db in [
+        DbError::Unavailable {
+            consistency: Consistency::LocalQuorum,
+            required: 2,
+            alive: 1,
+        },
+        DbError::WriteTimeout {
+            consistency: Consistency::LocalQuorum,
+            received: 1,
+            required: 2,
+            write_type: scylla::errors::WriteType::Simple,
+        },
+        DbError::Overloaded,
+    ] {
+        let e = ExecutionError::LastAttemptError(RequestAttemptError::DbError(db, "x".into()));
+        assert!(matches!(classify(&e), Failure::Transient(_)), "{e}");
+    }
+    let invalid = ExecutionError::LastAttemptError(RequestAttemptError::DbError(
+        DbError::Invalid,
+        "x".into(),
+    ));
+    assert!(matches!(classify(&invalid), Failure::Rejected(_)));
 }

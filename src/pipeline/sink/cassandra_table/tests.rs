@@ -99,7 +99,7 @@ fn config(node: &str, test: &str) -> CassandraSinkConfig {
         .as_nanos();
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     CassandraSinkConfig {
-        nodes: vec![node.to_owned()],
+        nodes: node.split(',').map(str::to_owned).collect(),
         keyspace: format!("tt_{test}_{}", nanos % 1_000_000_000_000),
         table: "t".into(),
         user: env("TRIBUTARY_TEST_CASSANDRA_USER"),
@@ -111,6 +111,7 @@ fn config(node: &str, test: &str) -> CassandraSinkConfig {
         consistency: Consistency::One,
         concurrency: 4,
         tls_ca_file: None,
+        local_datacenter: None,
     }
 }
 
@@ -213,6 +214,12 @@ async fn writing_a_batch_again_is_an_upsert() {
     let sink = CassandraTableSink::open(config(&n, "upsert"), Some(s))
         .await
         .unwrap();
+    // The partition key is a bound value: the driver routes each row to a
+    // replica by its token.
+    assert!(sink.insert.is_token_aware());
+    // The driver's view of the nodes: every one up.
+    let nodes = sink.nodes();
+    assert!(!nodes.is_empty() && nodes.iter().all(|n| n.up), "{nodes:?}");
     let rows: Arc<[TypedRow]> = (0..50)
         .map(|i| vec![Cell::Bigint(i), Cell::Text(format!("row {i}"))])
         .collect();
