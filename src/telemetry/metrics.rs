@@ -182,6 +182,11 @@ pub const SINK_STORED_ROWS: Metric = gauge(
     PIPELINE,
     "Rows in the pipeline's table, by pipeline (sampled).",
 );
+pub const SINK_CONCURRENCY_LIMIT: Metric = gauge(
+    "tributary_sink_concurrency_limit",
+    PIPELINE,
+    "Writes the store takes at once, at most: Cassandra's adaptive limit now, or its fixed `concurrency`, by pipeline (sampled).",
+);
 pub const SCHEDULER_RUNS: Metric = counter(
     "tributary_scheduler_runs_total",
     &["job", "state"],
@@ -224,6 +229,7 @@ pub const ALL: &[Metric] = &[
     SINK_RETRIES,
     SINK_WRITE_DURATION,
     SINK_STORED_ROWS,
+    SINK_CONCURRENCY_LIMIT,
     SCHEDULER_RUNS,
     WEB_REQUESTS,
     PROCESS_RESIDENT_MEMORY,

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
 use scylla::errors::{DbError, ExecutionError, RequestAttemptError};
@@ -16,6 +17,7 @@ use scylla::statement::Consistency;
 use scylla::statement::prepared::PreparedStatement;
 use uuid::Uuid;
 
+use super::concurrency::{Limiter, Outcome, Slot};
 use super::{KeyFilter, SinkError, WriteAck};
 use crate::pipeline::table::Cell;
 use crate::record::{ROW_COLUMNS, Row};
@@ -34,8 +36,9 @@ pub struct CassandraSinkConfig {
     /// `{'class': 'SimpleStrategy', 'replication_factor': '1'}` by default.
     pub replication: BTreeMap<String, String>,
     pub consistency: Consistency,
-    /// Rows written at once, at most.
-    pub concurrency: usize,
+    /// Rows written at once, at most: a fixed number, or `None` for a limit
+    /// that adapts to the store's answers (see `sink/concurrency.rs`).
+    pub concurrency: Option<usize>,
     /// TLS to the nodes, trusting the CA certificates in this PEM file.
     pub tls_ca_file: Option<std::path::PathBuf>,
 }
@@ -102,6 +105,7 @@ pub struct CassandraSink {
     config: Arc<CassandraSinkConfig>,
     session: Arc<Session>,
     insert: PreparedStatement,
+    limiter: Arc<Limiter>,
 }
 
 impl std::fmt::Debug for CassandraSink {
@@ -219,46 +223,63 @@ pub(super) async fn prepare_insert<'a>(
     Ok(insert)
 }
 
-/// Runs `write(i)` for every row index below `rows`, at most `concurrency`
-/// at once, and sorts the outcomes into an acknowledgement: a row Cassandra
-/// refuses for good is listed in `rejected`; any other failure fails the
-/// batch, as retryable unless it is one no retry can cure (authentication,
-/// permissions).
+/// Runs `write(i)` for every row index below `rows`, as many at once as
+/// `limiter` allows (its limit is shared with the sink's other batches and
+/// learns from each answer), and sorts the outcomes into an
+/// acknowledgement: a row Cassandra refuses for good is listed in
+/// `rejected`; any other failure fails the batch, as retryable unless it is
+/// one no retry can cure (authentication, permissions).
 pub(super) async fn write_all<F>(
     rows: usize,
-    concurrency: usize,
+    limiter: &Arc<Limiter>,
     mut write: impl FnMut(usize) -> F,
 ) -> Result<WriteAck, SinkError>
 where
     F: Future<Output = Result<QueryResult, ExecutionError>>,
 {
-    let writes = (0..rows).map(|i| {
-        let written = write(i);
-        async move { (i, written.await) }
-    });
-    let results: Vec<(usize, Result<QueryResult, ExecutionError>)> = futures::stream::iter(writes)
-        .buffer_unordered(concurrency.max(1))
-        .collect()
-        .await;
+    let mut pending = FuturesUnordered::new();
+    let mut results: Vec<(usize, Result<(), Failure>)> = Vec::with_capacity(rows);
+    let mut next = 0;
+    let settle = |(i, slot, result): (usize, Slot, Result<QueryResult, ExecutionError>)| {
+        let outcome = result.map(|_| ()).map_err(|e| classify(&e));
+        slot.done(match &outcome {
+            Err(Failure::Transient(_)) => Outcome::Overload,
+            _ => Outcome::Done,
+        });
+        (i, outcome)
+    };
+    while next < rows || !pending.is_empty() {
+        if next < rows {
+            tokio::select! {
+                slot = limiter.acquire() => {
+                    let written = write(next);
+                    let i = next;
+                    pending.push(async move { (i, slot, written.await) });
+                    next += 1;
+                }
+                Some(done) = pending.next(), if !pending.is_empty() => results.push(settle(done)),
+            }
+        } else if let Some(done) = pending.next().await {
+            results.push(settle(done));
+        }
+    }
     let mut ack = WriteAck::default();
     for (i, result) in results {
         match result {
-            Ok(_) => ack.written += 1,
-            Err(e) => match classify(&e) {
-                Failure::Rejected(reason) => ack.rejected.push((i, reason)),
-                Failure::Transient(reason) => {
-                    return Err(SinkError::Cassandra {
-                        message: reason,
-                        retryable: true,
-                    });
-                }
-                Failure::Fatal(reason) => {
-                    return Err(SinkError::Cassandra {
-                        message: reason,
-                        retryable: false,
-                    });
-                }
-            },
+            Ok(()) => ack.written += 1,
+            Err(Failure::Rejected(reason)) => ack.rejected.push((i, reason)),
+            Err(Failure::Transient(reason)) => {
+                return Err(SinkError::Cassandra {
+                    message: reason,
+                    retryable: true,
+                });
+            }
+            Err(Failure::Fatal(reason)) => {
+                return Err(SinkError::Cassandra {
+                    message: reason,
+                    retryable: false,
+                });
+            }
         }
     }
     ack.rejected.sort_by_key(|(i, _)| *i);
@@ -356,6 +377,7 @@ impl CassandraSink {
         check_schema(&session, &config.keyspace, &config.table).await?;
         let insert = prepare_insert(&session, &config, ROW_COLUMNS.iter().copied()).await?;
         Ok(CassandraSink {
+            limiter: Limiter::new(config.concurrency),
             config: Arc::new(config),
             session: Arc::new(session),
             insert,
@@ -380,7 +402,7 @@ impl CassandraSink {
         // futures is 'static and Send (borrowing closures are not, for the
         // processor's spawned write stage).
         let (session, insert) = (&self.session, &self.insert);
-        write_all(rows.len(), self.config.concurrency, |i| {
+        write_all(rows.len(), &self.limiter, |i| {
             let (session, insert, rows) = (session.clone(), insert.clone(), rows.clone());
             async move {
                 session
@@ -393,6 +415,11 @@ impl CassandraSink {
 
     pub async fn count(&self) -> Result<u64, SinkError> {
         count_rows(&self.session, &self.config.keyspace, &self.config.table).await
+    }
+
+    /// Writes in flight at once, at most, now.
+    pub fn concurrency_limit(&self) -> usize {
+        self.limiter.limit()
     }
 
     pub async fn rows(&self, limit: usize) -> Result<Vec<Row>, SinkError> {

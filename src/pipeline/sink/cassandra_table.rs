@@ -18,6 +18,7 @@ use super::cassandra::{
     CassandraSinkConfig, connect, count_rows, create_keyspace, fatal, prepare_insert, select_rows,
     write_all,
 };
+use super::concurrency::Limiter;
 use super::{KeyFilter, SinkError, WriteAck};
 use crate::pipeline::table::{Cell, CqlColumnRow, TableSchema, TypedRow};
 
@@ -28,6 +29,7 @@ pub struct CassandraTableSink {
     schema: Arc<TableSchema>,
     session: Arc<Session>,
     insert: PreparedStatement,
+    limiter: Arc<Limiter>,
 }
 
 impl std::fmt::Debug for CassandraTableSink {
@@ -153,6 +155,7 @@ impl CassandraTableSink {
         let columns: Vec<String> = schema.columns.iter().map(|c| quoted(&c.name)).collect();
         let insert = prepare_insert(&session, &config, columns.iter().map(String::as_str)).await?;
         Ok(CassandraTableSink {
+            limiter: Limiter::new(config.concurrency),
             config: Arc::new(config),
             schema: Arc::new(schema),
             session: Arc::new(session),
@@ -194,7 +197,7 @@ impl CassandraTableSink {
         // Each write owns handles to what it needs, so the futures are
         // 'static and Send.
         let (session, insert) = (&self.session, &self.insert);
-        let ack = write_all(kept.len(), self.config.concurrency, |j| {
+        let ack = write_all(kept.len(), &self.limiter, |j| {
             let (session, insert, rows, kept) =
                 (session.clone(), insert.clone(), rows.clone(), kept.clone());
             async move {
@@ -223,6 +226,11 @@ impl CassandraTableSink {
             }
         }
         Ok(out)
+    }
+
+    /// Writes in flight at once, at most, now.
+    pub fn concurrency_limit(&self) -> usize {
+        self.limiter.limit()
     }
 
     pub async fn count(&self) -> Result<u64, SinkError> {
