@@ -279,6 +279,7 @@ pub async fn status(state: State, Query(which): Query<Which>) -> ApiResult {
             "errors": rejected,
             "retries": get(Counter::SinkRetries),
             "rows": probe.rows,
+            "concurrency_limit": probe.concurrency_limit,
         },
         "jobs": { "count": count, "running": running },
         "scheduler": state.scheduler.get(),

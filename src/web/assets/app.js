@@ -222,6 +222,8 @@ function renderStatus(s) {
   renderStage('store', s.store, s.store.describe || s.store.kind, [
     ['rows', fmtInt(s.store.rows), 'big', 'store-rows', 'rows in the store, counted every second or so'],
     ['unchanged', fmtInt(s.store.unchanged)],
+    ...(s.store.concurrency_limit != null ? [['write limit', fmtInt(s.store.concurrency_limit), null,
+      'store-concurrency', 'writes the store takes at once now: the adaptive limit, or the fixed concurrency']] : []),
   ], 'written');
   // The store's row count, wherever the page shows it: one number, from one answer.
   for (const e of document.querySelectorAll('[data-store-rows]')) e.textContent = fmtInt(s.store.rows);
