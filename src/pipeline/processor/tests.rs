@@ -341,15 +341,7 @@ async fn with_one_in_flight_a_held_ack_holds_the_commit_and_the_next_batch() {
         "one commit per batch, in order"
     );
     // Each write begins only after the previous batch's commit.
-    let order: Vec<&str> = events
-        .iter()
-        .map(|e| match e {
-            Event::WriteStarted(_) => "write",
-            Event::Acked(_) => "ack",
-            Event::Commit(_) => "commit",
-            other => panic!("unexpected {other:?}"),
-        })
-        .collect();
+    let order = order(&events);
     assert_eq!(order, ["write", "ack", "commit"].repeat(3));
 }
 
@@ -464,6 +456,19 @@ async fn shutdown_during_an_outage_commits_nothing() {
     done.unwrap();
     assert!(fake.commits().is_empty(), "{:?}", fake.events());
     assert!(!fake.events().contains(&Event::Failed { retryable: false }));
+}
+
+/// The writes, acks and commits, in order.
+fn order(events: &[Event]) -> Vec<&'static str> {
+    events
+        .iter()
+        .map(|e| match e {
+            Event::WriteStarted(_) => "write",
+            Event::Acked(_) => "ack",
+            Event::Commit(_) => "commit",
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect()
 }
 
 /// How many writes began, so far.
@@ -581,18 +586,8 @@ async fn a_batch_sharing_a_key_with_one_in_flight_waits_for_its_commit() {
     assert_eq!(writes_begun(&fake), 1, "{:?}", fake.events());
     gate.notify_one();
     running.await.unwrap().unwrap();
-    // (The helper that checks acks against commits maps each id to one
-    // offset, so the order is checked here instead.)
     let events = fake.events();
-    let order: Vec<&str> = events
-        .iter()
-        .map(|e| match e {
-            Event::WriteStarted(_) => "write",
-            Event::Acked(_) => "ack",
-            Event::Commit(_) => "commit",
-            other => panic!("unexpected {other:?}"),
-        })
-        .collect();
+    let order = order(&events);
     assert_eq!(order, ["write", "ack", "commit"].repeat(2));
 }
 

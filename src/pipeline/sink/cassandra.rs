@@ -7,17 +7,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
-use futures::stream::FuturesUnordered;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
 use scylla::errors::{DbError, ExecutionError, RequestAttemptError};
-use scylla::response::query_result::{QueryResult, QueryRowsResult};
+use scylla::response::query_result::QueryRowsResult;
 use scylla::statement::Consistency;
 use scylla::statement::prepared::PreparedStatement;
 use uuid::Uuid;
 
-use super::concurrency::{Limiter, Outcome, Slot};
+use super::concurrency::Limiter;
 use super::{KeyFilter, SinkError, WriteAck};
 use crate::pipeline::table::Cell;
 use crate::record::{ROW_COLUMNS, Row};
@@ -125,13 +123,13 @@ pub(super) fn fatal(context: &str, e: impl std::fmt::Display) -> SinkError {
 
 /// What a failed write means: try the batch again later, refuse this row
 /// for good, or stop.
-enum Failure {
+pub(super) enum Failure {
     Transient(String),
     Rejected(String),
     Fatal(String),
 }
 
-fn classify(e: &ExecutionError) -> Failure {
+pub(super) fn classify(e: &ExecutionError) -> Failure {
     match e {
         ExecutionError::LastAttemptError(RequestAttemptError::DbError(db, msg)) => match db {
             DbError::Invalid | DbError::SyntaxError | DbError::FunctionFailure { .. } => {
@@ -221,69 +219,6 @@ pub(super) async fn prepare_insert<'a>(
     // driver may retry and speculate.
     insert.set_is_idempotent(true);
     Ok(insert)
-}
-
-/// Runs `write(i)` for every row index below `rows`, as many at once as
-/// `limiter` allows (its limit is shared with the sink's other batches and
-/// learns from each answer), and sorts the outcomes into an
-/// acknowledgement: a row Cassandra refuses for good is listed in
-/// `rejected`; any other failure fails the batch, as retryable unless it is
-/// one no retry can cure (authentication, permissions).
-pub(super) async fn write_all<F>(
-    rows: usize,
-    limiter: &Arc<Limiter>,
-    mut write: impl FnMut(usize) -> F,
-) -> Result<WriteAck, SinkError>
-where
-    F: Future<Output = Result<QueryResult, ExecutionError>>,
-{
-    let mut pending = FuturesUnordered::new();
-    let mut results: Vec<(usize, Result<(), Failure>)> = Vec::with_capacity(rows);
-    let mut next = 0;
-    let settle = |(i, slot, result): (usize, Slot, Result<QueryResult, ExecutionError>)| {
-        let outcome = result.map(|_| ()).map_err(|e| classify(&e));
-        slot.done(match &outcome {
-            Err(Failure::Transient(_)) => Outcome::Overload,
-            _ => Outcome::Done,
-        });
-        (i, outcome)
-    };
-    while next < rows || !pending.is_empty() {
-        if next < rows {
-            tokio::select! {
-                slot = limiter.acquire() => {
-                    let written = write(next);
-                    let i = next;
-                    pending.push(async move { (i, slot, written.await) });
-                    next += 1;
-                }
-                Some(done) = pending.next(), if !pending.is_empty() => results.push(settle(done)),
-            }
-        } else if let Some(done) = pending.next().await {
-            results.push(settle(done));
-        }
-    }
-    let mut ack = WriteAck::default();
-    for (i, result) in results {
-        match result {
-            Ok(()) => ack.written += 1,
-            Err(Failure::Rejected(reason)) => ack.rejected.push((i, reason)),
-            Err(Failure::Transient(reason)) => {
-                return Err(SinkError::Cassandra {
-                    message: reason,
-                    retryable: true,
-                });
-            }
-            Err(Failure::Fatal(reason)) => {
-                return Err(SinkError::Cassandra {
-                    message: reason,
-                    retryable: false,
-                });
-            }
-        }
-    }
-    ack.rejected.sort_by_key(|(i, _)| *i);
-    Ok(ack)
 }
 
 /// Up to `limit` rows of a table, `columns` of each, in token order.
@@ -606,3 +541,6 @@ fn schema_differences(actual: &BTreeMap<String, String>) -> Vec<String> {
 
 #[cfg(test)]
 mod tests;
+mod write;
+
+pub(super) use write::write_all;
