@@ -446,6 +446,14 @@ pub struct BenchArgs {
     /// topic of 6 partitions into Cassandra (needs --kafka and --cassandra).
     #[arg(long, value_name = "N", requires_all = ["kafka", "cassandra"], value_parser = clap::value_parser!(u32).range(1..=8))]
     pub scale_out: Option<u32>,
+    /// With --latency: the half-load burst appends a page every this many
+    /// milliseconds (smaller pages more often: more even arrivals).
+    #[arg(long, value_name = "MS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub tick_ms: u64,
+    /// With --cassandra: also the sink alone at fixed concurrency 16, 64,
+    /// 256 and 512, beside its adaptive limit.
+    #[arg(long)]
+    pub concurrency_sweep: bool,
     /// The script that runs Kafka's tools (see docs/infra.md).
     #[arg(long, value_name = "PATH", default_value = "scripts/infra")]
     pub infra: PathBuf,

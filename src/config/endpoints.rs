@@ -128,11 +128,11 @@ pub(super) fn cassandra_sink(
             ));
         }
     };
-    let concurrency = raw.concurrency.unwrap_or(256);
-    if !(1..=4096).contains(&concurrency) {
+    let concurrency = raw.concurrency;
+    if let Some(n) = concurrency.filter(|n| !(1..=4096).contains(n)) {
         return Err(invalid(
             "sink.cassandra.concurrency",
-            format!("{concurrency} must be 1 to 4096"),
+            format!("{n} must be 1 to 4096"),
         ));
     }
     let mut replication = BTreeMap::new();

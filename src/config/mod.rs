@@ -254,6 +254,7 @@ impl Config {
                 batch_size,
                 max_message_bytes,
                 max_outage,
+                in_flight: crate::pipeline::processor::DEFAULT_IN_FLIGHT,
             },
             file,
         })

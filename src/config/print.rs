@@ -287,10 +287,13 @@ pub(super) fn sink_settings_toml(out: &mut String, sink: &SinkConfig) {
         SinkConfig::Sqlite(s) => out.push_str(&format!("fsync = {}\n", s.durable_fsync)),
         SinkConfig::Cassandra(c) => {
             out.push_str(&format!(
-                "\n[sink.cassandra]\nconsistency = {}\nconcurrency = {}\n",
+                "\n[sink.cassandra]\nconsistency = {}\n",
                 toml_str(consistency_name(c.consistency)),
-                c.concurrency,
             ));
+            match c.concurrency {
+                Some(n) => out.push_str(&format!("concurrency = {n}\n")),
+                None => out.push_str("# concurrency: adaptive (unset)\n"),
+            }
             if c.password.is_some() {
                 out.push_str("# a password is set (password_file or TRIBUTARY_CASSANDRA_PASSWORD); not shown\n");
             }

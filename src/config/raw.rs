@@ -270,7 +270,12 @@ pub struct RawCassandra {
     pub password_file: Option<PathBuf>,
     /// Write consistency. Default `LOCAL_QUORUM`.
     pub consistency: Option<String>,
-    /// Rows written at once, at most. Default 256.
+    /// Rows written at once, at most (1 to 4096). Unset (the default), the
+    /// limit adapts: it grows while Cassandra answers as fast as it did,
+    /// and shrinks when answers slow down well past that or say the node
+    /// is overloaded, timed out or unavailable (AIMD, 1 to 512, shared by
+    /// the batches in flight; `tributary_sink_concurrency_limit`). Set,
+    /// the limit is fixed at this number.
     pub concurrency: Option<usize>,
     /// SimpleStrategy replication factor of a keyspace tributary creates.
     /// Default 1, as in the seed stack.

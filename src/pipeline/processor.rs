@@ -5,6 +5,7 @@
 //! (`Batches`, `Target`) the processor reads and writes through, which the
 //! unit tests (`tests.rs`) fill with fakes.
 
+mod flight;
 mod replay;
 mod seam;
 #[cfg(test)]
@@ -16,9 +17,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, info, warn};
+use tracing::{info, warn};
 
-use self::seam::{Batches, Parts, Target};
+use self::flight::drive;
+use self::seam::{Parts, Target};
 use super::log::{Checkpoint, DeadLetter, Log, LogError, LogMessage, LogReader, Origin, Stage};
 use super::sink::{Rows, Sink, SinkError, WriteAck};
 use super::stats::{Counter, Stats};
@@ -39,7 +41,13 @@ pub struct ProcessorConfig {
     /// How long a processor that stops by itself (not `--follow`) waits for
     /// a store that is down or full before it fails.
     pub max_outage: Duration,
+    /// Batches handed to the store at once, at most (see `flight.rs`).
+    pub in_flight: usize,
 }
+
+/// Batches written at once by default. A store that keeps its position
+/// beside its rows takes one at a time: its positions must land in order.
+pub const DEFAULT_IN_FLIGHT: usize = 4;
 
 /// How long one poll waits for new messages before the stop rule is checked.
 const POLL_WAIT: Duration = Duration::from_millis(200);
@@ -100,8 +108,16 @@ struct Decoded {
     checkpoint: Checkpoint,
 }
 
-/// The second half of the processor: sink → dead letters → commit. Runs as
-/// its own task for batch k while the first half reads and decodes k+1.
+/// A batch the store has acknowledged, waiting for its commit.
+struct Written {
+    checkpoint: Checkpoint,
+    /// When each message was appended to the log.
+    timestamps_ms: Vec<i64>,
+}
+
+/// The second half of the processor: sink → dead letters, then commit.
+/// Each batch is written by its own task while the first half reads and
+/// decodes the next ones; commits follow in read order.
 #[derive(Clone)]
 struct WriteStage<T> {
     /// The log's dead letters, the store and the group's commit.
@@ -238,9 +254,9 @@ impl Processor {
     /// batch handed to the sink is always finished and committed first; a
     /// batch only read is dropped uncommitted (it is read again next time).
     ///
-    /// Two stages overlap: while batch k is written and committed, batch k+1
-    /// is read and decoded. Commits stay in read order because batch k+1 is
-    /// handed over only after batch k's task has finished.
+    /// Batches overlap: while batch k is written, the next ones are read,
+    /// decoded and written (up to `in_flight` at once). Commits stay in read
+    /// order: batch k+1's is made only after batch k's (see `flight.rs`).
     pub async fn run(
         mut self,
         until: Until,
@@ -253,103 +269,6 @@ impl Processor {
         };
         drive(&mut self.reader, self.stage, self.config, until, shutdown).await
     }
-}
-
-/// The processor's loop over batches, through its seams (see
-/// [`Processor::run`]): batch k+1 is read and decoded while batch k is
-/// written, and handed to the write stage only once k is committed.
-async fn drive<B: Batches, T: Target>(
-    reader: &mut B,
-    stage: WriteStage<T>,
-    config: ProcessorConfig,
-    until: Until,
-    shutdown: CancellationToken,
-) -> Result<(), ProcessError> {
-    let mut writing: Option<tokio::task::JoinHandle<Result<bool, ProcessError>>> = None;
-    let result = loop {
-        // Read before checking the ingest flag, so the last append before
-        // the flag was raised is never missed.
-        let ingest_finished = match &until {
-            Until::DrainedAfter(done) => done.is_cancelled(),
-            _ => false,
-        };
-        let batch = tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => break Ok(()),
-            batch = reader.poll(config.batch_size, POLL_WAIT) => batch,
-        };
-        let batch = match batch {
-            Ok(b) => b,
-            Err(e) => break Err(e.into()),
-        };
-        let lost = reader.take_lost();
-        stage.stats.add(Counter::LostToRetention, lost);
-        let decoded = if !batch.is_empty() {
-            stage.stats.add(Counter::Read, batch.len() as u64);
-            let decoding = Instant::now();
-            let decoded = decode(
-                batch,
-                stage.target.topic(),
-                config.max_message_bytes,
-                stage.target.schema().map(|s| &**s),
-            );
-            metrics::histogram!(crate::telemetry::metrics::PROCESSOR_DECODE_DURATION.name)
-                .record(decoding.elapsed().as_secs_f64());
-            decoded
-        } else if lost > 0 {
-            // The position moved past messages retention dropped, with
-            // nothing to write: it is committed like an empty batch, so
-            // the loss is counted once, not again at every start.
-            Decoded {
-                messages: Vec::new(),
-                rows: Rows::none(stage.target.schema()),
-                row_messages: Vec::new(),
-                letters: Vec::new(),
-                checkpoint: reader.checkpoint(),
-            }
-        } else {
-            let stop = match &until {
-                Until::Drained => reader.caught_up().await,
-                Until::DrainedAfter(_) => {
-                    if ingest_finished {
-                        reader.caught_up().await
-                    } else {
-                        Ok(false)
-                    }
-                }
-                Until::Shutdown => Ok(false),
-            };
-            match stop {
-                Ok(true) => break Ok(()),
-                Ok(false) => continue,
-                Err(e) => break Err(e.into()),
-            }
-        };
-        if let Some(previous) = writing.take() {
-            match previous.await.expect("write stage panicked") {
-                Ok(true) => {}
-                Ok(false) => break Ok(()),
-                Err(e) => break Err(e),
-            }
-        }
-        let stage = stage.clone();
-        let shutdown = shutdown.clone();
-        writing = Some(tokio::spawn(
-            async move { stage.handle(decoded, &shutdown).await }.in_current_span(),
-        ));
-    };
-    // The batch in flight is finished (or, if the sink is down at
-    // shutdown, abandoned uncommitted) before returning; then the last
-    // commit is made durable.
-    if let Some(last) = writing {
-        let finished = last.await.expect("write stage panicked");
-        result?;
-        finished?;
-    } else {
-        result?;
-    }
-    stage.target.flush().await?;
-    Ok(())
 }
 
 /// Decodes and validates a batch, by the store's table (the seed table's
@@ -417,14 +336,15 @@ fn decode_typed(schema: &TableSchema, payload: &[u8], max: usize) -> Result<Type
 }
 
 impl<T: Target> WriteStage<T> {
-    /// Writes one decoded batch and commits it. Returns `false` if shutdown
-    /// came while the sink was down: the batch was then neither stored nor
-    /// committed, and stays in the log for the next start.
-    async fn handle(
+    /// Writes one decoded batch: the dead letters of what did not decode,
+    /// the rows, the dead letters of the rows the store refused. `None` if
+    /// shutdown came while the sink was down: the batch was then neither
+    /// stored nor committed, and stays in the log for the next start.
+    async fn write(
         &self,
         batch: Decoded,
         shutdown: &CancellationToken,
-    ) -> Result<bool, ProcessError> {
+    ) -> Result<Option<Written>, ProcessError> {
         let Decoded {
             messages,
             rows,
@@ -442,7 +362,7 @@ impl<T: Target> WriteStage<T> {
         self.stats.add(Counter::DeadLettered, n_undecoded);
         self.stats.add(Counter::DecodeFailed, n_undecoded);
         let Some(ack) = self.write_until_acked(rows, &checkpoint, shutdown).await? else {
-            return Ok(false);
+            return Ok(None);
         };
         // Counted as soon as the store has them, so a failure after this
         // point (a commit refused) does not hide rows that were written.
@@ -463,23 +383,33 @@ impl<T: Target> WriteStage<T> {
             .collect();
         let n_rejected = rejected.len() as u64;
         self.target.dead_letter(rejected).await?;
+        self.stats.add(Counter::DeadLettered, n_rejected);
+        self.stats.add(Counter::SinkRejected, n_rejected);
+        Ok(Some(Written {
+            checkpoint,
+            timestamps_ms: messages.iter().map(|m| m.timestamp_ms).collect(),
+        }))
+    }
+
+    /// Commits a written batch; called in read order, once every earlier
+    /// batch is committed.
+    async fn commit(&self, written: Written) -> Result<(), ProcessError> {
         // Architecture invariant: offsets are committed only here, after the
-        // sink acknowledged every row of this batch and the dead letters of
-        // the rest are stored. A crash before this line replays the batch;
-        // the sink's upserts make the replay change nothing.
-        self.target.commit(&checkpoint).await?;
+        // sink acknowledged every row of this batch and of every batch
+        // before it, and the dead letters of the rest are stored. A crash
+        // before this line replays the batch; the sink's upserts make the
+        // replay change nothing.
+        self.target.commit(&written.checkpoint).await?;
         // How long each message waited between the log and the store's ack.
         let now_ms = crate::clock::now_ms();
         let latency =
             metrics::histogram!(crate::telemetry::metrics::PROCESSOR_END_TO_END_LATENCY.name);
-        for m in &messages {
-            if m.timestamp_ms > 0 {
-                latency.record((now_ms - m.timestamp_ms).max(0) as f64 / 1e3);
+        for &t in &written.timestamps_ms {
+            if t > 0 {
+                latency.record((now_ms - t).max(0) as f64 / 1e3);
             }
         }
-        self.stats.add(Counter::DeadLettered, n_rejected);
-        self.stats.add(Counter::SinkRejected, n_rejected);
-        Ok(true)
+        Ok(())
     }
 
     /// Writes the batch (with the position past it, where the store keeps

@@ -187,6 +187,11 @@ pub const SINK_CASSANDRA_NODES: Metric = gauge(
     &["state"],
     "Cassandra nodes the driver knows, by state: up (connected) or down (sampled every 2 s).",
 );
+pub const SINK_CONCURRENCY_LIMIT: Metric = gauge(
+    "tributary_sink_concurrency_limit",
+    PIPELINE,
+    "Writes the store takes at once, at most: Cassandra's adaptive limit now, or its fixed `concurrency`, by pipeline (sampled).",
+);
 pub const SCHEDULER_RUNS: Metric = counter(
     "tributary_scheduler_runs_total",
     &["job", "state"],
@@ -230,6 +235,7 @@ pub const ALL: &[Metric] = &[
     SINK_WRITE_DURATION,
     SINK_STORED_ROWS,
     SINK_CASSANDRA_NODES,
+    SINK_CONCURRENCY_LIMIT,
     SCHEDULER_RUNS,
     WEB_REQUESTS,
     PROCESS_RESIDENT_MEMORY,

@@ -62,6 +62,9 @@ pub struct Probe {
     pub lag: Vec<PartitionLag>,
     pub rows: Option<u64>,
     pub dead_letters_waiting: Option<u64>,
+    /// Writes the store takes at once now (Cassandra's limit), sampled
+    /// every second.
+    pub concurrency_limit: Option<usize>,
     /// When the log last answered.
     log_ok_at: Option<Instant>,
     /// When the store's last count succeeded (counts may be minutes apart
@@ -277,6 +280,13 @@ pub fn spawn(
         every(EVERY, &stop, || async {
             for (s, f) in &all {
                 s.push(&f.stats);
+                if let Some(limit) = f.sink.concurrency_limit() {
+                    s.gauge(
+                        crate::telemetry::metrics::SINK_CONCURRENCY_LIMIT.name,
+                        limit as f64,
+                    );
+                    s.update(|p| p.concurrency_limit = Some(limit));
+                }
             }
             // Folds histogram samples into their buckets; without it they
             // pile up between scrapes (or forever, with nobody scraping).

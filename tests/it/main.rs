@@ -16,6 +16,7 @@ mod http_source;
 mod kafka;
 mod kafka_faults;
 mod ops;
+mod overlap;
 mod pipelines;
 mod pipelines_hostile;
 mod poison;

@@ -23,6 +23,7 @@ pub async fn bench(
     node: &str,
     kafka: Option<&str>,
     n: u64,
+    sweep: bool,
 ) -> anyhow::Result<(Vec<Measure>, Option<u64>)> {
     let stamp = crate::pipeline::source::generator::random_seed();
     eprintln!("bench cassandra: {n} rows, concurrency {CONCURRENCY}, node {node}");
@@ -31,7 +32,7 @@ pub async fn bench(
         .map(|k| g.user(k).to_row())
         .collect::<Result<_, _>>()
         .context("generated users flatten")?;
-    let config = |ks: &str| CassandraSinkConfig {
+    let config = |ks: &str, concurrency: Option<usize>| CassandraSinkConfig {
         nodes: node.split(',').map(str::to_owned).collect(),
         keyspace: ks.to_owned(),
         table: "created_users".into(),
@@ -42,24 +43,54 @@ pub async fn bench(
             ("replication_factor".to_owned(), "1".to_owned()),
         ]),
         consistency: Consistency::LocalQuorum,
-        concurrency: CONCURRENCY,
+        concurrency,
         tls_ca_file: None,
         local_datacenter: None,
     };
-
-    // The sink alone, in the processor's batches.
-    let ks_sink = format!("bench_sink_{stamp}");
-    let sink = Sink::open(&SinkConfig::Cassandra(config(&ks_sink)), &Dataset::Users).await?;
-    let t = Instant::now();
-    for chunk in rows.chunks(BATCH) {
-        sink.write(Rows::Users(Arc::from(chunk.to_vec()))).await?;
+    // The sink alone, in the processor's batches, one after the other: with
+    // its default (adaptive) concurrency, then (with `sweep`) fixed ones.
+    let sink_alone = |ks: String, concurrency: Option<usize>| {
+        let (config, rows) = (config(&ks, concurrency), &rows);
+        async move {
+            let sink = Sink::open(&SinkConfig::Cassandra(config), &Dataset::Users).await?;
+            let t = Instant::now();
+            for chunk in rows.chunks(BATCH) {
+                sink.write(Rows::Users(Arc::from(chunk.to_vec()))).await?;
+            }
+            anyhow::Ok((t.elapsed(), sink.concurrency_limit()))
+        }
+    };
+    let (sink_time, limit) = sink_alone(format!("bench_sink_{stamp}"), None).await?;
+    eprintln!(
+        "bench cassandra: the sink alone, adaptive: {:.0} rows/s, limit {} at the end",
+        rate(n, sink_time),
+        limit.unwrap_or(0)
+    );
+    let mut fixed = Vec::new();
+    if sweep {
+        for (c, name) in [
+            (16, "cassandra sink, fixed concurrency 16"),
+            (64, "cassandra sink, fixed concurrency 64"),
+            (256, "cassandra sink, fixed concurrency 256"),
+            (512, "cassandra sink, fixed concurrency 512"),
+        ] {
+            let (d, _) = sink_alone(format!("bench_sink_{c}_{stamp}"), Some(c)).await?;
+            eprintln!(
+                "bench cassandra: the sink alone, concurrency {c}: {:.0} rows/s",
+                rate(n, d)
+            );
+            fixed.push((name, d));
+        }
     }
-    let sink_time = t.elapsed();
 
     // The raw ceiling: the same insert through the driver, all rows in
     // one stream with the same bound on requests in flight.
     let ks_raw = format!("bench_raw_{stamp}");
-    Sink::open(&SinkConfig::Cassandra(config(&ks_raw)), &Dataset::Users).await?; // creates the table
+    Sink::open(
+        &SinkConfig::Cassandra(config(&ks_raw, None)),
+        &Dataset::Users,
+    )
+    .await?; // creates the table
     let session = SessionBuilder::new()
         .known_nodes(node.split(','))
         .build()
@@ -92,11 +123,19 @@ pub async fn bench(
     anyhow::ensure!(failures == 0, "{failures} raw inserts failed");
 
     let mut out = vec![measure(
-        "cassandra sink (batches of 1000)",
+        "cassandra sink (batches of 1000, adaptive)",
         rate(n, sink_time),
         "raw scylla insert loop",
         rate(n, raw_time),
     )];
+    for (name, d) in fixed {
+        out.push(measure(
+            name,
+            rate(n, d),
+            "the sink, adaptive",
+            rate(n, sink_time),
+        ));
+    }
     let mut rss = None;
     if let Some(brokers) = kafka {
         let name = format!("bench_path_{stamp}");

@@ -10,12 +10,11 @@ use std::time::Duration;
 
 use anyhow::bail;
 
-use super::dashboard::{metrics_text, run_job, start_serve};
+use super::dashboard::{metric, metrics_text, start_serve};
 use super::{rate, tempdir};
 
 const HISTOGRAM: &str = crate::telemetry::metrics::PROCESSOR_END_TO_END_LATENCY.name;
 const BURST: Duration = Duration::from_secs(30);
-const TICK: Duration = Duration::from_millis(100);
 /// Start-up (a Kafka consumer joining its group, the first fetch) is left
 /// out of the steady-state figures: they count what arrived after this.
 const WARM_UP: Duration = Duration::from_secs(5);
@@ -75,12 +74,40 @@ async fn serve_job(
         tokio::time::sleep(WARM_UP).await;
         metrics_text(&client, serve.port).await
     };
-    let (done, warm) = tokio::join!(run_job(&client, serve.port, n), warm);
-    let (secs, _) = done?;
+    let (done, warm) = tokio::join!(run_to_the_end(&client, serve.port, n), warm);
+    let secs = done?;
     let end = buckets(&metrics_text(&client, serve.port).await?);
     let _ = serve.child.kill().await;
     std::fs::remove_dir_all(&dir).ok();
     Ok((secs, end, buckets(&warm?)))
+}
+
+/// Triggers the `bench` job and waits until its run has ended and the
+/// store has every row it logged (a burst on a busy machine skips ticks,
+/// so it may log fewer than `n`). Returns the seconds from the trigger.
+async fn run_to_the_end(client: &reqwest::Client, port: u16, n: u64) -> anyhow::Result<f64> {
+    use crate::telemetry::metrics::{LOG_APPENDED_RECORDS, SCHEDULER_RUNS, SINK_WRITTEN_ROWS};
+    let t = std::time::Instant::now();
+    let queued = client
+        .post(format!("http://127.0.0.1:{port}/api/v1/jobs/bench/trigger"))
+        .header("x-tributary-request", "1")
+        .send()
+        .await?;
+    if !queued.status().is_success() {
+        bail!("trigger refused: {}", queued.status());
+    }
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let ended = metric(client, port, SCHEDULER_RUNS.name).await? >= 1.0;
+        let logged = metric(client, port, LOG_APPENDED_RECORDS.name).await?;
+        let written = metric(client, port, SINK_WRITTEN_ROWS.name).await?;
+        if (ended && written >= logged) || written >= n as f64 {
+            return Ok(t.elapsed().as_secs_f64());
+        }
+        if t.elapsed() > Duration::from_secs(600) {
+            bail!("{n} rows not stored within 10 minutes");
+        }
+    }
 }
 
 /// A histogram's cumulative buckets: (upper bound, count), ascending.
@@ -136,26 +163,27 @@ fn quantile(buckets: &Buckets, q: f64) -> Option<f64> {
     None
 }
 
-pub async fn latency(n: u64, stages: Stages<'_>) -> anyhow::Result<()> {
+pub async fn latency(n: u64, tick: Duration, stages: Stages<'_>) -> anyhow::Result<()> {
     eprintln!(
         "bench --latency ({}): the ceiling ({n} users at full speed), then half of it for {BURST:?}",
         stages.describe()
     );
     let (secs, _, _) = serve_job(&format!("records = {n}"), n, stages).await?;
     let ceiling = rate(n, Duration::from_secs_f64(secs));
-    let ticks_per_sec = (1.0 / TICK.as_secs_f64()) as u64;
-    let per_tick = ((ceiling / 2.0) as u64 / ticks_per_sec).clamp(1, 5000);
-    let half = per_tick * ticks_per_sec;
-    let total = per_tick * (BURST.as_millis() / TICK.as_millis()) as u64;
+    let per_tick = ((ceiling / 2.0) * tick.as_secs_f64())
+        .round()
+        .clamp(1.0, 5000.0) as u64;
+    let half = (per_tick as f64 / tick.as_secs_f64()) as u64;
+    let total = per_tick * (BURST.as_millis() / tick.as_millis()) as u64;
     let plan = format!(
         "burst = {{ duration = \"{}s\", interval = \"{}ms\", records = {per_tick} }}",
         BURST.as_secs(),
-        TICK.as_millis()
+        tick.as_millis()
     );
     let (_, end, warm) = serve_job(&plan, total, stages).await?;
     let steady = since(&end, &warm);
     println!("{}", stages.describe());
-    println!("ceiling: {ceiling:.0} rec/s; half load: {half} rec/s ({per_tick} every {TICK:?})");
+    println!("ceiling: {ceiling:.0} rec/s; half load: {half} rec/s ({per_tick} every {tick:?})");
     for (what, b) in [("whole run", &end), ("after the first 5 s", &steady)] {
         let (Some(p50), Some(p99)) = (quantile(b, 0.50), quantile(b, 0.99)) else {
             bail!("no latency histogram in /metrics");

@@ -80,7 +80,8 @@ pub async fn bench(args: &BenchArgs) -> anyhow::Result<()> {
             kafka: args.kafka.as_deref(),
             cassandra: args.cassandra.as_deref(),
         };
-        return latency::latency(args.records, stages).await;
+        let tick = std::time::Duration::from_millis(args.tick_ms);
+        return latency::latency(args.records, tick, stages).await;
     }
     if let (Some(max), Some(brokers), Some(node)) = (args.scale_out, &args.kafka, &args.cassandra) {
         return scale_out::scale_out(brokers, node, args.records, max).await;
@@ -175,8 +176,13 @@ pub async fn bench(args: &BenchArgs) -> anyhow::Result<()> {
 
     let mut cassandra_rss = None;
     if let Some(node) = &args.cassandra {
-        let (cassandra_measures, rss) =
-            cassandra::bench(node, args.kafka.as_deref(), n.min(50_000)).await?;
+        let (cassandra_measures, rss) = cassandra::bench(
+            node,
+            args.kafka.as_deref(),
+            n.min(50_000),
+            args.concurrency_sweep,
+        )
+        .await?;
         measures.extend(cassandra_measures);
         cassandra_rss = rss;
     }

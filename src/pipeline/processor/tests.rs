@@ -235,14 +235,30 @@ fn stage(target: FakeTarget) -> WriteStage<FakeTarget> {
     }
 }
 
+/// One batch in flight at a time (as for a store that keeps its position).
 const CONFIG: ProcessorConfig = ProcessorConfig {
     batch_size: 100,
     max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
     max_outage: Duration::from_secs(300),
+    in_flight: 1,
+};
+
+/// Three batches in flight at once.
+const OVERLAPPED: ProcessorConfig = ProcessorConfig {
+    in_flight: 3,
+    ..CONFIG
 };
 
 /// Runs the processor's loop over `batches` to the end of the log.
 async fn drain(
+    batches: Vec<Vec<LogMessage>>,
+    stage: WriteStage<FakeTarget>,
+) -> Result<(), ProcessError> {
+    drain_with(CONFIG, batches, stage).await
+}
+
+async fn drain_with(
+    config: ProcessorConfig,
     batches: Vec<Vec<LogMessage>>,
     stage: WriteStage<FakeTarget>,
 ) -> Result<(), ProcessError> {
@@ -253,7 +269,7 @@ async fn drain(
     drive(
         &mut reader,
         stage,
-        CONFIG,
+        config,
         Until::Drained,
         CancellationToken::new(),
     )
@@ -296,7 +312,7 @@ fn assert_commits_follow_acks(events: &[Event], messages: &[LogMessage]) {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_held_ack_holds_the_commit_and_the_next_batch() {
+async fn with_one_in_flight_a_held_ack_holds_the_commit_and_the_next_batch() {
     let gate = Arc::new(Notify::new());
     // The first write is acknowledged only when the test says so; any later
     // write at once, so a processor that wrote ahead would see acks out of
@@ -325,15 +341,7 @@ async fn a_held_ack_holds_the_commit_and_the_next_batch() {
         "one commit per batch, in order"
     );
     // Each write begins only after the previous batch's commit.
-    let order: Vec<&str> = events
-        .iter()
-        .map(|e| match e {
-            Event::WriteStarted(_) => "write",
-            Event::Acked(_) => "ack",
-            Event::Commit(_) => "commit",
-            other => panic!("unexpected {other:?}"),
-        })
-        .collect();
+    let order = order(&events);
     assert_eq!(order, ["write", "ack", "commit"].repeat(3));
 }
 
@@ -448,6 +456,139 @@ async fn shutdown_during_an_outage_commits_nothing() {
     done.unwrap();
     assert!(fake.commits().is_empty(), "{:?}", fake.events());
     assert!(!fake.events().contains(&Event::Failed { retryable: false }));
+}
+
+/// The writes, acks and commits, in order.
+fn order(events: &[Event]) -> Vec<&'static str> {
+    events
+        .iter()
+        .map(|e| match e {
+            Event::WriteStarted(_) => "write",
+            Event::Acked(_) => "ack",
+            Event::Commit(_) => "commit",
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect()
+}
+
+/// How many writes began, so far.
+fn writes_begun(fake: &FakeTarget) -> usize {
+    fake.events()
+        .iter()
+        .filter(|e| matches!(e, Event::WriteStarted(_)))
+        .count()
+}
+
+#[tokio::test(start_paused = true)]
+async fn overlapped_batches_acknowledged_out_of_order_are_committed_in_order() {
+    let gate = Arc::new(Notify::new());
+    // The first batch's ack is held; the next ones are acknowledged at once,
+    // so the store answers out of order.
+    let fake = FakeTarget::with_script([Reply::HoldThenAck(gate.clone())]);
+    let input = batches(5, 2);
+    let messages: Vec<LogMessage> = input.concat();
+    let running = tokio::spawn(drain_with(OVERLAPPED, input, stage(fake.clone())));
+
+    fake.write_began.notified().await;
+    // With the clock paused, this sleep ends only once every task waits.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let events = fake.events();
+    // Three batches are in flight (the limit), the later two acknowledged,
+    // and nothing is committed: the first is not.
+    assert_eq!(writes_begun(&fake), 3, "{events:?}");
+    let acked = events
+        .iter()
+        .filter(|e| matches!(e, Event::Acked(_)))
+        .count();
+    assert_eq!(acked, 2, "{events:?}");
+    assert!(fake.commits().is_empty(), "{events:?}");
+
+    gate.notify_one();
+    running.await.unwrap().unwrap();
+    let events = fake.events();
+    assert_commits_follow_acks(&events, &messages);
+    let last = fake.commits().last().cloned();
+    assert_eq!(last, Some(BTreeMap::from([(0, 10)])), "{events:?}");
+    assert_eq!(writes_begun(&fake), 5);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failure_for_good_in_flight_commits_nothing_past_it() {
+    let gate = Arc::new(Notify::new());
+    // Batch 1 is held, batch 2 fails for good, batch 3 is acknowledged.
+    let fake = FakeTarget::with_script([
+        Reply::HoldThenAck(gate.clone()),
+        Reply::Fail { retryable: false },
+        Reply::Ack,
+    ]);
+    let input = batches(4, 2);
+    let messages: Vec<LogMessage> = input.concat();
+    let running = tokio::spawn(drain_with(OVERLAPPED, input, stage(fake.clone())));
+    fake.write_began.notified().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(fake.commits().is_empty(), "{:?}", fake.events());
+    gate.notify_one();
+    let failed = running.await.unwrap();
+    assert!(
+        matches!(failed, Err(ProcessError::Sink(ref e)) if !e.is_retryable()),
+        "{failed:?}"
+    );
+    let events = fake.events();
+    assert_commits_follow_acks(&events, &messages);
+    // Batch 1 is committed; batch 3, though acknowledged, is not: batch 2
+    // before it is not stored, and stays in the log with it.
+    assert_eq!(fake.commits(), [BTreeMap::from([(0, 2)])], "{events:?}");
+    assert!(!events.iter().any(|e| matches!(e, Event::Letters(_))));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retryable_failure_in_flight_is_retried_and_holds_the_later_commits() {
+    let fake = FakeTarget::with_script([Reply::Fail { retryable: true }]);
+    let input = batches(3, 2);
+    let messages: Vec<LogMessage> = input.concat();
+    let stage = stage(fake.clone());
+    let stats = stage.stats.clone();
+    drain_with(OVERLAPPED, input, stage).await.unwrap();
+    let events = fake.events();
+    assert_commits_follow_acks(&events, &messages);
+    // Batches 2 and 3 were acknowledged while batch 1 waited for its retry;
+    // the commits still come one per batch, in order, after the retry.
+    let first_commit = events
+        .iter()
+        .position(|e| matches!(e, Event::Commit(_)))
+        .unwrap();
+    let acks_before: usize = events[..first_commit]
+        .iter()
+        .filter(|e| matches!(e, Event::Acked(_)))
+        .count();
+    assert_eq!(acks_before, 3, "{events:?}");
+    assert_eq!(
+        fake.commits(),
+        [2, 4, 6].map(|n| BTreeMap::from([(0, n)])),
+        "{events:?}"
+    );
+    assert_eq!(stats.get(Counter::SinkRetries), 1);
+    assert_eq!(stats.get(Counter::Stored), 6);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_sharing_a_key_with_one_in_flight_waits_for_its_commit() {
+    let gate = Arc::new(Notify::new());
+    let fake = FakeTarget::with_script([Reply::HoldThenAck(gate.clone())]);
+    // Batch 2 holds user 0 again (a newer record of the same key).
+    let input = vec![
+        vec![message(0, 0, 0), message(0, 1, 1)],
+        vec![message(0, 2, 0), message(0, 3, 3)],
+    ];
+    let running = tokio::spawn(drain_with(OVERLAPPED, input, stage(fake.clone())));
+    fake.write_began.notified().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(writes_begun(&fake), 1, "{:?}", fake.events());
+    gate.notify_one();
+    running.await.unwrap().unwrap();
+    let events = fake.events();
+    let order = order(&events);
+    assert_eq!(order, ["write", "ack", "commit"].repeat(2));
 }
 
 fn ids_of(m: &LogMessage) -> String {

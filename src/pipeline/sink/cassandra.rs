@@ -7,10 +7,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use scylla::client::session::Session;
 use scylla::errors::{DbError, ExecutionError, RequestAttemptError};
-use scylla::response::query_result::{QueryResult, QueryRowsResult};
+use scylla::response::query_result::QueryRowsResult;
 use scylla::statement::Consistency;
 use scylla::statement::prepared::PreparedStatement;
 use uuid::Uuid;
@@ -18,6 +17,7 @@ use uuid::Uuid;
 pub(super) use connect::connect;
 pub use nodes::{NodeView, NodeWatch};
 
+use super::concurrency::Limiter;
 use super::{KeyFilter, SinkError, WriteAck};
 use crate::pipeline::table::Cell;
 use crate::record::{ROW_COLUMNS, Row};
@@ -36,8 +36,9 @@ pub struct CassandraSinkConfig {
     /// `{'class': 'SimpleStrategy', 'replication_factor': '1'}` by default.
     pub replication: BTreeMap<String, String>,
     pub consistency: Consistency,
-    /// Rows written at once, at most.
-    pub concurrency: usize,
+    /// Rows written at once, at most: a fixed number, or `None` for a limit
+    /// that adapts to the store's answers (see `sink/concurrency.rs`).
+    pub concurrency: Option<usize>,
     /// TLS to the nodes, trusting the CA certificates in this PEM file.
     pub tls_ca_file: Option<std::path::PathBuf>,
     /// The datacenter whose nodes take the requests (`LOCAL_*` consistency
@@ -109,6 +110,7 @@ pub struct CassandraSink {
     session: Arc<Session>,
     insert: PreparedStatement,
     nodes: NodeWatch,
+    limiter: Arc<Limiter>,
 }
 
 impl std::fmt::Debug for CassandraSink {
@@ -128,13 +130,13 @@ pub(super) fn fatal(context: &str, e: impl std::fmt::Display) -> SinkError {
 
 /// What a failed write means: try the batch again later, refuse this row
 /// for good, or stop.
-enum Failure {
+pub(super) enum Failure {
     Transient(String),
     Rejected(String),
     Fatal(String),
 }
 
-fn classify(e: &ExecutionError) -> Failure {
+pub(super) fn classify(e: &ExecutionError) -> Failure {
     match e {
         ExecutionError::LastAttemptError(RequestAttemptError::DbError(db, msg)) => match db {
             DbError::Invalid | DbError::SyntaxError | DbError::FunctionFailure { .. } => {
@@ -212,52 +214,6 @@ pub(super) async fn prepare_insert<'a>(
     // driver may retry and speculate.
     insert.set_is_idempotent(true);
     Ok(insert)
-}
-
-/// Runs `write(i)` for every row index below `rows`, at most `concurrency`
-/// at once, and sorts the outcomes into an acknowledgement: a row Cassandra
-/// refuses for good is listed in `rejected`; any other failure fails the
-/// batch, as retryable unless it is one no retry can cure (authentication,
-/// permissions).
-pub(super) async fn write_all<F>(
-    rows: usize,
-    concurrency: usize,
-    mut write: impl FnMut(usize) -> F,
-) -> Result<WriteAck, SinkError>
-where
-    F: Future<Output = Result<QueryResult, ExecutionError>>,
-{
-    let writes = (0..rows).map(|i| {
-        let written = write(i);
-        async move { (i, written.await) }
-    });
-    let results: Vec<(usize, Result<QueryResult, ExecutionError>)> = futures::stream::iter(writes)
-        .buffer_unordered(concurrency.max(1))
-        .collect()
-        .await;
-    let mut ack = WriteAck::default();
-    for (i, result) in results {
-        match result {
-            Ok(_) => ack.written += 1,
-            Err(e) => match classify(&e) {
-                Failure::Rejected(reason) => ack.rejected.push((i, reason)),
-                Failure::Transient(reason) => {
-                    return Err(SinkError::Cassandra {
-                        message: reason,
-                        retryable: true,
-                    });
-                }
-                Failure::Fatal(reason) => {
-                    return Err(SinkError::Cassandra {
-                        message: reason,
-                        retryable: false,
-                    });
-                }
-            },
-        }
-    }
-    ack.rejected.sort_by_key(|(i, _)| *i);
-    Ok(ack)
 }
 
 /// Up to `limit` rows of a table, `columns` of each, in token order.
@@ -352,6 +308,7 @@ impl CassandraSink {
         let insert = prepare_insert(&session, &config, ROW_COLUMNS.iter().copied()).await?;
         let session = Arc::new(session);
         Ok(CassandraSink {
+            limiter: Limiter::new(config.concurrency),
             config: Arc::new(config),
             nodes: NodeWatch::start(&session),
             session,
@@ -377,7 +334,7 @@ impl CassandraSink {
         // futures is 'static and Send (borrowing closures are not, for the
         // processor's spawned write stage).
         let (session, insert) = (&self.session, &self.insert);
-        write_all(rows.len(), self.config.concurrency, |i| {
+        write_all(rows.len(), &self.limiter, |i| {
             let (session, insert, rows) = (session.clone(), insert.clone(), rows.clone());
             async move {
                 session
@@ -401,6 +358,11 @@ impl CassandraSink {
 
     pub async fn count(&self) -> Result<u64, SinkError> {
         count_rows(&self.session, &self.config.keyspace, &self.config.table).await
+    }
+
+    /// Writes in flight at once, at most, now.
+    pub fn concurrency_limit(&self) -> usize {
+        self.limiter.limit()
     }
 
     pub async fn rows(&self, limit: usize) -> Result<Vec<Row>, SinkError> {
@@ -564,3 +526,6 @@ mod connect;
 mod nodes;
 #[cfg(test)]
 mod tests;
+mod write;
+
+pub(super) use write::write_all;

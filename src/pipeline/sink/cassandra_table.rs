@@ -18,6 +18,7 @@ use super::cassandra::{
     CassandraSinkConfig, connect, count_rows, create_keyspace, fatal, prepare_insert, select_rows,
     write_all,
 };
+use super::concurrency::Limiter;
 use super::{KeyFilter, SinkError, WriteAck};
 use crate::pipeline::table::{Cell, CqlColumnRow, TableSchema, TypedRow};
 
@@ -29,6 +30,7 @@ pub struct CassandraTableSink {
     session: Arc<Session>,
     nodes: super::cassandra::NodeWatch,
     insert: PreparedStatement,
+    limiter: Arc<Limiter>,
 }
 
 impl std::fmt::Debug for CassandraTableSink {
@@ -155,6 +157,7 @@ impl CassandraTableSink {
         let insert = prepare_insert(&session, &config, columns.iter().map(String::as_str)).await?;
         let session = Arc::new(session);
         Ok(CassandraTableSink {
+            limiter: Limiter::new(config.concurrency),
             config: Arc::new(config),
             schema: Arc::new(schema),
             nodes: super::cassandra::NodeWatch::start(&session),
@@ -202,7 +205,7 @@ impl CassandraTableSink {
         // Each write owns handles to what it needs, so the futures are
         // 'static and Send.
         let (session, insert) = (&self.session, &self.insert);
-        let ack = write_all(kept.len(), self.config.concurrency, |j| {
+        let ack = write_all(kept.len(), &self.limiter, |j| {
             let (session, insert, rows, kept) =
                 (session.clone(), insert.clone(), rows.clone(), kept.clone());
             async move {
@@ -231,6 +234,11 @@ impl CassandraTableSink {
             }
         }
         Ok(out)
+    }
+
+    /// Writes in flight at once, at most, now.
+    pub fn concurrency_limit(&self) -> usize {
+        self.limiter.limit()
     }
 
     pub async fn count(&self) -> Result<u64, SinkError> {

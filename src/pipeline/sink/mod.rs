@@ -7,6 +7,7 @@
 
 pub mod cassandra;
 pub mod cassandra_table;
+pub mod concurrency;
 pub mod sqlite;
 mod stream;
 
@@ -204,6 +205,17 @@ impl Sink {
         match self {
             Sink::Sqlite(s) => s.position(scope).await,
             Sink::Cassandra(_) | Sink::CassandraTable(_) => Ok(None),
+        }
+    }
+
+    /// Rows written at once, at most, now (Cassandra's fixed or adaptive
+    /// limit); `None` for the embedded store, which writes a batch in one
+    /// transaction.
+    pub fn concurrency_limit(&self) -> Option<usize> {
+        match self {
+            Sink::Sqlite(_) => None,
+            Sink::Cassandra(s) => Some(s.concurrency_limit()),
+            Sink::CassandraTable(s) => Some(s.concurrency_limit()),
         }
     }
 

@@ -280,6 +280,7 @@ pub async fn status(state: State, Query(which): Query<Which>) -> ApiResult {
             "retries": get(Counter::SinkRetries),
             "rows": probe.rows,
             "nodes": p.sink.nodes(),
+            "concurrency_limit": probe.concurrency_limit,
         },
         "jobs": { "count": count, "running": running },
         "scheduler": state.scheduler.get(),

@@ -223,6 +223,8 @@ function renderStatus(s) {
     ['rows', fmtInt(s.store.rows), 'big', 'store-rows', 'rows in the store, counted every second or so'],
     ['unchanged', fmtInt(s.store.unchanged)],
     ...storeNodes(s.store.nodes),
+    ...(s.store.concurrency_limit != null ? [['write limit', fmtInt(s.store.concurrency_limit), null,
+      'store-concurrency', 'writes the store takes at once now: the adaptive limit, or the fixed concurrency']] : []),
   ], 'written');
   // The store's row count, wherever the page shows it: one number, from one answer.
   for (const e of document.querySelectorAll('[data-store-rows]')) e.textContent = fmtInt(s.store.rows);

@@ -16,10 +16,12 @@ use super::{KafkaLogConfig, REQUEST_TIMEOUT, identity, kafka_err, rebootstrap};
 use crate::pipeline::log::{Checkpoint, LogError, LogMessage, OffsetReset, PartitionLag};
 
 /// How long a poll that has its first message waits for more to fill the
-/// batch. Fetches arrive in chunks per partition; without this, batches were
-/// cut at whatever had arrived, and each small batch paid a sink transaction
-/// and a synchronous commit (4x slower end to end).
-const BATCH_LINGER: Duration = Duration::from_millis(25);
+/// batch: not at all, it takes what has arrived. The processor asks for a
+/// batch only when it has a free slot for one (several batches are written
+/// at once); under full load the slots are busy and messages gather in the
+/// consumer's queue, so the next poll finds a full batch there, and under
+/// light load a partial batch goes at once instead of waiting.
+const BATCH_LINGER: Duration = Duration::ZERO;
 
 /// Transient read errors are logged at most this often.
 const ERROR_LOG_EVERY: Duration = Duration::from_secs(10);
@@ -142,8 +144,8 @@ impl KafkaReader {
         std::mem::take(&mut self.lost)
     }
 
-    /// Up to `max` messages; waits up to `wait` for the first, then up to
-    /// [`BATCH_LINGER`] more to fill the batch.
+    /// Up to `max` messages; waits up to `wait` for the first, then takes
+    /// what has already arrived (see [`BATCH_LINGER`]).
     ///
     /// Errors librdkafka recovers from by itself (a broker restarting, a
     /// dropped connection) are logged and waited out; the others fail the

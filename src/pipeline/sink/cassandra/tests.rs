@@ -49,7 +49,7 @@ fn debug_never_shows_the_password() {
         password: Some("s3cret".into()),
         replication: BTreeMap::new(),
         consistency: Consistency::LocalQuorum,
-        concurrency: 8,
+        concurrency: Some(8),
         tls_ca_file: None,
         local_datacenter: None,
     };

@@ -109,7 +109,7 @@ fn config(node: &str, test: &str) -> CassandraSinkConfig {
             ("replication_factor".into(), "1".into()),
         ]),
         consistency: Consistency::One,
-        concurrency: 4,
+        concurrency: Some(4),
         tls_ca_file: None,
         local_datacenter: None,
     }

@@ -1,0 +1,230 @@
+//! How many Cassandra writes are in flight at once: a fixed number (an
+//! explicit `[sink.cassandra] concurrency`), or a limit that adapts by AIMD,
+//! as TCP's congestion window or Vector's adaptive request concurrency do.
+//!
+//! The adaptive limit looks at each write's round-trip time and outcome, a
+//! window at a time (as many answers as the limit, about one round trip of
+//! a full pipe). A window with an overload answer (overloaded, timeout,
+//! unavailable, a broken connection) or whose mean round trip is well above
+//! the moving baseline multiplies the limit by [`DECREASE`]; a clean window
+//! that used the whole limit adds one. Until the first decrease the limit
+//! doubles per clean window (slow start). The limit stays within
+//! [`MIN`]..=[`MAX`]. The controller reads no clock: it is fed samples, so
+//! its behaviour is a function of them.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+
+/// The adaptive limit's bounds and start.
+pub const MIN: usize = 1;
+pub const MAX: usize = 512;
+pub const START: usize = 16;
+/// The factor a window with overload or a rising round trip applies.
+pub const DECREASE: f64 = 0.9;
+/// A window's mean round trip above this multiple of the baseline counts
+/// as rising.
+pub const RTT_RISE: f64 = 1.5;
+/// The weight of the newest window in the baseline (an EWMA).
+const BASELINE_WEIGHT: f64 = 0.4;
+
+/// What a write's answer says about the store's load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Stored, or refused for reasons of the row's own (no load signal
+    /// beyond its round trip).
+    Done,
+    /// Overloaded, timed out, unavailable, connection lost: back off.
+    Overload,
+}
+
+/// The AIMD controller: samples in, limit out.
+#[derive(Debug, Clone)]
+pub struct Aimd {
+    limit: usize,
+    slow_start: bool,
+    /// EWMA of the windows' mean round trips, in seconds.
+    baseline: Option<f64>,
+    window: Window,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Window {
+    samples: usize,
+    rtt_sum: f64,
+    overload: bool,
+    /// The most writes in flight seen while the window was open.
+    peak_in_flight: usize,
+}
+
+impl Default for Aimd {
+    fn default() -> Self {
+        Aimd::new(START)
+    }
+}
+
+impl Aimd {
+    pub fn new(start: usize) -> Aimd {
+        Aimd {
+            limit: start.clamp(MIN, MAX),
+            slow_start: true,
+            baseline: None,
+            window: Window::default(),
+        }
+    }
+
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// One write's answer: its round trip, what it says, and how many
+    /// writes were in flight when it was sent (itself included). Returns
+    /// the limit after it.
+    pub fn sample(&mut self, rtt: Duration, outcome: Outcome, in_flight: usize) -> usize {
+        let w = &mut self.window;
+        w.samples += 1;
+        w.rtt_sum += rtt.as_secs_f64();
+        w.overload |= outcome == Outcome::Overload;
+        w.peak_in_flight = w.peak_in_flight.max(in_flight);
+        // An overload answer acts at once; otherwise a window is as many
+        // answers as the limit.
+        if w.overload || w.samples >= self.limit {
+            self.close_window();
+        }
+        self.limit
+    }
+
+    fn close_window(&mut self) {
+        let w = std::mem::take(&mut self.window);
+        let mean = w.rtt_sum / w.samples.max(1) as f64;
+        let rising = self.baseline.is_some_and(|b| mean > b * RTT_RISE);
+        if w.overload || rising {
+            self.slow_start = false;
+            self.limit = ((self.limit as f64 * DECREASE).floor() as usize).clamp(MIN, MAX);
+        } else if w.peak_in_flight >= self.limit {
+            // Only a limit that was used says anything about a larger one.
+            self.limit = if self.slow_start {
+                self.limit * 2
+            } else {
+                self.limit + 1
+            }
+            .clamp(MIN, MAX);
+        }
+        // An overload answer's round trip (a timeout's) says nothing about
+        // the normal round trip.
+        if !w.overload {
+            self.baseline = Some(match self.baseline {
+                None => mean,
+                Some(b) => b + BASELINE_WEIGHT * (mean - b),
+            });
+        }
+    }
+}
+
+/// Writes in flight under a limit, shared by every write of one sink (the
+/// processor writes several batches at once; the limit is the sink's).
+#[derive(Debug)]
+pub struct Limiter {
+    state: Mutex<State>,
+    freed: Notify,
+}
+
+#[derive(Debug)]
+struct State {
+    /// `None`: the fixed limit.
+    aimd: Option<Aimd>,
+    fixed: usize,
+    in_flight: usize,
+}
+
+impl State {
+    fn limit(&self) -> usize {
+        self.aimd.as_ref().map_or(self.fixed, Aimd::limit)
+    }
+}
+
+/// A write's place under the limit; [`Slot::done`] gives it back with the
+/// write's answer.
+pub struct Slot {
+    limiter: Arc<Limiter>,
+    sent: Instant,
+    in_flight: usize,
+    /// Set by [`Slot::done`]; a slot dropped without an answer (its write
+    /// was abandoned) is given back without teaching the limit anything.
+    outcome: Option<Outcome>,
+}
+
+impl Limiter {
+    /// `Some(n)`: at most `n`, always; `None`: adaptive.
+    pub fn new(fixed: Option<usize>) -> Arc<Limiter> {
+        Arc::new(Limiter {
+            state: Mutex::new(State {
+                aimd: fixed.is_none().then(Aimd::default),
+                fixed: fixed.unwrap_or(0).max(1),
+                in_flight: 0,
+            }),
+            freed: Notify::new(),
+        })
+    }
+
+    pub fn limit(&self) -> usize {
+        self.lock().limit()
+    }
+
+    pub fn adaptive(&self) -> bool {
+        self.lock().aimd.is_some()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits for a place under the limit.
+    pub async fn acquire(self: &Arc<Self>) -> Slot {
+        loop {
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            {
+                let mut s = self.lock();
+                if s.in_flight < s.limit() {
+                    s.in_flight += 1;
+                    return Slot {
+                        limiter: self.clone(),
+                        sent: Instant::now(),
+                        in_flight: s.in_flight,
+                        outcome: None,
+                    };
+                }
+            }
+            freed.await;
+        }
+    }
+}
+
+impl Slot {
+    /// The write answered: the slot is free, and an adaptive limit learns
+    /// from the answer.
+    pub fn done(mut self, outcome: Outcome) {
+        self.outcome = Some(outcome);
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let rtt = self.sent.elapsed();
+        {
+            let mut s = self.limiter.lock();
+            s.in_flight -= 1;
+            let in_flight = self.in_flight;
+            if let (Some(aimd), Some(outcome)) = (s.aimd.as_mut(), self.outcome) {
+                aimd.sample(rtt, outcome, in_flight);
+            }
+        }
+        self.limiter.freed.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,108 @@
+//! The AIMD controller fed simulated answers: no clock, no sleeps.
+
+use std::time::Duration;
+
+use super::*;
+
+const MS: Duration = Duration::from_millis(1);
+
+/// Feeds full windows of answers taking `rtt`, with the limit used.
+fn windows(a: &mut Aimd, n: usize, rtt: Duration, outcome: Outcome) {
+    for _ in 0..n {
+        let limit = a.limit();
+        for _ in 0..limit {
+            a.sample(rtt, outcome, limit);
+        }
+    }
+}
+
+#[test]
+fn slow_start_doubles_then_stops_at_the_maximum() {
+    let mut a = Aimd::new(START);
+    windows(&mut a, 1, 2 * MS, Outcome::Done);
+    assert_eq!(a.limit(), 2 * START);
+    windows(&mut a, 20, 2 * MS, Outcome::Done);
+    assert_eq!(a.limit(), MAX);
+}
+
+#[test]
+fn an_overload_answer_cuts_the_limit_at_once_and_ends_slow_start() {
+    let mut a = Aimd::new(100);
+    a.sample(2 * MS, Outcome::Done, 100);
+    assert_eq!(a.sample(2 * MS, Outcome::Overload, 100), 90);
+    // After slow start, a clean full window adds one.
+    windows(&mut a, 1, 2 * MS, Outcome::Done);
+    assert_eq!(a.limit(), 91);
+    windows(&mut a, 3, 2 * MS, Outcome::Done);
+    assert_eq!(a.limit(), 94);
+}
+
+#[test]
+fn a_round_trip_well_above_the_baseline_backs_off_and_a_steady_one_grows() {
+    let mut a = Aimd::new(64);
+    a.sample(MS, Outcome::Overload, 64); // leave slow start: 57
+    windows(&mut a, 5, 2 * MS, Outcome::Done);
+    let settled = a.limit();
+    assert_eq!(settled, 57 + 5);
+    // The store slows down (queueing): the round trip triples.
+    windows(&mut a, 1, 6 * MS, Outcome::Done);
+    assert_eq!(a.limit(), (settled as f64 * DECREASE) as usize);
+    // Above the baseline (3.6 ms now) but not well above it: it grows.
+    let before = a.limit();
+    windows(&mut a, 1, 5 * MS, Outcome::Done);
+    assert_eq!(a.limit(), before + 1);
+}
+
+#[test]
+fn repeated_overload_drives_it_to_the_minimum_and_no_lower() {
+    let mut a = Aimd::new(MAX);
+    for _ in 0..200 {
+        a.sample(100 * MS, Outcome::Overload, 1);
+    }
+    assert_eq!(a.limit(), MIN);
+    // It recovers one per clean window once the store answers again.
+    windows(&mut a, 3, 2 * MS, Outcome::Done);
+    assert_eq!(a.limit(), MIN + 3);
+}
+
+#[test]
+fn a_limit_that_is_not_used_does_not_grow() {
+    let mut a = Aimd::new(32);
+    // Light load: only 4 writes in flight, answers fast.
+    for _ in 0..1000 {
+        a.sample(MS, Outcome::Done, 4);
+    }
+    assert_eq!(a.limit(), 32);
+}
+
+#[tokio::test]
+async fn a_fixed_limiter_never_exceeds_its_limit_and_never_adapts() {
+    let l = Limiter::new(Some(2));
+    assert!(!l.adaptive());
+    let first = l.acquire().await;
+    let second = l.acquire().await;
+    let third = l.acquire();
+    tokio::pin!(third);
+    assert!(
+        futures::poll!(third.as_mut()).is_pending(),
+        "a third slot under a limit of 2"
+    );
+    first.done(Outcome::Overload);
+    let third = third.await;
+    assert_eq!(l.limit(), 2);
+    drop((second, third));
+    assert_eq!(l.lock().in_flight, 0);
+}
+
+#[tokio::test]
+async fn an_adaptive_limiter_starts_at_the_start_and_learns_from_answers() {
+    let l = Limiter::new(None);
+    assert!(l.adaptive());
+    assert_eq!(l.limit(), START);
+    l.acquire().await.done(Outcome::Overload);
+    assert_eq!(l.limit(), (START as f64 * DECREASE) as usize);
+    // A slot dropped without an answer is given back and teaches nothing.
+    drop(l.acquire().await);
+    assert_eq!(l.limit(), (START as f64 * DECREASE) as usize);
+    assert_eq!(l.lock().in_flight, 0);
+}
