@@ -14,6 +14,7 @@ mod hostile_web;
 mod http_source;
 mod kafka;
 mod kafka_faults;
+mod kafka_scale;
 mod ops;
 mod pipelines;
 mod pipelines_hostile;
