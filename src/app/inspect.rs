@@ -12,7 +12,7 @@ use super::{AppError, AppResult, prepare_dirs};
 use crate::cli::{DlqCommand, EndpointArgs, ShowArgs};
 use crate::config::Config;
 use crate::pipeline::log::discard::Discard;
-use crate::pipeline::log::{DiscardOutcome, LetterPreview, Letters, Log, LogConfig};
+use crate::pipeline::log::{DiscardOutcome, GroupMembers, LetterPreview, Letters, Log, LogConfig};
 use crate::pipeline::processor::{self, ReplayReport};
 use crate::pipeline::shape::Shape;
 use crate::pipeline::sink::{EachRecord, Sink, SinkConfig};
@@ -80,6 +80,21 @@ pub async fn status(config: Config, json: bool) -> AppResult {
         .lost(&config.pipeline.group)
         .await
         .context("cannot read the log's offsets")?;
+    // Who reads is worth less than what is read: a group that cannot be
+    // described is said, and the rest is shown.
+    let (members, members_error) = match log.members(&config.pipeline.group).await {
+        Ok(m) => (m, None),
+        Err(e) => (
+            None,
+            Some(format!("cannot describe the consumer group: {e}")),
+        ),
+    };
+    let owner = |p: i32| {
+        members
+            .as_ref()
+            .and_then(|g| g.owner(p))
+            .map(|m| m.member_id.as_str())
+    };
     let total_lag: i64 = lag.iter().map(|p| p.lag()).sum();
     if json {
         let partitions: Vec<_> = lag
@@ -90,6 +105,7 @@ pub async fn status(config: Config, json: bool) -> AppResult {
                     "committed": p.committed,
                     "end": p.end,
                     "lag": p.lag(),
+                    "member": owner(p.partition),
                 })
             })
             .collect();
@@ -98,6 +114,9 @@ pub async fn status(config: Config, json: bool) -> AppResult {
             serde_json::json!({
                 "topic": log.topic(),
                 "group": config.pipeline.group,
+                "group_state": members.as_ref().map(|g| g.state.as_str()),
+                "members": members.as_ref().map(|g| &g.members),
+                "members_error": members_error,
                 "partitions": partitions,
                 "lag": total_lag,
                 "lost_to_retention": lost,
@@ -116,25 +135,70 @@ pub async fn status(config: Config, json: bool) -> AppResult {
     let cells: Vec<Vec<String>> = lag
         .iter()
         .map(|p| {
-            vec![
+            let mut row = vec![
                 p.partition.to_string(),
                 p.committed.to_string(),
                 p.end.to_string(),
                 p.lag().to_string(),
-            ]
+            ];
+            if members.is_some() {
+                row.push(escape(owner(p.partition).unwrap_or("-")).into_owned());
+            }
+            row
         })
         .collect();
-    print!(
-        "{}",
-        table(&["partition", "committed", "end", "lag"], &cells)
-    );
+    let mut header = vec!["partition", "committed", "end", "lag"];
+    if members.is_some() {
+        header.push("member");
+    }
+    print!("{}", table(&header, &cells));
     println!("lag    {total_lag}");
+    if let Some(g) = &members {
+        print_members(g);
+    }
+    if let Some(e) = &members_error {
+        println!("group  {e}");
+    }
     if lost > 0 {
         println!("lost   {lost} messages dropped by retention before this group read them");
     }
     println!("store  {} rows ({})", rows, sink.describe());
     println!("dlq    {waiting} dead letters waiting (tributary dlq list)");
     Ok(())
+}
+
+fn print_members(g: &GroupMembers) {
+    if g.members.is_empty() {
+        let state = if g.state.is_empty() {
+            "unknown"
+        } else {
+            &g.state
+        };
+        println!("group  no member reading ({state})");
+        return;
+    }
+    println!("group  {} members ({})", g.members.len(), g.state);
+    let cells: Vec<Vec<String>> = g
+        .members
+        .iter()
+        .map(|m| {
+            let parts: Vec<String> = m.partitions.iter().map(i32::to_string).collect();
+            vec![
+                escape(&m.member_id).into_owned(),
+                escape(&m.client_id).into_owned(),
+                escape(&m.host).into_owned(),
+                match &m.error {
+                    Some(e) => format!("? ({e})"),
+                    None if parts.is_empty() => "-".to_owned(),
+                    None => parts.join(","),
+                },
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table(&["member", "client id", "host", "partitions"], &cells)
+    );
 }
 
 /// Rows are written as they are read: memory holds one row (and, for the

@@ -19,7 +19,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use crate::pipeline::log::{Letters, Log, PartitionLag};
+use crate::pipeline::log::{GroupMembers, Letters, Log, PartitionLag};
 use crate::pipeline::sink::Sink;
 use crate::pipeline::stats::{Counter, Stats};
 
@@ -60,6 +60,8 @@ pub struct Rates {
 #[derive(Debug, Clone, Default)]
 pub struct Probe {
     pub lag: Vec<PartitionLag>,
+    /// The group's members and their partitions (Kafka), asked with the lag.
+    pub members: Option<GroupMembers>,
     pub rows: Option<u64>,
     pub dead_letters_waiting: Option<u64>,
     /// Writes the store takes at once now (Cassandra's limit), sampled
@@ -322,8 +324,18 @@ fn spawn_probes(sampler: Arc<Sampler>, from: Arc<Sources>, shutdown: Cancellatio
                 Err(e) => {
                     debug!(pipeline = %s.pipeline, error = %e, "dashboard: the log did not answer");
                     s.update(|p| p.log_error = Some(format!("log: {e}")));
+                    return Duration::ZERO;
                 }
             }
+            // On the kept client of the lag, at the same pace (Kafka: 5 s).
+            let members = match f.log.members(&f.group).await {
+                Ok(m) => m,
+                Err(e) => {
+                    debug!(pipeline = %s.pipeline, error = %e, "dashboard: the group was not described");
+                    None
+                }
+            };
+            s.update(|p| p.members = members);
             Duration::ZERO
         })
         .await

@@ -269,6 +269,9 @@ async fn every_view_has_its_shape() {
         .wait_for("/api/v1/topic", |t| t["partitions"][0]["end"] == 120)
         .await;
     assert_eq!(topic["partitions"][0]["lag"], 0);
+    // The embedded log's readers form no group.
+    assert!(topic["members"].is_null(), "{topic}");
+    assert!(topic["partitions"][0]["member"].is_null(), "{topic}");
 
     let messages = h.get("/api/v1/topic/messages?limit=5").await;
     let messages = messages["messages"].as_array().unwrap();

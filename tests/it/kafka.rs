@@ -386,6 +386,27 @@ fn the_dashboard_shows_kafka_partitions_and_messages() {
     };
     assert_eq!(topic_view["topic"], topic.as_str());
     assert_eq!(topic_view["partitions"].as_array().unwrap().len(), 3);
+    // serve's processor is the group's one member and holds every
+    // partition (the group is described every 5 s).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let topic_view = loop {
+        let v = get_json(served.port, "/api/v1/topic", &[]);
+        if v["group_state"] == "Stable" && v["members"].as_array().is_some_and(|m| m.len() == 1) {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "{v}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let member = &topic_view["members"][0];
+    assert_eq!(
+        member["partitions"],
+        serde_json::json!([0, 1, 2]),
+        "{topic_view}"
+    );
+    assert_eq!(member["client_id"], "tributary", "{topic_view}");
+    for p in topic_view["partitions"].as_array().unwrap() {
+        assert_eq!(p["member"], member["member_id"], "{topic_view}");
+    }
     let status = get_json(served.port, "/api/v1/status", &[]);
     assert_eq!(status["log"]["kind"], "kafka", "{status}");
     assert_eq!(status["processor"]["total"], 300, "{status}");

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::{Reap, Sandbox, distinct_ids, infra, rows_now, stderr, terminate, unique};
 
-fn enabled(mode: &str, test: &str) -> Option<String> {
+pub(crate) fn enabled(mode: &str, test: &str) -> Option<String> {
     let faults = std::env::var("TRIBUTARY_TEST_KAFKA_FAULTS").ok();
     match faults.as_deref() {
         // Asked for this step: then Kafka must be there.

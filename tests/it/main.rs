@@ -15,6 +15,7 @@ mod hostile_web;
 mod http_source;
 mod kafka;
 mod kafka_faults;
+mod kafka_scale;
 mod ops;
 mod overlap;
 mod pipelines;

@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 pub use discard::{DiscardOutcome, Discarded, Letters};
-pub use kafka::{KafkaCommitter, KafkaLog, KafkaLogConfig, KafkaReader};
+pub use kafka::{GroupMember, GroupMembers, KafkaCommitter, KafkaLog, KafkaLogConfig, KafkaReader};
 pub use letters::{DeadLetter, Origin, Stage, StoredDeadLetter, fingerprint};
 pub use preview::{LetterPreview, MessagePreview};
 pub use sqlite::{SqliteCommitter, SqliteLog, SqliteLogConfig, SqliteReader};
@@ -401,6 +401,15 @@ impl Log {
         match self {
             Log::Sqlite(l) => l.lag(group).await,
             Log::Kafka(l) => l.lag(group).await,
+        }
+    }
+
+    /// The members of `group` reading now and the partitions each holds;
+    /// `None` on the embedded log, whose readers form no group.
+    pub async fn members(&self, group: &str) -> Result<Option<GroupMembers>, LogError> {
+        match self {
+            Log::Sqlite(_) => Ok(None),
+            Log::Kafka(l) => l.members(group).await.map(Some),
         }
     }
 

@@ -27,16 +27,19 @@ pub const PREVIEW_BYTES: usize = 4096;
 pub async fn topic(state: State, Query(which): Query<Which>) -> ApiResult {
     let w = pipeline(&state, &which)?;
     let p = &w.parts;
-    let lag = w.sampler.probe().lag;
+    let probe = w.sampler.probe();
+    let (lag, members) = (probe.lag, probe.members);
     let total: i64 = lag.iter().map(|l| l.lag()).sum();
     let partitions: Vec<Value> = lag
         .iter()
         .map(|l| {
+            let owner = members.as_ref().and_then(|g| g.owner(l.partition));
             json!({
                 "partition": l.partition,
                 "committed": l.committed,
                 "end": l.end,
                 "lag": l.lag(),
+                "member": owner.map(|m| &m.member_id),
             })
         })
         .collect();
@@ -46,6 +49,8 @@ pub async fn topic(state: State, Query(which): Query<Which>) -> ApiResult {
         "group": p.config.group,
         "lag": total,
         "partitions": partitions,
+        "group_state": members.as_ref().map(|g| &g.state),
+        "members": members.as_ref().map(|g| &g.members),
     })))
 }
 

@@ -404,7 +404,7 @@ function showPipeline() {
   for (const row of state.jobRows.values()) row.tr.remove();
   state.jobRows.clear();
   state.rowColumns = '';
-  for (const id of ['#partitions', '#messages', '#rows', '#rows-head', '#dl-body', '#jobs-body']) $(id).replaceChildren();
+  for (const id of ['#partitions', '#members', '#messages', '#rows', '#rows-head', '#dl-body', '#jobs-body']) $(id).replaceChildren();
   for (const id of ['#topic-name', '#rows-count', '#rows-store', '#dl-waiting', '#dl-discarded', '#dl-result']) setText(id, '');
   resetBrowse();
   closeRuns();

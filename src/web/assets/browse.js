@@ -45,9 +45,20 @@ async function refreshTopic() {
 
 function renderTopic(t) {
   setText('#topic-name', `${t.topic} · group ${t.group} · lag ${fmtInt(t.lag)}`);
+  // Members are numbered in the order the API lists them (by first partition).
+  const members = t.members ?? [];
+  const number = new Map(members.map((m, i) => [m.member_id, i + 1]));
+  const owner = (id) => (id == null ? '—' : `#${number.get(id) ?? '?'}`);
   $('#partitions').replaceChildren(...t.partitions.map((p) => el('tr', {},
     el('td', { class: 'mono' }, p.partition), el('td', { class: 'num' }, fmtInt(p.committed)),
-    el('td', { class: 'num' }, fmtInt(p.end)), el('td', { class: p.lag > 0 ? 'num warn' : 'num' }, fmtInt(p.lag)))));
+    el('td', { class: 'num' }, fmtInt(p.end)), el('td', { class: p.lag > 0 ? 'num warn' : 'num' }, fmtInt(p.lag)),
+    el('td', { class: 'mono', title: p.member ?? 'no member holds it' }, t.members ? owner(p.member) : '—'))));
+  $('#members-box').hidden = t.members == null;
+  setText('#members-state', t.members == null ? '' : `${members.length} · ${t.group_state || 'no group'}`);
+  $('#members').replaceChildren(...members.map((m, i) => el('tr', {},
+    el('td', { class: 'mono' }, `#${i + 1}`), el('td', { class: 'mono' }, m.member_id),
+    el('td', {}, m.client_id), el('td', { class: 'mono' }, m.host),
+    el('td', { class: m.error ? 'mono warn' : 'mono' }, m.error ? `? ${m.error}` : (m.partitions.join(', ') || '—')))));
   const ids = t.partitions.map((p) => String(p.partition));
   if (ids.join(',') !== browse.partitions) {
     browse.partitions = ids.join(',');

@@ -3,10 +3,12 @@
 //! stack's flat JSON as value), topic creation, and the client settings
 //! shared by producer and consumers. Reading lives in `reader.rs`, dead
 //! letters on `<topic>.dlq` in `dead_letter.rs`, a look at the newest
-//! messages in `peek.rs`, a read of the whole topic in `scan.rs`.
+//! messages in `peek.rs`, a read of the whole topic in `scan.rs`, the
+//! group's members and their partitions in `group.rs`.
 
 mod browse;
 mod dead_letter;
+pub mod group;
 mod identity;
 mod peek;
 mod reader;
@@ -25,6 +27,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use tracing::info;
 
+pub use group::{GroupMember, GroupMembers};
 pub use reader::{KafkaCommitter, KafkaReader};
 pub use scan::KafkaScan;
 
@@ -390,25 +393,36 @@ impl KafkaLog {
     /// Asked once a second by `serve`'s dashboard: one client per group is
     /// kept for it rather than a new connection each time.
     pub async fn lag(&self, group: &str) -> Result<Vec<PartitionLag>, LogError> {
-        let client = {
-            let mut clients = self.lag_clients.lock().unwrap_or_else(|p| p.into_inner());
-            match clients.get(group) {
-                Some(c) => c.clone(),
-                None => {
-                    let c = Arc::new(reader::lag_client(&self.config, group)?);
-                    // Bounded: a process asks for its own group or a few.
-                    if clients.len() >= MAX_LAG_CLIENTS {
-                        clients.clear();
-                    }
-                    clients.insert(group.to_owned(), c.clone());
-                    c
-                }
-            }
-        };
+        let client = self.lag_client(group)?;
         let lag = reader::lag(client.clone(), &self.config.topic).await;
         if lag.is_err() {
             rebootstrap::rebootstrap(client.client(), &self.config.brokers);
         }
         lag
+    }
+
+    /// The group's members and the partitions of the topic each holds
+    /// (DescribeGroups), on the same kept client as [`KafkaLog::lag`].
+    pub async fn members(&self, group: &str) -> Result<GroupMembers, LogError> {
+        let client = self.lag_client(group)?;
+        let (group, topic) = (group.to_owned(), self.config.topic.clone());
+        tokio::task::spawn_blocking(move || group::describe(&client, &group, &topic))
+            .await
+            .expect("group task panicked")
+    }
+
+    /// The kept client of `group` (one per group, a few groups at most).
+    fn lag_client(&self, group: &str) -> Result<Arc<BaseConsumer>, LogError> {
+        let mut clients = self.lag_clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = clients.get(group) {
+            return Ok(c.clone());
+        }
+        let c = Arc::new(reader::lag_client(&self.config, group)?);
+        // Bounded: a process asks for its own group or a few.
+        if clients.len() >= MAX_LAG_CLIENTS {
+            clients.clear();
+        }
+        clients.insert(group.to_owned(), c.clone());
+        Ok(c)
     }
 }

@@ -10,7 +10,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
-use tracing::warn;
+use tracing::{debug, warn};
 
 use super::{KafkaLogConfig, REQUEST_TIMEOUT, identity, kafka_err, rebootstrap};
 use crate::pipeline::log::{Checkpoint, LogError, LogMessage, OffsetReset, PartitionLag};
@@ -25,6 +25,9 @@ const BATCH_LINGER: Duration = Duration::ZERO;
 
 /// Transient read errors are logged at most this often.
 const ERROR_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// An idle reader checks this often that its last commit arrived.
+const RECOMMIT_EVERY: Duration = Duration::from_secs(5);
 
 /// Whether a read error is one librdkafka recovers from by itself. Its
 /// consumer errors are informational except the fatal ones; a missing topic,
@@ -92,6 +95,23 @@ pub struct KafkaReader {
     /// Messages retention dropped past the group's commit, found at start
     /// and not yet taken by [`KafkaReader::take_lost`].
     lost: u64,
+    /// What the committers sent, shared with them (see [`Sent`]).
+    sent: Arc<std::sync::Mutex<Sent>>,
+    /// When an idle reader last checked its commits.
+    checked_commits: Instant,
+}
+
+/// The commits sent, merged per partition. Commits are asynchronous, and
+/// the group refuses them while it rebalances; a member that keeps its
+/// partitions (cooperative-sticky) and then reads nothing more would never
+/// send another, leaving the group's offsets behind what is stored. So an
+/// idle reader compares the group's commits with these and sends again
+/// what is missing.
+#[derive(Debug, Default)]
+struct Sent {
+    last: Option<Checkpoint>,
+    /// Sent since the group's offsets last matched.
+    unconfirmed: bool,
 }
 
 /// The group's policy for offsets that do not fit the topic, from the
@@ -136,6 +156,8 @@ impl KafkaReader {
             quiet_errors: 0,
             last_error_logged: None,
             lost: check.lost,
+            sent: Arc::default(),
+            checked_commits: Instant::now(),
         })
     }
 
@@ -182,7 +204,69 @@ impl KafkaReader {
             self.active = Instant::now();
             rebootstrap::probe(self.consumer.clone(), &self.topic, &self.bootstrap);
         }
+        if batch.is_empty() && self.checked_commits.elapsed() >= RECOMMIT_EVERY {
+            self.checked_commits = Instant::now();
+            self.recommit().await;
+        }
         Ok(batch)
+    }
+
+    /// Sends again the sent commits of this member's partitions that the
+    /// group does not have (see [`Sent`]); quiet when they match.
+    async fn recommit(&self) {
+        if !self
+            .sent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .unconfirmed
+        {
+            return;
+        }
+        let (consumer, sent, topic) =
+            (self.consumer.clone(), self.sent.clone(), self.topic.clone());
+        let result = tokio::task::spawn_blocking(move || -> Result<usize, KafkaError> {
+            let assignment = consumer.assignment()?;
+            let committed = consumer.committed_offsets(assignment.clone(), REQUEST_TIMEOUT)?;
+            // Under the lock, so no newer commit is sent in between.
+            let mut sent = sent.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(last) = &sent.last else {
+                return Ok(0);
+            };
+            let mut tpl = TopicPartitionList::new();
+            for el in assignment.elements_for_topic(&topic) {
+                let p = el.partition();
+                let Some(&next) = last.next.get(&p) else {
+                    continue;
+                };
+                let done = committed
+                    .find_partition(&topic, p)
+                    .and_then(|e| e.offset().to_raw())
+                    .unwrap_or(-1);
+                if done < next {
+                    let mut elem = tpl.add_partition(&topic, p);
+                    elem.set_offset(Offset::Offset(next))?;
+                    if let Some(mark) = last.marks.get(&p) {
+                        elem.set_metadata(mark.as_str());
+                    }
+                }
+            }
+            if tpl.count() == 0 {
+                sent.unconfirmed = false;
+                return Ok(0);
+            }
+            consumer.commit(&tpl, CommitMode::Async)?;
+            Ok(tpl.count())
+        })
+        .await
+        .expect("commit check panicked");
+        match result {
+            Ok(0) => {}
+            Ok(n) => warn!(
+                partitions = n,
+                "kafka: the group lacked this member's last commits (refused during a rebalance); sent again"
+            ),
+            Err(e) => debug!(error = %e, "kafka: could not check the group's commits; will retry"),
+        }
     }
 
     /// Logs a transient error, at most once per [`ERROR_LOG_EVERY`] with
@@ -213,7 +297,7 @@ impl KafkaReader {
         KafkaCommitter {
             consumer: self.consumer.clone(),
             topic: self.topic.clone(),
-            last: Arc::default(),
+            sent: self.sent.clone(),
         }
     }
 
@@ -253,8 +337,9 @@ impl KafkaReader {
 pub struct KafkaCommitter {
     consumer: Arc<StreamConsumer>,
     topic: String,
-    /// The last checkpoint committed asynchronously, for `flush`.
-    last: Arc<std::sync::Mutex<Option<Checkpoint>>>,
+    /// The commits sent asynchronously, for `flush` and the reader's
+    /// check that they arrived.
+    sent: Arc<std::sync::Mutex<Sent>>,
 }
 
 impl std::fmt::Debug for KafkaCommitter {
@@ -295,15 +380,18 @@ impl KafkaCommitter {
         if tpl.count() == 0 {
             return Ok(());
         }
+        // Sent and recorded under one lock: the reader's check never sends
+        // an older commit after this one.
+        let mut sent = self.sent.lock().unwrap_or_else(|p| p.into_inner());
         self.consumer
             .commit(&tpl, CommitMode::Async)
             .map_err(|e| kafka_err("cannot commit offsets", e))?;
-        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-        let merged = last.get_or_insert_with(Checkpoint::default);
+        let merged = sent.last.get_or_insert_with(Checkpoint::default);
         merged
             .next
             .extend(checkpoint.next.iter().map(|(&p, &o)| (p, o)));
         merged.marks.extend(checkpoint.marks.clone());
+        sent.unconfirmed = true;
         Ok(())
     }
 
@@ -314,7 +402,13 @@ impl KafkaCommitter {
     /// read them again from the last commit, which the idempotent sink
     /// absorbs.
     pub async fn flush(&self) -> Result<(), LogError> {
-        let Some(last) = self.last.lock().unwrap_or_else(|p| p.into_inner()).clone() else {
+        let Some(last) = self
+            .sent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .last
+            .clone()
+        else {
             return Ok(());
         };
         let tpl = self.list(&last)?;
