@@ -90,12 +90,8 @@ pub(super) async fn metric(
 /// Triggers the `bench` job and waits until `n` rows are written, looking
 /// at `/metrics` every 200 ms. Returns the seconds from the trigger and the
 /// peak RSS seen meanwhile.
-pub(super) async fn run_job(
-    client: &reqwest::Client,
-    port: u16,
-    n: u64,
-) -> anyhow::Result<(f64, f64)> {
-    let t = Instant::now();
+/// Queues a run of the `bench` job of the `serve` on `port`.
+pub(super) async fn trigger(client: &reqwest::Client, port: u16) -> anyhow::Result<()> {
     let queued = client
         .post(format!("http://127.0.0.1:{port}/api/v1/jobs/bench/trigger"))
         .header("x-tributary-request", "1")
@@ -104,6 +100,16 @@ pub(super) async fn run_job(
     if !queued.status().is_success() {
         bail!("trigger refused: {}", queued.status());
     }
+    Ok(())
+}
+
+pub(super) async fn run_job(
+    client: &reqwest::Client,
+    port: u16,
+    n: u64,
+) -> anyhow::Result<(f64, f64)> {
+    let t = Instant::now();
+    trigger(client, port).await?;
     let mut peak_rss: f64 = 0.0;
     loop {
         tokio::time::sleep(Duration::from_millis(200)).await;

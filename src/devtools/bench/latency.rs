@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::bail;
 
-use super::dashboard::{metric, metrics_text, start_serve};
+use super::dashboard::{metric, metrics_text, start_serve, trigger};
 use super::{rate, tempdir};
 
 const HISTOGRAM: &str = crate::telemetry::metrics::PROCESSOR_END_TO_END_LATENCY.name;
@@ -88,14 +88,7 @@ async fn serve_job(
 async fn run_to_the_end(client: &reqwest::Client, port: u16, n: u64) -> anyhow::Result<f64> {
     use crate::telemetry::metrics::{LOG_APPENDED_RECORDS, SCHEDULER_RUNS, SINK_WRITTEN_ROWS};
     let t = std::time::Instant::now();
-    let queued = client
-        .post(format!("http://127.0.0.1:{port}/api/v1/jobs/bench/trigger"))
-        .header("x-tributary-request", "1")
-        .send()
-        .await?;
-    if !queued.status().is_success() {
-        bail!("trigger refused: {}", queued.status());
-    }
+    trigger(client, port).await?;
     loop {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let ended = metric(client, port, SCHEDULER_RUNS.name).await? >= 1.0;
