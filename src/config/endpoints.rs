@@ -10,10 +10,14 @@ use std::time::Duration;
 
 use scylla::statement::Consistency;
 
-use super::raw::{RawCassandra, RawLog, RawSink};
+use super::raw::{RawCassandra, RawConcurrency, RawLog, RawSink};
 use super::{ConfigError, DAY, YEARS_10, duration, invalid};
 use crate::pipeline::log::{KafkaLogConfig, LogConfig, OffsetReset, SqliteLogConfig};
 use crate::pipeline::sink::{CassandraSinkConfig, SinkConfig, SqliteSinkConfig};
+
+/// Cassandra writes at once when `concurrency` is not set: the seed path's
+/// fastest fixed setting on one node and on three (`bench --concurrency-sweep`).
+pub const DEFAULT_CASSANDRA_CONCURRENCY: usize = 256;
 
 /// A table or topic name: a plain identifier, so it can never inject SQL.
 pub(super) fn identifier(key: &'static str, value: &str) -> Result<String, ConfigError> {
@@ -128,13 +132,24 @@ pub(super) fn cassandra_sink(
             ));
         }
     };
-    let concurrency = raw.concurrency;
-    if let Some(n) = concurrency.filter(|n| !(1..=4096).contains(n)) {
-        return Err(invalid(
-            "sink.cassandra.concurrency",
-            format!("{n} must be 1 to 4096"),
-        ));
-    }
+    // `None` is the adaptive limit.
+    let concurrency = match &raw.concurrency {
+        None => Some(DEFAULT_CASSANDRA_CONCURRENCY),
+        Some(RawConcurrency::Fixed(n)) if (1..=4096).contains(n) => Some(*n),
+        Some(RawConcurrency::Named(word)) if word == "adaptive" => None,
+        Some(RawConcurrency::Fixed(n)) => {
+            return Err(invalid(
+                "sink.cassandra.concurrency",
+                format!("{n} must be 1 to 4096, or \"adaptive\""),
+            ));
+        }
+        Some(RawConcurrency::Named(word)) => {
+            return Err(invalid(
+                "sink.cassandra.concurrency",
+                format!("{word:?} is neither a number (1 to 4096) nor \"adaptive\""),
+            ));
+        }
+    };
     let mut replication = BTreeMap::new();
     match &raw.datacenters {
         Some(dcs) if !dcs.is_empty() => {

@@ -292,7 +292,7 @@ pub(super) fn sink_settings_toml(out: &mut String, sink: &SinkConfig) {
             ));
             match c.concurrency {
                 Some(n) => out.push_str(&format!("concurrency = {n}\n")),
-                None => out.push_str("# concurrency: adaptive (unset)\n"),
+                None => out.push_str("concurrency = \"adaptive\"\n"),
             }
             if c.password.is_some() {
                 out.push_str("# a password is set (password_file or TRIBUTARY_CASSANDRA_PASSWORD); not shown\n");

@@ -270,13 +270,12 @@ pub struct RawCassandra {
     pub password_file: Option<PathBuf>,
     /// Write consistency. Default `LOCAL_QUORUM`.
     pub consistency: Option<String>,
-    /// Rows written at once, at most (1 to 4096). Unset (the default), the
-    /// limit adapts: it grows while Cassandra answers as fast as it did,
-    /// and shrinks when answers slow down well past that or say the node
-    /// is overloaded, timed out or unavailable (AIMD, 1 to 512, shared by
-    /// the batches in flight; `tributary_sink_concurrency_limit`). Set,
-    /// the limit is fixed at this number.
-    pub concurrency: Option<usize>,
+    /// Rows written at once, at most: a number (1 to 4096; default 256), or
+    /// `"adaptive"`: the limit then grows while Cassandra answers as fast as
+    /// it did, and shrinks when answers slow down well past that or say the
+    /// node is overloaded, timed out or unavailable (AIMD, 1 to 512, shared
+    /// by the batches in flight; `tributary_sink_concurrency_limit`).
+    pub concurrency: Option<RawConcurrency>,
     /// SimpleStrategy replication factor of a keyspace tributary creates.
     /// Default 1, as in the seed stack.
     pub replication_factor: Option<u32>,
@@ -284,6 +283,14 @@ pub struct RawCassandra {
     pub datacenters: Option<BTreeMap<String, u32>>,
     /// Connect with TLS, trusting the CA certificate(s) in this PEM file.
     pub tls_ca_file: Option<PathBuf>,
+}
+
+/// `[sink.cassandra] concurrency`: a number, or a word (`"adaptive"`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum RawConcurrency {
+    Fixed(usize),
+    Named(String),
 }
 
 /// `[processor]`: how the log is turned into rows.

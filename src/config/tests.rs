@@ -222,6 +222,30 @@ fn cassandra_url_resolves_and_hides_the_password() {
 }
 
 #[test]
+fn cassandra_concurrency_is_256_a_number_or_adaptive() {
+    let sink = |extra: &str| {
+        resolve(
+            &format!("[sink]\nurl = \"cassandra://h1/ks.t\"\n[sink.cassandra]\n{extra}"),
+            Overrides::default(),
+        )
+        .map(|c| match c.pipeline.sink {
+            SinkConfig::Cassandra(s) => s.concurrency,
+            _ => panic!("cassandra expected"),
+        })
+    };
+    assert_eq!(sink("").unwrap(), Some(256));
+    assert_eq!(sink("concurrency = 64\n").unwrap(), Some(64));
+    assert_eq!(sink("concurrency = \"adaptive\"\n").unwrap(), None);
+    for bad in ["0", "5000", "\"fast\""] {
+        let err = sink(&format!("concurrency = {bad}\n")).unwrap_err();
+        assert!(
+            err.to_string().starts_with("sink.cassandra.concurrency"),
+            "{bad}: {err}"
+        );
+    }
+}
+
+#[test]
 fn one_named_datacenter_is_the_local_one_of_a_three_node_cluster() {
     let sink = |extra: &str| {
         let c = resolve(

@@ -26,7 +26,7 @@ const PARTITIONS: u32 = 6;
 pub async fn scale_out(brokers: &str, node: &str, n: u64, max: u32) -> anyhow::Result<()> {
     let stamp = crate::pipeline::source::generator::random_seed();
     let session = SessionBuilder::new()
-        .known_node(node)
+        .known_nodes(node.split(','))
         .build()
         .await
         .with_context(|| format!("cannot connect to Cassandra at {node}"))?;
