@@ -144,19 +144,11 @@ impl Log {
         let Log::Sqlite(l) = self else {
             return Ok(Vec::new());
         };
-        embedded::blocking(l.connection(), move |conn| {
-            let mut stmt = conn.prepare(
-                "SELECT id FROM dead_letters WHERE id = ?1
-                 AND (replayed_ms IS NOT NULL OR discarded_ms IS NOT NULL)",
-            )?;
-            let mut settled = Vec::new();
-            for id in ids {
-                if stmt.exists([id])? {
-                    settled.push(id);
-                }
-            }
-            Ok(settled)
-        })
+        letters_among(
+            l,
+            ids,
+            "replayed_ms IS NOT NULL OR discarded_ms IS NOT NULL",
+        )
         .await
     }
 
@@ -199,29 +191,45 @@ impl Log {
     /// The ids among `ids` of letters that were discarded (a replay by id
     /// names them apart from unknown ids).
     pub async fn discarded_among(&self, ids: Vec<i64>) -> Result<Vec<i64>, LogError> {
-        let wanted: std::collections::HashSet<i64> = ids.iter().copied().collect();
-        let mut found = Vec::new();
-        let mut after = None;
-        // Page by page on the embedded log; Kafka's topic is read whole
-        // anyway, so in one pass.
-        let page_size = match self {
-            Log::Sqlite(_) => 1000,
-            Log::Kafka(_) => usize::MAX >> 1,
-        };
-        loop {
-            let page = self
-                .dead_letters_in(Letters::Discarded, after, page_size)
-                .await?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.id);
-            found.extend(page.iter().map(|l| l.id).filter(|id| wanted.contains(id)));
-            if page.len() < page_size {
-                break;
-            }
+        if let Log::Sqlite(l) = self {
+            let mut found = letters_among(l, ids, "discarded_ms IS NOT NULL").await?;
+            found.sort_unstable();
+            return Ok(found);
         }
+        // Kafka's letters are read whole from the topic, in one pass.
+        let wanted: std::collections::HashSet<i64> = ids.iter().copied().collect();
+        let mut found: Vec<i64> = self
+            .dead_letters_in(Letters::Discarded, None, usize::MAX >> 1)
+            .await?
+            .iter()
+            .map(|l| l.id)
+            .filter(|id| wanted.contains(id))
+            .collect();
         found.sort_unstable();
         Ok(found)
     }
+}
+
+/// Of `ids`, those of the embedded log's letters that meet `condition` (SQL
+/// over the `dead_letters` columns), each looked up by its id.
+async fn letters_among(
+    log: &super::sqlite::SqliteLog,
+    ids: Vec<i64>,
+    condition: &'static str,
+) -> Result<Vec<i64>, LogError> {
+    embedded::blocking(log.connection(), move |conn| {
+        let mut stmt = conn.prepare(&format!(
+            "SELECT id FROM dead_letters WHERE id = ?1 AND ({condition})"
+        ))?;
+        let mut found = Vec::new();
+        for id in ids {
+            if stmt.exists([id])? {
+                found.push(id);
+            }
+        }
+        Ok(found)
+    })
+    .await
 }
 
 async fn sqlite_discard(
