@@ -17,7 +17,8 @@ use crate::pipeline::sink::{CassandraSinkConfig, Rows, Sink, SinkConfig};
 use crate::pipeline::source::Generator;
 use crate::record::{ROW_COLUMNS, Row};
 
-const CONCURRENCY: usize = 256;
+/// The raw loop's requests in flight: the sink's default limit.
+const CONCURRENCY: usize = crate::config::DEFAULT_CASSANDRA_CONCURRENCY;
 
 pub async fn bench(
     node: &str,
