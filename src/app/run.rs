@@ -119,14 +119,19 @@ pub(super) async fn open_job(
     shutdown: CancellationToken,
 ) -> AppResult<Job> {
     prepare_dirs(config)?;
-    let log = Log::open(&config.pipeline.log)
-        .await
-        .context("cannot open the log")?;
-    let sink = Sink::open(&config.pipeline.sink, &config.pipeline.dataset)
-        .await
-        .context("cannot open the store")?;
+    // Both sides are round trips to servers (metadata, the group's
+    // commits, joining it; connect, schema, prepare): made side by side,
+    // the first row lands sooner.
+    let (reading, sink) = tokio::join!(
+        Log::open_with_reader(&config.pipeline.log, &config.pipeline.group),
+        Sink::open(&config.pipeline.sink, &config.pipeline.dataset)
+    );
+    let (log, reader) = reading.context("cannot open the log")?;
+    let sink = sink.context("cannot open the store")?;
+    tracing::debug!("start: log, reader and store open");
     Ok(Job {
         log,
+        reader,
         sink,
         group: config.pipeline.group.clone(),
         processor: config.processor,

@@ -48,10 +48,12 @@ pub enum PipelineError {
     Process(#[from] ProcessError),
 }
 
-/// What processing needs, opened and validated: the log and sink of the job,
-/// the consumer group, settings, shared counters, the shutdown signal.
+/// What processing needs, opened and validated: the log of the job and its
+/// reader in the consumer group, the sink, settings, shared counters, the
+/// shutdown signal.
 pub struct Job {
     pub log: Log,
+    pub reader: LogReader,
     pub sink: Sink,
     pub group: String,
     pub processor: ProcessorConfig,
@@ -65,17 +67,12 @@ pub struct Job {
 /// is down: once ingestion has failed, a store outage is not waited out),
 /// and ingestion's error is the one returned.
 pub async fn run(feed: Feed, plan: IngestPlan, job: Job) -> Result<(), PipelineError> {
-    let reader = job
-        .log
-        .reader(&job.group)
-        .await
-        .map_err(ProcessError::from)?;
     // Before ingestion starts, so nothing this run appends counts.
-    count_group_backlog(&job, &reader)
+    count_group_backlog(&job.log, &job.group, &job.reader, &job.stats)
         .await
         .map_err(ProcessError::from)?;
     let mut processor = Processor::new(
-        reader,
+        job.reader,
         job.log.clone(),
         job.sink,
         job.processor,
@@ -112,16 +109,15 @@ pub async fn run(feed: Feed, plan: IngestPlan, job: Job) -> Result<(), PipelineE
 
 /// Processing alone: until the log is drained, or until shutdown with `follow`.
 pub async fn process(job: Job, follow: bool) -> Result<(), ProcessError> {
-    let reader = job.log.reader(&job.group).await?;
     if !follow {
-        count_group_backlog(&job, &reader).await?;
+        count_group_backlog(&job.log, &job.group, &job.reader, &job.stats).await?;
     }
     let until = if follow {
         Until::Shutdown
     } else {
         Until::Drained
     };
-    Processor::new(reader, job.log, job.sink, job.processor, job.stats)
+    Processor::new(job.reader, job.log, job.sink, job.processor, job.stats)
         .run(until, job.shutdown)
         .instrument(info_span!("process"))
         .await
@@ -130,10 +126,15 @@ pub async fn process(job: Job, follow: bool) -> Result<(), ProcessError> {
 /// A Kafka reader learns its partitions only once it reads, so its backlog
 /// is asked of the group's commits (the processor counts an embedded
 /// reader's itself, from the position it starts at).
-async fn count_group_backlog(job: &Job, reader: &LogReader) -> Result<(), LogError> {
+async fn count_group_backlog(
+    log: &Log,
+    group: &str,
+    reader: &LogReader,
+    counters: &Stats,
+) -> Result<(), LogError> {
     if let LogReader::Kafka(_) = reader {
-        let backlog = job.log.backlog(&job.group).await?;
-        job.stats.add(stats::Counter::Backlog, backlog);
+        let backlog = log.backlog(group).await?;
+        counters.add(stats::Counter::Backlog, backlog);
     }
     Ok(())
 }

@@ -138,6 +138,7 @@ async fn harness_of(text: &str, token: Option<&str>, records: u64) -> Harness {
                 .unwrap();
             let job = Job {
                 log: log.clone(),
+                reader: log.reader(&p.group).await.unwrap(),
                 sink: sink.clone(),
                 group: p.group.clone(),
                 processor: config.processor,

@@ -48,8 +48,9 @@ pub async fn bench(
         tls_ca_file: None,
         local_datacenter: None,
     };
-    // The sink alone, in the processor's batches, one after the other: with
-    // its default (adaptive) concurrency, then (with `sweep`) fixed ones.
+    // The sink alone, in the processor's batches, one after the other: at
+    // its default write limit (a fixed 256), then (with `sweep`) with the
+    // adaptive limit and other fixed ones.
     let sink_alone = |ks: String, concurrency: Option<usize>| {
         let (config, rows) = (config(&ks, concurrency), &rows);
         async move {
@@ -61,26 +62,28 @@ pub async fn bench(
             anyhow::Ok((t.elapsed(), sink.concurrency_limit()))
         }
     };
-    let (sink_time, limit) = sink_alone(format!("bench_sink_{stamp}"), None).await?;
+    let (sink_time, _) = sink_alone(format!("bench_sink_{stamp}"), Some(CONCURRENCY)).await?;
     eprintln!(
-        "bench cassandra: the sink alone, adaptive: {:.0} rows/s, limit {} at the end",
-        rate(n, sink_time),
-        limit.unwrap_or(0)
+        "bench cassandra: the sink alone, limit {CONCURRENCY}: {:.0} rows/s",
+        rate(n, sink_time)
     );
-    let mut fixed = Vec::new();
+    let mut fixed = vec![(CONCURRENCY, sink_time)];
+    let mut adaptive = None;
     if sweep {
-        for (c, name) in [
-            (16, "cassandra sink, fixed concurrency 16"),
-            (64, "cassandra sink, fixed concurrency 64"),
-            (256, "cassandra sink, fixed concurrency 256"),
-            (512, "cassandra sink, fixed concurrency 512"),
-        ] {
+        let (d, limit) = sink_alone(format!("bench_sink_adaptive_{stamp}"), None).await?;
+        eprintln!(
+            "bench cassandra: the sink alone, adaptive: {:.0} rows/s, limit {} at the end",
+            rate(n, d),
+            limit.unwrap_or(0)
+        );
+        adaptive = Some(d);
+        for c in [16, 64, 512] {
             let (d, _) = sink_alone(format!("bench_sink_{c}_{stamp}"), Some(c)).await?;
             eprintln!(
-                "bench cassandra: the sink alone, concurrency {c}: {:.0} rows/s",
+                "bench cassandra: the sink alone, limit {c}: {:.0} rows/s",
                 rate(n, d)
             );
-            fixed.push((name, d));
+            fixed.push((c, d));
         }
     }
 
@@ -124,18 +127,29 @@ pub async fn bench(
     anyhow::ensure!(failures == 0, "{failures} raw inserts failed");
 
     let mut out = vec![measure(
-        "cassandra sink (batches of 1000, adaptive)",
+        "cassandra sink (batches of 1000, default limit 256)",
         rate(n, sink_time),
         "raw scylla insert loop",
         rate(n, raw_time),
     )];
-    for (name, d) in fixed {
+    if let Some(adaptive) = adaptive {
+        let &(best, best_time) = fixed.iter().min_by_key(|(_, d)| *d).expect("one at least");
+        eprintln!("bench cassandra: the best fixed limit was {best}");
         out.push(measure(
-            name,
-            rate(n, d),
-            "the sink, adaptive",
-            rate(n, sink_time),
+            "cassandra sink, adaptive limit",
+            rate(n, adaptive),
+            "the sink, best fixed limit",
+            rate(n, best_time),
         ));
+        fixed.sort();
+        for (c, d) in fixed {
+            out.push(measure(
+                format!("cassandra sink, fixed limit {c}"),
+                rate(n, d),
+                "the sink, adaptive limit",
+                rate(n, adaptive),
+            ));
+        }
     }
     let mut rss = None;
     if let Some(brokers) = kafka {
@@ -148,7 +162,7 @@ pub async fn bench(
         out.push(measure(
             "gen → Kafka → Cassandra (run)",
             rate(n, d),
-            "the cassandra sink alone",
+            "the cassandra sink alone (limit 256)",
             rate(n, sink_time),
         ));
     }

@@ -156,7 +156,21 @@ fn quantile(buckets: &Buckets, q: f64) -> Option<f64> {
     None
 }
 
-pub async fn latency(n: u64, tick: Duration, stages: Stages<'_>) -> anyhow::Result<()> {
+/// The half-load figures of one [`latency`] run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HalfLoad {
+    pub ceiling_per_sec: f64,
+    pub half_per_sec: u64,
+    pub tick_ms: u64,
+    /// p50 and p99 in milliseconds, over the whole burst and after its
+    /// first 5 s.
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub steady_p50_ms: f64,
+    pub steady_p99_ms: f64,
+}
+
+pub async fn latency(n: u64, tick: Duration, stages: Stages<'_>) -> anyhow::Result<HalfLoad> {
     eprintln!(
         "bench --latency ({}): the ceiling ({n} users at full speed), then half of it for {BURST:?}",
         stages.describe()
@@ -177,6 +191,7 @@ pub async fn latency(n: u64, tick: Duration, stages: Stages<'_>) -> anyhow::Resu
     let steady = since(&end, &warm);
     println!("{}", stages.describe());
     println!("ceiling: {ceiling:.0} rec/s; half load: {half} rec/s ({per_tick} every {tick:?})");
+    let mut figures = Vec::new();
     for (what, b) in [("whole run", &end), ("after the first 5 s", &steady)] {
         let (Some(p50), Some(p99)) = (quantile(b, 0.50), quantile(b, 0.99)) else {
             bail!("no latency histogram in /metrics");
@@ -187,8 +202,17 @@ pub async fn latency(n: u64, tick: Duration, stages: Stages<'_>) -> anyhow::Resu
             p99 * 1e3,
             b.last().map_or(0.0, |l| l.1)
         );
+        figures.push((p50 * 1e3, p99 * 1e3));
     }
-    Ok(())
+    Ok(HalfLoad {
+        ceiling_per_sec: ceiling,
+        half_per_sec: half,
+        tick_ms: tick.as_millis() as u64,
+        p50_ms: figures[0].0,
+        p99_ms: figures[0].1,
+        steady_p50_ms: figures[1].0,
+        steady_p99_ms: figures[1].1,
+    })
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ mod cassandra;
 mod dashboard;
 mod kafka;
 mod latency;
+mod lean;
 mod pipeline;
 mod scale_out;
 mod transform;
@@ -40,9 +41,9 @@ const BATCH: usize = 1000;
 
 #[derive(Debug, Serialize)]
 struct Measure {
-    name: &'static str,
+    name: String,
     ours_per_sec: f64,
-    ceiling_name: &'static str,
+    ceiling_name: String,
     ceiling_per_sec: f64,
     ratio: f64,
 }
@@ -56,6 +57,8 @@ struct BenchReport {
     user_pipeline_peak_rss_mib: Option<f64>,
     kafka_end_to_end_peak_rss_mib: Option<f64>,
     cassandra_end_to_end_peak_rss_mib: Option<f64>,
+    kafka_to_cassandra: Option<lean::Lean>,
+    half_load: Option<latency::HalfLoad>,
 }
 
 fn best<F: FnMut() -> anyhow::Result<Duration>>(mut f: F) -> anyhow::Result<Duration> {
@@ -81,7 +84,7 @@ pub async fn bench(args: &BenchArgs) -> anyhow::Result<()> {
             cassandra: args.cassandra.as_deref(),
         };
         let tick = std::time::Duration::from_millis(args.tick_ms);
-        return latency::latency(args.records, tick, stages).await;
+        return latency::latency(args.records, tick, stages).await.map(drop);
     }
     if let (Some(max), Some(brokers), Some(node)) = (args.scale_out, &args.kafka, &args.cassandra) {
         return scale_out::scale_out(brokers, node, args.records, max).await;
@@ -180,11 +183,23 @@ pub async fn bench(args: &BenchArgs) -> anyhow::Result<()> {
             node,
             args.kafka.as_deref(),
             n.min(50_000),
-            args.concurrency_sweep,
+            args.concurrency_sweep || args.kafka.is_some(),
         )
         .await?;
         measures.extend(cassandra_measures);
         cassandra_rss = rss;
+    }
+
+    // The path Kafka → Cassandra as `process` and `serve` meet it.
+    let (mut lean, mut half_load) = (None, None);
+    if let (Some(brokers), Some(node)) = (&args.kafka, &args.cassandra) {
+        lean = Some(lean::bench(brokers, node, n.max(200_000)).await?);
+        let stages = latency::Stages {
+            kafka: Some(brokers),
+            cassandra: Some(node),
+        };
+        let tick = Duration::from_millis(args.tick_ms);
+        half_load = Some(latency::latency(n, tick, stages).await?);
     }
 
     let report = BenchReport {
@@ -195,6 +210,8 @@ pub async fn bench(args: &BenchArgs) -> anyhow::Result<()> {
         user_pipeline_peak_rss_mib: generic_rss.map(|b| b as f64 / (1 << 20) as f64),
         kafka_end_to_end_peak_rss_mib: kafka_rss.map(|b| b as f64 / (1 << 20) as f64),
         cassandra_end_to_end_peak_rss_mib: cassandra_rss.map(|b| b as f64 / (1 << 20) as f64),
+        kafka_to_cassandra: lean,
+        half_load,
     };
     println!(
         "{:<28} {:>14}   {:<32} {:>14}   {:>6}",
@@ -222,6 +239,35 @@ pub async fn bench(args: &BenchArgs) -> anyhow::Result<()> {
     if let Some(rss) = report.cassandra_end_to_end_peak_rss_mib {
         println!("end-to-end into Cassandra peak RSS: {rss:.1} MiB");
     }
+    if let Some(lean) = &report.kafka_to_cassandra {
+        println!(
+            "process draining {} messages Kafka → Cassandra: {:.0} rows/s, peak RSS {}",
+            lean.drained,
+            lean.drain_rows_per_sec,
+            lean.drain_peak_rss_bytes
+                .map_or("unknown".into(), |b| format!(
+                    "{:.1} MiB",
+                    b as f64 / (1 << 20) as f64
+                ))
+        );
+        println!(
+            "first row stored after process starts (median of {}): {:.0} ms (all: {})",
+            lean.first_row_ms.len(),
+            lean.first_row_median_ms().unwrap_or(f64::NAN),
+            lean.first_row_ms
+                .iter()
+                .map(|ms| format!("{ms:.0}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    if let Some(h) = &report.half_load {
+        println!(
+            "half load ({} rec/s, a page every {} ms), log → store: p50 {:.1} ms, p99 {:.1} ms \
+             (after the first 5 s: p50 {:.1} ms, p99 {:.1} ms)",
+            h.half_per_sec, h.tick_ms, h.p50_ms, h.p99_ms, h.steady_p50_ms, h.steady_p99_ms
+        );
+    }
     if let Some(path) = &args.json {
         std::fs::write(
             path,
@@ -232,11 +278,16 @@ pub async fn bench(args: &BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn measure(name: &'static str, ours: f64, ceiling_name: &'static str, ceiling: f64) -> Measure {
+fn measure(
+    name: impl Into<String>,
+    ours: f64,
+    ceiling_name: impl Into<String>,
+    ceiling: f64,
+) -> Measure {
     Measure {
-        name,
+        name: name.into(),
         ours_per_sec: ours,
-        ceiling_name,
+        ceiling_name: ceiling_name.into(),
         ceiling_per_sec: ceiling,
         ratio: ours / ceiling,
     }
@@ -441,6 +492,25 @@ async fn tick_precision(secs: u64) -> anyhow::Result<()> {
         late.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
     );
     Ok(())
+}
+
+/// A child `tributary` with the bench config (if any), its own data dir and
+/// no progress output.
+fn tributary(
+    config: Option<&std::path::Path>,
+    data_dir: &std::path::Path,
+) -> tokio::process::Command {
+    let exe = std::env::current_exe().unwrap_or_else(|_| "tributary".into());
+    let mut cmd = tokio::process::Command::new(exe);
+    if let Some(config) = config {
+        cmd.arg("--config").arg(config);
+    }
+    cmd.arg("--data-dir")
+        .arg(data_dir)
+        .arg("--quiet")
+        .env_remove("TRIBUTARY_CONFIG")
+        .kill_on_drop(true);
+    cmd
 }
 
 fn tempdir() -> anyhow::Result<std::path::PathBuf> {

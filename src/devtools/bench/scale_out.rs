@@ -18,7 +18,7 @@ use anyhow::{Context, bail};
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
 
-use super::{rate, tempdir};
+use super::{rate, tempdir, tributary};
 
 /// Partitions of the bench topic: enough for three processors two each.
 const PARTITIONS: u32 = 6;
@@ -55,7 +55,7 @@ pub async fn scale_out(brokers: &str, node: &str, n: u64, max: u32) -> anyhow::R
         replication.join(", ")
     );
     let t = Instant::now();
-    let ingest = tributary(&config, &dir.join("ingest"))
+    let ingest = tributary(Some(&config), &dir.join("ingest"))
         .args([
             "ingest",
             "--json",
@@ -129,7 +129,7 @@ async fn step(
     let t = Instant::now();
     let children: Vec<_> = (0..p)
         .map(|i| {
-            tributary(config, &dir.join(format!("{name}-{i}")))
+            tributary(Some(config), &dir.join(format!("{name}-{i}")))
                 .args(["process", "--json", "--log", log, "--group", name])
                 .args(["--sink", sink])
                 .output()
@@ -151,21 +151,6 @@ async fn step(
         rss.push(summary["peak_rss_bytes"].as_u64().unwrap_or_default());
     }
     Ok((elapsed, rss))
-}
-
-/// A child `tributary` with the bench config, its own data dir and no
-/// progress output.
-fn tributary(config: &Path, data_dir: &Path) -> tokio::process::Command {
-    let exe = std::env::current_exe().unwrap_or_else(|_| "tributary".into());
-    let mut cmd = tokio::process::Command::new(exe);
-    cmd.arg("--config")
-        .arg(config)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .arg("--quiet")
-        .env_remove("TRIBUTARY_CONFIG")
-        .kill_on_drop(true);
-    cmd
 }
 
 async fn count(session: &Session, keyspace: &str) -> anyhow::Result<u64> {

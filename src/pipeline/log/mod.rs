@@ -298,6 +298,24 @@ impl Log {
 
     /// A reader for `group`, starting at its last commit (or the earliest
     /// message, for a new group).
+    /// The log and a reader of `group`, opened as fast as each allows.
+    pub async fn open_with_reader(
+        config: &LogConfig,
+        group: &str,
+    ) -> Result<(Log, LogReader), LogError> {
+        match config {
+            LogConfig::Kafka(c) => {
+                let (log, reader) = KafkaLog::open_with_reader(c.clone(), group).await?;
+                Ok((Log::Kafka(log), LogReader::Kafka(reader)))
+            }
+            LogConfig::Sqlite(_) => {
+                let log = Log::open(config).await?;
+                let reader = log.reader(group).await?;
+                Ok((log, reader))
+            }
+        }
+    }
+
     pub async fn reader(&self, group: &str) -> Result<LogReader, LogError> {
         Ok(match self {
             Log::Sqlite(l) => LogReader::Sqlite(l.reader(group).await?),

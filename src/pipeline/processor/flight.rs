@@ -78,6 +78,9 @@ pub(super) async fn drive<B: Batches, T: Target>(
         stage.stats.add(Counter::LostToRetention, lost);
         let decoded = if !batch.is_empty() {
             stage.stats.add(Counter::Read, batch.len() as u64);
+            if seq == 0 {
+                tracing::debug!(messages = batch.len(), "start: first messages read");
+            }
             let decoding = Instant::now();
             let decoded = decode(
                 batch,
@@ -200,6 +203,9 @@ async fn commit_in_order<T: Target>(
             Err(e) => Err(e),
         };
         if let Ok(true) = outcome {
+            if seq == 1 {
+                tracing::debug!("start: first batch stored and committed");
+            }
             committed.send_replace(seq);
             drop(slot);
             continue;

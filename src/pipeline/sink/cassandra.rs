@@ -286,7 +286,12 @@ pub(super) async fn count_rows(
 
 impl CassandraSink {
     pub async fn open(config: CassandraSinkConfig) -> Result<CassandraSink, SinkError> {
+        let started = std::time::Instant::now();
         let session = connect(&config).await?;
+        tracing::debug!(
+            ms = started.elapsed().as_millis() as u64,
+            "start: cassandra connected"
+        );
         create_keyspace(&session, &config).await?;
         let sink_table = format!("{}.{}", config.keyspace, config.table);
         let columns = ROW_COLUMNS
@@ -305,7 +310,15 @@ impl CassandraSink {
             .await
             .map_err(|e| fatal(&format!("cannot create table {sink_table}"), e))?;
         check_schema(&session, &config.keyspace, &config.table).await?;
+        tracing::debug!(
+            ms = started.elapsed().as_millis() as u64,
+            "start: cassandra table checked"
+        );
         let insert = prepare_insert(&session, &config, ROW_COLUMNS.iter().copied()).await?;
+        tracing::debug!(
+            ms = started.elapsed().as_millis() as u64,
+            "start: cassandra insert prepared"
+        );
         let session = Arc::new(session);
         Ok(CassandraSink {
             limiter: Limiter::new(config.concurrency),

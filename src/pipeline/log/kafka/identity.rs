@@ -39,6 +39,8 @@ pub struct GroupCheck {
     pub lost: u64,
     /// Partitions whose commit belonged to an earlier topic of this name.
     pub reset: Vec<i32>,
+    /// The topic existed (had partitions) when the check ran.
+    pub topic_found: bool,
 }
 
 /// Checks `group`'s commits on the topic and moves the ones that belong to
@@ -65,6 +67,9 @@ fn check_blocking(
     policy: OffsetReset,
 ) -> Result<GroupCheck, LogError> {
     let partitions = super::reader::partitions(consumer, topic)?;
+    if partitions.is_empty() {
+        return Ok(GroupCheck::default());
+    }
     let mut tpl = TopicPartitionList::new();
     for &p in &partitions {
         tpl.add_partition(topic, p);
@@ -91,14 +96,29 @@ fn check_blocking(
             }
         }
     };
-    let mut found = GroupCheck::default();
+    let mut found = GroupCheck {
+        topic_found: true,
+        ..GroupCheck::default()
+    };
     let mut resets: BTreeMap<i32, i64> = BTreeMap::new();
+    // Where a new group starts, committed before it joins (see below).
+    let mut starts: BTreeMap<i32, i64> = BTreeMap::new();
     for p in partitions {
         let Some(elem) = committed.find_partition(topic, p) else {
             continue;
         };
         let Some(next) = elem.offset().to_raw().filter(|o| *o >= 0) else {
-            continue; // never committed: a new group starts at the beginning
+            // Never committed: a new group starts at the beginning. Left to
+            // librdkafka, a partition without a commit is fetched only after
+            // a fixed 100 ms backoff, so the start is committed here: the
+            // same offset, and the first row is stored sooner.
+            if policy == OffsetReset::Earliest {
+                let (low, _) = consumer
+                    .fetch_watermarks(topic, p, REQUEST_TIMEOUT)
+                    .map_err(|e| kafka_err("cannot read watermarks", e))?;
+                starts.insert(p, low);
+            }
+            continue;
         };
         let metadata = elem.metadata().to_owned();
         let (low, high) = consumer
@@ -161,6 +181,18 @@ fn check_blocking(
                 error = %e,
                 "could not move the group's offsets (is another member of the group running?)"
             );
+        }
+    }
+    if !starts.is_empty() {
+        let mut tpl = TopicPartitionList::new();
+        for (&p, &at) in &starts {
+            tpl.add_partition_offset(topic, p, Offset::Offset(at))
+                .map_err(|e| kafka_err("bad offset", e))?;
+        }
+        // Refused when another member has joined meanwhile: it then starts
+        // the group, and nothing is lost by not having these.
+        if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
+            tracing::debug!(topic, group, error = %e, "the group's start was not committed");
         }
     }
     Ok(found)

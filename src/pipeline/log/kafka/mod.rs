@@ -158,7 +158,12 @@ impl KafkaLog {
             last_error,
             lag_clients: Arc::default(),
         };
+        let started = std::time::Instant::now();
         log.ensure_topics().await?;
+        tracing::debug!(
+            ms = started.elapsed().as_millis() as u64,
+            "start: kafka topics checked"
+        );
         Ok(log)
     }
 
@@ -312,6 +317,27 @@ impl KafkaLog {
 
     pub async fn reader(&self, group: &str) -> Result<KafkaReader, LogError> {
         KafkaReader::new(&self.config, group).await
+    }
+
+    /// The log and a reader of `group`, the group's check made beside the
+    /// log's own start (both are round trips to the cluster). A check that
+    /// found no topic, or failed, is made again once the log has created
+    /// the topic.
+    pub async fn open_with_reader(
+        config: KafkaLogConfig,
+        group: &str,
+    ) -> Result<(KafkaLog, KafkaReader), LogError> {
+        let (log, early) = tokio::join!(
+            KafkaLog::open(config.clone()),
+            KafkaReader::check(&config, group)
+        );
+        let log = log?;
+        let check = match early {
+            Ok(check) if check.topic_found => check,
+            _ => KafkaReader::check(&config, group).await?,
+        };
+        let reader = KafkaReader::subscribe(&config, group, check)?;
+        Ok((log, reader))
     }
 
     pub async fn dead_letter(&self, letters: Vec<DeadLetter>) -> Result<(), LogError> {
