@@ -10,6 +10,25 @@ use super::{Measure, end_to_end_with, measure, rate, tempdir};
 use crate::pipeline::log::{KafkaLogConfig, Log, LogConfig, LogRecord};
 use crate::pipeline::source::Generator;
 
+/// Messages the consumers read, at least.
+const CONSUMER_RECORDS: u64 = 1_000_000;
+/// Runs of each consumer; the medians are compared.
+const CONSUMER_RUNS: usize = 3;
+/// ProducerPerformance's settings: ours (acks=all, idempotence, lz4, linger
+/// 5 ms).
+const PRODUCER_PROPS: [&str; 5] = [
+    "acks=all",
+    "enable.idempotence=true",
+    "compression.type=lz4",
+    "linger.ms=5",
+    "batch.size=1000000",
+];
+
+fn median(xs: &mut [f64]) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
+
 fn config(brokers: &str, topic: &str) -> LogConfig {
     LogConfig::Kafka(KafkaLogConfig {
         brokers: brokers.to_owned(),
@@ -95,12 +114,10 @@ pub async fn bench(
             "-1".into(),
             "--producer-props".into(),
             format!("bootstrap.servers={brokers}"),
-            "acks=all".into(),
-            "enable.idempotence=true".into(),
-            "compression.type=lz4".into(),
-            "linger.ms=5".into(),
-            "batch.size=1000000".into(),
-        ],
+        ]
+        .into_iter()
+        .chain(PRODUCER_PROPS.map(str::to_owned))
+        .collect::<Vec<_>>(),
     )
     .await?;
     let tools_produce = out
@@ -112,53 +129,89 @@ pub async fn bench(
             before.rsplit(", ").next()?.trim().parse::<f64>().ok()
         })
         .with_context(|| format!("no records/sec in ProducerPerformance output: {out}"))?;
-    std::fs::remove_dir_all(&dir).ok();
 
-    // Consumer: ours (poll to a null sink) vs ConsumerPerformance, both
-    // reading the topic the tool wrote, each as a new group.
-    let reader_log = Log::open(&config(brokers, &tools_topic)).await?;
-    let mut reader = reader_log.reader(&format!("bench-ours-{stamp}")).await?;
-    // Like ConsumerPerformance's fetch.nMsg.sec: from the first message
-    // (the group join before it is reported separately).
-    let joined = Instant::now();
-    let mut read = reader.poll(5000, Duration::from_secs(60)).await?.len() as u64;
-    let t = Instant::now();
-    let join = t - joined;
-    while read < n {
-        read += reader.poll(5000, Duration::from_secs(1)).await?.len() as u64;
-        if t.elapsed() > Duration::from_secs(300) {
-            bail!("our consumer read only {read} of {n} in 300 s");
-        }
-    }
-    let ours_consume = t.elapsed();
-    eprintln!(
-        "bench kafka: our consumer joined its group in {} ms",
-        join.as_millis()
-    );
-    drop(reader);
-    let out = tool(
+    // Consumer: ours (poll to a null sink) vs ConsumerPerformance on a
+    // topic of at least CONSUMER_RECORDS messages the tool writes (random
+    // lines of the same payloads), each reading it CONSUMER_RUNS times as a
+    // new group; the medians are compared.
+    let consumed = n.max(CONSUMER_RECORDS);
+    let consumer_topic = format!("bench-consume-{stamp}");
+    Log::open(&config(brokers, &consumer_topic)).await?;
+    let mut props = PRODUCER_PROPS.map(str::to_owned).to_vec();
+    props.push(format!("bootstrap.servers={brokers}"));
+    tool(
         infra,
         &[
-            "kafka-perf-consumer".into(),
-            "--bootstrap-server".into(),
-            brokers.to_owned(),
-            "--topic".into(),
-            tools_topic.clone(),
-            "--num-records".into(),
-            n.to_string(),
-            "--group".into(),
-            format!("bench-tools-{stamp}"),
-        ],
+            &[
+                "kafka-perf-producer".into(),
+                "--topic".into(),
+                consumer_topic.clone(),
+                "--num-records".into(),
+                consumed.to_string(),
+                "--payload-file".into(),
+                payloads.display().to_string(),
+                "--throughput".into(),
+                "-1".into(),
+                "--producer-props".into(),
+            ],
+            &props[..],
+        ]
+        .concat(),
     )
     .await?;
-    // CSV: start.time, end.time, MB, MB.sec, nMsg, nMsg.sec,
-    // rebalance.time.ms, fetch.time.ms, fetch.MB.sec, fetch.nMsg.sec
-    let tools_consume = out
-        .lines()
-        .rev()
-        .find(|l| l.split(',').count() >= 10 && !l.contains("nMsg"))
-        .and_then(|l| l.split(',').nth(9)?.trim().parse::<f64>().ok())
-        .with_context(|| format!("no fetch.nMsg.sec in ConsumerPerformance output: {out}"))?;
+    std::fs::remove_dir_all(&dir).ok();
+    let reader_log = Log::open(&config(brokers, &consumer_topic)).await?;
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for run in 0..CONSUMER_RUNS {
+        let mut reader = reader_log
+            .reader(&format!("bench-ours-{stamp}-{run}"))
+            .await?;
+        // Like ConsumerPerformance's fetch.nMsg.sec: from the first message
+        // (the group join before it is reported separately).
+        let joined = Instant::now();
+        let mut read = reader.poll(5000, Duration::from_secs(60)).await?.len() as u64;
+        let t = Instant::now();
+        let join = t - joined;
+        while read < consumed {
+            read += reader.poll(5000, Duration::from_secs(1)).await?.len() as u64;
+            if t.elapsed() > Duration::from_secs(300) {
+                bail!("our consumer read only {read} of {consumed} in 300 s");
+            }
+        }
+        ours.push(rate(consumed, t.elapsed()));
+        drop(reader);
+        let out = tool(
+            infra,
+            &[
+                "kafka-perf-consumer".into(),
+                "--bootstrap-server".into(),
+                brokers.to_owned(),
+                "--topic".into(),
+                consumer_topic.clone(),
+                "--num-records".into(),
+                consumed.to_string(),
+                "--group".into(),
+                format!("bench-tools-{stamp}-{run}"),
+            ],
+        )
+        .await?;
+        // CSV: start.time, end.time, MB, MB.sec, nMsg, nMsg.sec,
+        // rebalance.time.ms, fetch.time.ms, fetch.MB.sec, fetch.nMsg.sec
+        let tools = out
+            .lines()
+            .rev()
+            .find(|l| l.split(',').count() >= 10 && !l.contains("nMsg"))
+            .and_then(|l| l.split(',').nth(9)?.trim().parse::<f64>().ok())
+            .with_context(|| format!("no fetch.nMsg.sec in ConsumerPerformance output: {out}"))?;
+        eprintln!(
+            "bench kafka: consumer run {}: ours {:.0} msg/s (joined in {} ms), ConsumerPerformance {tools:.0} msg/s",
+            run + 1,
+            ours[run],
+            join.as_millis()
+        );
+        theirs.push(tools);
+    }
+    let (ours_consume, tools_consume) = (median(&mut ours), median(&mut theirs));
 
     // The full path through Kafka, as a user runs it.
     let e2e_topic = format!("bench-e2e-{stamp}");
@@ -174,8 +227,8 @@ pub async fn bench(
                 tools_produce,
             ),
             measure(
-                "kafka consumer (null sink)",
-                rate(n, ours_consume),
+                "kafka consumer (null sink, median of 3, ≥1M msgs)",
+                ours_consume,
                 "ConsumerPerformance (fetch.nMsg.sec)",
                 tools_consume,
             ),

@@ -6,7 +6,9 @@
 //! window at a time (as many answers as the limit, about one round trip of
 //! a full pipe). A window with an overload answer (overloaded, timeout,
 //! unavailable, a broken connection) or whose mean round trip is well above
-//! the moving baseline multiplies the limit by [`DECREASE`]; a clean window
+//! the moving baseline (by more than half of it and by more than
+//! [`RTT_DEVIATION_SCALE`] times its usual deviation) multiplies the limit
+//! by [`DECREASE`]; a clean window
 //! that used the whole limit adds one. Until the first decrease the limit
 //! doubles per clean window (slow start). The limit stays within
 //! [`MIN`]..=[`MAX`]. The controller reads no clock: it is fed samples, so
@@ -23,9 +25,13 @@ pub const MAX: usize = 512;
 pub const START: usize = 16;
 /// The factor a window with overload or a rising round trip applies.
 pub const DECREASE: f64 = 0.9;
-/// A window's mean round trip above this multiple of the baseline counts
-/// as rising.
-pub const RTT_RISE: f64 = 1.5;
+/// A window's mean round trip counts as rising when it is above the
+/// baseline by more than this share of the baseline...
+pub const RTT_RISE: f64 = 0.5;
+/// ...and by more than this many times the round trip's usual deviation
+/// from the baseline (as Vector's `rtt_deviation_scale`): on a busy machine
+/// the round trip is noisy, and noise is not queueing.
+pub const RTT_DEVIATION_SCALE: f64 = 2.5;
 /// The weight of the newest window in the baseline (an EWMA).
 const BASELINE_WEIGHT: f64 = 0.4;
 
@@ -46,6 +52,8 @@ pub struct Aimd {
     slow_start: bool,
     /// EWMA of the windows' mean round trips, in seconds.
     baseline: Option<f64>,
+    /// EWMA of the windows' absolute deviation from the baseline, seconds.
+    deviation: f64,
     window: Window,
 }
 
@@ -70,6 +78,7 @@ impl Aimd {
             limit: start.clamp(MIN, MAX),
             slow_start: true,
             baseline: None,
+            deviation: 0.0,
             window: Window::default(),
         }
     }
@@ -98,7 +107,9 @@ impl Aimd {
     fn close_window(&mut self) {
         let w = std::mem::take(&mut self.window);
         let mean = w.rtt_sum / w.samples.max(1) as f64;
-        let rising = self.baseline.is_some_and(|b| mean > b * RTT_RISE);
+        let rising = self
+            .baseline
+            .is_some_and(|b| mean - b > (b * RTT_RISE).max(self.deviation * RTT_DEVIATION_SCALE));
         if w.overload || rising {
             self.slow_start = false;
             self.limit = ((self.limit as f64 * DECREASE).floor() as usize).clamp(MIN, MAX);
@@ -116,7 +127,10 @@ impl Aimd {
         if !w.overload {
             self.baseline = Some(match self.baseline {
                 None => mean,
-                Some(b) => b + BASELINE_WEIGHT * (mean - b),
+                Some(b) => {
+                    self.deviation += BASELINE_WEIGHT * ((mean - b).abs() - self.deviation);
+                    b + BASELINE_WEIGHT * (mean - b)
+                }
             });
         }
     }

@@ -68,14 +68,21 @@ fn consumer_config(config: &KafkaLogConfig, group: &str) -> rdkafka::ClientConfi
         // A crashed processor's partitions move on after 10 s, not 45 s.
         .set("session.timeout.ms", "10000")
         .set("heartbeat.interval.ms", "2000")
-        // Bounded memory: at most 2 MiB pre-fetched (about 4,000 messages
-        // of the seed's size: the batches in flight and the next ones), 1 MiB
-        // per partition per fetch. The prefetch queue was the largest part
-        // of the memory: 16 MiB of it took the peak RSS of a drain into
-        // Cassandra from about 60 to about 100 MiB, for no gain in speed.
-        .set("queued.max.messages.kbytes", "2048")
-        .set("fetch.max.bytes", "2097152")
-        .set("max.partition.fetch.bytes", "1048576");
+        // Bounded memory: at most 1 MiB pre-fetched (about 2,000 messages
+        // of the seed's size, enough to fill the next batches while the
+        // earlier ones are written), 512 KiB per partition per fetch
+        // (librdkafka needs fetch.max.bytes >= message.max.bytes, 1 MB).
+        // The prefetch queue is the largest part of the memory a drain
+        // takes: 16 MiB of it raised the peak RSS of a drain into Cassandra
+        // from about 58 to about 100 MiB, 2 MiB to about 65 MiB, for no gain
+        // in speed.
+        .set("queued.max.messages.kbytes", "1024")
+        .set("fetch.max.bytes", "1048576")
+        .set("max.partition.fetch.bytes", "524288")
+        // A full prefetch queue postpones the partition's next fetch by
+        // this long (librdkafka's default is 1 s: with a small queue, the
+        // reader would wait a second each time it catches up).
+        .set("fetch.queue.backoff.ms", "5");
     // User properties win over these defaults.
     for (k, v) in &config.properties {
         c.set(k, v);

@@ -54,6 +54,30 @@ fn a_round_trip_well_above_the_baseline_backs_off_and_a_steady_one_grows() {
 }
 
 #[test]
+fn a_noisy_round_trip_is_not_read_as_queueing_but_a_lasting_rise_is() {
+    let mut a = Aimd::new(64);
+    a.sample(MS, Outcome::Overload, 64); // leave slow start: 57
+    // Round trips that swing between 2 and 5 ms, window by window (a busy
+    // machine). Once the swings are learnt (a few windows), each 5 ms
+    // window, 2.5 times the 2 ms ones, no longer backs off: the limit only
+    // grows.
+    for _ in 0..5 {
+        windows(&mut a, 1, 2 * MS, Outcome::Done);
+        windows(&mut a, 1, 5 * MS, Outcome::Done);
+    }
+    for _ in 0..10 {
+        let before = a.limit();
+        windows(&mut a, 1, 2 * MS, Outcome::Done);
+        windows(&mut a, 1, 5 * MS, Outcome::Done);
+        assert_eq!(a.limit(), before + 2, "backed off on noise");
+    }
+    // A rise far beyond the swings backs off.
+    let before = a.limit();
+    windows(&mut a, 1, 40 * MS, Outcome::Done);
+    assert_eq!(a.limit(), (before as f64 * DECREASE) as usize);
+}
+
+#[test]
 fn repeated_overload_drives_it_to_the_minimum_and_no_lower() {
     let mut a = Aimd::new(MAX);
     for _ in 0..200 {
