@@ -180,7 +180,8 @@ pub const SINK_WRITE_DURATION: Metric = seconds(
 pub const SINK_STORED_ROWS: Metric = gauge(
     "tributary_sink_stored_rows",
     PIPELINE,
-    "Rows in the pipeline's table, by pipeline (sampled).",
+    "Rows in the pipeline's table, by pipeline (sampled; on Cassandra, where a count scans the \
+     table, only while the pipeline's status or rows are being looked at).",
 );
 pub const SINK_CASSANDRA_NODES: Metric = gauge(
     "tributary_sink_cassandra_nodes",

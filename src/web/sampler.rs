@@ -2,7 +2,9 @@
 //! request: counters sampled once a second into a ring of the last 15
 //! minutes (rates, the chart); the log's lag, the store's row count and the
 //! waiting dead letters, each probed in its own loop at its own pace (also
-//! set as gauges labelled with the pipeline); and short-lived caches of the
+//! set as gauges labelled with the pipeline; a row count that scans the
+//! table, Cassandra's, runs only while someone looks at the pipeline); and
+//! short-lived caches of the
 //! newest messages, rows and dead letters, so any number of open pages cost
 //! one query per view every few seconds. One [`Sampler`] per pipeline, so
 //! the loops are three per configured pipeline plus one ticker for all. Kafka and Cassandra are probed less often than the embedded
@@ -34,6 +36,8 @@ const FRESH: Duration = Duration::from_secs(2);
 const READY_WITHIN: Duration = Duration::from_secs(30);
 /// The longest the row count waits beyond its cadence when counting is slow.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// How long after a look a scanning row count keeps running.
+const WATCHED: Duration = Duration::from_secs(60);
 
 /// Counters at one instant.
 #[derive(Debug, Clone, Copy)]
@@ -144,6 +148,11 @@ pub struct Sampler {
     probe: Mutex<Probe>,
     /// Seconds between probes of the log (and at least between row counts).
     probe_every: Duration,
+    /// Counting the store's rows scans its table (Cassandra): done only
+    /// while someone looks (see [`Sampler::viewed`]).
+    count_scans: bool,
+    /// When the status or the rows were last asked for.
+    viewed_at: Mutex<Option<Instant>>,
     pub latest: Fresh<(), Vec<crate::pipeline::log::MessagePreview>>,
     /// Stored rows as JSON objects (any table).
     pub rows: Fresh<(), Vec<serde_json::Value>>,
@@ -154,13 +163,23 @@ pub struct Sampler {
 
 impl Sampler {
     pub fn new(pipeline: &str, log: &Log, sink: &Sink) -> Sampler {
-        let remote = matches!(log, Log::Kafka(_))
-            || matches!(sink, Sink::Cassandra(_) | Sink::CassandraTable(_));
+        let count_scans = matches!(sink, Sink::Cassandra(_) | Sink::CassandraTable(_));
+        Sampler::of(
+            pipeline,
+            matches!(log, Log::Kafka(_)) || count_scans,
+            count_scans,
+        )
+    }
+
+    /// `remote`: the log or the store is a server, probed less often.
+    fn of(pipeline: &str, remote: bool, count_scans: bool) -> Sampler {
         Sampler {
             pipeline: pipeline.to_owned(),
             samples: Mutex::new(VecDeque::with_capacity(KEEP)),
             probe: Mutex::new(Probe::default()),
             probe_every: if remote { 5 * EVERY } else { EVERY },
+            count_scans,
+            viewed_at: Mutex::new(None),
             latest: Fresh::new(),
             rows: Fresh::new(),
             dead_letters: Fresh::new(),
@@ -205,6 +224,25 @@ impl Sampler {
 
     pub fn probe(&self) -> Probe {
         self.probe.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Someone looks at this pipeline (the dashboard, the status or rows
+    /// API): its row count is kept fresh for [`WATCHED`] after.
+    pub fn viewed(&self) {
+        *self.viewed_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+    }
+
+    /// Whether the next row-count probe counts, or only checks that the
+    /// store answers: a count that scans the table (Cassandra) runs only
+    /// while someone looks, so an unwatched `serve` puts no scans on the
+    /// store beside its writes.
+    fn counts_now(&self) -> bool {
+        !self.count_scans
+            || self
+                .viewed_at
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_some_and(|t| t.elapsed() < WATCHED)
     }
 
     /// After a replay, so the status shows the new count at once.
@@ -344,6 +382,21 @@ fn spawn_probes(sampler: Arc<Sampler>, from: Arc<Sources>, shutdown: Cancellatio
     tokio::spawn(async move {
         every(s.probe_every, &stop, || async {
             let started = Instant::now();
+            if !s.counts_now() {
+                // Nobody looks: one row read says the store answers
+                // (readiness), without a scan.
+                match f.sink.records(1).await {
+                    Ok(_) => s.update(|p| {
+                        p.store_ok_at = Some(Instant::now());
+                        p.store_error = None;
+                    }),
+                    Err(e) => {
+                        debug!(pipeline = %s.pipeline, error = %e, "dashboard: the store did not answer");
+                        s.update(|p| p.store_error = Some(format!("store: {e}")));
+                    }
+                }
+                return Duration::ZERO;
+            }
             match f.sink.count().await {
                 Ok(n) => {
                     s.gauge(crate::telemetry::metrics::SINK_STORED_ROWS.name, n as f64);
@@ -381,4 +434,21 @@ fn spawn_probes(sampler: Arc<Sampler>, from: Arc<Sources>, shutdown: Cancellatio
         })
         .await
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scanning_count_waits_for_someone_to_look_and_a_cheap_one_never_does() {
+        let scanning = Sampler::of("p", true, true);
+        assert!(!scanning.counts_now(), "counted with nobody looking");
+        scanning.viewed();
+        assert!(scanning.counts_now());
+        // A look long ago no longer counts.
+        *scanning.viewed_at.lock().unwrap() = Instant::now().checked_sub(WATCHED * 2);
+        assert!(!scanning.counts_now());
+        assert!(Sampler::of("p", false, false).counts_now());
+    }
 }

@@ -224,6 +224,7 @@ pub async fn status(state: State, Query(which): Query<Which>) -> ApiResult {
     let s = &p.stats;
     let get = |c| s.get(c);
     let rates = w.sampler.rates(5);
+    w.sampler.viewed();
     let probe = w.sampler.probe();
     let (dead, decode, rejected) = (
         get(Counter::DeadLettered),
@@ -448,6 +449,7 @@ pub async fn rows(
     let w = pipeline(&state, &which)?;
     let sink = &w.parts.sink;
     let n = limit(&q, 20, ROWS_MAX);
+    w.sampler.viewed();
     let count = w.sampler.probe().rows;
     let columns = sink.columns();
     let key = by
