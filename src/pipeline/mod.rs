@@ -117,10 +117,12 @@ pub async fn process(job: Job, follow: bool) -> Result<(), ProcessError> {
     } else {
         Until::Drained
     };
-    Processor::new(job.reader, job.log, job.sink, job.processor, job.stats)
+    let done = Processor::new(job.reader, job.log, job.sink, job.processor, job.stats)
         .run(until, job.shutdown)
         .instrument(info_span!("process"))
-        .await
+        .await;
+    tracing::debug!("stop: processor closed");
+    done
 }
 
 /// A Kafka reader learns its partitions only once it reads, so its backlog

@@ -267,7 +267,9 @@ impl Processor {
             Until::Shutdown => None,
             Until::Drained | Until::DrainedAfter(_) => Some(self.config.max_outage),
         };
-        drive(&mut self.reader, self.stage, self.config, until, shutdown).await
+        let done = drive(&mut self.reader, self.stage, self.config, until, shutdown).await;
+        tracing::debug!("stop: processor done");
+        done
     }
 }
 

@@ -207,6 +207,61 @@ fn cassandra_paused_for_20_s_mid_stream_loses_nothing() {
 }
 
 #[test]
+fn cassandra_slowed_by_pauses_makes_the_adaptive_write_limit_back_off_losing_nothing() {
+    let Some(n) = faults("outage", "cassandra_slowed") else {
+        return;
+    };
+    const N: u64 = 30_000;
+    let s = Sandbox::new();
+    let ks = unique("slowed");
+    let url = sink_url(&n, &ks);
+    let config = s.dir.path().join("adaptive.toml");
+    std::fs::write(&config, "[sink.cassandra]\nconcurrency = \"adaptive\"\n").unwrap();
+    let config = config.display().to_string();
+    s.summary(Args::ingest().records(N).seed("slowed"));
+    let errors = s.dir.path().join("process.err");
+    let child = s
+        .cmd(&[
+            "process",
+            "--config",
+            &config,
+            "--batch-size",
+            "200",
+            "--sink",
+            &url,
+            "--json",
+        ])
+        .env("RUST_LOG", "tributary=debug")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&errors).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while cassandra_rows(&s, &url) < 3_000 {
+        assert!(Instant::now() < deadline, "no progress before the pauses");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A node that stalls now and then (a GC pause, a saturated disk): the
+    // writes in flight wait, their round trips rise far above the usual.
+    for _ in 0..3 {
+        infra(&["pause", "cassandra"]);
+        std::thread::sleep(Duration::from_millis(1500));
+        infra(&["resume", "cassandra"]);
+        std::thread::sleep(Duration::from_millis(1000));
+    }
+    let out = child.wait_with_output().unwrap();
+    let log = std::fs::read_to_string(&errors).unwrap();
+    assert!(out.status.success(), "{log}");
+    assert!(
+        log.contains("cassandra write limit lowered"),
+        "the adaptive limit never backed off:\n{log}"
+    );
+    assert_eq!(cqlsh_count(&format!("{ks}.created_users"), &[]), N);
+    let report = crate::support::verified(&s, &["--sink", &url]);
+    assert_eq!(report["present"], N, "{report}");
+}
+
+#[test]
 fn cassandra_killed_and_restarted_mid_stream_loses_nothing() {
     let Some(n) = faults("outage", "cassandra_restarted") else {
         return;

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures::StreamExt;
@@ -17,6 +17,8 @@ use crate::pipeline::sink::{CassandraSinkConfig, Rows, Sink, SinkConfig};
 use crate::pipeline::source::Generator;
 use crate::record::{ROW_COLUMNS, Row};
 
+/// Rounds of the write-limit sweep; the median of each setting is kept.
+const SWEEP_ROUNDS: usize = 3;
 /// The raw loop's requests in flight: the sink's default limit.
 const CONCURRENCY: usize = crate::config::DEFAULT_CASSANDRA_CONCURRENCY;
 
@@ -33,21 +35,7 @@ pub async fn bench(
         .map(|k| g.user(k).to_row())
         .collect::<Result<_, _>>()
         .context("generated users flatten")?;
-    let config = |ks: &str, concurrency: Option<usize>| CassandraSinkConfig {
-        nodes: node.split(',').map(str::to_owned).collect(),
-        keyspace: ks.to_owned(),
-        table: "created_users".into(),
-        user: None,
-        password: None,
-        replication: BTreeMap::from([
-            ("class".to_owned(), "SimpleStrategy".to_owned()),
-            ("replication_factor".to_owned(), "1".to_owned()),
-        ]),
-        consistency: Consistency::LocalQuorum,
-        concurrency,
-        tls_ca_file: None,
-        local_datacenter: None,
-    };
+    let config = |ks: &str, concurrency: Option<usize>| sink_config(node, ks, concurrency);
     // The sink alone, in the processor's batches, one after the other: at
     // its default write limit (a fixed 256), then (with `sweep`) with the
     // adaptive limit and other fixed ones.
@@ -62,30 +50,46 @@ pub async fn bench(
             anyhow::Ok((t.elapsed(), sink.concurrency_limit()))
         }
     };
-    let (sink_time, _) = sink_alone(format!("bench_sink_{stamp}"), Some(CONCURRENCY)).await?;
-    eprintln!(
-        "bench cassandra: the sink alone, limit {CONCURRENCY}: {:.0} rows/s",
-        rate(n, sink_time)
-    );
-    let mut fixed = vec![(CONCURRENCY, sink_time)];
-    let mut adaptive = None;
-    if sweep {
-        let (d, limit) = sink_alone(format!("bench_sink_adaptive_{stamp}"), None).await?;
-        eprintln!(
-            "bench cassandra: the sink alone, adaptive: {:.0} rows/s, limit {} at the end",
-            rate(n, d),
-            limit.unwrap_or(0)
-        );
-        adaptive = Some(d);
-        for c in [16, 64, 512] {
-            let (d, _) = sink_alone(format!("bench_sink_{c}_{stamp}"), Some(c)).await?;
+    // Each setting in a fresh keyspace, the settings interleaved round by
+    // round (so a slow spell of the machine falls on all of them), the
+    // median round of each kept.
+    let settings: Vec<Option<usize>> = if sweep {
+        vec![Some(CONCURRENCY), None, Some(16), Some(64), Some(512)]
+    } else {
+        vec![Some(CONCURRENCY)]
+    };
+    let rounds = if sweep { SWEEP_ROUNDS } else { 1 };
+    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); settings.len()];
+    for round in 0..rounds {
+        for (i, &c) in settings.iter().enumerate() {
+            let label = c.map_or("adaptive".to_owned(), |c| c.to_string());
+            let ks = format!("bench_sink_{label}_{round}_{stamp}");
+            let (d, limit) = sink_alone(ks, c).await?;
             eprintln!(
-                "bench cassandra: the sink alone, limit {c}: {:.0} rows/s",
-                rate(n, d)
+                "bench cassandra: round {}, the sink alone, limit {label}: {:.0} rows/s{}",
+                round + 1,
+                rate(n, d),
+                if c.is_none() {
+                    format!(" (at {} in the end)", limit.unwrap_or(0))
+                } else {
+                    String::new()
+                }
             );
-            fixed.push((c, d));
+            times[i].push(d);
         }
     }
+    let median = |i: usize| {
+        let mut t = times[i].clone();
+        t.sort();
+        t[t.len() / 2]
+    };
+    let sink_time = median(0);
+    let adaptive = sweep.then(|| median(1));
+    let mut fixed: Vec<(usize, Duration)> = settings
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| c.map(|c| (c, median(i))))
+        .collect();
 
     // The raw ceiling: the same insert through the driver, all rows in
     // one stream with the same bound on requests in flight.
@@ -167,4 +171,28 @@ pub async fn bench(
         ));
     }
     Ok((out, rss))
+}
+
+/// The sink on `node` into `keyspace.created_users` (SimpleStrategy, RF 1),
+/// with `concurrency` (`None`: adaptive).
+pub(super) fn sink_config(
+    node: &str,
+    keyspace: &str,
+    concurrency: Option<usize>,
+) -> CassandraSinkConfig {
+    CassandraSinkConfig {
+        nodes: node.split(',').map(str::to_owned).collect(),
+        keyspace: keyspace.to_owned(),
+        table: "created_users".into(),
+        user: None,
+        password: None,
+        replication: BTreeMap::from([
+            ("class".to_owned(), "SimpleStrategy".to_owned()),
+            ("replication_factor".to_owned(), "1".to_owned()),
+        ]),
+        consistency: Consistency::LocalQuorum,
+        concurrency,
+        tls_ca_file: None,
+        local_datacenter: None,
+    }
 }

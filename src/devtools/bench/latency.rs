@@ -66,7 +66,7 @@ async fn serve_job(
     plan: &str,
     n: u64,
     stages: Stages<'_>,
-) -> anyhow::Result<(f64, Buckets, Buckets)> {
+) -> anyhow::Result<(f64, Buckets, Buckets, String)> {
     let dir = tempdir()?;
     let mut serve = start_serve(&dir, plan, &stages.config()).await?;
     let client = reqwest::Client::new();
@@ -76,10 +76,10 @@ async fn serve_job(
     };
     let (done, warm) = tokio::join!(run_to_the_end(&client, serve.port, n), warm);
     let secs = done?;
-    let end = buckets(&metrics_text(&client, serve.port).await?);
+    let text = metrics_text(&client, serve.port).await?;
     let _ = serve.child.kill().await;
     std::fs::remove_dir_all(&dir).ok();
-    Ok((secs, end, buckets(&warm?)))
+    Ok((secs, buckets(&text), buckets(&warm?), text))
 }
 
 /// Triggers the `bench` job and waits until its run has ended and the
@@ -107,9 +107,13 @@ async fn run_to_the_end(client: &reqwest::Client, port: u16, n: u64) -> anyhow::
 type Buckets = Vec<(f64, f64)>;
 
 fn buckets(text: &str) -> Buckets {
+    buckets_of(text, HISTOGRAM)
+}
+
+fn buckets_of(text: &str, histogram: &str) -> Buckets {
     let mut buckets: Buckets = text
         .lines()
-        .filter(|l| l.starts_with(&format!("{HISTOGRAM}_bucket")))
+        .filter(|l| l.starts_with(&format!("{histogram}_bucket")))
         .filter_map(|l| {
             let le = l.split("le=\"").nth(1)?.split('"').next()?;
             let le = if le == "+Inf" {
@@ -175,7 +179,7 @@ pub async fn latency(n: u64, tick: Duration, stages: Stages<'_>) -> anyhow::Resu
         "bench --latency ({}): the ceiling ({n} users at full speed), then half of it for {BURST:?}",
         stages.describe()
     );
-    let (secs, _, _) = serve_job(&format!("records = {n}"), n, stages).await?;
+    let (secs, _, _, _) = serve_job(&format!("records = {n}"), n, stages).await?;
     let ceiling = rate(n, Duration::from_secs_f64(secs));
     let per_tick = ((ceiling / 2.0) * tick.as_secs_f64())
         .round()
@@ -187,7 +191,7 @@ pub async fn latency(n: u64, tick: Duration, stages: Stages<'_>) -> anyhow::Resu
         BURST.as_secs(),
         tick.as_millis()
     );
-    let (_, end, warm) = serve_job(&plan, total, stages).await?;
+    let (_, end, warm, text) = serve_job(&plan, total, stages).await?;
     let steady = since(&end, &warm);
     println!("{}", stages.describe());
     println!("ceiling: {ceiling:.0} rec/s; half load: {half} rec/s ({per_tick} every {tick:?})");
@@ -203,6 +207,22 @@ pub async fn latency(n: u64, tick: Duration, stages: Stages<'_>) -> anyhow::Resu
             b.last().map_or(0.0, |l| l.1)
         );
         figures.push((p50 * 1e3, p99 * 1e3));
+    }
+    // Where the time goes: the stages' own histograms over the burst.
+    use crate::telemetry::metrics::{LOG_APPEND_DURATION, SINK_WRITE_DURATION};
+    for (what, name) in [
+        ("a store write (one batch)", SINK_WRITE_DURATION.name),
+        ("a log append (one page)", LOG_APPEND_DURATION.name),
+    ] {
+        let b = buckets_of(&text, name);
+        if let (Some(p50), Some(p99)) = (quantile(&b, 0.50), quantile(&b, 0.99)) {
+            println!(
+                "  of which {what}: p50 {:.1} ms, p99 {:.1} ms ({} of them)",
+                p50 * 1e3,
+                p99 * 1e3,
+                b.last().map_or(0.0, |l| l.1)
+            );
+        }
     }
     Ok(HalfLoad {
         ceiling_per_sec: ceiling,

@@ -11,17 +11,15 @@
 //!   `WRITETIME` in the table (Cassandra's clock, not our log lines). Both
 //!   run on this machine, so the two clocks are one.
 
-use std::collections::BTreeMap;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
-use scylla::statement::Consistency;
 
-use super::{rate, tempdir, tributary};
+use super::{rate, succeeded, tempdir, tributary};
 use crate::pipeline::shape::Dataset;
-use crate::pipeline::sink::{CassandraSinkConfig, Sink, SinkConfig};
+use crate::pipeline::sink::{Sink, SinkConfig};
 
 /// Messages waiting in the topic when the first-row run starts.
 const FIRST_ROW_MESSAGES: u64 = 500;
@@ -76,7 +74,7 @@ pub async fn bench(brokers: &str, node: &str, n: u64) -> anyhow::Result<Lean> {
         ingest(&dir, &log, &name, FIRST_ROW_MESSAGES).await?;
         // The table exists before the processor starts, empty.
         Sink::open(
-            &SinkConfig::Cassandra(sink_config(node, &name)),
+            &SinkConfig::Cassandra(super::cassandra::sink_config(node, &name, None)),
             &Dataset::Users,
         )
         .await
@@ -101,19 +99,10 @@ pub async fn bench(brokers: &str, node: &str, n: u64) -> anyhow::Result<Lean> {
 }
 
 async fn ingest(dir: &std::path::Path, log: &str, name: &str, n: u64) -> anyhow::Result<()> {
-    let out = tributary(None, &dir.join(name))
-        .args(["ingest", "--seed", name, "--log", log, "--records"])
-        .arg(n.to_string())
-        .output()
-        .await
-        .context("cannot start tributary ingest")?;
-    if !out.status.success() {
-        bail!(
-            "tributary ingest failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(())
+    let mut cmd = tributary(None, &dir.join(name));
+    cmd.args(["ingest", "--seed", name, "--log", log, "--records"])
+        .arg(n.to_string());
+    succeeded(cmd, "ingest").await.map(drop)
 }
 
 /// `tributary process` to the end of the topic, in a group named `name`;
@@ -124,37 +113,11 @@ async fn process(
     name: &str,
     sink: &str,
 ) -> anyhow::Result<serde_json::Value> {
-    let out = tributary(None, &dir.join(name))
-        .args(["process", "--json", "--log", log, "--group", name])
-        .args(["--sink", sink])
-        .output()
-        .await
-        .context("cannot start tributary process")?;
-    if !out.status.success() {
-        bail!(
-            "tributary process failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    let mut cmd = tributary(None, &dir.join(name));
+    cmd.args(["process", "--json", "--log", log, "--group", name])
+        .args(["--sink", sink]);
+    let out = succeeded(cmd, "process").await?;
     serde_json::from_slice(&out.stdout).context("tributary process printed no JSON summary")
-}
-
-fn sink_config(node: &str, keyspace: &str) -> CassandraSinkConfig {
-    CassandraSinkConfig {
-        nodes: node.split(',').map(str::to_owned).collect(),
-        keyspace: keyspace.to_owned(),
-        table: "created_users".into(),
-        user: None,
-        password: None,
-        replication: BTreeMap::from([
-            ("class".to_owned(), "SimpleStrategy".to_owned()),
-            ("replication_factor".to_owned(), "1".to_owned()),
-        ]),
-        consistency: Consistency::LocalQuorum,
-        concurrency: None,
-        tls_ca_file: None,
-        local_datacenter: None,
-    }
 }
 
 /// The earliest `WRITETIME` in the table, in microseconds since the epoch.

@@ -513,6 +513,24 @@ fn tributary(
     cmd
 }
 
+/// Runs a child `tributary` command to its end; its output if it succeeded.
+async fn succeeded(
+    mut cmd: tokio::process::Command,
+    what: &str,
+) -> anyhow::Result<std::process::Output> {
+    let out = cmd
+        .output()
+        .await
+        .with_context(|| format!("cannot start tributary {what}"))?;
+    if !out.status.success() {
+        bail!(
+            "tributary {what} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(out)
+}
+
 fn tempdir() -> anyhow::Result<std::path::PathBuf> {
     let dir = std::env::temp_dir().join(format!(
         "tributary-bench-{}-{}",

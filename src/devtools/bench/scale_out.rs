@@ -18,7 +18,7 @@ use anyhow::{Context, bail};
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
 
-use super::{rate, tempdir, tributary};
+use super::{rate, succeeded, tempdir, tributary};
 
 /// Partitions of the bench topic: enough for three processors two each.
 const PARTITIONS: u32 = 6;
@@ -55,7 +55,8 @@ pub async fn scale_out(brokers: &str, node: &str, n: u64, max: u32) -> anyhow::R
         replication.join(", ")
     );
     let t = Instant::now();
-    let ingest = tributary(Some(&config), &dir.join("ingest"))
+    let mut ingest = tributary(Some(&config), &dir.join("ingest"));
+    ingest
         .args([
             "ingest",
             "--json",
@@ -64,16 +65,8 @@ pub async fn scale_out(brokers: &str, node: &str, n: u64, max: u32) -> anyhow::R
             "--seed",
             "bench",
         ])
-        .args(["--log", &log])
-        .output()
-        .await
-        .context("cannot start tributary ingest")?;
-    if !ingest.status.success() {
-        bail!(
-            "tributary ingest failed: {}",
-            String::from_utf8_lossy(&ingest.stderr)
-        );
-    }
+        .args(["--log", &log]);
+    succeeded(ingest, "ingest").await?;
     eprintln!("  topic written in {:.1} s", t.elapsed().as_secs_f64());
 
     println!("| processors | rows/s | vs one | peak RSS per processor (MiB) |");

@@ -113,6 +113,17 @@ impl Aimd {
         if w.overload || rising {
             self.slow_start = false;
             self.limit = ((self.limit as f64 * DECREASE).floor() as usize).clamp(MIN, MAX);
+            tracing::debug!(
+                limit = self.limit,
+                rtt_ms = mean * 1e3,
+                baseline_ms = self.baseline.unwrap_or_default() * 1e3,
+                "cassandra write limit lowered ({})",
+                if w.overload {
+                    "an overload answer"
+                } else {
+                    "the round trip rose"
+                }
+            );
         } else if w.peak_in_flight >= self.limit {
             // Only a limit that was used says anything about a larger one.
             self.limit = if self.slow_start {

@@ -345,14 +345,40 @@ impl KafkaReader {
             if assignment.count() == 0 {
                 return Ok(false);
             }
+            // Each partition's end as the last fetch answer gave it: a
+            // query would wait behind the fetch the broker holds open (up
+            // to fetch.wait.max.ms, 500 ms) on the same connection, once per
+            // partition. The group's commits are asked only for partitions
+            // this reader has not read to their end.
+            let mut behind = Vec::new();
+            for el in assignment.elements_for_topic(&topic) {
+                let p = el.partition();
+                let high = match cached_end(&consumer, &topic, p) {
+                    Some(high) => high,
+                    None => {
+                        consumer
+                            .fetch_watermarks(&topic, p, REQUEST_TIMEOUT)
+                            .map_err(|e| kafka_err("cannot read watermarks", e))?
+                            .1
+                    }
+                };
+                if position.get(&p).copied().unwrap_or(0) < high {
+                    behind.push((p, high));
+                }
+            }
+            if behind.is_empty() {
+                return Ok(true);
+            }
             let committed = consumer
                 .committed(REQUEST_TIMEOUT)
                 .map_err(|e| kafka_err("cannot read committed offsets", e))?;
-            for el in assignment.elements_for_topic(&topic) {
-                let p = el.partition();
-                let (done, high) = committed_and_end(&*consumer, &committed, &topic, p)?;
-                let read = position.get(&p).copied().unwrap_or(0);
-                if read.max(done) < high {
+            for (p, high) in behind {
+                let done = committed
+                    .find_partition(&topic, p)
+                    .and_then(|e| e.offset().to_raw())
+                    .filter(|o| *o >= 0)
+                    .unwrap_or(0);
+                if done < high {
                     return Ok(false);
                 }
             }
@@ -480,6 +506,27 @@ fn committed_and_end<C: Consumer>(
         .filter(|o| *o >= 0)
         .unwrap_or(0);
     Ok((done, high))
+}
+
+/// A partition's end (high watermark) as the consumer's last fetch answer
+/// for it gave it, without a request; `None` before any answer.
+fn cached_end(consumer: &StreamConsumer, topic: &str, partition: i32) -> Option<i64> {
+    let topic = std::ffi::CString::new(topic).ok()?;
+    let (mut low, mut high) = (-1i64, -1i64);
+    // SAFETY: `native_ptr` is valid while `consumer` is borrowed; the topic
+    // is NUL-terminated and outlives the call; the out-pointers are locals.
+    // rd_kafka_get_watermark_offsets only reads the client's cached state.
+    let err = unsafe {
+        rdkafka::bindings::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            topic.as_ptr(),
+            partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
+        .then_some(high)
 }
 
 /// The topic's partition ids, from the cluster's metadata (blocking).
