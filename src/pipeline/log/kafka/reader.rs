@@ -27,6 +27,11 @@ const BATCH_LINGER: Duration = Duration::ZERO;
 /// Transient read errors are logged at most this often.
 const ERROR_LOG_EVERY: Duration = Duration::from_secs(10);
 
+/// How long after joining an unknown topic is waited out, not fatal: the
+/// log has just found or created it, and on a cluster of several brokers a
+/// new topic reaches each broker's metadata a moment after it is created.
+const NEW_TOPIC_GRACE: Duration = Duration::from_secs(15);
+
 /// An idle reader checks this often that its last commit arrived.
 const RECOMMIT_EVERY: Duration = Duration::from_secs(5);
 
@@ -110,6 +115,8 @@ pub struct KafkaReader {
     sent: Arc<std::sync::Mutex<Sent>>,
     /// When an idle reader last checked its commits.
     checked_commits: Instant,
+    /// When it subscribed (see [`NEW_TOPIC_GRACE`]).
+    subscribed_at: Instant,
 }
 
 /// The commits sent, merged per partition. Commits are asynchronous, and
@@ -189,6 +196,7 @@ impl KafkaReader {
             lost: check.lost,
             sent: Arc::default(),
             checked_commits: Instant::now(),
+            subscribed_at: Instant::now(),
         })
     }
 
@@ -210,7 +218,7 @@ impl KafkaReader {
         while batch.len() < max {
             let m = match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
                 Err(_elapsed) => break,
-                Ok(Err(e)) if transient(&e) => {
+                Ok(Err(e)) if transient(&e) || self.topic_still_spreading(&e) => {
                     self.transient_error(&e);
                     continue;
                 }
@@ -302,6 +310,17 @@ impl KafkaReader {
 
     /// Logs a transient error, at most once per [`ERROR_LOG_EVERY`] with
     /// the number held back since.
+    /// An unknown topic just after joining: the topic exists (the log
+    /// checked), the broker asked has not learnt of it yet.
+    fn topic_still_spreading(&self, e: &KafkaError) -> bool {
+        matches!(
+            e,
+            KafkaError::MessageConsumption(
+                RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic
+            )
+        ) && self.subscribed_at.elapsed() < NEW_TOPIC_GRACE
+    }
+
     fn transient_error(&mut self, e: &KafkaError) {
         self.quiet_errors += 1;
         if self
