@@ -82,10 +82,19 @@ fn wait_lag(
 
 /// Rows in the table, counted by `tributary count` (at the sink's
 /// consistency, LOCAL_QUORUM).
+/// A count is a scan of every node's range; on a busy cluster just after
+/// a node's return one can time out on the server (range requests get
+/// 10 s), so a failed count is asked again, a few times.
 fn count(s: &Sandbox, sink: &str) -> u64 {
-    let out = s.run(&["count", "--sink", sink]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    let mut failures = Vec::new();
+    while failures.len() < 4 {
+        let out = s.run(&["count", "--sink", sink]);
+        if out.status.success() {
+            return String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        }
+        failures.push(stderr(&out));
+    }
+    panic!("the count failed four times: {failures:?}");
 }
 
 /// Dead letters waiting on the topic's `.dlq`.
