@@ -168,34 +168,38 @@ fn check_blocking(
             found.lost += lost;
         }
     }
-    if !resets.is_empty() {
-        let mut tpl = TopicPartitionList::new();
-        for (&p, &to) in &resets {
-            tpl.add_partition_offset(topic, p, Offset::Offset(to))
-                .map_err(|e| kafka_err("bad offset", e))?;
-        }
-        if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
-            warn!(
-                topic,
-                group,
-                error = %e,
-                "could not move the group's offsets (is another member of the group running?)"
-            );
-        }
+    if let Err(e) = commit_offsets(consumer, topic, &resets)? {
+        warn!(
+            topic,
+            group,
+            error = %e,
+            "could not move the group's offsets (is another member of the group running?)"
+        );
     }
-    if !starts.is_empty() {
-        let mut tpl = TopicPartitionList::new();
-        for (&p, &at) in &starts {
-            tpl.add_partition_offset(topic, p, Offset::Offset(at))
-                .map_err(|e| kafka_err("bad offset", e))?;
-        }
-        // Refused when another member has joined meanwhile: it then starts
-        // the group, and nothing is lost by not having these.
-        if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
-            tracing::debug!(topic, group, error = %e, "the group's start was not committed");
-        }
+    // Refused when another member has joined meanwhile: it then starts the
+    // group, and nothing is lost by not having these.
+    if let Err(e) = commit_offsets(consumer, topic, &starts)? {
+        tracing::debug!(topic, group, error = %e, "the group's start was not committed");
     }
     Ok(found)
+}
+
+/// Commits `offsets` (partition → next offset) for the group, if any; the
+/// outer error is a bad offset, the inner one the broker's refusal.
+fn commit_offsets(
+    consumer: &BaseConsumer,
+    topic: &str,
+    offsets: &BTreeMap<i32, i64>,
+) -> Result<Result<(), rdkafka::error::KafkaError>, LogError> {
+    if offsets.is_empty() {
+        return Ok(Ok(()));
+    }
+    let mut tpl = TopicPartitionList::new();
+    for (&p, &at) in offsets {
+        tpl.add_partition_offset(topic, p, Offset::Offset(at))
+            .map_err(|e| kafka_err("bad offset", e))?;
+    }
+    Ok(consumer.commit(&tpl, CommitMode::Sync))
 }
 
 /// The mark of the message at `offset`, or `None` if it cannot be read.

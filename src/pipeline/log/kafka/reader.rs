@@ -392,12 +392,7 @@ impl KafkaReader {
                 .committed(REQUEST_TIMEOUT)
                 .map_err(|e| kafka_err("cannot read committed offsets", e))?;
             for (p, high) in behind {
-                let done = committed
-                    .find_partition(&topic, p)
-                    .and_then(|e| e.offset().to_raw())
-                    .filter(|o| *o >= 0)
-                    .unwrap_or(0);
-                if done < high {
+                if committed_offset(&committed, &topic, p) < high {
                     return Ok(false);
                 }
             }
@@ -519,12 +514,16 @@ fn committed_and_end<C: Consumer>(
     let (_low, high) = consumer
         .fetch_watermarks(topic, partition, REQUEST_TIMEOUT)
         .map_err(|e| kafka_err("cannot read watermarks", e))?;
-    let done = committed
+    Ok((committed_offset(committed, topic, partition), high))
+}
+
+/// The group's committed next offset of a partition (0: none).
+fn committed_offset(committed: &TopicPartitionList, topic: &str, partition: i32) -> i64 {
+    committed
         .find_partition(topic, partition)
         .and_then(|e| e.offset().to_raw())
         .filter(|o| *o >= 0)
-        .unwrap_or(0);
-    Ok((done, high))
+        .unwrap_or(0)
 }
 
 /// A partition's end (high watermark) as the consumer's last fetch answer
