@@ -205,8 +205,13 @@ fn the_seeds_random_names_example_runs_on_three_brokers() {
         "10",
         "--json",
     ]);
+    // Thirty ticks of ten: each is fetched or, when the one before is
+    // still appending (three brokers with `acks=all` on a busy machine),
+    // skipped and counted.
     let fetched = summary["fetched"].as_u64().unwrap();
-    assert!(fetched >= 100, "{summary}");
+    let skipped = summary["ticks_skipped"].as_u64().unwrap();
+    assert!(fetched > 0, "{summary}");
+    assert_eq!(fetched + 10 * skipped, 300, "{summary}");
     assert_eq!(summary["stored"].as_u64(), Some(fetched), "{summary}");
     assert_eq!(summary["balanced"], true, "{summary}");
     let count = s.run(&["count", "--config", example, "--sink", &sink]);
