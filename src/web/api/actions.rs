@@ -4,12 +4,12 @@
 //! (`web/auth.rs`).
 
 use axum::Json;
-use axum::extract::{Path, Query};
+use axum::extract::Path;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{ApiError, ApiResult, Which, pipeline};
+use super::{ApiError, ApiQuery, ApiResult, Which, pipeline};
 use crate::pipeline::log::discard::Discard;
 use crate::scheduler::RunState;
 use crate::scheduler::history::Cancelled;
@@ -36,7 +36,7 @@ struct DiscardBody {
 /// in `not_found`, as a replay counts them.
 pub async fn discard(
     state: State,
-    Query(which): Query<Which>,
+    ApiQuery(which): ApiQuery<Which>,
     body: axum::body::Bytes,
 ) -> ApiResult {
     let w = pipeline(&state, &which)?;

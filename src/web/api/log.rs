@@ -5,13 +5,13 @@
 use std::collections::HashSet;
 
 use axum::Json;
-use axum::extract::Query;
+
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiError, ApiResult, Limit, Which, limit, pipeline};
+use super::{ApiError, ApiQuery, ApiResult, Limit, Which, limit, pipeline};
 use crate::pipeline::log::browse::{Browse, BrowseError, Seek};
 use crate::pipeline::log::{Letters, Log, MessagePreview};
 use crate::pipeline::processor;
@@ -24,7 +24,7 @@ pub const PREVIEW_BYTES: usize = 4096;
 
 /// Offsets as the sampler last saw them: a page polling this never opens
 /// a Kafka client of its own.
-pub async fn topic(state: State, Query(which): Query<Which>) -> ApiResult {
+pub async fn topic(state: State, ApiQuery(which): ApiQuery<Which>) -> ApiResult {
     let w = pipeline(&state, &which)?;
     let p = &w.parts;
     let probe = w.sampler.probe();
@@ -155,13 +155,13 @@ fn parse_time(t: &str) -> Option<i64> {
 /// a few at a time per pipeline.
 pub async fn messages(
     state: State,
-    Query(which): Query<Which>,
-    Query(q): Query<Limit>,
-    Query(look): Query<Look>,
+    ApiQuery(which): ApiQuery<Which>,
+    ApiQuery(q): ApiQuery<Limit>,
+    ApiQuery(look): ApiQuery<Look>,
 ) -> ApiResult {
     let w = pipeline(&state, &which)?;
     let log = &w.parts.log;
-    let n = limit(&q, 20, LATEST_MAX);
+    let n = limit(&q, 20, LATEST_MAX)?;
     if look.is_plain() {
         let messages = w
             .sampler
@@ -231,9 +231,9 @@ pub struct Discarded {
 /// `waiting` and `discarded` count them.
 pub async fn dead_letters(
     state: State,
-    Query(which): Query<Which>,
-    Query(q): Query<Limit>,
-    Query(d): Query<Discarded>,
+    ApiQuery(which): ApiQuery<Which>,
+    ApiQuery(q): ApiQuery<Limit>,
+    ApiQuery(d): ApiQuery<Discarded>,
 ) -> ApiResult {
     let w = pipeline(&state, &which)?;
     let log = &w.parts.log;
@@ -242,7 +242,7 @@ pub async fn dead_letters(
         (false, true) => Letters::Discarded,
         (false, false) => Letters::Waiting,
     };
-    let key = (letters, limit(&q, 50, 1000));
+    let key = (letters, limit(&q, 50, 1000)?);
     let letters = w
         .sampler
         .dead_letters
@@ -308,7 +308,7 @@ struct ReplayBody {
 /// type, and an empty or unclear one replays nothing.
 pub async fn replay(
     state: State,
-    Query(which): Query<Which>,
+    ApiQuery(which): ApiQuery<Which>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let w = pipeline(&state, &which)?;

@@ -58,8 +58,38 @@ pub struct Limit {
     seconds: Option<usize>,
 }
 
-pub(super) fn limit(q: &Limit, default: usize, max: usize) -> usize {
-    q.limit.unwrap_or(default).clamp(1, max)
+/// `?limit=N`: `default` when absent, at most `max`; 0 is refused (a page
+/// of nothing is a mistake, not a request).
+pub(super) fn limit(q: &Limit, default: usize, max: usize) -> Result<usize, ApiError> {
+    match q.limit {
+        Some(0) => Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("limit must be between 1 and {max}"),
+        )),
+        n => Ok(n.unwrap_or(default).min(max)),
+    }
+}
+
+/// A query string as the API reads it: one it cannot read is a 400 with
+/// `{"error": ...}`, as every other API error, not axum's plain text.
+pub struct ApiQuery<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for ApiQuery<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(q)) => Ok(ApiQuery(q)),
+            Err(e) => Err(ApiError(StatusCode::BAD_REQUEST, e.body_text())),
+        }
+    }
 }
 
 /// `?pipeline=NAME`: which pipeline a view is of.
@@ -218,7 +248,7 @@ fn describe(state: &State, w: &Watched) -> Value {
     })
 }
 
-pub async fn status(state: State, Query(which): Query<Which>) -> ApiResult {
+pub async fn status(state: State, ApiQuery(which): ApiQuery<Which>) -> ApiResult {
     let w = pipeline(&state, &which)?;
     let p = &w.parts;
     let s = &p.stats;
@@ -291,8 +321,8 @@ pub async fn status(state: State, Query(which): Query<Which>) -> ApiResult {
 
 pub async fn throughput(
     state: State,
-    Query(which): Query<Which>,
-    Query(q): Query<Limit>,
+    ApiQuery(which): ApiQuery<Which>,
+    ApiQuery(q): ApiQuery<Limit>,
 ) -> ApiResult {
     let w = pipeline(&state, &which)?;
     let seconds = q.seconds.unwrap_or(300).clamp(1, 900);
@@ -327,7 +357,7 @@ fn burst(plan: &IngestPlan) -> Option<String> {
 }
 
 /// Every job, or with `?pipeline=NAME` the jobs that feed that pipeline.
-pub async fn jobs(state: State, Query(which): Query<Which>) -> ApiResult {
+pub async fn jobs(state: State, ApiQuery(which): ApiQuery<Which>) -> ApiResult {
     let only = match &which.pipeline {
         Some(_) => Some(pipeline(&state, &which)?.parts.name().to_owned()),
         None => None,
@@ -374,11 +404,11 @@ pub struct Before {
 pub async fn runs(
     state: State,
     Path(name): Path<String>,
-    Query(q): Query<Limit>,
-    Query(b): Query<Before>,
+    ApiQuery(q): ApiQuery<Limit>,
+    ApiQuery(b): ApiQuery<Before>,
 ) -> ApiResult {
     find(&state, &name)?;
-    let n = limit(&q, 20, 500);
+    let n = limit(&q, 20, 500)?;
     let page = history(&state, move |h| h.runs_page(&name, n, b.before)).await?;
     Ok(Json(
         json!({ "runs": page.runs, "next_before": page.next_before }),
@@ -442,13 +472,13 @@ pub struct RowKey {
 /// the key, never by a scan.
 pub async fn rows(
     state: State,
-    Query(which): Query<Which>,
-    Query(q): Query<Limit>,
-    Query(by): Query<RowKey>,
+    ApiQuery(which): ApiQuery<Which>,
+    ApiQuery(q): ApiQuery<Limit>,
+    ApiQuery(by): ApiQuery<RowKey>,
 ) -> ApiResult {
     let w = pipeline(&state, &which)?;
     let sink = &w.parts.sink;
-    let n = limit(&q, 20, ROWS_MAX);
+    let n = limit(&q, 20, ROWS_MAX)?;
     w.sampler.viewed();
     let count = w.sampler.probe().rows;
     let columns = sink.columns();

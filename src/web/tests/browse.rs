@@ -68,6 +68,10 @@ async fn messages_are_found_by_offset_time_and_key() {
         ("offset=1&time=2", "one of offset, before and time"),
         ("time=yesterday", "RFC 3339"),
         ("offset=-1", "0 or more"),
+        // What the query extractor refuses is a JSON error too.
+        ("limit=0", "limit must be between 1 and"),
+        ("limit=many", "limit: invalid digit"),
+        ("partition=x", "partition"),
     ] {
         let (status, body) = h.try_get(&format!("/api/v1/topic/messages?{query}")).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
