@@ -185,8 +185,8 @@ pub const SINK_STORED_ROWS: Metric = gauge(
 );
 pub const SINK_CASSANDRA_NODES: Metric = gauge(
     "tributary_sink_cassandra_nodes",
-    &["state"],
-    "Cassandra nodes the driver knows, by state: up (connected) or down (sampled every 2 s).",
+    &["pipeline", "state"],
+    "Cassandra nodes the driver knows, by pipeline and state: up (connected) or down (read every 2 s).",
 );
 pub const SINK_CONCURRENCY_LIMIT: Metric = gauge(
     "tributary_sink_concurrency_limit",

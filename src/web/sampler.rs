@@ -258,6 +258,15 @@ impl Sampler {
         metrics::gauge!(name, "pipeline" => self.pipeline.clone()).set(value);
     }
 
+    /// The store's nodes as its driver sees them, up and down.
+    fn nodes(&self, up: usize, down: usize) {
+        let name = crate::telemetry::metrics::SINK_CASSANDRA_NODES.name;
+        for (state, n) in [("up", up), ("down", down)] {
+            metrics::gauge!(name, "pipeline" => self.pipeline.clone(), "state" => state)
+                .set(n as f64);
+        }
+    }
+
     fn update(&self, f: impl FnOnce(&mut Probe)) {
         f(&mut self.probe.lock().unwrap_or_else(|p| p.into_inner()));
     }
@@ -326,6 +335,10 @@ pub fn spawn(
                         limit as f64,
                     );
                     s.update(|p| p.concurrency_limit = Some(limit));
+                }
+                if let Some(nodes) = f.sink.nodes() {
+                    let up = nodes.iter().filter(|n| n.up).count();
+                    s.nodes(up, nodes.len() - up);
                 }
             }
             // Folds histogram samples into their buckets; without it they

@@ -119,9 +119,10 @@ fn kafka_messages_are_found_by_partition_offset_time_and_key() {
 }
 
 #[test]
-fn a_cassandra_row_is_found_by_its_id() {
-    let Some(n) = crate::support::cassandra("dashboard_browse::a_cassandra_row_is_found_by_its_id")
-    else {
+fn a_cassandra_row_is_found_by_its_id_and_the_node_is_shown() {
+    let Some(n) = crate::support::cassandra(
+        "dashboard_browse::a_cassandra_row_is_found_by_its_id_and_the_node_is_shown",
+    ) else {
         return;
     };
     let s = Sandbox::new();
@@ -150,6 +151,29 @@ fn a_cassandra_row_is_found_by_its_id() {
         &[],
     );
     assert_eq!(none["rows"], serde_json::json!([]), "{none}");
+
+    // The node the driver holds, on the page and as a gauge named by the
+    // pipeline (the sampler sets it once a second).
+    let status = get_json(port, "/api/v1/status", &[]);
+    let nodes = status["store"]["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 1, "{status}");
+    assert_eq!(nodes[0]["address"], n.as_str(), "{status}");
+    assert_eq!(nodes[0]["up"], true, "{status}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let gauge = |state: &str| {
+        format!(r#"tributary_sink_cassandra_nodes{{pipeline="randomuser",state="{state}"}}"#)
+    };
+    let metrics = loop {
+        let (code, text) = http(port, "GET", "/metrics", &[], "");
+        assert_eq!(code, 200, "{text}");
+        let m = crate::dashboard::parse_prometheus(&text);
+        if m.contains_key(&gauge("up")) || Instant::now() > deadline {
+            break m;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(metrics.get(&gauge("up")), Some(&1.0), "{metrics:?}");
+    assert_eq!(metrics.get(&gauge("down")), Some(&0.0), "{metrics:?}");
     terminate(&served.child.0);
     assert_eq!(served.child.0.wait().unwrap().code(), Some(0));
 }

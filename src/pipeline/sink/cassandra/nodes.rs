@@ -1,16 +1,15 @@
 //! The driver's view of the cluster's nodes, for the operator: every few
 //! seconds the session's cluster state is read (no request is sent), a node
 //! whose connections are all gone is logged as a warning, its return as
-//! info, the counts go to `tributary_sink_cassandra_nodes{state}` and the
-//! list to the dashboard.
+//! info; `serve`'s sampler puts the counts in
+//! `tributary_sink_cassandra_nodes{pipeline,state}` and the list on the
+//! dashboard.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use scylla::client::session::Session;
-
-use crate::telemetry::metrics;
 
 /// How often the cluster state is read.
 const EVERY: Duration = Duration::from_secs(2);
@@ -80,10 +79,6 @@ impl NodeWatch {
                 ),
             }
         }
-        let up = now.iter().filter(|n| n.up).count();
-        ::metrics::gauge!(metrics::SINK_CASSANDRA_NODES.name, "state" => "up").set(up as f64);
-        ::metrics::gauge!(metrics::SINK_CASSANDRA_NODES.name, "state" => "down")
-            .set((now.len() - up) as f64);
         *latest = now.to_vec();
     }
 }
