@@ -267,6 +267,30 @@ impl Sampler {
         }
     }
 
+    /// What a probe of the store found: an answer (with the row count, if
+    /// it counted) marks the store ready, an error is kept for the status.
+    /// Whether it answered.
+    fn store_probed(&self, answer: Result<Option<u64>, crate::pipeline::sink::SinkError>) -> bool {
+        match answer {
+            Ok(rows) => {
+                if let Some(n) = rows {
+                    self.gauge(crate::telemetry::metrics::SINK_STORED_ROWS.name, n as f64);
+                }
+                self.update(|p| {
+                    p.rows = rows.or(p.rows);
+                    p.store_ok_at = Some(Instant::now());
+                    p.store_error = None;
+                });
+                true
+            }
+            Err(e) => {
+                debug!(pipeline = %self.pipeline, error = %e, "dashboard: the store did not answer");
+                self.update(|p| p.store_error = Some(format!("store: {e}")));
+                false
+            }
+        }
+    }
+
     fn update(&self, f: impl FnOnce(&mut Probe)) {
         f(&mut self.probe.lock().unwrap_or_else(|p| p.into_inner()));
     }
@@ -398,35 +422,15 @@ fn spawn_probes(sampler: Arc<Sampler>, from: Arc<Sources>, shutdown: Cancellatio
             if !s.counts_now() {
                 // Nobody looks: one row read says the store answers
                 // (readiness), without a scan.
-                match f.sink.records(1).await {
-                    Ok(_) => s.update(|p| {
-                        p.store_ok_at = Some(Instant::now());
-                        p.store_error = None;
-                    }),
-                    Err(e) => {
-                        debug!(pipeline = %s.pipeline, error = %e, "dashboard: the store did not answer");
-                        s.update(|p| p.store_error = Some(format!("store: {e}")));
-                    }
-                }
+                s.store_probed(f.sink.records(1).await.map(|_| None));
                 return Duration::ZERO;
             }
-            match f.sink.count().await {
-                Ok(n) => {
-                    s.gauge(crate::telemetry::metrics::SINK_STORED_ROWS.name, n as f64);
-                    s.update(|p| {
-                        p.rows = Some(n);
-                        p.store_ok_at = Some(Instant::now());
-                        p.store_error = None;
-                    });
-                    // Counting may take at most a tenth of the time.
-                    (started.elapsed() * 9).min(MAX_BACKOFF)
-                }
-                Err(e) => {
-                    debug!(pipeline = %s.pipeline, error = %e, "dashboard: the store did not answer");
-                    s.update(|p| p.store_error = Some(format!("store: {e}")));
-                    // Try again soon: readiness waits on it.
-                    Duration::ZERO
-                }
+            if s.store_probed(f.sink.count().await.map(Some)) {
+                // Counting may take at most a tenth of the time.
+                (started.elapsed() * 9).min(MAX_BACKOFF)
+            } else {
+                // Try again soon: readiness waits on it.
+                Duration::ZERO
             }
         })
         .await
