@@ -24,6 +24,27 @@ const PRODUCER_PROPS: [&str; 5] = [
     "batch.size=1000000",
 ];
 
+/// `ProducerPerformance` writing `n` lines of `payloads` to `topic` at full
+/// speed with [`PRODUCER_PROPS`].
+fn perf_producer(brokers: &str, topic: &str, n: u64, payloads: &std::path::Path) -> Vec<String> {
+    [
+        "kafka-perf-producer".into(),
+        "--topic".into(),
+        topic.to_owned(),
+        "--num-records".into(),
+        n.to_string(),
+        "--payload-file".into(),
+        payloads.display().to_string(),
+        "--throughput".into(),
+        "-1".into(),
+        "--producer-props".into(),
+        format!("bootstrap.servers={brokers}"),
+    ]
+    .into_iter()
+    .chain(PRODUCER_PROPS.map(str::to_owned))
+    .collect()
+}
+
 fn median(xs: &mut [f64]) -> f64 {
     xs.sort_by(f64::total_cmp);
     xs[xs.len() / 2]
@@ -100,26 +121,7 @@ pub async fn bench(
     let tools_topic = format!("bench-tools-{stamp}");
     // Same topic layout for the tool: create it through our log.
     Log::open(&config(brokers, &tools_topic)).await?;
-    let out = tool(
-        infra,
-        &[
-            "kafka-perf-producer".into(),
-            "--topic".into(),
-            tools_topic.clone(),
-            "--num-records".into(),
-            n.to_string(),
-            "--payload-file".into(),
-            payloads.display().to_string(),
-            "--throughput".into(),
-            "-1".into(),
-            "--producer-props".into(),
-            format!("bootstrap.servers={brokers}"),
-        ]
-        .into_iter()
-        .chain(PRODUCER_PROPS.map(str::to_owned))
-        .collect::<Vec<_>>(),
-    )
-    .await?;
+    let out = tool(infra, &perf_producer(brokers, &tools_topic, n, &payloads)).await?;
     let tools_produce = out
         .lines()
         .rev()
@@ -137,26 +139,9 @@ pub async fn bench(
     let consumed = n.max(CONSUMER_RECORDS);
     let consumer_topic = format!("bench-consume-{stamp}");
     Log::open(&config(brokers, &consumer_topic)).await?;
-    let mut props = PRODUCER_PROPS.map(str::to_owned).to_vec();
-    props.push(format!("bootstrap.servers={brokers}"));
     tool(
         infra,
-        &[
-            &[
-                "kafka-perf-producer".into(),
-                "--topic".into(),
-                consumer_topic.clone(),
-                "--num-records".into(),
-                consumed.to_string(),
-                "--payload-file".into(),
-                payloads.display().to_string(),
-                "--throughput".into(),
-                "-1".into(),
-                "--producer-props".into(),
-            ],
-            &props[..],
-        ]
-        .concat(),
+        &perf_producer(brokers, &consumer_topic, consumed, &payloads),
     )
     .await?;
     std::fs::remove_dir_all(&dir).ok();
