@@ -5,7 +5,6 @@
 use std::collections::HashSet;
 
 use axum::Json;
-
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;

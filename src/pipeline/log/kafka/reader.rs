@@ -308,8 +308,6 @@ impl KafkaReader {
         }
     }
 
-    /// Logs a transient error, at most once per [`ERROR_LOG_EVERY`] with
-    /// the number held back since.
     /// An unknown topic just after joining: the topic exists (the log
     /// checked), the broker asked has not learnt of it yet.
     fn topic_still_spreading(&self, e: &KafkaError) -> bool {
@@ -321,6 +319,8 @@ impl KafkaReader {
         ) && self.subscribed_at.elapsed() < NEW_TOPIC_GRACE
     }
 
+    /// Logs a transient error, at most once per [`ERROR_LOG_EVERY`] with
+    /// the number held back since.
     fn transient_error(&mut self, e: &KafkaError) {
         self.quiet_errors += 1;
         if self
