@@ -82,6 +82,7 @@ fn wait_lag(
 
 /// Rows in the table, counted by `tributary count` (at the sink's
 /// consistency, LOCAL_QUORUM).
+///
 /// A count is a scan of every node's range; on a busy cluster just after
 /// a node's return one can time out on the server (range requests get
 /// 10 s), so a failed count is asked again, a few times.
