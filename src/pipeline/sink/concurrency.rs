@@ -1,18 +1,25 @@
 //! How many Cassandra writes are in flight at once: a fixed number (an
-//! explicit `[sink.cassandra] concurrency`), or a limit that adapts by AIMD,
-//! as TCP's congestion window or Vector's adaptive request concurrency do.
+//! explicit `[sink.cassandra] concurrency`), or, by default, a limit that
+//! adapts: it backs off multiplicatively, as TCP's congestion window or
+//! Vector's adaptive request concurrency do, and grows back the way BIC-TCP
+//! does, so that a store that paused now and then is soon used in full
+//! again.
 //!
 //! The adaptive limit looks at each write's round-trip time and outcome, a
 //! window at a time (as many answers as the limit, about one round trip of
-//! a full pipe). A window with an overload answer (overloaded, timeout,
-//! unavailable, a broken connection) or whose mean round trip is well above
-//! the moving baseline (by more than half of it and by more than
-//! [`RTT_DEVIATION_SCALE`] times its usual deviation) multiplies the limit
-//! by [`DECREASE`]; a clean window
-//! that used the whole limit adds one. Until the first decrease the limit
-//! doubles per clean window (slow start). The limit stays within
-//! [`MIN`]..=[`MAX`]. The controller reads no clock: it is fed samples, so
-//! its behaviour is a function of them.
+//! a full pipe). A window backs off (the limit times [`DECREASE`]) when it
+//! holds an overload answer (overloaded, timeout, unavailable, a broken
+//! connection), or when its mean round trip is well above the moving
+//! baseline (by more than half of it and by more than
+//! [`RTT_DEVIATION_SCALE`] times its usual deviation) *and* it carried no
+//! more writes per second than usual (Little's law: writes in flight over
+//! round trip; a longer round trip that bought [`RATE_GAIN`] more
+//! throughput is a busier store, not a queue). A clean window that used the
+//! whole limit grows it: until the first back-off it doubles (slow start);
+//! below the limit of the last back-off it climbs half the way back there;
+//! above it, it probes by 1, 2, 4, … (at most an eighth of the limit) per
+//! window. The limit stays within [`MIN`]..=[`MAX`]. The controller reads
+//! no clock: it is fed samples, so its behaviour is a function of them.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -32,6 +39,11 @@ pub const RTT_RISE: f64 = 0.5;
 /// from the baseline (as Vector's `rtt_deviation_scale`): on a busy machine
 /// the round trip is noisy, and noise is not queueing.
 pub const RTT_DEVIATION_SCALE: f64 = 2.5;
+/// A rising round trip is not queueing when the window also carried this
+/// share more writes per second than the usual (Little's law: in flight
+/// over round trip): on a saturated cluster more writes in flight lengthen
+/// the round trip and still raise throughput.
+pub const RATE_GAIN: f64 = 0.1;
 /// The weight of the newest window in the baseline (an EWMA).
 const BASELINE_WEIGHT: f64 = 0.4;
 
@@ -54,6 +66,17 @@ pub struct Aimd {
     baseline: Option<f64>,
     /// EWMA of the windows' absolute deviation from the baseline, seconds.
     deviation: f64,
+    /// EWMA of the windows' writes per second (mean in flight over mean
+    /// round trip).
+    rate: Option<f64>,
+    /// The last clean window's writes per second.
+    last_rate: f64,
+    /// The limit when it last backed off: the last one known too high,
+    /// which growth climbs back towards.
+    backed_off_at: Option<usize>,
+    /// What the next growth above `backed_off_at` adds (doubles per clean
+    /// window; one again after a back-off).
+    probe: usize,
     window: Window,
 }
 
@@ -61,6 +84,8 @@ pub struct Aimd {
 struct Window {
     samples: usize,
     rtt_sum: f64,
+    /// The writes in flight at each send, summed.
+    in_flight_sum: usize,
     overload: bool,
     /// The most writes in flight seen while the window was open.
     peak_in_flight: usize,
@@ -79,12 +104,40 @@ impl Aimd {
             slow_start: true,
             baseline: None,
             deviation: 0.0,
+            rate: None,
+            last_rate: 0.0,
+            backed_off_at: None,
+            probe: 1,
             window: Window::default(),
         }
     }
 
     pub fn limit(&self) -> usize {
         self.limit
+    }
+
+    fn back_off(&mut self) {
+        self.slow_start = false;
+        self.probe = 1;
+        self.backed_off_at = Some(self.limit);
+        self.limit = ((self.limit as f64 * DECREASE).floor() as usize).clamp(MIN, MAX);
+    }
+
+    fn grow(&mut self) {
+        let step = match self.backed_off_at {
+            _ if self.slow_start => self.limit,
+            // Half the way back to where it last backed off (a pause of the
+            // store, or the knee of its curve): the limit between is known
+            // to have worked.
+            Some(high) if self.limit < high => ((high - self.limit) / 2).max(1),
+            // Past it: probe, slowly at first, faster while it keeps working.
+            _ => {
+                let step = self.probe;
+                self.probe = (self.probe * 2).min((self.limit / 8).max(1));
+                step
+            }
+        };
+        self.limit = (self.limit + step).clamp(MIN, MAX);
     }
 
     /// One write's answer: its round trip, what it says, and how many
@@ -94,6 +147,7 @@ impl Aimd {
         let w = &mut self.window;
         w.samples += 1;
         w.rtt_sum += rtt.as_secs_f64();
+        w.in_flight_sum += in_flight;
         w.overload |= outcome == Outcome::Overload;
         w.peak_in_flight = w.peak_in_flight.max(in_flight);
         // An overload answer acts at once; otherwise a window is as many
@@ -106,13 +160,31 @@ impl Aimd {
 
     fn close_window(&mut self) {
         let w = std::mem::take(&mut self.window);
-        let mean = w.rtt_sum / w.samples.max(1) as f64;
+        let samples = w.samples.max(1) as f64;
+        let mean = w.rtt_sum / samples;
+        let rate = w.in_flight_sum as f64 / samples / mean.max(1e-6);
         let rising = self
             .baseline
             .is_some_and(|b| mean - b > (b * RTT_RISE).max(self.deviation * RTT_DEVIATION_SCALE));
-        if w.overload || rising {
-            self.slow_start = false;
-            self.limit = ((self.limit as f64 * DECREASE).floor() as usize).clamp(MIN, MAX);
+        // Against the usual rate and the last window's, whichever is higher:
+        // the usual lags behind a rate that has just risen.
+        let paid = self
+            .rate
+            .is_some_and(|r| rate > r.max(self.last_rate) * (1.0 + RATE_GAIN));
+        tracing::trace!(
+            limit = self.limit,
+            rtt_ms = mean * 1e3,
+            baseline_ms = self.baseline.unwrap_or_default() * 1e3,
+            in_flight = w.in_flight_sum as f64 / samples,
+            rate,
+            usual_rate = self.rate.unwrap_or_default(),
+            rising,
+            paid,
+            overload = w.overload,
+            "cassandra write window"
+        );
+        if w.overload || (rising && !paid) {
+            self.back_off();
             tracing::debug!(
                 limit = self.limit,
                 rtt_ms = mean * 1e3,
@@ -126,16 +198,13 @@ impl Aimd {
             );
         } else if w.peak_in_flight >= self.limit {
             // Only a limit that was used says anything about a larger one.
-            self.limit = if self.slow_start {
-                self.limit * 2
-            } else {
-                self.limit + 1
-            }
-            .clamp(MIN, MAX);
+            self.grow();
         }
         // An overload answer's round trip (a timeout's) says nothing about
         // the normal round trip.
         if !w.overload {
+            self.last_rate = rate;
+            self.rate = Some(self.rate.map_or(rate, |r| r + BASELINE_WEIGHT * (rate - r)));
             self.baseline = Some(match self.baseline {
                 None => mean,
                 Some(b) => {

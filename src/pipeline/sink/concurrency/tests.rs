@@ -1,4 +1,4 @@
-//! The AIMD controller fed simulated answers: no clock, no sleeps.
+//! The adaptive controller fed simulated answers: no clock, no sleeps.
 
 use std::time::Duration;
 
@@ -30,11 +30,35 @@ fn an_overload_answer_cuts_the_limit_at_once_and_ends_slow_start() {
     let mut a = Aimd::new(100);
     a.sample(2 * MS, Outcome::Done, 100);
     assert_eq!(a.sample(2 * MS, Outcome::Overload, 100), 90);
-    // After slow start, a clean full window adds one.
+    // After slow start, clean full windows climb half the way back to
+    // where it backed off each...
     windows(&mut a, 1, 2 * MS, Outcome::Done);
-    assert_eq!(a.limit(), 91);
+    assert_eq!(a.limit(), 95);
     windows(&mut a, 3, 2 * MS, Outcome::Done);
-    assert_eq!(a.limit(), 94);
+    assert_eq!(a.limit(), 99);
+    // ...then probe past it by 1, 2, 4, … a window.
+    windows(&mut a, 1, 2 * MS, Outcome::Done);
+    assert_eq!(a.limit(), 100);
+    windows(&mut a, 4, 2 * MS, Outcome::Done);
+    assert_eq!(a.limit(), 100 + 1 + 2 + 4 + 8);
+}
+
+#[test]
+fn the_probe_is_at_most_an_eighth_of_the_limit_and_starts_over_after_a_back_off() {
+    let mut a = Aimd::new(40);
+    a.sample(MS, Outcome::Overload, 40); // 36, backed off at 40
+    windows(&mut a, 3, MS, Outcome::Done); // 38, 39, 40
+    assert_eq!(a.limit(), 40);
+    // Probes of 1, 2, 4, then an eighth of the limit: 5 (of 43 and 47).
+    windows(&mut a, 5, MS, Outcome::Done);
+    assert_eq!(a.limit(), 40 + 1 + 2 + 4 + 5 + 5);
+    let high = a.limit();
+    a.sample(MS, Outcome::Overload, high); // 51
+    windows(&mut a, 4, MS, Outcome::Done); // 54, 55, 56, 57
+    let back = a.limit();
+    windows(&mut a, 1, MS, Outcome::Done);
+    assert_eq!(back, high, "climbed back to where it backed off");
+    assert_eq!(a.limit(), high + 1, "the probe starts at one again");
 }
 
 #[test]
@@ -43,14 +67,30 @@ fn a_round_trip_well_above_the_baseline_backs_off_and_a_steady_one_grows() {
     a.sample(MS, Outcome::Overload, 64); // leave slow start: 57
     windows(&mut a, 5, 2 * MS, Outcome::Done);
     let settled = a.limit();
-    assert_eq!(settled, 57 + 5);
-    // The store slows down (queueing): the round trip triples.
+    assert!(settled > 64, "{settled}");
+    // The store slows down (queueing): the round trip triples and the
+    // writes in flight carry no more than before.
     windows(&mut a, 1, 6 * MS, Outcome::Done);
     assert_eq!(a.limit(), (settled as f64 * DECREASE) as usize);
     // Above the baseline (3.6 ms now) but not well above it: it grows.
     let before = a.limit();
     windows(&mut a, 1, 5 * MS, Outcome::Done);
-    assert_eq!(a.limit(), before + 1);
+    assert!(a.limit() > before);
+}
+
+#[test]
+fn a_longer_round_trip_that_carries_more_writes_per_second_is_not_queueing() {
+    // A saturated cluster: twice the writes in flight take a longer round
+    // trip, yet carry a third more per second. Slow start goes on.
+    let mut a = Aimd::new(64);
+    windows(&mut a, 1, 10 * MS, Outcome::Done);
+    assert_eq!(a.limit(), 128);
+    windows(&mut a, 1, 15 * MS, Outcome::Done);
+    assert_eq!(a.limit(), 256, "backed off though throughput rose");
+    // Twice the writes for twice the round trip (no more per second): a
+    // queue, and it backs off.
+    windows(&mut a, 1, 30 * MS, Outcome::Done);
+    assert_eq!(a.limit(), (256.0 * DECREASE) as usize);
 }
 
 #[test]
@@ -69,7 +109,7 @@ fn a_noisy_round_trip_is_not_read_as_queueing_but_a_lasting_rise_is() {
         let before = a.limit();
         windows(&mut a, 1, 2 * MS, Outcome::Done);
         windows(&mut a, 1, 5 * MS, Outcome::Done);
-        assert_eq!(a.limit(), before + 2, "backed off on noise");
+        assert!(a.limit() > before, "backed off on noise");
     }
     // A rise far beyond the swings backs off.
     let before = a.limit();
@@ -84,9 +124,14 @@ fn repeated_overload_drives_it_to_the_minimum_and_no_lower() {
         a.sample(100 * MS, Outcome::Overload, 1);
     }
     assert_eq!(a.limit(), MIN);
-    // It recovers one per clean window once the store answers again.
+    // It recovers once the store answers again, probing by 1, 1, 1 (an
+    // eighth of so small a limit is less than one).
     windows(&mut a, 3, 2 * MS, Outcome::Done);
     assert_eq!(a.limit(), MIN + 3);
+    // Past 16 the probe grows with the limit: 20 windows more add more
+    // than 20.
+    windows(&mut a, 20, 2 * MS, Outcome::Done);
+    assert!(a.limit() > MIN + 3 + 20, "{}", a.limit());
 }
 
 #[test]
