@@ -15,10 +15,6 @@ use super::{ConfigError, DAY, YEARS_10, duration, invalid};
 use crate::pipeline::log::{KafkaLogConfig, LogConfig, OffsetReset, SqliteLogConfig};
 use crate::pipeline::sink::{CassandraSinkConfig, SinkConfig, SqliteSinkConfig};
 
-/// Cassandra writes at once when `concurrency` is not set: the seed path's
-/// fastest fixed setting on one node and on three (`bench --concurrency-sweep`).
-pub const DEFAULT_CASSANDRA_CONCURRENCY: usize = 256;
-
 /// A table or topic name: a plain identifier, so it can never inject SQL.
 pub(super) fn identifier(key: &'static str, value: &str) -> Result<String, ConfigError> {
     let ok = !value.is_empty()
@@ -132,9 +128,9 @@ pub(super) fn cassandra_sink(
             ));
         }
     };
-    // `None` is the adaptive limit.
+    // `None` is the adaptive limit, the default.
     let concurrency = match &raw.concurrency {
-        None => Some(DEFAULT_CASSANDRA_CONCURRENCY),
+        None => None,
         Some(RawConcurrency::Fixed(n)) if (1..=4096).contains(n) => Some(*n),
         Some(RawConcurrency::Named(word)) if word == "adaptive" => None,
         Some(RawConcurrency::Fixed(n)) => {

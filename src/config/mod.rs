@@ -14,7 +14,6 @@ mod web;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use endpoints::DEFAULT_CASSANDRA_CONCURRENCY;
 use endpoints::{LogPlace, Secrets, SinkPlace, group_name, resolve_log, resolve_sink};
 pub use overrides::Overrides;
 pub use pipelines::PipelineConfig;

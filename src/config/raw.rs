@@ -270,11 +270,12 @@ pub struct RawCassandra {
     pub password_file: Option<PathBuf>,
     /// Write consistency. Default `LOCAL_QUORUM`.
     pub consistency: Option<String>,
-    /// Rows written at once, at most: a number (1 to 4096; default 256), or
-    /// `"adaptive"`: the limit then grows while Cassandra answers as fast as
-    /// it did, and shrinks when answers slow down well past that or say the
-    /// node is overloaded, timed out or unavailable (AIMD, 1 to 512, shared
-    /// by the batches in flight; `tributary_sink_concurrency_limit`).
+    /// Rows written at once, at most: `"adaptive"` (the default) or a fixed
+    /// number (1 to 4096). The adaptive limit (1 to 512, starting at 16,
+    /// shared by the batches in flight; `tributary_sink_concurrency_limit`)
+    /// grows while more writes in flight carry more rows per second, and
+    /// shrinks when answers slow down well past the usual without carrying
+    /// more, or say the node is overloaded, timed out or unavailable.
     pub concurrency: Option<RawConcurrency>,
     /// SimpleStrategy replication factor of a keyspace tributary creates.
     /// Default 1, as in the seed stack.

@@ -222,7 +222,7 @@ fn cassandra_url_resolves_and_hides_the_password() {
 }
 
 #[test]
-fn cassandra_concurrency_is_256_a_number_or_adaptive() {
+fn cassandra_concurrency_is_adaptive_or_a_number() {
     let sink = |extra: &str| {
         resolve(
             &format!("[sink]\nurl = \"cassandra://h1/ks.t\"\n[sink.cassandra]\n{extra}"),
@@ -233,7 +233,7 @@ fn cassandra_concurrency_is_256_a_number_or_adaptive() {
             _ => panic!("cassandra expected"),
         })
     };
-    assert_eq!(sink("").unwrap(), Some(256));
+    assert_eq!(sink("").unwrap(), None);
     assert_eq!(sink("concurrency = 64\n").unwrap(), Some(64));
     assert_eq!(sink("concurrency = \"adaptive\"\n").unwrap(), None);
     for bad in ["0", "5000", "\"fast\""] {

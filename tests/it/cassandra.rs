@@ -215,22 +215,11 @@ fn cassandra_slowed_by_pauses_makes_the_adaptive_write_limit_back_off_losing_not
     let s = Sandbox::new();
     let ks = unique("slowed");
     let url = sink_url(&n, &ks);
-    let config = s.dir.path().join("adaptive.toml");
-    std::fs::write(&config, "[sink.cassandra]\nconcurrency = \"adaptive\"\n").unwrap();
-    let config = config.display().to_string();
     s.summary(Args::ingest().records(N).seed("slowed"));
     let errors = s.dir.path().join("process.err");
     let child = s
-        .cmd(&[
-            "process",
-            "--config",
-            &config,
-            "--batch-size",
-            "200",
-            "--sink",
-            &url,
-            "--json",
-        ])
+        // The default write limit: adaptive.
+        .cmd(&["process", "--batch-size", "200", "--sink", &url, "--json"])
         .env("RUST_LOG", "tributary=debug")
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&errors).unwrap())

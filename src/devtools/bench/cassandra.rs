@@ -19,8 +19,10 @@ use crate::record::{ROW_COLUMNS, Row};
 
 /// Rounds of the write-limit sweep; the median of each setting is kept.
 const SWEEP_ROUNDS: usize = 3;
-/// The raw loop's requests in flight: the sink's default limit.
-const CONCURRENCY: usize = crate::config::DEFAULT_CASSANDRA_CONCURRENCY;
+/// The raw loop's requests in flight, and the fixed limits the sweep sets
+/// beside the default adaptive one.
+const RAW_CONCURRENCY: usize = 256;
+const SWEEP: [usize; 4] = [16, 64, 256, 512];
 
 pub async fn bench(
     node: &str,
@@ -29,7 +31,7 @@ pub async fn bench(
     sweep: bool,
 ) -> anyhow::Result<(Vec<Measure>, Option<u64>)> {
     let stamp = crate::pipeline::source::generator::random_seed();
-    eprintln!("bench cassandra: {n} rows, concurrency {CONCURRENCY}, node {node}");
+    eprintln!("bench cassandra: {n} rows, node {node}");
     let g = Generator::new("bench-c", vec![], None);
     let rows: Vec<Row> = (0..n)
         .map(|k| g.user(k).to_row())
@@ -37,8 +39,7 @@ pub async fn bench(
         .context("generated users flatten")?;
     let config = |ks: &str, concurrency: Option<usize>| sink_config(node, ks, concurrency);
     // The sink alone, in the processor's batches, one after the other: at
-    // its default write limit (a fixed 256), then (with `sweep`) with the
-    // adaptive limit and other fixed ones.
+    // its default write limit (adaptive), then (with `sweep`) at fixed ones.
     let sink_alone = |ks: String, concurrency: Option<usize>| {
         let (config, rows) = (config(&ks, concurrency), &rows);
         async move {
@@ -51,17 +52,18 @@ pub async fn bench(
         }
     };
     // Each setting in a fresh keyspace, the settings interleaved round by
-    // round (so a slow spell of the machine falls on all of them), the
-    // median round of each kept.
-    let settings: Vec<Option<usize>> = if sweep {
-        vec![Some(CONCURRENCY), None, Some(16), Some(64), Some(512)]
-    } else {
-        vec![Some(CONCURRENCY)]
-    };
+    // round (so a slow spell of the machine falls on all of them) and each
+    // round starting one setting later (so none always runs first, on the
+    // coldest node), the median round of each kept.
+    let settings: Vec<Option<usize>> = std::iter::once(None)
+        .chain(SWEEP.iter().copied().map(Some).filter(|_| sweep))
+        .collect();
     let rounds = if sweep { SWEEP_ROUNDS } else { 1 };
     let mut times: Vec<Vec<Duration>> = vec![Vec::new(); settings.len()];
     for round in 0..rounds {
-        for (i, &c) in settings.iter().enumerate() {
+        for k in 0..settings.len() {
+            let i = (k + round) % settings.len();
+            let c = settings[i];
             let label = c.map_or("adaptive".to_owned(), |c| c.to_string());
             let ks = format!("bench_sink_{label}_{round}_{stamp}");
             let (d, limit) = sink_alone(ks, c).await?;
@@ -84,7 +86,6 @@ pub async fn bench(
         t[t.len() / 2]
     };
     let sink_time = median(0);
-    let adaptive = sweep.then(|| median(1));
     let mut fixed: Vec<(usize, Duration)> = settings
         .iter()
         .enumerate()
@@ -123,7 +124,7 @@ pub async fn bench(
                     .is_err()
             }
         })
-        .buffer_unordered(CONCURRENCY)
+        .buffer_unordered(RAW_CONCURRENCY)
         .filter(|failed| std::future::ready(*failed))
         .count()
         .await;
@@ -131,12 +132,13 @@ pub async fn bench(
     anyhow::ensure!(failures == 0, "{failures} raw inserts failed");
 
     let mut out = vec![measure(
-        "cassandra sink (batches of 1000, default limit 256)",
+        "cassandra sink (batches of 1000, adaptive limit)",
         rate(n, sink_time),
-        "raw scylla insert loop",
+        "raw scylla insert loop, 256 in flight",
         rate(n, raw_time),
     )];
-    if let Some(adaptive) = adaptive {
+    if sweep {
+        let adaptive = sink_time;
         let &(best, best_time) = fixed.iter().min_by_key(|(_, d)| *d).expect("one at least");
         eprintln!("bench cassandra: the best fixed limit was {best}");
         out.push(measure(
@@ -166,7 +168,7 @@ pub async fn bench(
         out.push(measure(
             "gen → Kafka → Cassandra (run)",
             rate(n, d),
-            "the cassandra sink alone (limit 256)",
+            "the cassandra sink alone",
             rate(n, sink_time),
         ));
     }
