@@ -453,9 +453,10 @@ pub struct BenchArgs {
     /// (smaller pages more often: more even arrivals).
     #[arg(long, value_name = "MS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=1000))]
     pub tick_ms: u64,
-    /// With --cassandra: also the sink alone with its adaptive limit and at
-    /// fixed limits 16, 64 and 512 beside the default 256, in three
-    /// interleaved rounds, medians kept (always, with --kafka too).
+    /// With --cassandra: also the sink alone at fixed limits 16, 64, 256
+    /// and 512 beside its default adaptive limit, in three interleaved
+    /// rounds (each starting one setting later), medians kept (always,
+    /// with --kafka too).
     #[arg(long)]
     pub concurrency_sweep: bool,
     /// The script that runs Kafka's tools (see docs/infra.md).

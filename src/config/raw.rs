@@ -273,9 +273,9 @@ pub struct RawCassandra {
     /// Rows written at once, at most: `"adaptive"` (the default) or a fixed
     /// number (1 to 4096). The adaptive limit (1 to 512, starting at 16,
     /// shared by the batches in flight; `tributary_sink_concurrency_limit`)
-    /// grows while more writes in flight carry more rows per second, and
-    /// shrinks when answers slow down well past the usual without carrying
-    /// more, or say the node is overloaded, timed out or unavailable.
+    /// grows while the writes use it, and shrinks by a tenth when answers
+    /// slow down well past the usual without carrying more rows per
+    /// second, or say the node is overloaded, timed out or unavailable.
     pub concurrency: Option<RawConcurrency>,
     /// SimpleStrategy replication factor of a keyspace tributary creates.
     /// Default 1, as in the seed stack.

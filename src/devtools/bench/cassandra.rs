@@ -93,7 +93,7 @@ pub async fn bench(
         .collect();
 
     // The raw ceiling: the same insert through the driver, all rows in
-    // one stream with the same bound on requests in flight.
+    // one stream, 256 requests in flight.
     let ks_raw = format!("bench_raw_{stamp}");
     Sink::open(
         &SinkConfig::Cassandra(config(&ks_raw, None)),

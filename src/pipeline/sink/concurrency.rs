@@ -11,15 +11,17 @@
 //! holds an overload answer (overloaded, timeout, unavailable, a broken
 //! connection), or when its mean round trip is well above the moving
 //! baseline (by more than half of it and by more than
-//! [`RTT_DEVIATION_SCALE`] times its usual deviation) *and* it carried no
-//! more writes per second than usual (Little's law: writes in flight over
-//! round trip; a longer round trip that bought [`RATE_GAIN`] more
-//! throughput is a busier store, not a queue). A clean window that used the
-//! whole limit grows it: until the first back-off it doubles (slow start);
-//! below the limit of the last back-off it climbs half the way back there;
-//! above it, it probes by 1, 2, 4, … (at most an eighth of the limit) per
-//! window. The limit stays within [`MIN`]..=[`MAX`]. The controller reads
-//! no clock: it is fed samples, so its behaviour is a function of them.
+//! [`RTT_DEVIATION_SCALE`] times its usual deviation) and it did not carry
+//! [`RATE_GAIN`] more writes per second than both the usual and the last
+//! full window (Little's law: writes in flight over round trip; a longer
+//! round trip that bought throughput is a busier store, not a queue). Any
+//! other window that used the whole limit grows it: until the first
+//! back-off it doubles (slow start); below the limit of the last back-off
+//! it climbs half the way back there; from there on it probes by 1, 2, 4, …
+//! (at most an eighth of the limit) per window. A back-off before the climb
+//! got back aims lower next time (BIC's fast convergence). The limit stays
+//! within [`MIN`]..=[`MAX`]. The controller reads no clock: it is fed
+//! samples, so its behaviour is a function of them.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -57,7 +59,7 @@ pub enum Outcome {
     Overload,
 }
 
-/// The AIMD controller: samples in, limit out.
+/// The adaptive controller: samples in, limit out.
 #[derive(Debug, Clone)]
 pub struct Aimd {
     limit: usize,
@@ -74,8 +76,9 @@ pub struct Aimd {
     /// The limit when it last backed off: the last one known too high,
     /// which growth climbs back towards.
     backed_off_at: Option<usize>,
-    /// What the next growth above `backed_off_at` adds (doubles per clean
-    /// window; one again after a back-off).
+    /// What the next growth at or above `backed_off_at` adds: doubles with
+    /// each such growth, up to an eighth of the limit (at least one); one
+    /// again after a back-off.
     probe: usize,
     window: Window,
 }
@@ -119,7 +122,15 @@ impl Aimd {
     fn back_off(&mut self) {
         self.slow_start = false;
         self.probe = 1;
-        self.backed_off_at = Some(self.limit);
+        // Backing off again before climbing back to the last back-off: the
+        // store's capacity fell, so aim lower than where this happened too
+        // (BIC's fast convergence); repeated overload drives it down.
+        self.backed_off_at = Some(match self.backed_off_at {
+            Some(high) if self.limit < high => {
+                (self.limit as f64 * (1.0 + DECREASE) / 2.0).floor() as usize
+            }
+            _ => self.limit,
+        });
         self.limit = ((self.limit as f64 * DECREASE).floor() as usize).clamp(MIN, MAX);
     }
 
@@ -163,6 +174,9 @@ impl Aimd {
         let samples = w.samples.max(1) as f64;
         let mean = w.rtt_sum / samples;
         let rate = w.in_flight_sum as f64 / samples / mean.max(1e-6);
+        // Only a limit that was used says anything about a larger one, and
+        // only a full pipe about what the store can carry.
+        let used = w.peak_in_flight >= self.limit;
         let rising = self
             .baseline
             .is_some_and(|b| mean - b > (b * RTT_RISE).max(self.deviation * RTT_DEVIATION_SCALE));
@@ -196,15 +210,18 @@ impl Aimd {
                     "the round trip rose"
                 }
             );
-        } else if w.peak_in_flight >= self.limit {
-            // Only a limit that was used says anything about a larger one.
+        } else if used {
             self.grow();
+        }
+        // A window that did not use its limit (light load) would make the
+        // next busy one look faster than usual.
+        if !w.overload && used {
+            self.last_rate = rate;
+            self.rate = Some(self.rate.map_or(rate, |r| r + BASELINE_WEIGHT * (rate - r)));
         }
         // An overload answer's round trip (a timeout's) says nothing about
         // the normal round trip.
         if !w.overload {
-            self.last_rate = rate;
-            self.rate = Some(self.rate.map_or(rate, |r| r + BASELINE_WEIGHT * (rate - r)));
             self.baseline = Some(match self.baseline {
                 None => mean,
                 Some(b) => {
