@@ -188,16 +188,23 @@ async function runHistory(page, job, runId) {
   await step(`the history of ${job} opens with a page of 2`, () => page.waitForFunction(
     () => !document.querySelector('#history').hidden
       && document.querySelectorAll('#history-body tr[data-run-id]').length === 2, null, { timeout: WAIT_MS }));
-  for (let i = 0; i < 50 && await page.locator('#history-more').isVisible(); i++) {
-    const before = await page.locator('#history-body tr[data-run-id]').count();
-    await page.locator('#history-more').click();
-    await step('an older page', () => page.waitForFunction(
-      (n) => document.querySelectorAll('#history-body tr[data-run-id]').length > n
-        || document.querySelector('#history-more').hidden, before, { timeout: WAIT_MS }));
-  }
+  const walk = async () => {
+    for (let i = 0; i < 50 && await page.locator('#history-more').isVisible(); i++) {
+      const before = await page.locator('#history-body tr[data-run-id]').count();
+      await page.locator('#history-more').click();
+      await step('an older page', () => page.waitForFunction(
+        (n) => document.querySelectorAll('#history-body tr[data-run-id]').length > n
+          || document.querySelector('#history-more').hidden, before, { timeout: WAIT_MS }));
+    }
+  };
+  await walk();
   await page.unroute('**/api/v1/jobs/*/runs?*', pages);
   await step(`the history of ${job} shows run #${runId}`, () => page.waitForFunction(
     (id) => document.querySelector(`#history-body tr[data-run-id="${id}"]`), runId, { timeout: WAIT_MS }));
+  // While only the first page is shown it is kept fresh: a refresh made
+  // while pages were cut to 2 can land after the walk (a new run pushed
+  // the oldest to a second page). Walk on to the end.
+  await walk();
   const ids = await page.$$eval('#history-body tr[data-run-id]', (trs) => trs.map((tr) => Number(tr.dataset.runId)));
   const listed = await page.$$eval(`${sel} [data-run-id]`, (es) => es.map((e) => Number(e.dataset.runId)));
   // The row refreshes on its own: a run it lists that started after the
