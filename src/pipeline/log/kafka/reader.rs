@@ -60,6 +60,41 @@ fn transient(e: &KafkaError) -> bool {
     }
 }
 
+/// How long a read of the group's commits waits out a coordinator that is
+/// moving or still loading (a cluster just started, a broker restarted).
+const COORDINATOR_WAIT: Duration = Duration::from_secs(30);
+
+/// Whether an error says the group's coordinator is moving or loading: the
+/// same request a moment later will do.
+fn coordinator_moving(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::NotCoordinator
+                | RDKafkaErrorCode::CoordinatorLoadInProgress
+                | RDKafkaErrorCode::CoordinatorNotAvailable
+        )
+    )
+}
+
+/// The group's commits for `tpl`, a moving coordinator waited out for up to
+/// [`COORDINATOR_WAIT`] (blocking: call it off the async threads).
+fn committed_waiting(
+    consumer: &BaseConsumer,
+    tpl: TopicPartitionList,
+) -> Result<TopicPartitionList, KafkaError> {
+    let deadline = Instant::now() + COORDINATOR_WAIT;
+    loop {
+        match consumer.committed_offsets(tpl.clone(), REQUEST_TIMEOUT) {
+            Err(e) if coordinator_moving(&e) && Instant::now() < deadline => {
+                debug!(error = %e, "kafka: the group's coordinator is moving; asking again");
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            done => return done,
+        }
+    }
+}
+
 fn consumer_config(config: &KafkaLogConfig, group: &str) -> rdkafka::ClientConfig {
     let mut c = config.client();
     c.set("group.id", group)
@@ -388,9 +423,13 @@ impl KafkaReader {
             if behind.is_empty() {
                 return Ok(true);
             }
-            let committed = consumer
-                .committed(REQUEST_TIMEOUT)
-                .map_err(|e| kafka_err("cannot read committed offsets", e))?;
+            let committed = match consumer.committed(REQUEST_TIMEOUT) {
+                Ok(committed) => committed,
+                // Not known yet, so not caught up: asked again at the next
+                // check.
+                Err(e) if coordinator_moving(&e) => return Ok(false),
+                Err(e) => return Err(kafka_err("cannot read committed offsets", e)),
+            };
             for (p, high) in behind {
                 if committed_offset(&committed, &topic, p) < high {
                     return Ok(false);
@@ -577,8 +616,7 @@ pub async fn lag(consumer: Arc<BaseConsumer>, topic: &str) -> Result<Vec<Partiti
         for &p in &partitions {
             tpl.add_partition(&topic, p);
         }
-        let committed = consumer
-            .committed_offsets(tpl, REQUEST_TIMEOUT)
+        let committed = committed_waiting(consumer.as_ref(), tpl)
             .map_err(|e| kafka_err("cannot read committed offsets", e))?;
         let mut out = Vec::new();
         for p in partitions {
@@ -593,4 +631,32 @@ pub async fn lag(consumer: Arc<BaseConsumer>, topic: &str) -> Result<Vec<Partiti
     })
     .await
     .expect("lag task panicked")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_moving_coordinator_is_waited_out_and_other_errors_are_not() {
+        for code in [
+            RDKafkaErrorCode::NotCoordinator,
+            RDKafkaErrorCode::CoordinatorLoadInProgress,
+            RDKafkaErrorCode::CoordinatorNotAvailable,
+        ] {
+            assert!(
+                coordinator_moving(&KafkaError::MetadataFetch(code)),
+                "{code:?}"
+            );
+        }
+        for code in [
+            RDKafkaErrorCode::GroupAuthorizationFailed,
+            RDKafkaErrorCode::UnknownTopicOrPartition,
+        ] {
+            assert!(
+                !coordinator_moving(&KafkaError::MetadataFetch(code)),
+                "{code:?}"
+            );
+        }
+    }
 }
