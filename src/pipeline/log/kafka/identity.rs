@@ -74,26 +74,20 @@ fn check_blocking(
     for &p in &partitions {
         tpl.add_partition(topic, p);
     }
-    let deadline = Instant::now() + COMMITS_TIMEOUT;
-    let committed = loop {
-        match consumer.committed_offsets(tpl.clone(), REQUEST_TIMEOUT) {
-            Ok(c) => break c,
-            Err(e) if Instant::now() < deadline => {
-                tracing::debug!(error = %e, "group commits not readable yet, retrying");
-                std::thread::sleep(Duration::from_millis(500));
-            }
-            Err(e) => {
-                // The reader itself waits for the coordinator; only the
-                // check is skipped, and said so.
-                warn!(
-                    topic,
-                    group,
-                    error = %e,
-                    "cannot read the group's commits to check them against the topic; reading \
-                     from them unchecked"
-                );
-                return Ok(GroupCheck::default());
-            }
+    // Any error is asked again: the reader itself waits for the coordinator,
+    // so past the deadline only the check is skipped, and said so.
+    let committed = match super::reader::committed_waiting(consumer, tpl, COMMITS_TIMEOUT, |_| true)
+    {
+        Ok(c) => c,
+        Err(e) => {
+            warn!(
+                topic,
+                group,
+                error = %e,
+                "cannot read the group's commits to check them against the topic; reading \
+                 from them unchecked"
+            );
+            return Ok(GroupCheck::default());
         }
     };
     let mut found = GroupCheck {

@@ -77,17 +77,20 @@ fn coordinator_moving(e: &KafkaError) -> bool {
     )
 }
 
-/// The group's commits for `tpl`, a moving coordinator waited out for up to
-/// [`COORDINATOR_WAIT`] (blocking: call it off the async threads).
-fn committed_waiting(
+/// The group's commits for `tpl`, asked again every 250 ms while `retry`
+/// says the error will pass, for up to `wait` (blocking: call it off the
+/// async threads).
+pub(super) fn committed_waiting(
     consumer: &BaseConsumer,
     tpl: TopicPartitionList,
+    wait: Duration,
+    retry: impl Fn(&KafkaError) -> bool,
 ) -> Result<TopicPartitionList, KafkaError> {
-    let deadline = Instant::now() + COORDINATOR_WAIT;
+    let deadline = Instant::now() + wait;
     loop {
         match consumer.committed_offsets(tpl.clone(), REQUEST_TIMEOUT) {
-            Err(e) if coordinator_moving(&e) && Instant::now() < deadline => {
-                debug!(error = %e, "kafka: the group's coordinator is moving; asking again");
+            Err(e) if retry(&e) && Instant::now() < deadline => {
+                debug!(error = %e, "kafka: the group's commits are not readable yet; asking again");
                 std::thread::sleep(Duration::from_millis(250));
             }
             done => return done,
@@ -616,8 +619,9 @@ pub async fn lag(consumer: Arc<BaseConsumer>, topic: &str) -> Result<Vec<Partiti
         for &p in &partitions {
             tpl.add_partition(&topic, p);
         }
-        let committed = committed_waiting(consumer.as_ref(), tpl)
-            .map_err(|e| kafka_err("cannot read committed offsets", e))?;
+        let committed =
+            committed_waiting(consumer.as_ref(), tpl, COORDINATOR_WAIT, coordinator_moving)
+                .map_err(|e| kafka_err("cannot read committed offsets", e))?;
         let mut out = Vec::new();
         for p in partitions {
             let (done, high) = committed_and_end(consumer.as_ref(), &committed, &topic, p)?;
