@@ -16,6 +16,20 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const MI_OPTION_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
+/// No transparent huge pages for this process. mimalloc asks for them on its
+/// arena (`MADV_HUGEPAGE`, before `main` runs), and a 2 MiB page stays
+/// resident as long as one live object is on it: `run` into Kafka and
+/// Cassandra peaked at 69-73 MiB with them, 50-54 MiB without, at the same
+/// speed. The flag covers every mapping, librdkafka's heaps included, and
+/// systems whose THP mode is `always`.
+fn no_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl with an integer option and integer arguments.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
+}
+
 fn main() -> ExitCode {
     // Give freed memory back to the OS at once and commit arena memory only
     // when touched: RSS is part of performance here (about 35 MiB instead of
@@ -26,6 +40,7 @@ fn main() -> ExitCode {
         libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0);
         libmimalloc_sys::mi_option_set(MI_OPTION_ARENA_EAGER_COMMIT, 0);
     }
+    no_transparent_huge_pages();
     let cli = tributary::cli::Cli::parse();
     if prints_and_ends(&cli.command) {
         quiet_on_closed_pipe();
