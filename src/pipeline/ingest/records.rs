@@ -260,7 +260,11 @@ pub async fn preview(feed: &RecordFeed, limit: u64) -> Result<Previewed, SourceE
         page.keep_first(remaining);
         remaining = remaining.saturating_sub(page.received() as u64);
         out.letters.extend(page.rejected);
-        for shaped in shape_each(&mut shaper, &page.position, page.records) {
+        for shaped in shape_each(
+            &mut shaper,
+            &page.position,
+            page.records.into_iter().enumerate(),
+        ) {
             match shaped {
                 Ok(shaped) => out.rows.push(shaped.row),
                 Err(refused) => out.letters.push(refused),
@@ -270,17 +274,17 @@ pub async fn preview(feed: &RecordFeed, limit: u64) -> Result<Previewed, SourceE
     Ok(out)
 }
 
-/// Shapes each record of a page (at `position`); a record the transform or
-/// the table refuses comes back with its own position, the reason, and its
-/// bytes as the source gave them (for its dead letter).
+/// Shapes records of a page (at `position`), each with its place in the
+/// page; a record the transform or the table refuses comes back with its own
+/// position, the reason, and its bytes as the source gave them (for its
+/// dead letter).
 fn shape_each(
     shaper: &mut Shaper,
     position: &str,
-    records: Vec<Value>,
+    records: impl IntoIterator<Item = (usize, Value)>,
 ) -> Vec<Result<Shaped, RejectedRecord>> {
     records
         .into_iter()
-        .enumerate()
         .map(|(i, record)| {
             // The transform consumes its input: a copy is kept meanwhile.
             let kept = record.clone();
@@ -293,8 +297,15 @@ fn shape_each(
         .collect()
 }
 
-/// Shapes a page's records and appends the rows; what cannot become a row
-/// goes to the dead letters with the record's bytes and its position.
+/// Records shaped and appended at a time. A page can hold millions of small
+/// records (a 32 MiB answer of `{}`s holds eleven million); cut into
+/// chunks, the rows and dead letters made of them stay bounded, and only
+/// the page's parsed records grow with it.
+const CHUNK: usize = 1_000;
+
+/// Shapes a page's records and appends the rows, a chunk at a time; what
+/// cannot become a row goes to the dead letters with the record's bytes and
+/// its position.
 async fn append_page(
     shaper: &mut Shaper,
     log: &Log,
@@ -302,21 +313,51 @@ async fn append_page(
     max_message_bytes: usize,
     stats: &Stats,
 ) -> Result<(), LogError> {
-    let mut records = Vec::with_capacity(page.records.len());
-    let mut letters: Vec<DeadLetter> = page
-        .rejected
-        .into_iter()
-        .map(|r| DeadLetter {
-            stage: Stage::Source,
-            reason: r.reason,
-            origin: None,
-            source_position: Some(r.position),
-            key: None,
-            payload: r.raw,
-        })
-        .collect();
-    let n_rejected = letters.len() as u64;
-    for shaped in shape_each(shaper, &page.position, page.records) {
+    let JsonPage {
+        position,
+        records,
+        rejected,
+        ..
+    } = page;
+    let mut rejected = rejected.into_iter().peekable();
+    while rejected.peek().is_some() {
+        let letters: Vec<DeadLetter> = rejected
+            .by_ref()
+            .take(CHUNK)
+            .map(|r| DeadLetter {
+                stage: Stage::Source,
+                reason: r.reason,
+                origin: None,
+                source_position: Some(r.position),
+                key: None,
+                payload: r.raw,
+            })
+            .collect();
+        let n = letters.len() as u64;
+        log.dead_letter(letters).await?;
+        stats.add(Counter::DeadLettered, n);
+        stats.add(Counter::SourceRejected, n);
+    }
+    let mut records = records.into_iter().enumerate().peekable();
+    while records.peek().is_some() {
+        let shaped = shape_each(shaper, &position, records.by_ref().take(CHUNK));
+        append_shaped(shaped, log, &position, max_message_bytes, stats).await?;
+    }
+    Ok(())
+}
+
+/// Appends one chunk of shaped records: the rows to the log, the refused
+/// and the oversized to the dead letters.
+async fn append_shaped(
+    shaped: Vec<Result<Shaped, RejectedRecord>>,
+    log: &Log,
+    position: &str,
+    max_message_bytes: usize,
+    stats: &Stats,
+) -> Result<(), LogError> {
+    let mut records = Vec::with_capacity(shaped.len());
+    let mut letters = Vec::new();
+    for shaped in shaped {
         match shaped {
             Ok(shaped) => records.push(LogRecord {
                 key: Some(shaped.key),
@@ -332,18 +373,19 @@ async fn append_page(
             }),
         }
     }
-    let position = &page.position;
+    let n_refused = letters.len() as u64;
     let oversize = super::over_cap(&mut records, max_message_bytes, |key| {
         format!("{position}-key-{}", String::from_utf8_lossy(key))
     });
-    let n_oversize = oversize.len() as u64;
     letters.extend(oversize);
     let n_letters = letters.len() as u64;
-    log.dead_letter(letters).await?;
+    if n_letters > 0 {
+        log.dead_letter(letters).await?;
+    }
     stats.add(Counter::DeadLettered, n_letters);
     stats.add(Counter::SourceRejected, n_letters);
     metrics::counter!(crate::telemetry::metrics::TRANSFORM_REJECTED_RECORDS.name)
-        .increment(n_letters - n_rejected - n_oversize);
+        .increment(n_refused);
     if !records.is_empty() {
         let ack = log.append(records).await?;
         stats.add(Counter::Logged, ack.count);

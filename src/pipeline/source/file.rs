@@ -277,7 +277,7 @@ impl FileSource {
             }
             first.get_or_insert(*line);
             bytes += buf.len();
-            let at = format!("{}#line={line}", self.name);
+            let at = || format!("{}#line={line}", self.name);
             if too_long {
                 buf.truncate(KEPT_OF_LONG_LINE);
                 let reason = format!(
@@ -285,12 +285,12 @@ impl FileSource {
                     self.max_record_bytes,
                     buf.len()
                 );
-                page.reject(buf.clone(), reason, at);
+                page.reject(buf.clone(), reason, at());
                 continue;
             }
             match serde_json::from_slice::<Value>(buf) {
-                Ok(value) => page.push(value, &format!("line {line}"), at),
-                Err(e) => page.reject(buf.clone(), format!("line {line} is not JSON: {e}"), at),
+                Ok(value) => page.push(value, || (format!("line {line}"), at())),
+                Err(e) => page.reject(buf.clone(), format!("line {line} is not JSON: {e}"), at()),
             }
         }
         let Some(first) = first else {
@@ -312,8 +312,13 @@ impl FileSource {
                 None => break,
                 Some(Ok(value)) => {
                     *element += 1;
-                    let at = format!("{}#element={element}", self.name);
-                    page.push(value, &format!("element {element}"), at);
+                    let element = *element;
+                    page.push(value, || {
+                        (
+                            format!("element {element}"),
+                            format!("{}#element={element}", self.name),
+                        )
+                    });
                 }
                 Some(Err(e)) => {
                     return Err(FileSourceError::Malformed {

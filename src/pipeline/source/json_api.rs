@@ -383,10 +383,10 @@ impl JsonApiSource {
         }
         self.pages += 1;
         let mut page = JsonPage::new(self.pages, position);
-        for (i, item) in fetched.items.into_iter().enumerate() {
-            let at = format!("{}#{i}", page.position);
-            page.push(item, &format!("record {i}"), at);
-        }
+        let position = page.position.clone();
+        page.keep_objects(fetched.items, |i| {
+            (format!("record {i}"), format!("{position}#{i}"))
+        });
         Ok(Some(page))
     }
 

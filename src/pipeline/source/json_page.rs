@@ -54,15 +54,50 @@ impl JsonPage {
         self.records.len() + self.rejected.len()
     }
 
-    /// Keeps `value` when it is an object, otherwise rejects it; `what`
-    /// names it in the reason (`record 3`, `line 17`).
-    pub(super) fn push(&mut self, value: Value, what: &str, position: String) {
+    /// Keeps `value` when it is an object, otherwise rejects it. `named`
+    /// gives the record's name for the reason (`record 3`, `line 17`) and its
+    /// position; it is asked only for a rejected record, so a page of
+    /// millions of records makes no strings for the ones it keeps.
+    pub(super) fn push(&mut self, value: Value, named: impl FnOnce() -> (String, String)) {
         if value.is_object() {
             self.records.push(value);
         } else {
+            let (what, position) = named();
             let reason = format!("{what} is {}, not an object", kind(&value));
             let raw = serde_json::to_vec(&value).unwrap_or_default();
             self.reject(raw, reason, position);
+        }
+    }
+
+    /// [`push`](Self::push) for a whole array of records, in place: the
+    /// page keeps the array's own allocation for its objects (`named` gets
+    /// a record's place in the array).
+    pub(super) fn keep_objects(
+        &mut self,
+        items: Vec<Value>,
+        named: impl Fn(usize) -> (String, String),
+    ) {
+        let rejected = &mut self.rejected;
+        let kept: Vec<Value> = items
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, value)| {
+                if value.is_object() {
+                    return Some(value);
+                }
+                let (what, position) = named(i);
+                rejected.push(RejectedRecord {
+                    reason: format!("{what} is {}, not an object", kind(&value)),
+                    raw: serde_json::to_vec(&value).unwrap_or_default(),
+                    position,
+                });
+                None
+            })
+            .collect();
+        if self.records.is_empty() {
+            self.records = kept;
+        } else {
+            self.records.extend(kept);
         }
     }
 
@@ -95,9 +130,10 @@ mod tests {
     #[test]
     fn objects_are_kept_and_anything_else_is_rejected_with_its_bytes() {
         let mut page = JsonPage::new(1, "p".into());
-        page.push(json!({"id": 1}), "record 0", "p#0".into());
-        page.push(json!([1, 2]), "record 1", "p#1".into());
-        page.push(json!({"id": 2}), "record 2", "p#2".into());
+        let named = |i: usize| move || (format!("record {i}"), format!("p#{i}"));
+        page.push(json!({"id": 1}), named(0));
+        page.push(json!([1, 2]), named(1));
+        page.push(json!({"id": 2}), named(2));
         assert_eq!(page.records, [json!({"id": 1}), json!({"id": 2})]);
         assert_eq!(
             page.rejected,
