@@ -21,7 +21,8 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// resident as long as one live object is on it: `run` into Kafka and
 /// Cassandra peaked at 69-73 MiB with them, 50-54 MiB without, at the same
 /// speed. The flag covers every mapping, librdkafka's heaps included, and
-/// systems whose THP mode is `always`.
+/// systems whose THP mode is `always`. Children inherit it; `bench` gives
+/// the JVM tools it measures against the machine's setting back.
 fn no_transparent_huge_pages() {
     #[cfg(target_os = "linux")]
     // SAFETY: prctl with an integer option and integer arguments.

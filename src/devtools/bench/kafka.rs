@@ -63,9 +63,20 @@ fn config(brokers: &str, topic: &str) -> LogConfig {
 }
 
 async fn tool(infra: &Path, args: &[String]) -> anyhow::Result<String> {
-    let out = tokio::process::Command::new("bash")
-        .arg(infra)
-        .args(args)
+    let mut cmd = tokio::process::Command::new("bash");
+    cmd.arg(infra).args(args);
+    // The binary turns transparent huge pages off for itself (see `main`),
+    // and children inherit that: the JVM tools measured as ceilings get the
+    // machine's own setting back.
+    #[cfg(target_os = "linux")]
+    // SAFETY: only prctl, async-signal-safe, between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_THP_DISABLE, 0, 0, 0, 0);
+            Ok(())
+        });
+    }
+    let out = cmd
         .output()
         .await
         .with_context(|| format!("cannot run {}", infra.display()))?;
