@@ -370,9 +370,6 @@ table = {{ name = "{name}", key = ["id"], columns = {{ id = "text", total = "dou
 /// A server answering every request with one JSON array of `n` empty
 /// objects (three bytes each).
 fn many_records_server(n: usize) -> u16 {
-    use std::io::{Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-    let port = listener.local_addr().unwrap().port();
     let mut body = Vec::with_capacity(n * 3 + 2);
     body.push(b'[');
     for i in 0..n {
@@ -382,6 +379,14 @@ fn many_records_server(n: usize) -> u16 {
         body.extend_from_slice(b"{}");
     }
     body.push(b']');
+    serving(body)
+}
+
+/// A server answering every request with `body` as JSON.
+fn serving(body: Vec<u8>) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let port = listener.local_addr().unwrap().port();
     let body = std::sync::Arc::new(body);
     std::thread::spawn(move || {
         for conn in listener.incoming() {
@@ -401,6 +406,67 @@ fn many_records_server(n: usize) -> u16 {
         }
     });
     port
+}
+
+/// The positions of the dead letters `dlq list` shows, sorted.
+fn letter_positions(s: &Sandbox) -> Vec<String> {
+    let mut out: Vec<String> = ok(s, &["dlq", "list", "--json"])
+        .lines()
+        .map(|l| {
+            let letter: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+            letter["source_position"]
+                .as_str()
+                .unwrap_or("none")
+                .to_owned()
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// A record the table refuses is named by its own place in the source, as
+/// a record the source refuses is: its index in an API's answer, its line
+/// in a file. It was named by its index among the page's objects: the `{}`
+/// at index 1 of `[1, {}, …]` got `#0`, the number's position, and a `{}`
+/// on line 4 of a file got `…#lines=1-5#1`.
+#[test]
+fn a_refused_record_is_named_by_its_place_in_the_source() {
+    let port = serving(br#"[1, {}, "x", {"id":"a"}, null]"#.to_vec());
+    let s = Sandbox::new();
+    s.config(&format!(
+        r#"
+[[pipelines]]
+name = "api"
+source = {{ url = "http://127.0.0.1:{port}/orders" }}
+table = {{ key = ["id"], columns = {{ id = "text" }} }}
+"#
+    ));
+    ok(&s, &["run"]);
+    let at = format!("http://127.0.0.1:{port}/orders#");
+    assert_eq!(
+        letter_positions(&s),
+        [0, 1, 2, 4].map(|i| format!("{at}{i}")),
+    );
+
+    let s = Sandbox::new();
+    std::fs::write(
+        s.dir.path().join("f.ndjson"),
+        "{\"id\":\"b\"}\n5\n\n{}\n{\"id\":\"c\"}\n",
+    )
+    .unwrap();
+    s.config(
+        r#"
+[[pipelines]]
+name = "file"
+source = { file = "f.ndjson" }
+table = { key = ["id"], columns = { id = "text" } }
+"#,
+    );
+    ok(&s, &["run"]);
+    let positions = letter_positions(&s);
+    assert_eq!(positions.len(), 2, "{positions:?}");
+    assert!(positions[0].ends_with("f.ndjson#line=2"), "{positions:?}");
+    assert!(positions[1].ends_with("f.ndjson#line=4"), "{positions:?}");
 }
 
 /// One page of 4 MB holding 1.4 million tiny records (each a dead letter

@@ -101,15 +101,14 @@ impl Walk {
             Walk::Users { source, page, size } => {
                 *page += 1;
                 let mut batch = source.fetch(*page, *size).await?;
-                let mut out = JsonPage {
-                    number: *page,
-                    position: source.position(&format!("page-{}-of-{}", page, size)),
-                    records: Vec::with_capacity(batch.users.len()),
-                    rejected: super::undecoded(source, &mut batch),
-                };
+                let position = source.position(&format!("page-{}-of-{}", page, size));
+                let prefix = format!("{position}#");
+                let mut out = JsonPage::new(*page, position, prefix);
+                out.rejected = super::undecoded(source, &mut batch);
+                out.records.reserve_exact(batch.users.len());
                 for (i, user) in batch.users.iter().enumerate() {
                     match serde_json::to_value(user) {
-                        Ok(v) => out.records.push(v),
+                        Ok(v) => out.keep(v, i as u64),
                         Err(e) => out.rejected.push(RejectedRecord {
                             position: source.position(&format!("user-{}", batch.first + i as u64)),
                             raw: Vec::new(),
@@ -259,11 +258,12 @@ pub async fn preview(feed: &RecordFeed, limit: u64) -> Result<Previewed, SourceE
         };
         page.keep_first(remaining);
         remaining = remaining.saturating_sub(page.received() as u64);
-        out.letters.extend(page.rejected);
+        out.letters.extend(std::mem::take(&mut page.rejected));
+        let records = std::mem::take(&mut page.records);
         for shaped in shape_each(
             &mut shaper,
-            &page.position,
-            page.records.into_iter().enumerate(),
+            |k| page.position_of(k),
+            records.into_iter().enumerate(),
         ) {
             match shaped {
                 Ok(shaped) => out.rows.push(shaped.row),
@@ -274,22 +274,22 @@ pub async fn preview(feed: &RecordFeed, limit: u64) -> Result<Previewed, SourceE
     Ok(out)
 }
 
-/// Shapes records of a page (at `position`), each with its place in the
-/// page; a record the transform or the table refuses comes back with its own
-/// position, the reason, and its bytes as the source gave them (for its
-/// dead letter).
+/// Shapes records of a page, each with its index among the page's records;
+/// a record the transform or the table refuses comes back with its own
+/// position (`position_of` its index), the reason, and its bytes as the
+/// source gave them (for its dead letter).
 fn shape_each(
     shaper: &mut Shaper,
-    position: &str,
+    position_of: impl Fn(usize) -> String,
     records: impl IntoIterator<Item = (usize, Value)>,
 ) -> Vec<Result<Shaped, RejectedRecord>> {
     records
         .into_iter()
-        .map(|(i, record)| {
+        .map(|(k, record)| {
             // The transform consumes its input: a copy is kept meanwhile.
             let kept = record.clone();
             shaper.shape(record).map_err(|e| RejectedRecord {
-                position: format!("{position}#{i}"),
+                position: position_of(k),
                 raw: serde_json::to_vec(&kept).unwrap_or_default(),
                 reason: e.to_string(),
             })
@@ -313,12 +313,9 @@ async fn append_page(
     max_message_bytes: usize,
     stats: &Stats,
 ) -> Result<(), LogError> {
-    let JsonPage {
-        position,
-        records,
-        rejected,
-        ..
-    } = page;
+    let mut page = page;
+    let records = std::mem::take(&mut page.records);
+    let rejected = std::mem::take(&mut page.rejected);
     let mut rejected = rejected.into_iter().peekable();
     while rejected.peek().is_some() {
         let letters: Vec<DeadLetter> = rejected
@@ -340,8 +337,12 @@ async fn append_page(
     }
     let mut records = records.into_iter().enumerate().peekable();
     while records.peek().is_some() {
-        let shaped = shape_each(shaper, &position, records.by_ref().take(CHUNK));
-        append_shaped(shaped, log, &position, max_message_bytes, stats).await?;
+        let shaped = shape_each(
+            shaper,
+            |k| page.position_of(k),
+            records.by_ref().take(CHUNK),
+        );
+        append_shaped(shaped, log, &page.position, max_message_bytes, stats).await?;
     }
     Ok(())
 }

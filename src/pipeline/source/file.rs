@@ -253,7 +253,11 @@ impl FileSource {
         let Reader::Lines { input, line, buf } = &mut self.reader else {
             unreachable!("called for NDJSON only")
         };
-        let mut page = JsonPage::new(self.pages + 1, String::new());
+        let mut page = JsonPage::new(
+            self.pages + 1,
+            String::new(),
+            format!("{}#line=", self.name),
+        );
         let mut first = None;
         let mut bytes = 0usize;
         while page.received() < self.page_size && bytes < PAGE_BYTES {
@@ -277,7 +281,7 @@ impl FileSource {
             }
             first.get_or_insert(*line);
             bytes += buf.len();
-            let at = || format!("{}#line={line}", self.name);
+            let at = *line;
             if too_long {
                 buf.truncate(KEPT_OF_LONG_LINE);
                 let reason = format!(
@@ -285,12 +289,15 @@ impl FileSource {
                     self.max_record_bytes,
                     buf.len()
                 );
-                page.reject(buf.clone(), reason, at());
+                page.reject(buf.clone(), reason, page.place(at));
                 continue;
             }
             match serde_json::from_slice::<Value>(buf) {
-                Ok(value) => page.push(value, || (format!("line {line}"), at())),
-                Err(e) => page.reject(buf.clone(), format!("line {line} is not JSON: {e}"), at()),
+                Ok(value) => page.push(value, at, || format!("line {at}")),
+                Err(e) => {
+                    let reason = format!("line {line} is not JSON: {e}");
+                    page.reject(buf.clone(), reason, page.place(at));
+                }
             }
         }
         let Some(first) = first else {
@@ -305,7 +312,11 @@ impl FileSource {
         let Reader::Array { elements, element } = &mut self.reader else {
             unreachable!("called for arrays only")
         };
-        let mut page = JsonPage::new(self.pages + 1, String::new());
+        let mut page = JsonPage::new(
+            self.pages + 1,
+            String::new(),
+            format!("{}#element=", self.name),
+        );
         let first = *element + 1;
         while page.received() < self.page_size {
             match elements.next() {
@@ -313,12 +324,7 @@ impl FileSource {
                 Some(Ok(value)) => {
                     *element += 1;
                     let element = *element;
-                    page.push(value, || {
-                        (
-                            format!("element {element}"),
-                            format!("{}#element={element}", self.name),
-                        )
-                    });
+                    page.push(value, element, || format!("element {element}"));
                 }
                 Some(Err(e)) => {
                     return Err(FileSourceError::Malformed {

@@ -382,11 +382,9 @@ impl JsonApiSource {
             self.empty_in_a_row = 0;
         }
         self.pages += 1;
-        let mut page = JsonPage::new(self.pages, position);
-        let position = page.position.clone();
-        page.keep_objects(fetched.items, |i| {
-            (format!("record {i}"), format!("{position}#{i}"))
-        });
+        let prefix = format!("{position}#");
+        let mut page = JsonPage::new(self.pages, position, prefix);
+        page.keep_objects(fetched.items, |i| format!("record {i}"));
         Ok(Some(page))
     }
 

@@ -15,6 +15,12 @@ pub struct JsonPage {
     pub position: String,
     /// The records that are JSON objects, in the order the source gave them.
     pub records: Vec<Value>,
+    /// Each record's place in the source (its index in the answer, its line
+    /// or element number), named by [`place`](Self::place).
+    pub places: Vec<u64>,
+    /// What a place number follows in a record's position (`…#`,
+    /// `…#line=`, `…#element=`).
+    pub place_prefix: String,
     /// Records that are not JSON objects (or not JSON at all).
     pub rejected: Vec<RejectedRecord>,
 }
@@ -32,13 +38,25 @@ pub struct RejectedRecord {
 }
 
 impl JsonPage {
-    pub(super) fn new(number: u64, position: String) -> Self {
+    pub(crate) fn new(number: u64, position: String, place_prefix: String) -> Self {
         JsonPage {
             number,
             position,
             records: Vec::new(),
+            places: Vec::new(),
+            place_prefix,
             rejected: Vec::new(),
         }
+    }
+
+    /// The position of the record at `place` in the source.
+    pub fn place(&self, place: u64) -> String {
+        format!("{}{place}", self.place_prefix)
+    }
+
+    /// The position of the `k`th record of [`records`](Self::records).
+    pub fn position_of(&self, k: usize) -> String {
+        self.place(self.places[k])
     }
 
     /// Keeps the first `n` records received (the objects first, then the
@@ -46,7 +64,14 @@ impl JsonPage {
     pub fn keep_first(&mut self, n: u64) {
         let keep = usize::try_from(n).unwrap_or(usize::MAX);
         self.records.truncate(keep);
+        self.places.truncate(keep);
         self.rejected.truncate(keep - self.records.len());
+    }
+
+    /// Keeps `value`, an object, found at `place`.
+    pub(crate) fn keep(&mut self, value: Value, place: u64) {
+        self.records.push(value);
+        self.places.push(place);
     }
 
     /// Records and rejected records together: what the source received.
@@ -54,42 +79,38 @@ impl JsonPage {
         self.records.len() + self.rejected.len()
     }
 
-    /// Keeps `value` when it is an object, otherwise rejects it. `named`
-    /// gives the record's name for the reason (`record 3`, `line 17`) and its
-    /// position; it is asked only for a rejected record, so a page of
-    /// millions of records makes no strings for the ones it keeps.
-    pub(super) fn push(&mut self, value: Value, named: impl FnOnce() -> (String, String)) {
+    /// Keeps `value`, found at `place`, when it is an object, otherwise
+    /// rejects it. `what` names it for the reason (`record 3`, `line 17`);
+    /// it is asked only for a rejected record, so a page of millions of
+    /// records makes no strings for the ones it keeps.
+    pub(super) fn push(&mut self, value: Value, place: u64, what: impl FnOnce() -> String) {
         if value.is_object() {
-            self.records.push(value);
+            self.keep(value, place);
         } else {
-            let (what, position) = named();
-            let reason = format!("{what} is {}, not an object", kind(&value));
+            let reason = format!("{} is {}, not an object", what(), kind(&value));
             let raw = serde_json::to_vec(&value).unwrap_or_default();
-            self.reject(raw, reason, position);
+            self.reject(raw, reason, self.place(place));
         }
     }
 
     /// [`push`](Self::push) for a whole array of records, in place: the
-    /// page keeps the array's own allocation for its objects (`named` gets
-    /// a record's place in the array).
-    pub(super) fn keep_objects(
-        &mut self,
-        items: Vec<Value>,
-        named: impl Fn(usize) -> (String, String),
-    ) {
-        let rejected = &mut self.rejected;
+    /// page keeps the array's own allocation for its objects. A record's
+    /// place is its index in the array; `what` names it for the reason.
+    pub(super) fn keep_objects(&mut self, items: Vec<Value>, what: impl Fn(usize) -> String) {
+        let (prefix, rejected, places) = (&self.place_prefix, &mut self.rejected, &mut self.places);
+        places.reserve_exact(items.len());
         let kept: Vec<Value> = items
             .into_iter()
             .enumerate()
             .filter_map(|(i, value)| {
                 if value.is_object() {
+                    places.push(i as u64);
                     return Some(value);
                 }
-                let (what, position) = named(i);
                 rejected.push(RejectedRecord {
-                    reason: format!("{what} is {}, not an object", kind(&value)),
+                    reason: format!("{} is {}, not an object", what(i), kind(&value)),
                     raw: serde_json::to_vec(&value).unwrap_or_default(),
-                    position,
+                    position: format!("{prefix}{i}"),
                 });
                 None
             })
@@ -129,12 +150,13 @@ mod tests {
 
     #[test]
     fn objects_are_kept_and_anything_else_is_rejected_with_its_bytes() {
-        let mut page = JsonPage::new(1, "p".into());
-        let named = |i: usize| move || (format!("record {i}"), format!("p#{i}"));
-        page.push(json!({"id": 1}), named(0));
-        page.push(json!([1, 2]), named(1));
-        page.push(json!({"id": 2}), named(2));
+        let mut page = JsonPage::new(1, "p".into(), "p#".into());
+        let named = |i: usize| move || format!("record {i}");
+        page.push(json!({"id": 1}), 0, named(0));
+        page.push(json!([1, 2]), 1, named(1));
+        page.push(json!({"id": 2}), 2, named(2));
         assert_eq!(page.records, [json!({"id": 1}), json!({"id": 2})]);
+        assert_eq!(page.position_of(1), "p#2", "a record's own place");
         assert_eq!(
             page.rejected,
             [RejectedRecord {
