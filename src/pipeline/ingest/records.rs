@@ -24,6 +24,7 @@ use crate::pipeline::source::json_api::JsonApiSource;
 use crate::pipeline::source::json_page::{JsonPage, RejectedRecord};
 use crate::pipeline::source::{Source, SourceConfig, SourceError};
 use crate::pipeline::stats::{Counter, Stats};
+use crate::record::ApiUser;
 
 /// A user pipeline's source settings and its shape: what a run needs to
 /// open the source afresh and make rows of its records.
@@ -50,6 +51,56 @@ enum Walk {
     },
 }
 
+/// A page on its way from the source to the transform.
+struct Page {
+    json: JsonPage,
+    /// Random User users, in place of `json.records`: each becomes JSON
+    /// only as it is shaped. As JSON a user takes several times its typed
+    /// size, and pages wait in the channel.
+    users: Vec<ApiUser>,
+}
+
+impl Page {
+    /// Keeps the first `n` records received: the objects (or users) first,
+    /// then the rejected ones.
+    fn keep_first(&mut self, n: u64) {
+        let keep = usize::try_from(n).unwrap_or(usize::MAX);
+        self.users.truncate(keep);
+        self.json.keep_first((keep - self.users.len()) as u64);
+    }
+
+    fn received(&self) -> usize {
+        self.users.len() + self.json.received()
+    }
+
+    /// The page's records with their index among them, taken out of it.
+    fn take_records(&mut self) -> Box<dyn Iterator<Item = (usize, Shapeable)> + Send> {
+        let users = std::mem::take(&mut self.users);
+        if users.is_empty() {
+            let records = std::mem::take(&mut self.json.records);
+            return Box::new(records.into_iter().map(Ok).enumerate());
+        }
+        Box::new(
+            users
+                .into_iter()
+                .map(|u| serde_json::to_value(u).map_err(|e| e.to_string()))
+                .enumerate(),
+        )
+    }
+
+    /// The position of the `k`th record: its place in the source (a user's
+    /// is its index in the page).
+    fn position_of(&self, k: usize) -> String {
+        match self.json.places.get(k) {
+            Some(&place) => self.json.place(place),
+            None => self.json.place(k as u64),
+        }
+    }
+}
+
+/// A record to shape, or why it could not become JSON.
+type Shapeable = Result<Value, String>;
+
 impl Walk {
     fn open(feed: &RecordFeed) -> Result<Walk, SourceError> {
         Ok(match &feed.source {
@@ -74,9 +125,13 @@ impl Walk {
         }
     }
 
-    async fn next(&mut self) -> Result<Option<JsonPage>, SourceError> {
+    async fn next(&mut self) -> Result<Option<Page>, SourceError> {
+        let json = |json| Page {
+            json,
+            users: Vec::new(),
+        };
         match self {
-            Walk::Api(api) => api.next_page().await,
+            Walk::Api(api) => Ok(api.next_page().await?.map(json)),
             Walk::File(slot) => {
                 let Some(mut file) = slot.take() else {
                     return Ok(None);
@@ -96,26 +151,18 @@ impl Walk {
                 if page.is_some() {
                     *slot = Some(file);
                 }
-                Ok(page)
+                Ok(page.map(json))
             }
             Walk::Users { source, page, size } => {
                 *page += 1;
                 let mut batch = source.fetch(*page, *size).await?;
                 let position = source.position(&format!("page-{}-of-{}", page, size));
                 let prefix = format!("{position}#");
-                let mut out = JsonPage::new(*page, position, prefix);
-                out.rejected = super::undecoded(source, &mut batch);
-                out.records.reserve_exact(batch.users.len());
-                for (i, user) in batch.users.iter().enumerate() {
-                    match serde_json::to_value(user) {
-                        Ok(v) => out.keep(v, i as u64),
-                        Err(e) => out.rejected.push(RejectedRecord {
-                            position: source.position(&format!("user-{}", batch.first + i as u64)),
-                            raw: Vec::new(),
-                            reason: e.to_string(),
-                        }),
-                    }
-                }
+                let mut out = Page {
+                    json: JsonPage::new(*page, position, prefix),
+                    users: std::mem::take(&mut batch.users),
+                };
+                out.json.rejected = super::undecoded(source, &mut batch);
                 // The generator never ends; an empty page ends an API.
                 Ok((out.received() > 0).then_some(out))
             }
@@ -143,7 +190,7 @@ pub async fn run(
         .shape
         .shaper()
         .map_err(|e| SourceError::Setup(e.to_string()))?;
-    let (tx, mut rx) = mpsc::channel::<JsonPage>(PAGES_IN_FLIGHT);
+    let (tx, mut rx) = mpsc::channel::<Page>(PAGES_IN_FLIGHT);
     let mut fetcher = {
         let (feed, stats, shutdown) = (feed.clone(), stats.clone(), shutdown.clone());
         AbortOnDrop(tokio::spawn(
@@ -170,7 +217,7 @@ async fn fetch_pages(
     plan: IngestPlan,
     stats: &Stats,
     shutdown: &CancellationToken,
-    tx: mpsc::Sender<JsonPage>,
+    tx: mpsc::Sender<Page>,
 ) -> Result<(), SourceError> {
     match plan {
         IngestPlan::Records { total, .. } => walk(feed, total, stats, shutdown, &tx).await,
@@ -198,7 +245,7 @@ async fn walk(
     total: u64,
     stats: &Stats,
     shutdown: &CancellationToken,
-    tx: &mpsc::Sender<JsonPage>,
+    tx: &mpsc::Sender<Page>,
 ) -> Result<(), SourceError> {
     let mut walk = Walk::open(feed)?;
     let mut remaining = total;
@@ -224,7 +271,7 @@ async fn walk(
         let got = page.received() as u64;
         stats.add(Counter::Fetched, got);
         metrics::counter!(crate::telemetry::metrics::SOURCE_REJECTED_RECORDS.name)
-            .increment(page.rejected.len() as u64);
+            .increment(page.json.rejected.len() as u64);
         remaining = remaining.saturating_sub(got);
         if tx.send(page).await.is_err() {
             return Ok(());
@@ -258,13 +305,9 @@ pub async fn preview(feed: &RecordFeed, limit: u64) -> Result<Previewed, SourceE
         };
         page.keep_first(remaining);
         remaining = remaining.saturating_sub(page.received() as u64);
-        out.letters.extend(std::mem::take(&mut page.rejected));
-        let records = std::mem::take(&mut page.records);
-        for shaped in shape_each(
-            &mut shaper,
-            |k| page.position_of(k),
-            records.into_iter().enumerate(),
-        ) {
+        out.letters.extend(std::mem::take(&mut page.json.rejected));
+        let records = page.take_records();
+        for shaped in shape_each(&mut shaper, |k| page.position_of(k), records) {
             match shaped {
                 Ok(shaped) => out.rows.push(shaped.row),
                 Err(refused) => out.letters.push(refused),
@@ -281,11 +324,16 @@ pub async fn preview(feed: &RecordFeed, limit: u64) -> Result<Previewed, SourceE
 fn shape_each(
     shaper: &mut Shaper,
     position_of: impl Fn(usize) -> String,
-    records: impl IntoIterator<Item = (usize, Value)>,
+    records: impl IntoIterator<Item = (usize, Shapeable)>,
 ) -> Vec<Result<Shaped, RejectedRecord>> {
     records
         .into_iter()
         .map(|(k, record)| {
+            let record = record.map_err(|reason| RejectedRecord {
+                position: position_of(k),
+                raw: Vec::new(),
+                reason,
+            })?;
             // The transform consumes its input: a copy is kept meanwhile.
             let kept = record.clone();
             shaper.shape(record).map_err(|e| RejectedRecord {
@@ -309,13 +357,13 @@ const CHUNK: usize = 1_000;
 async fn append_page(
     shaper: &mut Shaper,
     log: &Log,
-    page: JsonPage,
+    page: Page,
     max_message_bytes: usize,
     stats: &Stats,
 ) -> Result<(), LogError> {
     let mut page = page;
-    let records = std::mem::take(&mut page.records);
-    let rejected = std::mem::take(&mut page.rejected);
+    let records = page.take_records();
+    let rejected = std::mem::take(&mut page.json.rejected);
     let mut rejected = rejected.into_iter().peekable();
     while rejected.peek().is_some() {
         let letters: Vec<DeadLetter> = rejected
@@ -335,14 +383,14 @@ async fn append_page(
         stats.add(Counter::DeadLettered, n);
         stats.add(Counter::SourceRejected, n);
     }
-    let mut records = records.into_iter().enumerate().peekable();
+    let mut records = records.peekable();
     while records.peek().is_some() {
         let shaped = shape_each(
             shaper,
             |k| page.position_of(k),
             records.by_ref().take(CHUNK),
         );
-        append_shaped(shaped, log, &page.position, max_message_bytes, stats).await?;
+        append_shaped(shaped, log, &page.json.position, max_message_bytes, stats).await?;
     }
     Ok(())
 }
