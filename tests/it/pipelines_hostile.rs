@@ -154,14 +154,7 @@ fn a_fifo_source_is_refused_at_once() {
         .status()
         .expect("mkfifo runs");
     assert!(made.success());
-    s.config(
-        r#"
-[[pipelines]]
-name = "fifo"
-source = { file = "orders.fifo" }
-table = { key = ["id"], columns = { id = "text" } }
-"#,
-    );
+    id_pipeline(&s, "fifo", r#"{ file = "orders.fifo" }"#);
     let child = s
         .cmd(&["run"])
         .stdout(std::process::Stdio::piped())
@@ -408,6 +401,28 @@ fn serving(body: Vec<u8>) -> u16 {
     port
 }
 
+/// A user pipeline `name` reading `source` (a TOML value) into a table
+/// keyed by a text `id`.
+fn id_pipeline(s: &Sandbox, name: &str, source: &str) {
+    s.config(&format!(
+        r#"
+[[pipelines]]
+name = "{name}"
+source = {source}
+table = {{ key = ["id"], columns = {{ id = "text" }} }}
+"#
+    ));
+}
+
+/// [`id_pipeline`] reading the API at `port`.
+fn api_pipeline(s: &Sandbox, name: &str, port: u16) {
+    id_pipeline(
+        s,
+        name,
+        &format!("{{ url = \"http://127.0.0.1:{port}/orders\" }}"),
+    );
+}
+
 /// The positions of the dead letters `dlq list` shows, sorted.
 fn letter_positions(s: &Sandbox) -> Vec<String> {
     let mut out: Vec<String> = ok(s, &["dlq", "list", "--json"])
@@ -433,14 +448,7 @@ fn letter_positions(s: &Sandbox) -> Vec<String> {
 fn a_refused_record_is_named_by_its_place_in_the_source() {
     let port = serving(br#"[1, {}, "x", {"id":"a"}, null]"#.to_vec());
     let s = Sandbox::new();
-    s.config(&format!(
-        r#"
-[[pipelines]]
-name = "api"
-source = {{ url = "http://127.0.0.1:{port}/orders" }}
-table = {{ key = ["id"], columns = {{ id = "text" }} }}
-"#
-    ));
+    api_pipeline(&s, "api", port);
     ok(&s, &["run"]);
     let at = format!("http://127.0.0.1:{port}/orders#");
     assert_eq!(
@@ -454,14 +462,7 @@ table = {{ key = ["id"], columns = {{ id = "text" }} }}
         "{\"id\":\"b\"}\n5\n\n{}\n{\"id\":\"c\"}\n",
     )
     .unwrap();
-    s.config(
-        r#"
-[[pipelines]]
-name = "file"
-source = { file = "f.ndjson" }
-table = { key = ["id"], columns = { id = "text" } }
-"#,
-    );
+    id_pipeline(&s, "file", r#"{ file = "f.ndjson" }"#);
     ok(&s, &["run"]);
     let positions = letter_positions(&s);
     assert_eq!(positions.len(), 2, "{positions:?}");
@@ -479,14 +480,7 @@ table = { key = ["id"], columns = { id = "text" } }
 fn a_page_of_millions_of_tiny_records_stays_within_bounded_memory() {
     let port = many_records_server(1_400_000);
     let s = Sandbox::new();
-    s.config(&format!(
-        r#"
-[[pipelines]]
-name = "tiny"
-source = {{ url = "http://127.0.0.1:{port}/orders" }}
-table = {{ key = ["id"], columns = {{ id = "text" }} }}
-"#
-    ));
+    api_pipeline(&s, "tiny", port);
     let out = ok(&s, &["run", "--json"]);
     let sum: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
     assert_eq!(sum["dead_lettered"], 1_400_000, "{sum}");

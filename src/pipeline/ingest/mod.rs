@@ -361,6 +361,19 @@ pub(crate) fn undecoded(source: &Source, batch: &mut SourceBatch) -> Vec<Rejecte
         .collect()
 }
 
+/// The dead letter of a record refused at ingest (`stage`: by the source,
+/// or by the transform or the table): its bytes and its place in the source.
+fn letter(stage: Stage, r: RejectedRecord) -> DeadLetter {
+    DeadLetter {
+        stage,
+        reason: r.reason,
+        origin: None,
+        source_position: Some(r.position),
+        key: None,
+        payload: r.raw,
+    }
+}
+
 /// How much of an oversize record its dead letter keeps.
 const OVERSIZE_KEPT: usize = 4096;
 
@@ -446,14 +459,7 @@ async fn append_batch(
     });
     let letters: Vec<DeadLetter> = refused
         .into_iter()
-        .map(|r| DeadLetter {
-            stage: Stage::Source,
-            reason: r.reason,
-            origin: None,
-            source_position: Some(r.position),
-            key: None,
-            payload: r.raw,
-        })
+        .map(|r| letter(Stage::Source, r))
         .chain(oversize)
         .collect();
     let n_letters = letters.len() as u64;

@@ -369,14 +369,7 @@ async fn append_page(
         let letters: Vec<DeadLetter> = rejected
             .by_ref()
             .take(CHUNK)
-            .map(|r| DeadLetter {
-                stage: Stage::Source,
-                reason: r.reason,
-                origin: None,
-                source_position: Some(r.position),
-                key: None,
-                payload: r.raw,
-            })
+            .map(|r| super::letter(Stage::Source, r))
             .collect();
         let n = letters.len() as u64;
         log.dead_letter(letters).await?;
@@ -412,14 +405,7 @@ async fn append_shaped(
                 key: Some(shaped.key),
                 payload: shaped.payload,
             }),
-            Err(refused) => letters.push(DeadLetter {
-                stage: Stage::Transform,
-                reason: refused.reason,
-                origin: None,
-                source_position: Some(refused.position),
-                key: None,
-                payload: refused.raw,
-            }),
+            Err(refused) => letters.push(super::letter(Stage::Transform, refused)),
         }
     }
     let n_refused = letters.len() as u64;
