@@ -53,13 +53,26 @@ impl fmt::Display for AppError {
 /// The chain of causes on one line, outermost first, each said once: a
 /// library error often repeats its cause's text in its own ("database disk
 /// image is malformed: Error code 11: The database disk image is
-/// malformed").
+/// malformed"). A cause that holds its context's text and goes on
+/// ("cannot count rows" over "cassandra: cannot count rows: timed out")
+/// adds what follows it.
 fn one_line(e: &anyhow::Error) -> String {
     let mut line = String::new();
     let mut last = String::new();
+    let mut last_text = String::new();
     for cause in e.chain() {
         let text = cause.to_string();
         let lower = text.to_lowercase();
+        if !last_text.is_empty()
+            && let Some(at) = text.find(last_text.as_str())
+        {
+            let rest = &text[at + last_text.len()..];
+            if !rest.is_empty() {
+                line.push_str(rest);
+                (last, last_text) = (lower, text);
+            }
+            continue;
+        }
         if !last.is_empty() && (last.contains(&lower) || lower.contains(&last)) {
             continue;
         }
@@ -67,7 +80,7 @@ fn one_line(e: &anyhow::Error) -> String {
             line.push_str(": ");
         }
         line.push_str(&text);
-        last = lower;
+        (last, last_text) = (lower, text);
     }
     line
 }
@@ -322,5 +335,14 @@ mod tests {
             .context("cannot append")
             .context("ingest");
         assert_eq!(one_line(&e), "ingest: cannot append: disk full");
+    }
+
+    #[test]
+    fn a_cause_that_goes_on_from_its_context_adds_the_rest() {
+        let e =
+            anyhow::anyhow!("cannot count rows: Request timeout: 10s").context("cannot count rows");
+        assert_eq!(one_line(&e), "cannot count rows: Request timeout: 10s");
+        let e = anyhow::anyhow!("cannot count rows").context("cannot count rows");
+        assert_eq!(one_line(&e), "cannot count rows");
     }
 }

@@ -261,7 +261,11 @@ pub(super) async fn select_rows(
         .map_err(|e| fatal("cannot read rows", e))
 }
 
-/// `SELECT count(*)` of a table: a full scan, given two minutes.
+/// `SELECT count(*)` of a table: a full scan, given two minutes. The
+/// request is paged, so the server reads the table a page at a time, each
+/// under its own read timeout: unpaged, the whole scan had to fit in one
+/// range read's timeout, which a busy node could miss. The server still
+/// answers with one row, the count.
 pub(super) async fn count_rows(
     session: &Session,
     keyspace: &str,
@@ -270,19 +274,37 @@ pub(super) async fn count_rows(
     let mut q = scylla::statement::unprepared::Statement::new(format!(
         "SELECT count(*) FROM {keyspace}.{table}"
     ));
+    q.set_page_size(COUNT_PAGE);
     q.set_request_timeout(Some(Duration::from_secs(120)));
-    let result = session
-        .query_unpaged(q, ())
-        .await
-        .map_err(|e| fatal("cannot count rows", e))?;
-    let rows = result
-        .into_rows_result()
-        .map_err(|e| fatal("cannot count rows", e))?;
-    let (n,): (i64,) = rows
-        .single_row()
-        .map_err(|e| fatal("cannot count rows", e))?;
-    Ok(n as u64)
+    let mut state = scylla::response::PagingState::start();
+    let mut count = None;
+    loop {
+        let (result, paging) = session
+            .query_single_page(q.clone(), (), state)
+            .await
+            .map_err(|e| fatal("cannot count rows", e))?;
+        let rows = result
+            .into_rows_result()
+            .map_err(|e| fatal("cannot count rows", e))?;
+        for row in rows
+            .rows::<(i64,)>()
+            .map_err(|e| fatal("cannot count rows", e))?
+        {
+            let (n,) = row.map_err(|e| fatal("cannot count rows", e))?;
+            count = Some(n);
+        }
+        match paging.into_paging_control_flow() {
+            std::ops::ControlFlow::Continue(next) => state = next,
+            std::ops::ControlFlow::Break(()) => break,
+        }
+    }
+    count
+        .map(|n| n as u64)
+        .ok_or_else(|| fatal("cannot count rows", "the answer held no count"))
 }
+
+/// Rows a page of a count reads.
+const COUNT_PAGE: i32 = 5_000;
 
 impl CassandraSink {
     pub async fn open(config: CassandraSinkConfig) -> Result<CassandraSink, SinkError> {
