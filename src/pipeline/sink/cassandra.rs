@@ -263,34 +263,67 @@ pub(super) async fn select_rows(
 
 /// `SELECT count(*)` of a table: a full scan, given two minutes. The
 /// request is paged, so the server reads the table a page at a time, each
-/// under its own read timeout: unpaged, the whole scan had to fit in one
-/// range read's timeout, which a busy node could miss. The server still
-/// answers with one row, the count.
+/// under its own read timeout, and still answers with one row, the count.
+/// A busy cluster (a node just back, replaying hints) can still time a
+/// page out: a count that failed that way is asked again, after 1, 2, 4
+/// and 8 s, saying so.
 pub(super) async fn count_rows(
     session: &Session,
     keyspace: &str,
     table: &str,
 ) -> Result<u64, SinkError> {
+    let mut delay = Duration::from_secs(1);
+    let mut attempt = 1;
+    loop {
+        match count_once(session, keyspace, table).await {
+            Err(CountError::Transient(e)) if attempt < COUNT_ATTEMPTS => {
+                tracing::warn!(
+                    attempt,
+                    delay_s = delay.as_secs(),
+                    error = %e,
+                    "cassandra: the count failed; asking again"
+                );
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+                attempt += 1;
+            }
+            Err(CountError::Transient(e) | CountError::Fatal(e)) => {
+                return Err(fatal("cannot count rows", e));
+            }
+            Ok(n) => return Ok(n),
+        }
+    }
+}
+
+/// Attempts of a count (see [`count_rows`]).
+const COUNT_ATTEMPTS: u32 = 5;
+
+enum CountError {
+    /// A timeout or an unavailable replica: the same count later may do.
+    Transient(String),
+    Fatal(String),
+}
+
+async fn count_once(session: &Session, keyspace: &str, table: &str) -> Result<u64, CountError> {
     let mut q = scylla::statement::unprepared::Statement::new(format!(
         "SELECT count(*) FROM {keyspace}.{table}"
     ));
     q.set_page_size(COUNT_PAGE);
     q.set_request_timeout(Some(Duration::from_secs(120)));
+    let fatal = |e: &dyn std::fmt::Display| CountError::Fatal(e.to_string());
     let mut state = scylla::response::PagingState::start();
     let mut count = None;
     loop {
         let (result, paging) = session
             .query_single_page(q.clone(), (), state)
             .await
-            .map_err(|e| fatal("cannot count rows", e))?;
-        let rows = result
-            .into_rows_result()
-            .map_err(|e| fatal("cannot count rows", e))?;
-        for row in rows
-            .rows::<(i64,)>()
-            .map_err(|e| fatal("cannot count rows", e))?
-        {
-            let (n,) = row.map_err(|e| fatal("cannot count rows", e))?;
+            .map_err(|e| match classify(&e) {
+                Failure::Transient(_) => CountError::Transient(e.to_string()),
+                _ => CountError::Fatal(e.to_string()),
+            })?;
+        let rows = result.into_rows_result().map_err(|e| fatal(&e))?;
+        for row in rows.rows::<(i64,)>().map_err(|e| fatal(&e))? {
+            let (n,) = row.map_err(|e| fatal(&e))?;
             count = Some(n);
         }
         match paging.into_paging_control_flow() {
@@ -300,7 +333,7 @@ pub(super) async fn count_rows(
     }
     count
         .map(|n| n as u64)
-        .ok_or_else(|| fatal("cannot count rows", "the answer held no count"))
+        .ok_or_else(|| CountError::Fatal("the answer held no count".into()))
 }
 
 /// Rows a page of a count reads.
