@@ -58,29 +58,29 @@ impl fmt::Display for AppError {
 /// adds what follows it.
 fn one_line(e: &anyhow::Error) -> String {
     let mut line = String::new();
+    // The text of the last cause that added to the line.
     let mut last = String::new();
-    let mut last_text = String::new();
     for cause in e.chain() {
         let text = cause.to_string();
-        let lower = text.to_lowercase();
-        if !last_text.is_empty()
-            && let Some(at) = text.find(last_text.as_str())
+        if !last.is_empty()
+            && let Some(at) = text.find(last.as_str())
         {
-            let rest = &text[at + last_text.len()..];
+            let rest = &text[at + last.len()..];
             if !rest.is_empty() {
                 line.push_str(rest);
-                (last, last_text) = (lower, text);
+                last = text;
             }
             continue;
         }
-        if !last.is_empty() && (last.contains(&lower) || lower.contains(&last)) {
+        let (lower, last_lower) = (text.to_lowercase(), last.to_lowercase());
+        if !last.is_empty() && (last_lower.contains(&lower) || lower.contains(&last_lower)) {
             continue;
         }
         if !line.is_empty() {
             line.push_str(": ");
         }
         line.push_str(&text);
-        (last, last_text) = (lower, text);
+        last = text;
     }
     line
 }

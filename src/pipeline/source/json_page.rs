@@ -37,6 +37,18 @@ pub struct RejectedRecord {
     pub reason: String,
 }
 
+impl RejectedRecord {
+    /// A record of an array of records that is not an object; `what` names
+    /// it ("record 3", "element 42").
+    fn not_an_object(value: &Value, what: String, position: String) -> Self {
+        RejectedRecord {
+            reason: format!("{what} is {}, not an object", kind(value)),
+            raw: serde_json::to_vec(value).unwrap_or_default(),
+            position,
+        }
+    }
+}
+
 impl JsonPage {
     pub(crate) fn new(number: u64, position: String, place_prefix: String) -> Self {
         JsonPage {
@@ -87,9 +99,8 @@ impl JsonPage {
         if value.is_object() {
             self.keep(value, place);
         } else {
-            let reason = format!("{} is {}, not an object", what(), kind(&value));
-            let raw = serde_json::to_vec(&value).unwrap_or_default();
-            self.reject(raw, reason, self.place(place));
+            let letter = RejectedRecord::not_an_object(&value, what(), self.place(place));
+            self.rejected.push(letter);
         }
     }
 
@@ -107,11 +118,8 @@ impl JsonPage {
                     places.push(i as u64);
                     return Some(value);
                 }
-                rejected.push(RejectedRecord {
-                    reason: format!("{} is {}, not an object", what(i), kind(&value)),
-                    raw: serde_json::to_vec(&value).unwrap_or_default(),
-                    position: format!("{prefix}{i}"),
-                });
+                let position = format!("{prefix}{i}");
+                rejected.push(RejectedRecord::not_an_object(&value, what(i), position));
                 None
             })
             .collect();
