@@ -10,7 +10,7 @@ use futures::StreamExt;
 use scylla::client::session_builder::SessionBuilder;
 use scylla::statement::Consistency;
 
-use super::{BATCH, Measure, end_to_end_with, measure, rate};
+use super::{BATCH, Measure, end_to_end_with, measure, median, rate};
 use crate::pipeline::shape::Dataset;
 use crate::pipeline::sink::cassandra::insert_values;
 use crate::pipeline::sink::{CassandraSinkConfig, Rows, Sink, SinkConfig};
@@ -80,16 +80,12 @@ pub async fn bench(
             times[i].push(d);
         }
     }
-    let median = |i: usize| {
-        let mut t = times[i].clone();
-        t.sort();
-        t[t.len() / 2]
-    };
-    let sink_time = median(0);
+    let median_of = |i: usize| median(&mut times[i].clone());
+    let sink_time = median_of(0);
     let mut fixed: Vec<(usize, Duration)> = settings
         .iter()
         .enumerate()
-        .filter_map(|(i, c)| c.map(|c| (c, median(i))))
+        .filter_map(|(i, c)| c.map(|c| (c, median_of(i))))
         .collect();
 
     // The raw ceiling: the same insert through the driver, all rows in

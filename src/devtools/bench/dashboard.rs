@@ -12,7 +12,7 @@ use anyhow::{Context, bail};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use super::{ROUNDS, rate, tempdir};
+use super::{ROUNDS, median, rate, tempdir};
 
 /// A `serve` under measurement: its child process and dashboard port.
 pub(super) struct Served {
@@ -242,10 +242,6 @@ pub async fn dashboard(n: u64, chromium: &Path) -> anyhow::Result<()> {
         w.peak_rss / 1048576.0,
         w.page_requests
     );
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
     println!(
         "ratio watched / alone: best {:.1} %, median {:.1} %  (the browser shares the same cores)",
         rw / ra * 100.0,

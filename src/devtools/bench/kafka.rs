@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use super::{Measure, end_to_end_with, measure, rate, tempdir};
+use super::{Measure, end_to_end_with, measure, median, rate, tempdir};
 use crate::pipeline::log::{KafkaLogConfig, Log, LogConfig, LogRecord};
 use crate::pipeline::source::Generator;
 
@@ -43,11 +43,6 @@ fn perf_producer(brokers: &str, topic: &str, n: u64, payloads: &std::path::Path)
     .into_iter()
     .chain(PRODUCER_PROPS.map(str::to_owned))
     .collect()
-}
-
-fn median(xs: &mut [f64]) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    xs[xs.len() / 2]
 }
 
 fn config(brokers: &str, topic: &str) -> LogConfig {

@@ -69,6 +69,12 @@ fn best<F: FnMut() -> anyhow::Result<Duration>>(mut f: F) -> anyhow::Result<Dura
     Ok(best)
 }
 
+/// The middle value of `xs` (the upper one of an even count); sorts them.
+fn median<T: PartialOrd + Copy>(xs: &mut [T]) -> T {
+    xs.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    xs[xs.len() / 2]
+}
+
 fn rate(n: u64, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64()
 }
