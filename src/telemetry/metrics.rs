@@ -152,6 +152,11 @@ pub const PROCESSOR_DECODE_DURATION: Metric = seconds(
     &[],
     "Time to decode and validate one batch read from the log.",
 );
+pub const PROCESSOR_READ_LATENCY: Metric = seconds(
+    "tributary_processor_read_latency_seconds",
+    &[],
+    "Per message, from its append to the log to the processor reading it.",
+);
 pub const PROCESSOR_END_TO_END_LATENCY: Metric = seconds(
     "tributary_processor_end_to_end_latency_seconds",
     &[],
@@ -229,6 +234,7 @@ pub const ALL: &[Metric] = &[
     LOG_OFFSET_RESETS,
     PROCESSOR_READ_RECORDS,
     PROCESSOR_DECODE_DURATION,
+    PROCESSOR_READ_LATENCY,
     PROCESSOR_END_TO_END_LATENCY,
     SINK_WRITTEN_ROWS,
     SINK_UNCHANGED_ROWS,

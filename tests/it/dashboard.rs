@@ -366,11 +366,13 @@ fn metrics_are_prometheus_text_and_their_totals_match_the_store() {
         writes
     );
     assert!(m["tributary_process_resident_memory_bytes"] > 1e6);
-    // Every message's wait from the log to the store is measured once.
+    // Every message's wait from the log to the store is measured once, and
+    // so is its wait in the log before it was read.
     assert_eq!(
         m["tributary_processor_end_to_end_latency_seconds_count"],
         count
     );
+    assert_eq!(m["tributary_processor_read_latency_seconds_count"], count);
 }
 
 #[test]

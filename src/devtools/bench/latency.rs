@@ -209,8 +209,11 @@ pub async fn latency(n: u64, tick: Duration, stages: Stages<'_>) -> anyhow::Resu
         figures.push((p50 * 1e3, p99 * 1e3));
     }
     // Where the time goes: the stages' own histograms over the burst.
-    use crate::telemetry::metrics::{LOG_APPEND_DURATION, SINK_WRITE_DURATION};
+    use crate::telemetry::metrics::{
+        LOG_APPEND_DURATION, PROCESSOR_READ_LATENCY, SINK_WRITE_DURATION,
+    };
     for (what, name) in [
+        ("a message's wait in the log", PROCESSOR_READ_LATENCY.name),
         ("a store write (one batch)", SINK_WRITE_DURATION.name),
         ("a log append (one page)", LOG_APPEND_DURATION.name),
     ] {

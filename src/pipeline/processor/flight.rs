@@ -78,6 +78,7 @@ pub(super) async fn drive<B: Batches, T: Target>(
         stage.stats.add(Counter::LostToRetention, lost);
         let decoded = if !batch.is_empty() {
             stage.stats.add(Counter::Read, batch.len() as u64);
+            record_read_latency(&batch);
             if seq == 0 {
                 tracing::debug!(messages = batch.len(), "start: first messages read");
             }
@@ -160,6 +161,15 @@ pub(super) async fn drive<B: Batches, T: Target>(
     finished?;
     stage.target.flush().await?;
     Ok(())
+}
+
+/// How long each message of a batch waited in the log before it was read.
+fn record_read_latency(batch: &[LogMessage]) {
+    let now_ms = crate::clock::now_ms();
+    let latency = metrics::histogram!(crate::telemetry::metrics::PROCESSOR_READ_LATENCY.name);
+    for m in batch.iter().filter(|m| m.timestamp_ms > 0) {
+        latency.record((now_ms - m.timestamp_ms).max(0) as f64 / 1e3);
+    }
 }
 
 /// A batch handed to its write task, waiting for its commit.
