@@ -289,14 +289,14 @@ impl FileSource {
                     self.max_record_bytes,
                     buf.len()
                 );
-                page.reject(buf.clone(), reason, page.place(at));
+                page.reject(buf.clone(), reason, at);
                 continue;
             }
             match serde_json::from_slice::<Value>(buf) {
                 Ok(value) => page.push(value, at, || format!("line {at}")),
                 Err(e) => {
                     let reason = format!("line {line} is not JSON: {e}");
-                    page.reject(buf.clone(), reason, page.place(at));
+                    page.reject(buf.clone(), reason, at);
                 }
             }
         }

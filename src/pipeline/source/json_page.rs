@@ -23,6 +23,10 @@ pub struct JsonPage {
     pub place_prefix: String,
     /// Records that are not JSON objects (or not JSON at all).
     pub rejected: Vec<RejectedRecord>,
+    /// Each rejected record's place in the source, where it has one: the
+    /// ones a typed decoder set in `rejected` have none, and count as after
+    /// the objects.
+    rejected_places: Vec<u64>,
 }
 
 /// A record a JSON source could not hand out as an object.
@@ -58,6 +62,7 @@ impl JsonPage {
             places: Vec::new(),
             place_prefix,
             rejected: Vec::new(),
+            rejected_places: Vec::new(),
         }
     }
 
@@ -71,13 +76,29 @@ impl JsonPage {
         self.place(self.places[k])
     }
 
-    /// Keeps the first `n` records received (the objects first, then the
-    /// rejected ones): a run that wants no more than `n` cuts its last page.
+    /// Keeps the first `n` records received, in the source's order,
+    /// objects and rejected records alike: a run that wants no more than
+    /// `n` cuts its last page.
     pub fn keep_first(&mut self, n: u64) {
-        let keep = usize::try_from(n).unwrap_or(usize::MAX);
-        self.records.truncate(keep);
-        self.places.truncate(keep);
-        self.rejected.truncate(keep - self.records.len());
+        let n = usize::try_from(n).unwrap_or(usize::MAX);
+        // Both lists are in the source's order: walk them as one.
+        let rejected_place = |j: usize| {
+            (j < self.rejected.len())
+                .then(|| self.rejected_places.get(j).copied().unwrap_or(u64::MAX))
+        };
+        let (mut kept, mut rejected) = (0, 0);
+        while kept + rejected < n {
+            match (self.places.get(kept), rejected_place(rejected)) {
+                (Some(&a), Some(b)) if a < b => kept += 1,
+                (Some(_), None) => kept += 1,
+                (_, Some(_)) => rejected += 1,
+                (None, None) => break,
+            }
+        }
+        self.records.truncate(kept);
+        self.places.truncate(kept);
+        self.rejected.truncate(rejected);
+        self.rejected_places.truncate(rejected);
     }
 
     /// Keeps `value`, an object, found at `place`.
@@ -101,6 +122,7 @@ impl JsonPage {
         } else {
             let letter = RejectedRecord::not_an_object(&value, what(), self.place(place));
             self.rejected.push(letter);
+            self.rejected_places.push(place);
         }
     }
 
@@ -108,7 +130,9 @@ impl JsonPage {
     /// page keeps the array's own allocation for its objects. A record's
     /// place is its index in the array; `what` names it for the reason.
     pub(super) fn keep_objects(&mut self, items: Vec<Value>, what: impl Fn(usize) -> String) {
-        let (prefix, rejected, places) = (&self.place_prefix, &mut self.rejected, &mut self.places);
+        let prefix = &self.place_prefix;
+        let (rejected, rejected_places) = (&mut self.rejected, &mut self.rejected_places);
+        let places = &mut self.places;
         places.reserve_exact(items.len());
         let kept: Vec<Value> = items
             .into_iter()
@@ -120,6 +144,7 @@ impl JsonPage {
                 }
                 let position = format!("{prefix}{i}");
                 rejected.push(RejectedRecord::not_an_object(&value, what(i), position));
+                rejected_places.push(i as u64);
                 None
             })
             .collect();
@@ -130,12 +155,14 @@ impl JsonPage {
         }
     }
 
-    pub(super) fn reject(&mut self, raw: Vec<u8>, reason: String, position: String) {
+    /// Rejects the record at `place`, with its bytes and the reason.
+    pub(super) fn reject(&mut self, raw: Vec<u8>, reason: String, place: u64) {
         self.rejected.push(RejectedRecord {
-            position,
+            position: self.place(place),
             raw,
             reason,
         });
+        self.rejected_places.push(place);
     }
 }
 
@@ -174,5 +201,36 @@ mod tests {
             }]
         );
         assert_eq!(page.received(), 3);
+    }
+
+    #[test]
+    fn the_first_records_kept_are_the_first_in_the_source() {
+        let mut page = JsonPage::new(1, "p".into(), "p#".into());
+        let items = vec![json!({"id": 1}), json!(2), json!({"id": 3}), json!(4)];
+        page.keep_objects(items, |i| format!("record {i}"));
+        page.keep_first(2);
+        assert_eq!(page.records, [json!({"id": 1})]);
+        let kept: Vec<&str> = page.rejected.iter().map(|r| r.position.as_str()).collect();
+        assert_eq!(kept, ["p#1"], "the record at place 1, not the object at 2");
+        page.keep_first(5);
+        assert_eq!(page.received(), 2, "more than there is keeps them all");
+        page.keep_first(0);
+        assert_eq!(page.received(), 0);
+    }
+
+    #[test]
+    fn rejected_records_without_a_place_count_after_the_objects() {
+        let mut page = JsonPage::new(1, "p".into(), "p#".into());
+        page.keep(json!({"id": 1}), 0);
+        page.keep(json!({"id": 2}), 1);
+        page.rejected = vec![RejectedRecord::not_an_object(
+            &json!(3),
+            "x".into(),
+            "u".into(),
+        )];
+        page.keep_first(3);
+        assert_eq!(page.received(), 3);
+        page.keep_first(2);
+        assert_eq!((page.records.len(), page.rejected.len()), (2, 0));
     }
 }
