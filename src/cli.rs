@@ -359,6 +359,12 @@ pub enum DlqCommand {
         /// Only these ids [default: all not yet replayed].
         #[arg(long = "id", value_name = "ID")]
         ids: Vec<i64>,
+        /// Write a letter's row even where the store holds another row of
+        /// its key. Without it such a letter stays waiting: its record was
+        /// never stored, so the row there came from another record, most
+        /// often a newer one.
+        #[arg(long)]
+        overwrite: bool,
         /// Print the outcome as JSON.
         #[arg(long)]
         json: bool,

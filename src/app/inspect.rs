@@ -312,13 +312,17 @@ pub async fn dlq(
         }
         DlqCommand::Replay {
             ids,
+            overwrite,
             json,
             endpoints,
         } => {
             let config = resolve(&endpoints)?;
             let log = open_log(&config).await?;
             let sink = open_sink(&config).await?;
-            let max_bytes = config.processor.max_message_bytes;
+            let options = processor::ReplayOptions {
+                max_message_bytes: config.processor.max_message_bytes,
+                overwrite,
+            };
             let shape = Shape::of(&config.pipeline.dataset, sink.schema());
             let shape = shape.as_ref();
             let mut report = ReplayReport::default();
@@ -337,7 +341,7 @@ pub async fn dlq(
                 });
                 let mut after = None;
                 loop {
-                    let (page, last) = processor::replay_page(&log, &sink, shape, after, max_bytes)
+                    let (page, last) = processor::replay_page(&log, &sink, shape, after, options)
                         .await
                         .context("replay failed")?;
                     let Some(last) = last else { break };
@@ -361,7 +365,7 @@ pub async fn dlq(
                             .iter()
                             .filter(|id| !letters.iter().any(|l| l.id == **id)),
                     );
-                    report += processor::replay(&log, &sink, shape, letters, max_bytes)
+                    report += processor::replay(&log, &sink, shape, letters, options)
                         .await
                         .context("replay failed")?;
                 }

@@ -808,6 +808,60 @@ async fn replay_puts_a_dead_letter_through_the_store() {
     assert_eq!(h.sink.count().await.unwrap(), 12);
 }
 
+/// A letter whose key has another row in the store stays waiting, saying
+/// why, unless the request asks to overwrite.
+#[tokio::test]
+async fn replay_leaves_another_row_of_the_key_unless_asked_to_overwrite() {
+    let h = harness(None, 0).await;
+    refused_rows(&h, 1).await;
+    let letter = h.get("/api/v1/dead-letters").await["dead_letters"][0].clone();
+    let id = letter["id"].as_i64().unwrap();
+    let mut row: crate::record::Row = serde_json::from_slice(
+        &h.log.dead_letters_by_id(vec![id]).await.unwrap()[0]
+            .letter
+            .payload,
+    )
+    .unwrap();
+    row.email = "newer@example.com".into();
+    let rows = crate::pipeline::sink::Rows::Users(Arc::from(vec![row.clone()]));
+    h.sink.write(rows).await.unwrap();
+
+    let (status, report) = h
+        .post("/api/v1/dead-letters/replay", json!({"ids": [id]}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (
+            report["replayed"].as_u64(),
+            report["still_failing"].as_u64()
+        ),
+        (Some(0), Some(1))
+    );
+    let stored = h.sink.rows(10).await.unwrap();
+    assert_eq!(stored, [row.clone()], "the other row stays");
+    let waiting = h.get("/api/v1/dead-letters").await;
+    let reason = waiting["dead_letters"][0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("another row of this record's key"),
+        "{reason}"
+    );
+
+    let (status, report) = h
+        .post(
+            "/api/v1/dead-letters/replay",
+            json!({"ids": [id], "overwrite": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(report["replayed"], 1, "{report}");
+    let stored = h.sink.rows(10).await.unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_ne!(
+        stored[0].email, "newer@example.com",
+        "written over when asked"
+    );
+}
+
 /// `n` letters that fail again on every replay (their bytes are not JSON).
 async fn hopeless_letters(h: &Harness, n: u64) {
     let letters = (0..n)

@@ -27,6 +27,16 @@ impl std::ops::AddAssign for ReplayReport {
     }
 }
 
+/// How a replay treats what it finds.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplayOptions {
+    /// The processor's limit on a message's size.
+    pub max_message_bytes: usize,
+    /// Write a letter's row even where the store holds another row of its
+    /// key (see [`replay`]).
+    pub overwrite: bool,
+}
+
 /// Waiting letters replayed per page: one API call, one step of
 /// `dlq replay`. Memory holds one page.
 pub const REPLAY_PAGE: usize = 1000;
@@ -40,11 +50,11 @@ pub async fn replay_page(
     sink: &Sink,
     shape: Option<&Arc<Shape>>,
     after: Option<i64>,
-    max_message_bytes: usize,
+    options: ReplayOptions,
 ) -> Result<(ReplayReport, Option<i64>), ProcessError> {
     let letters = log.dead_letters(false, after, REPLAY_PAGE).await?;
     let last = letters.last().map(|l| l.id);
-    let report = replay(log, sink, shape, letters, max_message_bytes).await?;
+    let report = replay(log, sink, shape, letters, options).await?;
     Ok((report, last))
 }
 
@@ -58,12 +68,18 @@ pub async fn replay_page(
 /// stored, its message is appended to the log too, so a store refilled
 /// from the log holds it as well. (Letters of the later stages are log
 /// messages already.)
+///
+/// A letter's record was never stored, so a row the store holds for its
+/// key came from another record, most often a newer one that arrived
+/// while the letter waited. Such a letter is not written over it unless
+/// `options.overwrite` says so: it stays waiting, with a reason that says
+/// why (a row equal to the letter's counts as the letter replayed).
 pub async fn replay(
     log: &Log,
     sink: &Sink,
     shape: Option<&Arc<Shape>>,
     letters: Vec<StoredDeadLetter>,
-    max_message_bytes: usize,
+    options: ReplayOptions,
 ) -> Result<ReplayReport, ProcessError> {
     let mut report = ReplayReport::default();
     // No discard marks a letter while this replay stores it; letters
@@ -91,9 +107,12 @@ pub async fn replay(
             &stored.letter,
             sink.schema().map(|s| &**s),
             shaper.as_mut(),
-            max_message_bytes,
+            options.max_message_bytes,
         );
         let outcome = match rows {
+            Ok((rows, _)) if !options.overwrite && another_row_of_its_key(sink, &rows).await? => {
+                Err(ANOTHER_ROW.to_owned())
+            }
             Ok((rows, message)) => {
                 let ack = sink.write(rows).await?;
                 match ack.rejected.into_iter().next() {
@@ -115,6 +134,23 @@ pub async fn replay(
         log.settle_dead_letter(stored.id, outcome).await?;
     }
     Ok(report)
+}
+
+/// Why a letter stays waiting when another row of its key is stored.
+pub const ANOTHER_ROW: &str = "the store holds another row of this record's key, maybe from a newer \
+     record: replaying would write this one over it (`dlq replay --overwrite` does; `dlq \
+     discard` drops the letter)";
+
+/// Whether the store holds a row of the letter's row's key that differs
+/// from it.
+async fn another_row_of_its_key(sink: &Sink, rows: &Rows) -> Result<bool, ProcessError> {
+    let Some(filter) = sink.row_key_filter(rows) else {
+        return Ok(false);
+    };
+    let Some(stored) = sink.stored_record(&filter).await? else {
+        return Ok(false);
+    };
+    Ok(sink.records_of(rows).first() != Some(&stored))
 }
 
 /// The rows of a letter, and the log message to append once they are

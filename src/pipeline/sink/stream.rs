@@ -76,6 +76,56 @@ impl Sink {
         Ok(rows)
     }
 
+    /// The filter that finds the stored row of `row`'s key: the users'
+    /// id, or a user table's whole primary key. `None` for no row.
+    pub fn row_key_filter(&self, rows: &super::Rows) -> Option<KeyFilter> {
+        match rows {
+            super::Rows::Users(rows) => {
+                let row = rows.first()?;
+                Some(vec![("id".into(), Cell::Uuid(row.id))])
+            }
+            super::Rows::Table(rows) => {
+                let (row, schema) = (rows.first()?, self.schema()?);
+                Some(
+                    schema
+                        .key_indexes()
+                        .into_iter()
+                        .map(|i| (schema.columns[i].name.clone(), row[i].clone()))
+                        .collect(),
+                )
+            }
+        }
+    }
+
+    /// The stored row that `filter` finds first, as [`Sink::records`]
+    /// gives it, whole.
+    pub async fn stored_record(&self, filter: &KeyFilter) -> Result<Option<Value>, SinkError> {
+        struct First(Option<Value>);
+        impl EachRecord for First {
+            fn record(&mut self, row: Value) -> ControlFlow<()> {
+                self.0 = Some(row);
+                ControlFlow::Break(())
+            }
+        }
+        let First(row) = self.each_record_cut(1, None, filter, First(None)).await?;
+        Ok(row)
+    }
+
+    /// The rows as [`Sink::records`] gives stored ones.
+    pub fn records_of(&self, rows: &super::Rows) -> Vec<Value> {
+        match (rows, self.schema()) {
+            (super::Rows::Users(rows), _) => super::users_json(rows.to_vec()),
+            (super::Rows::Table(rows), Some(schema)) => rows
+                .iter()
+                .map(|row| {
+                    serde_json::from_slice(&crate::pipeline::table::encode(schema, row))
+                        .expect("an encoded row is JSON")
+                })
+                .collect(),
+            (super::Rows::Table(_), None) => Vec::new(),
+        }
+    }
+
     async fn each_record_cut<F: EachRecord>(
         &self,
         limit: usize,

@@ -298,12 +298,17 @@ struct ReplayBody {
     all: bool,
     /// With `all`: start after this id (the `next_after` of the last call).
     after: Option<i64>,
+    /// Write a letter's row over another stored row of its key.
+    #[serde(default)]
+    overwrite: bool,
 }
 
 /// `{"ids": [...]}` replays those; `{"all": true}` the oldest
 /// [`REPLAY_MAX`] waiting letters, and `{"all": true, "after": id}` the
 /// next ones, so a client walks the queue with `next_after` even when
-/// letters keep failing. The body is read as JSON whatever its content
+/// letters keep failing. `"overwrite": true` writes a letter's row where
+/// the store holds another row of its key (without it, such a letter
+/// stays waiting). The body is read as JSON whatever its content
 /// type, and an empty or unclear one replays nothing.
 pub async fn replay(
     state: State,
@@ -336,10 +341,13 @@ pub async fn replay(
             format!("at most {REPLAY_MAX} ids a call"),
         ));
     }
-    let max_bytes = state.config.processor.max_message_bytes;
+    let options = processor::ReplayOptions {
+        max_message_bytes: state.config.processor.max_message_bytes,
+        overwrite: request.overwrite,
+    };
     let shape: Option<&std::sync::Arc<Shape>> = p.shape.as_ref();
     let outcome = if request.all {
-        processor::replay_page(&p.log, &p.sink, shape, request.after, max_bytes)
+        processor::replay_page(&p.log, &p.sink, shape, request.after, options)
             .await
             .map(|(report, last)| (report, last, 0))
     } else {
@@ -350,7 +358,7 @@ pub async fn replay(
             .await
             .map_err(ApiError::internal)?;
         let not_found = wanted.len() - letters.len();
-        processor::replay(&p.log, &p.sink, shape, letters, max_bytes)
+        processor::replay(&p.log, &p.sink, shape, letters, options)
             .await
             .map(|report| (report, None, not_found))
     };
