@@ -313,7 +313,11 @@ fn replaying_an_old_record_leaves_the_newer_row(sink: &str) {
     let s = Sandbox::new();
     refusing_pipeline_into(
         &s,
-        "{\"id\":\"k\",\"v\":1,\"bad\":true}\n{\"id\":\"k\",\"v\":2}\n{\"id\":\"j\",\"v\":3,\"bad\":true}\n",
+        concat!(
+            "{\"id\":\"k\",\"v\":1,\"bad\":true}\n{\"id\":\"k\",\"v\":2}\n",
+            "{\"id\":\"j\",\"v\":3,\"bad\":true}\n",
+            "{\"id\":\"m\",\"v\":4,\"bad\":true}\n{\"id\":\"m\",\"v\":5,\"bad\":true}\n",
+        ),
         true,
         sink,
     );
@@ -328,12 +332,16 @@ fn replaying_an_old_record_leaves_the_newer_row(sink: &str) {
             report["replayed"].as_u64(),
             report["still_failing"].as_u64()
         ),
-        (Some(1), Some(1)),
-        "j has no row and is written; k has one and waits: {report}"
+        (Some(3), Some(1)),
+        "j and m have no row and are written, m's later letter last; k has one and waits: {report}"
     );
     let got = rows(&s, &[]);
     assert_eq!(got["k"]["v"], 2, "the newer row stays");
     assert_eq!(got["j"]["v"], 3);
+    assert_eq!(
+        got["m"]["v"], 5,
+        "of two letters of a key, the later one is stored"
+    );
     let listed = ok(&s, &["dlq", "list", "--json"]);
     let waiting: Vec<Value> = listed
         .lines()

@@ -61,8 +61,9 @@ struct Page {
 }
 
 impl Page {
-    /// Keeps the first `n` records received: the objects (or users) first,
-    /// then the rejected ones.
+    /// Keeps the first `n` records received: in the source's order (see
+    /// [`JsonPage::keep_first`]); of a page of users, the users first, then
+    /// the ones that could not be decoded.
     fn keep_first(&mut self, n: u64) {
         let keep = usize::try_from(n).unwrap_or(usize::MAX);
         self.users.truncate(keep);

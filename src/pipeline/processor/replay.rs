@@ -2,7 +2,10 @@
 //! never reached the log, the pipeline's transform and table as they are
 //! now) and the sink again, after a fix; each settled one by one.
 
+use std::collections::HashSet;
 use std::sync::Arc;
+
+use serde_json::Value;
 
 use super::{ProcessError, decode_typed};
 use crate::pipeline::log::{DeadLetter, Log, LogRecord, Stage, StoredDeadLetter};
@@ -73,7 +76,11 @@ pub async fn replay_page(
 /// key came from another record, most often a newer one that arrived
 /// while the letter waited. Such a letter is not written over it unless
 /// `options.overwrite` says so: it stays waiting, with a reason that says
-/// why (a row equal to the letter's counts as the letter replayed).
+/// why (a row equal to the letter's counts as the letter replayed; of two
+/// letters of one key, the later one, written after the earlier one,
+/// takes its place). The store is read as it stands: a newer record still
+/// in the log, not yet processed, is not seen, so replay once the
+/// processor has caught up.
 pub async fn replay(
     log: &Log,
     sink: &Sink,
@@ -85,7 +92,7 @@ pub async fn replay(
     // No discard marks a letter while this replay stores it; letters
     // discarded (or replayed elsewhere) since they were read are left.
     let _discards_wait = log.lock_letters().await?;
-    let settled: std::collections::HashSet<i64> = log
+    let settled: HashSet<i64> = log
         .settled_among(letters.iter().map(|l| l.id).collect())
         .await?
         .into_iter()
@@ -102,6 +109,9 @@ pub async fn replay(
         ),
         None => None,
     };
+    // Keys this replay has written: a later letter of one of them holds a
+    // newer record of the key than the letter written, and takes its place.
+    let mut written: HashSet<String> = HashSet::new();
     for stored in letters {
         let rows = decode_letter(
             &stored.letter,
@@ -110,18 +120,28 @@ pub async fn replay(
             options.max_message_bytes,
         );
         let outcome = match rows {
-            Ok((rows, _)) if !options.overwrite && another_row_of_its_key(sink, &rows).await? => {
-                Err(ANOTHER_ROW.to_owned())
-            }
             Ok((rows, message)) => {
-                let ack = sink.write(rows).await?;
-                match ack.rejected.into_iter().next() {
-                    Some((_, reason)) => Err(reason),
+                let key = sink.row_key_filter(&rows).map(|f| format!("{f:?}"));
+                let held = match &key {
+                    Some(key) if !options.overwrite && !written.contains(key) => {
+                        held_back(sink, &rows).await?
+                    }
+                    _ => None,
+                };
+                match held {
+                    Some(reason) => Err(reason),
                     None => {
-                        if let Some(message) = message {
-                            log.append(vec![message]).await?;
+                        let ack = sink.write(rows).await?;
+                        match ack.rejected.into_iter().next() {
+                            Some((_, reason)) => Err(reason),
+                            None => {
+                                if let Some(message) = message {
+                                    log.append(vec![message]).await?;
+                                }
+                                written.extend(key);
+                                Ok(())
+                            }
                         }
-                        Ok(())
                     }
                 }
             }
@@ -141,16 +161,55 @@ pub const ANOTHER_ROW: &str = "the store holds another row of this record's key,
      record: replaying would write this one over it (`dlq replay --overwrite` does; `dlq \
      discard` drops the letter)";
 
-/// Whether the store holds a row of the letter's row's key that differs
-/// from it.
-async fn another_row_of_its_key(sink: &Sink, rows: &Rows) -> Result<bool, ProcessError> {
+/// Why the letter's row is not written, if the store holds another row of
+/// its key (one equal to it is the letter stored before, by a replay cut
+/// short). A stored row that cannot be read holds back its letter alone;
+/// a store that cannot be reached ends the replay, as a write would.
+async fn held_back(sink: &Sink, rows: &Rows) -> Result<Option<String>, ProcessError> {
     let Some(filter) = sink.row_key_filter(rows) else {
-        return Ok(false);
+        return Ok(None);
     };
-    let Some(stored) = sink.stored_record(&filter).await? else {
-        return Ok(false);
+    let stored = match sink.stored_record(&filter).await {
+        Ok(Some(stored)) => stored,
+        Ok(None) => return Ok(None),
+        Err(e) if e.is_retryable() => return Err(e.into()),
+        Err(e) => return Ok(Some(format!("cannot read the stored row of its key: {e}"))),
     };
-    Ok(sink.records_of(rows).first() != Some(&stored))
+    let same = sink
+        .records_of(rows)
+        .first()
+        .is_some_and(|ours| same_record(ours, &stored));
+    Ok((!same).then(|| ANOTHER_ROW.to_owned()))
+}
+
+/// Whether two rows, as [`Sink::records`] gives them, hold the same values
+/// as a store gives them back: an empty list or map read back as null, a
+/// number (or a decimal's text) in another form (`1.5e1` as `15`).
+fn same_record(a: &Value, b: &Value) -> bool {
+    let (Value::Object(a), Value::Object(b)) = (a, b) else {
+        return a == b;
+    };
+    let null = Value::Null;
+    a.keys()
+        .chain(b.keys())
+        .all(|k| same_cell(a.get(k).unwrap_or(&null), b.get(k).unwrap_or(&null)))
+}
+
+fn same_cell(a: &Value, b: &Value) -> bool {
+    let empty = |v: &Value| match v {
+        Value::Null => true,
+        Value::Array(x) => x.is_empty(),
+        Value::Object(x) => x.is_empty(),
+        _ => false,
+    };
+    let number = |v: &Value| match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    };
+    a == b
+        || (empty(a) && empty(b))
+        || matches!((number(a), number(b)), (Some(x), Some(y)) if x == y)
 }
 
 /// The rows of a letter, and the log message to append once they are
@@ -179,7 +238,7 @@ fn decode_letter(
         }
         (Stage::Source | Stage::Transform, Some(_)) => {
             let shaper = shaper.ok_or("this pipeline has no table to shape records for")?;
-            let record: serde_json::Value = serde_json::from_slice(&letter.payload)
+            let record: Value = serde_json::from_slice(&letter.payload)
                 .map_err(|e| format!("malformed json: {e}"))?;
             let shaped = shaper.shape(record).map_err(|e| e.to_string())?;
             let message = LogRecord {
@@ -194,6 +253,25 @@ fn decode_letter(
         }
         (Stage::Transform, None) => {
             Err("a transform's letter, but this pipeline has no transform".into())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn a_row_read_back_in_the_stores_form_is_the_same_record() {
+        let ours = json!({"id": "k", "tags": [], "attrs": {}, "price": "1.5e1", "n": 7});
+        let stored = json!({"id": "k", "tags": null, "price": "15", "n": 7.0});
+        assert!(super::same_record(&ours, &stored));
+        for other in [
+            json!({"id": "k", "tags": ["a"], "price": "15", "n": 7}),
+            json!({"id": "k", "tags": null, "price": "16", "n": 7}),
+            json!({"id": "k", "tags": null, "price": "15", "n": 7, "note": "x"}),
+        ] {
+            assert!(!super::same_record(&ours, &other), "{other}");
         }
     }
 }
