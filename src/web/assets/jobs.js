@@ -99,6 +99,7 @@ const runsView = {
   job: null, // the job whose runs are shown (null: none)
   next: null, // where the next page starts (the answer's next_before)
   pages: 0, // pages shown; the first is kept fresh while it is the only one
+  firsts: 0, // first pages shown: a later page asked for before one landed is stale
 };
 
 const RUNS_PAGE = 20;
@@ -121,19 +122,28 @@ function closeRuns() {
 }
 
 // The first page again (`more` false), or the page after the last shown.
+// A refresh of the first page and a click on "Older runs" can cross: the
+// older page asked for from the cursor of a first page replaced meanwhile
+// is asked for again from the new one (appended, it would leave a gap),
+// and a first page asked for before an older page was added is dropped
+// (it would fold the history the user walked).
 async function loadRuns(more) {
   const name = runsView.job;
   const gen = state.gen;
+  const { firsts, pages } = runsView;
   const query = new URLSearchParams({ limit: String(RUNS_PAGE) });
   if (more && runsView.next != null) query.set('before', String(runsView.next));
   const data = await api(`/api/v1/jobs/${encodeURIComponent(name)}/runs?${query}`);
   if (gen !== state.gen || name !== runsView.job) return;
+  if (more && runsView.firsts !== firsts) return loadRuns(true);
+  if (!more && pages > 0 && runsView.pages !== pages) return;
   if (!more && !changed('history', data) && runsView.pages) return;
   const rows = data.runs.map(runRow);
   if (more) $('#history-body').append(...rows);
   else $('#history-body').replaceChildren(...(rows.length ? rows
     : [el('tr', {}, el('td', { colspan: 10, class: 'empty' }, 'no runs yet'))]));
   runsView.pages = more ? runsView.pages + 1 : 1;
+  if (!more) runsView.firsts += 1;
   runsView.next = data.next_before ?? null;
   $('#history-more').hidden = runsView.next == null;
   const shownNow = $('#history-body').querySelectorAll('tr[data-run-id]').length;
