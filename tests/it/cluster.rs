@@ -55,7 +55,9 @@ fn lag(s: &Sandbox, log: &str, group: &str) -> Option<u64> {
     status(s, log, group)?["lag"].as_u64()
 }
 
-/// Polls `lag` until `done` says so, failing the test after `limit`.
+/// Polls `lag` until `done` says so, failing the test after `limit` with
+/// the last lag seen and the end of the processor's log (`errors`).
+#[allow(clippy::too_many_arguments)]
 fn wait_lag(
     s: &Sandbox,
     log: &str,
@@ -64,18 +66,34 @@ fn wait_lag(
     limit: Duration,
     done: impl Fn(u64) -> bool,
     child: &mut Reap,
+    errors: &std::path::Path,
 ) -> u64 {
     let start = Instant::now();
+    let tail = || {
+        let text = std::fs::read_to_string(errors).unwrap_or_default();
+        let from = text.len().saturating_sub(4000);
+        let from = (from..text.len())
+            .find(|&i| text.is_char_boundary(i))
+            .unwrap_or(0);
+        text[from..].to_owned()
+    };
+    let mut last = None;
     loop {
-        if let Some(l) = lag(s, log, group)
-            && done(l)
-        {
-            return l;
+        last = lag(s, log, group).or(last);
+        if last.is_some_and(&done) {
+            return last.unwrap();
         }
         if let Some(status) = child.0.try_wait().unwrap() {
-            panic!("the processor exited ({status}) while waiting for {what}");
+            panic!(
+                "the processor exited ({status}) while waiting for {what}:\n{}",
+                tail()
+            );
         }
-        assert!(start.elapsed() < limit, "no {what} after {limit:?}");
+        assert!(
+            start.elapsed() < limit,
+            "no {what} after {limit:?} (lag {last:?}); the processor's log ends:\n{}",
+            tail()
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
 }
@@ -147,6 +165,7 @@ fn cluster_one_node_stopped_mid_stream_stores_exactly_n_at_quorum() {
         limit,
         |l| l <= N - 10_000,
         &mut child,
+        &errors,
     );
     infra(&["stop", "cassandra-2"]);
     // One replica of three is gone: LOCAL_QUORUM (two) still acknowledges.
@@ -158,6 +177,7 @@ fn cluster_one_node_stopped_mid_stream_stores_exactly_n_at_quorum() {
         limit,
         |l| l + 10_000 <= before,
         &mut child,
+        &errors,
     );
     infra(&["start", "cassandra-2"]);
     let mut stdout = String::new();
@@ -219,6 +239,7 @@ fn cluster_two_nodes_down_pauses_the_pipeline_until_one_returns() {
         limit,
         |l| l == 0,
         &mut child,
+        &errors,
     );
     infra(&["stop", "cassandra-2", "cassandra-3"]);
     // The second half arrives while only one replica is up.
@@ -267,6 +288,7 @@ fn cluster_two_nodes_down_pauses_the_pipeline_until_one_returns() {
         limit,
         |l| l == 0,
         &mut child,
+        &errors,
     );
     // The node watch reads the driver's view every two seconds, so the
     // drain may finish before it logs the node's return: wait for the line.
