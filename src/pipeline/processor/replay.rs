@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::{ProcessError, decode_typed};
 use crate::pipeline::log::{DeadLetter, Log, LogRecord, Stage, StoredDeadLetter};
 use crate::pipeline::shape::{Shape, Shaper};
-use crate::pipeline::sink::{Rows, Sink};
+use crate::pipeline::sink::{KeyFilter, Rows, Sink};
 use crate::pipeline::table::TableSchema;
 use crate::record::{ApiUser, Row};
 
@@ -121,10 +121,11 @@ pub async fn replay(
         );
         let outcome = match rows {
             Ok((rows, message)) => {
-                let key = sink.row_key_filter(&rows).map(|f| format!("{f:?}"));
-                let held = match &key {
-                    Some(key) if !options.overwrite && !written.contains(key) => {
-                        held_back(sink, &rows).await?
+                let filter = sink.row_key_filter(&rows);
+                let key = filter.as_ref().map(|f| format!("{f:?}"));
+                let held = match (&filter, &key) {
+                    (Some(filter), Some(key)) if !options.overwrite && !written.contains(key) => {
+                        held_back(sink, filter, &rows).await?
                     }
                     _ => None,
                 };
@@ -165,11 +166,12 @@ pub const ANOTHER_ROW: &str = "the store holds another row of this record's key,
 /// its key (one equal to it is the letter stored before, by a replay cut
 /// short). A stored row that cannot be read holds back its letter alone;
 /// a store that cannot be reached ends the replay, as a write would.
-async fn held_back(sink: &Sink, rows: &Rows) -> Result<Option<String>, ProcessError> {
-    let Some(filter) = sink.row_key_filter(rows) else {
-        return Ok(None);
-    };
-    let stored = match sink.stored_record(&filter).await {
+async fn held_back(
+    sink: &Sink,
+    filter: &KeyFilter,
+    rows: &Rows,
+) -> Result<Option<String>, ProcessError> {
+    let stored = match sink.stored_record(filter).await {
         Ok(Some(stored)) => stored,
         Ok(None) => return Ok(None),
         Err(e) if e.is_retryable() => return Err(e.into()),

@@ -251,13 +251,7 @@ impl Sink {
             Sink::CassandraTable(s) => s.rows(limit).await?,
         };
         let schema = self.schema().expect("a user table has a schema");
-        Ok(typed
-            .iter()
-            .map(|row| {
-                serde_json::from_slice(&super::table::encode(schema, row))
-                    .expect("an encoded row is JSON")
-            })
-            .collect())
+        Ok(typed_json(schema, &typed))
     }
 
     /// The stored table's columns, in table order.
@@ -311,6 +305,16 @@ async fn timed(
     metrics::histogram!(crate::telemetry::metrics::SINK_WRITE_DURATION.name, "outcome" => outcome)
         .record(started.elapsed().as_secs_f64());
     written
+}
+
+/// Typed rows as JSON objects, in the log's form.
+fn typed_json(schema: &TableSchema, rows: &[TypedRow]) -> Vec<serde_json::Value> {
+    rows.iter()
+        .map(|row| {
+            serde_json::from_slice(&super::table::encode(schema, row))
+                .expect("an encoded row is JSON")
+        })
+        .collect()
 }
 
 fn users_json(rows: Vec<Row>) -> Vec<serde_json::Value> {

@@ -115,13 +115,7 @@ impl Sink {
     pub fn records_of(&self, rows: &super::Rows) -> Vec<Value> {
         match (rows, self.schema()) {
             (super::Rows::Users(rows), _) => super::users_json(rows.to_vec()),
-            (super::Rows::Table(rows), Some(schema)) => rows
-                .iter()
-                .map(|row| {
-                    serde_json::from_slice(&crate::pipeline::table::encode(schema, row))
-                        .expect("an encoded row is JSON")
-                })
-                .collect(),
+            (super::Rows::Table(rows), Some(schema)) => super::typed_json(schema, rows),
             (super::Rows::Table(_), None) => Vec::new(),
         }
     }
@@ -140,14 +134,7 @@ impl Sink {
             }
             Sink::CassandraTable(s) if !filter.is_empty() => {
                 let schema = s.schema();
-                s.rows_where(filter, limit)
-                    .await?
-                    .iter()
-                    .map(|row| {
-                        serde_json::from_slice(&crate::pipeline::table::encode(schema, row))
-                            .expect("an encoded row is JSON")
-                    })
-                    .collect()
+                super::typed_json(schema, &s.rows_where(filter, limit).await?)
             }
             Sink::Cassandra(_) | Sink::CassandraTable(_) => self.records(limit).await?,
         };
