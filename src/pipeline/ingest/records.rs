@@ -346,10 +346,11 @@ fn shape_each(
         .collect()
 }
 
-/// Records shaped and appended at a time. A page can hold millions of small
-/// records (a 32 MiB answer of `{}`s holds eleven million); cut into
-/// chunks, the rows and dead letters made of them stay bounded, and only
-/// the page's parsed records grow with it.
+/// Records shaped and appended at a time. The sources' pages are bounded
+/// (an API's answer is handed out a thousand records at a time, a file's
+/// by `page_size` and bytes), but the built-in users' `page_size` is the
+/// user's: cut into chunks, the rows and dead letters made of a page stay
+/// bounded whatever its size.
 const CHUNK: usize = 1_000;
 
 /// Shapes a page's records and appends the rows, a chunk at a time; what

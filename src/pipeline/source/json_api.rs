@@ -5,8 +5,9 @@
 //! guards. Timeouts, retries, backoff and the body cap come from `retry`.
 //! `config.rs` holds the settings and their checks, `secrets.rs` the
 //! `${NAME}` templates and what is kept secret, `paging.rs` what an answer
-//! says about the next page (records, cursor, `Link` header); this file the
-//! walk from page to page.
+//! says about the next page (cursor, `Link` header), `records.rs` an
+//! answer's records (found by pointer, parsed a chunk at a time); this file
+//! the walk from page to page.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -23,11 +24,13 @@ use super::retry::{self, Failure};
 
 mod config;
 mod paging;
+mod records;
 mod secrets;
 
 use config::is_secret;
 pub use config::{JsonApiConfig, JsonApiConfigError, PageSize, Pagination, looks_secret};
-use paging::{cursor_at, next_link, take_records};
+use paging::{cursor_at, next_link};
+use records::Records;
 use secrets::{Secrets, expand, public_url};
 
 /// What stands in for a secret in messages and `Debug` output.
@@ -37,6 +40,11 @@ const REDACTED: &str = "<redacted>";
 const REDACTED_IN_URL: &str = "REDACTED";
 /// Redirects followed within one origin before giving up.
 const MAX_REDIRECTS: usize = 10;
+/// An answer's records are handed out in pages of at most this many, and
+/// of no more than [`CHUNK_BYTES`] of their text (past the one that
+/// crosses it): an answer of millions of records is never parsed at once.
+const CHUNK: usize = 1_000;
+const CHUNK_BYTES: usize = 1 << 20;
 
 /// `base` with each of `set` replacing any parameter of the same name.
 fn with_params(base: &Url, set: &[(String, String)]) -> Url {
@@ -68,24 +76,18 @@ enum Next {
 
 /// One answer, picked apart.
 struct Fetched {
-    items: Vec<Value>,
+    records: Records,
     cursor: Option<String>,
     link: Option<String>,
-    /// A hash of the records, to notice the same page twice.
-    records_hash: u64,
 }
 
-/// Feeds what is written to a hasher.
-struct HashWriter(twox_hash::XxHash3_64);
-
-impl std::io::Write for HashWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        std::hash::Hasher::write(&mut self.0, buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+/// The answer whose records are being handed out.
+#[derive(Debug)]
+struct Current {
+    records: Records,
+    /// Its page number, from 1.
+    number: u64,
+    position: String,
 }
 
 /// Pages through a JSON API, one page in memory at a time.
@@ -101,6 +103,8 @@ pub struct JsonApiSource {
     secrets: Secrets,
     retries: AtomicU64,
     pages: u64,
+    /// The answer still handing out its records, a chunk at a time.
+    current: Option<Current>,
     next: Next,
     /// The page number or offset the next request asks for.
     counter: u64,
@@ -220,6 +224,7 @@ impl JsonApiSource {
             secrets,
             retries: AtomicU64::new(0),
             pages: 0,
+            current: None,
             next: Next::Done,
             counter,
             seen: HashSet::new(),
@@ -247,7 +252,7 @@ impl JsonApiSource {
         self.retries.load(Ordering::Relaxed)
     }
 
-    /// Pages handed out so far.
+    /// Answers received so far.
     pub fn pages(&self) -> u64 {
         self.pages
     }
@@ -279,7 +284,13 @@ impl JsonApiSource {
 
     /// The next page, `None` when the API (or `max_pages`) says there is no
     /// more. After an error the source is spent: every later call is `None`.
+    /// An answer of more than [`CHUNK`] records is handed out as several
+    /// pages with its number and position, each record at its place in the
+    /// answer.
     pub async fn next_page(&mut self) -> Result<Option<JsonPage>, SourceError> {
+        if let Some(page) = self.next_chunk()? {
+            return Ok(Some(page));
+        }
         let url = match std::mem::replace(&mut self.next, Next::Done) {
             Next::Done => return Ok(None),
             Next::Fail(e) => return Err(e),
@@ -324,9 +335,9 @@ impl JsonApiSource {
                 )
                 .await?
         };
-        let received = fetched.items.len() as u64;
-        let repeated = self.last_records_hash == Some(fetched.records_hash);
-        self.last_records_hash = Some(fetched.records_hash);
+        let received = fetched.records.count();
+        let repeated = self.last_records_hash == Some(fetched.records.hash());
+        self.last_records_hash = Some(fetched.records.hash());
         self.next = match &self.config.pagination {
             Pagination::None => Next::Done,
             Pagination::PageNumber { param, .. } | Pagination::Offset { param } => {
@@ -382,9 +393,41 @@ impl JsonApiSource {
             self.empty_in_a_row = 0;
         }
         self.pages += 1;
-        let prefix = format!("{position}#");
-        let mut page = JsonPage::new(self.pages, position, prefix);
-        page.keep_objects(fetched.items, |i| format!("record {i}"));
+        self.current = Some(Current {
+            records: fetched.records,
+            number: self.pages,
+            position,
+        });
+        // An answer with no records is still a page.
+        Ok(Some(self.next_chunk()?.unwrap_or_else(|| {
+            let current = self.current.take().expect("just set");
+            let prefix = format!("{}#", current.position);
+            JsonPage::new(current.number, current.position, prefix)
+        })))
+    }
+
+    /// The current answer's next records as a page, `None` once it has
+    /// handed out all of them.
+    fn next_chunk(&mut self) -> Result<Option<JsonPage>, SourceError> {
+        let Some(current) = &mut self.current else {
+            return Ok(None);
+        };
+        let chunk = current
+            .records
+            .next_chunk(CHUNK, CHUNK_BYTES)
+            .map_err(|f| SourceError::Refused {
+                url: current.position.clone(),
+                reason: f.reason,
+            })?;
+        if chunk.is_empty() {
+            self.current = None;
+            return Ok(None);
+        }
+        let prefix = format!("{}#", current.position);
+        let mut page = JsonPage::new(current.number, current.position.clone(), prefix);
+        for (place, value) in chunk {
+            page.push(value, place, || format!("record {place}"));
+        }
         Ok(Some(page))
     }
 
@@ -434,13 +477,30 @@ impl JsonApiSource {
             .await
             .map_err(|e| Failure::transport(&e))?;
         let answer = retry::answer(response, retry::MAX_BODY_BYTES).await?;
-        let mut body: Value = serde_json::from_slice(&answer.body).map_err(|e| {
-            Failure::retryable(format!(
-                "malformed json: {e}; {}",
-                retry::arrived(&answer.headers, &answer.body)
-            ))
-        })?;
-        drop(answer.body);
+        let cursor_pointer = match &self.config.pagination {
+            Pagination::Cursor { pointer, .. } => Some(pointer.as_str()),
+            _ => None,
+        };
+        let pointers: Vec<&str> = [self.config.error_pointer.as_deref(), cursor_pointer]
+            .into_iter()
+            .flatten()
+            .collect();
+        let headers = &answer.headers;
+        let read = records::read(
+            answer.body,
+            self.config.records.as_deref(),
+            &pointers,
+            |e, body| {
+                Failure::retryable(format!(
+                    "malformed json: {e}; {}",
+                    retry::arrived(headers, body)
+                ))
+            },
+        );
+        let records::Answer {
+            rest: body,
+            records,
+        } = read?;
         if let Some(p) = &self.config.error_pointer
             && let Some(v) = body.pointer(p).filter(|v| !v.is_null())
         {
@@ -461,14 +521,8 @@ impl JsonApiSource {
             Pagination::LinkHeader => next_link(&answer.headers).map_err(Failure::fatal)?,
             _ => None,
         };
-        let items = take_records(&mut body, self.config.records.as_deref())?;
-        // The records, not the body: an API that ignores the page parameter
-        // may still stamp each answer with the time it was made.
-        let mut hasher = HashWriter(twox_hash::XxHash3_64::default());
-        serde_json::to_writer(&mut hasher, &items).expect("JSON values serialise");
         Ok(Fetched {
-            records_hash: std::hash::Hasher::finish(&hasher.0),
-            items,
+            records: records?,
             cursor,
             link,
         })

@@ -126,35 +126,6 @@ impl JsonPage {
         }
     }
 
-    /// [`push`](Self::push) for a whole array of records, in place: the
-    /// page keeps the array's own allocation for its objects. A record's
-    /// place is its index in the array; `what` names it for the reason.
-    pub(super) fn keep_objects(&mut self, items: Vec<Value>, what: impl Fn(usize) -> String) {
-        let prefix = &self.place_prefix;
-        let (rejected, rejected_places) = (&mut self.rejected, &mut self.rejected_places);
-        let places = &mut self.places;
-        places.reserve_exact(items.len());
-        let kept: Vec<Value> = items
-            .into_iter()
-            .enumerate()
-            .filter_map(|(i, value)| {
-                if value.is_object() {
-                    places.push(i as u64);
-                    return Some(value);
-                }
-                let position = format!("{prefix}{i}");
-                rejected.push(RejectedRecord::not_an_object(&value, what(i), position));
-                rejected_places.push(i as u64);
-                None
-            })
-            .collect();
-        if self.records.is_empty() {
-            self.records = kept;
-        } else {
-            self.records.extend(kept);
-        }
-    }
-
     /// Rejects the record at `place`, with its bytes and the reason.
     pub(super) fn reject(&mut self, raw: Vec<u8>, reason: String, place: u64) {
         self.rejected.push(RejectedRecord {
@@ -206,8 +177,10 @@ mod tests {
     #[test]
     fn the_first_records_kept_are_the_first_in_the_source() {
         let mut page = JsonPage::new(1, "p".into(), "p#".into());
-        let items = vec![json!({"id": 1}), json!(2), json!({"id": 3}), json!(4)];
-        page.keep_objects(items, |i| format!("record {i}"));
+        let items = [json!({"id": 1}), json!(2), json!({"id": 3}), json!(4)];
+        for (i, item) in items.into_iter().enumerate() {
+            page.push(item, i as u64, || format!("record {i}"));
+        }
         page.keep_first(2);
         assert_eq!(page.records, [json!({"id": 1})]);
         let kept: Vec<&str> = page.rejected.iter().map(|r| r.position.as_str()).collect();

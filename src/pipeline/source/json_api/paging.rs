@@ -1,5 +1,5 @@
-//! What an answer says about paging: the records at their pointer, the
-//! next cursor, and the `Link` header's `next` (RFC 8288).
+//! What an answer says about paging: the next cursor, and the `Link`
+//! header's `next` (RFC 8288).
 
 use reqwest::header::HeaderMap;
 use serde_json::Value;
@@ -18,26 +18,6 @@ pub(super) fn cursor_at(body: &Value, pointer: &str) -> Result<Option<String>, F
         Some(other) => Err(Failure::fatal(format!(
             "the cursor at {pointer} is {}, not a string or a number",
             kind(other)
-        ))),
-    }
-}
-
-/// Takes the records array out of `body` (no copy).
-pub(super) fn take_records(body: &mut Value, pointer: Option<&str>) -> Result<Vec<Value>, Failure> {
-    let (target, at) = match pointer.filter(|p| !p.is_empty()) {
-        None => (body, "the top level"),
-        Some(p) => (
-            body.pointer_mut(p)
-                .ok_or_else(|| Failure::retryable(format!("the answer has nothing at {p}")))?,
-            p,
-        ),
-    };
-    match target.take() {
-        Value::Array(items) => Ok(items),
-        Value::Null => Ok(Vec::new()),
-        other => Err(Failure::retryable(format!(
-            "the records at {at} are {}, not an array",
-            kind(&other)
         ))),
     }
 }

@@ -81,6 +81,7 @@ impl TestServer {
             .route("/stuck_clock", get(stuck_clock))
             .route("/echo", get(echo))
             .route("/away", get(away))
+            .route("/big", get(big))
             .with_state(served.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
         TestServer { addr, served }
@@ -223,6 +224,27 @@ async fn all(State(s): State<Arc<Served>>, h: AxumHeaders) -> Response {
         return r;
     }
     axum::Json(dataset()).into_response()
+}
+
+/// Records in one answer: more than one page's worth.
+const BIG: usize = 2_345;
+/// The one of them that is not an object (its index).
+const BIG_ODD_ONE: usize = 1_500;
+
+/// `BIG` records from offset 0, pretty printed; none after.
+async fn big(State(s): State<Arc<Served>>, h: AxumHeaders, Query(q): Params) -> Response {
+    if let Some(r) = gate(&s, &h) {
+        return r;
+    }
+    let data: Vec<Value> = (0..BIG)
+        .filter(|_| num(&q, "offset", 0) == 0)
+        .map(|i| match i {
+            BIG_ODD_ONE => json!(null),
+            _ => json!({"id": i}),
+        })
+        .collect();
+    let body = serde_json::to_string_pretty(&json!({"data": data})).unwrap();
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 /// Cursors a → b → a: a loop.
@@ -394,6 +416,55 @@ async fn without_pagination_one_request_is_everything() {
     assert_eq!(ids, expected_ids());
     assert_eq!((pages, server.requests()), (1, 1));
     assert_eq!(rejected[0].position, format!("{}#41", server.url("/all")));
+}
+
+#[tokio::test]
+async fn a_large_answer_is_handed_out_in_pages_of_its_records_at_their_places() {
+    let server = TestServer::start().await;
+    let mut source = open(server.config(
+        "/big",
+        Pagination::Offset {
+            param: "offset".into(),
+        },
+    ));
+    let mut pages = Vec::new();
+    while let Some(page) = source.next_page().await.unwrap() {
+        pages.push(page);
+    }
+    let sizes: Vec<usize> = pages.iter().map(|p| p.received()).collect();
+    assert_eq!(sizes, [1_000, 1_000, 345], "one answer, three pages");
+    assert!(pages.iter().all(|p| p.number == 1), "the answer's number");
+    assert!(
+        pages[1].position.ends_with("offset=0"),
+        "{}",
+        pages[1].position
+    );
+    assert_eq!(
+        pages[1].position_of(0),
+        format!("{}#1000", pages[1].position)
+    );
+    let ids: Vec<u64> = pages
+        .iter()
+        .flat_map(|p| p.records.iter().map(|r| r["id"].as_u64().unwrap()))
+        .collect();
+    let expected: Vec<u64> = (0..BIG as u64)
+        .filter(|&i| i != BIG_ODD_ONE as u64)
+        .collect();
+    assert_eq!(ids, expected);
+    assert_the_odd_one_null(&pages[1].rejected);
+    // The next request asks past all of the answer's records, once.
+    assert_eq!((source.pages(), server.requests()), (1, 2));
+}
+
+fn assert_the_odd_one_null(rejected: &[RejectedRecord]) {
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    assert_eq!(rejected[0].raw, b"null");
+    assert_eq!(rejected[0].reason, "record 1500 is null, not an object");
+    assert!(
+        rejected[0].position.ends_with("offset=0#1500"),
+        "{}",
+        rejected[0].position
+    );
 }
 
 #[tokio::test]
@@ -767,26 +838,6 @@ fn link_headers_parse_per_rfc_8288() {
     ] {
         assert!(next(&[broken]).is_err(), "{broken}");
     }
-}
-
-#[test]
-fn records_are_found_by_pointer_and_null_is_an_empty_page() {
-    let mut body = json!({"data": {"items": [1, 2]}, "none": null, "obj": {}});
-    assert_eq!(
-        take_records(&mut body, Some("/data/items")).unwrap(),
-        [json!(1), json!(2)]
-    );
-    assert!(take_records(&mut body, Some("/none")).unwrap().is_empty());
-    let f = take_records(&mut body, Some("/obj")).unwrap_err();
-    assert!(
-        f.retryable && f.reason.contains("an object, not an array"),
-        "{}",
-        f.reason
-    );
-    let f = take_records(&mut body, Some("/missing")).unwrap_err();
-    assert!(f.reason.contains("nothing at /missing"), "{}", f.reason);
-    let mut whole = json!([{"a": 1}]);
-    assert_eq!(take_records(&mut whole, None).unwrap().len(), 1);
 }
 
 #[test]
