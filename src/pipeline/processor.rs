@@ -8,6 +8,7 @@
 mod flight;
 mod replay;
 mod seam;
+
 #[cfg(test)]
 mod tests;
 
@@ -403,14 +404,10 @@ impl<T: Target> WriteStage<T> {
         // replay change nothing.
         self.target.commit(&written.checkpoint).await?;
         // How long each message waited between the log and the store's ack.
-        let now_ms = crate::clock::now_ms();
-        let latency =
-            metrics::histogram!(crate::telemetry::metrics::PROCESSOR_END_TO_END_LATENCY.name);
-        for &t in &written.timestamps_ms {
-            if t > 0 {
-                latency.record((now_ms - t).max(0) as f64 / 1e3);
-            }
-        }
+        record_age(
+            crate::telemetry::metrics::PROCESSOR_END_TO_END_LATENCY.name,
+            written.timestamps_ms.iter().copied(),
+        );
         Ok(())
     }
 
@@ -499,5 +496,15 @@ fn dead_letter(stage: Stage, reason: String, topic: &str, m: &LogMessage) -> Dea
         source_position: None,
         key: m.key.clone(),
         payload: m.payload.clone(),
+    }
+}
+
+/// Records in the histogram `name`, in seconds, how long ago each of the
+/// log's timestamps was (a message without one, 0, is left out).
+fn record_age(name: &'static str, timestamps_ms: impl IntoIterator<Item = i64>) {
+    let now_ms = crate::clock::now_ms();
+    let histogram = metrics::histogram!(name);
+    for t in timestamps_ms.into_iter().filter(|&t| t > 0) {
+        histogram.record((now_ms - t).max(0) as f64 / 1e3);
     }
 }

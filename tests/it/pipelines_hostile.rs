@@ -542,11 +542,7 @@ fn a_page_of_millions_of_tiny_records_stays_within_bounded_memory() {
     let sum: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
     assert_eq!(sum["dead_lettered"], 1_400_000, "{sum}");
     let rss = sum["peak_rss_bytes"].as_u64().unwrap();
-    assert!(
-        rss < 64 << 20,
-        "peak RSS {} MiB for a 4 MB page",
-        rss >> 20
-    );
+    assert!(rss < 64 << 20, "peak RSS {} MiB for a 4 MB page", rss >> 20);
 }
 
 /// A Cassandra sink URL names its table; a `table.name` naming another one

@@ -165,11 +165,10 @@ pub(super) async fn drive<B: Batches, T: Target>(
 
 /// How long each message of a batch waited in the log before it was read.
 fn record_read_latency(batch: &[LogMessage]) {
-    let now_ms = crate::clock::now_ms();
-    let latency = metrics::histogram!(crate::telemetry::metrics::PROCESSOR_READ_LATENCY.name);
-    for m in batch.iter().filter(|m| m.timestamp_ms > 0) {
-        latency.record((now_ms - m.timestamp_ms).max(0) as f64 / 1e3);
-    }
+    super::record_age(
+        crate::telemetry::metrics::PROCESSOR_READ_LATENCY.name,
+        batch.iter().map(|m| m.timestamp_ms),
+    );
 }
 
 /// A batch handed to its write task, waiting for its commit.

@@ -121,18 +121,22 @@ impl JsonPage {
             self.keep(value, place);
         } else {
             let letter = RejectedRecord::not_an_object(&value, what(), self.place(place));
-            self.rejected.push(letter);
-            self.rejected_places.push(place);
+            self.refuse(letter, place);
         }
     }
 
     /// Rejects the record at `place`, with its bytes and the reason.
     pub(super) fn reject(&mut self, raw: Vec<u8>, reason: String, place: u64) {
-        self.rejected.push(RejectedRecord {
+        let letter = RejectedRecord {
             position: self.place(place),
             raw,
             reason,
-        });
+        };
+        self.refuse(letter, place);
+    }
+
+    fn refuse(&mut self, letter: RejectedRecord, place: u64) {
+        self.rejected.push(letter);
         self.rejected_places.push(place);
     }
 }
