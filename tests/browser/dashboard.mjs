@@ -388,6 +388,7 @@ async function tablePipeline(page, name, jobName, first) {
   counts.table_dead_letters = await page.locator('#dl-body tr[data-dl-id]').count();
   await checkWidths(page, `pipeline ${name}`);
   const lookup = await findByKey(page);
+  const replayed = await replayOverwriting(page);
   counts.discarded = await discardLetter(page);
   await page.screenshot({ path: tablePath(opts.screenshot), fullPage: true });
   // Back to the first: its views come back, the table's are gone.
@@ -397,7 +398,27 @@ async function tablePipeline(page, name, jobName, first) {
       && document.querySelector('#rows-head th:nth-child(2)')?.textContent === 'first name'
       && document.querySelector('#schema').hidden, first, { timeout: WAIT_MS }));
   return {
-    table_pipeline: name, schema, transform, jobs, run, row_headers: headers, rows, ...counts, ...lookup,
+    table_pipeline: name, schema, transform, jobs, run, row_headers: headers, rows, ...counts, ...lookup, ...replayed,
+  };
+}
+
+// Replays the first waiting letter with "overwrite" ticked: the request
+// asks to overwrite, and a letter the table still refuses stays waiting.
+async function replayOverwriting(page) {
+  const letter = page.locator('#dl-body tr[data-dl-id]').first();
+  const id = await letter.getAttribute('data-dl-id');
+  await page.locator('#dl-overwrite').check();
+  const asked = page.waitForRequest((r) => r.method() === 'POST' && r.url().includes('/api/v1/dead-letters/replay'),
+    { timeout: WAIT_MS });
+  await letter.locator('button[data-action="replay"]').click();
+  const body = JSON.parse((await asked).postData() ?? '{}');
+  await step(`letter ${id} replayed`, () => page.waitForFunction(
+    () => /still failing 1/.test(document.querySelector('#dl-result').textContent), null, { timeout: WAIT_MS }));
+  await page.locator('#dl-overwrite').uncheck();
+  return {
+    replay_request: body,
+    replay_result: await page.$eval('#dl-result', (p) => p.textContent),
+    replay_still_listed: await page.locator(`#dl-body tr[data-dl-id="${id}"]`).count(),
   };
 }
 

@@ -264,6 +264,19 @@ fn the_selector_shows_each_pipeline_its_schema_and_transform_as_text() {
     );
     assert_eq!(seen["table_rows_count"], 2, "{seen}");
     assert_eq!(seen["table_dead_letters"], 1, "{seen}");
+    // Replayed with "overwrite" ticked: asked for, and the letter the table
+    // still refuses stays waiting.
+    let letter = seen["discarded"].clone();
+    assert_eq!(
+        seen["replay_request"],
+        serde_json::json!({"ids": [letter], "overwrite": true}),
+        "{seen}"
+    );
+    assert_eq!(
+        seen["replay_result"], "replayed 0, still failing 1",
+        "{seen}"
+    );
+    assert_eq!(seen["replay_still_listed"], 1, "{seen}");
     // Discarded from the page: gone from the waiting list, counted.
     assert!(seen["discarded"].as_i64() > Some(0), "{seen}");
     // The rows of the first row's shop, and only those.

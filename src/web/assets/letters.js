@@ -32,13 +32,15 @@ function renderDeadLetters(data) {
 
 // Replays the given ids, or every waiting letter a page (1000) at a time,
 // walking on with `next_after` so letters that keep failing do not block
-// the ones behind them.
+// the ones behind them. A letter whose key has another row in the store
+// stays waiting unless "overwrite" is ticked.
 async function replay(ids, button) {
   const gen = state.gen;
   button.disabled = true;
   try {
     const total = { replayed: 0, still_failing: 0 };
-    let body = ids ? { ids } : { all: true };
+    const overwrite = $('#dl-overwrite').checked ? { overwrite: true } : {};
+    let body = ids ? { ids, ...overwrite } : { all: true, ...overwrite };
     for (;;) {
       const res = await post(of('/api/v1/dead-letters/replay'), body);
       total.replayed += res.replayed;
@@ -46,7 +48,7 @@ async function replay(ids, button) {
       const more = res.remaining > 0 ? `, ${fmtInt(res.remaining)} more to replay` : '';
       setText('#dl-result', `replayed ${fmtInt(total.replayed)}, still failing ${fmtInt(total.still_failing)}${more}`);
       if (ids || res.remaining === 0 || res.next_after == null || gen !== state.gen) break;
-      body = { all: true, after: res.next_after };
+      body = { all: true, after: res.next_after, ...overwrite };
     }
     toast(`replayed ${total.replayed}, still failing ${total.still_failing}`, total.still_failing > 0);
     await Promise.all([refreshDeadLetters(), refreshRows()]);
