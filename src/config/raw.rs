@@ -268,7 +268,8 @@ pub struct RawCassandra {
     /// A file holding the password (also from `TRIBUTARY_CASSANDRA_PASSWORD`
     /// or the URL). Never printed.
     pub password_file: Option<PathBuf>,
-    /// Write consistency. Default `LOCAL_QUORUM`.
+    /// Write consistency, also used for every read (a lookup by key sees
+    /// every acknowledged row). Default `LOCAL_QUORUM`.
     pub consistency: Option<String>,
     /// Rows written at once, at most: `"adaptive"` (the default) or a fixed
     /// number (1 to 4096). The adaptive limit (1 to 512, starting at 16,

@@ -31,8 +31,12 @@ pub(in crate::pipeline::sink) async fn connect(
             .prefer_datacenter(dc.clone())
             .permit_dc_failover(false);
     }
+    // Every request at the write consistency: a read by key (the
+    // dashboard's lookup, replay's look at a letter's key) sees every row
+    // the store acknowledged, as verify's id pages do.
     let profile = ExecutionProfile::builder()
         .load_balancing_policy(policy.build())
+        .consistency(config.consistency)
         .build();
     builder = builder.default_execution_profile_handle(profile.into_handle());
     if let Some(ca) = &config.tls_ca_file {
