@@ -532,7 +532,7 @@ fn a_refused_record_is_named_by_its_place_in_the_source() {
 /// of memory per byte of body (a 30 MB answer of ten million took 566 MiB).
 /// The answer is kept as its text and its records are parsed, shaped and
 /// logged a thousand at a time: the process stays near its size without
-/// it (38 MiB; the 30 MB answer, 64 MiB).
+/// it (40 MiB; the 30 MB answer, 64 MiB).
 #[test]
 fn a_page_of_millions_of_tiny_records_stays_within_bounded_memory() {
     let port = many_records_server(1_400_000);

@@ -393,17 +393,17 @@ impl JsonApiSource {
             self.empty_in_a_row = 0;
         }
         self.pages += 1;
+        if received == 0 {
+            // An answer with no records is still a page.
+            let prefix = format!("{position}#");
+            return Ok(Some(JsonPage::new(self.pages, position, prefix)));
+        }
         self.current = Some(Current {
             records: fetched.records,
             number: self.pages,
             position,
         });
-        // An answer with no records is still a page.
-        Ok(Some(self.next_chunk()?.unwrap_or_else(|| {
-            let current = self.current.take().expect("just set");
-            let prefix = format!("{}#", current.position);
-            JsonPage::new(current.number, current.position, prefix)
-        })))
+        self.next_chunk()
     }
 
     /// The current answer's next records as a page, `None` once it has
@@ -412,13 +412,20 @@ impl JsonApiSource {
         let Some(current) = &mut self.current else {
             return Ok(None);
         };
-        let chunk = current
-            .records
-            .next_chunk(CHUNK, CHUNK_BYTES)
-            .map_err(|f| SourceError::Refused {
-                url: current.position.clone(),
-                reason: f.reason,
-            })?;
+        let chunk = match current.records.next_chunk(CHUNK, CHUNK_BYTES) {
+            Ok(chunk) => chunk,
+            Err(f) => {
+                // Not expected (every record was parsed as the answer
+                // arrived), but a source that failed is spent.
+                let url = current.position.clone();
+                self.current = None;
+                self.next = Next::Done;
+                return Err(SourceError::Refused {
+                    url,
+                    reason: f.reason,
+                });
+            }
+        };
         if chunk.is_empty() {
             self.current = None;
             return Ok(None);

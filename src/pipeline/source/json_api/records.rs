@@ -7,9 +7,8 @@
 
 use std::cell::Cell;
 use std::fmt;
-use std::ops::Range;
 
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
@@ -85,7 +84,7 @@ impl Records {
                 serde_json::Deserializer::from_slice(&rest[skip..]).into_iter::<Value>();
             let value = match values.next() {
                 Some(Ok(v)) => v,
-                // The whole answer was checked when it arrived.
+                // Every record was parsed as the answer arrived.
                 Some(Err(e)) => return Err(Failure::fatal(format!("record {}: {e}", self.next))),
                 None => break,
             };
@@ -99,12 +98,16 @@ impl Records {
 
 /// Reads `body`: the records are the array at the JSON pointer `records`
 /// (the whole answer without one; `null` is no records), and `rest` is
-/// parsed whole when one of `pointers` looks at or into the records.
+/// parsed whole when one of `pointers` looks at, into or above the
+/// records. Every record is parsed here, one at a time, so an answer with
+/// one bad record is refused as a whole (`malformed`, given what is wrong
+/// and the body), as a whole parse would; only their count and a hash of
+/// their values are kept.
 pub(super) fn read(
     body: Vec<u8>,
     records: Option<&str>,
     pointers: &[&str],
-    malformed: impl FnOnce(serde_json::Error, &[u8]) -> Failure,
+    malformed: impl FnOnce(&dyn fmt::Display, &[u8]) -> Failure,
 ) -> Result<Answer, Failure> {
     let at = records.filter(|p| !p.is_empty());
     let tokens: Vec<String> = match at {
@@ -123,62 +126,93 @@ pub(super) fn read(
     };
     let mut rest = match parsed {
         Ok(rest) => rest,
-        Err(e) => return Err(malformed(e, &body)),
+        Err(e) => return Err(malformed(&e, &body)),
     };
     let span = found.get().map(|raw: &RawValue| {
         let text = raw.get();
         let start = text.as_ptr() as usize - body.as_ptr() as usize;
         start..start + text.len()
     });
-    let looks_in = |p: &&str| match at {
-        None => true,
-        Some(r) => p
-            .strip_prefix(r)
-            .is_some_and(|t| t.is_empty() || t.starts_with('/')),
-    };
-    if pointers.iter().any(looks_in) {
-        rest = serde_json::from_slice(&body).map_err(|e| malformed(e, &body))?;
-    }
     let where_ = at.unwrap_or("the top level");
-    let records = match span {
-        None => Err(Failure::retryable(format!(
+    let inspected = match &span {
+        None => None,
+        Some(span) => match inspect(&body[span.clone()]) {
+            Ok(found) => Some(found),
+            Err(e) => {
+                let what = format!("{e} (in the records at {where_})");
+                return Err(malformed(&what, &body));
+            }
+        },
+    };
+    // One pointer is the other or leads to it.
+    let under = |a: &str, b: &str| {
+        a.strip_prefix(b)
+            .is_some_and(|t| t.is_empty() || t.starts_with('/'))
+    };
+    let overlaps = |p: &&str| at.is_none_or(|r| under(p, r) || under(r, p));
+    if pointers.iter().any(overlaps) {
+        rest = match serde_json::from_slice(&body) {
+            Ok(whole) => whole,
+            Err(e) => return Err(malformed(&e, &body)),
+        };
+    }
+    let none = || Records {
+        text: Vec::new(),
+        at: 0,
+        end: 0,
+        next: 0,
+        count: 0,
+        hash: Tally::default().hash(),
+    };
+    let records = match (span, inspected) {
+        (Some(span), Some(Found::Array { count, hash })) => Ok(Records {
+            text: body,
+            at: span.start + 1,
+            end: span.end - 1,
+            next: 0,
+            count,
+            hash,
+        }),
+        (_, Some(Found::Null)) => Ok(none()),
+        (_, Some(Found::Other(kind))) => Err(Failure::retryable(format!(
+            "the records at {where_} are {kind}, not an array"
+        ))),
+        _ => Err(Failure::retryable(format!(
             "the answer has nothing at {where_}"
         ))),
-        Some(span) => Records::of(body, span).map_err(|kind| {
-            Failure::retryable(format!("the records at {where_} are {kind}, not an array"))
-        }),
     };
     Ok(Answer { rest, records })
 }
 
-impl Records {
-    /// The records of the array at `span` in `text`; `null` is none. Any
-    /// other value is refused with its kind.
-    fn of(text: Vec<u8>, span: Range<usize>) -> Result<Records, &'static str> {
-        let raw = &text[span.clone()];
-        let hash = twox_hash::XxHash3_64::oneshot(raw);
-        let (at, end, count) = match raw.first() {
-            Some(b'[') => {
-                let count = serde_json::Deserializer::from_slice(raw)
-                    .deserialize_seq(Count)
-                    .expect("the answer was checked as it was read");
-                (span.start + 1, span.end - 1, count)
+/// What lies where the records should be.
+enum Found {
+    Array {
+        count: u64,
+        hash: u64,
+    },
+    Null,
+    /// Anything else, by its kind.
+    Other(&'static str),
+}
+
+/// Parses the value `raw` as far as its kind, and an array's elements one
+/// by one: each is checked, counted, hashed and dropped.
+fn inspect(raw: &[u8]) -> Result<Found, serde_json::Error> {
+    Ok(match raw.first() {
+        Some(b'[') => {
+            let tally =
+                serde_json::Deserializer::from_slice(raw).deserialize_seq(Tally::default())?;
+            Found::Array {
+                count: tally.count,
+                hash: tally.hash(),
             }
-            Some(b'n') => (span.end, span.end, 0),
-            Some(b'{') => return Err("an object"),
-            Some(b'"') => return Err("a string"),
-            Some(b't' | b'f') => return Err("a boolean"),
-            _ => return Err("a number"),
-        };
-        Ok(Records {
-            text,
-            at,
-            end,
-            next: 0,
-            count,
-            hash,
-        })
-    }
+        }
+        Some(b'n') => Found::Null,
+        Some(b'{') => Found::Other("an object"),
+        Some(b'"') => Found::Other("a string"),
+        Some(b't' | b'f') => Found::Other("a boolean"),
+        _ => Found::Other("a number"),
+    })
 }
 
 /// `~1` is `/` and `~0` is `~` in a JSON pointer's reference token.
@@ -278,22 +312,45 @@ impl<'de> Visitor<'de> for Along<'_, 'de> {
     }
 }
 
-/// Counts an array's elements without keeping them.
-struct Count;
+/// An array's elements, counted and hashed as values (each serialised
+/// again: the same records with other spacing, key order or number forms
+/// hash the same).
+#[derive(Default)]
+struct Tally {
+    count: u64,
+    hasher: twox_hash::XxHash3_64,
+}
 
-impl<'de> Visitor<'de> for Count {
-    type Value = u64;
+impl Tally {
+    fn hash(&self) -> u64 {
+        std::hash::Hasher::finish(&self.hasher)
+    }
+}
+
+impl std::io::Write for Tally {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        std::hash::Hasher::write(&mut self.hasher, buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'de> Visitor<'de> for Tally {
+    type Value = Tally;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("an array")
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<u64, A::Error> {
-        let mut n = 0;
-        while seq.next_element::<IgnoredAny>()?.is_some() {
-            n += 1;
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<Tally, A::Error> {
+        while let Some(value) = seq.next_element::<Value>()? {
+            serde_json::to_writer(&mut self, &value).expect("JSON values serialise");
+            std::io::Write::write_all(&mut self, b",").expect("a hasher takes any bytes");
+            self.count += 1;
         }
-        Ok(n)
+        Ok(self)
     }
 }
 
@@ -401,7 +458,7 @@ mod tests {
 
     #[test]
     fn broken_json_and_a_key_given_twice() {
-        let malformed = |e: serde_json::Error, _: &[u8]| Failure::retryable(format!("bad {e}"));
+        let malformed = |e: &dyn fmt::Display, _: &[u8]| Failure::retryable(format!("bad {e}"));
         for broken in [&b"{\"r\": [1, 2"[..], b"{\"r\": [1,]}", b"[1] x", b""] {
             let f = read(broken.to_vec(), Some("/r"), &[], malformed).unwrap_err();
             assert!(f.reason.starts_with("bad"), "{}", f.reason);
@@ -423,10 +480,49 @@ mod tests {
     }
 
     #[test]
-    fn the_hash_is_the_records_not_the_rest() {
-        let hash = |body: Value| records(&body, Some("/r")).unwrap().hash();
-        let a = hash(json!({"r": [1, 2], "at": "10:00"}));
-        assert_eq!(a, hash(json!({"r": [1, 2], "at": "10:01"})));
-        assert_ne!(a, hash(json!({"r": [1, 3], "at": "10:00"})));
+    fn the_hash_is_the_records_values_not_their_text_or_the_rest() {
+        let hash = |text: &str| {
+            let answer = read(text.as_bytes().to_vec(), Some("/r"), &[], |e, _| {
+                Failure::retryable(e.to_string())
+            });
+            answer.unwrap().records.unwrap().hash()
+        };
+        let a = hash(r#"{"r": [{"a": 1, "b": 2.0}, "A"], "at": "10:00"}"#);
+        assert_eq!(
+            a,
+            hash(r#"{"r": [{"a": 1, "b": 2.0}, "A"], "at": "10:01"}"#)
+        );
+        assert_eq!(a, hash(r#"{"r":[ {"b":2.00,"a":1} ,"\u0041"]}"#));
+        assert_ne!(a, hash(r#"{"r": [{"a": 1, "b": 2.5}, "A"]}"#));
+        assert_ne!(hash(r#"{"r": [[1], [2]]}"#), hash(r#"{"r": [[1, 2]]}"#));
+    }
+
+    /// What a parse of the whole answer refuses, the records' read refuses
+    /// too, before any record is handed out: a number out of range, a lone
+    /// surrogate, nesting past serde_json's limit.
+    #[test]
+    fn a_record_a_whole_parse_would_refuse_refuses_the_answer() {
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        for record in ["{\"n\": 1e400}", "{\"s\": \"\\ud800\"}", deep.as_str()] {
+            let text = format!("{{\"r\": [{{\"id\": 1}}, {record}]}}");
+            assert!(serde_json::from_str::<Value>(&text).is_err(), "{text}");
+            let f = read(text.into_bytes(), Some("/r"), &[], |e, _| {
+                Failure::retryable(format!("malformed json: {e}"))
+            })
+            .unwrap_err();
+            assert!(f.retryable, "{}", f.reason);
+            assert!(f.reason.contains("(in the records at /r)"), "{}", f.reason);
+        }
+    }
+
+    #[test]
+    fn a_pointer_above_the_records_sees_them() {
+        let body = json!({"data": {"items": [1], "error": "x"}});
+        let answer = read_at(&body, Some("/data/items"), &["/data"]);
+        assert_eq!(answer.rest.pointer("/data/items"), Some(&json!([1])));
+        let answer = read_at(&body, Some("/data/items"), &["/data/error"]);
+        assert_eq!(answer.rest.pointer("/data/items"), Some(&Value::Null));
+        let answer = read_at(&body, Some("/data/items"), &["/dat"]);
+        assert_eq!(answer.rest.pointer("/data/items"), Some(&Value::Null));
     }
 }

@@ -82,6 +82,7 @@ impl TestServer {
             .route("/echo", get(echo))
             .route("/away", get(away))
             .route("/big", get(big))
+            .route("/empty", get(empty))
             .with_state(served.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
         TestServer { addr, served }
@@ -245,6 +246,19 @@ async fn big(State(s): State<Arc<Served>>, h: AxumHeaders, Query(q): Params) -> 
         .collect();
     let body = serde_json::to_string_pretty(&json!({"data": data})).unwrap();
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// No records, in both ways: an empty array, or null.
+async fn empty(State(s): State<Arc<Served>>, h: AxumHeaders, Query(q): Params) -> Response {
+    if let Some(r) = gate(&s, &h) {
+        return r;
+    }
+    let data = if q.contains_key("null") {
+        json!(null)
+    } else {
+        json!([])
+    };
+    axum::Json(json!({"data": data, "meta": {"next_cursor": null}})).into_response()
 }
 
 /// Cursors a → b → a: a loop.
@@ -454,6 +468,26 @@ async fn a_large_answer_is_handed_out_in_pages_of_its_records_at_their_places() 
     assert_the_odd_one_null(&pages[1].rejected);
     // The next request asks past all of the answer's records, once.
     assert_eq!((source.pages(), server.requests()), (1, 2));
+}
+
+#[tokio::test]
+async fn an_answer_without_records_is_an_empty_page() {
+    let server = TestServer::start().await;
+    let cursor = Pagination::Cursor {
+        pointer: "/meta/next_cursor".into(),
+        param: "cursor".into(),
+    };
+    for (path, pagination) in [
+        ("/empty", Pagination::None),
+        ("/empty?null=1", Pagination::None),
+        ("/empty", cursor.clone()),
+        ("/empty?null=1", cursor),
+    ] {
+        let mut source = open(server.config(path, pagination));
+        let page = source.next_page().await.unwrap().expect("an empty page");
+        assert_eq!((page.number, page.received()), (1, 0), "{path}");
+        assert!(source.next_page().await.unwrap().is_none(), "{path}");
+    }
 }
 
 fn assert_the_odd_one_null(rejected: &[RejectedRecord]) {
