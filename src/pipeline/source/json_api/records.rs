@@ -1,9 +1,9 @@
-//! An answer's records, kept as the text they arrived in and parsed a chunk
-//! at a time. A 32 MiB answer can hold eleven million tiny records; parsed
-//! at once they would take twenty times the answer. Here the answer is
-//! read once without building its records (their array is only found,
-//! checked and counted), and each chunk becomes JSON values only when it
-//! is handed out.
+//! An answer's records, kept as the text they arrived in and handed out a
+//! chunk at a time. A 32 MiB answer can hold eleven million tiny records;
+//! parsed at once they would take twenty times the answer. Here the
+//! answer is read once with its records checked, counted and hashed one at
+//! a time without being kept, and each chunk is parsed again from the text
+//! only when it is handed out.
 
 use std::cell::Cell;
 use std::fmt;
