@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use tributary::pipeline::log::Log;
 
 use crate::dashboard::{CONFIG, get_json, http, serve};
-use crate::support::{Sandbox, stderr, terminate};
+use crate::support::{Sandbox, run_measured, stderr, terminate};
 
 const MIB: u64 = 1 << 20;
 
@@ -25,26 +25,6 @@ fn peak_rss(child: &Child) -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .expect("VmHWM in /proc/PID/status");
     kb * 1024
-}
-
-/// Runs `cmd` (a tributary command) to its end with stdout discarded; its
-/// exit code and its own peak RSS in bytes, as it logs on exit at debug level.
-/// Not `ru_maxrss` from wait4: at exec Linux folds the spawning process's
-/// high-water mark into the child's, and here that is this test binary.
-fn run_measured(mut cmd: std::process::Command) -> (Option<i32>, u64) {
-    let out = cmd
-        .env("RUST_LOG", "tributary=debug")
-        .stdout(Stdio::null())
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    let rss = err
-        .lines()
-        .find_map(|l| l.split("peak_rss_bytes=").nth(1))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no peak_rss_bytes in the debug log:\n{err}"));
-    (out.status.code(), rss)
 }
 
 fn topic_table(conn: &rusqlite::Connection) -> String {

@@ -396,3 +396,23 @@ impl Args {
         self.0.iter().map(String::as_str).collect()
     }
 }
+
+/// Runs `cmd` (a tributary command) to its end with stdout discarded; its
+/// exit code and its own peak RSS in bytes, as it logs on exit at debug level.
+/// Not `ru_maxrss` from wait4: at exec Linux folds the spawning process's
+/// high-water mark into the child's, and here that is this test binary.
+pub fn run_measured(mut cmd: std::process::Command) -> (Option<i32>, u64) {
+    let out = cmd
+        .env("RUST_LOG", "tributary=debug")
+        .stdout(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let rss = err
+        .lines()
+        .find_map(|l| l.split("peak_rss_bytes=").nth(1))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no peak_rss_bytes in the debug log:\n{err}"));
+    (out.status.code(), rss)
+}

@@ -31,7 +31,7 @@ use crate::cli::VerifyArgs;
 use crate::config::Config;
 use crate::embedded::file_id;
 use crate::pipeline::log::scan::{LogScan, PartitionRange};
-use crate::pipeline::log::{Log, LogConfig, LogMessage, PartitionLag};
+use crate::pipeline::log::{Letters, Log, LogConfig, LogMessage, PartitionLag};
 use crate::pipeline::shape::Dataset;
 use crate::pipeline::sink::{IdCursor, IdPage, Sink, SinkConfig, SinkError};
 
@@ -400,7 +400,8 @@ async fn feed(
     bar.finish_and_clear();
     let topic = log.topic().to_owned();
     // On Kafka the dead-letter topic is read whole for every page, so it is
-    // read once; the embedded log pages with a cursor.
+    // read once; the embedded log pages with a cursor. Only what a letter
+    // says of its origin is needed: no key or payload is kept.
     let page = match log {
         Log::Sqlite(_) => LETTER_PAGE,
         Log::Kafka(_) => usize::MAX >> 1,
@@ -409,13 +410,13 @@ async fn feed(
     loop {
         interrupted(shutdown)?;
         let letters = log
-            .dead_letters(true, after, page)
+            .dead_letter_previews(Letters::All, after, page, 0)
             .await
             .context("cannot read the dead letters")?;
         let Some(last) = letters.last() else { break };
-        after = Some(last.id);
+        after = Some(last.letter.id);
         let full = letters.len() >= page;
-        let from_topic = letters.iter().filter_map(|l| {
+        let from_topic = letters.iter().map(|p| &p.letter).filter_map(|l| {
             let o = l.letter.origin.as_ref()?;
             (o.topic == topic).then_some(LetterEntry {
                 partition: o.partition,

@@ -166,8 +166,7 @@ impl Log {
         }
     }
 
-    /// How many letters were discarded (on Kafka, at most
-    /// [`super::kafka::DEAD_LETTERS_COUNTED`]).
+    /// How many letters were discarded.
     pub async fn dead_letters_discarded(&self) -> Result<u64, LogError> {
         match self {
             Log::Sqlite(l) => {
@@ -182,29 +181,24 @@ impl Log {
                 .await
             }
             Log::Kafka(l) => Ok(l
-                .dead_letters(Letters::Discarded, None, super::kafka::DEAD_LETTERS_COUNTED)
+                .dead_letter_ledger()
                 .await?
-                .len() as u64),
+                .count(Letters::Discarded, None)),
         }
     }
 
     /// The ids among `ids` of letters that were discarded (a replay by id
     /// names them apart from unknown ids).
     pub async fn discarded_among(&self, ids: Vec<i64>) -> Result<Vec<i64>, LogError> {
-        if let Log::Sqlite(l) = self {
-            let mut found = letters_among(l, ids, "discarded_ms IS NOT NULL").await?;
-            found.sort_unstable();
-            return Ok(found);
-        }
-        // Kafka's letters are read whole from the topic, in one pass.
-        let wanted: std::collections::HashSet<i64> = ids.iter().copied().collect();
-        let mut found: Vec<i64> = self
-            .dead_letters_in(Letters::Discarded, None, usize::MAX >> 1)
-            .await?
-            .iter()
-            .map(|l| l.id)
-            .filter(|id| wanted.contains(id))
-            .collect();
+        let mut found = match self {
+            Log::Sqlite(l) => letters_among(l, ids, "discarded_ms IS NOT NULL").await?,
+            Log::Kafka(l) => {
+                let ledger = l.dead_letter_ledger().await?;
+                ids.into_iter()
+                    .filter(|&id| ledger.is_discarded(id))
+                    .collect()
+            }
+        };
         found.sort_unstable();
         Ok(found)
     }

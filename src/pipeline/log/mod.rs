@@ -27,6 +27,10 @@ pub use letters::{DeadLetter, Origin, Stage, StoredDeadLetter, fingerprint};
 pub use preview::{LetterPreview, MessagePreview};
 pub use sqlite::{SqliteCommitter, SqliteLog, SqliteLogConfig, SqliteReader};
 
+/// A read of whole dead letters stops after the letter whose payload takes
+/// it past this many bytes: a page of a thousand letters of up to a
+/// megabyte each would otherwise hold a gigabyte.
+pub const LETTERS_READ_BYTES: usize = 64 << 20;
 /// Validated log settings: a closed set, one variant per kind of log.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LogConfig {
@@ -353,7 +357,9 @@ impl Log {
 
     /// Dead letters, oldest first, at most `limit`: the waiting ones, or
     /// every one (replayed and discarded too) with `include_replayed`; only
-    /// ids above `after` when given (a cursor for paging).
+    /// ids above `after` when given (a cursor for paging). Fewer when their
+    /// payloads pass [`LETTERS_READ_BYTES`]: page on from the last until
+    /// none is left.
     pub async fn dead_letters(
         &self,
         include_replayed: bool,
@@ -384,7 +390,7 @@ impl Log {
     }
 
     /// How many dead letters wait for a replay, only those with an id above
-    /// `after` when given (on Kafka, at most [`kafka::DEAD_LETTERS_COUNTED`]).
+    /// `after` when given.
     pub async fn dead_letters_waiting(&self, after: Option<i64>) -> Result<u64, LogError> {
         match self {
             Log::Sqlite(l) => l.dead_letters_waiting(after).await,

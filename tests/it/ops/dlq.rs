@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use super::{notes_pipeline_on, ok};
-use crate::support::{Sandbox, kafka, stderr, unique};
+use crate::support::{Sandbox, kafka, run_measured, stderr, unique};
 
 /// Five records, three of which the transform refuses.
 const RECORDS: &str = r#"{"id":"a","note":"fine"}
@@ -116,4 +116,46 @@ fn discarded_dead_letters_on_kafka() {
     notes_pipeline_on(&s, RECORDS, &format!("log = \"kafka://{b}/{topic}\""));
     ok(&s, &["run"]);
     discard_story(&s);
+}
+
+/// 160 refused records of 800 KB each: 128 MB of dead letters on Kafka.
+/// Their waiting count (`status`), their replay and `verify` read the
+/// dead-letter topic; each once held every letter's payload in memory (up
+/// to ten thousand for a count, every one for `verify`). Now a count keeps
+/// ids only, a replay page stops at 64 MiB of payloads, and `verify` keeps
+/// no payload.
+#[test]
+fn large_dead_letters_on_kafka_are_read_in_bounded_memory() {
+    const MIB: u64 = 1 << 20;
+    let Some(b) = kafka("large_dead_letters_on_kafka_are_read_in_bounded_memory") else {
+        return;
+    };
+    let s = Sandbox::new();
+    let topic = unique("big_letters");
+    let note = "x".repeat(800_000);
+    let records: String = (0..160)
+        .map(|i| format!("{{\"id\":\"r{i}\",\"note\":\"{note}\",\"bad\":true}}\n"))
+        .collect();
+    notes_pipeline_on(&s, &records, &format!("log = \"kafka://{b}/{topic}\""));
+    ok(&s, &["run"]);
+
+    let (code, rss) = run_measured(s.cmd(&["status", "--json"]));
+    assert_eq!(code, Some(0));
+    let status: Value = serde_json::from_str(ok(&s, &["status", "--json"]).trim()).unwrap();
+    assert_eq!(status["dead_letters_waiting"], 160, "{status}");
+    eprintln!("status: {} MiB", rss / MIB);
+    assert!(rss < 64 * MIB, "status peaked at {} MiB", rss / MIB);
+
+    // Every letter is still refused: all stay waiting, read a page at a time.
+    let (code, rss) = run_measured(s.cmd(&["dlq", "replay"]));
+    assert_eq!(code, Some(1), "the letters still fail");
+    eprintln!("dlq replay: {} MiB", rss / MIB);
+    assert!(rss < 192 * MIB, "dlq replay peaked at {} MiB", rss / MIB);
+    let out = s.run(&["dlq", "replay"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("160 still failing"), "{said}");
+
+    let (_, rss) = run_measured(s.cmd(&["verify", "--json"]));
+    eprintln!("verify: {} MiB", rss / MIB);
+    assert!(rss < 64 * MIB, "verify peaked at {} MiB", rss / MIB);
 }

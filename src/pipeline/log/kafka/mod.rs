@@ -27,14 +27,13 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use tracing::info;
 
+pub use dead_letter::Ledger as DeadLetterLedger;
 pub use group::{GroupMember, GroupMembers};
 pub use reader::{KafkaCommitter, KafkaReader};
 pub use scan::KafkaScan;
 
 use super::{AppendAck, DeadLetter, LogError, LogRecord, PartitionLag, StoredDeadLetter};
 
-/// Waiting dead letters counted at most on Kafka (each count reads the DLQ).
-pub const DEAD_LETTERS_COUNTED: usize = 10_000;
 /// How long metadata and admin requests may take before they count as failed.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the first contact with the cluster may take: an unreachable
@@ -350,7 +349,16 @@ impl KafkaLog {
         after: Option<i64>,
         limit: usize,
     ) -> Result<Vec<StoredDeadLetter>, LogError> {
-        dead_letter::list(&self.config, which, after, limit).await
+        let wanted = dead_letter::Wanted {
+            which,
+            after,
+            ids: None,
+            limit,
+            cut: usize::MAX,
+            max_bytes: super::LETTERS_READ_BYTES,
+        };
+        let (letters, _) = dead_letter::letters(&self.config, wanted).await?;
+        Ok(letters.into_iter().map(|p| p.letter).collect())
     }
 
     /// Discards letters by marker messages (see `dead_letter.rs`).
@@ -370,26 +378,33 @@ impl KafkaLog {
         dead_letter::settle(&self.producer, &self.config, id, outcome).await
     }
 
-    /// Letters not yet replayed, counted by reading the DLQ topic (at most
-    /// [`DEAD_LETTERS_COUNTED`]).
+    /// Letters not yet replayed, counted by reading the DLQ topic's ids and
+    /// markers.
     pub async fn dead_letters_waiting(&self, after: Option<i64>) -> Result<u64, LogError> {
-        let waiting = self
-            .dead_letters(super::Letters::Waiting, after, DEAD_LETTERS_COUNTED)
-            .await?;
-        Ok(waiting.len() as u64)
+        let ledger = dead_letter::ledger(&self.config).await?;
+        Ok(ledger.count(super::Letters::Waiting, after))
     }
 
-    /// The waiting letters among `ids` (one read of the DLQ topic).
+    /// The ids and states of every letter: what was replayed or discarded.
+    pub async fn dead_letter_ledger(&self) -> Result<dead_letter::Ledger, LogError> {
+        dead_letter::ledger(&self.config).await
+    }
+
+    /// The waiting letters among `ids`.
     pub async fn dead_letters_by_id(
         &self,
         ids: Vec<i64>,
     ) -> Result<Vec<StoredDeadLetter>, LogError> {
-        let wanted: std::collections::HashSet<i64> = ids.into_iter().collect();
-        let mut letters = self
-            .dead_letters(super::Letters::Waiting, None, usize::MAX >> 1)
-            .await?;
-        letters.retain(|l| wanted.contains(&l.id));
-        Ok(letters)
+        let wanted = dead_letter::Wanted {
+            which: super::Letters::Waiting,
+            after: None,
+            limit: ids.len(),
+            ids: Some(ids.into_iter().collect()),
+            cut: usize::MAX,
+            max_bytes: usize::MAX,
+        };
+        let (letters, _) = dead_letter::letters(&self.config, wanted).await?;
+        Ok(letters.into_iter().map(|p| p.letter).collect())
     }
 
     pub async fn latest(&self, limit: usize) -> Result<Vec<super::LogMessage>, LogError> {
@@ -413,7 +428,15 @@ impl KafkaLog {
         limit: usize,
         cut: usize,
     ) -> Result<Vec<super::LetterPreview>, LogError> {
-        dead_letter::previews(&self.config, which, after, limit, cut).await
+        let wanted = dead_letter::Wanted {
+            which,
+            after,
+            ids: None,
+            limit,
+            cut,
+            max_bytes: usize::MAX,
+        };
+        Ok(dead_letter::letters(&self.config, wanted).await?.0)
     }
 
     /// Asked once a second by `serve`'s dashboard: one client per group is

@@ -83,7 +83,16 @@ impl SqliteLog {
                  ORDER BY id LIMIT ?2"
             ))?;
             let rows = stmt.query_map([after.unwrap_or(i64::MIN), limit as i64], stored_letter)?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(LogError::from)
+            let (mut out, mut bytes) = (Vec::new(), 0);
+            for letter in rows {
+                let letter = letter?;
+                bytes += letter.letter.payload.len();
+                out.push(letter);
+                if bytes >= crate::pipeline::log::LETTERS_READ_BYTES {
+                    break;
+                }
+            }
+            Ok(out)
         })
         .await
     }

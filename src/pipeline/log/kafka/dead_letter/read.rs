@@ -1,0 +1,297 @@
+//! Reading the dead-letter topic without a group, in bounded memory. A
+//! letter's replay or discard is a marker message after it, so what a
+//! letter's state is needs the whole topic: a first pass keeps only the
+//! ids of the letters and of the markers (the [`Ledger`]); a second reads
+//! letters again from the first one wanted, and stops once it holds as
+//! many as were asked for.
+
+use std::collections::{HashMap, HashSet};
+use std::ops::ControlFlow;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::super::{KafkaLogConfig, REQUEST_TIMEOUT, kafka_err};
+use super::{
+    DISCARD_REASON, DISCARDED, OFFSET, PARTITION, REASON, REPLAYED, SOURCE_POSITION, STAGE, TOPIC,
+    TRUNCATED_FROM,
+};
+use crate::pipeline::log::discard::{Discarded, Letters};
+use crate::pipeline::log::preview::cut_copy;
+use crate::pipeline::log::{DeadLetter, LetterPreview, LogError, Origin, Stage, StoredDeadLetter};
+
+/// Every letter of the topic by id, and which were replayed or discarded:
+/// a few bytes a letter, whatever their payloads.
+#[derive(Debug, Default)]
+pub struct Ledger {
+    /// The letters' ids (their offsets), ascending.
+    letters: Vec<i64>,
+    replayed: HashSet<i64>,
+    /// The first discard's time and reason stand.
+    discarded: HashMap<i64, Discarded>,
+}
+
+/// What a letter's markers say of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Waiting,
+    Replayed,
+    Discarded,
+}
+
+impl Ledger {
+    /// The state of the letter `id`, `None` when no letter has that id.
+    pub fn state(&self, id: i64) -> Option<State> {
+        self.letters.binary_search(&id).ok()?;
+        Some(if self.replayed.contains(&id) {
+            State::Replayed
+        } else if self.discarded.contains_key(&id) {
+            State::Discarded
+        } else {
+            State::Waiting
+        })
+    }
+
+    /// Whether the letter `id` was discarded (and maybe replayed too).
+    pub fn is_discarded(&self, id: i64) -> bool {
+        self.discarded.contains_key(&id) && self.letters.binary_search(&id).is_ok()
+    }
+
+    fn selects(&self, which: Letters, id: i64) -> bool {
+        which.selects(
+            self.replayed.contains(&id),
+            self.discarded.contains_key(&id),
+        )
+    }
+
+    /// The ids `which` selects, above `after` when given, ascending.
+    pub fn ids(&self, which: Letters, after: Option<i64>) -> impl Iterator<Item = i64> + '_ {
+        let from = after.map_or(0, |a| self.letters.partition_point(|&id| id <= a));
+        self.letters[from..]
+            .iter()
+            .copied()
+            .filter(move |&id| self.selects(which, id))
+    }
+
+    /// How many letters `which` selects, above `after` when given.
+    pub fn count(&self, which: Letters, after: Option<i64>) -> u64 {
+        self.ids(which, after).count() as u64
+    }
+}
+
+/// A consumer of the dead-letter topic's one partition, in no group.
+struct Topic {
+    consumer: BaseConsumer,
+    name: String,
+    low: i64,
+    high: i64,
+}
+
+impl Topic {
+    fn open(config: &KafkaLogConfig) -> Result<Topic, LogError> {
+        let consumer: BaseConsumer = config
+            .client()
+            .set("group.id", "tributary-dlq-reader")
+            .set("enable.auto.commit", "false")
+            // Bounded memory. Letters are compressed on the topic, and a
+            // fetch is decompressed whole: 64 KiB of letters that compress
+            // well can be many megabytes (a fetch still returns at least
+            // one batch, so a letter of a megabyte comes through).
+            .set("queued.max.messages.kbytes", "4096")
+            .set("fetch.max.bytes", "1048576")
+            .set("max.partition.fetch.bytes", "65536")
+            .set("fetch.queue.backoff.ms", "5")
+            .create()
+            .map_err(|e| kafka_err("cannot create the Kafka consumer", e))?;
+        let name = config.dlq_topic();
+        let (low, high) = consumer
+            .fetch_watermarks(&name, 0, REQUEST_TIMEOUT)
+            .map_err(|e| kafka_err("cannot read the dead-letter topic", e))?;
+        Ok(Topic {
+            consumer,
+            name,
+            low,
+            high,
+        })
+    }
+
+    /// Hands each message from `from` to the end (as it was at the open) to
+    /// `each`, until it says stop. The topic giving nothing for
+    /// [`REQUEST_TIMEOUT`] is an error, not a shorter list.
+    fn scan(
+        &self,
+        from: i64,
+        mut each: impl FnMut(&BorrowedMessage<'_>) -> ControlFlow<()>,
+    ) -> Result<(), LogError> {
+        let from = from.max(self.low);
+        if from >= self.high {
+            return Ok(());
+        }
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&self.name, 0, Offset::Offset(from))
+            .map_err(|e| kafka_err("bad offset", e))?;
+        self.consumer
+            .assign(&tpl)
+            .map_err(|e| kafka_err("cannot read the dead-letter topic", e))?;
+        let mut next = from;
+        let mut last_progress = Instant::now();
+        while next < self.high {
+            let Some(m) = self.consumer.poll(Duration::from_millis(500)) else {
+                if last_progress.elapsed() > REQUEST_TIMEOUT {
+                    return Err(LogError::Kafka(format!(
+                        "the dead-letter topic {} gave nothing for {} s at offset {next} of {}",
+                        self.name,
+                        REQUEST_TIMEOUT.as_secs(),
+                        self.high
+                    )));
+                }
+                continue;
+            };
+            let m = m.map_err(|e| kafka_err("cannot read the dead-letter topic", e))?;
+            last_progress = Instant::now();
+            next = m.offset() + 1;
+            if each(&m).is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The value of header `name`, as text.
+fn header(m: &BorrowedMessage<'_>, name: &str) -> Option<String> {
+    m.headers().and_then(|h| {
+        h.iter()
+            .find(|x| x.key == name)
+            .and_then(|x| x.value)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    })
+}
+
+fn marker_of(m: &BorrowedMessage<'_>, name: &str) -> Option<i64> {
+    header(m, name).and_then(|v| v.parse().ok())
+}
+
+/// The first pass: every letter's id and every marker.
+fn ledger_of(topic: &Topic) -> Result<Ledger, LogError> {
+    let mut ledger = Ledger::default();
+    topic.scan(topic.low, |m| {
+        if let Some(id) = marker_of(m, REPLAYED) {
+            ledger.replayed.insert(id);
+        } else if let Some(id) = marker_of(m, DISCARDED) {
+            ledger.discarded.entry(id).or_insert(Discarded {
+                at_ms: m.timestamp().to_millis().unwrap_or_default(),
+                reason: header(m, DISCARD_REASON),
+            });
+        } else {
+            ledger.letters.push(m.offset());
+        }
+        ControlFlow::Continue(())
+    })?;
+    Ok(ledger)
+}
+
+/// The letter `m` is, its key and payload copied up to `cut` bytes.
+fn letter_of(m: &BorrowedMessage<'_>, ledger: &Ledger, cut: usize) -> LetterPreview {
+    let origin = match (header(m, TOPIC), header(m, PARTITION), header(m, OFFSET)) {
+        (Some(topic), Some(p), Some(o)) => Some(Origin {
+            topic,
+            partition: p.parse().unwrap_or_default(),
+            offset: o.parse().unwrap_or_default(),
+        }),
+        _ => None,
+    };
+    let payload = m.payload().unwrap_or_default();
+    let payload_bytes = header(m, TRUNCATED_FROM)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(payload.len() as u64);
+    let created_ms = m.timestamp().to_millis().unwrap_or_default();
+    let id = m.offset();
+    LetterPreview {
+        payload_bytes,
+        letter: StoredDeadLetter {
+            id,
+            created_ms,
+            // The marker's own time is not kept; the letter is simply done.
+            replayed_ms: ledger.replayed.contains(&id).then_some(created_ms),
+            discarded: ledger.discarded.get(&id).cloned(),
+            letter: DeadLetter {
+                stage: header(m, STAGE)
+                    .as_deref()
+                    .and_then(Stage::parse)
+                    .unwrap_or(Stage::Decode),
+                reason: header(m, REASON).unwrap_or_default(),
+                origin,
+                source_position: header(m, SOURCE_POSITION),
+                key: m.key().map(|k| cut_copy(k, cut)),
+                payload: cut_copy(payload, cut),
+            },
+        },
+    }
+}
+
+/// What a read of letters asks for.
+#[derive(Debug, Clone)]
+pub struct Wanted {
+    pub which: Letters,
+    /// Only ids above this.
+    pub after: Option<i64>,
+    /// Only these ids, when given.
+    pub ids: Option<HashSet<i64>>,
+    pub limit: usize,
+    /// Keys and payloads are copied up to this many bytes.
+    pub cut: usize,
+    /// The read stops after the letter whose copied payload takes it past
+    /// this many bytes.
+    pub max_bytes: usize,
+}
+
+/// The ledger alone: counts and states, no payload kept.
+pub async fn ledger(config: &KafkaLogConfig) -> Result<Ledger, LogError> {
+    let config = config.clone();
+    tokio::task::spawn_blocking(move || ledger_of(&Topic::open(&config)?))
+        .await
+        .expect("dead-letter task panicked")
+}
+
+/// The letters `wanted` selects, oldest first, with the ledger they were
+/// selected by.
+pub async fn letters(
+    config: &KafkaLogConfig,
+    wanted: Wanted,
+) -> Result<(Vec<LetterPreview>, Ledger), LogError> {
+    let config = config.clone();
+    tokio::task::spawn_blocking(move || {
+        let topic = Topic::open(&config)?;
+        let ledger = ledger_of(&topic)?;
+        let chosen: Vec<i64> = ledger
+            .ids(wanted.which, wanted.after)
+            .filter(|id| wanted.ids.as_ref().is_none_or(|ids| ids.contains(id)))
+            .take(wanted.limit)
+            .collect();
+        let mut out = Vec::with_capacity(chosen.len());
+        let (Some(&first), Some(&last)) = (chosen.first(), chosen.last()) else {
+            return Ok((out, ledger));
+        };
+        let mut next = chosen.iter().peekable();
+        let mut bytes = 0;
+        topic.scan(first, |m| {
+            if next.peek() == Some(&&m.offset()) {
+                next.next();
+                let letter = letter_of(m, &ledger, wanted.cut);
+                bytes += letter.letter.letter.payload.len();
+                out.push(letter);
+            }
+            if m.offset() >= last || bytes >= wanted.max_bytes {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })?;
+        Ok((out, ledger))
+    })
+    .await
+    .expect("dead-letter task panicked")
+}
