@@ -95,6 +95,9 @@ impl Topic {
             .client()
             .set("group.id", "tributary-dlq-reader")
             .set("enable.auto.commit", "false")
+            // What retention dropped between the passes is skipped, whatever
+            // the log's `offset_reset` says.
+            .set("auto.offset.reset", "earliest")
             // Bounded memory. Letters are compressed on the topic, and a
             // fetch is decompressed whole: 64 KiB of letters that compress
             // well can be many megabytes (a fetch still returns at least
@@ -232,6 +235,32 @@ fn letter_of(m: &BorrowedMessage<'_>, ledger: &Ledger, cut: usize) -> LetterPrev
     }
 }
 
+/// The ids a second pass picks, in order, as offsets go by.
+struct Picks {
+    ids: std::iter::Peekable<std::vec::IntoIter<i64>>,
+}
+
+impl Picks {
+    fn new(ids: Vec<i64>) -> Self {
+        Picks {
+            ids: ids.into_iter().peekable(),
+        }
+    }
+
+    /// Whether the message at `offset` is one of the ids. Ids below it
+    /// will not come any more (retention dropped them since the first
+    /// pass): they are passed over.
+    fn take(&mut self, offset: i64) -> bool {
+        while self.ids.next_if(|&id| id < offset).is_some() {}
+        self.ids.next_if_eq(&offset).is_some()
+    }
+
+    /// Whether every id was taken or passed over.
+    fn done(&mut self) -> bool {
+        self.ids.peek().is_none()
+    }
+}
+
 /// What a read of letters asks for.
 #[derive(Debug, Clone)]
 pub struct Wanted {
@@ -264,34 +293,93 @@ pub async fn letters(
 ) -> Result<(Vec<LetterPreview>, Ledger), LogError> {
     let config = config.clone();
     tokio::task::spawn_blocking(move || {
-        let topic = Topic::open(&config)?;
-        let ledger = ledger_of(&topic)?;
-        let chosen: Vec<i64> = ledger
-            .ids(wanted.which, wanted.after)
-            .filter(|id| wanted.ids.as_ref().is_none_or(|ids| ids.contains(id)))
-            .take(wanted.limit)
-            .collect();
-        let mut out = Vec::with_capacity(chosen.len());
-        let (Some(&first), Some(&last)) = (chosen.first(), chosen.last()) else {
-            return Ok((out, ledger));
-        };
-        let mut next = chosen.iter().peekable();
-        let mut bytes = 0;
-        topic.scan(first, |m| {
-            if next.peek() == Some(&&m.offset()) {
-                next.next();
-                let letter = letter_of(m, &ledger, wanted.cut);
-                bytes += letter.letter.letter.payload.len();
-                out.push(letter);
+        // Retention may drop every letter chosen before the second pass
+        // reaches it: the topic is then read again (an empty answer would
+        // say that nothing waits).
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let topic = Topic::open(&config)?;
+            let ledger = ledger_of(&topic)?;
+            let chosen: Vec<i64> = ledger
+                .ids(wanted.which, wanted.after)
+                .filter(|id| wanted.ids.as_ref().is_none_or(|ids| ids.contains(id)))
+                .take(wanted.limit)
+                .collect();
+            let mut out = Vec::with_capacity(chosen.len());
+            let Some(&first) = chosen.first() else {
+                return Ok((out, ledger));
+            };
+            let mut picks = Picks::new(chosen);
+            let mut bytes = 0;
+            topic.scan(first, |m| {
+                if picks.take(m.offset()) {
+                    let letter = letter_of(m, &ledger, wanted.cut);
+                    bytes += letter.letter.letter.payload.len();
+                    out.push(letter);
+                }
+                if picks.done() || bytes >= wanted.max_bytes {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            })?;
+            if !out.is_empty() || attempts == 3 {
+                return Ok((out, ledger));
             }
-            if m.offset() >= last || bytes >= wanted.max_bytes {
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
-            }
-        })?;
-        Ok((out, ledger))
+        }
     })
     .await
     .expect("dead-letter task panicked")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn picks_pass_over_letters_dropped_between_the_passes() {
+        let mut picks = Picks::new(vec![3, 5, 7, 9]);
+        // 3 and 5 went with retention: the scan starts at 6.
+        let taken: Vec<i64> = (6..=9).filter(|&o| picks.take(o)).collect();
+        assert_eq!(taken, [7, 9]);
+        assert!(picks.done());
+        let mut picks = Picks::new(vec![2, 4]);
+        assert!(!picks.take(1) && picks.take(2) && !picks.take(3));
+        assert!(!picks.done(), "4 is still to come");
+    }
+
+    #[test]
+    fn the_ledger_selects_by_state_and_cursor() {
+        let mut ledger = Ledger {
+            letters: vec![1, 4, 6, 9],
+            ..Ledger::default()
+        };
+        ledger.replayed.insert(4);
+        ledger.discarded.insert(
+            6,
+            Discarded {
+                at_ms: 1,
+                reason: None,
+            },
+        );
+        // A marker of a letter retention dropped counts for nothing.
+        ledger.discarded.insert(
+            0,
+            Discarded {
+                at_ms: 1,
+                reason: None,
+            },
+        );
+        ledger.replayed.insert(6);
+        let ids = |which, after| ledger.ids(which, after).collect::<Vec<_>>();
+        assert_eq!(ids(Letters::Waiting, None), [1, 9]);
+        assert_eq!(ids(Letters::Waiting, Some(1)), [9]);
+        assert_eq!(ids(Letters::Discarded, None), [6]);
+        assert_eq!(ids(Letters::All, Some(4)), [6, 9]);
+        assert_eq!(ledger.count(Letters::Discarded, None), 1);
+        assert_eq!(ledger.state(6), Some(State::Replayed), "replayed wins");
+        assert_eq!(ledger.state(0), None);
+        assert!(ledger.is_discarded(6) && !ledger.is_discarded(0));
+    }
 }
