@@ -355,20 +355,11 @@ pub async fn dlq(
                     b.finish_and_clear();
                 }
             } else {
-                for chunk in ids.chunks(processor::REPLAY_PAGE) {
-                    let letters = log
-                        .dead_letters_by_id(chunk.to_vec())
-                        .await
-                        .context("cannot read dead letters")?;
-                    not_found.extend(
-                        chunk
-                            .iter()
-                            .filter(|id| !letters.iter().any(|l| l.id == **id)),
-                    );
-                    report += processor::replay(&log, &sink, shape, letters, options)
-                        .await
-                        .context("replay failed")?;
-                }
+                let (page, missing) = processor::replay_ids(&log, &sink, shape, &ids, options)
+                    .await
+                    .context("replay failed")?;
+                report = page;
+                not_found = missing;
             }
             if json {
                 println!(

@@ -61,6 +61,33 @@ pub async fn replay_page(
     Ok((report, last))
 }
 
+/// Letters named by id are read and replayed this many at a time: a
+/// letter can hold a megabyte.
+const BY_ID: usize = 100;
+
+/// Replays the waiting letters among `ids`, [`BY_ID`] at a time; also
+/// returns the ids that name no waiting letter (unknown, replayed or
+/// discarded), in the order given. An id given twice counts once.
+pub async fn replay_ids(
+    log: &Log,
+    sink: &Sink,
+    shape: Option<&Arc<Shape>>,
+    ids: &[i64],
+    options: ReplayOptions,
+) -> Result<(ReplayReport, Vec<i64>), ProcessError> {
+    let mut seen = HashSet::new();
+    let ids: Vec<i64> = ids.iter().copied().filter(|id| seen.insert(*id)).collect();
+    let mut report = ReplayReport::default();
+    let mut not_found = Vec::new();
+    for chunk in ids.chunks(BY_ID) {
+        let letters = log.dead_letters_by_id(chunk.to_vec()).await?;
+        let found: HashSet<i64> = letters.iter().map(|l| l.id).collect();
+        not_found.extend(chunk.iter().filter(|id| !found.contains(id)));
+        report += replay(log, sink, shape, letters, options).await?;
+    }
+    Ok((report, not_found))
+}
+
 /// Runs dead letters through decoding and the sink again, after a fix.
 /// A letter from the source stage holds an API user; one from the transform
 /// stage the source record, run through the pipeline's transform and table

@@ -2,8 +2,6 @@
 //! or a look by partition, offset, time and key) and its dead letters (previews cut in the read: `log::preview`), and the replay
 //! of dead letters.
 
-use std::collections::HashSet;
-
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -351,16 +349,9 @@ pub async fn replay(
             .await
             .map(|(report, last)| (report, last, 0))
     } else {
-        let wanted: HashSet<i64> = request.ids.iter().copied().collect();
-        let letters = p
-            .log
-            .dead_letters_by_id(wanted.iter().copied().collect())
+        processor::replay_ids(&p.log, &p.sink, shape, &request.ids, options)
             .await
-            .map_err(ApiError::internal)?;
-        let not_found = wanted.len() - letters.len();
-        processor::replay(&p.log, &p.sink, shape, letters, options)
-            .await
-            .map(|report| (report, None, not_found))
+            .map(|(report, not_found)| (report, None, not_found.len()))
     };
     // Whatever happened, the next look must see it.
     forget_letters(w).await;

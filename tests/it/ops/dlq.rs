@@ -159,3 +159,43 @@ fn large_dead_letters_on_kafka_are_read_in_bounded_memory() {
     eprintln!("verify: {} MiB", rss / MIB);
     assert!(rss < 64 * MIB, "verify peaked at {} MiB", rss / MIB);
 }
+
+/// 150 letters replayed by id in one command (read a hundred at a time),
+/// with an id given twice and one that names no letter: each letter is
+/// replayed once, the unknown id is named.
+#[test]
+fn many_letters_replayed_by_id_are_each_replayed_once() {
+    let s = Sandbox::new();
+    let records: String = (0..150)
+        .map(|i| format!("{{\"id\":\"r{i}\",\"note\":\"n{i}\",\"bad\":true}}\n"))
+        .collect();
+    notes_pipeline_on(&s, &records, "");
+    ok(&s, &["run"]);
+    let waiting = ids(&letters(&s, &["--limit", "1000"]));
+    assert_eq!(waiting.len(), 150);
+    // The fix: nothing is refused any more.
+    let config = std::fs::read_to_string(s.dir.path().join("tributary.toml")).unwrap();
+    s.config(&config.replace("if .bad == true { abort \"refused as bad\" }", ""));
+    let mut args: Vec<String> = vec!["dlq".into(), "replay".into(), "--json".into()];
+    for id in waiting.iter().chain([&waiting[7], &987_654]) {
+        args.extend(["--id".to_owned(), id.to_string()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = s.run(&args);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the unknown id: {}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("no dead letter with id 987654"),
+        "{}",
+        stderr(&out)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["replayed"], 150, "{report}");
+    assert_eq!(report["still_failing"], 0, "{report}");
+    assert!(letters(&s, &[]).is_empty());
+    assert_eq!(ok(&s, &["count"]).trim(), "150");
+}
