@@ -90,7 +90,8 @@ struct Current {
     position: String,
 }
 
-/// Pages through a JSON API, one page in memory at a time.
+/// Pages through a JSON API, one answer in memory at a time (as its text,
+/// its records parsed a page at a time).
 pub struct JsonApiSource {
     client: reqwest::Client,
     config: JsonApiConfig,

@@ -18,8 +18,8 @@ use crate::pipeline::source::retry::Failure;
 #[derive(Debug)]
 pub(super) struct Answer {
     /// Everything else in the answer, for its cursor and error pointers:
-    /// the records' place holds `null` (unless a pointer looks into them,
-    /// when the answer is parsed whole).
+    /// the records' place holds `null` (unless a pointer looks at, into or
+    /// above them, when the answer is parsed whole).
     pub(super) rest: Value,
     /// The records, or why the answer has none where they should be (an
     /// answer that reports an error at its error pointer explains that
@@ -29,7 +29,8 @@ pub(super) struct Answer {
 
 /// The records of one answer, handed out in order a chunk at a time.
 pub(super) struct Records {
-    /// The answer as received; the records are the array at `span`.
+    /// The answer as received; the records are its array between `at`
+    /// and `end`.
     text: Vec<u8>,
     /// Where the next record (or the `,` before it) starts in `text`.
     at: usize,

@@ -3,7 +3,7 @@
 //! letter's state is needs the whole topic: a first pass keeps only the
 //! ids of the letters and of the markers (the [`Ledger`]); a second reads
 //! letters again from the first one wanted, and stops once it holds as
-//! many as were asked for.
+//! many as were asked for (or their payloads passed the read's budget).
 
 use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
