@@ -27,7 +27,6 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use tracing::info;
 
-pub use dead_letter::Ledger as DeadLetterLedger;
 pub use group::{GroupMember, GroupMembers};
 pub use reader::{KafkaCommitter, KafkaReader};
 pub use scan::KafkaScan;
@@ -357,7 +356,7 @@ impl KafkaLog {
             cut: usize::MAX,
             max_bytes: super::LETTERS_READ_BYTES,
         };
-        let (letters, _) = dead_letter::letters(&self.config, wanted).await?;
+        let letters = dead_letter::letters(&self.config, wanted).await?;
         Ok(letters.into_iter().map(|p| p.letter).collect())
     }
 
@@ -403,7 +402,7 @@ impl KafkaLog {
             cut: usize::MAX,
             max_bytes: usize::MAX,
         };
-        let (letters, _) = dead_letter::letters(&self.config, wanted).await?;
+        let letters = dead_letter::letters(&self.config, wanted).await?;
         Ok(letters.into_iter().map(|p| p.letter).collect())
     }
 
@@ -436,7 +435,7 @@ impl KafkaLog {
             cut,
             max_bytes: usize::MAX,
         };
-        Ok(dead_letter::letters(&self.config, wanted).await?.0)
+        dead_letter::letters(&self.config, wanted).await
     }
 
     /// Asked once a second by `serve`'s dashboard: one client per group is

@@ -237,6 +237,16 @@ struct Along<'a, 'de> {
     found: &'a Cell<Option<&'de RawValue>>,
 }
 
+impl<'a, 'de> Along<'a, 'de> {
+    /// The same search one level down.
+    fn below(&self) -> Along<'a, 'de> {
+        Along {
+            tokens: &self.tokens[1..],
+            found: self.found,
+        }
+    }
+}
+
 impl<'de> DeserializeSeed<'de> for Along<'_, 'de> {
     type Value = Value;
 
@@ -281,10 +291,7 @@ impl<'de> Visitor<'de> for Along<'_, 'de> {
         while let Some(key) = map.next_key::<String>()? {
             let value = if key == self.tokens[0] {
                 self.found.set(None);
-                map.next_value_seed(Along {
-                    tokens: &self.tokens[1..],
-                    found: self.found,
-                })?
+                map.next_value_seed(self.below())?
             } else {
                 map.next_value()?
             };
@@ -298,10 +305,7 @@ impl<'de> Visitor<'de> for Along<'_, 'de> {
         let mut out = Vec::new();
         loop {
             let next = if wanted == Some(out.len()) {
-                seq.next_element_seed(Along {
-                    tokens: &self.tokens[1..],
-                    found: self.found,
-                })?
+                seq.next_element_seed(self.below())?
             } else {
                 seq.next_element()?
             };

@@ -285,12 +285,11 @@ pub async fn ledger(config: &KafkaLogConfig) -> Result<Ledger, LogError> {
         .expect("dead-letter task panicked")
 }
 
-/// The letters `wanted` selects, oldest first, with the ledger they were
-/// selected by.
+/// The letters `wanted` selects, oldest first.
 pub async fn letters(
     config: &KafkaLogConfig,
     wanted: Wanted,
-) -> Result<(Vec<LetterPreview>, Ledger), LogError> {
+) -> Result<Vec<LetterPreview>, LogError> {
     let config = config.clone();
     tokio::task::spawn_blocking(move || {
         // Retention may drop every letter chosen before the second pass
@@ -308,7 +307,7 @@ pub async fn letters(
                 .collect();
             let mut out = Vec::with_capacity(chosen.len());
             let Some(&first) = chosen.first() else {
-                return Ok((out, ledger));
+                return Ok(out);
             };
             let mut picks = Picks::new(chosen);
             let mut bytes = 0;
@@ -325,7 +324,7 @@ pub async fn letters(
                 }
             })?;
             if !out.is_empty() || attempts == 3 {
-                return Ok((out, ledger));
+                return Ok(out);
             }
         }
     })
