@@ -5,7 +5,10 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use tributary::pipeline::log::{KafkaLogConfig, Log, LogConfig, LogRecord};
+use tributary::pipeline::log::discard::Discard;
+use tributary::pipeline::log::{
+    DeadLetter, KafkaLogConfig, Letters, Log, LogConfig, LogRecord, Stage,
+};
 use tributary::pipeline::source::Generator;
 
 use crate::support::{Args, Sandbox, distinct_ids, rows_now, stderr, unique};
@@ -256,6 +259,97 @@ async fn poison_messages_on_kafka_go_to_the_dlq_topic() {
         assert!(l["offset"].as_i64().is_some());
         assert!(!l["reason"].as_str().unwrap().is_empty());
     }
+}
+
+/// One open log answers about its dead letters many times (the dashboard
+/// asks every few seconds): each answer must see the letters and markers
+/// written since the last, by this process or any other.
+#[tokio::test]
+async fn one_log_follows_its_dead_letters_as_they_are_discarded_replayed_and_added() {
+    let Some(b) = broker("dlq_follow") else {
+        return;
+    };
+    let topic = unique("dlqfollow");
+    let config = LogConfig::Kafka(KafkaLogConfig {
+        brokers: b.clone(),
+        topic: topic.clone(),
+        create_topics: true,
+        partitions: 1,
+        replication_factor: None,
+        compression: "lz4".into(),
+        properties: Default::default(),
+    });
+    let letter = |n: u32| DeadLetter {
+        stage: Stage::Decode,
+        reason: format!("bad record {n}"),
+        origin: None,
+        source_position: None,
+        key: Some(format!("k{n}").into_bytes()),
+        payload: format!("payload {n}").into_bytes(),
+    };
+    let log = Log::open(&config).await.unwrap();
+    log.dead_letter((0..4).map(letter).collect()).await.unwrap();
+    assert_eq!(log.dead_letters_waiting(None).await.unwrap(), 4);
+    let all = log.dead_letters_in(Letters::All, None, 100).await.unwrap();
+    let ids: Vec<i64> = all.iter().map(|l| l.id).collect();
+    assert_eq!(ids.len(), 4, "{all:?}");
+
+    // A discard and a replay from this log, then letters from another.
+    let out = log
+        .discard_dead_letters(Discard::Ids(vec![ids[0]]), Some("noise".into()))
+        .await
+        .unwrap();
+    assert_eq!(out.discarded, 1);
+    log.settle_dead_letter(ids[1], Ok(())).await.unwrap();
+    assert_eq!(log.dead_letters_waiting(None).await.unwrap(), 2);
+    let other = Log::open(&config).await.unwrap();
+    other
+        .dead_letter((4..7).map(letter).collect())
+        .await
+        .unwrap();
+    other
+        .discard_dead_letters(Discard::Ids(vec![ids[2]]), None)
+        .await
+        .unwrap();
+
+    assert_eq!(log.dead_letters_waiting(None).await.unwrap(), 4);
+    assert_eq!(log.dead_letters_discarded().await.unwrap(), 2);
+    let waiting = log
+        .dead_letters_in(Letters::Waiting, None, 100)
+        .await
+        .unwrap();
+    let reasons: Vec<&str> = waiting.iter().map(|l| l.letter.reason.as_str()).collect();
+    assert_eq!(
+        reasons,
+        [
+            "bad record 3",
+            "bad record 4",
+            "bad record 5",
+            "bad record 6"
+        ]
+    );
+    let again = log
+        .discard_dead_letters(Discard::Ids(vec![ids[2], ids[1]]), None)
+        .await
+        .unwrap();
+    assert_eq!(again.already_discarded, [ids[2]]);
+    assert_eq!(again.already_replayed, [ids[1]]);
+    let discarded = log
+        .dead_letters_in(Letters::Discarded, None, 100)
+        .await
+        .unwrap();
+    assert_eq!(discarded.len(), 2);
+    assert_eq!(
+        discarded[0]
+            .discarded
+            .as_ref()
+            .and_then(|d| d.reason.as_deref()),
+        Some("noise")
+    );
+    // A log opened afresh reads the whole topic and agrees.
+    let fresh = Log::open(&config).await.unwrap();
+    assert_eq!(fresh.dead_letters_waiting(None).await.unwrap(), 4);
+    assert_eq!(fresh.dead_letters_discarded().await.unwrap(), 2);
 }
 
 #[test]

@@ -180,10 +180,10 @@ impl Log {
                 })
                 .await
             }
-            Log::Kafka(l) => Ok(l
-                .dead_letter_ledger()
-                .await?
-                .count(Letters::Discarded, None)),
+            Log::Kafka(l) => {
+                l.dead_letter_states(|ledger| ledger.count(Letters::Discarded, None))
+                    .await
+            }
         }
     }
 
@@ -193,10 +193,12 @@ impl Log {
         let mut found = match self {
             Log::Sqlite(l) => letters_among(l, ids, "discarded_ms IS NOT NULL").await?,
             Log::Kafka(l) => {
-                let ledger = l.dead_letter_ledger().await?;
-                ids.into_iter()
-                    .filter(|&id| ledger.is_discarded(id))
-                    .collect()
+                l.dead_letter_states(move |ledger| {
+                    ids.into_iter()
+                        .filter(|&id| ledger.is_discarded(id))
+                        .collect()
+                })
+                .await?
             }
         };
         found.sort_unstable();

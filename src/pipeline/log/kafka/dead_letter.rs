@@ -6,13 +6,15 @@
 
 mod read;
 
+use std::sync::Arc;
+
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
 use super::{KafkaLogConfig, LastError, REQUEST_TIMEOUT, kafka_err, rebootstrap};
 use crate::pipeline::log::discard::{Discard, DiscardOutcome};
 use crate::pipeline::log::{DeadLetter, LogError};
-pub use read::{Ledger, State, Wanted, ledger, letters};
+pub use read::{Ledger, Reader, State, Wanted};
 
 const STAGE: &str = "tributary.stage";
 const REASON: &str = "tributary.reason";
@@ -52,54 +54,64 @@ async fn send(
         .map_err(|(e, _)| kafka_err("cannot write a dead letter", e))
 }
 
+/// Writes the letters, all at once: each waits for its own delivery, not
+/// for the one before it (one after another, each waited out the
+/// producer's linger, and a batch of a thousand poison messages took
+/// seconds).
 pub async fn produce(
     producer: &FutureProducer<LastError>,
     config: &KafkaLogConfig,
     letters: Vec<DeadLetter>,
 ) -> Result<(), LogError> {
-    for l in letters {
-        let mut headers = OwnedHeaders::new()
+    let sends = letters.iter().map(|l| {
+        let (headers, payload) = message_of(l);
+        send(producer, config, l.key.as_deref(), payload, headers)
+    });
+    futures::future::try_join_all(sends).await?;
+    Ok(())
+}
+
+/// A letter's headers and payload, cut to [`MAX_PAYLOAD`].
+fn message_of(l: &DeadLetter) -> (OwnedHeaders, &[u8]) {
+    let mut headers = OwnedHeaders::new()
+        .insert(Header {
+            key: STAGE,
+            value: Some(l.stage.as_str()),
+        })
+        .insert(Header {
+            key: REASON,
+            value: Some(&l.reason),
+        });
+    if let Some(o) = &l.origin {
+        headers = headers
             .insert(Header {
-                key: STAGE,
-                value: Some(l.stage.as_str()),
+                key: TOPIC,
+                value: Some(&o.topic),
             })
             .insert(Header {
-                key: REASON,
-                value: Some(&l.reason),
+                key: PARTITION,
+                value: Some(&o.partition.to_string()),
+            })
+            .insert(Header {
+                key: OFFSET,
+                value: Some(&o.offset.to_string()),
             });
-        if let Some(o) = &l.origin {
-            headers = headers
-                .insert(Header {
-                    key: TOPIC,
-                    value: Some(&o.topic),
-                })
-                .insert(Header {
-                    key: PARTITION,
-                    value: Some(&o.partition.to_string()),
-                })
-                .insert(Header {
-                    key: OFFSET,
-                    value: Some(&o.offset.to_string()),
-                });
-        }
-        if let Some(p) = &l.source_position {
-            headers = headers.insert(Header {
-                key: SOURCE_POSITION,
-                value: Some(p),
-            });
-        }
-        let payload = if l.payload.len() > MAX_PAYLOAD {
-            headers = headers.insert(Header {
-                key: TRUNCATED_FROM,
-                value: Some(&l.payload.len().to_string()),
-            });
-            &l.payload[..MAX_PAYLOAD]
-        } else {
-            &l.payload[..]
-        };
-        send(producer, config, l.key.as_deref(), payload, headers).await?;
     }
-    Ok(())
+    if let Some(p) = &l.source_position {
+        headers = headers.insert(Header {
+            key: SOURCE_POSITION,
+            value: Some(p),
+        });
+    }
+    if l.payload.len() > MAX_PAYLOAD {
+        headers = headers.insert(Header {
+            key: TRUNCATED_FROM,
+            value: Some(&l.payload.len().to_string()),
+        });
+        (headers, &l.payload[..MAX_PAYLOAD])
+    } else {
+        (headers, &l.payload[..])
+    }
 }
 
 pub async fn settle(
@@ -125,45 +137,55 @@ pub async fn settle(
 /// ones.
 pub async fn discard(
     producer: &FutureProducer<LastError>,
-    config: &KafkaLogConfig,
+    config: &Arc<KafkaLogConfig>,
+    reader: &Arc<Reader>,
     what: Discard,
     reason: Option<String>,
 ) -> Result<DiscardOutcome, LogError> {
-    let ledger = ledger(config).await?;
-    let mut outcome = DiscardOutcome::default();
-    let take: Vec<i64> = match what {
-        Discard::AllWaiting => ledger
-            .ids(crate::pipeline::log::discard::Letters::Waiting, None)
-            .collect(),
-        Discard::Ids(mut ids) => {
-            ids.sort_unstable();
-            ids.dedup();
-            let mut take = Vec::new();
-            for id in ids {
-                match ledger.state(id) {
-                    None => outcome.not_found.push(id),
-                    Some(State::Replayed) => outcome.already_replayed.push(id),
-                    Some(State::Discarded) => outcome.already_discarded.push(id),
-                    Some(State::Waiting) => take.push(id),
+    let (take, mut outcome) = reader
+        .look(config, |ledger| {
+            let mut outcome = DiscardOutcome::default();
+            let take: Vec<i64> = match what {
+                Discard::AllWaiting => ledger
+                    .ids(crate::pipeline::log::discard::Letters::Waiting, None)
+                    .collect(),
+                Discard::Ids(mut ids) => {
+                    ids.sort_unstable();
+                    ids.dedup();
+                    let mut take = Vec::new();
+                    for id in ids {
+                        match ledger.state(id) {
+                            None => outcome.not_found.push(id),
+                            Some(State::Replayed) => outcome.already_replayed.push(id),
+                            Some(State::Discarded) => outcome.already_discarded.push(id),
+                            Some(State::Waiting) => take.push(id),
+                        }
+                    }
+                    take
                 }
-            }
-            take
-        }
-    };
-    for id in take {
-        let id_text = id.to_string();
-        let mut headers = OwnedHeaders::new().insert(Header {
-            key: DISCARDED,
-            value: Some(&id_text),
-        });
-        if let Some(r) = &reason {
-            headers = headers.insert(Header {
-                key: DISCARD_REASON,
-                value: Some(r),
+            };
+            (take, outcome)
+        })
+        .await?;
+    // A marker each, written together (a thousand at a time: each waits
+    // for its own delivery).
+    for ids in take.chunks(1000) {
+        let texts: Vec<String> = ids.iter().map(i64::to_string).collect();
+        let sends = texts.iter().map(|id| {
+            let mut headers = OwnedHeaders::new().insert(Header {
+                key: DISCARDED,
+                value: Some(id),
             });
-        }
-        send(producer, config, None, b"", headers).await?;
-        outcome.discarded += 1;
+            if let Some(r) = &reason {
+                headers = headers.insert(Header {
+                    key: DISCARD_REASON,
+                    value: Some(r),
+                });
+            }
+            send(producer, config, None, b"", headers)
+        });
+        futures::future::try_join_all(sends).await?;
+        outcome.discarded += ids.len() as u64;
     }
     Ok(outcome)
 }

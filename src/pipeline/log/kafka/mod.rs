@@ -113,6 +113,8 @@ pub struct KafkaLog {
     last_error: LastError,
     /// Clients that read committed offsets, one per group asked about.
     lag_clients: Arc<std::sync::Mutex<BTreeMap<String, Arc<BaseConsumer>>>>,
+    /// The dead-letter topic's reader and what it read so far.
+    dead_letters: Arc<dead_letter::Reader>,
 }
 
 /// Groups whose lag clients are kept at most.
@@ -155,6 +157,7 @@ impl KafkaLog {
             producer,
             last_error,
             lag_clients: Arc::default(),
+            dead_letters: Arc::default(),
         };
         let started = std::time::Instant::now();
         log.ensure_topics().await?;
@@ -356,7 +359,7 @@ impl KafkaLog {
             cut: usize::MAX,
             max_bytes: super::LETTERS_READ_BYTES,
         };
-        let letters = dead_letter::letters(&self.config, wanted).await?;
+        let letters = self.dead_letters.letters(&self.config, wanted).await?;
         Ok(letters.into_iter().map(|p| p.letter).collect())
     }
 
@@ -366,7 +369,14 @@ impl KafkaLog {
         what: super::discard::Discard,
         reason: Option<String>,
     ) -> Result<super::DiscardOutcome, LogError> {
-        dead_letter::discard(&self.producer, &self.config, what, reason).await
+        dead_letter::discard(
+            &self.producer,
+            &self.config,
+            &self.dead_letters,
+            what,
+            reason,
+        )
+        .await
     }
 
     pub async fn settle_dead_letter(
@@ -380,13 +390,17 @@ impl KafkaLog {
     /// Letters not yet replayed, counted by reading the DLQ topic's ids and
     /// markers.
     pub async fn dead_letters_waiting(&self, after: Option<i64>) -> Result<u64, LogError> {
-        let ledger = dead_letter::ledger(&self.config).await?;
-        Ok(ledger.count(super::Letters::Waiting, after))
+        self.dead_letter_states(move |l| l.count(super::Letters::Waiting, after))
+            .await
     }
 
-    /// The ids and states of every letter: what was replayed or discarded.
-    pub async fn dead_letter_ledger(&self) -> Result<dead_letter::Ledger, LogError> {
-        dead_letter::ledger(&self.config).await
+    /// What `f` says of the ids and states of every letter: what was
+    /// replayed or discarded.
+    pub async fn dead_letter_states<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dead_letter::Ledger) -> T + Send + 'static,
+    ) -> Result<T, LogError> {
+        self.dead_letters.look(&self.config, f).await
     }
 
     /// The waiting letters among `ids`.
@@ -402,7 +416,7 @@ impl KafkaLog {
             cut: usize::MAX,
             max_bytes: usize::MAX,
         };
-        let letters = dead_letter::letters(&self.config, wanted).await?;
+        let letters = self.dead_letters.letters(&self.config, wanted).await?;
         Ok(letters.into_iter().map(|p| p.letter).collect())
     }
 
@@ -435,7 +449,7 @@ impl KafkaLog {
             cut,
             max_bytes: usize::MAX,
         };
-        dead_letter::letters(&self.config, wanted).await
+        self.dead_letters.letters(&self.config, wanted).await
     }
 
     /// Asked once a second by `serve`'s dashboard: one client per group is

@@ -1,12 +1,15 @@
 //! Reading the dead-letter topic without a group, in bounded memory. A
 //! letter's replay or discard is a marker message after it, so what a
-//! letter's state is needs the whole topic: a first pass keeps only the
-//! ids of the letters and of the markers (the [`Ledger`]); a second reads
-//! letters again from the first one wanted, and stops once it holds as
-//! many as were asked for (or their payloads passed the read's budget).
+//! letter's state is needs the whole topic: the [`Reader`] keeps only the
+//! ids of the letters and of the markers (the [`Ledger`]), brought up to
+//! date on each read from where the last one ended; a read of letters
+//! then goes through the topic again from the first one wanted, and stops
+//! once it holds as many as were asked for (or their payloads passed the
+//! read's budget).
 
 use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -79,14 +82,139 @@ impl Ledger {
     pub fn count(&self, which: Letters, after: Option<i64>) -> u64 {
         self.ids(which, after).count() as u64
     }
+
+    /// Takes in the message `m`, the next of the topic: a marker or a letter.
+    fn note(&mut self, m: &BorrowedMessage<'_>) {
+        if let Some(id) = marker_of(m, REPLAYED) {
+            self.replayed.insert(id);
+        } else if let Some(id) = marker_of(m, DISCARDED) {
+            self.discarded.entry(id).or_insert(Discarded {
+                at_ms: m.timestamp().to_millis().unwrap_or_default(),
+                reason: header(m, DISCARD_REASON),
+            });
+        } else {
+            self.letters.push(m.offset());
+        }
+    }
+
+    /// Forgets the letters below `low`, the topic's earliest offset now
+    /// (retention dropped them), and their markers.
+    fn forget_below(&mut self, low: i64) {
+        let gone = self.letters.partition_point(|&id| id < low);
+        if gone == 0 {
+            return;
+        }
+        self.letters.drain(..gone);
+        self.replayed.retain(|&id| id >= low);
+        self.discarded.retain(|&id, _| id >= low);
+    }
+}
+
+/// The dead-letter topic as one process reads it: a consumer, and the
+/// ledger of every message it read so far. Reads take turns; each first
+/// reads what was added since the last one (a dashboard's count every few
+/// seconds reads a few new messages, not the whole topic again).
+#[derive(Default)]
+pub struct Reader(Mutex<Option<Kept>>);
+
+struct Kept {
+    topic: Topic,
+    ledger: Ledger,
+    /// The offset after the last message the ledger took in.
+    next: i64,
+}
+
+impl Reader {
+    /// Runs `f` on the topic and its ledger, brought up to date. A read
+    /// that fails drops what was kept: the next starts afresh.
+    fn with_ledger<T>(
+        &self,
+        config: &KafkaLogConfig,
+        f: impl FnOnce(&Topic, &Ledger, i64) -> Result<T, LogError>,
+    ) -> Result<T, LogError> {
+        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let result = catch_up(&mut slot, config).and_then(|k| f(&k.topic, &k.ledger, k.next));
+        if result.is_err() {
+            *slot = None;
+        }
+        result
+    }
+
+    /// What `f` says of the ledger, brought up to date.
+    pub async fn look<T: Send + 'static>(
+        self: &Arc<Self>,
+        config: &Arc<KafkaLogConfig>,
+        f: impl FnOnce(&Ledger) -> T + Send + 'static,
+    ) -> Result<T, LogError> {
+        let (reader, config) = (self.clone(), config.clone());
+        tokio::task::spawn_blocking(move || reader.with_ledger(&config, |_, l, _| Ok(f(l))))
+            .await
+            .expect("dead-letter task panicked")
+    }
+
+    /// The letters `wanted` selects, oldest first.
+    pub async fn letters(
+        self: &Arc<Self>,
+        config: &Arc<KafkaLogConfig>,
+        wanted: Wanted,
+    ) -> Result<Vec<LetterPreview>, LogError> {
+        let (reader, config) = (self.clone(), config.clone());
+        tokio::task::spawn_blocking(move || {
+            // Retention may drop every letter chosen before the second
+            // pass reaches it: the topic is then read again (an empty
+            // answer would say that nothing waits).
+            let mut attempts = 0;
+            loop {
+                attempts += 1;
+                let out = reader.with_ledger(&config, |t, l, end| pick(t, l, end, &wanted))?;
+                if !out.is_empty() || attempts == 3 {
+                    return Ok(out);
+                }
+            }
+        })
+        .await
+        .expect("dead-letter task panicked")
+    }
+}
+
+/// Brings the kept ledger up to date: the messages since its last read,
+/// the letters retention dropped forgotten. A topic that went back (it was
+/// deleted and made again) is read from its start.
+fn catch_up<'a>(
+    slot: &'a mut Option<Kept>,
+    config: &KafkaLogConfig,
+) -> Result<&'a mut Kept, LogError> {
+    let kept = match slot {
+        Some(k) => k,
+        None => slot.insert(Kept {
+            topic: Topic::open(config)?,
+            ledger: Ledger::default(),
+            next: 0,
+        }),
+    };
+    let (low, high) = kept.topic.watermarks()?;
+    if high < kept.next {
+        kept.ledger = Ledger::default();
+        kept.next = 0;
+    }
+    kept.ledger.forget_below(low);
+    let Kept {
+        topic,
+        ledger,
+        next,
+    } = kept;
+    topic.scan(*next, (low, high), |m| {
+        ledger.note(m);
+        ControlFlow::Continue(())
+    })?;
+    *next = high;
+    Ok(kept)
 }
 
 /// A consumer of the dead-letter topic's one partition, in no group.
 struct Topic {
     consumer: BaseConsumer,
     name: String,
-    low: i64,
-    high: i64,
 }
 
 impl Topic {
@@ -106,30 +234,36 @@ impl Topic {
             .set("fetch.max.bytes", "1048576")
             .set("max.partition.fetch.bytes", "65536")
             .set("fetch.queue.backoff.ms", "5")
+            // A fetch past the end waits this long on the broker, and the
+            // next request on the connection (the next read's watermarks)
+            // waits behind it.
+            .set("fetch.wait.max.ms", "10")
             .create()
             .map_err(|e| kafka_err("cannot create the Kafka consumer", e))?;
-        let name = config.dlq_topic();
-        let (low, high) = consumer
-            .fetch_watermarks(&name, 0, REQUEST_TIMEOUT)
-            .map_err(|e| kafka_err("cannot read the dead-letter topic", e))?;
         Ok(Topic {
             consumer,
-            name,
-            low,
-            high,
+            name: config.dlq_topic(),
         })
     }
 
-    /// Hands each message from `from` to the end (as it was at the open) to
-    /// `each`, until it says stop. The topic giving nothing for
-    /// [`REQUEST_TIMEOUT`] is an error, not a shorter list.
+    /// The topic's earliest offset and the offset after its last message.
+    fn watermarks(&self) -> Result<(i64, i64), LogError> {
+        self.consumer
+            .fetch_watermarks(&self.name, 0, REQUEST_TIMEOUT)
+            .map_err(|e| kafka_err("cannot read the dead-letter topic", e))
+    }
+
+    /// Hands each message from `from` up to `high` (within the watermarks
+    /// `(low, high)`) to `each`, until it says stop. The topic giving
+    /// nothing for [`REQUEST_TIMEOUT`] is an error, not a shorter list.
     fn scan(
         &self,
         from: i64,
+        (low, high): (i64, i64),
         mut each: impl FnMut(&BorrowedMessage<'_>) -> ControlFlow<()>,
     ) -> Result<(), LogError> {
-        let from = from.max(self.low);
-        if from >= self.high {
+        let from = from.max(low);
+        if from >= high {
             return Ok(());
         }
         let mut tpl = TopicPartitionList::new();
@@ -138,16 +272,27 @@ impl Topic {
         self.consumer
             .assign(&tpl)
             .map_err(|e| kafka_err("cannot read the dead-letter topic", e))?;
+        let read = self.read(from, high, &mut each);
+        // Nothing fetched in the background between reads.
+        let _ = self.consumer.unassign();
+        read
+    }
+
+    fn read(
+        &self,
+        from: i64,
+        high: i64,
+        each: &mut impl FnMut(&BorrowedMessage<'_>) -> ControlFlow<()>,
+    ) -> Result<(), LogError> {
         let mut next = from;
         let mut last_progress = Instant::now();
-        while next < self.high {
+        while next < high {
             let Some(m) = self.consumer.poll(Duration::from_millis(500)) else {
                 if last_progress.elapsed() > REQUEST_TIMEOUT {
                     return Err(LogError::Kafka(format!(
-                        "the dead-letter topic {} gave nothing for {} s at offset {next} of {}",
+                        "the dead-letter topic {} gave nothing for {} s at offset {next} of {high}",
                         self.name,
                         REQUEST_TIMEOUT.as_secs(),
-                        self.high
                     )));
                 }
                 continue;
@@ -175,25 +320,6 @@ fn header(m: &BorrowedMessage<'_>, name: &str) -> Option<String> {
 
 fn marker_of(m: &BorrowedMessage<'_>, name: &str) -> Option<i64> {
     header(m, name).and_then(|v| v.parse().ok())
-}
-
-/// The first pass: every letter's id and every marker.
-fn ledger_of(topic: &Topic) -> Result<Ledger, LogError> {
-    let mut ledger = Ledger::default();
-    topic.scan(topic.low, |m| {
-        if let Some(id) = marker_of(m, REPLAYED) {
-            ledger.replayed.insert(id);
-        } else if let Some(id) = marker_of(m, DISCARDED) {
-            ledger.discarded.entry(id).or_insert(Discarded {
-                at_ms: m.timestamp().to_millis().unwrap_or_default(),
-                reason: header(m, DISCARD_REASON),
-            });
-        } else {
-            ledger.letters.push(m.offset());
-        }
-        ControlFlow::Continue(())
-    })?;
-    Ok(ledger)
 }
 
 /// The letter `m` is, its key and payload copied up to `cut` bytes.
@@ -277,59 +403,38 @@ pub struct Wanted {
     pub max_bytes: usize,
 }
 
-/// The ledger alone: counts and states, no payload kept.
-pub async fn ledger(config: &KafkaLogConfig) -> Result<Ledger, LogError> {
-    let config = config.clone();
-    tokio::task::spawn_blocking(move || ledger_of(&Topic::open(&config)?))
-        .await
-        .expect("dead-letter task panicked")
-}
-
-/// The letters `wanted` selects, oldest first.
-pub async fn letters(
-    config: &KafkaLogConfig,
-    wanted: Wanted,
+/// The second pass: the letters `wanted` selects, read from the first of
+/// them up to `end`, where the ledger ends.
+fn pick(
+    topic: &Topic,
+    ledger: &Ledger,
+    end: i64,
+    wanted: &Wanted,
 ) -> Result<Vec<LetterPreview>, LogError> {
-    let config = config.clone();
-    tokio::task::spawn_blocking(move || {
-        // Retention may drop every letter chosen before the second pass
-        // reaches it: the topic is then read again (an empty answer would
-        // say that nothing waits).
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            let topic = Topic::open(&config)?;
-            let ledger = ledger_of(&topic)?;
-            let chosen: Vec<i64> = ledger
-                .ids(wanted.which, wanted.after)
-                .filter(|id| wanted.ids.as_ref().is_none_or(|ids| ids.contains(id)))
-                .take(wanted.limit)
-                .collect();
-            let mut out = Vec::with_capacity(chosen.len());
-            let Some(&first) = chosen.first() else {
-                return Ok(out);
-            };
-            let mut picks = Picks::new(chosen);
-            let mut bytes = 0;
-            topic.scan(first, |m| {
-                if picks.take(m.offset()) {
-                    let letter = letter_of(m, &ledger, wanted.cut);
-                    bytes += letter.letter.letter.payload.len();
-                    out.push(letter);
-                }
-                if picks.done() || bytes >= wanted.max_bytes {
-                    ControlFlow::Break(())
-                } else {
-                    ControlFlow::Continue(())
-                }
-            })?;
-            if !out.is_empty() || attempts == 3 {
-                return Ok(out);
-            }
+    let chosen: Vec<i64> = ledger
+        .ids(wanted.which, wanted.after)
+        .filter(|id| wanted.ids.as_ref().is_none_or(|ids| ids.contains(id)))
+        .take(wanted.limit)
+        .collect();
+    let mut out = Vec::with_capacity(chosen.len());
+    let Some(&first) = chosen.first() else {
+        return Ok(out);
+    };
+    let mut picks = Picks::new(chosen);
+    let mut bytes = 0;
+    topic.scan(first, (first, end), |m| {
+        if picks.take(m.offset()) {
+            let letter = letter_of(m, ledger, wanted.cut);
+            bytes += letter.letter.letter.payload.len();
+            out.push(letter);
         }
-    })
-    .await
-    .expect("dead-letter task panicked")
+        if picks.done() || bytes >= wanted.max_bytes {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    })?;
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -380,5 +485,29 @@ mod tests {
         assert_eq!(ledger.state(6), Some(State::Replayed), "replayed wins");
         assert_eq!(ledger.state(0), None);
         assert!(ledger.is_discarded(6) && !ledger.is_discarded(0));
+    }
+
+    #[test]
+    fn the_ledger_forgets_what_retention_dropped() {
+        let mut ledger = Ledger {
+            letters: vec![2, 5, 8],
+            ..Ledger::default()
+        };
+        ledger.replayed.insert(2);
+        ledger.replayed.insert(8);
+        ledger.discarded.insert(
+            5,
+            Discarded {
+                at_ms: 1,
+                reason: None,
+            },
+        );
+        ledger.forget_below(6);
+        assert_eq!(ledger.letters, [8]);
+        assert_eq!(ledger.state(5), None);
+        assert!(!ledger.replayed.contains(&2) && ledger.discarded.is_empty());
+        assert_eq!(ledger.state(8), Some(State::Replayed));
+        ledger.forget_below(0);
+        assert_eq!(ledger.letters, [8]);
     }
 }
