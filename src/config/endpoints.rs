@@ -15,20 +15,48 @@ use super::{ConfigError, DAY, YEARS_10, duration, invalid};
 use crate::pipeline::log::{KafkaLogConfig, LogConfig, OffsetReset, SqliteLogConfig};
 use crate::pipeline::sink::{CassandraSinkConfig, SinkConfig, SqliteSinkConfig};
 
-/// A table or topic name: a plain identifier, so it can never inject SQL.
+/// A keyspace or table name: a plain identifier, so it can never inject
+/// SQL, and one both stores take unquoted (not a keyword such as `order`).
 pub(super) fn identifier(key: &'static str, value: &str) -> Result<String, ConfigError> {
     let ok = !value.is_empty()
         && value.len() <= 48
         && value.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
         && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if ok {
-        Ok(value.to_owned())
-    } else {
-        Err(invalid(
+    if !ok {
+        return Err(invalid(
             key,
             format!("{value:?} must be letters, digits and _ (at most 48), starting with a letter"),
-        ))
+        ));
     }
+    let reason = if value.to_ascii_lowercase().starts_with("sqlite_") {
+        format!("{value:?} starts with sqlite_, which SQLite keeps for its own tables")
+    } else if CQL_RESERVED.contains(&value.to_ascii_uppercase().as_str()) || !sqlite_takes(value) {
+        format!("{value:?} is a reserved word of SQL or CQL: choose another, e.g. {value}s")
+    } else {
+        return Ok(value.to_owned());
+    };
+    Err(invalid(key, reason))
+}
+
+/// CQL's reserved keywords: a table or keyspace cannot be named any of them
+/// unquoted.
+#[rustfmt::skip]
+const CQL_RESERVED: &[&str] = &[
+    "ADD", "ALLOW", "ALTER", "AND", "APPLY", "ASC", "AUTHORIZE", "BATCH", "BEGIN", "BY",
+    "COLUMNFAMILY", "CREATE", "DELETE", "DESC", "DESCRIBE", "DROP", "ENTRIES", "EXECUTE", "FROM",
+    "FULL", "GRANT", "IF", "IN", "INDEX", "INFINITY", "INSERT", "INTO", "IS", "KEYSPACE", "LIMIT",
+    "MATERIALIZED", "MBEAN", "MBEANS", "MODIFY", "NAN", "NORECURSIVE", "NOT", "NULL", "OF", "ON",
+    "OR", "ORDER", "PRIMARY", "RENAME", "REPLACE", "REVOKE", "SCHEMA", "SELECT", "SET", "TABLE",
+    "TO", "TOKEN", "TRUNCATE", "UNLOGGED", "UNSET", "UPDATE", "USE", "USING", "VIEW", "WHERE",
+    "WITH",
+];
+
+/// Whether SQLite's own parser takes `name` as a table name unquoted: not a
+/// keyword it reserves, not its own `sqlite_` prefix.
+fn sqlite_takes(name: &str) -> bool {
+    rusqlite::Connection::open_in_memory()
+        .and_then(|c| c.prepare(&format!("CREATE TABLE {name} (x)")).map(drop))
+        .is_ok()
 }
 
 /// A Kafka topic name (the embedded log accepts the same): letters, digits,
@@ -382,6 +410,8 @@ pub(super) fn resolve_log(
 pub(super) struct SinkPlace<'a> {
     /// The embedded store's table.
     pub(super) table: &'a str,
+    /// Where the table's name was given (the setting an error names).
+    pub(super) table_key: &'static str,
     /// A Cassandra table that beats the URL's (a pipeline that takes the
     /// keyspace of `[sink]`'s URL).
     pub(super) cassandra_table: Option<&'a str>,
@@ -405,13 +435,13 @@ pub(super) fn resolve_sink(
                 secrets.cassandra_password.clone(),
             )?;
             if let Some(table) = place.cassandra_table {
-                c.table = identifier("table.name", table)?;
+                c.table = identifier(place.table_key, table)?;
             }
             SinkConfig::Cassandra(c)
         }
         None => SinkConfig::Sqlite(SqliteSinkConfig {
             path: sqlite_path("sink.url", sink_url, place.path_default)?,
-            table: identifier("sink.table", place.table)?,
+            table: identifier(place.table_key, place.table)?,
             // With a Kafka log, the consumer group's offsets live in Kafka
             // and may outlive the store's last transactions after a power
             // loss; so each write is made durable before it is committed

@@ -302,6 +302,7 @@ impl Config {
             &sink_url,
             SinkPlace {
                 table: raw.sink.table.as_deref().unwrap_or("created_users"),
+                table_key: "sink.table",
                 cassandra_table: None,
                 path_default: data_dir.join("store.db"),
             },

@@ -293,10 +293,15 @@ fn resolve_one(
         .clone()
         .or(raw.sink.url.clone())
         .unwrap_or_else(|| "sqlite:".into());
-    let table_name = match (&dataset, p.table.as_ref().and_then(|t| t.name.as_deref())) {
-        (_, Some(name)) => name,
-        (Dataset::Users, None) => raw.sink.table.as_deref().unwrap_or("created_users"),
-        (Dataset::Table(_), None) => &p.name,
+    let (table_name, table_key) = match (&dataset, p.table.as_ref().and_then(|t| t.name.as_deref()))
+    {
+        (_, Some(name)) => (name, "pipelines.table.name"),
+        (Dataset::Users, None) => (
+            raw.sink.table.as_deref().unwrap_or("created_users"),
+            "sink.table",
+        ),
+        // The table is named after the pipeline.
+        (Dataset::Table(_), None) => (p.name.as_str(), "pipelines.name"),
     };
     let table_name = table_name.replace('-', "_");
     let sink = resolve_sink(
@@ -304,6 +309,7 @@ fn resolve_one(
         &sink_url,
         SinkPlace {
             table: &table_name,
+            table_key,
             // A Cassandra URL of `[sink]` is shared: its keyspace, this
             // pipeline's table.
             cassandra_table: own_sink.is_none().then_some(table_name.as_str()),

@@ -136,6 +136,44 @@ fn bad_values_name_their_key() {
 }
 
 #[test]
+fn names_a_store_would_read_as_keywords_are_refused_where_they_were_given() {
+    let pipeline = |name: &str, table_name: &str| {
+        format!(
+            "[[pipelines]]\nname = \"{name}\"\nsource = {{ file = \"r.ndjson\" }}\n\
+             table = {{ {table_name}key = [\"id\"], columns = {{ id = \"text\" }} }}\n"
+        )
+    };
+    let refused = [
+        ("[sink]\ntable = \"group\"\n".to_owned(), "sink.table", "reserved word"),
+        ("[sink]\ntable = \"Order\"\n".to_owned(), "sink.table", "reserved word"),
+        (
+            "[sink]\nurl = \"cassandra://127.0.0.1:9042/select.users\"\n".to_owned(),
+            "sink.url",
+            "reserved word",
+        ),
+        (pipeline("limit", ""), "pipelines.name", "reserved word"),
+        (
+            pipeline("orders", "name = \"where\", "),
+            "pipelines.table.name",
+            "reserved word",
+        ),
+        (pipeline("sqlite_stats", ""), "pipelines.name", "starts with sqlite_"),
+    ];
+    for (text, key, why) in refused {
+        let err = resolve(&text, Overrides::default()).unwrap_err().to_string();
+        assert!(err.starts_with(key) && err.contains(why), "{text}: {err}");
+    }
+    for ok in [
+        "[sink]\ntable = \"key\"\n".to_owned(),
+        "[sink]\ntable = \"users\"\n".to_owned(),
+        pipeline("action", ""),
+        pipeline("orders", "name = \"values_seen\", "),
+    ] {
+        resolve(&ok, Overrides::default()).unwrap_or_else(|e| panic!("{ok}: {e}"));
+    }
+}
+
+#[test]
 fn http_source_keeps_base_and_defaults() {
     let c = resolve(
         "[source]\nurl = \"http://127.0.0.1:5080/api/1.4/\"\nseed = \"s\"\n",
