@@ -38,6 +38,18 @@ fn py(s: &str) -> String {
     serde_json::Value::String(s.to_owned()).to_string()
 }
 
+/// An embedded file's URL with its path made absolute; other URLs as they
+/// are.
+fn absolute(url: String) -> String {
+    match url.strip_prefix("sqlite:") {
+        Some(path) => match std::path::absolute(path) {
+            Ok(p) => format!("sqlite:{}", p.display()),
+            Err(_) => url,
+        },
+        None => url,
+    }
+}
+
 /// The `tributary ingest` command of one run, as the words of a command
 /// line: Airflow quotes them with `shlex.join`.
 fn command(config: &Config, job: &JobConfig) -> Vec<String> {
@@ -68,8 +80,10 @@ fn command(config: &Config, job: &JobConfig) -> Vec<String> {
         );
     }
     if let Some(p) = config.pipelines.iter().find(|p| p.name == job.pipeline) {
-        flag("log", log_url(&p.log));
-        flag("sink", sink_url(&p.sink));
+        // Airflow runs the command in a directory of its own: embedded
+        // files named relative to this one would be made afresh there.
+        flag("log", absolute(log_url(&p.log)));
+        flag("sink", absolute(sink_url(&p.sink)));
     }
     match job.plan {
         IngestPlan::Burst {

@@ -358,7 +358,17 @@ pub fn jobs(config: Config, cmd: JobsCommand) -> AppResult {
         JobsCommand::Trigger { name } => {
             find(&config, &name)?;
             let id = history.trigger(&name).context("cannot queue the run")?;
-            println!("queued run #{id} of {name}; a running `tributary serve` starts it");
+            if history
+                .is_paused(&name)
+                .context("cannot read the job's state")?
+            {
+                println!(
+                    "queued run #{id} of {name}; {name} is paused: a running `tributary serve` \
+                     starts it once `tributary jobs unpause {name}`"
+                );
+            } else {
+                println!("queued run #{id} of {name}; a running `tributary serve` starts it");
+            }
         }
         JobsCommand::Pause { name } => {
             find(&config, &name)?;

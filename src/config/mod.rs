@@ -379,10 +379,23 @@ impl Config {
                     },
                 },
                 None => IngestPlan::Records {
-                    total: j.records.unwrap_or(match pipeline.dataset {
-                        Dataset::Users => 1000,
-                        Dataset::Table(_) => u64::MAX,
-                    }),
+                    total: match j.records {
+                        Some(0) => {
+                            return Err(invalid(
+                                "jobs.records",
+                                format!(
+                                    "job {}: 0 records would fetch nothing: give a count from \
+                                     1 up, or leave it out",
+                                    j.name
+                                ),
+                            ));
+                        }
+                        Some(n) => n,
+                        None => match pipeline.dataset {
+                            Dataset::Users => 1000,
+                            Dataset::Table(_) => u64::MAX,
+                        },
+                    },
                     page_size: batch_size as u64,
                 },
             };

@@ -115,6 +115,10 @@ fn bad_values_name_their_key() {
             "processor.max_message_bytes",
         ),
         ("[processor]\nbatch_size = 9000\n", "processor.batch_size"),
+        (
+            "[[jobs]]\nname = \"z\"\nschedule = \"@hourly\"\nrecords = 0\n",
+            "jobs.records",
+        ),
         ("[source]\nurl = \"ftp://x/\"\n", "source.url"),
         ("[source]\nnat = [\"XX\"]\n", "source.nat"),
         (
@@ -144,8 +148,16 @@ fn names_a_store_would_read_as_keywords_are_refused_where_they_were_given() {
         )
     };
     let refused = [
-        ("[sink]\ntable = \"group\"\n".to_owned(), "sink.table", "reserved word"),
-        ("[sink]\ntable = \"Order\"\n".to_owned(), "sink.table", "reserved word"),
+        (
+            "[sink]\ntable = \"group\"\n".to_owned(),
+            "sink.table",
+            "reserved word",
+        ),
+        (
+            "[sink]\ntable = \"Order\"\n".to_owned(),
+            "sink.table",
+            "reserved word",
+        ),
         (
             "[sink]\nurl = \"cassandra://127.0.0.1:9042/select.users\"\n".to_owned(),
             "sink.url",
@@ -157,10 +169,16 @@ fn names_a_store_would_read_as_keywords_are_refused_where_they_were_given() {
             "pipelines.table.name",
             "reserved word",
         ),
-        (pipeline("sqlite_stats", ""), "pipelines.name", "starts with sqlite_"),
+        (
+            pipeline("sqlite_stats", ""),
+            "pipelines.name",
+            "starts with sqlite_",
+        ),
     ];
     for (text, key, why) in refused {
-        let err = resolve(&text, Overrides::default()).unwrap_err().to_string();
+        let err = resolve(&text, Overrides::default())
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with(key) && err.contains(why), "{text}: {err}");
     }
     for ok in [

@@ -298,18 +298,12 @@ impl History {
     }
 
     pub fn start(&self, id: i64, attempt: u32) -> Result<(), HistoryError> {
-        self.start_attempt(id, attempt, None).map(|_| ())
+        self.start_attempt(id, attempt).map(|_| ())
     }
 
-    /// Records attempt `attempt` starting (and, for a retry, how the one
-    /// before failed). False, and nothing written, when the run is neither
-    /// queued nor running (cancelled, or ended).
-    pub fn start_attempt(
-        &self,
-        id: i64,
-        attempt: u32,
-        previous_error: Option<&str>,
-    ) -> Result<bool, HistoryError> {
+    /// Records attempt `attempt` starting. False, and nothing written, when
+    /// the run is neither queued nor running (cancelled, or ended).
+    pub fn start_attempt(&self, id: i64, attempt: u32) -> Result<bool, HistoryError> {
         self.with(|c| {
             let tx = c.unchecked_transaction()?;
             let changed = tx.execute(
@@ -321,16 +315,28 @@ impl History {
             if changed == 0 {
                 return Ok(false);
             }
-            if let Some(e) = previous_error {
-                let line = format!(
-                    "attempt {} failed: {e}; retrying",
-                    attempt.saturating_sub(1)
-                );
-                events::add_event(&tx, id, &line, false)?;
-            }
             events::add_event(&tx, id, &format!("attempt {attempt} started"), false)?;
             tx.commit()?;
             Ok(true)
+        })
+    }
+
+    /// Records attempt `attempt` failing with `error`, when it fails: the
+    /// next starts after the retry delay.
+    pub fn attempt_failed(
+        &self,
+        id: i64,
+        attempt: u32,
+        error: &str,
+        retry_in: Duration,
+    ) -> Result<(), HistoryError> {
+        let line = format!(
+            "attempt {attempt} failed: {error}; retrying in {}",
+            humantime::format_duration(retry_in)
+        );
+        self.with(|c| {
+            events::add_event(c, id, &line, false)?;
+            Ok(())
         })
     }
 

@@ -26,31 +26,39 @@ pub struct Outcome<T> {
     pub result: Result<T, String>,
 }
 
+/// What a run with retries is at, told as it happens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step<'a> {
+    /// Attempt n starts.
+    Starts(u32),
+    /// Attempt n failed with this error; the next starts after the delay.
+    Failed(u32, &'a str, Duration),
+}
+
 /// Runs `attempt(n)` (n from `first`, 1 for a new run) until it succeeds or
 /// the retries are spent: attempt `retries + 1` is the last, so a run that
 /// goes on from an interrupted one (first > 1) has the attempts left.
-/// `on_attempt(n, error)` is awaited before each attempt starts (outside
-/// its timeout), with the error of the attempt it retries (`None` for the
-/// first). `stop` cuts a retry delay short: the last error is returned
-/// and no further attempt made (an attempt itself watches for `stop`).
+/// `on_step` is awaited (outside an attempt's timeout) before each attempt
+/// starts, and as soon as one fails that will be retried, before the
+/// delay. `stop` cuts a retry delay short: the last error is returned and
+/// no further attempt made (an attempt itself watches for `stop`).
 pub async fn run_with_retries<T, F, Fut, A, AFut>(
     policy: RetryPolicy,
     first: u32,
     stop: &CancellationToken,
-    mut on_attempt: A,
+    mut on_step: A,
     mut attempt: F,
 ) -> Outcome<T>
 where
     F: FnMut(u32) -> Fut,
     Fut: Future<Output = Result<T, String>>,
-    A: FnMut(u32, Option<String>) -> AFut,
+    A: FnMut(Step<'_>) -> AFut,
     AFut: Future<Output = ()>,
 {
     let mut n = first.max(1) - 1;
-    let mut failed: Option<String> = None;
     loop {
         n += 1;
-        on_attempt(n, failed.take()).await;
+        on_step(Step::Starts(n)).await;
         let result = match policy.timeout {
             Some(t) => match tokio::time::timeout(t, attempt(n)).await {
                 Ok(r) => r,
@@ -67,6 +75,7 @@ where
             }
             Err(e) if n <= policy.retries && !stop.is_cancelled() => {
                 warn!(attempt = n, error = %e, delay_ms = policy.retry_delay.as_millis() as u64, "run failed, retrying");
+                on_step(Step::Failed(n, &e, policy.retry_delay)).await;
                 tokio::select! {
                     _ = stop.cancelled() => {
                         return Outcome {
@@ -76,7 +85,6 @@ where
                     }
                     _ = tokio::time::sleep(policy.retry_delay) => {}
                 }
-                failed = Some(e);
             }
             Err(e) => {
                 return Outcome {
@@ -97,7 +105,7 @@ mod tests {
     async fn retries_the_configured_number_of_times_with_the_delay() {
         let started = Instant::now();
         let mut starts = Vec::new();
-        let mut retried = Vec::new();
+        let mut failed = Vec::new();
         let policy = RetryPolicy {
             retries: 3,
             retry_delay: Duration::from_secs(30),
@@ -107,9 +115,11 @@ mod tests {
             policy,
             1,
             &CancellationToken::new(),
-            |_, failed| {
-                starts.push(started.elapsed());
-                retried.push(failed);
+            |step| {
+                match step {
+                    Step::Starts(_) => starts.push(started.elapsed()),
+                    Step::Failed(n, e, _) => failed.push((started.elapsed(), n, e.to_owned())),
+                }
                 std::future::ready(())
             },
             |n| async move { Err(format!("attempt {n} failed")) },
@@ -119,14 +129,18 @@ mod tests {
         assert_eq!(out.result, Err("attempt 4 failed".into()));
         let secs: Vec<u64> = starts.iter().map(|d| d.as_secs()).collect();
         assert_eq!(secs, [0, 30, 60, 90]);
-        // Each retry is told how the attempt before it failed.
+        // A failure that is retried is told when it happens, not after
+        // the delay; the last one is the outcome.
+        let failed: Vec<(u64, u32, &str)> = failed
+            .iter()
+            .map(|(at, n, e)| (at.as_secs(), *n, e.as_str()))
+            .collect();
         assert_eq!(
-            retried,
+            failed,
             [
-                None,
-                Some("attempt 1 failed".into()),
-                Some("attempt 2 failed".into()),
-                Some("attempt 3 failed".into())
+                (0, 1, "attempt 1 failed"),
+                (30, 2, "attempt 2 failed"),
+                (60, 3, "attempt 3 failed")
             ]
         );
     }
@@ -143,8 +157,10 @@ mod tests {
             policy,
             2,
             &CancellationToken::new(),
-            |n, _| {
-                seen.push(n);
+            |step| {
+                if let Step::Starts(n) = step {
+                    seen.push(n);
+                }
                 std::future::ready(())
             },
             |n| async move { Err(format!("attempt {n} failed")) },
@@ -174,7 +190,7 @@ mod tests {
             policy,
             1,
             &stop,
-            |_, _| std::future::ready(()),
+            |_| std::future::ready(()),
             |n| async move { Err(format!("attempt {n} failed")) },
         )
         .await;
@@ -195,7 +211,7 @@ mod tests {
             policy,
             1,
             &CancellationToken::new(),
-            |_, _| std::future::ready(()),
+            |_| std::future::ready(()),
             |n| async move {
                 if n < 3 {
                     Err("not yet".to_string())
@@ -225,7 +241,7 @@ mod tests {
             policy,
             1,
             &CancellationToken::new(),
-            |_, _| std::future::ready(()),
+            |_| std::future::ready(()),
             |_| async {
                 tokio::time::sleep(Duration::from_secs(60)).await;
                 Ok(())

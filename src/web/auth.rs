@@ -94,12 +94,19 @@ impl Auth {
         if let Some(bearer) = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(bearer)
         {
             return token.matches(bearer.trim());
         }
         session_cookie(headers).is_some_and(|id| self.session_valid(id))
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` value; the scheme's name
+/// is case-insensitive (RFC 9110).
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(token)
 }
 
 fn session_cookie(headers: &HeaderMap) -> Option<&str> {
@@ -353,6 +360,15 @@ mod tests {
         assert!(!this("http://localhost:8080", "", "http"));
         assert!(!this("http://localhost:8080", "localhost:8080/x", "http"));
         assert!(!origin_is_this_site("http://localhost:8080", None, "http"));
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_named_in_any_case() {
+        assert_eq!(bearer("Bearer abc"), Some("abc"));
+        assert_eq!(bearer("bearer abc"), Some("abc"));
+        assert_eq!(bearer("BEARER abc"), Some("abc"));
+        assert_eq!(bearer("Basic abc"), None);
+        assert_eq!(bearer("Bearerabc"), None);
     }
 
     #[test]

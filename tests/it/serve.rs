@@ -185,6 +185,26 @@ fn airflow_export_runs_the_jobs_burst_on_the_jobs_schedule() {
     assert_eq!(words[words.len() - 2..], ["--records", "50"]);
 }
 
+/// Airflow runs the command in a directory of its own: embedded files named
+/// relative to this one are written into the DAG by their absolute paths.
+#[test]
+fn airflow_export_names_relative_embedded_files_by_absolute_paths() {
+    let s = Sandbox::new();
+    s.config(CONFIG);
+    let out = s
+        .cmd(&["export", "airflow-dag"])
+        .env("TRIBUTARY_DATA_DIR", "rel-data")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let dag = String::from_utf8_lossy(&out.stdout);
+    let dir = s.dir.path().canonicalize().unwrap().join("rel-data");
+    for file in ["log.db", "store.db"] {
+        let url = format!("\"sqlite:{}\"", dir.join(file).display());
+        assert!(dag.contains(&url), "{url} not in\n{dag}");
+    }
+}
+
 /// `serve` with `@every 2s` and a burst against `mock-api`: runs succeed,
 /// the store holds exactly what the runs logged; a serve killed mid-run
 /// leaves an `interrupted` run and the next serve goes on scheduling.

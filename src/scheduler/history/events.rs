@@ -206,6 +206,7 @@ fn cancel_on(c: &rusqlite::Connection, id: i64, why: &str) -> rusqlite::Result<(
 mod tests {
     use super::super::RunCounts;
     use super::*;
+    use std::time::Duration;
 
     fn history() -> (tempfile::TempDir, History) {
         let dir = tempfile::tempdir().unwrap();
@@ -237,9 +238,10 @@ mod tests {
     fn a_run_tells_its_story_within_bounds() {
         let (_d, h) = history();
         let id = h.add("j", 1, RunState::Queued).unwrap();
-        h.start_attempt(id, 1, None).unwrap();
-        h.start_attempt(id, 2, Some("HTTP 503 from the source"))
+        h.start_attempt(id, 1).unwrap();
+        h.attempt_failed(id, 1, "HTTP 503 from the source", Duration::from_secs(30))
             .unwrap();
+        h.start_attempt(id, 2).unwrap();
         let counts = RunCounts {
             fetched: 20,
             logged: 19,
@@ -255,7 +257,7 @@ mod tests {
             [
                 "queued",
                 "attempt 1 started",
-                "attempt 1 failed: HTTP 503 from the source; retrying",
+                "attempt 1 failed: HTTP 503 from the source; retrying in 30s",
                 "attempt 2 started",
                 "fetched 20, appended 19, dead-lettered 1, ticks skipped 0",
                 "ended: success",
@@ -266,7 +268,9 @@ mod tests {
         // A run that fails on and on keeps its first lines and its end.
         let id = h.add("j", 2, RunState::Queued).unwrap();
         for n in 1..=300 {
-            h.start_attempt(id, n, Some(&"e".repeat(5000))).unwrap();
+            h.start_attempt(id, n).unwrap();
+            h.attempt_failed(id, n, &"e".repeat(5000), Duration::from_secs(1))
+                .unwrap();
         }
         h.finish(id, RunState::Failed, &RunCounts::default(), Some("gave up"))
             .unwrap();
@@ -286,7 +290,7 @@ mod tests {
         let a = h.add("j", 1, RunState::Queued).unwrap();
         let b = h.add("j", 2, RunState::Queued).unwrap();
         let c = h.add("j", 3, RunState::Queued).unwrap();
-        h.start_attempt(c, 1, None).unwrap();
+        h.start_attempt(c, 1).unwrap();
         assert_eq!(
             h.cancel_run("j", a, "cancelled").unwrap(),
             Cancelled::Runs(1)
@@ -312,7 +316,7 @@ mod tests {
         assert!(runs[1].started_ms.is_none() && runs[1].ended_ms.is_some());
         // A start that comes after a cancel (a scheduler that looked just
         // before) does not bring the run back.
-        assert!(!h.start_attempt(a, 1, None).unwrap());
+        assert!(!h.start_attempt(a, 1).unwrap());
         assert_eq!(
             h.run_with_events("j", a).unwrap().unwrap().0.state,
             RunState::Cancelled

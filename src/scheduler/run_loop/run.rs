@@ -15,7 +15,7 @@ use crate::pipeline::ingest::{self, Feed};
 use crate::pipeline::stats::{Counter, Stats};
 use crate::scheduler::health::Health;
 use crate::scheduler::history::{History, HistoryError, RunCounts, RunState};
-use crate::scheduler::runner::run_with_retries;
+use crate::scheduler::runner::{Step, run_with_retries};
 
 /// How often a running run's counts are written to the history.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
@@ -92,17 +92,35 @@ impl Run {
             job.retry,
             first,
             &self.stop,
-            |attempt, failed| {
+            |step| {
                 let this = &self;
+                let step = match step {
+                    Step::Starts(n) => Ok(n),
+                    Step::Failed(n, e, delay) => Err((n, e.to_owned(), delay)),
+                };
                 async move {
-                    let recorded = call(
-                        &this.history,
-                        &this.health,
-                        "record a run's start",
-                        this.stop.cancelled(),
-                        move |h| h.start_attempt(id, attempt, failed.as_deref()),
-                    )
-                    .await;
+                    let recorded = match step {
+                        Ok(n) => {
+                            call(
+                                &this.history,
+                                &this.health,
+                                "record a run's start",
+                                this.stop.cancelled(),
+                                move |h| h.start_attempt(id, n),
+                            )
+                            .await
+                        }
+                        Err((n, e, delay)) => {
+                            call(
+                                &this.history,
+                                &this.health,
+                                "record a failed attempt",
+                                this.stop.cancelled(),
+                                move |h| h.attempt_failed(id, n, &e, delay).map(|()| true),
+                            )
+                            .await
+                        }
+                    };
                     match recorded {
                         Ok(Some(false)) => warn!(
                             job = %this.job.name, run = id,

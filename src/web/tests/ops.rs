@@ -125,7 +125,7 @@ async fn runs_come_in_pages_and_one_run_tells_its_story() {
     let ids: Vec<i64> = (0..5)
         .map(|i| h.history.add("random_users", i, RunState::Queued).unwrap())
         .collect();
-    h.history.start_attempt(ids[0], 1, None).unwrap();
+    h.history.start_attempt(ids[0], 1).unwrap();
     h.history
         .finish(
             ids[0],
@@ -195,7 +195,7 @@ async fn queued_runs_are_cancelled_and_running_ones_are_not() {
     let a = h.history.add("random_users", 1, RunState::Queued).unwrap();
     let b = h.history.add("random_users", 2, RunState::Queued).unwrap();
     let c = h.history.add("random_users", 3, RunState::Queued).unwrap();
-    h.history.start_attempt(c, 1, None).unwrap();
+    h.history.start_attempt(c, 1).unwrap();
     let cancel = "/api/v1/jobs/random_users/cancel";
     let (status, out) = h.post(cancel, json!({"run": a})).await;
     assert_eq!((status, out), (StatusCode::OK, json!({"cancelled": 1})));
