@@ -256,6 +256,55 @@ fn walk(style: &str) {
     assert_eq!(count(&s, &[]), ORDERS as u64);
 }
 
+/// A burst's ticks go on with one walk of the API: each takes the next 120
+/// orders where the last stopped (the rest of a page cut at 120 comes
+/// first in the next tick), and the tick after the end starts again. Once
+/// the ticks fetched at least one walk's worth, every order is stored,
+/// none only ever the first 120.
+#[test]
+fn a_burst_goes_on_through_the_pages_tick_after_tick() {
+    let api = OrdersApi::start(TOKEN, false);
+    let s = Sandbox::new();
+    s.config(&pipeline(
+        &api,
+        "orders",
+        "cursor",
+        &transform(TRANSFORM),
+        COLUMNS,
+    ));
+    let sum = summary(
+        &s,
+        &[
+            "run",
+            "--json",
+            "--duration",
+            "1s",
+            "--interval",
+            "100ms",
+            "--per-tick",
+            "120",
+        ],
+    );
+    let fetched = sum["fetched"].as_u64().unwrap();
+    assert!(fetched >= 2 * 120, "two ticks at least: {sum}");
+    assert_eq!(sum["dead_lettered"], 0, "{sum}");
+    assert_eq!(count(&s, &[]), ORDERS as u64, "{sum}");
+    assert_orders(&rows(&s, &[]));
+    // Each page is asked for once a walk: the five pages, then again.
+    let uris: Vec<String> = api
+        .seen()
+        .iter()
+        .filter(|r| r.status == 200)
+        .map(|r| r.uri.clone())
+        .collect();
+    assert!(uris.len() > 5, "{uris:?}");
+    let walk = &uris[..5];
+    assert!(walk[1..].iter().all(|u| u.contains("cursor=")), "{uris:?}");
+    for (k, uri) in uris.iter().enumerate() {
+        assert_eq!(uri, &walk[k % 5], "request {k}: {uris:?}");
+    }
+}
+
 #[test]
 fn cursor_pages_become_typed_rows_and_the_token_is_never_printed() {
     walk("cursor");

@@ -6,8 +6,11 @@
 //!
 //! One run walks the source from its first page: an API's pages until it
 //! says there are no more (or the run has taken `total` records), a file to
-//! its end. A burst walks it again at every tick. Rows are upserts keyed by
-//! the primary key, so fetching a record again changes nothing.
+//! its end. A burst's ticks go on with one walk, each taking the next
+//! `records` where the last stopped (what a tick cut from a page waits for
+//! the next); the tick after the source's end walks it again from its
+//! first page. Rows are upserts keyed by the primary key, so fetching a
+//! record again changes nothing.
 
 use std::sync::Arc;
 
@@ -62,12 +65,15 @@ struct Page {
 
 impl Page {
     /// Keeps the first `n` records received: in the source's order (see
-    /// [`JsonPage::keep_first`]); of a page of users, the users first, then
-    /// the ones that could not be decoded.
-    fn keep_first(&mut self, n: u64) {
+    /// [`JsonPage::split_off`]); of a page of users, the users first, then
+    /// the ones that could not be decoded. The others are returned as a
+    /// page of their own, `None` when there are none.
+    fn split_off(&mut self, n: u64) -> Option<Page> {
         let keep = usize::try_from(n).unwrap_or(usize::MAX);
-        self.users.truncate(keep);
-        self.json.keep_first((keep - self.users.len()) as u64);
+        let users = self.users.split_off(keep.min(self.users.len()));
+        let json = self.json.split_off((keep - self.users.len()) as u64);
+        let rest = Page { json, users };
+        (rest.received() > 0).then_some(rest)
     }
 
     fn received(&self) -> usize {
@@ -221,16 +227,23 @@ async fn fetch_pages(
     tx: mpsc::Sender<Page>,
 ) -> Result<(), SourceError> {
     match plan {
-        IngestPlan::Records { total, .. } => walk(feed, total, stats, shutdown, &tx).await,
+        IngestPlan::Records { total, .. } => {
+            Walked::default()
+                .take(feed, total, stats, shutdown, &tx)
+                .await
+        }
         IngestPlan::Burst {
             duration,
             interval,
             per_tick,
         } => {
+            // Ticks never overlap: the lock is never waited for.
+            let walked = tokio::sync::Mutex::new(Walked::default());
             burst_or_fail(duration, interval, shutdown, stats, |_| {
-                let tx = &tx;
+                let (tx, walked) = (&tx, &walked);
                 async move {
-                    walk(feed, per_tick, stats, shutdown, tx).await?;
+                    let mut walked = walked.lock().await;
+                    walked.take(feed, per_tick, stats, shutdown, tx).await?;
                     Ok(!tx.is_closed())
                 }
             })
@@ -239,46 +252,76 @@ async fn fetch_pages(
     }
 }
 
-/// One walk from the first page, handing pages on until the source ends or
-/// `total` records were taken (the last page cut to fit).
-async fn walk(
-    feed: &RecordFeed,
-    total: u64,
+/// A walk over the source that can stop and go on: where it is, and the
+/// records of a page cut short, which come first next time.
+#[derive(Default)]
+struct Walked {
+    walk: Option<Walk>,
+    rest: Option<Page>,
+}
+
+impl Walked {
+    /// Hands on pages of the next `total` records (the last page cut to
+    /// fit, what was cut kept for the next call) until the source ends; a
+    /// call after the end walks it again from its first page.
+    async fn take(
+        &mut self,
+        feed: &RecordFeed,
+        total: u64,
+        stats: &Stats,
+        shutdown: &CancellationToken,
+        tx: &mpsc::Sender<Page>,
+    ) -> Result<(), SourceError> {
+        let mut remaining = total;
+        while remaining > 0 {
+            let mut page = match self.rest.take() {
+                Some(rest) => rest,
+                None => {
+                    let walk = match &mut self.walk {
+                        Some(walk) => walk,
+                        None => self.walk.insert(Walk::open(feed)?),
+                    };
+                    match next_page(walk, stats, shutdown).await? {
+                        Some(page) => page,
+                        None => {
+                            self.walk = None;
+                            return Ok(());
+                        }
+                    }
+                }
+            };
+            self.rest = page.split_off(remaining);
+            let got = page.received() as u64;
+            stats.add(Counter::Fetched, got);
+            metrics::counter!(crate::telemetry::metrics::SOURCE_REJECTED_RECORDS.name)
+                .increment(page.json.rejected.len() as u64);
+            remaining = remaining.saturating_sub(got);
+            if tx.send(page).await.is_err() {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The walk's next page, its retries counted; `None` at the source's end
+/// or on shutdown.
+async fn next_page(
+    walk: &mut Walk,
     stats: &Stats,
     shutdown: &CancellationToken,
-    tx: &mpsc::Sender<Page>,
-) -> Result<(), SourceError> {
-    let mut walk = Walk::open(feed)?;
-    let mut remaining = total;
-    while remaining > 0 {
-        let retries_before = walk.retries();
-        let page = tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => None,
-            page = walk.next() => Some(page),
-        };
-        stats.add(
-            Counter::SourceRetries,
-            walk.retries().saturating_sub(retries_before),
-        );
-        let Some(page) = page else {
-            return Ok(());
-        };
-        let page = page?;
-        let Some(mut page) = page else {
-            return Ok(());
-        };
-        page.keep_first(remaining);
-        let got = page.received() as u64;
-        stats.add(Counter::Fetched, got);
-        metrics::counter!(crate::telemetry::metrics::SOURCE_REJECTED_RECORDS.name)
-            .increment(page.json.rejected.len() as u64);
-        remaining = remaining.saturating_sub(got);
-        if tx.send(page).await.is_err() {
-            return Ok(());
-        }
-    }
-    Ok(())
+) -> Result<Option<Page>, SourceError> {
+    let retries_before = walk.retries();
+    let page = tokio::select! {
+        biased;
+        _ = shutdown.cancelled() => None,
+        page = walk.next() => Some(page),
+    };
+    stats.add(
+        Counter::SourceRetries,
+        walk.retries().saturating_sub(retries_before),
+    );
+    Ok(page.transpose()?.flatten())
 }
 
 /// What `preview` shows: the rows the first records become, and the dead
@@ -304,7 +347,7 @@ pub async fn preview(feed: &RecordFeed, limit: u64) -> Result<Previewed, SourceE
         let Some(mut page) = walk.next().await? else {
             break;
         };
-        page.keep_first(remaining);
+        drop(page.split_off(remaining));
         remaining = remaining.saturating_sub(page.received() as u64);
         out.letters.extend(std::mem::take(&mut page.json.rejected));
         let records = page.take_records();

@@ -77,9 +77,10 @@ impl JsonPage {
     }
 
     /// Keeps the first `n` records received, in the source's order,
-    /// objects and rejected records alike: a run that wants no more than
-    /// `n` cuts its last page.
-    pub fn keep_first(&mut self, n: u64) {
+    /// objects and rejected records alike, and returns the others as a
+    /// page of their own (same number and position, each record at its
+    /// place): a run that wants no more than `n` cuts its last page.
+    pub fn split_off(&mut self, n: u64) -> JsonPage {
         let n = usize::try_from(n).unwrap_or(usize::MAX);
         // Both lists are in the source's order: walk them as one.
         let rejected_place = |j: usize| {
@@ -95,10 +96,16 @@ impl JsonPage {
                 (None, None) => break,
             }
         }
-        self.records.truncate(kept);
-        self.places.truncate(kept);
-        self.rejected.truncate(rejected);
-        self.rejected_places.truncate(rejected);
+        let placed = rejected.min(self.rejected_places.len());
+        JsonPage {
+            number: self.number,
+            position: self.position.clone(),
+            records: self.records.split_off(kept),
+            places: self.places.split_off(kept),
+            place_prefix: self.place_prefix.clone(),
+            rejected: self.rejected.split_off(rejected),
+            rejected_places: self.rejected_places.split_off(placed),
+        }
     }
 
     /// Keeps `value`, an object, found at `place`.
@@ -185,13 +192,18 @@ mod tests {
         for (i, item) in items.into_iter().enumerate() {
             page.push(item, i as u64, || format!("record {i}"));
         }
-        page.keep_first(2);
+        let rest = page.split_off(2);
         assert_eq!(page.records, [json!({"id": 1})]);
         let kept: Vec<&str> = page.rejected.iter().map(|r| r.position.as_str()).collect();
         assert_eq!(kept, ["p#1"], "the record at place 1, not the object at 2");
-        page.keep_first(5);
+        // The rest is the others, each still named by its place.
+        assert_eq!(rest.records, [json!({"id": 3})]);
+        assert_eq!(rest.places, [2]);
+        assert_eq!(rest.rejected[0].position, "p#3");
+        assert_eq!((rest.number, rest.position.as_str()), (1, "p"));
+        assert_eq!(page.split_off(5).received(), 0);
         assert_eq!(page.received(), 2, "more than there is keeps them all");
-        page.keep_first(0);
+        assert_eq!(page.split_off(0).received(), 2);
         assert_eq!(page.received(), 0);
     }
 
@@ -205,9 +217,10 @@ mod tests {
             "x".into(),
             "u".into(),
         )];
-        page.keep_first(3);
+        assert_eq!(page.split_off(3).received(), 0);
         assert_eq!(page.received(), 3);
-        page.keep_first(2);
+        let rest = page.split_off(2);
         assert_eq!((page.records.len(), page.rejected.len()), (2, 0));
+        assert_eq!((rest.records.len(), rest.rejected.len()), (0, 1));
     }
 }
