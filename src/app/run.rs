@@ -409,6 +409,11 @@ fn report(command: &str, seed: &str, s: &Summary, books: Books, json: bool) {
     }
     let verdict = match books {
         Books::None => None,
+        Books::Balanced if s.processed_beyond() > 0 => Some(format!(
+            "balanced; {} more processed than logged (read again after a restart or a \
+             rebalance, or logged by another process meanwhile: the upserts absorb them)",
+            s.processed_beyond()
+        )),
         Books::Balanced => Some("balanced".to_owned()),
         Books::Unbalanced => Some("DOES NOT BALANCE".to_owned()),
         Books::NotChecked(why) => Some(format!("not checked ({why})")),

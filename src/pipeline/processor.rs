@@ -242,9 +242,10 @@ impl Processor {
             warn!(
                 log = ?from_log.next,
                 store = ?store.next,
-                "the store's position differs from the log's commit (a store or offsets file \
-                 restored from another time, or a stop between the two writes): resuming from \
-                 the store's, which holds exactly the rows up to there"
+                "the store's position differs from the log's commit (another processor of the \
+                 group at work on the same store, a store or offsets file restored from another \
+                 time, or a stop between the two writes): resuming from the store's, which \
+                 holds exactly the rows up to there"
             );
         }
         self.reader.seek(&store);

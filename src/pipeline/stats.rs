@@ -256,8 +256,7 @@ impl Summary {
             ));
         }
         let processed_dead = self.processed_dead_letters();
-        let accounted =
-            self.stored + self.duplicates_skipped + processed_dead + self.lost_to_retention;
+        let accounted = self.accounted();
         // More than expected is a message read twice (a Kafka rebalance hands
         // a partition back at its last commit); the upserts absorb it. Less
         // is a message that went nowhere.
@@ -275,11 +274,38 @@ impl Summary {
         (!wrong.is_empty()).then(|| wrong.join("; "))
     }
 
-    /// One line a person can check: where every record went.
+    /// Messages the processor accounted for: stored, unchanged,
+    /// dead-lettered or lost to retention.
+    fn accounted(&self) -> u64 {
+        self.stored
+            + self.duplicates_skipped
+            + self.processed_dead_letters()
+            + self.lost_to_retention
+    }
+
+    /// Messages processed beyond the backlog and what this run logged:
+    /// read twice, or logged by another process while this one ran.
+    pub fn processed_beyond(&self) -> u64 {
+        self.accounted().saturating_sub(self.backlog + self.logged)
+    }
+
+    /// One line a person can check: where every record went. More
+    /// processed than logged (`<`) is a message read twice or written by
+    /// another process; the upserts absorb it.
     pub fn reconciliation(&self) -> String {
         let processed_dead = self.processed_dead_letters();
+        let relation = match (self.backlog + self.logged).cmp(&self.accounted()) {
+            std::cmp::Ordering::Equal => "=",
+            std::cmp::Ordering::Less => "<",
+            std::cmp::Ordering::Greater => ">",
+        };
+        let fetched = if self.fetched == self.logged + self.source_rejected {
+            "="
+        } else {
+            "!="
+        };
         format!(
-            "fetched {} = logged {} + rejected {}; backlog {} + logged {} = stored {} + unchanged {} + dead-lettered {} + lost to retention {}",
+            "fetched {} {fetched} logged {} + rejected {}; backlog {} + logged {} {relation} stored {} + unchanged {} + dead-lettered {} + lost to retention {}",
             self.fetched,
             self.logged,
             self.source_rejected,
@@ -346,6 +372,21 @@ mod tests {
         let s = books(1000, 1000, 0, 0);
         s.add(Counter::Stored, 1000);
         s.add(Counter::Unchanged, 25);
-        assert_eq!(s.summary().imbalance(), None);
+        let summary = s.summary();
+        assert_eq!(summary.imbalance(), None);
+        assert_eq!(summary.processed_beyond(), 25);
+        // The line says what holds: not "=" where the sides differ.
+        let line = summary.reconciliation();
+        assert!(
+            line.contains("backlog 0 + logged 1000 < stored 1000 + unchanged 25"),
+            "{line}"
+        );
+        let even = books(10, 10, 0, 0);
+        even.add(Counter::Stored, 10);
+        assert!(
+            even.summary()
+                .reconciliation()
+                .contains("logged 10 = stored 10")
+        );
     }
 }
