@@ -185,6 +185,20 @@ pub async fn main(cli: Cli) -> AppResult {
             over.every_pipeline = true;
             let config = resolve(over)?;
             print!("{}", config.to_toml());
+            // What only this environment can tell (a variable the
+            // source's headers or query name): said, not refused, as the
+            // environment `run` sees may be another.
+            for p in &config.pipelines {
+                if let crate::pipeline::source::SourceConfig::JsonApi(c) = &p.source
+                    && let Err(e) =
+                        crate::pipeline::source::json_api::JsonApiSource::open(c.clone())
+                {
+                    eprintln!(
+                        "warning: pipeline {}: {e}; `run` would fail in this environment",
+                        p.name
+                    );
+                }
+            }
             Ok(())
         }
         Command::Bench(args) => Ok(crate::devtools::bench::bench(&args).await?),

@@ -305,6 +305,39 @@ fn a_burst_goes_on_through_the_pages_tick_after_tick() {
     }
 }
 
+/// `config check` says when a variable the source names is not set here
+/// (the file is still valid: `run` may see another environment).
+#[test]
+fn config_check_warns_of_a_variable_this_environment_lacks() {
+    let api = OrdersApi::start(TOKEN, false);
+    let s = Sandbox::new();
+    s.config(&pipeline(
+        &api,
+        "orders",
+        "cursor",
+        &transform(TRANSFORM),
+        COLUMNS,
+    ));
+    let out = s
+        .cmd(&["config", "check"])
+        .env_remove("SHOP_TOKEN")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.starts_with("warning: pipeline orders: ")
+            && err.contains("header Authorization: environment variable SHOP_TOKEN is not set"),
+        "{err}"
+    );
+    let out = run(&s, &["config", "check"]);
+    assert!(
+        out.status.success() && !stderr(&out).contains("warning"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 #[test]
 fn cursor_pages_become_typed_rows_and_the_token_is_never_printed() {
     walk("cursor");
