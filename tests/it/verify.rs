@@ -540,6 +540,52 @@ async fn kafka_log_verifies_and_names_a_deleted_row() {
     assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
 }
 
+/// More dead letters than a page of them: each is found by the message it
+/// stands for, across the pages, none twice.
+#[tokio::test]
+async fn kafka_verify_pages_through_many_dead_letters() {
+    let Some(b) = kafka("verify_kafka_many_letters") else {
+        return;
+    };
+    let s = Sandbox::new();
+    let topic = unique("verifyletters");
+    let url = format!("kafka://{b}/{topic}");
+    let log = Log::open(&LogConfig::Kafka(KafkaLogConfig {
+        brokers: b.clone(),
+        topic: topic.clone(),
+        create_topics: true,
+        partitions: 3,
+        replication_factor: None,
+        compression: "lz4".into(),
+        properties: Default::default(),
+    }))
+    .await
+    .unwrap();
+    const POISON: u64 = 21_000;
+    for chunk in 0..POISON / 1000 {
+        let records = (0..1000)
+            .map(|k| LogRecord {
+                key: Some(format!("p{chunk}-{k}").into_bytes()),
+                payload: format!("not json {chunk}-{k}").into_bytes(),
+            })
+            .chain(std::iter::once(LogRecord {
+                key: None,
+                payload: good(chunk),
+            }))
+            .collect();
+        log.append(records).await.unwrap();
+    }
+    let processed = s.run_json(&["process", "--log", &url, "--group", &topic, "--json"]);
+    assert_eq!(processed["dead_lettered"], POISON, "{processed}");
+    let (code, r) = verify_json(&s, &["--log", &url, "--group", &topic]);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(r["log_messages"], POISON + POISON / 1000, "{r}");
+    // Each poison message's id is accounted for by its letter, not missing.
+    assert_eq!(r["dead_lettered"], POISON, "{r}");
+    assert_eq!(r["missing"], 0, "{r}");
+    assert_eq!(r["present"], POISON / 1000, "{r}");
+}
+
 #[tokio::test]
 async fn cassandra_store_verifies_and_names_a_deleted_row() {
     let Some(n) = cassandra("verify_cassandra_store") else {

@@ -41,6 +41,8 @@ const STORE_PAGE: usize = 5000;
 const LOG_PAGE: usize = 1000;
 /// Dead letters read per page from the embedded log (each holds its bytes).
 const LETTER_PAGE: usize = 500;
+/// Letters a page on Kafka: their origins, a few hundred bytes each.
+const KAFKA_LETTER_PAGE: usize = 10_000;
 /// Pages waiting for the scratch database.
 const PAGES_IN_FLIGHT: usize = 4;
 /// Attempts at one page of store ids when the store says a retry can help.
@@ -399,12 +401,13 @@ async fn feed(
     }
     bar.finish_and_clear();
     let topic = log.topic().to_owned();
-    // On Kafka the dead-letter topic is read whole for every page, so it is
-    // read once; the embedded log pages with a cursor. Only what a letter
-    // says of its origin is needed: no key or payload is kept.
+    // A page at a time, from the last id on: on Kafka the log keeps the
+    // topic's ids, and each page reads the topic on from the first letter
+    // it wants (larger pages there: each starts a fetch). Only what a
+    // letter says of its origin is needed: no key or payload is kept.
     let page = match log {
         Log::Sqlite(_) => LETTER_PAGE,
-        Log::Kafka(_) => usize::MAX >> 1,
+        Log::Kafka(_) => KAFKA_LETTER_PAGE,
     };
     let mut after = None;
     loop {
