@@ -468,6 +468,13 @@ fn a_record_over_the_message_cap_is_a_dead_letter_and_never_logged() {
         letters[0]["payload_bytes"], 4096,
         "the letter keeps the first bytes"
     );
+    // Its replay cannot store it, and keeps saying why.
+    let out = s.run(&["dlq", "replay"]);
+    assert!(!out.status.success(), "{}", stderr(&out));
+    let again = crate::hostile_source::letters(&s);
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_eq!(again[0]["reason"], letters[0]["reason"]);
+    assert!(reason.contains("cannot be replayed"), "{reason}");
 
     // A user pipeline's record: the same rule.
     let s = Sandbox::new();

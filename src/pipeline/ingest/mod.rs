@@ -377,6 +377,10 @@ fn letter(stage: Stage, r: RejectedRecord) -> DeadLetter {
 /// How much of an oversize record its dead letter keeps.
 const OVERSIZE_KEPT: usize = 4096;
 
+/// In the reason of a letter that holds only the first bytes of its
+/// record: a replay leaves it as it is (the record is not all there).
+pub(crate) const CUT_LETTER: &str = "the letter keeps only its first";
+
 /// Keeps what enters the log within `max` bytes a message (the size the
 /// processor decodes, `processor.max_message_bytes`): a larger record is
 /// taken out of `records` and becomes a dead letter with its size, its key
@@ -402,7 +406,9 @@ pub(crate) fn over_cap(
             stage: Stage::Source,
             reason: format!(
                 "a record of {size} bytes is over the log's limit of {max} bytes a message \
-                 (processor.max_message_bytes); the letter keeps its first {} bytes",
+                 (processor.max_message_bytes); {CUT_LETTER} {} bytes, so it cannot be \
+                 replayed: with a higher limit the source's next fetch of it stores it, and \
+                 `dlq discard` drops this letter",
                 payload.len()
             ),
             origin: None,

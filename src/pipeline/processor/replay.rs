@@ -140,6 +140,16 @@ pub async fn replay(
     // newer record of the key than the letter written, and takes its place.
     let mut written: HashSet<String> = HashSet::new();
     for stored in letters {
+        if stored
+            .letter
+            .reason
+            .contains(crate::pipeline::ingest::CUT_LETTER)
+        {
+            report.still_failing += 1;
+            let reason = stored.letter.reason.clone();
+            log.settle_dead_letter(stored.id, Err(reason)).await?;
+            continue;
+        }
         let rows = decode_letter(
             &stored.letter,
             sink.schema().map(|s| &**s),
