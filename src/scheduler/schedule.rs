@@ -68,11 +68,18 @@ impl Schedule {
             None => Tz::UTC,
             Some(name) => Tz::from_str(name).map_err(|_| ScheduleError::TimeZone(name.into()))?,
         };
-        Ok(Schedule::Cron {
+        let schedule = Schedule::Cron {
             cron: Box::new(cron),
             tz,
             text: text.into(),
-        })
+        };
+        if schedule.next_after(Utc::now()).is_none() {
+            return Err(ScheduleError::Invalid(
+                text.into(),
+                "it never comes (a day no month has, such as 31 February)".into(),
+            ));
+        }
+        Ok(schedule)
     }
 
     /// The first slot strictly after `after`.
@@ -208,6 +215,8 @@ mod tests {
             Some(utc("2026-03-31T00:00:00Z"))
         );
         // February 29th only in leap years.
+        let never = Schedule::parse("0 0 31 2 *", None).unwrap_err().to_string();
+        assert!(never.contains("never comes"), "{never}");
         let s = Schedule::parse("0 0 29 2 *", None).unwrap();
         assert_eq!(
             s.next_after(utc("2026-03-01T00:00:00Z")),
