@@ -6,9 +6,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use tributary::pipeline::log::discard::Discard;
-use tributary::pipeline::log::{
-    DeadLetter, KafkaLogConfig, Letters, Log, LogConfig, LogRecord, Stage,
-};
+use tributary::pipeline::log::{DeadLetter, Letters, Log, LogRecord, Stage};
 use tributary::pipeline::source::Generator;
 
 use crate::support::{Args, Sandbox, distinct_ids, rows_now, stderr, unique};
@@ -214,17 +212,9 @@ async fn poison_messages_on_kafka_go_to_the_dlq_topic() {
     };
     let s = Sandbox::new();
     let topic = unique("poison");
-    let log = Log::open(&LogConfig::Kafka(KafkaLogConfig {
-        brokers: b.clone(),
-        topic: topic.clone(),
-        create_topics: true,
-        partitions: 3,
-        replication_factor: None,
-        compression: "lz4".into(),
-        properties: Default::default(),
-    }))
-    .await
-    .unwrap();
+    let log = Log::open(&crate::support::kafka_log(&b, &topic, 3))
+        .await
+        .unwrap();
     let generator = Generator::new("kp", vec![], None);
     let mut records: Vec<LogRecord> = (0..100)
         .map(|k| {
@@ -270,15 +260,7 @@ async fn one_log_follows_its_dead_letters_as_they_are_discarded_replayed_and_add
         return;
     };
     let topic = unique("dlqfollow");
-    let config = LogConfig::Kafka(KafkaLogConfig {
-        brokers: b.clone(),
-        topic: topic.clone(),
-        create_topics: true,
-        partitions: 1,
-        replication_factor: None,
-        compression: "lz4".into(),
-        properties: Default::default(),
-    });
+    let config = crate::support::kafka_log(&b, &topic, 1);
     let letter = |n: u32| DeadLetter {
         stage: Stage::Decode,
         reason: format!("bad record {n}"),
@@ -523,17 +505,9 @@ fn the_dashboard_shows_kafka_partitions_and_messages() {
     // Peeking joins no group and commits nothing: its group id has no
     // offsets on any partition.
     let log = tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let log = Log::open(&LogConfig::Kafka(KafkaLogConfig {
-            brokers: b.clone(),
-            topic: topic.clone(),
-            create_topics: false,
-            partitions: 3,
-            replication_factor: None,
-            compression: "lz4".into(),
-            properties: Default::default(),
-        }))
-        .await
-        .unwrap();
+        let log = Log::open(&crate::support::kafka_log(&b, &topic, 3))
+            .await
+            .unwrap();
         log.lag("tributary-peek").await.unwrap()
     });
     assert_eq!(log.len(), 3);

@@ -79,6 +79,20 @@ backoff_max = "100ms"
     )
 }
 
+/// A sandbox whose one pipeline, `orders`, walks the API's cursor endpoint
+/// through [`TRANSFORM`] into [`COLUMNS`].
+fn cursor_orders(api: &OrdersApi) -> Sandbox {
+    let s = Sandbox::new();
+    s.config(&pipeline(
+        api,
+        "orders",
+        "cursor",
+        &transform(TRANSFORM),
+        COLUMNS,
+    ));
+    s
+}
+
 /// `transform = '''…'''` for a pipeline's `extra`.
 fn transform(program: &str) -> String {
     format!("transform = '''{program}'''")
@@ -264,14 +278,7 @@ fn walk(style: &str) {
 #[test]
 fn a_burst_goes_on_through_the_pages_tick_after_tick() {
     let api = OrdersApi::start(TOKEN, false);
-    let s = Sandbox::new();
-    s.config(&pipeline(
-        &api,
-        "orders",
-        "cursor",
-        &transform(TRANSFORM),
-        COLUMNS,
-    ));
+    let s = cursor_orders(&api);
     let sum = summary(
         &s,
         &[
@@ -310,14 +317,7 @@ fn a_burst_goes_on_through_the_pages_tick_after_tick() {
 #[test]
 fn config_check_warns_of_a_variable_this_environment_lacks() {
     let api = OrdersApi::start(TOKEN, false);
-    let s = Sandbox::new();
-    s.config(&pipeline(
-        &api,
-        "orders",
-        "cursor",
-        &transform(TRANSFORM),
-        COLUMNS,
-    ));
+    let s = cursor_orders(&api);
     let out = s
         .cmd(&["config", "check"])
         .env_remove("SHOP_TOKEN")
@@ -361,14 +361,7 @@ fn link_header_pages_become_typed_rows_and_the_token_is_never_printed() {
 #[test]
 fn debug_logs_do_not_show_the_token_either() {
     let api = OrdersApi::start(TOKEN, true);
-    let s = Sandbox::new();
-    s.config(&pipeline(
-        &api,
-        "orders",
-        "cursor",
-        &transform(TRANSFORM),
-        COLUMNS,
-    ));
+    let s = cursor_orders(&api);
     let out = s
         .cmd(&["run", "-vv"])
         .env("SHOP_TOKEN", TOKEN)
@@ -386,14 +379,7 @@ fn debug_logs_do_not_show_the_token_either() {
 #[test]
 fn a_wrong_token_fails_the_run_without_printing_it() {
     let api = OrdersApi::start("another-token-entirely", false);
-    let s = Sandbox::new();
-    s.config(&pipeline(
-        &api,
-        "orders",
-        "cursor",
-        &transform(TRANSFORM),
-        COLUMNS,
-    ));
+    let s = cursor_orders(&api);
     let out = run(&s, &["run"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("401"), "{}", stderr(&out));

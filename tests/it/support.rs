@@ -170,6 +170,24 @@ pub fn kafka(test: &str) -> Option<String> {
     }
 }
 
+/// The Kafka log on `topic` (made with `partitions` when missing) as a test
+/// opens it from the library.
+pub fn kafka_log(
+    broker: &str,
+    topic: &str,
+    partitions: i32,
+) -> tributary::pipeline::log::LogConfig {
+    tributary::pipeline::log::LogConfig::Kafka(tributary::pipeline::log::KafkaLogConfig {
+        brokers: broker.to_owned(),
+        topic: topic.to_owned(),
+        create_topics: true,
+        partitions,
+        replication_factor: None,
+        compression: "lz4".into(),
+        properties: Default::default(),
+    })
+}
+
 /// The Cassandra node of the tests, or `None` (see [`missing`]).
 pub fn cassandra(test: &str) -> Option<String> {
     match std::env::var("TRIBUTARY_TEST_CASSANDRA") {

@@ -7,7 +7,7 @@
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use tributary::pipeline::log::{KafkaLogConfig, Log, LogConfig, LogRecord};
+use tributary::pipeline::log::{Log, LogRecord};
 use tributary::pipeline::source::Generator;
 
 use crate::support::{Reap, Sandbox, rows_now, stderr, unique};
@@ -491,17 +491,9 @@ async fn kafka_log_verifies_and_names_a_deleted_row() {
     ]);
     assert_eq!(summary["stored"], 5000, "{summary}");
     // Seed-DAG style messages (no key) and one that is not JSON.
-    let log = Log::open(&LogConfig::Kafka(KafkaLogConfig {
-        brokers: b.clone(),
-        topic: topic.clone(),
-        create_topics: false,
-        partitions: 3,
-        replication_factor: None,
-        compression: "none".into(),
-        properties: Default::default(),
-    }))
-    .await
-    .unwrap();
+    let log = Log::open(&crate::support::kafka_log(&b, &topic, 3))
+        .await
+        .unwrap();
     log.append(vec![
         LogRecord {
             key: None,
@@ -550,17 +542,9 @@ async fn kafka_verify_pages_through_many_dead_letters() {
     let s = Sandbox::new();
     let topic = unique("verifyletters");
     let url = format!("kafka://{b}/{topic}");
-    let log = Log::open(&LogConfig::Kafka(KafkaLogConfig {
-        brokers: b.clone(),
-        topic: topic.clone(),
-        create_topics: true,
-        partitions: 3,
-        replication_factor: None,
-        compression: "lz4".into(),
-        properties: Default::default(),
-    }))
-    .await
-    .unwrap();
+    let log = Log::open(&crate::support::kafka_log(&b, &topic, 3))
+        .await
+        .unwrap();
     const POISON: u64 = 21_000;
     for chunk in 0..POISON / 1000 {
         let records = (0..1000)
