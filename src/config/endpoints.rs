@@ -15,9 +15,9 @@ use super::{ConfigError, DAY, YEARS_10, duration, invalid};
 use crate::pipeline::log::{KafkaLogConfig, LogConfig, OffsetReset, SqliteLogConfig};
 use crate::pipeline::sink::{CassandraSinkConfig, SinkConfig, SqliteSinkConfig};
 
-/// A keyspace or table name: a plain identifier, so it can never inject
-/// SQL, and one both stores take unquoted (not a keyword such as `order`).
-pub(super) fn identifier(key: &'static str, value: &str) -> Result<String, ConfigError> {
+/// A name that goes into SQL or CQL: a plain identifier, so it can never
+/// inject either.
+fn identifier(key: &'static str, value: &str) -> Result<String, ConfigError> {
     let ok = !value.is_empty()
         && value.len() <= 48
         && value.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
@@ -28,31 +28,56 @@ pub(super) fn identifier(key: &'static str, value: &str) -> Result<String, Confi
             format!("{value:?} must be letters, digits and _ (at most 48), starting with a letter"),
         ));
     }
-    let reason = if value.to_ascii_lowercase().starts_with("sqlite_") {
-        format!("{value:?} starts with sqlite_, which SQLite keeps for its own tables")
-    } else if CQL_RESERVED.contains(&value.to_ascii_uppercase().as_str()) || !sqlite_takes(value) {
-        format!("{value:?} is a reserved word of SQL or CQL: choose another, e.g. {value}s")
+    Ok(value.to_owned())
+}
+
+/// A Cassandra keyspace or table name: an identifier CQL takes unquoted
+/// (not one of its reserved words, such as `order`).
+pub(super) fn cql_name(key: &'static str, value: &str) -> Result<String, ConfigError> {
+    let name = identifier(key, value)?;
+    if CQL_RESERVED.contains(&name.to_ascii_uppercase().as_str()) {
+        return Err(invalid(key, reserved(&name, "CQL")));
+    }
+    Ok(name)
+}
+
+/// An embedded store's table name: an identifier SQLite takes unquoted
+/// (not a keyword such as `group`, not its own `sqlite_…`), and none that
+/// the store's own statements would read as something else.
+pub(super) fn sqlite_name(key: &'static str, value: &str) -> Result<String, ConfigError> {
+    let name = identifier(key, value)?;
+    let lower = name.to_ascii_lowercase();
+    let reason = if lower.starts_with("sqlite_") {
+        format!("{name:?} starts with sqlite_, which SQLite keeps for its own tables")
+    } else if lower == "excluded" {
+        // An upsert's `excluded.column` would name the table itself.
+        format!("{name:?} is the name SQLite's upserts give the row being written")
+    } else if lower == crate::pipeline::sink::sqlite::POSITIONS_TABLE {
+        format!("{name:?} is where the embedded store keeps its position in the log")
+    } else if !sqlite_takes(&name) {
+        reserved(&name, "SQL")
     } else {
-        return Ok(value.to_owned());
+        return Ok(name);
     };
     Err(invalid(key, reason))
 }
 
-/// CQL's reserved keywords: a table or keyspace cannot be named any of them
-/// unquoted.
+fn reserved(name: &str, language: &str) -> String {
+    format!("{name:?} is a reserved word of {language}: choose another, e.g. my_{name}")
+}
+
+/// The words Cassandra 5.0 refuses as a keyspace or table name unquoted.
 #[rustfmt::skip]
 const CQL_RESERVED: &[&str] = &[
     "ADD", "ALLOW", "ALTER", "AND", "APPLY", "ASC", "AUTHORIZE", "BATCH", "BEGIN", "BY",
     "COLUMNFAMILY", "CREATE", "DELETE", "DESC", "DESCRIBE", "DROP", "ENTRIES", "EXECUTE", "FROM",
     "FULL", "GRANT", "IF", "IN", "INDEX", "INFINITY", "INSERT", "INTO", "IS", "KEYSPACE", "LIMIT",
-    "MATERIALIZED", "MBEAN", "MBEANS", "MODIFY", "NAN", "NORECURSIVE", "NOT", "NULL", "OF", "ON",
-    "OR", "ORDER", "PRIMARY", "RENAME", "REPLACE", "REVOKE", "SCHEMA", "SELECT", "SET", "TABLE",
-    "TO", "TOKEN", "TRUNCATE", "UNLOGGED", "UNSET", "UPDATE", "USE", "USING", "VIEW", "WHERE",
-    "WITH",
+    "MATERIALIZED", "MODIFY", "NAN", "NORECURSIVE", "NOT", "NULL", "OF", "ON", "OR", "ORDER",
+    "PRIMARY", "RENAME", "REVOKE", "SCHEMA", "SELECT", "SET", "TABLE", "TO", "TOKEN", "TRUNCATE",
+    "UNLOGGED", "UPDATE", "USE", "USING", "VIEW", "WHERE", "WITH",
 ];
 
-/// Whether SQLite's own parser takes `name` as a table name unquoted: not a
-/// keyword it reserves, not its own `sqlite_` prefix.
+/// Whether SQLite's own parser takes `name` as a table name unquoted.
 fn sqlite_takes(name: &str) -> bool {
     rusqlite::Connection::open_in_memory()
         .and_then(|c| c.prepare(&format!("CREATE TABLE {name} (x)")).map(drop))
@@ -199,8 +224,8 @@ pub(super) fn cassandra_sink(
     Ok(CassandraSinkConfig {
         local_datacenter,
         nodes,
-        keyspace: identifier("sink.url", keyspace)?,
-        table: identifier("sink.url", table)?,
+        keyspace: cql_name("sink.url", keyspace)?,
+        table: cql_name("sink.url", table)?,
         user,
         password,
         replication,
@@ -435,13 +460,13 @@ pub(super) fn resolve_sink(
                 secrets.cassandra_password.clone(),
             )?;
             if let Some(table) = place.cassandra_table {
-                c.table = identifier(place.table_key, table)?;
+                c.table = cql_name(place.table_key, table)?;
             }
             SinkConfig::Cassandra(c)
         }
         None => SinkConfig::Sqlite(SqliteSinkConfig {
             path: sqlite_path("sink.url", sink_url, place.path_default)?,
-            table: identifier(place.table_key, place.table)?,
+            table: sqlite_name(place.table_key, place.table)?,
             // With a Kafka log, the consumer group's offsets live in Kafka
             // and may outlive the store's last transactions after a power
             // loss; so each write is made durable before it is committed

@@ -186,6 +186,9 @@ fn names_a_store_would_read_as_keywords_are_refused_where_they_were_given() {
         "[sink]\ntable = \"users\"\n".to_owned(),
         pipeline("action", ""),
         pipeline("orders", "name = \"values_seen\", "),
+        // Words SQL reserves and Cassandra 5.0 does not, in Cassandra.
+        "[sink]\nurl = \"cassandra://127.0.0.1:9042/ks.values\"\n".to_owned(),
+        "[sink]\nurl = \"cassandra://127.0.0.1:9042/group.transaction\"\n".to_owned(),
     ] {
         resolve(&ok, Overrides::default()).unwrap_or_else(|e| panic!("{ok}: {e}"));
     }

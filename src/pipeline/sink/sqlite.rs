@@ -30,7 +30,7 @@ pub struct SqliteSinkConfig {
 
 /// The table of positions: per scope (log identity, topic, consumer group)
 /// and partition, the next offset after the rows stored.
-const POSITIONS_TABLE: &str = "tributary_positions";
+pub const POSITIONS_TABLE: &str = "tributary_positions";
 
 #[derive(Debug, Clone)]
 pub struct SqliteSink {
