@@ -332,6 +332,54 @@ async fn one_log_follows_its_dead_letters_as_they_are_discarded_replayed_and_add
     let fresh = Log::open(&config).await.unwrap();
     assert_eq!(fresh.dead_letters_waiting(None).await.unwrap(), 4);
     assert_eq!(fresh.dead_letters_discarded().await.unwrap(), 2);
+
+    // The dead-letter topic deleted and made again, then more letters than
+    // it held: the log that read the old one reads the new one afresh
+    // (neither the old discards nor the old ids count).
+    remake_topic(&b, &format!("{topic}.dlq")).await;
+    other
+        .dead_letter((20..32).map(letter).collect())
+        .await
+        .unwrap();
+    assert_eq!(log.dead_letters_waiting(None).await.unwrap(), 12);
+    assert_eq!(log.dead_letters_discarded().await.unwrap(), 0);
+    let waiting = log
+        .dead_letters_in(Letters::Waiting, None, 100)
+        .await
+        .unwrap();
+    assert_eq!(waiting.len(), 12);
+    assert_eq!(waiting[0].letter.reason, "bad record 20");
+}
+
+/// Deletes `topic` and makes it again, one partition, empty.
+async fn remake_topic(broker: &str, topic: &str) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", broker)
+        .create()
+        .unwrap();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    for r in admin.delete_topics(&[topic], &options).await.unwrap() {
+        r.unwrap();
+    }
+    // The broker takes the name back once the deletion is done.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let new = NewTopic::new(topic, 1, TopicReplication::Fixed(1));
+        match admin
+            .create_topics(&[new], &options)
+            .await
+            .unwrap()
+            .remove(0)
+        {
+            Ok(_) => return,
+            Err((_, e)) => {
+                assert!(Instant::now() < deadline, "{topic} not made again: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
 }
 
 #[test]

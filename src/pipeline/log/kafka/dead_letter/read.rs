@@ -122,6 +122,10 @@ struct Kept {
     ledger: Ledger,
     /// The offset after the last message the ledger took in.
     next: i64,
+    /// That message's fingerprint: found again at its offset, the topic
+    /// is the one the ledger was read from (not one deleted and made
+    /// again under the same name since).
+    last: Option<u64>,
 }
 
 impl Reader {
@@ -178,8 +182,9 @@ impl Reader {
 }
 
 /// Brings the kept ledger up to date: the messages since its last read,
-/// the letters retention dropped forgotten. A topic that went back (it was
-/// deleted and made again) is read from its start.
+/// the letters retention dropped forgotten. The last message it took in is
+/// read again first: not found as it was, the topic was deleted and made
+/// again, and it is read afresh from its start.
 fn catch_up<'a>(
     slot: &'a mut Option<Kept>,
     config: &KafkaLogConfig,
@@ -190,25 +195,71 @@ fn catch_up<'a>(
             topic: Topic::open(config)?,
             ledger: Ledger::default(),
             next: 0,
+            last: None,
         }),
     };
     let (low, high) = kept.topic.watermarks()?;
-    if high < kept.next {
+    kept.ledger.forget_below(low);
+    if !read_on(kept, (low, high))? {
         kept.ledger = Ledger::default();
         kept.next = 0;
+        kept.last = None;
+        read_on(kept, (low, high))?;
     }
-    kept.ledger.forget_below(low);
+    Ok(kept)
+}
+
+/// Reads the messages after the ledger's last into it; false, and the
+/// ledger left half read, when the last is not at its offset as it was.
+fn read_on(kept: &mut Kept, (low, high): (i64, i64)) -> Result<bool, LogError> {
     let Kept {
         topic,
         ledger,
         next,
+        last,
     } = kept;
-    topic.scan(*next, (low, high), |m| {
-        ledger.note(m);
+    // The last message taken in, to be found again; nothing to check when
+    // nothing was read yet or retention dropped it (and with it every
+    // letter the ledger held).
+    let check = last.filter(|_| *next > low).map(|fp| (*next - 1, fp));
+    if check.is_some_and(|_| *next > high) {
+        return Ok(false);
+    }
+    let mut same = check.is_none();
+    topic.scan(check.map_or(*next, |(at, _)| at), (low, high), |m| {
+        let offset = m.offset();
+        if !same {
+            // The first message is the one to check.
+            same = check == Some((offset, fingerprint(m)));
+            return if same {
+                ControlFlow::Continue(())
+            } else {
+                ControlFlow::Break(())
+            };
+        }
+        if offset >= *next {
+            ledger.note(m);
+            *next = offset + 1;
+            *last = Some(fingerprint(m));
+        }
         ControlFlow::Continue(())
     })?;
-    *next = high;
-    Ok(kept)
+    Ok(same)
+}
+
+/// A message's time, key, payload size and headers, hashed.
+fn fingerprint(m: &BorrowedMessage<'_>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    m.timestamp().to_millis().hash(&mut h);
+    m.key().hash(&mut h);
+    m.payload().map(<[u8]>::len).hash(&mut h);
+    if let Some(headers) = m.headers() {
+        for x in headers.iter() {
+            (x.key, x.value).hash(&mut h);
+        }
+    }
+    h.finish()
 }
 
 /// A consumer of the dead-letter topic's one partition, in no group.
@@ -322,6 +373,10 @@ fn marker_of(m: &BorrowedMessage<'_>, name: &str) -> Option<i64> {
     header(m, name).and_then(|v| v.parse().ok())
 }
 
+fn is_marker(m: &BorrowedMessage<'_>) -> bool {
+    marker_of(m, REPLAYED).is_some() || marker_of(m, DISCARDED).is_some()
+}
+
 /// The letter `m` is, its key and payload copied up to `cut` bytes.
 fn letter_of(m: &BorrowedMessage<'_>, ledger: &Ledger, cut: usize) -> LetterPreview {
     let origin = match (header(m, TOPIC), header(m, PARTITION), header(m, OFFSET)) {
@@ -423,7 +478,8 @@ fn pick(
     let mut picks = Picks::new(chosen);
     let mut bytes = 0;
     topic.scan(first, (first, end), |m| {
-        if picks.take(m.offset()) {
+        // A marker is never a letter, whatever the ledger says.
+        if picks.take(m.offset()) && !is_marker(m) {
             let letter = letter_of(m, ledger, wanted.cut);
             bytes += letter.letter.letter.payload.len();
             out.push(letter);
