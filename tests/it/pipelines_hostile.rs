@@ -527,6 +527,53 @@ fn a_refused_record_is_named_by_its_place_in_the_source() {
     assert!(positions[1].ends_with("f.ndjson#line=4"), "{positions:?}");
 }
 
+/// Users a burst's tick cut from their page keep their places in it: the
+/// rest of a page of five taken three a tick is `#3` and `#4`, not `#0`
+/// and `#1` again. A run that fetches the same page later names them the
+/// same way, so it adds no second letter of any of them.
+#[test]
+fn users_split_across_burst_ticks_keep_their_places() {
+    let s = Sandbox::new();
+    s.config(
+        r#"
+[[pipelines]]
+name = "refused_users"
+source = { url = "gen:?seed=42" }
+transform = '''abort "not today"'''
+table = { key = ["id"], columns = { id = "text" } }
+"#,
+    );
+    let burst = [
+        "run",
+        "--json",
+        "--duration",
+        "1s",
+        "--interval",
+        "200ms",
+        "--per-tick",
+        "3",
+        "--batch-size",
+        "5",
+    ];
+    let out = ok(&s, &burst);
+    let sum: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    let fetched = sum["fetched"].as_u64().unwrap();
+    assert!(fetched >= 6, "two ticks at least: {sum}");
+    let positions = letter_positions(&s);
+    assert_eq!(positions.len() as u64, fetched, "{positions:?}");
+    let mut unique = positions.clone();
+    unique.dedup();
+    assert_eq!(unique, positions, "each user its own place");
+    let first_page: Vec<&String> = positions
+        .iter()
+        .filter(|p| p.contains("page-1-of-5#"))
+        .collect();
+    assert_eq!(first_page.len(), 5, "{positions:?}");
+    // The first page again, whole: the same five places, no new letter.
+    ok(&s, &["run", "--records", "5", "--batch-size", "5"]);
+    assert_eq!(letter_positions(&s), positions);
+}
+
 /// One answer of 4 MB holding 1.4 million tiny records (each a dead letter
 /// here: no `id`). Parsed at once, such an answer takes some twenty bytes
 /// of memory per byte of body (a 30 MB answer of ten million took 566 MiB).

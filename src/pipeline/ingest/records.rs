@@ -61,6 +61,9 @@ struct Page {
     /// only as it is shaped. As JSON a user takes several times its typed
     /// size, and pages wait in the channel.
     users: Vec<ApiUser>,
+    /// The place in the source's page of the first of `users` (not 0 for
+    /// the rest of a page a burst's tick cut).
+    first_user: u64,
 }
 
 impl Page {
@@ -72,7 +75,11 @@ impl Page {
         let keep = usize::try_from(n).unwrap_or(usize::MAX);
         let users = self.users.split_off(keep.min(self.users.len()));
         let json = self.json.split_off((keep - self.users.len()) as u64);
-        let rest = Page { json, users };
+        let rest = Page {
+            json,
+            users,
+            first_user: self.first_user + self.users.len() as u64,
+        };
         (rest.received() > 0).then_some(rest)
     }
 
@@ -96,11 +103,11 @@ impl Page {
     }
 
     /// The position of the `k`th record: its place in the source (a user's
-    /// is its index in the page).
+    /// is its index in the source's page).
     fn position_of(&self, k: usize) -> String {
         match self.json.places.get(k) {
             Some(&place) => self.json.place(place),
-            None => self.json.place(k as u64),
+            None => self.json.place(self.first_user + k as u64),
         }
     }
 }
@@ -136,6 +143,7 @@ impl Walk {
         let json = |json| Page {
             json,
             users: Vec::new(),
+            first_user: 0,
         };
         match self {
             Walk::Api(api) => Ok(api.next_page().await?.map(json)),
@@ -168,6 +176,7 @@ impl Walk {
                 let mut out = Page {
                     json: JsonPage::new(*page, position, prefix),
                     users: std::mem::take(&mut batch.users),
+                    first_user: 0,
                 };
                 out.json.rejected = super::undecoded(source, &mut batch);
                 // The generator never ends; an empty page ends an API.
