@@ -335,7 +335,17 @@ impl History {
             humantime::format_duration(retry_in)
         );
         self.with(|c| {
-            events::add_event(c, id, &line, false)?;
+            // Not after the run ended (cancelled while its attempt failed).
+            let running: Option<bool> = c
+                .query_row(
+                    "SELECT state = 'running' FROM runs WHERE id = ?1",
+                    params![id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if running == Some(true) {
+                events::add_event(c, id, &line, false)?;
+            }
             Ok(())
         })
     }

@@ -418,7 +418,6 @@ async fn feed(
             .context("cannot read the dead letters")?;
         let Some(last) = letters.last() else { break };
         after = Some(last.letter.id);
-        let full = letters.len() >= page;
         let from_topic = letters.iter().map(|p| &p.letter).filter_map(|l| {
             let o = l.letter.origin.as_ref()?;
             (o.topic == topic).then_some(LetterEntry {
@@ -428,10 +427,10 @@ async fn feed(
                 waiting: l.replayed_ms.is_none(),
             })
         });
+        // On until a page comes back empty: a short one ends nothing (on
+        // Kafka, retention may take letters chosen for a page before it is
+        // read).
         send(tx, Load::Letters(from_topic.collect())).await?;
-        if !full {
-            break;
-        }
     }
     Ok(ranges)
 }

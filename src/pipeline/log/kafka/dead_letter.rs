@@ -54,7 +54,12 @@ async fn send(
         .map_err(|(e, _)| kafka_err("cannot write a dead letter", e))
 }
 
-/// Writes the letters, all at once: each waits for its own delivery, not
+/// Letters written together at most: their payloads within this, well
+/// under the producer's 32 MiB queue (a send that waits for room past its
+/// timeout fails the batch).
+const TOGETHER_BYTES: usize = 8 << 20;
+
+/// Writes the letters, many at once: each waits for its own delivery, not
 /// for the one before it (one after another, each waited out the
 /// producer's linger, and a batch of a thousand poison messages took
 /// seconds).
@@ -63,11 +68,25 @@ pub async fn produce(
     config: &KafkaLogConfig,
     letters: Vec<DeadLetter>,
 ) -> Result<(), LogError> {
-    let sends = letters.iter().map(|l| {
-        let (headers, payload) = message_of(l);
-        send(producer, config, l.key.as_deref(), payload, headers)
-    });
-    futures::future::try_join_all(sends).await?;
+    let mut rest = &letters[..];
+    while !rest.is_empty() {
+        let mut bytes = 0;
+        let n = rest
+            .iter()
+            .take_while(|l| {
+                bytes += l.payload.len().min(MAX_PAYLOAD);
+                bytes <= TOGETHER_BYTES
+            })
+            .count()
+            .max(1);
+        let (now, later) = rest.split_at(n);
+        let sends = now.iter().map(|l| {
+            let (headers, payload) = message_of(l);
+            send(producer, config, l.key.as_deref(), payload, headers)
+        });
+        futures::future::try_join_all(sends).await?;
+        rest = later;
+    }
     Ok(())
 }
 
