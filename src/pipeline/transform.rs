@@ -53,6 +53,10 @@ pub struct Transform {
     program: Program,
     runtime: Runtime,
     tz: TimeZone,
+    /// The program's text and where it sits, to name the place of a
+    /// failure as the compiler's errors do.
+    text: std::sync::Arc<str>,
+    origin: Origin,
 }
 
 impl std::fmt::Debug for Transform {
@@ -77,6 +81,8 @@ impl Transform {
                 program: compiled.program,
                 runtime: Runtime::default(),
                 tz: TimeZone::parse("UTC").expect("UTC is a time zone"),
+                text: text.into(),
+                origin: origin.clone(),
             }),
             Err(diagnostics) => Err(TransformError::Compile(
                 diagnostics
@@ -141,7 +147,9 @@ impl Transform {
         self.runtime.clear();
         match resolved {
             Ok(_) => {}
-            Err(Terminate::Abort(e) | Terminate::Error(e)) => return Err(e.to_string()),
+            Err(Terminate::Abort(e) | Terminate::Error(e)) => {
+                return Err(self.placed(e.to_string()));
+            }
             Err(Terminate::Interrupted) => return Err("the transform was interrupted".into()),
         }
         if !matches!(target.value, Value::Object(_)) {
@@ -188,9 +196,41 @@ fn place(text: &str, offset: usize, origin: &Origin) -> (usize, usize) {
     (origin.line + line - 1, column)
 }
 
+impl Transform {
+    /// `message` with the place VRL gives as byte offsets, `at (17:29)`,
+    /// named as the compiler's errors name theirs: `at file:line:column`.
+    fn placed(&self, message: String) -> String {
+        let Some(at) = message.rfind(" at (") else {
+            return message;
+        };
+        let rest = &message[at + 5..];
+        let Some((start, end)) = rest
+            .split_once(')')
+            .and_then(|(span, _)| span.split_once(':'))
+            .and_then(|(a, b)| Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok()?)))
+        else {
+            return message;
+        };
+        if start > end || end > self.text.len() {
+            return message;
+        }
+        let (line, column) = place(&self.text, start, &self.origin);
+        let after = &rest[rest.find(')').map_or(rest.len(), |i| i + 1)..];
+        format!(
+            "{} at {}:{line}:{column}{after}",
+            &message[..at],
+            self.origin.file
+        )
+    }
+}
+
 /// The line and column (both from 1) of byte `offset` of `text`.
 pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
     let line = before.matches('\n').count() + 1;
     let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
     (line, column)
@@ -258,6 +298,9 @@ mod tests {
         );
         let err = t.run(serde_json::json!({"id": 7})).unwrap_err();
         assert!(err.contains("expected string"), "{err}");
+        // Named by line and column, as the compiler names its errors, not
+        // by VRL's byte offsets.
+        assert!(err.contains("\"upcase\" at pipes.toml:11:7: "), "{err}");
         assert_eq!(
             t.run(serde_json::json!({"id": "ab"})).unwrap(),
             serde_json::json!({"id": "AB"})
