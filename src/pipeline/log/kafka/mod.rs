@@ -260,10 +260,16 @@ impl KafkaLog {
             )
             .await
             .map_err(|e| kafka_err("cannot create topics", e))?;
+        // Made now, here or by another process at the same moment (the
+        // metadata said it was missing).
+        let mut created = Vec::new();
         for r in results {
             match r {
-                Ok(name) => info!(topic = %name, replication_factor = rf, "created Kafka topic"),
-                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Ok(name) => {
+                    info!(topic = %name, replication_factor = rf, "created Kafka topic");
+                    created.push(name);
+                }
+                Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => created.push(name),
                 Err((name, code)) => {
                     return Err(LogError::Kafka(format!(
                         "cannot create topic {name}: {code}"
@@ -271,7 +277,46 @@ impl KafkaLog {
                 }
             }
         }
+        for name in created {
+            let partitions = if name == dlq {
+                1
+            } else {
+                self.config.partitions
+            };
+            self.until_ready(name, partitions).await?;
+        }
         Ok(())
+    }
+
+    /// Waits until every partition of a topic just created answers for its
+    /// offsets: the cluster acknowledges a creation before each leader
+    /// holds its partitions, and a read of the offsets in between (a
+    /// group's first start) is refused with "unknown topic or partition".
+    async fn until_ready(&self, topic: String, partitions: i32) -> Result<(), LogError> {
+        let producer = self.producer.clone();
+        tokio::task::spawn_blocking(move || {
+            let deadline = std::time::Instant::now() + REQUEST_TIMEOUT;
+            for p in 0..partitions {
+                loop {
+                    match producer
+                        .client()
+                        .fetch_watermarks(&topic, p, Duration::from_secs(2))
+                    {
+                        Ok(_) => break,
+                        Err(e) if std::time::Instant::now() >= deadline => {
+                            return Err(kafka_err(
+                                &format!("topic {topic} was created but is not ready"),
+                                e,
+                            ));
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(50)),
+                    }
+                }
+            }
+            Ok(())
+        })
+        .await
+        .expect("topic readiness task panicked")
     }
 
     /// Produces the records in order and returns once every delivery report
