@@ -57,7 +57,7 @@ fn survive_broker_restart(broker: &str, node: &str, name: &str) {
             .spawn()
             .unwrap(),
     );
-    let ingest = s
+    let mut ingest = s
         .cmd(&[
             "ingest",
             "--duration",
@@ -79,7 +79,11 @@ fn survive_broker_restart(broker: &str, node: &str, name: &str) {
     // Mid-stream: once some thousands are on the topic.
     let deadline = Instant::now() + Duration::from_secs(60);
     while topic_end(&s, &url) < 5_000 {
-        assert!(Instant::now() < deadline, "ingest made no progress");
+        if Instant::now() > deadline || ingest.try_wait().unwrap().is_some() {
+            let _ = ingest.kill();
+            let out = ingest.wait_with_output().unwrap();
+            panic!("ingest made no progress ({}): {}", out.status, stderr(&out));
+        }
         std::thread::sleep(Duration::from_millis(200));
     }
     infra(&["stop", node]);

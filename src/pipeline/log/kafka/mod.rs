@@ -295,25 +295,48 @@ impl KafkaLog {
     async fn until_ready(&self, topic: String, partitions: i32) -> Result<(), LogError> {
         let producer = self.producer.clone();
         tokio::task::spawn_blocking(move || {
+            let client = producer.client();
             let deadline = std::time::Instant::now() + REQUEST_TIMEOUT;
-            for p in 0..partitions {
-                loop {
-                    match producer
-                        .client()
+            let ready = || -> Result<(), String> {
+                // Asked afresh: the client's own view of a topic it does
+                // not write to yet is not refreshed for minutes.
+                let m = client
+                    .fetch_metadata(Some(&topic), Duration::from_secs(2))
+                    .map_err(|e| e.to_string())?;
+                let t = m
+                    .topics()
+                    .iter()
+                    .find(|t| t.name() == topic)
+                    .ok_or("not in the metadata")?;
+                if let Some(e) = t.error() {
+                    return Err(format!("{e:?}"));
+                }
+                let led = t
+                    .partitions()
+                    .iter()
+                    .filter(|p| p.error().is_none() && p.leader() >= 0)
+                    .count();
+                if led < partitions as usize {
+                    return Err(format!("{led} of {partitions} partitions have a leader"));
+                }
+                for p in 0..partitions {
+                    client
                         .fetch_watermarks(&topic, p, Duration::from_secs(2))
-                    {
-                        Ok(_) => break,
-                        Err(e) if std::time::Instant::now() >= deadline => {
-                            return Err(kafka_err(
-                                &format!("topic {topic} was created but is not ready"),
-                                e,
-                            ));
-                        }
-                        Err(_) => std::thread::sleep(Duration::from_millis(50)),
+                        .map_err(|e| e.to_string())?;
+                }
+                Ok(())
+            };
+            loop {
+                match ready() {
+                    Ok(()) => return Ok(()),
+                    Err(e) if std::time::Instant::now() >= deadline => {
+                        return Err(LogError::Kafka(format!(
+                            "topic {topic} was created but is not ready: {e}"
+                        )));
                     }
+                    Err(_) => std::thread::sleep(Duration::from_millis(50)),
                 }
             }
-            Ok(())
         })
         .await
         .expect("topic readiness task panicked")
