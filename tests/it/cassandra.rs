@@ -27,16 +27,32 @@ fn faults(mode: &str, test: &str) -> Option<String> {
 }
 
 /// `SELECT count(*)` through cqlsh, as the seed stack's users check it.
+/// The count reads the whole table at consistency ONE; a node busy with a
+/// flush or a compaction may fail it ("ReadFailure", "ReadTimeout"), and
+/// it is asked again, up to three times.
 fn cqlsh_count(table: &str, auth: &[&str]) -> u64 {
     let query = format!("SELECT count(*) FROM {table}");
     let mut args = vec!["cqlsh"];
     args.extend_from_slice(auth);
     args.extend_from_slice(&["-e", &query]);
-    let out = infra(&args);
-    out.lines()
-        .filter_map(|l| l.trim().parse::<u64>().ok())
-        .next()
-        .unwrap_or_else(|| panic!("no count in cqlsh output: {out}"))
+    for attempt in 1..=3 {
+        let out = crate::support::infra_output(&args);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let errors = String::from_utf8_lossy(&out.stderr).into_owned();
+        let transient = [&text, &errors]
+            .iter()
+            .any(|t| t.contains("ReadFailure") || t.contains("ReadTimeout"));
+        if out.status.success() || !transient || attempt == 3 {
+            assert!(out.status.success(), "cqlsh {query}: {text}{errors}");
+            return text
+                .lines()
+                .filter_map(|l| l.trim().parse::<u64>().ok())
+                .next()
+                .unwrap_or_else(|| panic!("no count in cqlsh output: {text}"));
+        }
+        eprintln!("cqlsh {query}, attempt {attempt}: {errors}");
+    }
+    unreachable!("the third attempt returns or fails")
 }
 
 fn sink_url(node: &str, keyspace: &str) -> String {

@@ -214,12 +214,7 @@ pub fn unique(name: &str) -> String {
 /// Runs `scripts/infra ARGS` (stop/start/pause a server, cqlsh, ...) and
 /// returns its stdout; fails the test if it fails.
 pub fn infra(args: &[&str]) -> String {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/infra");
-    let out = Command::new("bash")
-        .arg(script)
-        .args(args)
-        .output()
-        .expect("bash runs");
+    let out = infra_output(args);
     assert!(
         out.status.success(),
         "scripts/infra {args:?}: {}{}",
@@ -227,6 +222,16 @@ pub fn infra(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `scripts/infra ARGS`, run, whatever its outcome.
+pub fn infra_output(args: &[&str]) -> Output {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/infra");
+    Command::new("bash")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("bash runs")
 }
 
 /// A child process that is killed and reaped when the test ends, even when
