@@ -27,12 +27,12 @@ pub struct Outcome<T> {
 }
 
 /// What a run with retries is at, told as it happens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step<'a> {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
     /// Attempt n starts.
     Starts(u32),
     /// Attempt n failed with this error; the next starts after the delay.
-    Failed(u32, &'a str, Duration),
+    Failed(u32, String, Duration),
 }
 
 /// Runs `attempt(n)` (n from `first`, 1 for a new run) until it succeeds or
@@ -52,7 +52,7 @@ pub async fn run_with_retries<T, F, Fut, A, AFut>(
 where
     F: FnMut(u32) -> Fut,
     Fut: Future<Output = Result<T, String>>,
-    A: FnMut(Step<'_>) -> AFut,
+    A: FnMut(Step) -> AFut,
     AFut: Future<Output = ()>,
 {
     let mut n = first.max(1) - 1;
@@ -75,7 +75,7 @@ where
             }
             Err(e) if n <= policy.retries && !stop.is_cancelled() => {
                 warn!(attempt = n, error = %e, delay_ms = policy.retry_delay.as_millis() as u64, "run failed, retrying");
-                on_step(Step::Failed(n, &e, policy.retry_delay)).await;
+                on_step(Step::Failed(n, e.clone(), policy.retry_delay)).await;
                 tokio::select! {
                     _ = stop.cancelled() => {
                         return Outcome {
@@ -118,7 +118,7 @@ mod tests {
             |step| {
                 match step {
                     Step::Starts(_) => starts.push(started.elapsed()),
-                    Step::Failed(n, e, _) => failed.push((started.elapsed(), n, e.to_owned())),
+                    Step::Failed(n, e, _) => failed.push((started.elapsed(), n, e)),
                 }
                 std::future::ready(())
             },

@@ -94,13 +94,9 @@ impl Run {
             &self.stop,
             |step| {
                 let this = &self;
-                let step = match step {
-                    Step::Starts(n) => Ok(n),
-                    Step::Failed(n, e, delay) => Err((n, e.to_owned(), delay)),
-                };
                 async move {
                     let recorded = match step {
-                        Ok(n) => {
+                        Step::Starts(n) => {
                             call(
                                 &this.history,
                                 &this.health,
@@ -110,7 +106,7 @@ impl Run {
                             )
                             .await
                         }
-                        Err((n, e, delay)) => {
+                        Step::Failed(n, e, delay) => {
                             call(
                                 &this.history,
                                 &this.health,
