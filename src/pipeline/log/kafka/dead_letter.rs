@@ -54,39 +54,54 @@ async fn send(
         .map_err(|(e, _)| kafka_err("cannot write a dead letter", e))
 }
 
-/// Letters written together at most: their payloads within this, well
+/// Messages sent together at most: their payloads within this, well
 /// under the producer's 32 MiB queue (a send that waits for room past its
-/// timeout fails the batch).
+/// timeout fails the batch), and no more than [`TOGETHER`] of them.
 const TOGETHER_BYTES: usize = 8 << 20;
+const TOGETHER: usize = 1000;
 
-/// Writes the letters, many at once: each waits for its own delivery, not
-/// for the one before it (one after another, each waited out the
-/// producer's linger, and a batch of a thousand poison messages took
-/// seconds).
+/// A message to send: its key, payload and headers.
+type Message<'a> = (Option<&'a [u8]>, &'a [u8], OwnedHeaders);
+
+/// Sends `messages` many at once, a group after
+/// the one before: each waits for its own delivery, not for the one
+/// before it (one after another, each waited out the producer's linger,
+/// and a thousand letters took seconds). Returns how many were sent.
+async fn send_together<'a>(
+    producer: &FutureProducer<LastError>,
+    config: &KafkaLogConfig,
+    messages: Vec<Message<'a>>,
+) -> Result<u64, LogError> {
+    let mut messages = messages.into_iter().peekable();
+    let mut sent = 0;
+    while messages.peek().is_some() {
+        let (mut group, mut bytes) = (Vec::new(), 0);
+        while let Some((key, payload, headers)) = messages.next_if(|(_, payload, _)| {
+            group.is_empty() || (group.len() < TOGETHER && bytes + payload.len() <= TOGETHER_BYTES)
+        }) {
+            bytes += payload.len();
+            group.push(send(producer, config, key, payload, headers));
+        }
+        sent += group.len() as u64;
+        futures::future::try_join_all(group).await?;
+    }
+    Ok(sent)
+}
+
+/// Writes the letters, many at once (see [`send_together`]).
 pub async fn produce(
     producer: &FutureProducer<LastError>,
     config: &KafkaLogConfig,
     letters: Vec<DeadLetter>,
 ) -> Result<(), LogError> {
-    let mut rest = &letters[..];
-    while !rest.is_empty() {
-        let mut bytes = 0;
-        let n = rest
-            .iter()
-            .take_while(|l| {
-                bytes += l.payload.len().min(MAX_PAYLOAD);
-                bytes <= TOGETHER_BYTES
-            })
-            .count()
-            .max(1);
-        let (now, later) = rest.split_at(n);
-        let sends = now.iter().map(|l| {
+    let messages = letters
+        .iter()
+        .map(|l| {
             let (headers, payload) = message_of(l);
-            send(producer, config, l.key.as_deref(), payload, headers)
-        });
-        futures::future::try_join_all(sends).await?;
-        rest = later;
-    }
+            (l.key.as_deref(), payload, headers)
+        })
+        .collect();
+    send_together(producer, config, messages).await?;
     Ok(())
 }
 
@@ -186,25 +201,25 @@ pub async fn discard(
             (take, outcome)
         })
         .await?;
-    // A marker each, written together (a thousand at a time: each waits
-    // for its own delivery).
-    for ids in take.chunks(1000) {
-        let texts: Vec<String> = ids.iter().map(i64::to_string).collect();
-        let sends = texts.iter().map(|id| {
-            let mut headers = OwnedHeaders::new().insert(Header {
-                key: DISCARDED,
-                value: Some(id),
-            });
-            if let Some(r) = &reason {
-                headers = headers.insert(Header {
-                    key: DISCARD_REASON,
-                    value: Some(r),
+    // A marker each, written together; built a group at a time.
+    for ids in take.chunks(TOGETHER) {
+        let markers = ids
+            .iter()
+            .map(|id| {
+                let mut headers = OwnedHeaders::new().insert(Header {
+                    key: DISCARDED,
+                    value: Some(&id.to_string()),
                 });
-            }
-            send(producer, config, None, b"", headers)
-        });
-        futures::future::try_join_all(sends).await?;
-        outcome.discarded += ids.len() as u64;
+                if let Some(r) = &reason {
+                    headers = headers.insert(Header {
+                        key: DISCARD_REASON,
+                        value: Some(r),
+                    });
+                }
+                (None, &b""[..], headers)
+            })
+            .collect();
+        outcome.discarded += send_together(producer, config, markers).await?;
     }
     Ok(outcome)
 }
