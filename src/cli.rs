@@ -57,8 +57,8 @@ Exit codes: 0 success, 1 runtime failure, 2 bad usage or configuration.";
 #[derive(Debug, Parser)]
 #[command(name = "tributary", version, about = ABOUT, long_about = LONG_ABOUT, after_help = AFTER_HELP)]
 pub struct Cli {
-    /// Config file [default: ./tributary.toml if it exists].
-    #[arg(long, global = true, env = "TRIBUTARY_CONFIG", value_name = "FILE")]
+    /// Config file [default: ./tributary.toml if it exists]. [env: TRIBUTARY_CONFIG]
+    #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Directory of the embedded log and store [default: ./tributary-data]. [env: TRIBUTARY_DATA_DIR]
     #[arg(long, global = true, value_name = "DIR")]

@@ -13,7 +13,7 @@ mod table;
 mod verify;
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -114,7 +114,12 @@ pub type AppResult<T = ()> = Result<T, AppError>;
 pub async fn main(cli: Cli) -> AppResult {
     let shutdown = CancellationToken::new();
     listen_for_signals(shutdown.clone());
-    let file = cli.config.clone();
+    // An empty TRIBUTARY_CONFIG is unset, as every other variable is.
+    let file = cli.config.clone().or_else(|| {
+        std::env::var_os("TRIBUTARY_CONFIG")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    });
     let data_dir = cli.data_dir.clone();
     // Every command resolves the same settings: the file, then the
     // environment (read once, here), then its own flags.
