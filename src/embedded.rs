@@ -285,6 +285,19 @@ impl FileId {
         })
     }
 
+    /// What a write to this file gave, unless the path no longer names the
+    /// file: then the sentence for people, whatever the write said. A write
+    /// into a deleted file may succeed into nothing, or fail with whatever
+    /// SQLite makes of the files left beside it ("no such table").
+    pub fn vouch<T, E>(
+        &self,
+        written: Result<T, E>,
+        gone: impl FnOnce(String) -> E,
+    ) -> Result<T, E> {
+        self.check().map_err(gone)?;
+        written
+    }
+
     /// `Err` with a sentence for people when the path no longer names the
     /// file that was opened.
     pub fn check(&self) -> Result<(), String> {

@@ -137,7 +137,11 @@ fn config_file_env_and_flags_layer_in_that_order() {
 
     // TRIBUTARY_CONFIG names another file; empty, it is unset like every
     // other variable, and the file in the working directory counts.
-    std::fs::write(s.dir.path().join("other.toml"), "[log]\ntopic = \"other\"\n").unwrap();
+    std::fs::write(
+        s.dir.path().join("other.toml"),
+        "[log]\ntopic = \"other\"\n",
+    )
+    .unwrap();
     for (value, topic) in [("other.toml", "other"), ("", "from_file")] {
         let out = s
             .cmd(&["config", "check"])
@@ -146,7 +150,10 @@ fn config_file_env_and_flags_layer_in_that_order() {
             .unwrap();
         assert!(out.status.success(), "{value:?}: {}", stderr(&out));
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(text.contains(&format!("topic = \"{topic}\"")), "{value:?}: {text}");
+        assert!(
+            text.contains(&format!("topic = \"{topic}\"")),
+            "{value:?}: {text}"
+        );
     }
 }
 

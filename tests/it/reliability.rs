@@ -418,6 +418,20 @@ fn offset_reset_latest_skips_once_then_processes_what_comes_after() {
 #[test]
 fn a_store_deleted_under_a_running_run_fails_it() {
     let s = Sandbox::new();
+    deleted_under_a_running_run(&s, |s| remove_db(&s.store_path()));
+}
+
+/// `rm log.db.offsets` alone: the WAL beside it stays, and the next commit
+/// met whatever SQLite made of it ("no such table: group_offsets").
+#[test]
+fn an_offsets_file_deleted_under_a_running_run_fails_it() {
+    let s = Sandbox::new();
+    deleted_under_a_running_run(&s, |s| {
+        std::fs::remove_file(s.data_dir().join("log.db.offsets")).unwrap()
+    });
+}
+
+fn deleted_under_a_running_run(s: &Sandbox, delete: impl Fn(&Sandbox)) {
     let mut child = s
         .cmd(&[
             "run",
@@ -437,12 +451,12 @@ fn a_store_deleted_under_a_running_run_fails_it() {
         assert!(Instant::now() < deadline, "no rows stored");
         std::thread::sleep(Duration::from_millis(20));
     }
-    remove_db(&s.store_path());
+    delete(s);
     let deadline = Instant::now() + Duration::from_secs(120);
     while child.try_wait().unwrap().is_none() {
         if Instant::now() > deadline {
             let _ = child.kill();
-            panic!("run went on writing into a deleted store");
+            panic!("run went on writing into a deleted file");
         }
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -432,11 +432,10 @@ impl SqliteSink {
             tx.commit().map_err(map)?;
             Ok::<_, SinkError>(ack)
         })
-        .await?;
+        .await;
         // After the commit: a store deleted at any moment before it took
         // these rows with it, and the acknowledgement must not be given.
-        self.file.check().map_err(SinkError::FileGone)?;
-        Ok(ack)
+        self.file.vouch(ack, SinkError::FileGone)
     }
 
     pub async fn count(&self) -> Result<u64, SinkError> {

@@ -42,10 +42,10 @@ impl SqliteLog {
             tx.commit().map_err(map_write_err)?;
             Ok::<_, LogError>(first)
         })
-        .await?;
+        .await;
         // Only now, after the commit: a file deleted at any moment before
         // it took these messages with it.
-        self.file.check().map_err(LogError::FileGone)?;
+        let first_offset = self.file.vouch(first_offset, LogError::FileGone)?;
         self.appended.notify_waiters();
         self.enforce_retention().await?;
         Ok(AppendAck {

@@ -12,7 +12,7 @@ use crate::pipeline::log::{
 
 impl SqliteLog {
     pub async fn dead_letter(&self, letters: Vec<DeadLetter>) -> Result<(), LogError> {
-        embedded::blocking(&self.conn, move |conn| {
+        let written = embedded::blocking(&self.conn, move |conn| {
             let tx = conn.transaction().map_err(map_write_err)?;
             {
                 // A letter already stored, by origin or by fingerprint, is
@@ -52,8 +52,8 @@ impl SqliteLog {
             }
             tx.commit().map_err(map_write_err)
         })
-        .await?;
-        self.file.check().map_err(LogError::FileGone)
+        .await;
+        self.file.vouch(written, LogError::FileGone)
     }
 
     pub async fn dead_letters_waiting(&self, after: Option<i64>) -> Result<u64, LogError> {

@@ -367,7 +367,7 @@ impl SqliteCommitter {
         };
         let (group, topic, log_id) = (self.group.clone(), self.topic.clone(), self.log_id.clone());
         let mark = checkpoint.marks.get(&PARTITION).cloned();
-        embedded::blocking(&self.conn, move |conn| {
+        let written = embedded::blocking(&self.conn, move |conn| {
             conn.execute(
                 "INSERT INTO group_offsets
                     (grp, topic, partition, next_offset, updated_ms, log_id, mark)
@@ -381,7 +381,7 @@ impl SqliteCommitter {
             .map_err(map_write_err)?;
             Ok::<_, LogError>(())
         })
-        .await?;
-        self.file.check().map_err(LogError::FileGone)
+        .await;
+        self.file.vouch(written, LogError::FileGone)
     }
 }
