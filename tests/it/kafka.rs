@@ -6,7 +6,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use tributary::pipeline::log::discard::Discard;
-use tributary::pipeline::log::{DeadLetter, Letters, Log, LogRecord, Stage};
+use tributary::pipeline::log::{DeadLetter, Letters, Log, LogRecord, Origin, Stage};
 use tributary::pipeline::source::Generator;
 
 use crate::support::{Args, Sandbox, distinct_ids, rows_now, stderr, unique};
@@ -248,6 +248,79 @@ async fn poison_messages_on_kafka_go_to_the_dlq_topic() {
         assert_eq!(l["topic"], topic.as_str());
         assert!(l["offset"].as_i64().is_some());
         assert!(!l["reason"].as_str().unwrap().is_empty());
+    }
+}
+
+/// Letters written again (a batch retried after a crash before its commit,
+/// a page fetched again) are one letter on Kafka, as they are in the
+/// embedded log: by stage and origin, or by stage, source position and
+/// bytes. The first one's reason stands.
+#[tokio::test]
+async fn letters_written_again_are_one_letter_on_both_logs() {
+    let Some(b) = broker("dlq_twice") else {
+        return;
+    };
+    let from_log = |stage, reason: &str| DeadLetter {
+        stage,
+        reason: reason.into(),
+        origin: Some(Origin {
+            topic: "users_created".into(),
+            partition: 0,
+            offset: 5,
+        }),
+        source_position: None,
+        key: Some(b"k".to_vec()),
+        payload: b"not json".to_vec(),
+    };
+    let fetched = |position: &str, reason: &str| DeadLetter {
+        stage: Stage::Source,
+        reason: reason.into(),
+        origin: None,
+        source_position: Some(position.into()),
+        key: None,
+        payload: b"{\"broken\"".to_vec(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let embedded =
+        tributary::pipeline::log::LogConfig::Sqlite(tributary::pipeline::log::SqliteLogConfig {
+            path: dir.path().join("log.db"),
+            topic: "users_created".into(),
+            retention_messages: None,
+            retention_age: None,
+            durable_fsync: false,
+            offset_reset: Default::default(),
+        });
+    for config in [
+        embedded,
+        crate::support::kafka_log(&b, &unique("dlqtwice"), 1),
+    ] {
+        let log = Log::open(&config).await.unwrap();
+        log.dead_letter(vec![
+            from_log(Stage::Decode, "first"),
+            fetched("page 1 #3", "first"),
+            fetched("page 1 #4", "first"),
+        ])
+        .await
+        .unwrap();
+        log.dead_letter(vec![
+            from_log(Stage::Decode, "again"),
+            from_log(Stage::Sink, "another stage"),
+            fetched("page 1 #3", "again"),
+        ])
+        .await
+        .unwrap();
+        // Another process reads the topic from its start.
+        let other = Log::open(&config).await.unwrap();
+        for log in [&log, &other] {
+            assert_eq!(log.dead_letters_waiting(None).await.unwrap(), 4);
+            let letters = log.dead_letters_in(Letters::All, None, 100).await.unwrap();
+            let reasons: Vec<&str> = letters.iter().map(|l| l.letter.reason.as_str()).collect();
+            assert_eq!(
+                reasons,
+                ["first", "first", "first", "another stage"],
+                "{letters:?}"
+            );
+        }
     }
 }
 

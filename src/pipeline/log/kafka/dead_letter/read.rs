@@ -23,7 +23,10 @@ use super::{
 };
 use crate::pipeline::log::discard::{Discarded, Letters};
 use crate::pipeline::log::preview::cut_copy;
-use crate::pipeline::log::{DeadLetter, LetterPreview, LogError, Origin, Stage, StoredDeadLetter};
+use crate::pipeline::log::{
+    DeadLetter, LetterPreview, LogError, Origin, Stage, StoredDeadLetter,
+    fingerprint as fingerprint_of,
+};
 
 /// Every letter of the topic by id, and which were replayed or discarded:
 /// a few bytes a letter, whatever their payloads.
@@ -34,6 +37,9 @@ pub struct Ledger {
     replayed: HashSet<i64>,
     /// The first discard's time and reason stand.
     discarded: HashMap<i64, Discarded>,
+    /// The letters' names (see [`name_of`]) and their ids: a letter written
+    /// again is left out, as the embedded log stores it once.
+    names: HashMap<u128, i64>,
 }
 
 /// What a letter's markers say of it.
@@ -93,8 +99,22 @@ impl Ledger {
                 reason: header(m, DISCARD_REASON),
             });
         } else {
-            self.letters.push(m.offset());
+            self.take_letter(m.offset(), name_of(m));
         }
+    }
+
+    /// Takes in the letter `id`, unless a letter of the same name came
+    /// before it: a batch written again after a crash before its commit, or
+    /// a page fetched again, writes the same letters again. The first one
+    /// stands, with its reason, and markers name it.
+    fn take_letter(&mut self, id: i64, name: Option<u128>) {
+        if let Some(name) = name {
+            if self.names.contains_key(&name) {
+                return;
+            }
+            self.names.insert(name, id);
+        }
+        self.letters.push(id);
     }
 
     /// Forgets the letters below `low`, the topic's earliest offset now
@@ -107,6 +127,7 @@ impl Ledger {
         self.letters.drain(..gone);
         self.replayed.retain(|&id| id >= low);
         self.discarded.retain(|&id, _| id >= low);
+        self.names.retain(|_, &mut id| id >= low);
     }
 }
 
@@ -369,6 +390,25 @@ fn header(m: &BorrowedMessage<'_>, name: &str) -> Option<String> {
     })
 }
 
+/// What names a letter, as the embedded log's unique keys do: its stage
+/// and its origin in the log, or its stage and its fingerprint (source
+/// position and bytes) when it never reached the log; `None` for a letter
+/// with neither. Hashed to 128 bits, a few bytes a letter.
+fn name_of(m: &BorrowedMessage<'_>) -> Option<u128> {
+    let stage = header(m, STAGE).unwrap_or_default();
+    let name = match (header(m, TOPIC), header(m, PARTITION), header(m, OFFSET)) {
+        (Some(topic), Some(partition), Some(offset)) => {
+            format!("{stage}\0origin\0{topic}\0{partition}\0{offset}")
+        }
+        _ => {
+            let position = header(m, SOURCE_POSITION)?;
+            let payload = m.payload().unwrap_or_default();
+            format!("{stage}\0source\0{}", fingerprint_of(&position, payload))
+        }
+    };
+    Some(twox_hash::XxHash3_128::oneshot(name.as_bytes()))
+}
+
 fn marker_of(m: &BorrowedMessage<'_>, name: &str) -> Option<i64> {
     header(m, name).and_then(|v| v.parse().ok())
 }
@@ -541,6 +581,22 @@ mod tests {
         assert_eq!(ledger.state(6), Some(State::Replayed), "replayed wins");
         assert_eq!(ledger.state(0), None);
         assert!(ledger.is_discarded(6) && !ledger.is_discarded(0));
+    }
+
+    #[test]
+    fn a_letter_written_again_is_one_letter_until_retention_drops_the_first() {
+        let mut ledger = Ledger::default();
+        ledger.take_letter(3, Some(7));
+        ledger.take_letter(4, None);
+        ledger.take_letter(5, Some(7));
+        ledger.take_letter(6, None);
+        ledger.take_letter(8, Some(9));
+        assert_eq!(ledger.letters, [3, 4, 6, 8]);
+        assert_eq!(ledger.state(5), None, "the second of a name is no letter");
+        ledger.forget_below(4);
+        ledger.take_letter(10, Some(7));
+        ledger.take_letter(11, Some(9));
+        assert_eq!(ledger.letters, [4, 6, 8, 10]);
     }
 
     #[test]
