@@ -407,6 +407,10 @@ pub struct MockApiArgs {
     /// in the sequence, so the same user is always malformed.
     #[arg(long, default_value_t = 0.0, value_parser = parse_rate)]
     pub malformed_rate: f64,
+    /// Answer page 1 whatever `page` asks for (and say so in `info`), as a
+    /// broken compatible API or a cache in front of one does.
+    #[arg(long)]
+    pub ignore_page: bool,
     /// Retry-After seconds sent with a 429.
     #[arg(long, default_value_t = 1)]
     pub retry_after: u64,

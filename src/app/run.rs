@@ -272,6 +272,7 @@ pub async fn mock_api(args: &MockApiArgs, shutdown: CancellationToken) -> AppRes
         rate_limit_rate: args.rate_limit_rate,
         error_body_rate: args.error_body_rate,
         malformed_rate: args.malformed_rate,
+        ignore_page: args.ignore_page,
         retry_after_secs: args.retry_after,
         latency: args.latency,
         seed: args.fault_seed.unwrap_or_else(|| {

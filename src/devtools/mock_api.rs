@@ -32,6 +32,8 @@ pub struct Faults {
     pub error_body_rate: f64,
     /// Share of users sent without `login`, by seed, page and position.
     pub malformed_rate: f64,
+    /// Page 1 for every `page`.
+    pub ignore_page: bool,
     pub retry_after_secs: u64,
     pub latency: Duration,
     /// Seed of the dice; the same seed gives the same fault sequence.
@@ -129,7 +131,7 @@ async fn versioned(
     answer(state, version, q).await
 }
 
-async fn answer(state: Arc<AppState>, version: String, q: HashMap<String, String>) -> Response {
+async fn answer(state: Arc<AppState>, version: String, mut q: HashMap<String, String>) -> Response {
     if !state.faults.latency.is_zero() {
         tokio::time::sleep(state.faults.latency).await;
     }
@@ -162,6 +164,9 @@ async fn answer(state: Arc<AppState>, version: String, q: HashMap<String, String
     }
     let pretty = format != "json";
     let malformed_rate = f.malformed_rate;
+    if f.ignore_page {
+        q.remove("page");
+    }
     let body = tokio::task::spawn_blocking(move || page_body(&version, &q, pretty, malformed_rate))
         .await
         .expect("page task panicked");

@@ -51,6 +51,53 @@ fn all_records_arrive_through_500s_429s_error_bodies_and_latency() {
     assert_eq!(s.count(), 5000);
 }
 
+/// An API that answers page 1 whatever the page asked: the same users come
+/// again and again. They are stored once, the repeats are counted, and a
+/// warning names what the API ignores, once, not at every page.
+#[test]
+fn an_api_that_ignores_the_page_is_named_once_and_its_repeats_counted() {
+    let s = Sandbox::new();
+    let api = MockApi::start(&s, &["--ignore-page"]);
+    let out = s.run(&[
+        "run",
+        "--source",
+        &api.base,
+        "--records",
+        "2000",
+        "--batch-size",
+        "500",
+        "--seed",
+        "p",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let sum: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(sum["fetched"], 2000, "{sum}");
+    assert_eq!(s.count(), 500, "{sum}");
+    assert_eq!(sum["duplicates_skipped"], 1500, "{sum}");
+    let err = stderr(&out);
+    assert_eq!(err.matches("it ignores `page`").count(), 1, "{err}");
+    assert!(
+        err.contains("answered page 1 when asked for page "),
+        "{err}"
+    );
+
+    // An API that follows `page` gets no such word.
+    let api = MockApi::start(&s, &[]);
+    let out = s.run(&[
+        "run",
+        "--source",
+        &api.base,
+        "--records",
+        "1000",
+        "--batch-size",
+        "500",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("it ignores"), "{}", stderr(&out));
+}
+
 #[test]
 fn versioned_paths_and_nationalities_work() {
     let s = Sandbox::new();

@@ -2,7 +2,7 @@
 //! `tributary mock-api`). Owns timeouts, retries, backoff and `Retry-After`;
 //! owns nothing downstream of a decoded page.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tracing::warn;
@@ -10,7 +10,7 @@ use url::Url;
 
 use super::retry::{self, Failure, RetryPolicy};
 use super::{SourceBatch, SourceError};
-use crate::record::{PageError, decode_page_of};
+use crate::record::{ApiInfo, PageError, decode_page_of};
 
 /// Bytes of answer allowed per user asked for: a user in format 1.4 is about
 /// 1.2 KiB, so this is room to spare, and a page of 100 users may not be
@@ -61,6 +61,10 @@ pub struct HttpSource {
     config: HttpConfig,
     /// Retried attempts so far, across all pages (a metric, and the tests' proof).
     retries: AtomicU64,
+    /// Whether an answer named another page, or another seed, than asked
+    /// (see [`HttpSource::heed`]): each is warned of once.
+    ignored_page: AtomicBool,
+    ignored_seed: AtomicBool,
 }
 
 impl HttpSource {
@@ -79,6 +83,8 @@ impl HttpSource {
             client,
             config,
             retries: AtomicU64::new(0),
+            ignored_page: AtomicBool::new(false),
+            ignored_seed: AtomicBool::new(false),
         })
     }
 
@@ -132,7 +138,7 @@ impl HttpSource {
             .run(
                 &self.retries,
                 &retry::display_url(url),
-                || self.attempt(url, results),
+                || self.attempt(url, page, results),
                 |attempt, delay, reason| {
                     warn!(
                         page,
@@ -154,14 +160,19 @@ impl HttpSource {
         self.policy().backoff(attempt)
     }
 
-    async fn attempt(&self, url: &Url, results: u64) -> Result<SourceBatch, Failure> {
+    async fn attempt(&self, url: &Url, page: u64, results: u64) -> Result<SourceBatch, Failure> {
         let (read, connect) = (self.config.read_timeout, self.config.connect_timeout);
-        self.attempt_unexplained(url, results)
+        self.attempt_unexplained(url, page, results)
             .await
             .map_err(|f| retry::with_limits(f, read, retry::request_deadline(connect, read)))
     }
 
-    async fn attempt_unexplained(&self, url: &Url, results: u64) -> Result<SourceBatch, Failure> {
+    async fn attempt_unexplained(
+        &self,
+        url: &Url,
+        page: u64,
+        results: u64,
+    ) -> Result<SourceBatch, Failure> {
         let response = self
             .client
             .get(url.clone())
@@ -171,12 +182,15 @@ impl HttpSource {
         let answer = retry::answer(response, page_cap(results)).await?;
         let asked = usize::try_from(results).unwrap_or(usize::MAX);
         match decode_page_of(&answer.body, asked) {
-            Ok(decoded) => Ok(SourceBatch {
-                page: 0,
-                first: 0,
-                users: decoded.users,
-                rejected: decoded.rejected,
-            }),
+            Ok(decoded) => {
+                self.heed(url, page, decoded.info.as_ref());
+                Ok(SourceBatch {
+                    page: 0,
+                    first: 0,
+                    users: decoded.users,
+                    rejected: decoded.rejected,
+                })
+            }
             Err(e @ PageError::Api(_)) => Err(Failure::retryable(e.to_string())),
             Err(e @ PageError::Malformed(_)) => Err(Failure::retryable(format!(
                 "{e}; {}",
@@ -184,6 +198,70 @@ impl HttpSource {
             ))),
         }
     }
+
+    /// Warns, once a source, when an answer's `info` names another page or
+    /// seed than was asked: the API ignores that parameter. Ignoring `page`,
+    /// it repeats its users page after page: each is stored once, and the
+    /// summary counts the repeats as unchanged. Ignoring `seed`, it answers
+    /// other users at every run, so a rerun stores new rows. An answer
+    /// without `info` says nothing.
+    fn heed(&self, url: &Url, page: u64, info: Option<&ApiInfo>) {
+        let Some(info) = info else { return };
+        for warning in ignored(&self.config.seed, page, info) {
+            let once = match warning {
+                Ignored::Page { .. } => &self.ignored_page,
+                Ignored::Seed(_) => &self.ignored_seed,
+            };
+            if !once.swap(true, Ordering::Relaxed) {
+                warn!(url = %retry::display_url(url), "{warning}");
+            }
+        }
+    }
+}
+
+/// A parameter the API's answer says it did not follow.
+#[derive(Debug, PartialEq, Eq)]
+enum Ignored {
+    /// The page asked for, and the one it answered.
+    Page { asked: u64, answered: u64 },
+    /// The seed it answered.
+    Seed(String),
+}
+
+impl std::fmt::Display for Ignored {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ignored::Page { asked, answered } => write!(
+                f,
+                "the API answered page {answered} when asked for page {asked}: it ignores \
+                 `page`, so its pages repeat the same users (each is stored once; the summary \
+                 counts the repeats as duplicates skipped)"
+            ),
+            Ignored::Seed(answered) => write!(
+                f,
+                "the API answered seed {answered:?} when asked for another: it ignores `seed`, \
+                 so its users differ from run to run and a rerun stores new rows"
+            ),
+        }
+    }
+}
+
+fn ignored(seed: &str, page: u64, info: &ApiInfo) -> Vec<Ignored> {
+    let mut out = Vec::new();
+    if let Some(answered) = info.page
+        && answered != page
+    {
+        out.push(Ignored::Page {
+            asked: page,
+            answered,
+        });
+    }
+    if let Some(answered) = &info.seed
+        && answered != seed
+    {
+        out.push(Ignored::Seed(answered.clone()));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -229,6 +307,32 @@ mod tests {
         assert_eq!(page_cap(1000), 1000 * (8 << 10));
         assert_eq!(page_cap(5000), 32 << 20);
         assert_eq!(page_cap(u64::MAX), 32 << 20);
+    }
+
+    #[test]
+    fn an_answer_of_another_page_or_seed_tells_of_the_ignored_parameter() {
+        let info = |seed: &str, page| ApiInfo {
+            seed: Some(seed.into()),
+            page: Some(page),
+            ..ApiInfo::default()
+        };
+        assert_eq!(ignored("abc", 3, &info("abc", 3)), []);
+        let page = |asked, answered| Ignored::Page { asked, answered };
+        assert_eq!(ignored("abc", 3, &info("abc", 1)), [page(3, 1)]);
+        assert_eq!(
+            ignored("abc", 1, &info("f00d", 2)),
+            [page(1, 2), Ignored::Seed("f00d".into())]
+        );
+        assert_eq!(
+            ignored("abc", 4, &ApiInfo::default()),
+            [],
+            "no info, no word"
+        );
+        let said = page(2, 1).to_string();
+        assert!(
+            said.contains("answered page 1 when asked for page 2: it ignores `page`"),
+            "{said}"
+        );
     }
 
     #[test]
