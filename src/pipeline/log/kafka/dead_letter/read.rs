@@ -136,7 +136,15 @@ impl Ledger {
 /// reads what was added since the last one (a dashboard's count every few
 /// seconds reads a few new messages, not the whole topic again).
 #[derive(Default)]
-pub struct Reader(Mutex<Option<Kept>>);
+pub struct Reader {
+    /// Whose turn it is. Reads waiting for their turn wait here, holding
+    /// no thread: a broker that stalls a read (up to its timeout) would
+    /// otherwise fill the blocking pool with the dashboard's requests, and
+    /// a request given up on stops waiting. A read's blocking task holds
+    /// the turn until it is done, even when its caller went away.
+    turn: Arc<tokio::sync::Mutex<()>>,
+    kept: Mutex<Option<Kept>>,
+}
 
 struct Kept {
     topic: Topic,
@@ -157,7 +165,7 @@ impl Reader {
         config: &KafkaLogConfig,
         f: impl FnOnce(&Topic, &Ledger, i64) -> Result<T, LogError>,
     ) -> Result<T, LogError> {
-        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slot = self.kept.lock().unwrap_or_else(|p| p.into_inner());
         let result = catch_up(&mut slot, config).and_then(|k| f(&k.topic, &k.ledger, k.next));
         if result.is_err() {
             *slot = None;
@@ -171,10 +179,14 @@ impl Reader {
         config: &Arc<KafkaLogConfig>,
         f: impl FnOnce(&Ledger) -> T + Send + 'static,
     ) -> Result<T, LogError> {
+        let turn = self.turn.clone().lock_owned().await;
         let (reader, config) = (self.clone(), config.clone());
-        tokio::task::spawn_blocking(move || reader.with_ledger(&config, |_, l, _| Ok(f(l))))
-            .await
-            .expect("dead-letter task panicked")
+        tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            reader.with_ledger(&config, |_, l, _| Ok(f(l)))
+        })
+        .await
+        .expect("dead-letter task panicked")
     }
 
     /// The letters `wanted` selects, oldest first.
@@ -183,8 +195,10 @@ impl Reader {
         config: &Arc<KafkaLogConfig>,
         wanted: Wanted,
     ) -> Result<Vec<LetterPreview>, LogError> {
+        let turn = self.turn.clone().lock_owned().await;
         let (reader, config) = (self.clone(), config.clone());
         tokio::task::spawn_blocking(move || {
+            let _turn = turn;
             // Retention may drop every letter chosen before the second
             // pass reaches it: the topic is then read again (an empty
             // answer would say that nothing waits).
