@@ -5,6 +5,8 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
 use tributary::pipeline::log::discard::Discard;
 use tributary::pipeline::log::{DeadLetter, Letters, Log, LogRecord, Origin, Stage};
 use tributary::pipeline::source::Generator;
@@ -424,14 +426,50 @@ async fn one_log_follows_its_dead_letters_as_they_are_discarded_replayed_and_add
     assert_eq!(waiting[0].letter.reason, "bad record 20");
 }
 
-/// Deletes `topic` and makes it again, one partition, empty.
-async fn remake_topic(broker: &str, topic: &str) {
-    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-    use rdkafka::client::DefaultClientContext;
-    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
+/// The seed stack's topic as kafka-python makes it: one partition, and no
+/// `<topic>.dlq` beside it. A log configured for three partitions opens on
+/// it as it is (it waited for three partitions, then failed after 30 s).
+#[tokio::test]
+async fn a_log_opens_on_a_topic_of_another_partition_count_without_its_dlq() {
+    let Some(b) = broker("one_partition") else {
+        return;
+    };
+    let topic = unique("onepart");
+    let admin = admin(&b);
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let new = NewTopic::new(&topic, 1, TopicReplication::Fixed(1));
+    admin.create_topics(&[new], &options).await.unwrap()[0]
+        .as_ref()
+        .unwrap();
+    let config = crate::support::kafka_log(&b, &topic, 3);
+    let log = Log::open(&config)
+        .await
+        .expect("opens on the topic as it is");
+    let lag = log.lag("onepart").await.unwrap();
+    assert_eq!(lag.len(), 1, "the topic keeps its one partition: {lag:?}");
+    log.dead_letter(vec![DeadLetter {
+        stage: Stage::Decode,
+        reason: "bad".into(),
+        origin: None,
+        source_position: None,
+        key: None,
+        payload: b"x".to_vec(),
+    }])
+    .await
+    .unwrap();
+    assert_eq!(log.dead_letters_waiting(None).await.unwrap(), 1);
+}
+
+fn admin(broker: &str) -> AdminClient<DefaultClientContext> {
+    rdkafka::ClientConfig::new()
         .set("bootstrap.servers", broker)
         .create()
-        .unwrap();
+        .unwrap()
+}
+
+/// Deletes `topic` and makes it again, one partition, empty.
+async fn remake_topic(broker: &str, topic: &str) {
+    let admin = admin(broker);
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     for r in admin.delete_topics(&[topic], &options).await.unwrap() {
         r.unwrap();

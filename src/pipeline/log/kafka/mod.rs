@@ -245,14 +245,21 @@ impl KafkaLog {
             .replication_factor
             .unwrap_or_else(|| brokers.clamp(1, 3));
         let dlq = self.config.dlq_topic();
-        let topics = [
+        // Only the missing ones: a topic that exists keeps its partitions
+        // (the seed stack's own topic has one).
+        let topics: Vec<NewTopic<'_>> = [
             NewTopic::new(
                 &self.config.topic,
                 self.config.partitions,
                 TopicReplication::Fixed(rf),
             ),
             NewTopic::new(&dlq, 1, TopicReplication::Fixed(rf)),
-        ];
+        ]
+        .into_iter()
+        .zip(exists)
+        .filter(|(_, exists)| !exists)
+        .map(|(topic, _)| topic)
+        .collect();
         let results = admin
             .create_topics(
                 &topics,
@@ -260,16 +267,21 @@ impl KafkaLog {
             )
             .await
             .map_err(|e| kafka_err("cannot create topics", e))?;
-        // Made now, here or by another process at the same moment (the
-        // metadata said it was missing).
+        // Made now, here (with the partitions asked for) or by another
+        // process at the same moment (with the partitions it asked for).
         let mut created = Vec::new();
         for r in results {
             match r {
                 Ok(name) => {
                     info!(topic = %name, replication_factor = rf, "created Kafka topic");
-                    created.push(name);
+                    let partitions = if name == dlq {
+                        1
+                    } else {
+                        self.config.partitions
+                    };
+                    created.push((name, Some(partitions)));
                 }
-                Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => created.push(name),
+                Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => created.push((name, None)),
                 Err((name, code)) => {
                     return Err(LogError::Kafka(format!(
                         "cannot create topic {name}: {code}"
@@ -277,12 +289,7 @@ impl KafkaLog {
                 }
             }
         }
-        for name in created {
-            let partitions = if name == dlq {
-                1
-            } else {
-                self.config.partitions
-            };
+        for (name, partitions) in created {
             self.until_ready(name, partitions).await?;
         }
         Ok(())
@@ -292,7 +299,7 @@ impl KafkaLog {
     /// offsets: the cluster acknowledges a creation before each leader
     /// holds its partitions, and a read of the offsets in between (a
     /// group's first start) is refused with "unknown topic or partition".
-    async fn until_ready(&self, topic: String, partitions: i32) -> Result<(), LogError> {
+    async fn until_ready(&self, topic: String, partitions: Option<i32>) -> Result<(), LogError> {
         let producer = self.producer.clone();
         tokio::task::spawn_blocking(move || {
             let client = producer.client();
@@ -311,6 +318,9 @@ impl KafkaLog {
                 if let Some(e) = t.error() {
                     return Err(format!("{e:?}"));
                 }
+                // As many as asked for, or, for a topic another process
+                // made, as many as the cluster lists (at least one).
+                let partitions = partitions.unwrap_or(t.partitions().len().max(1) as i32);
                 let led = t
                     .partitions()
                     .iter()
