@@ -340,10 +340,12 @@ pub async fn dlq(
                     ))
                 });
                 let mut after = None;
+                let mut written = processor::ReplayWrites::default();
                 loop {
-                    let (page, last) = processor::replay_page(&log, &sink, shape, after, options)
-                        .await
-                        .context("replay failed")?;
+                    let (page, last) =
+                        processor::replay_page(&log, &sink, shape, after, options, &mut written)
+                            .await
+                            .context("replay failed")?;
                     let Some(last) = last else { break };
                     if let Some(b) = &bar {
                         b.inc(page.replayed + page.still_failing);
@@ -355,9 +357,11 @@ pub async fn dlq(
                     b.finish_and_clear();
                 }
             } else {
-                let (page, missing) = processor::replay_ids(&log, &sink, shape, &ids, options)
-                    .await
-                    .context("replay failed")?;
+                let mut written = processor::ReplayWrites::default();
+                let (page, missing) =
+                    processor::replay_ids(&log, &sink, shape, &ids, options, &mut written)
+                        .await
+                        .context("replay failed")?;
                 report = page;
                 not_found = missing;
             }

@@ -12,7 +12,9 @@ mod seam;
 #[cfg(test)]
 mod tests;
 
-pub use replay::{REPLAY_PAGE, ReplayOptions, ReplayReport, replay, replay_ids, replay_page};
+pub use replay::{
+    REPLAY_PAGE, ReplayOptions, ReplayReport, ReplayWrites, replay, replay_ids, replay_page,
+};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

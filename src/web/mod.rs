@@ -99,7 +99,8 @@ struct Watched {
     sampler: Arc<Sampler>,
     /// Held while a replay of this pipeline's dead letters runs: one at a
     /// time.
-    replaying: tokio::sync::Mutex<()>,
+    /// One replay at a time, and what replays wrote (see [`processor::ReplayWrites`]).
+    replaying: tokio::sync::Mutex<crate::pipeline::processor::ReplayWrites>,
     /// Looks at the log by offset, time or key (read fresh, not shared):
     /// a few at a time.
     browsing: tokio::sync::Semaphore,
@@ -156,7 +157,7 @@ pub async fn start(
         .map(|p| Watched {
             sampler: Arc::new(Sampler::new(p.name(), &p.log, &p.sink)),
             parts: p,
-            replaying: tokio::sync::Mutex::new(()),
+            replaying: tokio::sync::Mutex::default(),
             browsing: tokio::sync::Semaphore::new(BROWSING),
         })
         .collect();

@@ -2,7 +2,7 @@
 //! never reached the log, the pipeline's transform and table as they are
 //! now) and the sink again, after a fix; each settled one by one.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -54,10 +54,11 @@ pub async fn replay_page(
     shape: Option<&Arc<Shape>>,
     after: Option<i64>,
     options: ReplayOptions,
+    written: &mut ReplayWrites,
 ) -> Result<(ReplayReport, Option<i64>), ProcessError> {
     let letters = log.dead_letters(false, after, REPLAY_PAGE).await?;
     let last = letters.last().map(|l| l.id);
-    let report = replay(log, sink, shape, letters, options).await?;
+    let report = replay(log, sink, shape, letters, options, written).await?;
     Ok((report, last))
 }
 
@@ -74,6 +75,7 @@ pub async fn replay_ids(
     shape: Option<&Arc<Shape>>,
     ids: &[i64],
     options: ReplayOptions,
+    written: &mut ReplayWrites,
 ) -> Result<(ReplayReport, Vec<i64>), ProcessError> {
     let mut seen = HashSet::new();
     let ids: Vec<i64> = ids.iter().copied().filter(|id| seen.insert(*id)).collect();
@@ -83,7 +85,7 @@ pub async fn replay_ids(
         let letters = log.dead_letters_by_id(chunk.to_vec()).await?;
         let found: HashSet<i64> = letters.iter().map(|l| l.id).collect();
         not_found.extend(chunk.iter().filter(|id| !found.contains(id)));
-        report += replay(log, sink, shape, letters, options).await?;
+        report += replay(log, sink, shape, letters, options, written).await?;
     }
     Ok((report, not_found))
 }
@@ -114,6 +116,7 @@ pub async fn replay(
     shape: Option<&Arc<Shape>>,
     letters: Vec<StoredDeadLetter>,
     options: ReplayOptions,
+    written: &mut ReplayWrites,
 ) -> Result<ReplayReport, ProcessError> {
     let mut report = ReplayReport::default();
     // No discard marks a letter while this replay stores it; letters
@@ -136,9 +139,6 @@ pub async fn replay(
         ),
         None => None,
     };
-    // Keys this replay has written: a later letter of one of them holds a
-    // newer record of the key than the letter written, and takes its place.
-    let mut written: HashSet<String> = HashSet::new();
     for stored in letters {
         if stored
             .letter
@@ -159,10 +159,13 @@ pub async fn replay(
         let outcome = match rows {
             Ok((rows, message)) => {
                 let filter = sink.row_key_filter(&rows);
-                let key = filter.as_ref().map(|f| format!("{f:?}"));
-                let held = match (&filter, &key) {
-                    (Some(filter), Some(key)) if !options.overwrite && !written.contains(key) => {
-                        held_back(sink, filter, &rows).await?
+                let key = filter
+                    .as_ref()
+                    .map(|f| ReplayWrites::key(&format!("{f:?}")));
+                let ours = sink.records_of(&rows).into_iter().next();
+                let held = match (&filter, key) {
+                    (Some(filter), Some(key)) if !options.overwrite => {
+                        held_back(sink, filter, ours.as_ref(), written.row_of(key)).await?
                     }
                     _ => None,
                 };
@@ -176,7 +179,9 @@ pub async fn replay(
                                 if let Some(message) = message {
                                     log.append(vec![message]).await?;
                                 }
-                                written.extend(key);
+                                if let (Some(key), Some(ours)) = (key, &ours) {
+                                    written.wrote(key, ours);
+                                }
                                 Ok(())
                             }
                         }
@@ -200,13 +205,16 @@ pub const ANOTHER_ROW: &str = "the store holds another row of this record's key,
      discard` drops the letter)";
 
 /// Why the letter's row is not written, if the store holds another row of
-/// its key (one equal to it is the letter stored before, by a replay cut
-/// short). A stored row that cannot be read holds back its letter alone;
-/// a store that cannot be reached ends the replay, as a write would.
+/// its key: not one equal to it (the letter stored before, by a replay cut
+/// short), nor the row a replay wrote for an earlier letter of the key
+/// (`ours_before`, see [`ReplayWrites`]). A stored row that cannot be read
+/// holds back its letter alone; a store that cannot be reached ends the
+/// replay, as a write would.
 async fn held_back(
     sink: &Sink,
     filter: &KeyFilter,
-    rows: &Rows,
+    ours: Option<&Value>,
+    ours_before: Option<u128>,
 ) -> Result<Option<String>, ProcessError> {
     let stored = match sink.stored_record(filter).await {
         Ok(Some(stored)) => stored,
@@ -214,11 +222,67 @@ async fn held_back(
         Err(e) if e.is_retryable() => return Err(e.into()),
         Err(e) => return Ok(Some(format!("cannot read the stored row of its key: {e}"))),
     };
-    let same = sink
-        .records_of(rows)
-        .first()
-        .is_some_and(|ours| same_record(ours, &stored));
-    Ok((!same).then(|| ANOTHER_ROW.to_owned()))
+    let same = ours.is_some_and(|ours| same_record(ours, &stored));
+    let replayed_before = ours_before == Some(record_hash(&stored));
+    Ok((!same && !replayed_before).then(|| ANOTHER_ROW.to_owned()))
+}
+
+/// What replays wrote, by key: a later letter of a key finds the store
+/// holding the row an earlier letter's replay wrote there, and takes its
+/// place (of two letters of one key, the later is stored), whichever page
+/// or call replayed the earlier one. A row written over since, by a newer
+/// record, is not the one written, so its key's letters stay held back.
+/// One is kept for a whole `dlq replay` and for each pipeline of `serve`.
+/// Hashes only, and at most [`ReplayWrites::LIMIT`] keys: past it, it starts
+/// afresh, and a later letter of a key forgotten stays waiting with its
+/// reason, as if the row were another record's.
+#[derive(Debug, Default)]
+pub struct ReplayWrites(HashMap<u128, u128>);
+
+impl ReplayWrites {
+    const LIMIT: usize = 200_000;
+
+    fn key(key: &str) -> u128 {
+        twox_hash::XxHash3_128::oneshot(key.as_bytes())
+    }
+
+    fn row_of(&self, key: u128) -> Option<u128> {
+        self.0.get(&key).copied()
+    }
+
+    fn wrote(&mut self, key: u128, record: &Value) {
+        if self.0.len() >= Self::LIMIT && !self.0.contains_key(&key) {
+            self.0.clear();
+        }
+        self.0.insert(key, record_hash(record));
+    }
+}
+
+/// A row's hash, equal for two rows [`same_record`] takes for one: each
+/// cell as [`same_cell`] compares it (empty or null left out, numbers as
+/// their value), by column name.
+fn record_hash(record: &Value) -> u128 {
+    let mut bytes = Vec::new();
+    match record {
+        Value::Object(cells) => {
+            // A `serde_json::Map` iterates in key order.
+            for (name, cell) in cells {
+                if is_empty_cell(cell) {
+                    continue;
+                }
+                bytes.extend_from_slice(name.as_bytes());
+                bytes.push(0);
+                match number_of(cell) {
+                    // -0 and 0 are one value.
+                    Some(x) => bytes.extend_from_slice(&(x + 0.0).to_bits().to_le_bytes()),
+                    None => bytes.extend_from_slice(cell.to_string().as_bytes()),
+                }
+                bytes.push(0);
+            }
+        }
+        other => bytes.extend_from_slice(other.to_string().as_bytes()),
+    }
+    twox_hash::XxHash3_128::oneshot(&bytes)
 }
 
 /// Whether two rows, as [`Sink::records`] gives them, hold the same values
@@ -235,20 +299,26 @@ fn same_record(a: &Value, b: &Value) -> bool {
 }
 
 fn same_cell(a: &Value, b: &Value) -> bool {
-    let empty = |v: &Value| match v {
+    a == b
+        || (is_empty_cell(a) && is_empty_cell(b))
+        || matches!((number_of(a), number_of(b)), (Some(x), Some(y)) if x == y)
+}
+
+fn is_empty_cell(v: &Value) -> bool {
+    match v {
         Value::Null => true,
         Value::Array(x) => x.is_empty(),
         Value::Object(x) => x.is_empty(),
         _ => false,
-    };
-    let number = |v: &Value| match v {
+    }
+}
+
+fn number_of(v: &Value) -> Option<f64> {
+    match v {
         Value::Number(n) => n.as_f64(),
         Value::String(s) => s.trim().parse::<f64>().ok(),
         _ => None,
-    };
-    a == b
-        || (empty(a) && empty(b))
-        || matches!((number(a), number(b)), (Some(x), Some(y)) if x == y)
+    }
 }
 
 /// The rows of a letter, and the log message to append once they are
@@ -299,6 +369,51 @@ fn decode_letter(
 #[cfg(test)]
 mod tests {
     use serde_json::json;
+
+    #[test]
+    fn rows_taken_for_one_hash_alike_and_others_do_not() {
+        let alike = [
+            (
+                json!({"id": "a", "n": 15, "l": []}),
+                json!({"id": "a", "n": "1.5e1"}),
+            ),
+            (
+                json!({"id": "a", "n": -0.0, "m": null}),
+                json!({"id": "a", "n": 0}),
+            ),
+        ];
+        for (a, b) in alike {
+            assert!(super::same_record(&a, &b), "{a} {b}");
+            assert_eq!(super::record_hash(&a), super::record_hash(&b), "{a} {b}");
+        }
+        let unlike = [
+            (json!({"id": "a", "n": 1}), json!({"id": "a", "n": 2})),
+            (json!({"id": "a", "n": 1}), json!({"id": "a", "m": 1})),
+            (json!({"id": "a", "s": "x"}), json!({"id": "a", "s": "y"})),
+        ];
+        for (a, b) in unlike {
+            assert!(!super::same_record(&a, &b), "{a} {b}");
+            assert_ne!(super::record_hash(&a), super::record_hash(&b), "{a} {b}");
+        }
+    }
+
+    #[test]
+    fn replay_writes_forget_all_past_their_limit_and_keep_the_last() {
+        let mut w = super::ReplayWrites::default();
+        let row = json!({"id": "k"});
+        for k in 0..super::ReplayWrites::LIMIT as u128 {
+            w.wrote(k, &row);
+        }
+        w.wrote(7, &json!({"id": "k", "v": 2}));
+        assert_eq!(
+            w.0.len(),
+            super::ReplayWrites::LIMIT,
+            "a key known is rewritten in place"
+        );
+        w.wrote(u128::MAX, &row);
+        assert_eq!(w.0.len(), 1);
+        assert_eq!(w.row_of(u128::MAX), Some(super::record_hash(&row)));
+    }
 
     #[test]
     fn a_row_read_back_in_the_stores_form_is_the_same_record() {

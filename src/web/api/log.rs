@@ -326,7 +326,7 @@ pub async fn replay(
             r#"give either "ids" or "all": true (with "after" to go on)"#.into(),
         ));
     }
-    let Ok(_one_at_a_time) = w.replaying.try_lock() else {
+    let Ok(mut written) = w.replaying.try_lock() else {
         return Err(ApiError(
             StatusCode::CONFLICT,
             format!("a replay of pipeline {} is already running", w.parts.name()),
@@ -345,11 +345,11 @@ pub async fn replay(
     };
     let shape: Option<&std::sync::Arc<Shape>> = p.shape.as_ref();
     let outcome = if request.all {
-        processor::replay_page(&p.log, &p.sink, shape, request.after, options)
+        processor::replay_page(&p.log, &p.sink, shape, request.after, options, &mut written)
             .await
             .map(|(report, last)| (report, last, 0))
     } else {
-        processor::replay_ids(&p.log, &p.sink, shape, &request.ids, options)
+        processor::replay_ids(&p.log, &p.sink, shape, &request.ids, options, &mut written)
             .await
             .map(|(report, not_found)| (report, None, not_found.len()))
     };
