@@ -110,6 +110,50 @@ fn a_table_with_other_columns_is_refused_with_the_differences() {
     assert!(err.contains("column age is not in the seed table"), "{err}");
 }
 
+/// The table dropped under a running processor: every write is refused
+/// with "table … does not exist". The processor stops, exit 1, naming
+/// what happened and how to write the log into the table again, and no
+/// record becomes a dead letter. Before, every row left was dead-lettered
+/// and the run ended with exit 0.
+#[test]
+fn a_table_dropped_under_the_processor_stops_it_and_dead_letters_nothing() {
+    let Some(n) = node("cassandra_table_dropped") else {
+        return;
+    };
+    const N: u64 = 50_000;
+    let s = Sandbox::new();
+    // Two writes at a time: the drain lasts long enough to drop the table
+    // in the middle of it.
+    s.config("[sink.cassandra]\nconcurrency = 2\n");
+    let ks = unique("dropped");
+    let url = sink_url(&n, &ks);
+    s.summary(Args::ingest().records(N).seed("dropped"));
+    let child = s
+        .cmd(&["process", "--batch-size", "200", "--sink", &url, "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while cassandra_rows(&s, &url) < 1_000 {
+        assert!(Instant::now() < deadline, "no rows before the drop");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    infra(&["cqlsh", "-e", &format!("DROP TABLE {ks}.created_users;")]);
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("dropped while in use"), "{err}");
+    assert!(err.contains("--group"), "{err}");
+    let status = s.run(&["status", "--json", "--sink", &url]);
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["dead_letters_waiting"], 0, "{status}");
+    assert!(
+        status["lag"].as_u64().unwrap() > 0,
+        "what was not stored stays in the log: {status}"
+    );
+}
+
 #[test]
 fn processor_killed_between_kafka_and_cassandra_stores_exactly_n() {
     let (Some(n), Ok(b)) = (

@@ -139,6 +139,12 @@ pub(super) enum Failure {
 pub(super) fn classify(e: &ExecutionError) -> Failure {
     match e {
         ExecutionError::LastAttemptError(RequestAttemptError::DbError(db, msg)) => match db {
+            DbError::Invalid if schema_gone(msg) => Failure::Fatal(format!(
+                "{db}: {msg}: the table or a column of it was dropped while in use; nothing of \
+                 this batch is committed. `process` makes the table again and goes on from the \
+                 group's commit, so rows stored before are not in it: to write the whole log \
+                 into it again, run `process --group` with a new group"
+            )),
             DbError::Invalid | DbError::SyntaxError | DbError::FunctionFailure { .. } => {
                 Failure::Rejected(format!("{db}: {msg}"))
             }
@@ -150,6 +156,21 @@ pub(super) fn classify(e: &ExecutionError) -> Failure {
         ExecutionError::BadQuery(b) => Failure::Rejected(b.to_string()),
         other => Failure::Transient(other.to_string()),
     }
+}
+
+/// Whether Cassandra refused a write because its table, keyspace or a
+/// column is gone: true of every row, not one row's fault (Cassandra 5
+/// says "table t does not exist", older nodes "unconfigured table t").
+fn schema_gone(msg: &str) -> bool {
+    let msg = msg.to_ascii_lowercase();
+    [
+        "does not exist",
+        "unconfigured table",
+        "undefined column name",
+        "unknown cf",
+    ]
+    .iter()
+    .any(|said| msg.contains(said))
 }
 
 /// Creates the configured keyspace, with the configured replication, if it

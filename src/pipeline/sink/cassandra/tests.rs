@@ -85,3 +85,30 @@ fn too_few_replicas_is_transient_not_a_rejected_row() {
     ));
     assert!(matches!(classify(&invalid), Failure::Rejected(_)));
 }
+
+/// A table dropped under a running processor: every row is refused with
+/// the same answer, which is no row's fault. Before, each became a dead
+/// letter and the run ended "successfully".
+#[test]
+fn a_table_gone_fails_the_batch_for_good_instead_of_refusing_its_rows() {
+    for msg in [
+        "table big5 does not exist",
+        "unconfigured table created_users",
+        "Keyspace 'ks' does not exist",
+        "Undefined column name v",
+    ] {
+        let e = ExecutionError::LastAttemptError(RequestAttemptError::DbError(
+            DbError::Invalid,
+            msg.into(),
+        ));
+        match classify(&e) {
+            Failure::Fatal(why) => assert!(why.contains("dropped while in use"), "{why}"),
+            _ => panic!("{msg}: not fatal"),
+        }
+    }
+    let bad_value = ExecutionError::LastAttemptError(RequestAttemptError::DbError(
+        DbError::Invalid,
+        "Key may not be empty".into(),
+    ));
+    assert!(matches!(classify(&bad_value), Failure::Rejected(_)));
+}
