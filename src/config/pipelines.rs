@@ -189,13 +189,32 @@ fn shared(a: &PipelineConfig, b: &PipelineConfig) -> Option<String> {
         (LogConfig::Sqlite(x), LogConfig::Sqlite(y)) if x.path == y.path => {
             Some(format!("share the log file {}", x.path.display()))
         }
-        (LogConfig::Kafka(x), LogConfig::Kafka(y))
-            if x.topic == y.topic && x.brokers == y.brokers =>
-        {
-            Some(format!("share the topic {}", x.topic))
+        (LogConfig::Kafka(x), LogConfig::Kafka(y)) if same_cluster(&x.brokers, &y.brokers) => {
+            // A topic and its dead letters (`<topic>.dlq`): one pipeline
+            // on another's dead-letter topic would read its letters as
+            // records, and the other would take its records for letters.
+            let (xs, ys) = (
+                [x.topic.clone(), x.dlq_topic()],
+                [y.topic.clone(), y.dlq_topic()],
+            );
+            xs.iter()
+                .find(|t| ys.contains(t))
+                .map(|t| format!("share the topic {t}"))
         }
         _ => None,
     }
+}
+
+/// Whether two broker lists name a broker in common.
+fn same_cluster(a: &str, b: &str) -> bool {
+    let brokers = |list: &str| {
+        list.split(',')
+            .map(|b| b.trim().to_ascii_lowercase())
+            .filter(|b| !b.is_empty())
+            .collect::<Vec<_>>()
+    };
+    let b = brokers(b);
+    brokers(a).iter().any(|x| b.contains(x))
 }
 
 fn check_name(name: &str) -> Result<(), ConfigError> {

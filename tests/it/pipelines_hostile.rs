@@ -127,6 +127,44 @@ table = {{ {second} key = ["id"], columns = {{ id = "text", n = "int" }} }}
     assert_eq!(rows(&s, &["--pipeline", "a-b"]).len(), 1);
 }
 
+/// One pipeline's topic is another's dead-letter topic (`<topic>.dlq`),
+/// on brokers listed in other orders: the first would read the second's
+/// letters as records, and the second list the first's records as letters
+/// (and replay them into its table). Refused at start, naming the topic;
+/// no broker is asked.
+#[test]
+fn a_pipeline_on_another_pipelines_dead_letter_topic_is_refused() {
+    let s = Sandbox::new();
+    std::fs::write(s.dir.path().join("a.ndjson"), "{\"id\":\"a\"}\n").unwrap();
+    let config = |second_topic: &str| {
+        format!(
+            r#"
+[[pipelines]]
+name = "pa"
+source = {{ file = "a.ndjson" }}
+log = "kafka://127.0.0.1:1,h2:9/orders"
+table = {{ key = ["id"], columns = {{ id = "text" }} }}
+
+[[pipelines]]
+name = "pb"
+source = {{ file = "a.ndjson" }}
+log = "kafka://h2:9/{second_topic}"
+table = {{ key = ["id"], columns = {{ id = "text" }} }}
+"#
+        )
+    };
+    s.config(&config("orders.dlq"));
+    let out = s.run(&["config", "check"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("share the topic orders.dlq"),
+        "{}",
+        stderr(&out)
+    );
+    s.config(&config("orders_b"));
+    ok(&s, &["config", "check"]);
+}
+
 /// Waits for `child` at most `limit`; kills it if it is still running.
 fn wait_at_most(mut child: std::process::Child, limit: Duration) -> Option<Output> {
     let start = Instant::now();

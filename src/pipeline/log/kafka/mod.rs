@@ -74,7 +74,8 @@ impl KafkaLogConfig {
         c
     }
 
-    fn dlq_topic(&self) -> String {
+    /// The topic of this topic's dead letters.
+    pub fn dlq_topic(&self) -> String {
         format!("{}.dlq", self.topic)
     }
 }
