@@ -460,6 +460,51 @@ async fn a_log_opens_on_a_topic_of_another_partition_count_without_its_dlq() {
     assert_eq!(log.dead_letters_waiting(None).await.unwrap(), 1);
 }
 
+/// On Kafka as in the embedded log, a discard waits for a replay in
+/// progress (another process on this machine), and the replay then leaves
+/// what was discarded. Before, a replay and a discard run at once left
+/// letters both discarded and stored.
+#[tokio::test]
+async fn a_discard_on_kafka_waits_for_a_replay_and_the_replay_skips_it() {
+    let Some(b) = broker("dlq_lock") else {
+        return;
+    };
+    let config = crate::support::kafka_log(&b, &unique("dlqlock"), 1);
+    let log = Log::open(&config).await.unwrap();
+    let letter = |n: u32| DeadLetter {
+        stage: Stage::Decode,
+        reason: format!("bad {n}"),
+        origin: None,
+        source_position: None,
+        key: None,
+        payload: format!("payload {n}").into_bytes(),
+    };
+    log.dead_letter((0..3).map(letter).collect()).await.unwrap();
+    let read: Vec<i64> = log
+        .dead_letters(false, None, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|l| l.id)
+        .collect();
+    assert_eq!(read.len(), 3);
+
+    let replaying = log.lock_letters().await.unwrap();
+    let other = Log::open(&config).await.unwrap();
+    let ids = vec![read[1]];
+    let mut discard = tokio::spawn(async move {
+        other
+            .discard_dead_letters(Discard::Ids(ids), Some("bad batch".into()))
+            .await
+    });
+    let waited = tokio::time::timeout(Duration::from_millis(500), &mut discard).await;
+    assert!(waited.is_err(), "the discard went ahead of the replay");
+    assert!(log.settled_among(read.clone()).await.unwrap().is_empty());
+    drop(replaying);
+    assert_eq!(discard.await.unwrap().unwrap().discarded, 1);
+    assert_eq!(log.settled_among(read.clone()).await.unwrap(), [read[1]]);
+}
+
 fn admin(broker: &str) -> AdminClient<DefaultClientContext> {
     rdkafka::ClientConfig::new()
         .set("bootstrap.servers", broker)

@@ -90,11 +90,9 @@ impl Log {
         what: Discard,
         reason: Option<String>,
     ) -> Result<DiscardOutcome, LogError> {
+        let _replays_wait = self.lock_letters().await?;
         let outcome = match self {
-            Log::Sqlite(l) => {
-                let _replays_wait = self.lock_letters().await?;
-                sqlite_discard(l, what, reason).await?
-            }
+            Log::Sqlite(l) => sqlite_discard(l, what, reason).await?,
             Log::Kafka(l) => l.discard_dead_letters(what, reason).await?,
         };
         metrics::counter!(crate::telemetry::metrics::LOG_DEAD_LETTERS_DISCARDED.name)
@@ -102,31 +100,49 @@ impl Log {
         Ok(outcome)
     }
 
-    /// The embedded log's dead-letter lock: a replay holds it while it
-    /// stores letters and a discard while it marks them, so no letter is
-    /// both discarded and replayed (`<log file>.letters.lock`; the lock is
-    /// the operating system's and goes with the process). Kafka's letters
-    /// need none: a replay there re-reads the markers before each letter.
+    /// The dead-letter lock: a replay holds it while it stores letters and
+    /// a discard while it marks them, so no letter is both discarded and
+    /// replayed. It is the operating system's lock on a file, and goes
+    /// with the process: `<log file>.letters.lock` for the embedded log;
+    /// for a Kafka topic, a file in the system's temporary directory named
+    /// by a hash of the brokers and the topic, which keeps the processes
+    /// of one machine apart (a replay and a discard run on two machines at
+    /// once are not).
     pub async fn lock_letters(&self) -> Result<LettersLock, LogError> {
-        let Log::Sqlite(l) = self else {
-            return Ok(LettersLock { _file: None });
+        let path = match self {
+            Log::Sqlite(l) => {
+                let file: Option<String> = embedded::blocking(l.connection(), |conn| {
+                    Ok::<_, LogError>(conn.path().map(str::to_owned))
+                })
+                .await?;
+                let Some(file) = file.filter(|f| !f.is_empty()) else {
+                    // An in-memory log: one process, its own connection's lock.
+                    return Ok(LettersLock { _file: None });
+                };
+                std::path::PathBuf::from(format!("{file}.letters.lock"))
+            }
+            Log::Kafka(l) => {
+                let config = l.config();
+                let mut brokers: Vec<String> = config
+                    .brokers
+                    .split(',')
+                    .map(|b| b.trim().to_ascii_lowercase())
+                    .collect();
+                brokers.sort();
+                let name = format!("{}\0{}", brokers.join(","), config.topic);
+                let hash = twox_hash::XxHash3_64::oneshot(name.as_bytes());
+                std::env::temp_dir().join(format!("tributary-{hash:016x}.letters.lock"))
+            }
         };
-        let file: Option<String> = embedded::blocking(l.connection(), |conn| {
-            Ok::<_, LogError>(conn.path().map(str::to_owned))
-        })
-        .await?;
-        let Some(file) = file.filter(|f| !f.is_empty()) else {
-            // An in-memory log: one process, its own connection's lock.
-            return Ok(LettersLock { _file: None });
-        };
-        let path = std::path::PathBuf::from(format!("{file}.letters.lock"));
         let locked = tokio::task::spawn_blocking(move || {
             let file = std::fs::File::options()
                 .read(true)
                 .write(true)
                 .create(true)
                 .truncate(false)
-                .open(&path)?;
+                .open(&path)
+                // Made by another user: a read is enough to lock it.
+                .or_else(|_| std::fs::File::open(&path))?;
             file.lock()?;
             Ok::<_, std::io::Error>(file)
         })
@@ -138,18 +154,20 @@ impl Log {
         })
     }
 
-    /// Of `ids`, those no longer waiting on the embedded log (replayed or
-    /// discarded since they were read); none on Kafka.
+    /// Of `ids`, those no longer waiting (replayed or discarded since they
+    /// were read).
     pub async fn settled_among(&self, ids: Vec<i64>) -> Result<Vec<i64>, LogError> {
-        let Log::Sqlite(l) = self else {
-            return Ok(Vec::new());
-        };
-        letters_among(
-            l,
-            ids,
-            "replayed_ms IS NOT NULL OR discarded_ms IS NOT NULL",
-        )
-        .await
+        match self {
+            Log::Sqlite(l) => {
+                letters_among(
+                    l,
+                    ids,
+                    "replayed_ms IS NOT NULL OR discarded_ms IS NOT NULL",
+                )
+                .await
+            }
+            Log::Kafka(l) => l.settled_among(ids).await,
+        }
     }
 
     /// Dead letters, oldest first, at most `limit`, those `which` selects,

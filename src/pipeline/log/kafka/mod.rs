@@ -482,6 +482,20 @@ impl KafkaLog {
         self.dead_letters.look(&self.config, f).await
     }
 
+    /// Of `ids`, the letters replayed or discarded.
+    pub async fn settled_among(&self, ids: Vec<i64>) -> Result<Vec<i64>, LogError> {
+        self.dead_letter_states(move |ledger| {
+            ids.into_iter()
+                .filter(|&id| {
+                    ledger
+                        .state(id)
+                        .is_some_and(|s| s != dead_letter::State::Waiting)
+                })
+                .collect()
+        })
+        .await
+    }
+
     /// The waiting letters among `ids`.
     pub async fn dead_letters_by_id(
         &self,
