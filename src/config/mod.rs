@@ -227,6 +227,9 @@ impl Config {
         } else {
             pipelines::resolve(&raw, file.as_deref(), &data_dir, &over, &secrets)?
         };
+        for p in &pipelines {
+            check_kafka_message_size(p, max_message_bytes)?;
+        }
         let selected = match (over.pipeline.as_deref(), over.every_pipeline) {
             (None, true) => &pipelines[0],
             (name, _) => pipelines::select(&pipelines, name)?,
@@ -604,6 +607,44 @@ pub fn redact(url: &Url) -> String {
         u.set_query(Some("***"));
     }
     u.to_string()
+}
+
+/// A record up to `processor.max_message_bytes` must fit one Kafka
+/// message: librdkafka refuses a larger one (`message.max.bytes`, 1,000,000
+/// by default) and so does the broker (`max.message.bytes` of the topic,
+/// about 1 MiB by default). Such a record was neither logged nor a dead
+/// letter: the run failed at it, and every rerun failed again. A limit above
+/// the client's needs `message.max.bytes` raised in `[log.kafka.properties]`
+/// (and the topic's limit on the broker).
+fn check_kafka_message_size(
+    p: &PipelineConfig,
+    max_message_bytes: usize,
+) -> Result<(), ConfigError> {
+    /// Room for the headers and framing of one message.
+    const FRAMING: usize = 16 << 10;
+    let crate::pipeline::log::LogConfig::Kafka(k) = &p.log else {
+        return Ok(());
+    };
+    let client_max = k
+        .properties
+        .get("message.max.bytes")
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(1_000_000);
+    if max_message_bytes + FRAMING <= client_max {
+        return Ok(());
+    }
+    Err(invalid(
+        "processor.max_message_bytes",
+        format!(
+            "{max_message_bytes} bytes do not fit a Kafka message of pipeline {}: the producer \
+             sends at most {client_max} (`message.max.bytes`). Lower max_message_bytes to {} or \
+             less, or raise message.max.bytes in [log.kafka.properties] to {} or more (and the \
+             topic's max.message.bytes on the broker with it)",
+            p.name,
+            client_max - FRAMING,
+            max_message_bytes + FRAMING
+        ),
+    ))
 }
 
 #[cfg(test)]

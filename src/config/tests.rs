@@ -140,6 +140,30 @@ fn bad_values_name_their_key() {
 }
 
 #[test]
+fn a_message_limit_over_what_the_kafka_producer_sends_is_refused() {
+    let kafka = "[log]\nurl = \"kafka://h:9092/t\"\n";
+    let over = format!("{kafka}[processor]\nmax_message_bytes = 2097152\n");
+    let err = resolve(&over, Overrides::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("processor.max_message_bytes"), "{err}");
+    assert!(
+        err.contains("message.max.bytes in [log.kafka.properties] to 2113536"),
+        "{err}"
+    );
+    // Raised in the client, or a store of the embedded log: accepted.
+    let raised = format!("{over}[log.kafka.properties]\n\"message.max.bytes\" = \"2200000\"\n");
+    resolve(&raised, Overrides::default()).unwrap();
+    resolve(
+        "[processor]\nmax_message_bytes = 2097152\n",
+        Overrides::default(),
+    )
+    .unwrap();
+    // The default limit fits the default producer.
+    resolve(kafka, Overrides::default()).unwrap();
+}
+
+#[test]
 fn names_a_store_would_read_as_keywords_are_refused_where_they_were_given() {
     let pipeline = |name: &str, table_name: &str| {
         format!(
