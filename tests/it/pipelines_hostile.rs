@@ -348,6 +348,20 @@ fn a_replayed_old_record_does_not_overwrite_a_newer_row_in_cassandra() {
     replaying_an_old_record_leaves_the_newer_row(&format!("sink = \"cassandra://{node}/{ks}.r\""));
 }
 
+/// The same with the log and its dead letters on Kafka, where a letter
+/// that fails again gets its new reason by a marker message (before, it
+/// kept the old one).
+#[test]
+fn a_replayed_old_record_does_not_overwrite_a_newer_row_from_kafka() {
+    let Some(broker) = crate::support::kafka("a_replayed_old_record_from_kafka") else {
+        return;
+    };
+    let topic = unique("replay_old");
+    replaying_an_old_record_leaves_the_newer_row(&format!(
+        "log = \"kafka://{broker}/{topic}\"\ngroup = \"{topic}\""
+    ));
+}
+
 fn replaying_an_old_record_leaves_the_newer_row(sink: &str) {
     let s = Sandbox::new();
     // A thousand letters between m's two: the later one is replayed a page

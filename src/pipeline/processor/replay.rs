@@ -145,9 +145,8 @@ pub async fn replay(
             .reason
             .contains(crate::pipeline::ingest::CUT_LETTER)
         {
+            // It keeps its reason.
             report.still_failing += 1;
-            let reason = stored.letter.reason.clone();
-            log.settle_dead_letter(stored.id, Err(reason)).await?;
             continue;
         }
         let rows = decode_letter(
@@ -194,7 +193,11 @@ pub async fn replay(
             Ok(()) => report.replayed += 1,
             Err(_) => report.still_failing += 1,
         }
-        log.settle_dead_letter(stored.id, outcome).await?;
+        // A letter failing as before is left as it is (on Kafka, a marker
+        // less).
+        if !matches!(&outcome, Err(reason) if *reason == stored.letter.reason) {
+            log.settle_dead_letter(stored.id, outcome).await?;
+        }
     }
     Ok(report)
 }

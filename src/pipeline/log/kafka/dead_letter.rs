@@ -1,7 +1,8 @@
 //! Dead letters on Kafka: `<topic>.dlq`, one partition, each letter the raw
 //! bytes with headers naming the stage, the reason and the original
-//! topic/partition/offset. A letter's id is its offset there. Replays and
-//! discards are recorded by marker messages (the topic stays append-only).
+//! topic/partition/offset. A letter's id is its offset there. Replays,
+//! replays that failed again (with the new reason) and discards are
+//! recorded by marker messages (the topic stays append-only).
 //! `read.rs` reads them back.
 
 mod read;
@@ -28,6 +29,11 @@ const REPLAYED: &str = "tributary.replayed-of";
 /// On a marker message: the id of the letter that was discarded, and why.
 const DISCARDED: &str = "tributary.discarded-of";
 const DISCARD_REASON: &str = "tributary.discard-reason";
+/// On a marker message: the id of a letter a replay tried and that failed
+/// again; its `tributary.reason` is the letter's reason from then on.
+const FAILED_AGAIN: &str = "tributary.failed-again-of";
+/// A new reason is kept up to this many bytes.
+const MAX_REASON: usize = 4096;
 /// On a letter whose payload was cut: its original size in bytes.
 const TRUNCATED_FROM: &str = "tributary.truncated-from";
 /// Payloads are cut to this, so a letter always fits the broker's default
@@ -154,15 +160,24 @@ pub async fn settle(
     id: i64,
     outcome: Result<(), String>,
 ) -> Result<(), LogError> {
-    // A failing replay leaves the letter as it is; a successful one is
-    // recorded by a marker.
-    if outcome.is_err() {
-        return Ok(());
-    }
-    let headers = OwnedHeaders::new().insert(Header {
-        key: REPLAYED,
-        value: Some(&id.to_string()),
-    });
+    // A marker either way: the letter replayed, or failing with a new
+    // reason.
+    let id = id.to_string();
+    let headers = match &outcome {
+        Ok(()) => OwnedHeaders::new().insert(Header {
+            key: REPLAYED,
+            value: Some(&id),
+        }),
+        Err(reason) => OwnedHeaders::new()
+            .insert(Header {
+                key: FAILED_AGAIN,
+                value: Some(&id),
+            })
+            .insert(Header {
+                key: REASON,
+                value: Some(&reason[..reason.floor_char_boundary(MAX_REASON)]),
+            }),
+    };
     send(producer, config, None, b"", headers).await
 }
 

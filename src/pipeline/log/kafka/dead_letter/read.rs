@@ -18,8 +18,8 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::super::{KafkaLogConfig, REQUEST_TIMEOUT, kafka_err};
 use super::{
-    DISCARD_REASON, DISCARDED, OFFSET, PARTITION, REASON, REPLAYED, SOURCE_POSITION, STAGE, TOPIC,
-    TRUNCATED_FROM,
+    DISCARD_REASON, DISCARDED, FAILED_AGAIN, OFFSET, PARTITION, REASON, REPLAYED, SOURCE_POSITION,
+    STAGE, TOPIC, TRUNCATED_FROM,
 };
 use crate::pipeline::log::discard::{Discarded, Letters};
 use crate::pipeline::log::preview::cut_copy;
@@ -37,6 +37,8 @@ pub struct Ledger {
     replayed: HashSet<i64>,
     /// The first discard's time and reason stand.
     discarded: HashMap<i64, Discarded>,
+    /// The reasons replays gave letters that failed again, the latest.
+    reasons: HashMap<i64, String>,
     /// The letters' names (see [`name_of`]) and their ids: a letter written
     /// again is left out, as the embedded log stores it once.
     names: HashMap<u128, i64>,
@@ -93,6 +95,9 @@ impl Ledger {
     fn note(&mut self, m: &BorrowedMessage<'_>) {
         if let Some(id) = marker_of(m, REPLAYED) {
             self.replayed.insert(id);
+        } else if let Some(id) = marker_of(m, FAILED_AGAIN) {
+            self.reasons
+                .insert(id, header(m, REASON).unwrap_or_default());
         } else if let Some(id) = marker_of(m, DISCARDED) {
             self.discarded.entry(id).or_insert(Discarded {
                 at_ms: m.timestamp().to_millis().unwrap_or_default(),
@@ -128,6 +133,7 @@ impl Ledger {
         self.replayed.retain(|&id| id >= low);
         self.discarded.retain(|&id, _| id >= low);
         self.names.retain(|_, &mut id| id >= low);
+        self.reasons.retain(|&id, _| id >= low);
     }
 }
 
@@ -428,7 +434,9 @@ fn marker_of(m: &BorrowedMessage<'_>, name: &str) -> Option<i64> {
 }
 
 fn is_marker(m: &BorrowedMessage<'_>) -> bool {
-    marker_of(m, REPLAYED).is_some() || marker_of(m, DISCARDED).is_some()
+    [REPLAYED, DISCARDED, FAILED_AGAIN]
+        .iter()
+        .any(|name| marker_of(m, name).is_some())
 }
 
 /// The letter `m` is, its key and payload copied up to `cut` bytes.
@@ -460,7 +468,12 @@ fn letter_of(m: &BorrowedMessage<'_>, ledger: &Ledger, cut: usize) -> LetterPrev
                     .as_deref()
                     .and_then(Stage::parse)
                     .unwrap_or(Stage::Decode),
-                reason: header(m, REASON).unwrap_or_default(),
+                reason: ledger
+                    .reasons
+                    .get(&id)
+                    .cloned()
+                    .or_else(|| header(m, REASON))
+                    .unwrap_or_default(),
                 origin,
                 source_position: header(m, SOURCE_POSITION),
                 key: m.key().map(|k| cut_copy(k, cut)),
