@@ -41,18 +41,22 @@ fn produced(config: &Config) -> AppResult {
     )))
 }
 
+/// The store as it is: these commands make no table (nor keyspace).
 async fn open_sink(config: &Config) -> AppResult<Sink> {
     produced(config)?;
     prepare_dirs(config)?;
-    Ok(Sink::open(&config.pipeline.sink, &config.pipeline.dataset)
-        .await
-        .context("cannot open the store")?)
+    Ok(
+        Sink::open_existing(&config.pipeline.sink, &config.pipeline.dataset)
+            .await
+            .context("cannot open the store")?,
+    )
 }
 
+/// The log as it is: these commands make no topic.
 async fn open_log(config: &Config) -> AppResult<Log> {
     produced(config)?;
     prepare_dirs(config)?;
-    Ok(Log::open(&config.pipeline.log)
+    Ok(Log::open_existing(&config.pipeline.log)
         .await
         .context("cannot open the log")?)
 }
@@ -66,12 +70,19 @@ pub async fn count(config: Config) -> AppResult {
 
 pub async fn status(config: Config, json: bool) -> AppResult {
     let log = open_log(&config).await?;
-    let sink = open_sink(&config).await?;
+    // The log's side is worth showing even when the store cannot be
+    // opened (a table dropped, a node down): that is said in its place.
+    let store = match open_sink(&config).await {
+        Ok(sink) => match sink.count().await {
+            Ok(rows) => Ok((rows, sink.describe())),
+            Err(e) => Err(format!("cannot count rows: {e}")),
+        },
+        Err(e) => Err(format!("{e:#}")),
+    };
     let lag = log
         .lag(&config.pipeline.group)
         .await
         .context("cannot read the log's offsets")?;
-    let rows = sink.count().await.context("cannot count rows")?;
     let waiting = log
         .dead_letters_waiting(None)
         .await
@@ -120,12 +131,13 @@ pub async fn status(config: Config, json: bool) -> AppResult {
                 "partitions": partitions,
                 "lag": total_lag,
                 "lost_to_retention": lost,
-                "rows": rows,
+                "rows": store.as_ref().ok().map(|(rows, _)| rows),
                 "dead_letters_waiting": waiting,
-                "sink": sink.describe(),
+                "sink": store.as_ref().ok().map(|(_, sink)| sink),
+                "store_error": store.as_ref().err(),
             })
         );
-        return Ok(());
+        return store_read(&store);
     }
     println!(
         "log    topic {} group {}",
@@ -162,9 +174,22 @@ pub async fn status(config: Config, json: bool) -> AppResult {
     if lost > 0 {
         println!("lost   {lost} messages dropped by retention before this group read them");
     }
-    println!("store  {} rows ({})", rows, sink.describe());
+    match &store {
+        Ok((rows, sink)) => println!("store  {rows} rows ({sink})"),
+        Err(e) => println!("store  {e}"),
+    }
     println!("dlq    {waiting} dead letters waiting (tributary dlq list)");
-    Ok(())
+    store_read(&store)
+}
+
+/// `status` printed all it could; a store it could not read makes it exit 1.
+fn store_read<T>(store: &Result<T, String>) -> AppResult {
+    match store {
+        Ok(_) => Ok(()),
+        Err(_) => Err(AppError::Failed(anyhow::anyhow!(
+            "the store could not be read (above)"
+        ))),
+    }
 }
 
 fn print_members(g: &GroupMembers) {

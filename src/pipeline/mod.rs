@@ -32,6 +32,15 @@ pub mod stats;
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
+
+/// What opening a log or store does with a topic or table that is not
+/// there: the commands that write make it; the ones that only look refuse
+/// it, naming it, so a mistyped name is said instead of made on a cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Missing {
+    Make,
+    Refuse,
+}
 use tracing::{Instrument, info_span};
 
 use self::ingest::{Feed, IngestError, IngestPlan};

@@ -145,13 +145,45 @@ fn a_table_dropped_under_the_processor_stops_it_and_dead_letters_nothing() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("dropped while in use"), "{err}");
     assert!(err.contains("--group"), "{err}");
-    let status = s.run(&["status", "--json", "--sink", &url]);
-    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    // `status` shows the log's side, says why the store cannot be read,
+    // and exits 1; it makes no table.
+    let out = s.run(&["status", "--json", "--sink", &url]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(status["dead_letters_waiting"], 0, "{status}");
     assert!(
         status["lag"].as_u64().unwrap() > 0,
         "what was not stored stays in the log: {status}"
     );
+    assert!(
+        status["store_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("does not exist")),
+        "{status}"
+    );
+}
+
+/// `count` and `show` on a keyspace and table that do not exist make
+/// neither: the table is named as missing, again at the second look.
+/// Before, each made them on the cluster and printed 0 rows.
+#[test]
+fn looking_at_a_table_that_does_not_exist_makes_none() {
+    let Some(n) = node("cassandra_look_makes_nothing") else {
+        return;
+    };
+    let s = Sandbox::new();
+    let url = sink_url(&n, &unique("typo"));
+    for _ in 0..2 {
+        for command in ["count", "show"] {
+            let out = s.run(&[command, "--log", "sqlite:", "--sink", &url]);
+            let err = stderr(&out);
+            assert_eq!(out.status.code(), Some(1), "{command}: {err}");
+            assert!(
+                err.contains("does not exist") && err.contains("mistyped"),
+                "{command}: {err}"
+            );
+        }
+    }
 }
 
 #[test]

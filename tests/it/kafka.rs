@@ -505,6 +505,31 @@ async fn a_discard_on_kafka_waits_for_a_replay_and_the_replay_skips_it() {
     assert_eq!(log.settled_among(read.clone()).await.unwrap(), [read[1]]);
 }
 
+/// The commands that only look (`status`, `dlq list`) make no topic: a
+/// mistyped one is named as missing, again at the second look. Before,
+/// each made the topic and its `.dlq` on the cluster and said "0".
+#[test]
+fn looking_at_a_topic_that_does_not_exist_makes_none() {
+    let Some(b) = broker("look_makes_nothing") else {
+        return;
+    };
+    let s = Sandbox::new();
+    let url = log_url(&b, &unique("typo"));
+    for _ in 0..2 {
+        for command in [&["status"][..], &["dlq", "list"]] {
+            let mut args = command.to_vec();
+            args.extend(["--log", &url]);
+            let out = s.run(&args);
+            assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+            assert!(
+                stderr(&out).contains("does not exist") && stderr(&out).contains("mistyped"),
+                "{args:?}: {}",
+                stderr(&out)
+            );
+        }
+    }
+}
+
 fn admin(broker: &str) -> AdminClient<DefaultClientContext> {
     rdkafka::ClientConfig::new()
         .set("bootstrap.servers", broker)

@@ -281,6 +281,19 @@ impl Log {
         })
     }
 
+    /// Opens the log as it is, for the commands that only look: a Kafka
+    /// topic that does not exist is an error naming it, not made. (An
+    /// embedded log's file is checked by the caller: none means nothing
+    /// was produced.)
+    pub async fn open_existing(config: &LogConfig) -> Result<Log, LogError> {
+        Ok(match config {
+            LogConfig::Sqlite(c) => Log::Sqlite(SqliteLog::open(c.clone()).await?),
+            LogConfig::Kafka(c) => {
+                Log::Kafka(KafkaLog::open_as(c.clone(), crate::pipeline::Missing::Refuse).await?)
+            }
+        })
+    }
+
     pub fn topic(&self) -> &str {
         match self {
             Log::Sqlite(l) => l.topic(),

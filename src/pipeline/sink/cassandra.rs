@@ -19,6 +19,7 @@ pub use nodes::{NodeView, NodeWatch};
 
 use super::concurrency::Limiter;
 use super::{KeyFilter, SinkError, WriteAck};
+use crate::pipeline::Missing;
 use crate::pipeline::table::Cell;
 use crate::record::{ROW_COLUMNS, Row};
 
@@ -360,15 +361,64 @@ async fn count_once(session: &Session, keyspace: &str, table: &str) -> Result<u6
 /// Rows a page of a count reads.
 const COUNT_PAGE: i32 = 5_000;
 
+/// Fails, naming the table, unless the configured table exists: the
+/// commands that only look at a store do not make one (a mistyped name
+/// would otherwise be made on the cluster, and read as empty).
+pub(super) async fn table_exists(
+    session: &Session,
+    config: &CassandraSinkConfig,
+) -> Result<(), SinkError> {
+    let result = session
+        .query_unpaged(
+            "SELECT table_name FROM system_schema.tables \
+             WHERE keyspace_name = ? AND table_name = ?",
+            (
+                config.keyspace.to_ascii_lowercase(),
+                config.table.to_ascii_lowercase(),
+            ),
+        )
+        .await
+        .map_err(|e| fatal("cannot read the table's schema", e))?;
+    let found = result
+        .into_rows_result()
+        .map_err(|e| fatal("cannot read the table's schema", e))?
+        .rows_num()
+        > 0;
+    if found {
+        return Ok(());
+    }
+    Err(SinkError::Cassandra {
+        message: format!(
+            "table {}.{} does not exist on {}: nothing was stored in it yet (`run`, `process` \
+             and `serve` make it), or its name is mistyped",
+            config.keyspace,
+            config.table,
+            config.nodes.join(",")
+        ),
+        retryable: false,
+    })
+}
+
 impl CassandraSink {
+    /// Opens the seed table, made with its keyspace when missing.
     pub async fn open(config: CassandraSinkConfig) -> Result<CassandraSink, SinkError> {
+        Self::open_as(config, Missing::Make).await
+    }
+
+    pub async fn open_as(
+        config: CassandraSinkConfig,
+        missing: Missing,
+    ) -> Result<CassandraSink, SinkError> {
         let started = std::time::Instant::now();
         let session = connect(&config).await?;
         tracing::debug!(
             ms = started.elapsed().as_millis() as u64,
             "start: cassandra connected"
         );
-        create_keyspace(&session, &config).await?;
+        match missing {
+            Missing::Make => create_keyspace(&session, &config).await?,
+            Missing::Refuse => table_exists(&session, &config).await?,
+        }
         let sink_table = format!("{}.{}", config.keyspace, config.table);
         let columns = ROW_COLUMNS
             .iter()

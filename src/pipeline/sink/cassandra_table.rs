@@ -20,6 +20,7 @@ use super::cassandra::{
 };
 use super::concurrency::Limiter;
 use super::{KeyFilter, SinkError, WriteAck};
+use crate::pipeline::Missing;
 use crate::pipeline::table::{Cell, CqlColumnRow, TableSchema, TypedRow};
 
 /// Cheap to clone: clones share the session and the prepared statement.
@@ -118,9 +119,13 @@ impl CassandraTableSink {
     pub async fn open(
         config: CassandraSinkConfig,
         schema: Option<TableSchema>,
+        missing: Missing,
     ) -> Result<Self, SinkError> {
         let session = connect(&config).await?;
         let name = format!("{}.{}", config.keyspace, config.table);
+        if missing == Missing::Refuse {
+            super::cassandra::table_exists(&session, &config).await?;
+        }
         let schema = match schema {
             Some(declared) => {
                 create_keyspace(&session, &config).await?;

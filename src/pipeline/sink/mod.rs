@@ -16,6 +16,7 @@ pub use stream::{EachRecord, KeyFilter};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use super::Missing;
 use super::shape::Dataset;
 use super::table::{TableSchema, TypedRow};
 use crate::record::Row;
@@ -127,15 +128,33 @@ impl Sink {
     /// Opens the store of a pipeline's dataset: the seed table, or the
     /// user's table (created from its declaration when missing, read from
     /// the store when none is declared, compared when both exist).
+    /// Opens the store, making its table (and Cassandra keyspace) when
+    /// missing: for the commands that write.
     pub async fn open(config: &SinkConfig, dataset: &Dataset) -> Result<Sink, SinkError> {
+        Self::open_as(config, dataset, Missing::Make).await
+    }
+
+    /// Opens the store as it is, for the commands that only look: a
+    /// Cassandra table that does not exist is an error naming it, not made.
+    /// (An embedded store's file is checked by the caller: none means
+    /// nothing was produced.)
+    pub async fn open_existing(config: &SinkConfig, dataset: &Dataset) -> Result<Sink, SinkError> {
+        Self::open_as(config, dataset, Missing::Refuse).await
+    }
+
+    async fn open_as(
+        config: &SinkConfig,
+        dataset: &Dataset,
+        missing: Missing,
+    ) -> Result<Sink, SinkError> {
         Ok(match (config, dataset) {
             (SinkConfig::Sqlite(c), _) => Sink::Sqlite(SqliteSink::open(c.clone(), dataset).await?),
             (SinkConfig::Cassandra(c), Dataset::Users) => {
-                Sink::Cassandra(CassandraSink::open(c.clone()).await?)
+                Sink::Cassandra(CassandraSink::open_as(c.clone(), missing).await?)
             }
-            (SinkConfig::Cassandra(c), Dataset::Table(t)) => {
-                Sink::CassandraTable(CassandraTableSink::open(c.clone(), t.schema.clone()).await?)
-            }
+            (SinkConfig::Cassandra(c), Dataset::Table(t)) => Sink::CassandraTable(
+                CassandraTableSink::open(c.clone(), t.schema.clone(), missing).await?,
+            ),
         })
     }
 

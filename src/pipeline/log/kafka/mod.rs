@@ -27,6 +27,8 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use tracing::info;
 
+use crate::pipeline::Missing;
+
 pub use group::{GroupMember, GroupMembers};
 pub use reader::{KafkaCommitter, KafkaReader};
 pub use scan::KafkaScan;
@@ -132,7 +134,15 @@ impl std::fmt::Debug for KafkaLog {
 
 impl KafkaLog {
     /// Connects, and creates the topic and its dead-letter topic if missing.
+    /// Opens the topic, made (with `<topic>.dlq`) when missing.
     pub async fn open(config: KafkaLogConfig) -> Result<KafkaLog, LogError> {
+        Self::open_as(config, Missing::Make).await
+    }
+
+    /// Opens the topic; `Missing::Refuse` fails, naming it, when it does
+    /// not exist (its `<topic>.dlq` is still made beside it, as every
+    /// command that writes would).
+    pub async fn open_as(config: KafkaLogConfig, missing: Missing) -> Result<KafkaLog, LogError> {
         let config = Arc::new(config);
         let last_error = LastError::default();
         let producer: FutureProducer<LastError> = config
@@ -161,7 +171,7 @@ impl KafkaLog {
             dead_letters: Arc::default(),
         };
         let started = std::time::Instant::now();
-        log.ensure_topics().await?;
+        log.ensure_topics(missing).await?;
         tracing::debug!(
             ms = started.elapsed().as_millis() as u64,
             "start: kafka topics checked"
@@ -178,7 +188,7 @@ impl KafkaLog {
     }
 
     /// Creates the topic (and `<topic>.dlq`) if they do not exist.
-    async fn ensure_topics(&self) -> Result<(), LogError> {
+    async fn ensure_topics(&self, missing: Missing) -> Result<(), LogError> {
         let admin: AdminClient<DefaultClientContext> = self
             .config
             .client()
@@ -230,6 +240,13 @@ impl KafkaLog {
         };
         if exists.iter().all(|&e| e) {
             return Ok(());
+        }
+        if missing == Missing::Refuse && !exists[0] {
+            return Err(LogError::Kafka(format!(
+                "topic {} does not exist on {}: nothing was logged to it yet (`run`, `ingest` \
+                 and `serve` make it), or its name is mistyped",
+                self.config.topic, self.config.brokers
+            )));
         }
         if !self.config.create_topics {
             let missing = if exists[0] {

@@ -155,9 +155,13 @@ async fn every_column_type_round_trips() {
     let Some(n) = node("every_column_type_round_trips") else {
         return;
     };
-    let sink = CassandraTableSink::open(config(&n, "types"), Some(all_types()))
-        .await
-        .unwrap();
+    let sink = CassandraTableSink::open(
+        config(&n, "types"),
+        Some(all_types()),
+        crate::pipeline::Missing::Make,
+    )
+    .await
+    .unwrap();
     let full = vec![
         Cell::Text("a ü 😀".into()),
         Cell::Int(i32::MIN),
@@ -211,9 +215,13 @@ async fn writing_a_batch_again_is_an_upsert() {
         return;
     };
     let s = schema(&[("id", "bigint"), ("note", "text")], &["id"], &[]);
-    let sink = CassandraTableSink::open(config(&n, "upsert"), Some(s))
-        .await
-        .unwrap();
+    let sink = CassandraTableSink::open(
+        config(&n, "upsert"),
+        Some(s),
+        crate::pipeline::Missing::Make,
+    )
+    .await
+    .unwrap();
     // The partition key is a bound value: the driver routes each row to a
     // replica by its token.
     assert!(sink.insert.is_token_aware());
@@ -274,9 +282,13 @@ async fn a_batch_with_one_key_many_times_stores_its_last_row() {
         return;
     };
     let s = schema(&[("id", "text"), ("n", "int")], &["id"], &[]);
-    let sink = CassandraTableSink::open(config(&n, "lastwins"), Some(s))
-        .await
-        .unwrap();
+    let sink = CassandraTableSink::open(
+        config(&n, "lastwins"),
+        Some(s),
+        crate::pipeline::Missing::Make,
+    )
+    .await
+    .unwrap();
     let mut rows: Vec<TypedRow> = (0..400)
         .map(|i| vec![Cell::Text(format!("k{}", i % 4)), Cell::Int(i)])
         .collect();
@@ -302,9 +314,13 @@ async fn rows_cassandra_refuses_are_rejected_by_index() {
         return;
     };
     let s = schema(&[("id", "text"), ("n", "int")], &["id"], &[]);
-    let sink = CassandraTableSink::open(config(&n, "rejected"), Some(s))
-        .await
-        .unwrap();
+    let sink = CassandraTableSink::open(
+        config(&n, "rejected"),
+        Some(s),
+        crate::pipeline::Missing::Make,
+    )
+    .await
+    .unwrap();
     let rows: Arc<[TypedRow]> = vec![
         vec![Cell::Text("a".into()), Cell::Int(1)],
         vec![Cell::Null, Cell::Int(2)],
@@ -331,10 +347,13 @@ async fn open_without_a_schema_reads_the_tables() {
         c.user = Some("reader".into());
         c.password = Some("never-shown".into());
     }
-    let created = CassandraTableSink::open(c.clone(), Some(all_types()))
+    let created =
+        CassandraTableSink::open(c.clone(), Some(all_types()), crate::pipeline::Missing::Make)
+            .await
+            .unwrap();
+    let read = CassandraTableSink::open(c.clone(), None, crate::pipeline::Missing::Make)
         .await
         .unwrap();
-    let read = CassandraTableSink::open(c.clone(), None).await.unwrap();
     assert!(all_types().diff(read.schema()).is_empty(), "{read:?}");
     let shown = format!("{read:?}");
     assert!(!shown.contains(c.password.as_deref().unwrap()), "{shown}");
@@ -364,7 +383,9 @@ async fn open_without_a_schema_reads_the_tables() {
         .query_unpaged(format!("ALTER TABLE {}.t ADD v varint", c.keyspace), ())
         .await
         .unwrap();
-    let err = CassandraTableSink::open(c.clone(), None).await.unwrap_err();
+    let err = CassandraTableSink::open(c.clone(), None, crate::pipeline::Missing::Make)
+        .await
+        .unwrap_err();
     assert!(!err.is_retryable());
     assert!(err.to_string().contains("column v: type varint"), "{err}");
     drop_keyspace(&created).await;
@@ -376,7 +397,9 @@ async fn open_without_a_schema_names_a_missing_table() {
         return;
     };
     let c = config(&n, "missing");
-    let err = CassandraTableSink::open(c.clone(), None).await.unwrap_err();
+    let err = CassandraTableSink::open(c.clone(), None, crate::pipeline::Missing::Make)
+        .await
+        .unwrap_err();
     assert!(!err.is_retryable());
     let shown = err.to_string();
     assert!(
@@ -396,18 +419,18 @@ async fn open_with_an_incompatible_schema_names_the_column() {
         &["id"],
         &[],
     );
-    let sink = CassandraTableSink::open(c.clone(), Some(first))
+    let sink = CassandraTableSink::open(c.clone(), Some(first), crate::pipeline::Missing::Make)
         .await
         .unwrap();
     // Fewer columns is fine: the extra one is left alone.
     let fewer = schema(&[("id", "text"), ("n", "int")], &["id"], &[]);
     assert!(
-        CassandraTableSink::open(c.clone(), Some(fewer))
+        CassandraTableSink::open(c.clone(), Some(fewer), crate::pipeline::Missing::Make)
             .await
             .is_ok()
     );
     let retyped = schema(&[("id", "text"), ("n", "text")], &["id"], &[]);
-    let err = CassandraTableSink::open(c.clone(), Some(retyped))
+    let err = CassandraTableSink::open(c.clone(), Some(retyped), crate::pipeline::Missing::Make)
         .await
         .unwrap_err();
     assert!(!err.is_retryable());
@@ -433,7 +456,7 @@ async fn a_composite_key_partitions_and_clusters() {
         &["at", "id"],
     );
     let c = config(&n, "composite");
-    let sink = CassandraTableSink::open(c.clone(), Some(s.clone()))
+    let sink = CassandraTableSink::open(c.clone(), Some(s.clone()), crate::pipeline::Missing::Make)
         .await
         .unwrap();
     let day = Cell::Date("2024-03-01".parse().unwrap());
@@ -463,7 +486,9 @@ async fn a_composite_key_partitions_and_clusters() {
     let mut expected = rows.to_vec();
     expected[1] = row("a", 1, 2, "20.00");
     assert_eq!(sorted(sink.rows(10).await.unwrap()), sorted(expected));
-    let read = CassandraTableSink::open(c, None).await.unwrap();
+    let read = CassandraTableSink::open(c, None, crate::pipeline::Missing::Make)
+        .await
+        .unwrap();
     assert_eq!(read.schema().partition_key, ["shop", "day"]);
     assert_eq!(read.schema().clustering_key, ["at", "id"]);
     assert!(s.diff(read.schema()).is_empty());
