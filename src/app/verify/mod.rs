@@ -235,7 +235,7 @@ async fn open_log(config: &Config) -> AppResult<(Option<Log>, Option<String>)> {
         }
         LogConfig::Kafka(c) => c.create_topics = false,
     }
-    let log = Log::open(&log_config)
+    let log = Log::open_existing(&log_config)
         .await
         .context("cannot open the log")?;
     Ok((Some(log), None))
@@ -281,7 +281,7 @@ async fn open_store(config: &Config) -> AppResult<(Option<Sink>, Option<String>)
             ));
         }
     }
-    let sink = Sink::open(&config.pipeline.sink, &config.pipeline.dataset)
+    let sink = Sink::open_existing(&config.pipeline.sink, &config.pipeline.dataset)
         .await
         .context("cannot open the store")?;
     Ok((Some(sink), None))
