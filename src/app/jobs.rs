@@ -173,7 +173,9 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> AppResult {
         one.pipeline = p.clone();
         let pipeline_stats = Arc::new(Stats::for_pipeline(&p.name));
         all_stats.push((p.name.clone(), pipeline_stats.clone()));
-        let job = super::run::open_job(&one, pipeline_stats.clone(), shutdown.clone()).await?;
+        let job = super::run::open_job(&one, pipeline_stats.clone(), shutdown.clone())
+            .await
+            .map_err(|e| e.context(format!("pipeline {}", p.name)))?;
         let shape = super::run::checked(p, Shape::of(&p.dataset, job.sink.schema()))?;
         println!(
             "serve: pipeline {}: {} job(s); processor following topic {} into {}",

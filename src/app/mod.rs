@@ -39,6 +39,14 @@ impl AppError {
             AppError::Failed(_) => 1,
         }
     }
+
+    /// The same error, said to be about `what` (e.g. which pipeline).
+    pub fn context(self, what: String) -> AppError {
+        match self {
+            AppError::Usage(m) => AppError::Usage(format!("{what}: {m}")),
+            AppError::Failed(e) => AppError::Failed(e.context(what)),
+        }
+    }
 }
 
 impl fmt::Display for AppError {

@@ -54,6 +54,41 @@ fn a_trigger_reaches_the_store_through_serve_and_is_recorded() {
     assert_eq!(serve.0.wait().unwrap().code(), Some(0));
 }
 
+/// With several pipelines, a store that cannot be opened is named by its
+/// pipeline: `serve` said only "cannot open the store: …".
+#[test]
+fn serve_names_the_pipeline_whose_store_cannot_be_opened() {
+    let s = Sandbox::new();
+    std::fs::write(s.dir.path().join("a.ndjson"), "{\"id\":\"a\",\"n\":1}\n").unwrap();
+    // Another program's table of that name, without a key.
+    let theirs = s.dir.path().join("theirs.db");
+    rusqlite::Connection::open(&theirs)
+        .unwrap()
+        .execute_batch("CREATE TABLE b (x TEXT)")
+        .unwrap();
+    s.config(
+        r#"
+[[pipelines]]
+name = "a"
+source = { file = "a.ndjson" }
+table = { key = ["id"], columns = { id = "text", n = "int" } }
+
+[[pipelines]]
+name = "b"
+source = { file = "a.ndjson" }
+sink = "sqlite:theirs.db"
+table = { key = ["id"], columns = { id = "text", n = "int" } }
+"#,
+    );
+    let out = s.run(&["serve"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("error: pipeline b: cannot open the store"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 #[test]
 fn pause_persists_and_unknown_jobs_are_usage_errors() {
     let s = Sandbox::new();
