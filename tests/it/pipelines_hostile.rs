@@ -165,6 +165,43 @@ table = {{ key = ["id"], columns = {{ id = "text" }} }}
     ok(&s, &["config", "check"]);
 }
 
+/// `--source` replaces a file pipeline's source (it was refused as "give
+/// url or file, not both", blaming the file), and `--seed` on a pipeline
+/// that reads a file or a JSON API is refused (it was silently ignored).
+#[test]
+fn source_and_seed_flags_on_a_file_pipeline() {
+    let s = Sandbox::new();
+    std::fs::write(s.dir.path().join("a.ndjson"), "{\"id\":\"a\"}\n").unwrap();
+    s.config(
+        "[[pipelines]]\nname = \"f\"\nsource = { file = \"a.ndjson\" }\n\
+         table = { key = [\"id\"], columns = { id = \"text\" } }\n",
+    );
+    let text = ok(
+        &s,
+        &["config", "check", "--source", "http://127.0.0.1:9/orders"],
+    );
+    assert!(text.contains("http://127.0.0.1:9/orders"), "{text}");
+    for args in [
+        &["run", "--seed", "7"][..],
+        &["ingest", "--seed", "7"],
+        &[
+            "run",
+            "--source",
+            "http://127.0.0.1:9/orders",
+            "--seed",
+            "7",
+        ],
+    ] {
+        let out = s.run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("--seed") && stderr(&out).contains("pipeline f: reads a"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+}
+
 /// Waits for `child` at most `limit`; kills it if it is still running.
 fn wait_at_most(mut child: std::process::Child, limit: Duration) -> Option<Output> {
     let start = Instant::now();

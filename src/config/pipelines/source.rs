@@ -19,8 +19,23 @@ pub(super) fn resolve_source(
 ) -> Result<(SourceConfig, bool), ConfigError> {
     let s = &p.source;
     let at = |what: String| format!("pipeline {}: {what}", p.name);
+    // `--source` replaces the pipeline's source, whichever it was.
+    let file = if url_over.is_some() {
+        None
+    } else {
+        s.file.clone()
+    };
     let url = url_over.or(s.url.clone());
-    match (&url, &s.file) {
+    let no_seed = |reads: &str| match &seed_over {
+        Some(_) => Err(invalid(
+            "--seed",
+            at(format!(
+                "reads {reads}; a seed is for the Random User source (gen: or its API)"
+            )),
+        )),
+        None => Ok(()),
+    };
+    match (&url, &file) {
         (Some(_), Some(_)) => {
             return Err(invalid(
                 "pipelines.source",
@@ -34,6 +49,7 @@ pub(super) fn resolve_source(
             ));
         }
         (None, Some(path)) => {
+            no_seed("a file")?;
             let mut c = FileConfig::new(path.clone());
             c.page_size = 1000;
             if let Some(max) = s.max_record_bytes {
@@ -70,7 +86,10 @@ pub(super) fn resolve_source(
             }
             crate::config::Config::resolve_source(&raw_source, None, seed_over)
         }
-        "json" => Ok((SourceConfig::JsonApi(json_api(s, &url, &at)?), false)),
+        "json" => {
+            no_seed("a JSON API")?;
+            Ok((SourceConfig::JsonApi(json_api(s, &url, &at)?), false))
+        }
         other => Err(invalid(
             "pipelines.source.kind",
             at(format!("{other:?} must be json or randomuser")),
