@@ -686,6 +686,7 @@ async fn a_trigger_creates_a_run_that_the_scheduler_runs() {
     let (status, body) = h.post("/api/v1/jobs/random_users/trigger", json!({})).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let id = body["run_id"].as_i64().unwrap();
+    assert_eq!(body["paused"], false, "{body}");
     let runs = h
         .wait_for("/api/v1/jobs/random_users/runs", |v| {
             v["runs"][0]["id"] == id && v["runs"][0]["state"] == "success"
@@ -703,6 +704,14 @@ async fn pause_persists_in_the_history_file() {
     let (status, body) = h.post("/api/v1/jobs/random_users/pause", json!({})).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body, json!({"name": "random_users", "paused": true}));
+    // A trigger of the paused job is queued, and the answer says it waits.
+    let (status, body) = h.post("/api/v1/jobs/random_users/trigger", json!({})).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(body["paused"], true, "{body}");
+    assert!(
+        body["note"].as_str().unwrap().contains("unpaused"),
+        "{body}"
+    );
     // Another process (a restarted serve, `jobs list`) sees it.
     let reopened = History::open(&h.config.data_dir.join("scheduler.db")).unwrap();
     assert!(reopened.is_paused("random_users").unwrap());

@@ -431,10 +431,20 @@ pub async fn run(state: State, Path((name, id)): Path<(String, i64)>) -> ApiResu
     Ok(Json(v))
 }
 
+/// Queues a run. A paused job's run waits for the unpause; the answer
+/// says so (`"paused": true`).
 pub async fn trigger(state: State, Path(name): Path<String>) -> Result<Response, ApiError> {
     find(&state, &name)?;
-    let id = history(&state, move |h| h.trigger(&name)).await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({ "run_id": id }))).into_response())
+    let (id, paused) = history(&state, move |h| {
+        let id = h.trigger(&name)?;
+        Ok((id, h.is_paused(&name)?))
+    })
+    .await?;
+    let mut answer = json!({ "run_id": id, "paused": paused });
+    if paused {
+        answer["note"] = json!("the job is paused: this run waits until it is unpaused");
+    }
+    Ok((StatusCode::ACCEPTED, Json(answer)).into_response())
 }
 
 async fn set_paused(state: State, name: String, paused: bool) -> ApiResult {
