@@ -84,7 +84,7 @@ async function jobAction(name, action, button) {
   button.disabled = true;
   try {
     const res = await post(`/api/v1/jobs/${encodeURIComponent(name)}/${action}`);
-    toast(action === 'trigger' ? `queued run #${res.run_id}` : `${name}: ${res.paused ? 'paused' : 'active'}`);
+    toast(action === 'trigger' ? `queued run #${res.run_id}${res.paused ? ` (${name} is paused: it waits for the unpause)` : ''}` : `${name}: ${res.paused ? 'paused' : 'active'}`);
     await refreshJobs();
   } catch (err) {
     handleError(err, gen);
