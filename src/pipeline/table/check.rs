@@ -190,6 +190,9 @@ pub(super) fn type_error(
 /// Largest integer a double holds exactly, with all below it.
 const EXACT_IN_DOUBLE: f64 = 9_007_199_254_740_992.0;
 
+/// 2^63, the first integer past a bigint.
+const TWO_TO_63: f64 = 9_223_372_036_854_775_808.0;
+
 /// An integer from a JSON number: exact, or why not.
 fn integer(v: Scalar<'_>) -> Result<i128, Option<&'static str>> {
     match v {
@@ -197,6 +200,9 @@ fn integer(v: Scalar<'_>) -> Result<i128, Option<&'static str>> {
         Scalar::U64(n) => Ok(n.into()),
         Scalar::F64(x) if x.fract() != 0.0 || !x.is_finite() => Err(Some("not an integer")),
         Scalar::F64(x) if x.abs() <= EXACT_IN_DOUBLE => Ok(x as i128),
+        // Past what any integer column holds (a transform keeps integers
+        // past 2^63 as doubles, so it is no help to write them plainly).
+        Scalar::F64(x) if !(-TWO_TO_63..TWO_TO_63).contains(&x) => Err(Some("out of range")),
         Scalar::F64(_) => Err(Some(
             "not exact as a double; write it without a fraction or exponent",
         )),

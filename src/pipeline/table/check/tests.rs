@@ -137,7 +137,11 @@ fn integers_are_integral_and_in_range() {
     assert_eq!(one("big", json!(3.0)).unwrap(), Cell::Bigint(3));
     assert_eq!(
         err("big", json!(1e300)),
-        "column big: expected bigint, got 1e+300 (not exact as a double; write it without a fraction or exponent)"
+        "column big: expected bigint, got 1e+300 (out of range)"
+    );
+    assert_eq!(
+        err("big", json!(1e17)),
+        "column big: expected bigint, got 1e+17 (not exact as a double; write it without a fraction or exponent)"
     );
     assert_eq!(err("n", json!("42")), "column n: expected int, got \"42\"");
     assert_eq!(err("n", json!(true)), "column n: expected int, got true");
