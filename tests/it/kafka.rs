@@ -530,6 +530,29 @@ fn looking_at_a_topic_that_does_not_exist_makes_none() {
     }
 }
 
+/// Records with an empty key keep their order: they all go to one
+/// partition (librdkafka's default partitioner spreads empty keys at
+/// random).
+#[tokio::test]
+async fn records_with_an_empty_key_go_to_one_partition() {
+    let Some(b) = broker("empty_key") else {
+        return;
+    };
+    let config = crate::support::kafka_log(&b, &unique("emptykey"), 3);
+    let log = Log::open(&config).await.unwrap();
+    for i in 0..12 {
+        log.append(vec![LogRecord {
+            key: Some(Vec::new()),
+            payload: format!("{{\"n\":{i}}}").into_bytes(),
+        }])
+        .await
+        .unwrap();
+    }
+    let ends: Vec<i64> = log.lag("g").await.unwrap().iter().map(|p| p.end).collect();
+    assert_eq!(ends.iter().sum::<i64>(), 12, "{ends:?}");
+    assert_eq!(ends.iter().filter(|&&e| e > 0).count(), 1, "{ends:?}");
+}
+
 fn admin(broker: &str) -> AdminClient<DefaultClientContext> {
     rdkafka::ClientConfig::new()
         .set("bootstrap.servers", broker)

@@ -145,8 +145,14 @@ impl KafkaLog {
     pub async fn open_as(config: KafkaLogConfig, missing: Missing) -> Result<KafkaLog, LogError> {
         let config = Arc::new(config);
         let last_error = LastError::default();
-        let producer: FutureProducer<LastError> = config
-            .client()
+        let mut client = config.client();
+        if !config.properties.contains_key("partitioner") {
+            // CRC32 of the key, as librdkafka's default, but an empty key
+            // too goes to one partition always (the default spreads empty
+            // keys at random, and their records' order with them).
+            client.set("partitioner", "consistent");
+        }
+        let producer: FutureProducer<LastError> = client
             // Exactly-once per partition from the producer side: no
             // duplicates from internal retries, nothing acknowledged before
             // all in-sync replicas have it.
