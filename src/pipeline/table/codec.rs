@@ -35,7 +35,17 @@ impl Serialize for Canonical<'_> {
             Cell::Text(t) | Cell::Decimal(t) => s.serialize_str(t),
             Cell::Int(n) => s.serialize_i32(*n),
             Cell::Bigint(n) => s.serialize_i64(*n),
-            Cell::Double(x) => s.serialize_f64(*x),
+            Cell::Double(x) if x.is_finite() => s.serialize_f64(*x),
+            // JSON has no such numbers (serde_json writes them as null):
+            // as CQL and Java spell them. Only a row another program wrote
+            // holds one; a record with one is refused.
+            Cell::Double(x) => s.serialize_str(if x.is_nan() {
+                "NaN"
+            } else if *x > 0.0 {
+                "Infinity"
+            } else {
+                "-Infinity"
+            }),
             Cell::Boolean(b) => s.serialize_bool(*b),
             Cell::Uuid(u) => s.serialize_str(
                 u.hyphenated()

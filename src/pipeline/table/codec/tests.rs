@@ -180,3 +180,19 @@ fn keys_are_the_primary_key_text() {
     let by_int = TableSchema::new([("n", "bigint")], &["n"], &[] as &[&str]).unwrap();
     assert_eq!(key(&by_int, &[Cell::Bigint(-5)]), b"-5");
 }
+
+#[test]
+fn doubles_json_cannot_hold_are_spelled_as_cql_does() {
+    let schema =
+        TableSchema::new([("id", "text"), ("x", "double")], &["id"], &[] as &[&str]).unwrap();
+    for (x, spelled) in [
+        (f64::NAN, "\"NaN\""),
+        (f64::INFINITY, "\"Infinity\""),
+        (f64::NEG_INFINITY, "\"-Infinity\""),
+        (1.5, "1.5"),
+    ] {
+        let row = [Cell::Text("k".into()), Cell::Double(x)];
+        let text = String::from_utf8(encode(&schema, &row)).unwrap();
+        assert!(text.contains(&format!("\"x\":{spelled}")), "{text}");
+    }
+}
