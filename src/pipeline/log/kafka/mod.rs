@@ -76,6 +76,18 @@ impl KafkaLogConfig {
         c
     }
 
+    /// A consumer's `fetch.max.bytes`: `ours`, or the `message.max.bytes`
+    /// the properties raise past it (librdkafka refuses to make a consumer
+    /// whose fetch is smaller than a message may be).
+    pub(super) fn fetch_max_bytes(&self, ours: usize) -> String {
+        let message_max = self
+            .properties
+            .get("message.max.bytes")
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .unwrap_or(0);
+        ours.max(message_max).to_string()
+    }
+
     /// The topic of this topic's dead letters.
     pub fn dlq_topic(&self) -> String {
         format!("{}.dlq", self.topic)

@@ -120,7 +120,7 @@ fn consumer_config(config: &KafkaLogConfig, group: &str) -> rdkafka::ClientConfi
         // from about 58 to about 100 MiB, 2 MiB to about 65 MiB, for no gain
         // in speed.
         .set("queued.max.messages.kbytes", "1024")
-        .set("fetch.max.bytes", "1048576")
+        .set("fetch.max.bytes", config.fetch_max_bytes(1 << 20))
         .set("max.partition.fetch.bytes", "524288")
         // A full prefetch queue postpones the partition's next fetch by
         // this long (librdkafka's default is 1 s: with a small queue, the
@@ -640,6 +640,27 @@ pub async fn lag(consumer: Arc<BaseConsumer>, topic: &str) -> Result<Vec<Partiti
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `message.max.bytes` raised for records past 1 MB (as `config check`
+    /// asks): the consumers are still made (librdkafka refuses a consumer
+    /// whose `fetch.max.bytes` is below `message.max.bytes`).
+    #[test]
+    fn consumers_are_made_with_message_max_bytes_raised() {
+        let config = KafkaLogConfig {
+            brokers: "127.0.0.1:1".into(),
+            topic: "t".into(),
+            create_topics: false,
+            partitions: 1,
+            replication_factor: None,
+            compression: "lz4".into(),
+            properties: [("message.max.bytes".to_owned(), "2113536".to_owned())].into(),
+        };
+        consumer_config(&config, "g")
+            .create::<rdkafka::consumer::BaseConsumer>()
+            .expect("the group's consumer is made");
+        assert_eq!(config.fetch_max_bytes(1 << 20), "2113536");
+        assert_eq!(config.fetch_max_bytes(4 << 20), (4 << 20).to_string());
+    }
 
     #[test]
     fn a_moving_coordinator_is_waited_out_and_other_errors_are_not() {

@@ -59,7 +59,7 @@ impl KafkaScan {
             // partition per fetch (half the processor's: the scan
             // is bound by hashing and indexing, not by fetching).
             .set("queued.max.messages.kbytes", "8192")
-            .set("fetch.max.bytes", "4194304")
+            .set("fetch.max.bytes", config.fetch_max_bytes(4 << 20))
             .set("max.partition.fetch.bytes", "1048576");
         for (k, v) in &config.properties {
             client.set(k, v);

@@ -323,7 +323,7 @@ impl Topic {
             // well can be many megabytes (a fetch still returns at least
             // one batch, so a letter of a megabyte comes through).
             .set("queued.max.messages.kbytes", "4096")
-            .set("fetch.max.bytes", "1048576")
+            .set("fetch.max.bytes", config.fetch_max_bytes(1 << 20))
             .set("max.partition.fetch.bytes", "65536")
             .set("fetch.queue.backoff.ms", "5")
             // A fetch past the end waits this long on the broker, and the
