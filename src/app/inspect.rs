@@ -15,7 +15,7 @@ use crate::pipeline::log::discard::Discard;
 use crate::pipeline::log::{DiscardOutcome, GroupMembers, LetterPreview, Letters, Log, LogConfig};
 use crate::pipeline::processor::{self, ReplayReport};
 use crate::pipeline::shape::Shape;
-use crate::pipeline::sink::{EachRecord, Sink, SinkConfig};
+use crate::pipeline::sink::{EachRecord, Sink, SinkConfig, SinkError};
 
 pub(super) use super::table::{cells, table};
 
@@ -72,12 +72,14 @@ pub async fn status(config: Config, json: bool) -> AppResult {
     let log = open_log(&config).await?;
     // The log's side is worth showing even when the store cannot be
     // opened (a table dropped, a node down): that is said in its place.
-    let store = match open_sink(&config).await {
+    let store = match Sink::open_existing(&config.pipeline.sink, &config.pipeline.dataset).await {
         Ok(sink) => match sink.count().await {
             Ok(rows) => Ok((rows, sink.describe())),
             Err(e) => Err(format!("cannot count rows: {e}")),
         },
-        Err(e) => Err(format!("{e:#}")),
+        // Not made yet (say, ingested but not processed): no rows.
+        Err(SinkError::NotMade(why)) => Ok((0, format!("no table yet: {why}"))),
+        Err(e) => Err(format!("cannot open the store: {e}")),
     };
     let lag = log
         .lag(&config.pipeline.group)
@@ -343,7 +345,11 @@ pub async fn dlq(
         } => {
             let config = resolve(&endpoints)?;
             let log = open_log(&config).await?;
-            let sink = open_sink(&config).await?;
+            // A replay writes: it makes the table if nothing was stored yet.
+            produced(&config)?;
+            let sink = Sink::open(&config.pipeline.sink, &config.pipeline.dataset)
+                .await
+                .context("cannot open the store")?;
             let options = processor::ReplayOptions {
                 max_message_bytes: config.processor.max_message_bytes,
                 overwrite,

@@ -281,10 +281,15 @@ async fn open_store(config: &Config) -> AppResult<(Option<Sink>, Option<String>)
             ));
         }
     }
-    let sink = Sink::open_existing(&config.pipeline.sink, &config.pipeline.dataset)
-        .await
-        .context("cannot open the store")?;
-    Ok((Some(sink), None))
+    match Sink::open_existing(&config.pipeline.sink, &config.pipeline.dataset).await {
+        Ok(sink) => Ok((Some(sink), None)),
+        // A Cassandra table never made (or dropped): absent, as a missing
+        // embedded table is.
+        Err(crate::pipeline::sink::SinkError::NotMade(why)) => Ok((None, Some(why))),
+        Err(e) => Err(anyhow::Error::new(e)
+            .context("cannot open the store")
+            .into()),
+    }
 }
 
 fn describe_log(config: &LogConfig) -> String {

@@ -387,16 +387,13 @@ pub(super) async fn table_exists(
     if found {
         return Ok(());
     }
-    Err(SinkError::Cassandra {
-        message: format!(
-            "table {}.{} does not exist on {}: nothing was stored in it yet (`run`, `process` \
-             and `serve` make it), or its name is mistyped",
-            config.keyspace,
-            config.table,
-            config.nodes.join(",")
-        ),
-        retryable: false,
-    })
+    Err(SinkError::NotMade(format!(
+        "table {}.{} does not exist on {}: nothing was stored in it yet (`run`, `process` and \
+         `serve` make it), or its name is mistyped",
+        config.keyspace,
+        config.table,
+        config.nodes.join(",")
+    )))
 }
 
 impl CassandraSink {
@@ -428,13 +425,15 @@ impl CassandraSink {
             })
             .collect::<Vec<_>>()
             .join(", ");
-        session
-            .query_unpaged(
-                format!("CREATE TABLE IF NOT EXISTS {sink_table} ({columns})"),
-                (),
-            )
-            .await
-            .map_err(|e| fatal(&format!("cannot create table {sink_table}"), e))?;
+        if missing == Missing::Make {
+            session
+                .query_unpaged(
+                    format!("CREATE TABLE IF NOT EXISTS {sink_table} ({columns})"),
+                    (),
+                )
+                .await
+                .map_err(|e| fatal(&format!("cannot create table {sink_table}"), e))?;
+        }
         check_schema(&session, &config.keyspace, &config.table).await?;
         tracing::debug!(
             ms = started.elapsed().as_millis() as u64,

@@ -128,11 +128,13 @@ impl CassandraTableSink {
         }
         let schema = match schema {
             Some(declared) => {
-                create_keyspace(&session, &config).await?;
-                session
-                    .query_unpaged(declared.cql_create(&config.keyspace, &config.table), ())
-                    .await
-                    .map_err(|e| fatal(&format!("cannot create table {name}"), e))?;
+                if missing == Missing::Make {
+                    create_keyspace(&session, &config).await?;
+                    session
+                        .query_unpaged(declared.cql_create(&config.keyspace, &config.table), ())
+                        .await
+                        .map_err(|e| fatal(&format!("cannot create table {name}"), e))?;
+                }
                 let existing = read_columns(&session, &config).await?;
                 let differences = breaking_differences(&declared, &existing)
                     .map_err(|e| fatal(&format!("table {name}"), e))?;

@@ -96,6 +96,10 @@ pub enum SinkError {
     /// Rows of one kind handed to a store of the other (a bug).
     #[error("rows of another table: {0}")]
     WrongRows(&'static str),
+    /// A look at a Cassandra table that was never made (see
+    /// [`Sink::open_existing`]).
+    #[error("{0}")]
+    NotMade(String),
 }
 
 impl SinkError {
@@ -106,6 +110,7 @@ impl SinkError {
             SinkError::Open { .. }
             | SinkError::FileGone(_)
             | SinkError::Table(_)
+            | SinkError::NotMade(_)
             | SinkError::WrongRows(_) => false,
             SinkError::Cassandra { retryable, .. } => *retryable,
             SinkError::Sqlite(e) => crate::embedded::is_busy(e),
