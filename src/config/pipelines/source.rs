@@ -28,7 +28,7 @@ pub(super) fn resolve_source(
     let url = url_over.or(s.url.clone());
     let no_seed = |reads: &str| match &seed_over {
         Some(_) => Err(invalid(
-            "--seed",
+            "--seed (or TRIBUTARY_SEED)",
             at(format!(
                 "reads {reads}; a seed is for the Random User source (gen: or its API)"
             )),

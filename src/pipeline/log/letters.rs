@@ -39,6 +39,15 @@ impl Stage {
     }
 }
 
+/// A letter's reason is kept up to this many bytes.
+pub const MAX_REASON: usize = 4096;
+
+/// `reason` cut to [`MAX_REASON`] bytes, at a character's edge.
+pub fn cut_reason(mut reason: String) -> String {
+    reason.truncate(reason.floor_char_boundary(MAX_REASON));
+    reason
+}
+
 /// A dead letter's name when it has no log origin: its source position and
 /// a hash of its bytes (xxh3-128), so the same bad record fetched again is
 /// recognised, and two bad records with equal bytes at two positions are not
@@ -108,5 +117,16 @@ impl StoredDeadLetter {
             "payload_bytes": payload.len(),
             "payload": String::from_utf8_lossy(&payload[..payload.len().min(payload_limit)]),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_reason_is_cut_at_a_characters_edge() {
+        let long = "é".repeat(super::MAX_REASON);
+        let cut = super::cut_reason(long);
+        assert!(cut.len() <= super::MAX_REASON && cut.len() >= super::MAX_REASON - 1);
+        assert_eq!(super::cut_reason("short".into()), "short");
     }
 }

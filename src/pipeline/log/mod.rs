@@ -23,7 +23,7 @@ use std::time::Duration;
 
 pub use discard::{DiscardOutcome, Discarded, Letters};
 pub use kafka::{GroupMember, GroupMembers, KafkaCommitter, KafkaLog, KafkaLogConfig, KafkaReader};
-pub use letters::{DeadLetter, Origin, Stage, StoredDeadLetter, fingerprint};
+pub use letters::{DeadLetter, Origin, Stage, StoredDeadLetter, cut_reason, fingerprint};
 pub use preview::{LetterPreview, MessagePreview};
 pub use sqlite::{SqliteCommitter, SqliteLog, SqliteLogConfig, SqliteReader};
 

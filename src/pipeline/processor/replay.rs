@@ -139,6 +139,10 @@ pub async fn replay(
         ),
         None => None,
     };
+    // Keys this call wrote: a later letter of one of them replaces the row
+    // without a look (the look of a row just written may be stale at a
+    // weak consistency).
+    let mut written_here: HashSet<u128> = HashSet::new();
     for stored in letters {
         if stored
             .letter
@@ -163,7 +167,9 @@ pub async fn replay(
                     .map(|f| ReplayWrites::key(&format!("{f:?}")));
                 let ours = sink.records_of(&rows).into_iter().next();
                 let held = match (&filter, key) {
-                    (Some(filter), Some(key)) if !options.overwrite => {
+                    (Some(filter), Some(key))
+                        if !options.overwrite && !written_here.contains(&key) =>
+                    {
                         held_back(sink, filter, ours.as_ref(), written.row_of(key)).await?
                     }
                     _ => None,
@@ -180,6 +186,7 @@ pub async fn replay(
                                 }
                                 if let (Some(key), Some(ours)) = (key, &ours) {
                                     written.wrote(key, ours);
+                                    written_here.insert(key);
                                 }
                                 Ok(())
                             }
@@ -189,6 +196,8 @@ pub async fn replay(
             }
             Err(e) => Err(e),
         };
+        // As a log keeps it.
+        let outcome = outcome.map_err(crate::pipeline::log::cut_reason);
         match &outcome {
             Ok(()) => report.replayed += 1,
             Err(_) => report.still_failing += 1,

@@ -164,14 +164,17 @@ pub(super) fn classify(e: &ExecutionError) -> Failure {
 /// says "table t does not exist", older nodes "unconfigured table t").
 fn schema_gone(msg: &str) -> bool {
     let msg = msg.to_ascii_lowercase();
-    [
-        "does not exist",
-        "unconfigured table",
-        "undefined column name",
-        "unknown cf",
-    ]
-    .iter()
-    .any(|said| msg.contains(said))
+    // "table t does not exist", "keyspace 'ks' does not exist": the two
+    // words before it name what is gone.
+    let named_gone = msg.match_indices(" does not exist").any(|(at, _)| {
+        let mut words = msg[..at].split_whitespace().rev();
+        let _name = words.next();
+        matches!(words.next(), Some("table" | "keyspace"))
+    });
+    named_gone
+        || ["unconfigured table", "undefined column name"]
+            .iter()
+            .any(|said| msg.contains(said))
 }
 
 /// Creates the configured keyspace, with the configured replication, if it

@@ -32,8 +32,7 @@ const DISCARD_REASON: &str = "tributary.discard-reason";
 /// On a marker message: the id of a letter a replay tried and that failed
 /// again; its `tributary.reason` is the letter's reason from then on.
 const FAILED_AGAIN: &str = "tributary.failed-again-of";
-/// A new reason is kept up to this many bytes.
-const MAX_REASON: usize = 4096;
+
 /// On a letter whose payload was cut: its original size in bytes.
 const TRUNCATED_FROM: &str = "tributary.truncated-from";
 /// Payloads are cut to this, so a letter always fits the broker's default
@@ -175,7 +174,10 @@ pub async fn settle(
             })
             .insert(Header {
                 key: REASON,
-                value: Some(&reason[..reason.floor_char_boundary(MAX_REASON)]),
+                value: Some(
+                    &reason
+                        [..reason.floor_char_boundary(crate::pipeline::log::letters::MAX_REASON)],
+                ),
             }),
     };
     send(producer, config, None, b"", headers).await
