@@ -301,6 +301,8 @@ pub(super) struct LogPlace<'a> {
     pub(super) topic_over: Option<&'a str>,
     pub(super) topic_default: &'a str,
     pub(super) path_default: PathBuf,
+    /// The data dir (see [`KafkaLogConfig::lock_dir`]).
+    pub(super) data_dir: &'a Path,
     /// Whether a topic in the URL names this pipeline's topic (not when the
     /// URL is `[log]`'s, shared by several pipelines).
     pub(super) use_url_topic: bool,
@@ -418,6 +420,7 @@ pub(super) fn resolve_log(
                 replication_factor: k.replication_factor,
                 compression,
                 properties,
+                lock_dir: Some(place.data_dir.to_owned()),
             })
         }
         None => LogConfig::Sqlite(SqliteLogConfig {

@@ -285,6 +285,7 @@ impl Config {
                 topic_over: over.topic.as_deref(),
                 topic_default: raw.log.topic.as_deref().unwrap_or("users_created"),
                 path_default: data_dir.join("log.db"),
+                data_dir,
                 use_url_topic: true,
             },
             secrets,

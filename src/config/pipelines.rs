@@ -298,6 +298,7 @@ fn resolve_one(
             topic_over: topic_over.as_deref(),
             topic_default: default_topic,
             path_default: own_dir.join("log.db"),
+            data_dir,
             use_url_topic: flag(&over.log).is_some() || p.log.is_some(),
         },
         secrets,

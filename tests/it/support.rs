@@ -185,6 +185,7 @@ pub fn kafka_log(
         replication_factor: None,
         compression: "lz4".into(),
         properties: Default::default(),
+        lock_dir: None,
     })
 }
 

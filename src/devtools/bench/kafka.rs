@@ -54,6 +54,7 @@ fn config(brokers: &str, topic: &str) -> LogConfig {
         replication_factor: None,
         compression: "lz4".into(),
         properties: Default::default(),
+        lock_dir: None,
     })
 }
 

@@ -104,10 +104,10 @@ impl Log {
     /// a discard while it marks them, so no letter is both discarded and
     /// replayed. It is the operating system's lock on a file, and goes
     /// with the process: `<log file>.letters.lock` for the embedded log;
-    /// for a Kafka topic, a file in the system's temporary directory named
-    /// by a hash of the brokers and the topic, which keeps the processes
-    /// of one machine apart (a replay and a discard run on two machines at
-    /// once are not).
+    /// for a Kafka topic, a file in the data dir named by a hash of the
+    /// brokers and the topic, which keeps apart the processes that share
+    /// the data dir (a replay and a discard run from two data dirs or two
+    /// machines at once are not).
     pub async fn lock_letters(&self) -> Result<LettersLock, LogError> {
         let path = match self {
             Log::Sqlite(l) => {
@@ -131,18 +131,20 @@ impl Log {
                 brokers.sort();
                 let name = format!("{}\0{}", brokers.join(","), config.topic);
                 let hash = twox_hash::XxHash3_64::oneshot(name.as_bytes());
-                std::env::temp_dir().join(format!("tributary-{hash:016x}.letters.lock"))
+                let dir = config.lock_dir.clone().unwrap_or_else(std::env::temp_dir);
+                dir.join(format!("kafka-{hash:016x}.letters.lock"))
             }
         };
         let locked = tokio::task::spawn_blocking(move || {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
             let file = std::fs::File::options()
                 .read(true)
                 .write(true)
                 .create(true)
                 .truncate(false)
-                .open(&path)
-                // Made by another user: a read is enough to lock it.
-                .or_else(|_| std::fs::File::open(&path))?;
+                .open(&path)?;
             file.lock()?;
             Ok::<_, std::io::Error>(file)
         })

@@ -60,6 +60,10 @@ pub struct KafkaLogConfig {
     /// librdkafka properties passed as they are (security.protocol, sasl.*,
     /// ssl.*, ...); they override tributary's defaults.
     pub properties: BTreeMap<String, String>,
+    /// Where the lock file that keeps a dead-letter replay and a discard
+    /// apart lives: the data dir, so the commands and `serve` that share it
+    /// exclude each other; `None`, the system's temporary directory.
+    pub lock_dir: Option<std::path::PathBuf>,
 }
 
 impl KafkaLogConfig {

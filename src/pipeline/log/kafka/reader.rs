@@ -654,6 +654,7 @@ mod tests {
             replication_factor: None,
             compression: "lz4".into(),
             properties: [("message.max.bytes".to_owned(), "2113536".to_owned())].into(),
+            lock_dir: None,
         };
         consumer_config(&config, "g")
             .create::<rdkafka::consumer::BaseConsumer>()
