@@ -97,9 +97,9 @@ struct AppState {
 struct Watched {
     parts: PipelineParts,
     sampler: Arc<Sampler>,
-    /// Held while a replay of this pipeline's dead letters runs: one at a
-    /// time.
-    /// One replay at a time, and what replays wrote (see [`processor::ReplayWrites`]).
+    /// Held while a replay of this pipeline's dead letters runs (one at a
+    /// time), with what replays wrote (see
+    /// [`crate::pipeline::processor::ReplayWrites`]).
     replaying: tokio::sync::Mutex<crate::pipeline::processor::ReplayWrites>,
     /// Looks at the log by offset, time or key (read fresh, not shared):
     /// a few at a time.

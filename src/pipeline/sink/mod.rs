@@ -130,11 +130,10 @@ pub enum Sink {
 }
 
 impl Sink {
-    /// Opens the store of a pipeline's dataset: the seed table, or the
-    /// user's table (created from its declaration when missing, read from
-    /// the store when none is declared, compared when both exist).
-    /// Opens the store, making its table (and Cassandra keyspace) when
-    /// missing: for the commands that write.
+    /// Opens the store of a pipeline's dataset, for the commands that
+    /// write: the seed table, or the user's table (created with its
+    /// keyspace from its declaration when missing, read from the store when
+    /// none is declared, compared when both exist).
     pub async fn open(config: &SinkConfig, dataset: &Dataset) -> Result<Sink, SinkError> {
         Self::open_as(config, dataset, Missing::Make).await
     }

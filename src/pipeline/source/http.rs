@@ -202,7 +202,7 @@ impl HttpSource {
     /// Warns, once a source, when an answer's `info` names another page or
     /// seed than was asked: the API ignores that parameter. Ignoring `page`,
     /// it repeats its users page after page: each is stored once, and the
-    /// summary counts the repeats as unchanged. Ignoring `seed`, it answers
+    /// summary counts the repeats as duplicates skipped. Ignoring `seed`, it answers
     /// other users at every run, so a rerun stores new rows. An answer
     /// without `info` says nothing.
     fn heed(&self, url: &Url, page: u64, info: Option<&ApiInfo>) {

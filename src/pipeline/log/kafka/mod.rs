@@ -150,7 +150,6 @@ impl std::fmt::Debug for KafkaLog {
 
 impl KafkaLog {
     /// Connects, and creates the topic and its dead-letter topic if missing.
-    /// Opens the topic, made (with `<topic>.dlq`) when missing.
     pub async fn open(config: KafkaLogConfig) -> Result<KafkaLog, LogError> {
         Self::open_as(config, Missing::Make).await
     }
@@ -209,7 +208,8 @@ impl KafkaLog {
         &self.config
     }
 
-    /// Creates the topic (and `<topic>.dlq`) if they do not exist.
+    /// Creates the topic and `<topic>.dlq` where they do not exist (the
+    /// topic itself only when `missing` says to make it).
     async fn ensure_topics(&self, missing: Missing) -> Result<(), LogError> {
         let admin: AdminClient<DefaultClientContext> = self
             .config
