@@ -42,6 +42,10 @@ pub struct Ledger {
     /// The letters' names (see [`name_of`]) and their ids: a letter written
     /// again is left out, as the embedded log stores it once.
     names: HashMap<u128, i64>,
+    /// The copies passed over, as (id, name), ascending: when retention
+    /// drops the first copy of a name, the next one left is the letter (as
+    /// a reader that starts afresh at the new earliest offset finds it).
+    copies: Vec<(i64, u128)>,
 }
 
 /// What a letter's markers say of it.
@@ -115,6 +119,7 @@ impl Ledger {
     fn take_letter(&mut self, id: i64, name: Option<u128>) {
         if let Some(name) = name {
             if self.names.contains_key(&name) {
+                self.copies.push((id, name));
                 return;
             }
             self.names.insert(name, id);
@@ -134,6 +139,24 @@ impl Ledger {
         self.discarded.retain(|&id, _| id >= low);
         self.names.retain(|_, &mut id| id >= low);
         self.reasons.retain(|&id, _| id >= low);
+        self.copies.retain(|&(id, _)| id >= low);
+        // A copy whose first is gone is the letter now, with no marker of
+        // its own yet.
+        let mut promoted = Vec::new();
+        for &(id, name) in &self.copies {
+            if let std::collections::hash_map::Entry::Vacant(first) = self.names.entry(name) {
+                first.insert(id);
+                promoted.push(id);
+            }
+        }
+        if promoted.is_empty() {
+            return;
+        }
+        self.copies.retain(|(id, _)| !promoted.contains(id));
+        for id in promoted {
+            let at = self.letters.partition_point(|&x| x < id);
+            self.letters.insert(at, id);
+        }
     }
 }
 
@@ -621,9 +644,16 @@ mod tests {
         assert_eq!(ledger.letters, [3, 4, 6, 8]);
         assert_eq!(ledger.state(5), None, "the second of a name is no letter");
         ledger.forget_below(4);
+        assert_eq!(
+            ledger.letters,
+            [4, 5, 6, 8],
+            "with the first copy gone, the next is the letter"
+        );
         ledger.take_letter(10, Some(7));
         ledger.take_letter(11, Some(9));
-        assert_eq!(ledger.letters, [4, 6, 8, 10]);
+        assert_eq!(ledger.letters, [4, 5, 6, 8]);
+        ledger.forget_below(9);
+        assert_eq!(ledger.letters, [10, 11]);
     }
 
     #[test]
