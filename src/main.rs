@@ -1,6 +1,10 @@
 //! The `tributary` binary: flags → config → app, and errors → exit codes
 //! (0 success, 1 runtime failure, 2 bad usage or configuration).
 
+// The future of `app::main` holds every command's; computing its layout
+// in a release build goes past the default depth of 128.
+#![recursion_limit = "256"]
+
 use std::process::ExitCode;
 
 use clap::Parser;
