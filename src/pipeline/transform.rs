@@ -11,6 +11,8 @@
 //! (logging) are not offered: a pipeline's rows must depend on its input
 //! alone, or exactly-once results would not be.
 
+mod depth;
+
 use vrl::compiler::runtime::{Runtime, Terminate};
 use vrl::compiler::{Function, Program, TargetValue, TimeZone, compile};
 use vrl::value::{Secrets, Value};
@@ -76,6 +78,27 @@ fn functions() -> Vec<Box<dyn Function>> {
 impl Transform {
     /// Compiles `text`; errors name their place as `origin` says.
     pub fn compile(text: &str, origin: &Origin) -> Result<Transform, TransformError> {
+        if let Err(deep) = depth::check(text) {
+            let (at, what) = match deep {
+                depth::TooDeep::Nesting(at) => (
+                    at,
+                    format!("brackets nest more than {} deep", depth::MAX_NESTING),
+                ),
+                depth::TooDeep::Operators(at) => (
+                    at,
+                    format!(
+                        "an expression of more than {} operators",
+                        depth::MAX_OPERATORS
+                    ),
+                ),
+            };
+            let (line, column) = place(text, at, origin);
+            return Err(TransformError::Compile(vec![format!(
+                "{}:{line}:{column}: {what}: split it into statements (the compiler \
+                 would run out of stack)",
+                origin.file
+            )]));
+        }
         match compile(text, &functions()) {
             Ok(compiled) => Ok(Transform {
                 program: compiled.program,

@@ -11,6 +11,7 @@
 //! or breaks a property is written to `found/` (commit it: it is then a
 //! regression test) and the test fails naming the file.
 
+use std::io::Write;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -134,12 +135,25 @@ fn apply(mut input: Vec<u8>, edits: &[Edit], tokens: &[&[u8]], corpus: &[Vec<u8>
 
 /// Runs `check` on the corpus, the inputs found before, then mutations for
 /// the time budget. `check` panics on a broken property.
-fn fuzz(target: &str, tokens: &[&[u8]], check: impl Fn(&[u8])) {
+fn fuzz(target: &str, tokens: &[&[u8]], check: impl Fn(&[u8]) + Sync) {
     let corpus_dir = fuzz_dir().join("corpus").join(target);
     let found_dir = fuzz_dir().join("found").join(target);
     let corpus: Vec<Vec<u8>> = inputs(&corpus_dir).into_iter().map(|(_, b)| b).collect();
     assert!(!corpus.is_empty(), "no corpus in {}", corpus_dir.display());
-    let run_one = |input: &[u8]| catch_unwind(AssertUnwindSafe(|| check(input)));
+    // Each case on a thread with the stack of a release binary's main
+    // thread and more: a debug build's frames are several times larger, and
+    // libtest's threads have 2 MiB. A recursion without a bound still
+    // overflows it.
+    let run_one = |input: &[u8]| {
+        std::thread::scope(|scope| {
+            std::thread::Builder::new()
+                .stack_size(32 << 20)
+                .spawn_scoped(scope, || catch_unwind(AssertUnwindSafe(|| check(input))))
+                .expect("a fuzz thread starts")
+                .join()
+                .expect("caught above")
+        })
+    };
     for (path, bytes) in inputs(&corpus_dir).into_iter().chain(inputs(&found_dir)) {
         assert!(
             run_one(&bytes).is_ok(),
@@ -160,6 +174,12 @@ fn fuzz(target: &str, tokens: &[&[u8]], check: impl Fn(&[u8])) {
                 .unwrap()
                 .as_nanos() as u64
         });
+    // Said at once and past the test's captured output: a case that aborts
+    // the process (a stack overflow) leaves no other trace.
+    let _ = writeln!(
+        std::io::stderr(),
+        "fuzz {target}: seed {seed} (TRIBUTARY_FUZZ_SEED={seed} replays it)"
+    );
     let mut seed_bytes = [0u8; 32];
     seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
     let mut runner = TestRunner::new_with_rng(

@@ -202,6 +202,37 @@ fn source_and_seed_flags_on_a_file_pipeline() {
     }
 }
 
+/// A transform of 5,000 additions in one expression, or of objects nested
+/// 300 deep: VRL's compiler recursed once per level and overflowed the
+/// stack, aborting the process (`config check` and `run` alike). Refused
+/// now, at the place where it passes the bound.
+#[test]
+fn a_transform_too_deep_for_the_compiler_is_refused_not_a_crash() {
+    let s = Sandbox::new();
+    std::fs::write(s.dir.path().join("a.ndjson"), "{\"id\":\"a\"}\n").unwrap();
+    for (program, said) in [
+        (
+            format!(".x = {}1", "1 + ".repeat(5000)),
+            "more than 128 operators",
+        ),
+        (
+            format!(".x = {}1{}", "{\\\"a\\\":".repeat(300), "}".repeat(300)),
+            "brackets nest more than 32 deep",
+        ),
+    ] {
+        s.config(&format!(
+            "[[pipelines]]\nname = \"f\"\nsource = {{ file = \"a.ndjson\" }}\n\
+             transform = \"{program}\"\n\
+             table = {{ key = [\"id\"], columns = {{ id = \"text\" }}, unknown_fields = \"ignore\" }}\n"
+        ));
+        for args in [&["config", "check"][..], &["run"]] {
+            let out = s.run(args);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+            assert!(stderr(&out).contains(said), "{args:?}: {}", stderr(&out));
+        }
+    }
+}
+
 /// Waits for `child` at most `limit`; kills it if it is still running.
 fn wait_at_most(mut child: std::process::Child, limit: Duration) -> Option<Output> {
     let start = Instant::now();
