@@ -129,8 +129,22 @@ fn processors_share_partitions_and_a_killed_one_loses_nothing() {
         unique("scale")
     );
     // The topic and the table exist before the processors race to make
-    // them (on a fresh cluster the group's coordinator may take a moment).
+    // them: a `process` of another group makes both (`status` makes
+    // neither). On a fresh cluster the group's coordinator may take a
+    // moment, so each is asked until it answers.
     let deadline = Instant::now() + Duration::from_secs(60);
+    let maker = format!("{group}-maker");
+    while !s
+        .run(&Args::process().log(&url).sink(&sink).group(&maker).strs())
+        .status
+        .success()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the topic and table were never made"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
     while status(&s, &url, &sink, &group).is_none() {
         assert!(Instant::now() < deadline, "status never answered");
         std::thread::sleep(Duration::from_millis(500));
