@@ -189,7 +189,9 @@ fn shared(a: &PipelineConfig, b: &PipelineConfig) -> Option<String> {
         (LogConfig::Sqlite(x), LogConfig::Sqlite(y)) if x.path == y.path => {
             Some(format!("share the log file {}", x.path.display()))
         }
-        (LogConfig::Kafka(x), LogConfig::Kafka(y)) if same_cluster(&x.brokers, &y.brokers) => {
+        (LogConfig::Kafka(x), LogConfig::Kafka(y))
+            if x.broker_list().iter().any(|b| y.broker_list().contains(b)) =>
+        {
             // A topic and its dead letters (`<topic>.dlq`): one pipeline
             // on another's dead-letter topic would read its letters as
             // records, and the other would take its records for letters.
@@ -203,18 +205,6 @@ fn shared(a: &PipelineConfig, b: &PipelineConfig) -> Option<String> {
         }
         _ => None,
     }
-}
-
-/// Whether two broker lists name a broker in common.
-fn same_cluster(a: &str, b: &str) -> bool {
-    let brokers = |list: &str| {
-        list.split(',')
-            .map(|b| b.trim().to_ascii_lowercase())
-            .filter(|b| !b.is_empty())
-            .collect::<Vec<_>>()
-    };
-    let b = brokers(b);
-    brokers(a).iter().any(|x| b.contains(x))
 }
 
 fn check_name(name: &str) -> Result<(), ConfigError> {

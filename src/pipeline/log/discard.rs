@@ -123,13 +123,7 @@ impl Log {
             }
             Log::Kafka(l) => {
                 let config = l.config();
-                let mut brokers: Vec<String> = config
-                    .brokers
-                    .split(',')
-                    .map(|b| b.trim().to_ascii_lowercase())
-                    .collect();
-                brokers.sort();
-                let name = format!("{}\0{}", brokers.join(","), config.topic);
+                let name = format!("{}\0{}", config.broker_list().join(","), config.topic);
                 let hash = twox_hash::XxHash3_64::oneshot(name.as_bytes());
                 let dir = config.lock_dir.clone().unwrap_or_else(std::env::temp_dir);
                 dir.join(format!("kafka-{hash:016x}.letters.lock"))

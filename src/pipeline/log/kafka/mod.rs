@@ -92,6 +92,20 @@ impl KafkaLogConfig {
         ours.max(message_max).to_string()
     }
 
+    /// The brokers named, each once as written in any case and spacing:
+    /// trimmed, lower case, sorted.
+    pub fn broker_list(&self) -> Vec<String> {
+        let mut brokers: Vec<String> = self
+            .brokers
+            .split(',')
+            .map(|b| b.trim().to_ascii_lowercase())
+            .filter(|b| !b.is_empty())
+            .collect();
+        brokers.sort();
+        brokers.dedup();
+        brokers
+    }
+
     /// The topic of this topic's dead letters.
     pub fn dlq_topic(&self) -> String {
         format!("{}.dlq", self.topic)
